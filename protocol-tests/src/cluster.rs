@@ -1,0 +1,359 @@
+//! The public handle on a running fake cluster and its builder.
+//!
+//! [`FakeCluster`] starts its brokers on ephemeral `127.0.0.1` ports, exposes
+//! their addresses, lets tests change the cluster (topics, leaders, advertised
+//! versions, faults) and read what it stored (records, raw batches, offsets,
+//! the request journal). Dropping it stops every broker and connection task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::ApiKey;
+use tokio::net::TcpListener;
+use tokio::task::AbortHandle;
+
+use crate::faults::Fault;
+use crate::log::StoredRecord;
+use crate::server::run_broker;
+use crate::state::{BrokerInfo, ClusterState, RequestRecord, Shared};
+use crate::versions::ApiVersionTable;
+
+type VersionEdit = (Option<i32>, Box<dyn Fn(&mut ApiVersionTable) + Send>);
+
+/// Configures a [`FakeCluster`] before it starts.
+pub struct FakeClusterBuilder {
+    brokers: usize,
+    topics: Vec<(String, i32)>,
+    auto_create_partitions: Option<i32>,
+    version_edits: Vec<VersionEdit>,
+}
+
+impl std::fmt::Debug for FakeClusterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeClusterBuilder")
+            .field("brokers", &self.brokers)
+            .field("topics", &self.topics)
+            .field("auto_create_partitions", &self.auto_create_partitions)
+            .field("version_edits", &self.version_edits.len())
+            .finish()
+    }
+}
+
+impl Default for FakeClusterBuilder {
+    fn default() -> Self {
+        Self {
+            brokers: 1,
+            topics: Vec::new(),
+            auto_create_partitions: None,
+            version_edits: Vec::new(),
+        }
+    }
+}
+
+impl FakeClusterBuilder {
+    /// Number of brokers (ids 1..=n). At least one; defaults to one.
+    pub fn brokers(mut self, n: usize) -> Self {
+        self.brokers = n.max(1);
+        self
+    }
+
+    /// Creates `name` with `partitions` partitions at start-up.
+    pub fn topic(mut self, name: &str, partitions: i32) -> Self {
+        self.topics.push((name.to_owned(), partitions));
+        self
+    }
+
+    /// Lets Metadata requests create unknown topics with `partitions`
+    /// partitions (off by default).
+    pub fn auto_create_topics(mut self, partitions: i32) -> Self {
+        self.auto_create_partitions = Some(partitions);
+        self
+    }
+
+    /// Edits the advertised API versions of broker `broker` (or of every
+    /// broker when `None`), e.g. `|t| t.set_max(ApiKey::Produce, 7)`.
+    pub fn api_versions(
+        mut self,
+        broker: Option<i32>,
+        edit: impl Fn(&mut ApiVersionTable) + Send + 'static,
+    ) -> Self {
+        self.version_edits.push((broker, Box::new(edit)));
+        self
+    }
+
+    /// Binds the brokers and starts serving.
+    ///
+    /// # Panics
+    ///
+    /// If a listener cannot be bound or a configured topic is invalid.
+    pub async fn build(self) -> FakeCluster {
+        let mut listeners = Vec::with_capacity(self.brokers);
+        let mut brokers = Vec::with_capacity(self.brokers);
+        for index in 0..self.brokers {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind a fake broker listener");
+            let addr = listener.local_addr().expect("listener address");
+            let id = index as i32 + 1;
+            let mut versions = ApiVersionTable::default();
+            for (target, edit) in &self.version_edits {
+                if target.is_none_or(|t| t == id) {
+                    edit(&mut versions);
+                }
+            }
+            brokers.push(BrokerInfo {
+                id,
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                versions,
+            });
+            listeners.push((id, addr, listener));
+        }
+        let mut state = ClusterState::new(brokers);
+        state.auto_create_partitions = self.auto_create_partitions;
+        for (name, partitions) in &self.topics {
+            if let Err(e) = state.create_topic(name, *partitions) {
+                panic!("cannot create topic {name:?} with {partitions} partitions: {e}");
+            }
+        }
+        let shared = Arc::new(Shared::new(state));
+        let mut tasks = Vec::with_capacity(listeners.len());
+        let mut addrs = Vec::with_capacity(listeners.len());
+        for (id, addr, listener) in listeners {
+            let handle = tokio::spawn(run_broker(listener, id, Arc::clone(&shared)));
+            tasks.push(handle.abort_handle());
+            addrs.push((id, addr));
+        }
+        FakeCluster {
+            shared,
+            tasks,
+            addrs,
+        }
+    }
+}
+
+/// A running in-process fake Kafka cluster.
+///
+/// Must be built inside a tokio runtime; the brokers run as tasks on it.
+#[derive(Debug)]
+pub struct FakeCluster {
+    shared: Arc<Shared>,
+    tasks: Vec<AbortHandle>,
+    addrs: Vec<(i32, SocketAddr)>,
+}
+
+impl Drop for FakeCluster {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl FakeCluster {
+    /// A builder for a one-broker cluster without topics.
+    pub fn builder() -> FakeClusterBuilder {
+        FakeClusterBuilder::default()
+    }
+
+    /// `host:port` of every broker, comma-separated, for `bootstrap.servers`.
+    pub fn bootstrap_servers(&self) -> String {
+        self.addrs
+            .iter()
+            .map(|(_, a)| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `(broker id, address)` of every broker.
+    pub fn broker_addrs(&self) -> Vec<(i32, SocketAddr)> {
+        self.addrs.clone()
+    }
+
+    /// The broker ids.
+    pub fn broker_ids(&self) -> Vec<i32> {
+        self.addrs.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Stops every broker and connection task (same as dropping the cluster).
+    pub fn shutdown(self) {
+        drop(self);
+    }
+
+    /// Creates a topic, with leaders continuing the round-robin over brokers.
+    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), ResponseError> {
+        self.shared
+            .state()
+            .create_topic(name, partitions)
+            .map(|_| ())
+    }
+
+    /// Names of all topics, in creation order.
+    pub fn topics(&self) -> Vec<String> {
+        self.shared.state().topics.keys().cloned().collect()
+    }
+
+    /// Number of partitions of `topic`, if it exists.
+    pub fn partition_count(&self, topic: &str) -> Option<i32> {
+        self.shared
+            .state()
+            .topics
+            .get(topic)
+            .map(|t| t.partitions.len() as i32)
+    }
+
+    /// The topic id of `topic`, if it exists.
+    pub fn topic_id(&self, topic: &str) -> Option<uuid::Uuid> {
+        self.shared.state().topics.get(topic).map(|t| t.id)
+    }
+
+    /// `(leader broker id, leader epoch)` of a partition, if it exists.
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<(i32, i32)> {
+        self.shared
+            .state()
+            .partition(topic, partition)
+            .map(|p| (p.leader, p.leader_epoch))
+    }
+
+    /// Moves leadership of a partition to `broker_id` and bumps its leader
+    /// epoch (even if the leader does not change). Returns the new epoch.
+    ///
+    /// # Panics
+    ///
+    /// If the partition or the broker does not exist.
+    pub fn set_leader(&self, topic: &str, partition: i32, broker_id: i32) -> i32 {
+        let mut state = self.shared.state();
+        assert!(state.broker(broker_id).is_some(), "no broker {broker_id}");
+        let part = state
+            .partition_mut(topic, partition)
+            .unwrap_or_else(|| panic!("no partition {topic}-{partition}"));
+        part.leader = broker_id;
+        part.leader_epoch += 1;
+        part.leader_epoch
+    }
+
+    /// Every record stored in a partition, in offset order (empty if the
+    /// partition does not exist).
+    pub fn records(&self, topic: &str, partition: i32) -> Vec<StoredRecord> {
+        self.shared
+            .state()
+            .partition(topic, partition)
+            .map(|p| {
+                p.log
+                    .batches()
+                    .iter()
+                    .flat_map(|b| b.records.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The stored batches of a partition as served by Fetch: the bytes the
+    /// producer sent, with base offset and partition leader epoch re-stamped.
+    pub fn raw_batches(&self, topic: &str, partition: i32) -> Vec<Bytes> {
+        self.shared
+            .state()
+            .partition(topic, partition)
+            .map(|p| p.log.batches().iter().map(|b| b.raw.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many produced batches the partition recognised as idempotent
+    /// retries of batches already stored (answered without appending).
+    pub fn duplicate_batches(&self, topic: &str, partition: i32) -> u64 {
+        self.shared
+            .state()
+            .partition(topic, partition)
+            .map_or(0, |p| p.log.duplicates())
+    }
+
+    /// High watermark (next offset) of a partition, or -1 if it does not exist.
+    pub fn high_watermark(&self, topic: &str, partition: i32) -> i64 {
+        self.shared
+            .state()
+            .partition(topic, partition)
+            .map_or(-1, |p| p.log.high_watermark())
+    }
+
+    /// Log start offset of a partition, or -1 if it does not exist.
+    pub fn log_start_offset(&self, topic: &str, partition: i32) -> i64 {
+        self.shared
+            .state()
+            .partition(topic, partition)
+            .map_or(-1, |p| p.log.log_start_offset())
+    }
+
+    /// The offset group `group` committed for a partition, if any.
+    pub fn committed_offset(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+        self.shared
+            .state()
+            .committed
+            .get(&(group.to_owned(), topic.to_owned(), partition))
+            .map(|c| c.offset)
+    }
+
+    /// Turns Metadata-driven topic auto-creation on (with this many
+    /// partitions) or off.
+    pub fn set_auto_create_topics(&self, partitions: Option<i32>) {
+        self.shared.state().auto_create_partitions = partitions;
+    }
+
+    /// Edits the advertised API versions of broker `broker` (every broker when
+    /// `None`). Clients see the change on their next connection.
+    pub fn update_api_versions(
+        &self,
+        broker: Option<i32>,
+        mut edit: impl FnMut(&mut ApiVersionTable),
+    ) {
+        let mut state = self.shared.state();
+        for b in state.brokers.iter_mut() {
+            if broker.is_none_or(|id| id == b.id) {
+                edit(&mut b.versions);
+            }
+        }
+    }
+
+    /// The advertised API versions of broker `broker_id`.
+    pub fn api_versions(&self, broker_id: i32) -> Option<ApiVersionTable> {
+        self.shared
+            .state()
+            .broker_mut(broker_id)
+            .map(|b| b.versions.clone())
+    }
+
+    /// Arms a fault for the next matching requests.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.faults().push(fault);
+    }
+
+    /// Disarms every fault not yet consumed.
+    pub fn clear_faults(&self) {
+        self.shared.faults().clear();
+    }
+
+    /// Remaining uses over all armed faults.
+    pub fn pending_faults(&self) -> u64 {
+        self.shared.faults().pending()
+    }
+
+    /// How many requests faults have been applied to so far.
+    pub fn triggered_faults(&self) -> u64 {
+        self.shared.faults().triggered()
+    }
+
+    /// Every request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.requests().clone()
+    }
+
+    /// How many requests of `api_key` have been received so far.
+    pub fn request_count(&self, api_key: ApiKey) -> usize {
+        self.shared
+            .requests()
+            .iter()
+            .filter(|r| r.api_key == api_key)
+            .count()
+    }
+}

@@ -1,0 +1,146 @@
+//! Produce: validates each partition's record batch, checks leadership and
+//! idempotent producer sequences, appends, and returns base offsets.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest};
+
+use super::{Ctx, sb};
+use crate::log::{AppendOutcome, validate_batch};
+use crate::state::ClusterState;
+
+fn partition_error(index: i32, code: i16) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+}
+
+/// Resolves the topic name of one produce entry (by id from v13).
+fn topic_name(
+    ctx: &Ctx<'_>,
+    state: &ClusterState,
+    topic: &kafka_protocol::messages::produce_request::TopicProduceData,
+) -> Option<String> {
+    if ctx.version >= 13 {
+        state.topic_name_by_id(topic.topic_id).map(str::to_owned)
+    } else {
+        Some(topic.name.0.as_str().to_owned())
+    }
+}
+
+fn topic_response(
+    ctx: &Ctx<'_>,
+    topic: &kafka_protocol::messages::produce_request::TopicProduceData,
+    partitions: Vec<PartitionProduceResponse>,
+) -> TopicProduceResponse {
+    let mut response = TopicProduceResponse::default().with_partition_responses(partitions);
+    if ctx.version >= 13 {
+        response.topic_id = topic.topic_id;
+    } else {
+        response.name = topic.name.clone();
+    }
+    response
+}
+
+/// Handles a Produce request. Always returns a response; the caller drops it
+/// for acks=0.
+pub(super) fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse {
+    let v = ctx.version;
+    let mut appended = false;
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    {
+        let mut state = ctx.shared.state();
+        for topic in &request.topic_data {
+            let name = topic_name(ctx, &state, topic);
+            let mut partitions = Vec::with_capacity(topic.partition_data.len());
+            for data in &topic.partition_data {
+                let index = data.index;
+                if !matches!(request.acks, -1..=1) {
+                    partitions.push(partition_error(
+                        index,
+                        ResponseError::InvalidRequiredAcks.code(),
+                    ));
+                    continue;
+                }
+                let Some(name) = name.as_deref() else {
+                    partitions.push(partition_error(index, ResponseError::UnknownTopicId.code()));
+                    continue;
+                };
+                let Some(partition) = state.partition_mut(name, index) else {
+                    partitions.push(partition_error(
+                        index,
+                        ResponseError::UnknownTopicOrPartition.code(),
+                    ));
+                    continue;
+                };
+                if partition.leader != ctx.broker_id {
+                    let mut response =
+                        partition_error(index, ResponseError::NotLeaderOrFollower.code());
+                    if v >= 10 {
+                        response.current_leader = LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(partition.leader))
+                            .with_leader_epoch(partition.leader_epoch);
+                    }
+                    partitions.push(response);
+                    continue;
+                }
+                let Some(records) = &data.records else {
+                    partitions.push(partition_error(index, ResponseError::InvalidRecord.code()));
+                    continue;
+                };
+                let batch = match validate_batch(records) {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        let mut response = partition_error(index, e.code);
+                        if v >= 8 {
+                            response.error_message = Some(sb(&e.message));
+                        }
+                        partitions.push(response);
+                        continue;
+                    }
+                };
+                let epoch = partition.leader_epoch;
+                match partition.log.append(batch, epoch) {
+                    Ok(AppendOutcome::Appended(base)) | Ok(AppendOutcome::Duplicate(base)) => {
+                        appended = true;
+                        partitions.push(
+                            PartitionProduceResponse::default()
+                                .with_index(index)
+                                .with_base_offset(base)
+                                .with_log_append_time_ms(-1)
+                                .with_log_start_offset(partition.log.log_start_offset()),
+                        );
+                    }
+                    Err(code) => partitions.push(partition_error(index, code)),
+                }
+            }
+            responses.push(topic_response(ctx, topic, partitions));
+        }
+    }
+    if appended {
+        ctx.shared.notify_data();
+    }
+    ProduceResponse::default().with_responses(responses)
+}
+
+/// The Produce response for an injected error: every partition carries `code`.
+pub(super) fn error(ctx: &Ctx<'_>, request: &ProduceRequest, code: i16) -> ProduceResponse {
+    let responses = request
+        .topic_data
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_data
+                .iter()
+                .map(|p| partition_error(p.index, code))
+                .collect();
+            topic_response(ctx, topic, partitions)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}

@@ -1,0 +1,51 @@
+//! An in-process fake Kafka cluster for protocol tests.
+//!
+//! The cluster speaks the Kafka wire protocol over TCP on `127.0.0.1`, decoding
+//! requests with [`kafka_protocol`]'s own message types and record batches
+//! with its [`RecordBatchDecoder`](kafka_protocol::records::RecordBatchDecoder).
+//! It never depends on the client under test, so it checks that client's
+//! encoder instead of agreeing with it.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use kafka_protocol::ResponseError;
+//! use kafka_protocol::messages::ApiKey;
+//! use protocol_tests::{Fault, FakeCluster};
+//!
+//! let cluster = FakeCluster::builder().brokers(3).topic("events", 6).build().await;
+//! let bootstrap = cluster.bootstrap_servers();
+//! cluster.inject(Fault::new(ApiKey::Produce).error(ResponseError::NotLeaderOrFollower));
+//! // ... run a client against `bootstrap` ...
+//! let stored = cluster.records("events", 0);
+//! # let _ = (bootstrap, stored);
+//! # }
+//! ```
+//!
+//! Implemented APIs: ApiVersions, Metadata, CreateTopics, Produce, Fetch,
+//! ListOffsets, InitProducerId, FindCoordinator, OffsetFetch and OffsetCommit.
+//!
+//! Modules: [`cluster`] (the handle and builder), `server` (accept loops and
+//! connections), `handlers` (one module per API), [`log`] (batch validation
+//! and partition logs), `state` (shared cluster state), [`faults`] and
+//! [`versions`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cluster;
+pub mod faults;
+mod handlers;
+pub mod log;
+mod server;
+mod state;
+pub mod versions;
+
+pub use cluster::{FakeCluster, FakeClusterBuilder};
+pub use faults::{Fault, FaultAction};
+pub use log::{BatchError, BatchHeader, StoredRecord};
+pub use state::RequestRecord;
+pub use versions::{ApiVersionTable, IMPLEMENTED_APIS};
+
+/// Re-export of the protocol crate the fake cluster decodes with, so tests
+/// can name API keys and error codes without a separate dependency.
+pub use kafka_protocol;

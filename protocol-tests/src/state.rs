@@ -1,0 +1,220 @@
+//! Cluster state shared by every fake broker.
+//!
+//! [`ClusterState`] holds the brokers (with their advertised API versions), the
+//! topics and their partitions (leader, leader epoch, log), the producer id
+//! allocator and committed consumer group offsets. It lives behind one mutex in
+//! [`Shared`], which also carries the fault registry, the request journal and
+//! the "new data" signal long-polling fetches wait on. The mutexes are never
+//! held across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use indexmap::IndexMap;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::ApiKey;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::faults::FaultRegistry;
+use crate::log::PartitionLog;
+use crate::versions::ApiVersionTable;
+
+/// One broker's identity and configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct BrokerInfo {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+    pub versions: ApiVersionTable,
+}
+
+/// One partition: its leader and its log.
+#[derive(Debug)]
+pub(crate) struct PartitionState {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub log: PartitionLog,
+}
+
+/// One topic.
+#[derive(Debug)]
+pub(crate) struct TopicState {
+    pub id: Uuid,
+    pub partitions: Vec<PartitionState>,
+}
+
+/// A committed consumer group offset.
+#[derive(Debug, Clone)]
+pub(crate) struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// Everything the brokers agree on.
+#[derive(Debug)]
+pub(crate) struct ClusterState {
+    pub cluster_id: String,
+    pub brokers: Vec<BrokerInfo>,
+    pub topics: IndexMap<String, TopicState>,
+    /// Partition count for topics created by Metadata requests; `None` disables auto-creation.
+    pub auto_create_partitions: Option<i32>,
+    /// Partition count used when CreateTopics asks for the broker default (-1).
+    pub default_partitions: i32,
+    next_leader: usize,
+    next_producer_id: i64,
+    pub transactional_ids: HashMap<String, (i64, i16)>,
+    pub committed: HashMap<(String, String, i32), CommittedOffset>,
+}
+
+impl ClusterState {
+    pub fn new(brokers: Vec<BrokerInfo>) -> Self {
+        Self {
+            cluster_id: "fake-kafka-cluster".to_owned(),
+            brokers,
+            topics: IndexMap::new(),
+            auto_create_partitions: None,
+            default_partitions: 1,
+            next_leader: 0,
+            next_producer_id: 1000,
+            transactional_ids: HashMap::new(),
+            committed: HashMap::new(),
+        }
+    }
+
+    pub fn broker(&self, id: i32) -> Option<&BrokerInfo> {
+        self.brokers.iter().find(|b| b.id == id)
+    }
+
+    pub fn broker_mut(&mut self, id: i32) -> Option<&mut BrokerInfo> {
+        self.brokers.iter_mut().find(|b| b.id == id)
+    }
+
+    /// Creates `name` with `partitions` partitions, leaders spread round-robin.
+    pub fn create_topic(&mut self, name: &str, partitions: i32) -> Result<Uuid, ResponseError> {
+        if name.is_empty()
+            || name.len() > 249
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            || name == "."
+            || name == ".."
+        {
+            return Err(ResponseError::InvalidTopicException);
+        }
+        if self.topics.contains_key(name) {
+            return Err(ResponseError::TopicAlreadyExists);
+        }
+        if partitions <= 0 {
+            return Err(ResponseError::InvalidPartitions);
+        }
+        let id = Uuid::from_u128(
+            0x0fa4_e000_0000_0000_0000_0000_0000_0000 | (self.topics.len() as u128 + 1),
+        );
+        let parts = (0..partitions)
+            .map(|_| {
+                let leader = self.brokers[self.next_leader % self.brokers.len()].id;
+                self.next_leader += 1;
+                PartitionState {
+                    leader,
+                    leader_epoch: 0,
+                    log: PartitionLog::default(),
+                }
+            })
+            .collect();
+        self.topics.insert(
+            name.to_owned(),
+            TopicState {
+                id,
+                partitions: parts,
+            },
+        );
+        Ok(id)
+    }
+
+    pub fn topic_name_by_id(&self, id: Uuid) -> Option<&str> {
+        self.topics
+            .iter()
+            .find(|(_, t)| t.id == id)
+            .map(|(n, _)| n.as_str())
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
+        let index = usize::try_from(partition).ok()?;
+        self.topics.get(topic)?.partitions.get(index)
+    }
+
+    pub fn partition_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionState> {
+        let index = usize::try_from(partition).ok()?;
+        self.topics.get_mut(topic)?.partitions.get_mut(index)
+    }
+
+    /// Allocates a fresh producer id.
+    pub fn allocate_producer_id(&mut self) -> i64 {
+        let id = self.next_producer_id;
+        self.next_producer_id += 1;
+        id
+    }
+
+    /// The coordinator broker for a group or transactional id.
+    pub fn coordinator_for(&self, key: &str) -> &BrokerInfo {
+        let hash = key
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        &self.brokers[hash as usize % self.brokers.len()]
+    }
+}
+
+/// One request as received, for tests to inspect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// The broker that received it.
+    pub broker_id: i32,
+    /// Its API key.
+    pub api_key: ApiKey,
+    /// Its API version.
+    pub api_version: i16,
+    /// The client id from the request header.
+    pub client_id: Option<String>,
+}
+
+/// State shared between the cluster handle and every broker task.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub state: Mutex<ClusterState>,
+    pub faults: Mutex<FaultRegistry>,
+    pub requests: Mutex<Vec<RequestRecord>>,
+    /// Bumped on every append; long-polling fetches wait for it to change.
+    pub data_changed: watch::Sender<u64>,
+}
+
+impl Shared {
+    pub fn new(state: ClusterState) -> Self {
+        Self {
+            state: Mutex::new(state),
+            faults: Mutex::new(FaultRegistry::default()),
+            requests: Mutex::new(Vec::new()),
+            data_changed: watch::Sender::new(0),
+        }
+    }
+
+    /// Locks the cluster state, recovering from a poisoned lock (a panicking
+    /// test thread must not wedge every broker).
+    pub fn state(&self) -> MutexGuard<'_, ClusterState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn faults(&self) -> MutexGuard<'_, FaultRegistry> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn requests(&self) -> MutexGuard<'_, Vec<RequestRecord>> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes fetches waiting for data.
+    pub fn notify_data(&self) {
+        self.data_changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}

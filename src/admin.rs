@@ -1,0 +1,346 @@
+//! A small admin client: cluster metadata, topic creation, offset lookups,
+//! and the API versions negotiated with each broker.
+//!
+//! It discovers the cluster from the bootstrap servers, then keeps one
+//! connection per broker, opened on first use and replaced when it closes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    BrokerId, CreateTopicsRequest, ListOffsetsRequest, MetadataRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::Mutex;
+
+use crate::config::ClientConfig;
+use crate::error::{Error, ErrorKind};
+use crate::metadata::ClusterMetadata;
+use crate::net::connection::BrokerConnection;
+use crate::protocol::{KafkaCode, NegotiatedVersions};
+
+/// A topic to create.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NewTopic {
+    /// The topic name.
+    pub name: String,
+    /// The number of partitions.
+    pub partitions: i32,
+    /// The replication factor; `-1` lets the broker use its default.
+    pub replication_factor: i16,
+}
+
+impl NewTopic {
+    /// A topic with `partitions` partitions and the broker's default
+    /// replication factor.
+    pub fn new(name: impl Into<String>, partitions: i32) -> NewTopic {
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: -1,
+        }
+    }
+
+    /// Sets the replication factor.
+    pub fn replication_factor(mut self, factor: i16) -> NewTopic {
+        self.replication_factor = factor;
+        self
+    }
+}
+
+/// Which offset [`AdminClient::list_offsets`] looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset (the high watermark for read_uncommitted).
+    Latest,
+    /// The first offset whose timestamp is at or after this many
+    /// milliseconds since the Unix epoch.
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    fn timestamp(self) -> i64 {
+        match self {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(ms) => ms,
+        }
+    }
+}
+
+/// An admin client for one cluster.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), smartkafka::Error> {
+/// use smartkafka::{AdminClient, ClientConfig, NewTopic, OffsetSpec};
+/// let admin = AdminClient::connect(ClientConfig::new("localhost:9092")).await?;
+/// admin.create_topics(&[NewTopic::new("events", 6)]).await?;
+/// let metadata = admin.metadata(Some(&["events"])).await?;
+/// println!("{} partitions", metadata.topic("events").unwrap().partitions.len());
+/// let ends = admin.list_offsets("events", OffsetSpec::Latest).await?;
+/// # Ok(()) }
+/// ```
+pub struct AdminClient {
+    config: ClientConfig,
+    connections: Mutex<BTreeMap<i32, Arc<BrokerConnection>>>,
+    bootstrap: Mutex<Option<Arc<BrokerConnection>>>,
+    cluster: Mutex<ClusterMetadata>,
+}
+
+impl AdminClient {
+    /// Validates `config`, connects to the first reachable bootstrap server
+    /// and reads the cluster's brokers.
+    pub async fn connect(config: ClientConfig) -> Result<AdminClient, Error> {
+        config.validate()?;
+        let admin = AdminClient {
+            config,
+            connections: Mutex::new(BTreeMap::new()),
+            bootstrap: Mutex::new(None),
+            cluster: Mutex::new(ClusterMetadata::default()),
+        };
+        admin.metadata(Some(&[])).await?;
+        Ok(admin)
+    }
+
+    async fn any_connection(&self) -> Result<Arc<BrokerConnection>, Error> {
+        let known: Vec<i32> = self
+            .cluster
+            .lock()
+            .await
+            .brokers
+            .iter()
+            .map(|b| b.id)
+            .collect();
+        for id in known {
+            if let Ok(conn) = self.connection(id).await {
+                return Ok(conn);
+            }
+        }
+        let mut bootstrap = self.bootstrap.lock().await;
+        if let Some(conn) = bootstrap.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(conn));
+        }
+        let mut last_error = None;
+        for addr in &self.config.bootstrap_servers {
+            match BrokerConnection::connect(addr, &self.config).await {
+                Ok(conn) => {
+                    let conn = Arc::new(conn);
+                    *bootstrap = Some(Arc::clone(&conn));
+                    return Ok(conn);
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "bootstrap server unreachable");
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorKind::NoBrokerAvailable,
+            format!(
+                "no bootstrap server reachable ({}){}",
+                self.config.bootstrap_servers.join(","),
+                last_error.map_or_else(String::new, |e| format!(": {e}"))
+            ),
+        ))
+    }
+
+    /// The connection to broker `id`, opened if needed.
+    async fn connection(&self, id: i32) -> Result<Arc<BrokerConnection>, Error> {
+        let mut connections = self.connections.lock().await;
+        if let Some(conn) = connections.get(&id).filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(conn));
+        }
+        let addr = self
+            .cluster
+            .lock()
+            .await
+            .broker(id)
+            .map(|b| b.address())
+            .ok_or_else(|| {
+                Error::new(ErrorKind::NoBrokerAvailable, format!("unknown broker {id}"))
+            })?;
+        let conn = Arc::new(BrokerConnection::connect(&addr, &self.config).await?);
+        connections.insert(id, Arc::clone(&conn));
+        Ok(conn)
+    }
+
+    /// Reads metadata for `topics` (`None`: every topic; `Some(&[])`: brokers
+    /// only). Topics are never auto-created by this call.
+    pub async fn metadata(&self, topics: Option<&[&str]>) -> Result<ClusterMetadata, Error> {
+        let conn = self.any_connection().await?;
+        let request = MetadataRequest::default()
+            .with_topics(topics.map(|names| {
+                names
+                    .iter()
+                    .map(|n| {
+                        MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(n.to_string()))))
+                    })
+                    .collect()
+            }))
+            .with_allow_auto_topic_creation(false);
+        let response = conn.send(&request).await?;
+        if let Some(code) = KafkaCode::from_i16(response.error_code) {
+            return Err(Error::broker(code, "metadata"));
+        }
+        let metadata = ClusterMetadata::from_response(&response);
+        {
+            let mut cluster = self.cluster.lock().await;
+            cluster.brokers = metadata.brokers.clone();
+            cluster.controller_id = metadata.controller_id;
+            cluster.cluster_id = metadata.cluster_id.clone();
+            for (name, topic) in &metadata.topics {
+                cluster.topics.insert(name.clone(), topic.clone());
+            }
+        }
+        Ok(metadata)
+    }
+
+    /// The API versions negotiated with broker `id`.
+    pub async fn api_versions(&self, id: i32) -> Result<NegotiatedVersions, Error> {
+        Ok(self.connection(id).await?.versions().clone())
+    }
+
+    /// Creates topics through the controller and waits (up to the request
+    /// timeout) until the cluster reports them. A topic that already exists
+    /// fails with `TOPIC_ALREADY_EXISTS`.
+    pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<(), Error> {
+        // The controller creates topics; a broker that is not the controller
+        // forwards the request (KIP-590), so any broker will do if none is named.
+        let metadata = self.metadata(Some(&[])).await?;
+        let controller = metadata
+            .controller_id
+            .or_else(|| metadata.brokers.first().map(|b| b.id))
+            .ok_or_else(|| Error::new(ErrorKind::NoBrokerAvailable, "no broker known"))?;
+        let conn = self.connection(controller).await?;
+        let timeout_ms = i32::try_from(self.config.request_timeout.as_millis()).unwrap_or(i32::MAX);
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(timeout_ms)
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        CreatableTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(t.name.clone())))
+                            .with_num_partitions(t.partitions)
+                            .with_replication_factor(t.replication_factor)
+                    })
+                    .collect(),
+            );
+        let response = conn.send(&request).await?;
+        for result in &response.topics {
+            if let Some(code) = KafkaCode::from_i16(result.error_code) {
+                let detail = result.error_message.as_ref().map_or("", |m| m.as_str());
+                return Err(Error::broker(
+                    code,
+                    format_args!("creating topic `{}` {detail}", result.name.0),
+                ));
+            }
+        }
+        let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+        self.wait_for_topics(&names).await
+    }
+
+    async fn wait_for_topics(&self, names: &[&str]) -> Result<(), Error> {
+        let started = crate::net::clock::now();
+        let mut delay = Duration::from_millis(10);
+        loop {
+            let metadata = self.metadata(Some(names)).await?;
+            let ready = names.iter().all(|n| {
+                metadata.topic(n).is_some_and(|t| {
+                    t.error.is_none()
+                        && !t.partitions.is_empty()
+                        && t.partitions.iter().all(|p| p.leader.is_some())
+                })
+            });
+            if ready {
+                return Ok(());
+            }
+            let waited = started.elapsed();
+            if waited >= self.config.request_timeout {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "topics {names:?} created but not visible in metadata after {waited:?}"
+                    ),
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Looks up an offset for every partition of `topic`, asking each
+    /// partition's leader. Returns partition id to offset.
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        spec: OffsetSpec,
+    ) -> Result<BTreeMap<i32, i64>, Error> {
+        let metadata = self.metadata(Some(&[topic])).await?;
+        let topic_meta = metadata.topic(topic).ok_or_else(|| {
+            Error::broker(
+                KafkaCode::UNKNOWN_TOPIC_OR_PARTITION,
+                format_args!("topic `{topic}`"),
+            )
+        })?;
+        if let Some(code) = topic_meta.error {
+            return Err(Error::broker(code, format_args!("topic `{topic}`")));
+        }
+        let mut by_leader: BTreeMap<i32, Vec<(i32, i32)>> = BTreeMap::new();
+        for p in &topic_meta.partitions {
+            let leader = p.leader.ok_or_else(|| {
+                Error::broker(
+                    KafkaCode::LEADER_NOT_AVAILABLE,
+                    format_args!("{topic}-{}", p.id),
+                )
+            })?;
+            by_leader
+                .entry(leader)
+                .or_default()
+                .push((p.id, p.leader_epoch.unwrap_or(-1)));
+        }
+        let mut offsets = BTreeMap::new();
+        for (leader, partitions) in by_leader {
+            let conn = self.connection(leader).await?;
+            let request = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![
+                    ListOffsetsTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partitions(
+                            partitions
+                                .iter()
+                                .map(|(id, epoch)| {
+                                    ListOffsetsPartition::default()
+                                        .with_partition_index(*id)
+                                        .with_current_leader_epoch(*epoch)
+                                        .with_timestamp(spec.timestamp())
+                                })
+                                .collect(),
+                        ),
+                ]);
+            let response = conn.send(&request).await?;
+            for t in &response.topics {
+                for p in &t.partitions {
+                    if let Some(code) = KafkaCode::from_i16(p.error_code) {
+                        return Err(Error::broker(
+                            code,
+                            format_args!("list offsets {topic}-{}", p.partition_index),
+                        ));
+                    }
+                    offsets.insert(p.partition_index, p.offset);
+                }
+            }
+        }
+        Ok(offsets)
+    }
+}

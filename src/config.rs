@@ -1,0 +1,157 @@
+//! Typed client configuration, validated when built.
+//!
+//! Defaults follow the Java client unless a setter says why not. Every
+//! duration is a [`Duration`]; every cross-field rule lives in
+//! [`ClientConfig::validate`], which names the offending field.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::protocol::DEFAULT_MAX_FRAME_SIZE;
+
+/// Connection settings shared by every client (admin, producer).
+///
+/// ```
+/// use std::time::Duration;
+/// use smartkafka::ClientConfig;
+/// let config = ClientConfig::new("localhost:9092")
+///     .client_id("billing")
+///     .request_timeout(Duration::from_secs(10));
+/// config.validate()?;
+/// assert!(ClientConfig::new("").validate().is_err()); // no bootstrap server
+/// # Ok::<(), smartkafka::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// `host:port` addresses used to discover the cluster.
+    pub bootstrap_servers: Vec<String>,
+    /// Sent with every request; shows up in broker logs and quotas.
+    pub client_id: String,
+    /// Time allowed to establish a TCP connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for a response; a request that exceeds it closes its
+    /// connection.
+    pub request_timeout: Duration,
+    /// The largest response frame accepted, in bytes.
+    pub max_frame_size: usize,
+}
+
+impl ClientConfig {
+    /// Settings for a cluster reachable at `bootstrap_servers`, a
+    /// comma-separated list of `host:port`.
+    pub fn new(bootstrap_servers: &str) -> ClientConfig {
+        ClientConfig {
+            bootstrap_servers: bootstrap_servers
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            client_id: "smartkafka".to_string(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+        }
+    }
+
+    /// The client id (default `"smartkafka"`).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = client_id.into();
+        self
+    }
+
+    /// The connect timeout (default 10 s, like the Java client's
+    /// `socket.connection.setup.timeout.ms`).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The request timeout (default 30 s, the Java client's
+    /// `request.timeout.ms`).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The maximum response frame size in bytes (default 100 MiB).
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Checks every field; the error names the first field at fault.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.bootstrap_servers.is_empty() {
+            return Err(Error::config(
+                "bootstrap_servers",
+                "at least one host:port is required",
+            ));
+        }
+        for server in &self.bootstrap_servers {
+            let port_ok = server
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(Error::config(
+                    "bootstrap_servers",
+                    format!("`{server}` is not host:port"),
+                ));
+            }
+        }
+        if self.client_id.len() > i16::MAX as usize {
+            return Err(Error::config("client_id", "longer than 32767 bytes"));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(Error::config(
+                "connect_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(Error::config(
+                "request_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.max_frame_size < 1024 || self.max_frame_size > i32::MAX as usize {
+            return Err(Error::config(
+                "max_frame_size",
+                "must be between 1 KiB and 2 GiB - 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: [(ClientConfig, &str); 5] = [
+            (ClientConfig::new(" , "), "bootstrap_servers"),
+            (ClientConfig::new("localhost"), "bootstrap_servers"),
+            (
+                ClientConfig::new("a:1").connect_timeout(Duration::ZERO),
+                "connect_timeout",
+            ),
+            (
+                ClientConfig::new("a:1").request_timeout(Duration::ZERO),
+                "request_timeout",
+            ),
+            (
+                ClientConfig::new("a:1").max_frame_size(10),
+                "max_frame_size",
+            ),
+        ];
+        for (config, field) in cases {
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.kind(), &ErrorKind::Config { field }, "{err}");
+        }
+        ClientConfig::new("a:1, [::1]:9092").validate().unwrap();
+    }
+}

@@ -1,0 +1,220 @@
+//! The crate's error type: an opaque [`Error`] carrying an [`ErrorKind`] and
+//! predicates that tell a caller what to do next (retry, give up, check the
+//! configuration).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::protocol::KafkaCode;
+
+/// What went wrong, broadly. Match on this to decide how to react; the
+/// predicates on [`Error`] answer the common questions directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A configuration value is invalid; `field` names it.
+    Config {
+        /// The configuration field at fault, e.g. `"delivery_timeout"`.
+        field: &'static str,
+    },
+    /// The broker answered with a Kafka error code.
+    Broker(KafkaCode),
+    /// Connecting to a broker did not finish within the connect timeout.
+    ConnectTimeout,
+    /// A request got no response within the request timeout; its connection
+    /// was closed because a late response would be mismatched.
+    RequestTimeout,
+    /// A socket-level failure (refused, reset, closed by the peer).
+    Io,
+    /// The peer sent bytes that do not form a valid response: bad framing,
+    /// an unexpected correlation id, a frame above the size limit, or a body
+    /// the bounded-decoding guard refused.
+    Protocol,
+    /// The broker does not support an API (or any version of it that this
+    /// client speaks) that the operation needs.
+    UnsupportedApi,
+    /// No broker could be reached or none is known for the request.
+    NoBrokerAvailable,
+    /// The operation waited longer than allowed.
+    Timeout,
+    /// The client was closed.
+    Closed,
+}
+
+/// The error type of every fallible operation in smartkafka.
+///
+/// ```
+/// use smartkafka::{Error, ErrorKind};
+/// let err = Error::config("linger", "must be at most 1 hour");
+/// assert_eq!(err.kind(), &ErrorKind::Config { field: "linger" });
+/// assert!(!err.is_retriable());
+/// assert!(err.to_string().contains("linger"));
+/// ```
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                source: None,
+            }),
+        }
+    }
+
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        self.inner.source = Some(Box::new(source));
+        self
+    }
+
+    /// A copy with the same kind and message (the source chain is not kept),
+    /// for reporting one failure to many waiters.
+    pub(crate) fn clone_shallow(&self) -> Error {
+        Error::new(self.inner.kind.clone(), self.inner.message.clone())
+    }
+
+    /// A configuration error naming the offending field.
+    pub fn config(field: &'static str, message: impl fmt::Display) -> Error {
+        Error::new(
+            ErrorKind::Config { field },
+            format!("invalid `{field}`: {message}"),
+        )
+    }
+
+    pub(crate) fn broker(code: KafkaCode, context: impl fmt::Display) -> Error {
+        Error::new(ErrorKind::Broker(code), format!("{context}: {code}"))
+    }
+
+    pub(crate) fn protocol(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Protocol, message)
+    }
+
+    pub(crate) fn io(context: impl fmt::Display, err: std::io::Error) -> Error {
+        Error::new(ErrorKind::Io, format!("{context}: {err}")).with_source(err)
+    }
+
+    pub(crate) fn request_timeout(what: impl fmt::Display, after: Duration) -> Error {
+        Error::new(
+            ErrorKind::RequestTimeout,
+            format!("{what}: no response within {after:?}; connection closed"),
+        )
+    }
+
+    /// What kind of error this is.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.inner.kind
+    }
+
+    /// The Kafka error code, when the broker sent one.
+    pub fn kafka_code(&self) -> Option<KafkaCode> {
+        match self.inner.kind {
+            ErrorKind::Broker(code) => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Whether trying the same operation again may succeed: transient broker
+    /// errors, timeouts, lost connections.
+    pub fn is_retriable(&self) -> bool {
+        match &self.inner.kind {
+            ErrorKind::Broker(code) => code.is_retriable(),
+            ErrorKind::ConnectTimeout
+            | ErrorKind::RequestTimeout
+            | ErrorKind::Io
+            | ErrorKind::NoBrokerAvailable
+            | ErrorKind::Timeout => true,
+            ErrorKind::Config { .. }
+            | ErrorKind::Protocol
+            | ErrorKind::UnsupportedApi
+            | ErrorKind::Closed => false,
+        }
+    }
+
+    /// Whether the client cannot go on: retrying or continuing is pointless
+    /// (bad configuration, an unsupported broker, authorisation failures,
+    /// a closed client).
+    pub fn is_fatal(&self) -> bool {
+        match &self.inner.kind {
+            ErrorKind::Config { .. } | ErrorKind::UnsupportedApi | ErrorKind::Closed => true,
+            ErrorKind::Broker(code) => matches!(
+                *code,
+                KafkaCode::CLUSTER_AUTHORIZATION_FAILED
+                    | KafkaCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+                    | KafkaCode::PRODUCER_FENCED
+                    | KafkaCode::UNSUPPORTED_VERSION
+                    | KafkaCode::SASL_AUTHENTICATION_FAILED
+            ),
+            _ => false,
+        }
+    }
+
+    /// Whether this is a configuration error.
+    pub fn is_config(&self) -> bool {
+        matches!(self.inner.kind, ErrorKind::Config { .. })
+    }
+
+    /// Whether this is any kind of timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self.inner.kind,
+            ErrorKind::ConnectTimeout | ErrorKind::RequestTimeout | ErrorKind::Timeout
+        )
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.inner.kind)
+            .field("message", &self.inner.message)
+            .field("source", &self.inner.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicates_follow_the_kind() {
+        let e = Error::broker(KafkaCode::NOT_LEADER_OR_FOLLOWER, "produce");
+        assert!(e.is_retriable() && !e.is_fatal());
+        assert_eq!(e.kafka_code(), Some(KafkaCode::NOT_LEADER_OR_FOLLOWER));
+        let e = Error::broker(KafkaCode::CLUSTER_AUTHORIZATION_FAILED, "produce");
+        assert!(!e.is_retriable() && e.is_fatal());
+        let e = Error::request_timeout("metadata", Duration::from_secs(1));
+        assert!(e.is_retriable() && e.is_timeout());
+        assert!(Error::protocol("bad").kafka_code().is_none());
+    }
+}

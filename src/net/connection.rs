@@ -1,0 +1,331 @@
+//! A connection to one broker: a socket (anything `AsyncRead + AsyncWrite`,
+//! so tests can use in-memory pipes), a writer task, a reader task, and the
+//! sans-IO [`ConnectionState`] between them.
+//!
+//! Requests are pipelined: many can be written before the first response
+//! arrives; responses are matched in order by correlation id. A request that
+//! times out closes the whole connection, because its late response would
+//! otherwise be taken for the answer to the next request. Any protocol error
+//! (oversize frame, unexpected correlation id, a body the guard refuses)
+//! also closes it and fails every request still waiting.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::StrBytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::ClientConfig;
+use crate::error::{Error, ErrorKind};
+use crate::protocol::{
+    ApiRequest, ConnectionState, KafkaCode, MatchedResponse, NegotiatedVersions, VersionRange,
+    decode_body, decode_response,
+};
+
+type Reply = oneshot::Sender<Result<MatchedResponse, Error>>;
+
+struct Inner {
+    proto: ConnectionState,
+    replies: VecDeque<Reply>,
+    closed: Option<Error>,
+    writer: mpsc::UnboundedSender<BytesMut>,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    label: String,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock only means another task panicked mid-update; the
+        // connection is then closed below, so recovering the guard is safe.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes the connection: fails every waiting request with `reason`.
+    fn close(&self, reason: Error) {
+        let replies = {
+            let mut inner = self.lock();
+            if inner.closed.is_some() {
+                return;
+            }
+            tracing::debug!(connection = %self.label, %reason, "closing connection");
+            inner.proto.drain_pending();
+            inner.closed = Some(reason.clone_shallow());
+            std::mem::take(&mut inner.replies)
+        };
+        for reply in replies {
+            let _ = reply.send(Err(reason.clone_shallow()));
+        }
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+/// A pipelined connection to one broker, with its negotiated API versions.
+pub(crate) struct BrokerConnection {
+    shared: Arc<Shared>,
+    versions: NegotiatedVersions,
+    request_timeout: Duration,
+}
+
+impl BrokerConnection {
+    /// Connects over TCP within the connect timeout and negotiates versions.
+    pub(crate) async fn connect(
+        addr: &str,
+        config: &ClientConfig,
+    ) -> Result<BrokerConnection, Error> {
+        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::ConnectTimeout,
+                    format!(
+                        "connecting to {addr}: no answer within {:?}",
+                        config.connect_timeout
+                    ),
+                )
+            })?
+            .map_err(|e| Error::io(format_args!("connecting to {addr}"), e))?;
+        let _ = stream.set_nodelay(true);
+        BrokerConnection::handshake(stream, addr.to_string(), config).await
+    }
+
+    /// Starts the connection's tasks on an established stream and runs the
+    /// ApiVersions exchange.
+    pub(crate) async fn handshake<S>(
+        stream: S,
+        label: String,
+        config: &ClientConfig,
+    ) -> Result<BrokerConnection, Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let mut conn = BrokerConnection::start(stream, label, config);
+        conn.versions = conn.negotiate().await?;
+        Ok(conn)
+    }
+
+    fn start<S>(stream: S, label: String, config: &ClientConfig) -> BrokerConnection
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let (tx, mut rx) = mpsc::unbounded_channel::<BytesMut>();
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                proto: ConnectionState::new(Some(config.client_id.clone()), config.max_frame_size),
+                replies: VecDeque::new(),
+                closed: None,
+                writer: tx,
+            }),
+            tasks: Mutex::new(Vec::new()),
+            label,
+        });
+        let write_shared = Arc::clone(&shared);
+        let write_task = tokio::spawn(async move {
+            while let Some(buf) = rx.recv().await {
+                if let Err(e) = writer.write_all(&buf).await {
+                    write_shared.close(Error::io(
+                        format_args!("writing to {}", write_shared.label),
+                        e,
+                    ));
+                    return;
+                }
+            }
+        });
+        let read_shared = Arc::clone(&shared);
+        let read_task = tokio::spawn(async move {
+            let mut buf = BytesMut::with_capacity(64 * 1024);
+            loop {
+                match reader.read_buf(&mut buf).await {
+                    Ok(0) => {
+                        let reason = Error::new(
+                            ErrorKind::Io,
+                            format!("connection to {} closed by the broker", read_shared.label),
+                        );
+                        read_shared.close(reason);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        read_shared.close(Error::io(
+                            format_args!("reading from {}", read_shared.label),
+                            e,
+                        ));
+                        return;
+                    }
+                }
+                loop {
+                    let decoded = {
+                        let mut inner = read_shared.lock();
+                        match inner.proto.decode(&mut buf) {
+                            Ok(Some(resp)) => Ok(Some((resp, inner.replies.pop_front()))),
+                            Ok(None) => Ok(None),
+                            Err(e) => Err(e),
+                        }
+                    };
+                    match decoded {
+                        Ok(Some((resp, Some(reply)))) => {
+                            let _ = reply.send(Ok(resp));
+                        }
+                        Ok(Some((_, None))) | Ok(None) => break,
+                        Err(e) => {
+                            read_shared.close(e);
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        shared
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend([write_task, read_task]);
+        BrokerConnection {
+            shared,
+            versions: NegotiatedVersions::default(),
+            request_timeout: config.request_timeout,
+        }
+    }
+
+    async fn negotiate(&self) -> Result<NegotiatedVersions, Error> {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("smartkafka"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let max = crate::protocol::client_range(ApiKey::ApiVersions).map_or(0, |r| r.max);
+        let mut version = max;
+        for _ in 0..3 {
+            let matched = self.round_trip(version, &request).await?;
+            let body = matched.body;
+            // Every ApiVersions response starts with its error code. A broker
+            // that does not know our version should answer in the v0 format,
+            // listing its own range; if that answer does not parse (some
+            // brokers answer in a hybrid format), fall back to v0, which every
+            // broker speaks.
+            let code = body
+                .get(..2)
+                .map_or(0, |b| i16::from_be_bytes([b[0], b[1]]));
+            if code == KafkaCode::UNSUPPORTED_VERSION.code() && version > 0 {
+                let theirs = decode_body::<ApiVersionsResponse>(ApiKey::ApiVersions, 0, body)
+                    .ok()
+                    .and_then(|r| {
+                        r.api_keys
+                            .iter()
+                            .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+                            .map(|k| k.max_version)
+                    });
+                version = theirs.filter(|v| *v < version).unwrap_or(0).clamp(0, max);
+                continue;
+            }
+            let response: ApiVersionsResponse = decode_body(ApiKey::ApiVersions, version, body)?;
+            if let Some(code) = KafkaCode::from_i16(response.error_code) {
+                return Err(Error::broker(
+                    code,
+                    format_args!("ApiVersions from {}", self.shared.label),
+                ));
+            }
+            return Ok(NegotiatedVersions::negotiate(response.api_keys.iter().map(
+                |k| (k.api_key, VersionRange::new(k.min_version, k.max_version)),
+            )));
+        }
+        Err(Error::new(
+            ErrorKind::UnsupportedApi,
+            format!(
+                "{} refused every ApiVersions version offered",
+                self.shared.label
+            ),
+        ))
+    }
+
+    /// The versions negotiated with this broker.
+    pub(crate) fn versions(&self) -> &NegotiatedVersions {
+        &self.versions
+    }
+
+    /// Sends `request` at the negotiated version and decodes its response.
+    pub(crate) async fn send<R: ApiRequest>(&self, request: &R) -> Result<R::Response, Error> {
+        let version = self.versions.require(R::KEY)?;
+        let matched = self.round_trip(version, request).await?;
+        decode_response::<R>(version, matched.body)
+    }
+
+    /// Writes `request` at `version` and waits for its matched response,
+    /// closing the connection if the request timeout passes first.
+    pub(crate) async fn round_trip<R: ApiRequest>(
+        &self,
+        version: i16,
+        request: &R,
+    ) -> Result<MatchedResponse, Error> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut inner = self.shared.lock();
+            if let Some(reason) = &inner.closed {
+                return Err(reason.clone_shallow());
+            }
+            let mut buf = BytesMut::new();
+            inner.proto.encode(&mut buf, version, request, true)?;
+            inner.replies.push_back(tx);
+            // Sending while holding the lock keeps write order equal to
+            // queue order.
+            if inner.writer.send(buf).is_err() {
+                drop(inner);
+                let reason = Error::new(
+                    ErrorKind::Io,
+                    format!("connection to {} is closed", self.shared.label),
+                );
+                self.shared.close(reason.clone_shallow());
+                return Err(reason);
+            }
+        }
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::new(
+                ErrorKind::Io,
+                format!("connection to {} closed", self.shared.label),
+            )),
+            Err(_) => {
+                let err = Error::request_timeout(
+                    format_args!("{:?} to {}", R::KEY, self.shared.label),
+                    self.request_timeout,
+                );
+                self.shared.close(err.clone_shallow());
+                Err(err)
+            }
+        }
+    }
+
+    /// Whether the connection has been closed (by either side or an error).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.lock().closed.is_some()
+    }
+
+    /// Closes the connection, failing anything still waiting.
+    pub(crate) fn close(&self) {
+        self.shared.close(Error::new(
+            ErrorKind::Closed,
+            format!("connection to {} closed by the client", self.shared.label),
+        ));
+    }
+}
+
+impl Drop for BrokerConnection {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,147 @@
+//! One broker connection's protocol state, without any I/O: correlation ids,
+//! the queue of requests awaiting responses, framing, and the versions
+//! negotiated for this connection.
+//!
+//! Kafka answers requests on a connection strictly in the order it received
+//! them, so the queue is FIFO: every response frame must carry the
+//! correlation id at the head of the queue. Anything else means the stream is
+//! out of step, and the connection must be closed (its remaining responses
+//! cannot be trusted).
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+
+use super::codec::{self, ApiRequest};
+use super::frame::FrameDecoder;
+use super::versions::NegotiatedVersions;
+use crate::error::Error;
+
+/// A request written to the connection and awaiting its response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingRequest {
+    /// The correlation id the response must carry.
+    pub correlation_id: i32,
+    /// The request's API.
+    pub api: ApiKey,
+    /// The version it was sent at.
+    pub version: i16,
+}
+
+/// A response matched to its request, body not yet decoded.
+#[derive(Debug, Clone)]
+pub struct MatchedResponse {
+    /// The request this answers.
+    pub request: PendingRequest,
+    /// The response body, after the header.
+    pub body: Bytes,
+}
+
+/// The sans-IO state of one connection.
+#[derive(Debug)]
+pub struct ConnectionState {
+    client_id: Option<String>,
+    next_correlation_id: i32,
+    pending: VecDeque<PendingRequest>,
+    frames: FrameDecoder,
+    versions: Option<NegotiatedVersions>,
+}
+
+impl ConnectionState {
+    /// A fresh connection state.
+    pub fn new(client_id: Option<String>, max_frame_size: usize) -> ConnectionState {
+        ConnectionState {
+            client_id,
+            next_correlation_id: 0,
+            pending: VecDeque::new(),
+            frames: FrameDecoder::new(max_frame_size),
+            versions: None,
+        }
+    }
+
+    /// Encodes `request` at `version` into `out` and, if `expects_response`,
+    /// queues it for matching. Returns the correlation id used. Produce with
+    /// acks=0 is the one request that gets no response.
+    pub fn encode<R: ApiRequest>(
+        &mut self,
+        out: &mut BytesMut,
+        version: i16,
+        request: &R,
+        expects_response: bool,
+    ) -> Result<i32, Error> {
+        let api = R::KEY;
+        let correlation_id = self.next_correlation_id;
+        codec::encode_request(
+            out,
+            correlation_id,
+            self.client_id.as_deref(),
+            version,
+            request,
+        )?;
+        // Wrap to 0, never negative: some brokers log negative ids oddly.
+        self.next_correlation_id = correlation_id.checked_add(1).unwrap_or(0);
+        if expects_response {
+            self.pending.push_back(PendingRequest {
+                correlation_id,
+                api,
+                version,
+            });
+        }
+        Ok(correlation_id)
+    }
+
+    /// Takes the next complete response off `buf`, matched to its request.
+    /// `Ok(None)` means more bytes are needed. An error (oversize frame,
+    /// unexpected correlation id, malformed header) means the connection must
+    /// be closed and every pending request failed.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<MatchedResponse>, Error> {
+        if buf.len() >= 4 && self.pending.is_empty() {
+            return Err(Error::protocol(
+                "response received with no request outstanding",
+            ));
+        }
+        let Some(frame) = self.frames.decode(buf)? else {
+            return Ok(None);
+        };
+        let Some(request) = self.pending.front().copied() else {
+            return Err(Error::protocol(
+                "response received with no request outstanding",
+            ));
+        };
+        let (correlation_id, body) = codec::split_response(request.api, request.version, frame)?;
+        if correlation_id != request.correlation_id {
+            return Err(Error::protocol(format!(
+                "expected a response to correlation id {} ({:?}), got {correlation_id}",
+                request.correlation_id, request.api
+            )));
+        }
+        self.pending.pop_front();
+        Ok(Some(MatchedResponse { request, body }))
+    }
+
+    /// Requests written and not yet answered, oldest first.
+    pub fn pending(&self) -> impl ExactSizeIterator<Item = &PendingRequest> {
+        self.pending.iter()
+    }
+
+    /// Forgets every pending request (the connection is closing) and returns them.
+    pub fn drain_pending(&mut self) -> Vec<PendingRequest> {
+        self.pending.drain(..).collect()
+    }
+
+    /// Versions negotiated with this broker, once ApiVersions has completed.
+    pub fn versions(&self) -> Option<&NegotiatedVersions> {
+        self.versions.as_ref()
+    }
+
+    /// Records the versions negotiated with this broker.
+    pub fn set_versions(&mut self, versions: NegotiatedVersions) {
+        self.versions = Some(versions);
+    }
+
+    /// The frame decoder (and so the maximum frame size) of this connection.
+    pub fn frame_decoder(&self) -> FrameDecoder {
+        self.frames
+    }
+}

@@ -1,0 +1,22 @@
+//! The Kafka wire protocol, without I/O: framing, request and response
+//! headers, version negotiation, the error-code table, per-connection
+//! correlation state, and the bounded-decoding guard that every response
+//! passes before kafka-protocol decodes it.
+//!
+//! Message structs come from the [`kafka_protocol`] crate.
+
+mod codec;
+mod connection;
+pub mod error_codes;
+mod frame;
+pub mod guard;
+mod versions;
+
+pub use codec::{
+    ApiRequest, decode_body, decode_response, encode_request, response_header_version,
+    split_response,
+};
+pub use connection::{ConnectionState, MatchedResponse, PendingRequest};
+pub use error_codes::KafkaCode;
+pub use frame::{DEFAULT_MAX_FRAME_SIZE, FrameDecoder, write_frame};
+pub use versions::{CLIENT_VERSIONS, NegotiatedVersions, VersionRange, client_range};

@@ -63,6 +63,8 @@ struct Inner {
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+// Some constructors serve only the tokio layer.
+#[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
 impl Error {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error {

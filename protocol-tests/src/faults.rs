@@ -4,7 +4,7 @@
 //! any broker, and says what happens to them: an error code in the response, a
 //! delay before answering, a connection closed without applying the request, or
 //! a connection closed after applying it (the write happens, the response is
-//! lost). The [`FaultRegistry`] holds the armed faults; the connection loop asks
+//! lost). The `FaultRegistry` holds the armed faults; the connection loop asks
 //! it once per request.
 
 use std::time::Duration;

@@ -1,13 +1,13 @@
 //! Partition logs and record batch validation.
 //!
-//! [`validate_batch`] checks a produced record set the way a broker does before
+//! `validate_batch` checks a produced record set the way a broker does before
 //! appending it: exactly one v2 batch, consistent lengths, a correct CRC32C,
 //! a record count and last offset delta that match the records, and a record
 //! layout that parses to the last byte. The records are then decoded with
 //! kafka-protocol's own [`RecordBatchDecoder`] and cross-checked against the
 //! layout walk, so the fake cluster never trusts the encoder it is testing.
 //!
-//! [`PartitionLog`] keeps the appended batches (re-stamped with their assigned
+//! `PartitionLog` keeps the appended batches (re-stamped with their assigned
 //! base offset and leader epoch), the decoded records, and the idempotent
 //! producer state used to detect duplicate and out-of-order batches.
 

@@ -1,0 +1,195 @@
+//! LZ4 (codec id 3): the standard LZ4 frame format, which is what magic v2
+//! record batches carry.
+//!
+//! Frames are written by hand around the block compressor so that one hash
+//! table is reused for every batch:
+//!
+//! ```text
+//! 04 22 4D 18   magic (little-endian 0x184D2204)
+//! 60            FLG: version 01, independent blocks, no checksums, no content size
+//! 40            BD: 64 KiB maximum block size
+//! 82            header checksum (second byte of xxh32 over FLG and BD)
+//! [size u32 LE][block] ...   high bit of size set = block stored uncompressed
+//! 00 00 00 00   end mark
+//! ```
+//!
+//! Reading accepts any frame the format allows except dictionary ids: every
+//! block size, dependent blocks, block and content checksums (skipped, not
+//! verified; the record batch CRC already covers the data), a content size,
+//! and several frames in a row.
+
+use lz4_flex::block::{
+    CompressTable, DecompressError, compress_into_with_table, decompress_into,
+    decompress_into_with_dict, get_maximum_output_size,
+};
+
+use super::{Compression, CompressionError};
+
+const MAGIC: [u8; 4] = 0x184D_2204_u32.to_le_bytes();
+const HEADER: [u8; 7] = [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], 0x60, 0x40, 0x82];
+const BLOCK_SIZE: usize = 64 * 1024;
+const UNCOMPRESSED_FLAG: u32 = 0x8000_0000;
+/// LZ4 back-references reach at most this far, so a dependent block needs no
+/// more of the previous output than this.
+const WINDOW: usize = 64 * 1024;
+
+fn corrupt(detail: impl std::fmt::Display) -> CompressionError {
+    CompressionError::corrupt(Compression::Lz4, detail)
+}
+
+pub(super) fn compress_frame(
+    table: &mut CompressTable,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CompressionError> {
+    out.extend_from_slice(&HEADER);
+    for block in input.chunks(BLOCK_SIZE) {
+        let size_at = out.len();
+        let data_at = size_at + 4;
+        out.resize(data_at + get_maximum_output_size(block.len()), 0);
+        let written = compress_into_with_table(block, &mut out[data_at..], table)
+            .map_err(|e| CompressionError::failed(Compression::Lz4, e))?;
+        // Blocks are at most 64 KiB, so these lengths fit in 31 bits.
+        let size = if written < block.len() {
+            out.truncate(data_at + written);
+            written as u32
+        } else {
+            out.truncate(data_at);
+            out.extend_from_slice(block);
+            block.len() as u32 | UNCOMPRESSED_FLAG
+        };
+        out[size_at..data_at].copy_from_slice(&size.to_le_bytes());
+    }
+    out.extend_from_slice(&0u32.to_le_bytes());
+    Ok(())
+}
+
+fn take<'a>(input: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], CompressionError> {
+    if input.len() < n {
+        return Err(corrupt(format_args!("truncated {what}")));
+    }
+    let (head, tail) = input.split_at(n);
+    *input = tail;
+    Ok(head)
+}
+
+fn take_u32(input: &mut &[u8], what: &str) -> Result<u32, CompressionError> {
+    let bytes = take(input, 4, what)?;
+    Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
+pub(super) fn decompress_frame(
+    input: &[u8],
+    max_output: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), CompressionError> {
+    let start = out.len();
+    let result = decompress_frames(input, start, max_output, out);
+    if result.is_err() {
+        out.truncate(start.min(out.len()));
+    }
+    result
+}
+
+fn decompress_frames(
+    mut input: &[u8],
+    start: usize,
+    max_output: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), CompressionError> {
+    if input.is_empty() {
+        return Err(corrupt("empty input"));
+    }
+    while !input.is_empty() {
+        decompress_one(&mut input, start, max_output, out)?;
+    }
+    Ok(())
+}
+
+fn decompress_one(
+    input: &mut &[u8],
+    start: usize,
+    max_output: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), CompressionError> {
+    if take_u32(input, "frame magic")? != u32::from_le_bytes(MAGIC) {
+        return Err(corrupt("bad frame magic"));
+    }
+    let descriptor = take(input, 2, "frame descriptor")?;
+    let (flg, bd) = (descriptor[0], descriptor[1]);
+    if flg >> 6 != 0b01 {
+        return Err(corrupt(format_args!(
+            "unsupported frame version {}",
+            flg >> 6
+        )));
+    }
+    let independent = flg & 0x20 != 0;
+    let block_checksums = flg & 0x10 != 0;
+    let content_size = flg & 0x08 != 0;
+    let content_checksum = flg & 0x04 != 0;
+    if flg & 0x01 != 0 {
+        return Err(corrupt("frames with a dictionary id are not supported"));
+    }
+    let block_max = match (bd >> 4) & 0x07 {
+        4 => 64 * 1024,
+        5 => 256 * 1024,
+        6 => 1024 * 1024,
+        7 => 4 * 1024 * 1024,
+        code => return Err(corrupt(format_args!("bad block size code {code}"))),
+    };
+    if content_size {
+        take(input, 8, "content size")?;
+    }
+    take(input, 1, "header checksum")?;
+    let frame_start = out.len();
+    loop {
+        let size = take_u32(input, "block size")?;
+        if size == 0 {
+            break;
+        }
+        let stored = size & UNCOMPRESSED_FLAG != 0;
+        let len = (size & !UNCOMPRESSED_FLAG) as usize;
+        if len > block_max {
+            return Err(corrupt(format_args!(
+                "block of {len} bytes exceeds the frame's maximum of {block_max}"
+            )));
+        }
+        let block = take(input, len, "block")?;
+        if block_checksums {
+            take(input, 4, "block checksum")?;
+        }
+        let budget = max_output - (out.len() - start);
+        let too_large = CompressionError::OutputTooLarge {
+            codec: Compression::Lz4,
+            limit: max_output,
+        };
+        if stored {
+            if len > budget {
+                return Err(too_large);
+            }
+            out.extend_from_slice(block);
+            continue;
+        }
+        let room = block_max.min(budget);
+        let at = out.len();
+        out.resize(at + room, 0);
+        let result = if independent {
+            decompress_into(block, &mut out[at..])
+        } else {
+            let (before, after) = out.split_at_mut(at);
+            let dict = &before[frame_start.max(at.saturating_sub(WINDOW))..];
+            decompress_into_with_dict(block, after, dict)
+        };
+        match result {
+            Ok(written) => out.truncate(at + written),
+            Err(DecompressError::OutputTooSmall { .. }) if room < block_max => {
+                return Err(too_large);
+            }
+            Err(e) => return Err(corrupt(e)),
+        }
+    }
+    if content_checksum {
+        take(input, 4, "content checksum")?;
+    }
+    Ok(())
+}

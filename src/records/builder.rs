@@ -1,0 +1,576 @@
+//! Encoding record batches: [`BatchBuilder`] appends records straight into the
+//! batch's bytes, and [`SealedBatch`] is the finished batch, stamped with the
+//! producer's identity when it is sent.
+//!
+//! Appending a record writes its final encoding at once into a buffer the
+//! builder keeps: there is no intermediate record value and no allocation per
+//! record. The builder tracks the exact size of the uncompressed batch, so a
+//! record that would make the batch pass its size limit is refused before
+//! anything is written.
+//!
+//! Sealing fills in the 61-byte header (see the [module layout](super)) and,
+//! when a codec is configured, compresses the records section. Producer id,
+//! epoch, base sequence and the transactional bit are left unset (-1, -1, -1,
+//! clear) until [`SealedBatch::stamp`] patches them in place, which only has to
+//! recompute the CRC: the records are neither re-encoded nor recompressed, so a
+//! batch can be re-stamped cheaply for a retry under a new epoch.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::varint::{MAX_VARLONG_LEN, encode_varlong, len_varint_len, varlong_len};
+use super::{
+    BATCH_HEADER_LEN, MAGIC_V2, RecordsError, attributes, be_i16, be_i32, be_i64, offsets,
+};
+use crate::compression::{Compression, Compressor};
+
+/// The largest batch the format can describe: the batch length field is an
+/// int32 counting the bytes after the first 12.
+const FORMAT_MAX_BATCH: usize = i32::MAX as usize + super::LOG_OVERHEAD;
+
+/// Settings of a [`BatchBuilder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Codec for the records section.
+    pub compression: Compression,
+    /// Codec level; `None` for the codec's default (see [`crate::compression`]).
+    pub level: Option<i32>,
+    /// Size limit of a batch holding more than one record (the producer's
+    /// `batch.size`), counted as the uncompressed batch: header plus records.
+    pub max_batch_bytes: usize,
+    /// Hard limit for any batch, including one whose single record is larger
+    /// than `max_batch_bytes` (the producer's `max.request.size`). A record that
+    /// cannot fit in a batch of this size is refused with
+    /// [`RecordsError::RecordTooLarge`].
+    pub hard_max_bytes: usize,
+    /// Send the records uncompressed when the codec does not make them
+    /// smaller. This guarantees that a sealed batch is never larger than the
+    /// builder's [`BatchBuilder::estimated_size`], and so never larger than the
+    /// limits above.
+    pub uncompressed_fallback: bool,
+}
+
+impl BatchConfig {
+    /// Default `max_batch_bytes`: 16 KiB, the Java client's `batch.size`.
+    pub const DEFAULT_MAX_BATCH_BYTES: usize = 16 * 1024;
+    /// Default `hard_max_bytes`: 1 MiB, the Java client's `max.request.size`.
+    pub const DEFAULT_HARD_MAX_BYTES: usize = 1024 * 1024;
+
+    /// A configuration with `compression` at its default level and the default
+    /// limits, with the uncompressed fallback on.
+    pub const fn new(compression: Compression) -> Self {
+        BatchConfig {
+            compression,
+            level: None,
+            max_batch_bytes: Self::DEFAULT_MAX_BATCH_BYTES,
+            hard_max_bytes: Self::DEFAULT_HARD_MAX_BYTES,
+            uncompressed_fallback: true,
+        }
+    }
+
+    /// The hard limit the builder enforces: `hard_max_bytes`, but no more than
+    /// the format allows and no less than a header.
+    fn hard_limit(&self) -> usize {
+        self.hard_max_bytes
+            .clamp(BATCH_HEADER_LEN, FORMAT_MAX_BATCH)
+    }
+
+    /// The limit for batches of several records: `max_batch_bytes`, no more
+    /// than the hard limit.
+    fn soft_limit(&self) -> usize {
+        self.max_batch_bytes.min(self.hard_limit())
+    }
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig::new(Compression::None)
+    }
+}
+
+/// What [`BatchBuilder::try_append`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum AppendOutcome {
+    /// The record is in the batch.
+    Appended,
+    /// The record would make the batch larger than `max_batch_bytes`; nothing
+    /// was written. Seal this batch and append the record to a new one.
+    Full,
+}
+
+/// Encodes records into a magic v2 record batch as they are appended.
+///
+/// ```text
+/// new(config, base_timestamp) -> try_append ... -> seal -> SealedBatch
+///                  ^                                  |
+///                  +------ reset(base_timestamp) -----+
+/// ```
+///
+/// Sealing empties the builder; [`reset`](Self::reset) then sets the base
+/// timestamp of the next batch. For compressed batches the records buffer is
+/// kept and reused. For uncompressed batches the buffer itself becomes the
+/// sealed batch (no copy), so the next batch starts a new buffer.
+pub struct BatchBuilder {
+    config: BatchConfig,
+    /// Header placeholder followed by the encoded records.
+    buf: BytesMut,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    record_count: i32,
+    compressor: Compressor,
+    /// Compressed output of the last sealed batch, reused between batches.
+    compressed: Vec<u8>,
+}
+
+impl std::fmt::Debug for BatchBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchBuilder")
+            .field("config", &self.config)
+            .field("base_timestamp", &self.base_timestamp)
+            .field("max_timestamp", &self.max_timestamp)
+            .field("record_count", &self.record_count)
+            .field("estimated_size", &self.estimated_size())
+            .finish()
+    }
+}
+
+impl BatchBuilder {
+    /// An empty builder whose records' timestamps are stored relative to
+    /// `base_timestamp` (normally the first record's timestamp).
+    pub fn new(config: BatchConfig, base_timestamp: i64) -> Self {
+        let mut builder = BatchBuilder {
+            config,
+            buf: BytesMut::new(),
+            base_timestamp,
+            max_timestamp: base_timestamp,
+            record_count: 0,
+            compressor: Compressor::new(),
+            compressed: Vec::new(),
+        };
+        builder.reset(base_timestamp);
+        builder
+    }
+
+    /// The builder's configuration.
+    pub fn config(&self) -> &BatchConfig {
+        &self.config
+    }
+
+    /// Drops any appended records and starts a new batch with `base_timestamp`.
+    /// Keeps the records buffer when it is still the builder's own.
+    pub fn reset(&mut self, base_timestamp: i64) {
+        self.buf.clear();
+        let wanted = self.config.soft_limit();
+        if self.buf.capacity() < wanted {
+            self.buf.reserve(wanted);
+        }
+        self.buf.put_bytes(0, BATCH_HEADER_LEN);
+        self.base_timestamp = base_timestamp;
+        self.max_timestamp = base_timestamp;
+        self.record_count = 0;
+    }
+
+    /// The exact size in bytes of the batch as it stands, uncompressed: the
+    /// header plus every appended record.
+    pub fn estimated_size(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Records appended so far.
+    pub fn record_count(&self) -> i32 {
+        self.record_count
+    }
+
+    /// Whether no record has been appended.
+    pub fn is_empty(&self) -> bool {
+        self.record_count == 0
+    }
+
+    /// The base timestamp of the batch being built.
+    pub fn base_timestamp(&self) -> i64 {
+        self.base_timestamp
+    }
+
+    /// The size in bytes a record would add to the batch if appended now
+    /// (saturating at `usize::MAX` for impossible sizes).
+    pub fn record_size(
+        &self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, Option<&[u8]>)],
+    ) -> usize {
+        let body = body_len(
+            timestamp.wrapping_sub(self.base_timestamp),
+            i64::from(self.record_count),
+            key,
+            value,
+            headers,
+        );
+        len_varint_len(body).saturating_add(body)
+    }
+
+    /// Appends a record if it fits.
+    ///
+    /// Returns [`AppendOutcome::Full`], having written nothing, when the batch
+    /// already holds records and this one would take it past
+    /// `max_batch_bytes`. The first record of a batch is accepted up to
+    /// `hard_max_bytes`; a record that would pass `hard_max_bytes` even alone
+    /// fails with [`RecordsError::RecordTooLarge`], also without writing
+    /// anything. Timestamps may be earlier than the base timestamp.
+    pub fn try_append(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, Option<&[u8]>)],
+    ) -> Result<AppendOutcome, RecordsError> {
+        let timestamp_delta = timestamp.wrapping_sub(self.base_timestamp);
+        let offset_delta = self.record_count;
+        let body = body_len(
+            timestamp_delta,
+            i64::from(offset_delta),
+            key,
+            value,
+            headers,
+        );
+        let size = len_varint_len(body).saturating_add(body);
+
+        let alone = BATCH_HEADER_LEN.saturating_add(size);
+        let hard = self.config.hard_limit();
+        if alone > hard {
+            return Err(RecordsError::RecordTooLarge {
+                size: alone,
+                limit: hard,
+            });
+        }
+        if self.record_count > 0
+            && (self.buf.len() + size > self.config.soft_limit() || offset_delta == i32::MAX)
+        {
+            return Ok(AppendOutcome::Full);
+        }
+
+        // Every length below is bounded by the hard limit, which fits in i32.
+        self.buf.reserve(size);
+        let mut scratch = [0u8; MAX_VARLONG_LEN];
+        put_varlong(&mut self.buf, &mut scratch, body as i64);
+        self.buf.put_u8(0); // record attributes
+        put_varlong(&mut self.buf, &mut scratch, timestamp_delta);
+        put_varlong(&mut self.buf, &mut scratch, i64::from(offset_delta));
+        put_nullable(&mut self.buf, &mut scratch, key);
+        put_nullable(&mut self.buf, &mut scratch, value);
+        put_varlong(&mut self.buf, &mut scratch, headers.len() as i64);
+        for (name, header_value) in headers {
+            put_varlong(&mut self.buf, &mut scratch, name.len() as i64);
+            self.buf.extend_from_slice(name.as_bytes());
+            put_nullable(&mut self.buf, &mut scratch, *header_value);
+        }
+
+        if self.record_count == 0 || timestamp > self.max_timestamp {
+            self.max_timestamp = timestamp;
+        }
+        self.record_count += 1;
+        Ok(AppendOutcome::Appended)
+    }
+
+    /// Finishes the batch: compresses the records section if configured, writes
+    /// the header and returns the batch, leaving the builder empty (call
+    /// [`reset`](Self::reset) to set the next base timestamp).
+    ///
+    /// Fails with [`RecordsError::EmptyBatch`] if no record was appended, and
+    /// with a compression error if the codec fails; the records stay in the
+    /// builder in both cases.
+    pub fn seal(&mut self) -> Result<SealedBatch, RecordsError> {
+        if self.record_count == 0 {
+            return Err(RecordsError::EmptyBatch);
+        }
+        let uncompressed_size = self.buf.len();
+        let mut codec = self.config.compression;
+        let mut bytes = None;
+        if codec != Compression::None {
+            let scratch = &mut self.compressed;
+            scratch.clear();
+            scratch.resize(BATCH_HEADER_LEN, 0);
+            self.compressor.compress(
+                codec,
+                self.config.level,
+                &self.buf[BATCH_HEADER_LEN..],
+                scratch,
+            )?;
+            if !self.config.uncompressed_fallback || scratch.len() < uncompressed_size {
+                // An exact-size copy, so the in-flight batch holds no slack;
+                // the records buffer and the scratch stay for the next batch.
+                bytes = Some(BytesMut::from(&scratch[..]));
+            }
+        }
+        let mut bytes = match bytes {
+            Some(bytes) => bytes,
+            None => {
+                // Hand the records buffer over as the batch; the next batch
+                // gets a new one.
+                codec = Compression::None;
+                std::mem::take(&mut self.buf)
+            }
+        };
+        let header = HeaderFields {
+            attributes: i16::from(codec.codec_id()),
+            last_offset_delta: self.record_count - 1,
+            base_timestamp: self.base_timestamp,
+            max_timestamp: self.max_timestamp,
+            record_count: self.record_count,
+        };
+        header.write(&mut bytes);
+        let sealed = SealedBatch {
+            bytes: bytes.freeze(),
+            records_crc: None,
+            uncompressed_size,
+        };
+        let base_timestamp = self.base_timestamp;
+        self.reset(base_timestamp);
+        Ok(sealed)
+    }
+}
+
+/// Length of a record after its length prefix.
+#[inline]
+fn body_len(
+    timestamp_delta: i64,
+    offset_delta: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[(&str, Option<&[u8]>)],
+) -> usize {
+    let mut len = 1 + varlong_len(timestamp_delta) + varlong_len(offset_delta);
+    len = len
+        .saturating_add(nullable_len(key))
+        .saturating_add(nullable_len(value))
+        .saturating_add(len_varint_len(headers.len()));
+    for (name, header_value) in headers {
+        len = len
+            .saturating_add(len_varint_len(name.len()))
+            .saturating_add(name.len())
+            .saturating_add(nullable_len(*header_value));
+    }
+    len
+}
+
+#[inline]
+fn nullable_len(field: Option<&[u8]>) -> usize {
+    match field {
+        None => 1,
+        Some(b) => len_varint_len(b.len()).saturating_add(b.len()),
+    }
+}
+
+#[inline]
+fn put_varlong(buf: &mut BytesMut, scratch: &mut [u8; MAX_VARLONG_LEN], v: i64) {
+    let n = encode_varlong(v, scratch);
+    buf.extend_from_slice(&scratch[..n]);
+}
+
+#[inline]
+fn put_nullable(buf: &mut BytesMut, scratch: &mut [u8; MAX_VARLONG_LEN], field: Option<&[u8]>) {
+    match field {
+        None => buf.put_u8(1), // zigzag(-1)
+        Some(b) => {
+            put_varlong(buf, scratch, b.len() as i64);
+            buf.extend_from_slice(b);
+        }
+    }
+}
+
+/// Header fields fixed at sealing time.
+struct HeaderFields {
+    attributes: i16,
+    last_offset_delta: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    record_count: i32,
+}
+
+impl HeaderFields {
+    /// Writes the full header into the first 61 bytes of `batch`, producer
+    /// fields unset, and the CRC.
+    fn write(&self, batch: &mut [u8]) {
+        let len = batch.len();
+        let batch_length = (len - super::LOG_OVERHEAD) as i32;
+        let h = &mut batch[..BATCH_HEADER_LEN];
+        h[offsets::BASE_OFFSET..offsets::BATCH_LENGTH].copy_from_slice(&0i64.to_be_bytes());
+        h[offsets::BATCH_LENGTH..offsets::PARTITION_LEADER_EPOCH]
+            .copy_from_slice(&batch_length.to_be_bytes());
+        h[offsets::PARTITION_LEADER_EPOCH..offsets::MAGIC].copy_from_slice(&(-1i32).to_be_bytes());
+        h[offsets::MAGIC] = MAGIC_V2 as u8;
+        h[offsets::ATTRIBUTES..offsets::LAST_OFFSET_DELTA]
+            .copy_from_slice(&self.attributes.to_be_bytes());
+        h[offsets::LAST_OFFSET_DELTA..offsets::BASE_TIMESTAMP]
+            .copy_from_slice(&self.last_offset_delta.to_be_bytes());
+        h[offsets::BASE_TIMESTAMP..offsets::MAX_TIMESTAMP]
+            .copy_from_slice(&self.base_timestamp.to_be_bytes());
+        h[offsets::MAX_TIMESTAMP..offsets::PRODUCER_ID]
+            .copy_from_slice(&self.max_timestamp.to_be_bytes());
+        h[offsets::PRODUCER_ID..offsets::PRODUCER_EPOCH].copy_from_slice(&(-1i64).to_be_bytes());
+        h[offsets::PRODUCER_EPOCH..offsets::BASE_SEQUENCE].copy_from_slice(&(-1i16).to_be_bytes());
+        h[offsets::BASE_SEQUENCE..offsets::RECORD_COUNT].copy_from_slice(&(-1i32).to_be_bytes());
+        h[offsets::RECORD_COUNT..offsets::RECORDS]
+            .copy_from_slice(&self.record_count.to_be_bytes());
+        write_full_crc(batch);
+    }
+}
+
+/// Batches at least this long are re-stamped by combining the CRC of the
+/// stamped header fields with a cached CRC of the rest (O(log n)); shorter ones
+/// are simply rescanned, which is faster at that size.
+const COMBINE_THRESHOLD: usize = 64 * 1024;
+
+/// Computes the CRC over bytes 21 to the end and stores it.
+fn write_full_crc(batch: &mut [u8]) {
+    let crc = crc32c::crc32c(&batch[offsets::ATTRIBUTES..]);
+    batch[offsets::CRC..offsets::ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Recomputes the batch CRC from the header fields it covers and the CRC of
+/// the bytes from the record count on.
+fn write_combined_crc(batch: &mut [u8], records_crc: u32) {
+    let head = crc32c::crc32c(&batch[offsets::ATTRIBUTES..offsets::RECORD_COUNT]);
+    let crc = crc32c::crc32c_combine(head, records_crc, batch.len() - offsets::RECORD_COUNT);
+    batch[offsets::CRC..offsets::ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// A finished record batch, ready to be stamped and sent.
+///
+/// The bytes are a [`Bytes`], so handing them to a request (and keeping them
+/// for a retry) costs a reference count, not a copy.
+#[derive(Debug, Clone)]
+pub struct SealedBatch {
+    bytes: Bytes,
+    /// CRC-32C of the bytes from the record count on, computed on the first
+    /// stamp of a large batch.
+    records_crc: Option<u32>,
+    uncompressed_size: usize,
+}
+
+impl SealedBatch {
+    /// The batch's wire bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The batch's wire bytes, consuming the batch.
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+
+    /// Size of the batch on the wire.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Always false: a sealed batch holds at least one record.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Size the batch had before compression (header plus records), which is
+    /// what the builder accounted.
+    pub fn uncompressed_size(&self) -> usize {
+        self.uncompressed_size
+    }
+
+    /// Number of records.
+    pub fn record_count(&self) -> i32 {
+        be_i32(&self.bytes, offsets::RECORD_COUNT)
+    }
+
+    /// Offset delta of the last record (record count - 1).
+    pub fn last_offset_delta(&self) -> i32 {
+        be_i32(&self.bytes, offsets::LAST_OFFSET_DELTA)
+    }
+
+    /// The codec the records section is actually compressed with (none when
+    /// the uncompressed fallback applied).
+    pub fn compression(&self) -> Compression {
+        Compression::from_codec_id(self.attributes() as u8 & 0x07).unwrap_or_default()
+    }
+
+    /// Attributes as stored in the header.
+    pub fn attributes(&self) -> i16 {
+        be_i16(&self.bytes, offsets::ATTRIBUTES)
+    }
+
+    /// Base timestamp.
+    pub fn base_timestamp(&self) -> i64 {
+        be_i64(&self.bytes, offsets::BASE_TIMESTAMP)
+    }
+
+    /// Largest record timestamp.
+    pub fn max_timestamp(&self) -> i64 {
+        be_i64(&self.bytes, offsets::MAX_TIMESTAMP)
+    }
+
+    /// Producer id (-1 until stamped).
+    pub fn producer_id(&self) -> i64 {
+        be_i64(&self.bytes, offsets::PRODUCER_ID)
+    }
+
+    /// Producer epoch (-1 until stamped).
+    pub fn producer_epoch(&self) -> i16 {
+        be_i16(&self.bytes, offsets::PRODUCER_EPOCH)
+    }
+
+    /// Sequence number of the first record (-1 until stamped).
+    pub fn base_sequence(&self) -> i32 {
+        be_i32(&self.bytes, offsets::BASE_SEQUENCE)
+    }
+
+    /// Whether the transactional bit is set.
+    pub fn is_transactional(&self) -> bool {
+        self.attributes() & attributes::TRANSACTIONAL != 0
+    }
+
+    /// The CRC-32C stored in the header.
+    pub fn crc(&self) -> u32 {
+        be_i32(&self.bytes, offsets::CRC) as u32
+    }
+
+    /// Sets producer id, producer epoch, base sequence and the transactional
+    /// bit, and updates the CRC. May be called again (a retry under a new
+    /// epoch or sequence) with the same cost.
+    ///
+    /// Works in place when no clone of [`bytes`](Self::bytes) is alive;
+    /// otherwise the batch is copied once and the clones keep the old stamp.
+    pub fn stamp(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        transactional: bool,
+    ) {
+        let bytes = std::mem::take(&mut self.bytes);
+        let mut batch = bytes
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        let mut attrs = be_i16(&batch, offsets::ATTRIBUTES);
+        if transactional {
+            attrs |= attributes::TRANSACTIONAL;
+        } else {
+            attrs &= !attributes::TRANSACTIONAL;
+        }
+        batch[offsets::ATTRIBUTES..offsets::LAST_OFFSET_DELTA]
+            .copy_from_slice(&attrs.to_be_bytes());
+        batch[offsets::PRODUCER_ID..offsets::PRODUCER_EPOCH]
+            .copy_from_slice(&producer_id.to_be_bytes());
+        batch[offsets::PRODUCER_EPOCH..offsets::BASE_SEQUENCE]
+            .copy_from_slice(&producer_epoch.to_be_bytes());
+        batch[offsets::BASE_SEQUENCE..offsets::RECORD_COUNT]
+            .copy_from_slice(&base_sequence.to_be_bytes());
+        if batch.len() < COMBINE_THRESHOLD {
+            write_full_crc(&mut batch);
+        } else {
+            let records_crc = *self
+                .records_crc
+                .get_or_insert_with(|| crc32c::crc32c(&batch[offsets::RECORD_COUNT..]));
+            write_combined_crc(&mut batch, records_crc);
+        }
+        self.bytes = batch.freeze();
+    }
+}

@@ -39,6 +39,16 @@ pub enum ErrorKind {
     Timeout,
     /// The client was closed.
     Closed,
+    /// The producer's buffer stayed full for longer than `max_block`.
+    BufferExhausted,
+    /// A record is larger than the producer's buffer or its maximum request
+    /// size; it can never be sent.
+    RecordTooLarge,
+    /// A record names a partition that does not exist, or a custom
+    /// partitioner refused it.
+    InvalidPartition,
+    /// A record was not delivered within `delivery_timeout`.
+    DeliveryTimeout,
 }
 
 /// The error type of every fallible operation in smartkafka.
@@ -58,6 +68,7 @@ struct Inner {
     kind: ErrorKind,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    possibly_persisted: bool,
 }
 
 /// The crate's result type.
@@ -72,6 +83,7 @@ impl Error {
                 kind,
                 message: message.into(),
                 source: None,
+                possibly_persisted: false,
             }),
         }
     }
@@ -88,6 +100,27 @@ impl Error {
     /// for reporting one failure to many waiters.
     pub(crate) fn clone_shallow(&self) -> Error {
         Error::new(self.inner.kind.clone(), self.inner.message.clone())
+            .with_possibly_persisted(self.inner.possibly_persisted)
+    }
+
+    /// The same error, marked as possibly persisted or not.
+    pub(crate) fn with_possibly_persisted(mut self, possibly: bool) -> Error {
+        self.inner.possibly_persisted = possibly;
+        self
+    }
+
+    /// For a failed delivery: whether the record may nevertheless be in the
+    /// log. `false` means it is certainly not (it was never sent, or the
+    /// broker refused it); `true` means a request carrying it was written
+    /// and its outcome is unknown (a timeout, a lost connection), so a
+    /// consumer may still see it.
+    ///
+    /// ```
+    /// use smartkafka::Error;
+    /// assert!(!Error::config("acks", "bad").possibly_persisted());
+    /// ```
+    pub fn possibly_persisted(&self) -> bool {
+        self.inner.possibly_persisted
     }
 
     /// A configuration error naming the offending field.
@@ -139,11 +172,15 @@ impl Error {
             | ErrorKind::RequestTimeout
             | ErrorKind::Io
             | ErrorKind::NoBrokerAvailable
-            | ErrorKind::Timeout => true,
+            | ErrorKind::Timeout
+            | ErrorKind::BufferExhausted
+            | ErrorKind::DeliveryTimeout => true,
             ErrorKind::Config { .. }
             | ErrorKind::Protocol
             | ErrorKind::UnsupportedApi
-            | ErrorKind::Closed => false,
+            | ErrorKind::Closed
+            | ErrorKind::RecordTooLarge
+            | ErrorKind::InvalidPartition => false,
         }
     }
 
@@ -174,7 +211,10 @@ impl Error {
     pub fn is_timeout(&self) -> bool {
         matches!(
             self.inner.kind,
-            ErrorKind::ConnectTimeout | ErrorKind::RequestTimeout | ErrorKind::Timeout
+            ErrorKind::ConnectTimeout
+                | ErrorKind::RequestTimeout
+                | ErrorKind::Timeout
+                | ErrorKind::DeliveryTimeout
         )
     }
 }
@@ -185,6 +225,7 @@ impl fmt::Debug for Error {
             .field("kind", &self.inner.kind)
             .field("message", &self.inner.message)
             .field("source", &self.inner.source)
+            .field("possibly_persisted", &self.inner.possibly_persisted)
             .finish()
     }
 }

@@ -4,9 +4,12 @@
 //! librdkafka, no OpenSSL, a static binary.
 //!
 //! ```text
-//!   your code ──► AdminClient / (producer) ──► net: tokio tasks, one per broker connection
-//!                                               │  bytes in, bytes out
-//!                                               ▼
+//!   your code ──► Producer ──► net: driver task ──► engine (sans-IO: metadata cache,
+//!             │                     │               accumulator, retries, partitioner)
+//!             └─► AdminClient ──────┤
+//!                                   ▼ one pipelined connection per broker
+//!                                   │  bytes in, bytes out
+//!                                   ▼
 //!                        protocol: framing · headers · versions · guard · error codes
 //!                                               │  kafka-protocol message structs
 //!                                               ▼
@@ -17,8 +20,10 @@
 //! |---|---|---|
 //! | wire | [`protocol`] | framing with a size cap, correlation ids, version negotiation, the error-code table, bounded decoding |
 //! | I/O | `net` (private) | sockets, pipelined connections, timeouts, the clock |
+//! | producer | [`Producer`], [`blocking::Producer`] | send / delivery futures, flush, close, stats; configuration in [`ProducerConfig`] |
+//! | records | [`Record`], [`RecordMetadata`] | what is sent and where it landed |
 //! | admin | [`AdminClient`] | metadata, topic creation, offset lookups |
-//! | engine | [`partitioner`] | Java-compatible murmur2 with sticky keyless placement (KIP-794), librdkafka-compatible crc32, round-robin, custom |
+//! | engine | `engine` (private), [`partitioner`] | sans-IO accumulator, metadata cache, retries; Java-compatible murmur2 with sticky keyless placement (KIP-794), librdkafka-compatible crc32, round-robin, custom |
 //!
 //! Every response is checked by [`protocol::guard`] before it is decoded, so
 //! bytes from the network can neither panic the client nor make it allocate
@@ -28,17 +33,28 @@
 
 #[cfg(feature = "tokio-runtime")]
 mod admin;
+#[cfg(feature = "tokio-runtime")]
+pub mod blocking;
+pub mod compression;
 mod config;
 mod engine;
 mod error;
 pub mod metadata;
 #[cfg(feature = "tokio-runtime")]
 mod net;
+#[cfg(feature = "tokio-runtime")]
+mod producer;
 pub mod protocol;
+mod record;
+pub mod records;
 
 #[cfg(feature = "tokio-runtime")]
 pub use admin::{AdminClient, NewTopic, OffsetSpec};
 pub use config::ClientConfig;
 pub use engine::partitioner;
+pub use engine::{Acks, ProducerStats};
 pub use error::{Error, ErrorKind, Result};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
+#[cfg(feature = "tokio-runtime")]
+pub use producer::{DeliveryFuture, Producer, ProducerBuilder, ProducerConfig};
+pub use record::{Header, Record, RecordMetadata};

@@ -3,7 +3,23 @@
 //! comes in as an argument and randomness from seeded generators, so every
 //! run can be replayed.
 //!
-//! Today it holds the partitioners; the accumulator, metadata cache,
-//! in-flight tracking and retry policy join it with the producer.
+//! | file | owns |
+//! |---|---|
+//! | `producer` | the engine: inputs, outputs, waiting records, in-flight requests, delivery events |
+//! | `accumulator` | per-partition batch queues, readiness, expiry |
+//! | `metadata_cache` | leaders and leader epochs (never backwards), refresh schedule |
+//! | `retry` | the retry decision table and backoff with jitter |
+//! | `partitioner` | where records go |
 
+// Without the tokio driver nothing drives the engine yet; it still builds
+// (that build is what keeps it free of clock reads).
+#![cfg_attr(not(feature = "tokio-runtime"), allow(dead_code, unused_imports))]
+
+pub(crate) mod accumulator;
+pub(crate) mod metadata_cache;
 pub mod partitioner;
+pub(crate) mod producer;
+pub(crate) mod retry;
+
+pub use producer::{Acks, ProducerStats};
+pub(crate) use producer::{Engine, EngineConfig, Event, SendFailure, Transmit};

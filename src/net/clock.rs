@@ -8,3 +8,12 @@ use std::time::Instant;
 pub(crate) fn now() -> Instant {
     Instant::now()
 }
+
+/// Milliseconds since the Unix epoch (record timestamps); 0 if the system
+/// clock is before 1970.
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -265,6 +265,28 @@ impl BrokerConnection {
         decode_response::<R>(version, matched.body)
     }
 
+    /// Writes `request` at the negotiated version without waiting for a
+    /// response: Produce with acks = 0, which the broker never answers.
+    pub(crate) fn send_without_response<R: ApiRequest>(&self, request: &R) -> Result<(), Error> {
+        let version = self.versions.require(R::KEY)?;
+        let mut inner = self.shared.lock();
+        if let Some(reason) = &inner.closed {
+            return Err(reason.clone_shallow());
+        }
+        let mut buf = BytesMut::new();
+        inner.proto.encode(&mut buf, version, request, false)?;
+        if inner.writer.send(buf).is_err() {
+            drop(inner);
+            let reason = Error::new(
+                ErrorKind::Io,
+                format!("connection to {} is closed", self.shared.label),
+            );
+            self.shared.close(reason.clone_shallow());
+            return Err(reason);
+        }
+        Ok(())
+    }
+
     /// Writes `request` at `version` and waits for its matched response,
     /// closing the connection if the request timeout passes first.
     pub(crate) async fn round_trip<R: ApiRequest>(

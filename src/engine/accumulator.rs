@@ -1,0 +1,267 @@
+//! The record accumulator: one queue of batches per partition, built with
+//! [`BatchBuilder`] as records arrive, and the rules for when a partition's
+//! next batch is ready to go.
+//!
+//! A batch's life (one partition; without idempotence at most one batch of
+//! a partition is in flight, so order holds through retries):
+//!
+//! ```text
+//!   append ──► Open (in the partition's BatchBuilder)
+//!                │ full, or linger passed / flush / close / buffer waiters
+//!                ▼
+//!              Sealed (queue, FIFO) ◄──────────────┐
+//!                │ drained into a Produce request  │ retriable error:
+//!                ▼                                 │ back to the head,
+//!              InFlight (partition muted) ─────────┘ after a backoff
+//!                │ acknowledged          │ fatal error / delivery timeout
+//!                ▼                       ▼
+//!              Delivered               Failed (not persisted, or
+//!                                              possibly persisted once sent)
+//! ```
+//!
+//! Full batches are sealed at once (and the partitioner told, KIP-794);
+//! a part-full batch is sealed only when it is drained.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::record::Record;
+use crate::records::{AppendOutcome, BatchBuilder, BatchConfig, RecordsError, SealedBatch};
+
+/// A record accepted into a batch, waiting for its outcome.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PendingRecord {
+    /// The caller's token for delivery reports.
+    pub(crate) token: u64,
+    /// The record's timestamp as encoded.
+    pub(crate) timestamp: i64,
+    /// Buffer bytes reserved for it.
+    pub(crate) reserved: usize,
+}
+
+/// Records whose batch could not be sealed, with the reason.
+pub(crate) type Unsealable = (Vec<PendingRecord>, RecordsError);
+
+/// A sealed batch with the records it carries.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) sealed: SealedBatch,
+    pub(crate) records: Vec<PendingRecord>,
+    /// When its first record was appended: the delivery timeout runs from here.
+    pub(crate) created: Instant,
+    /// Attempts sent so far.
+    pub(crate) attempts: u32,
+    /// Whether an earlier attempt may have been written to the log.
+    pub(crate) maybe_persisted: bool,
+    /// Not to be sent again before this instant (retry backoff).
+    pub(crate) retry_at: Option<Instant>,
+}
+
+impl Batch {
+    pub(crate) fn reserved(&self) -> usize {
+        self.records.iter().map(|r| r.reserved).sum()
+    }
+}
+
+/// One partition's queue.
+#[derive(Debug, Default)]
+pub(crate) struct PartitionQueue {
+    builder: Option<BatchBuilder>,
+    open: Vec<PendingRecord>,
+    open_created: Option<Instant>,
+    /// Sealed batches, oldest first.
+    pub(crate) queue: VecDeque<Batch>,
+    /// A batch of this partition is in flight (the partition is muted).
+    pub(crate) in_flight: bool,
+    /// Buffer bytes held by this partition's records (queued or in flight).
+    pub(crate) held_bytes: u64,
+}
+
+impl PartitionQueue {
+    /// Whether nothing waits to be sent.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.open.is_empty()
+    }
+
+    /// Appends a record. Returns whether a full batch was sealed to make
+    /// room (the moment a sticky partitioner moves on), and any records
+    /// that had to be failed because their batch could not be sealed.
+    pub(crate) fn append(
+        &mut self,
+        config: BatchConfig,
+        now: Instant,
+        record: &Record,
+        pending: PendingRecord,
+    ) -> Result<(bool, Option<Unsealable>), RecordsError> {
+        let builder = self
+            .builder
+            .get_or_insert_with(|| BatchBuilder::new(config, pending.timestamp));
+        if builder.is_empty() {
+            builder.reset(pending.timestamp);
+        }
+        let headers: Vec<(&str, Option<&[u8]>)> = record
+            .headers
+            .iter()
+            .map(|h| (h.key.as_str(), h.value.as_deref()))
+            .collect();
+        let key = record.key.as_deref();
+        let value = record.value.as_deref();
+        match builder.try_append(pending.timestamp, key, value, &headers)? {
+            AppendOutcome::Appended => {
+                self.open.push(pending);
+                self.open_created.get_or_insert(now);
+                Ok((false, None))
+            }
+            AppendOutcome::Full => {
+                let lost = match self.seal_open(now) {
+                    Ok(Some(batch)) => {
+                        self.queue.push_back(batch);
+                        None
+                    }
+                    Ok(None) => None,
+                    Err(lost) => Some(lost),
+                };
+                let builder = self
+                    .builder
+                    .get_or_insert_with(|| BatchBuilder::new(config, pending.timestamp));
+                builder.reset(pending.timestamp);
+                // A fresh batch takes any record up to the hard limit.
+                match builder.try_append(pending.timestamp, key, value, &headers)? {
+                    AppendOutcome::Appended | AppendOutcome::Full => {}
+                }
+                self.open.push(pending);
+                self.open_created = Some(now);
+                Ok((true, lost))
+            }
+        }
+    }
+
+    /// Seals the open batch, if any. On a codec failure the open records are
+    /// returned for failing and the builder is emptied.
+    fn seal_open(&mut self, now: Instant) -> Result<Option<Batch>, Unsealable> {
+        let Some(builder) = self.builder.as_mut() else {
+            return Ok(None);
+        };
+        if self.open.is_empty() {
+            return Ok(None);
+        }
+        let created = self.open_created.take();
+        let records = std::mem::take(&mut self.open);
+        match builder.seal() {
+            Ok(sealed) => Ok(Some(Batch {
+                sealed,
+                records,
+                created: created.unwrap_or(now),
+                attempts: 0,
+                maybe_persisted: false,
+                retry_at: None,
+            })),
+            Err(e) => {
+                let base = builder.base_timestamp();
+                builder.reset(base);
+                Err((records, e))
+            }
+        }
+    }
+
+    /// Whether the partition's next batch may be sent at `now`.
+    pub(crate) fn ready(
+        &self,
+        now: Instant,
+        linger: Duration,
+        flush_mark: u64,
+        hurry: bool,
+    ) -> bool {
+        if self.in_flight {
+            return false;
+        }
+        if let Some(front) = self.queue.front() {
+            return front.retry_at.is_none_or(|t| now >= t);
+        }
+        match (self.open.first(), self.open_created) {
+            (Some(first), Some(created)) => {
+                hurry || first.token <= flush_mark || now >= created + linger
+            }
+            _ => false,
+        }
+    }
+
+    /// When the partition's next batch becomes ready by time alone.
+    pub(crate) fn ready_at(&self, linger: Duration) -> Option<Instant> {
+        if self.in_flight {
+            return None;
+        }
+        if let Some(front) = self.queue.front() {
+            return front.retry_at;
+        }
+        self.open_created.map(|c| c + linger)
+    }
+
+    /// When the oldest unsent batch was created (its delivery clock).
+    pub(crate) fn oldest_created(&self) -> Option<Instant> {
+        self.queue
+            .front()
+            .map(|b| b.created)
+            .or(self.open_created.filter(|_| !self.open.is_empty()))
+    }
+
+    /// Takes the next batch to send, sealing the open one if it is next.
+    pub(crate) fn take_next(&mut self, now: Instant) -> Result<Option<Batch>, Unsealable> {
+        if let Some(batch) = self.queue.pop_front() {
+            return Ok(Some(batch));
+        }
+        self.seal_open(now)
+    }
+
+    /// Size in bytes of the next batch (the open one counted uncompressed).
+    pub(crate) fn next_size(&self) -> usize {
+        match self.queue.front() {
+            Some(b) => b.sealed.len(),
+            None => self
+                .builder
+                .as_ref()
+                .map_or(0, BatchBuilder::estimated_size),
+        }
+    }
+
+    /// Removes the oldest unsent batch's records if it was created at or
+    /// before `cutoff`: the records and whether an earlier attempt may have
+    /// been persisted.
+    pub(crate) fn expire_front(&mut self, cutoff: Instant) -> Option<(Vec<PendingRecord>, bool)> {
+        if let Some(front) = self.queue.front() {
+            if front.created <= cutoff {
+                let batch = self.queue.pop_front()?;
+                return Some((batch.records, batch.maybe_persisted));
+            }
+            return None;
+        }
+        if self.open_created.is_some_and(|c| c <= cutoff) && !self.open.is_empty() {
+            self.open_created = None;
+            if let Some(b) = self.builder.as_mut() {
+                let base = b.base_timestamp();
+                b.reset(base);
+            }
+            return Some((std::mem::take(&mut self.open), false));
+        }
+        None
+    }
+
+    /// Removes everything unsent: per batch, its records and whether it may
+    /// have been persisted, oldest first.
+    pub(crate) fn take_all(&mut self) -> Vec<(Vec<PendingRecord>, bool)> {
+        let mut out: Vec<(Vec<PendingRecord>, bool)> = self
+            .queue
+            .drain(..)
+            .map(|b| (b.records, b.maybe_persisted))
+            .collect();
+        if !self.open.is_empty() {
+            out.push((std::mem::take(&mut self.open), false));
+            self.open_created = None;
+            if let Some(b) = self.builder.as_mut() {
+                let base = b.base_timestamp();
+                b.reset(base);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,262 @@
+//! The producer's view of the cluster: brokers, and per topic its partitions'
+//! leaders and leader epochs, plus when to ask for fresh metadata.
+//!
+//! Leader epochs never go backwards: a Metadata response from a broker that
+//! has not caught up yet (it reports an older epoch for a partition) does not
+//! replace the newer leader we already know.
+//!
+//! ```text
+//!            request_refresh() / max age passed / unknown topic
+//!   Fresh ───────────────────────────────────────────────────► Wanted
+//!     ▲                                                          │ poll: request goes out
+//!     │ response (apply)                                         ▼
+//!     └──────────────────────────────────────────────────── InFlight
+//!                        failure: Wanted again after retry_backoff
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use crate::metadata::ClusterMetadata;
+use crate::protocol::KafkaCode;
+
+/// A metadata request to make: the topics, and the broker to ask
+/// (`None`: any bootstrap server).
+pub(crate) type MetadataAsk = (Vec<String>, Option<(i32, String)>);
+
+/// One partition's leadership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Leadership {
+    pub(crate) leader: Option<i32>,
+    pub(crate) epoch: Option<i32>,
+}
+
+/// What is known about one topic.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TopicInfo {
+    /// Per partition (index = partition id).
+    pub(crate) partitions: Vec<Leadership>,
+    /// Partitions with a leader, ascending.
+    pub(crate) available: Vec<i32>,
+    /// The last topic-level error reported.
+    pub(crate) error: Option<KafkaCode>,
+}
+
+impl TopicInfo {
+    fn rebuild_available(&mut self) {
+        self.available = self
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.leader.is_some())
+            .filter_map(|(i, _)| i32::try_from(i).ok())
+            .collect();
+    }
+
+    /// The leader of `partition`, if known.
+    pub(crate) fn leader(&self, partition: i32) -> Option<i32> {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.partitions.get(p))
+            .and_then(|p| p.leader)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FetchState {
+    Fresh,
+    Wanted,
+    InFlight(u64),
+}
+
+/// The metadata cache and its refresh schedule.
+#[derive(Debug)]
+pub(crate) struct MetadataCache {
+    brokers: BTreeMap<i32, String>,
+    topics: BTreeMap<String, TopicInfo>,
+    /// Every topic this producer has been asked to send to.
+    interest: BTreeSet<String>,
+    state: FetchState,
+    last_refresh: Option<Instant>,
+    not_before: Option<Instant>,
+    max_age: Duration,
+    backoff: Duration,
+    next_node: usize,
+}
+
+impl MetadataCache {
+    pub(crate) fn new(max_age: Duration, backoff: Duration) -> MetadataCache {
+        MetadataCache {
+            brokers: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            interest: BTreeSet::new(),
+            state: FetchState::Wanted,
+            last_refresh: None,
+            not_before: None,
+            max_age,
+            backoff,
+            next_node: 0,
+        }
+    }
+
+    pub(crate) fn topic(&self, name: &str) -> Option<&TopicInfo> {
+        self.topics.get(name).filter(|t| !t.partitions.is_empty())
+    }
+
+    pub(crate) fn broker_address(&self, id: i32) -> Option<&str> {
+        self.brokers.get(&id).map(String::as_str)
+    }
+
+    /// Notes a topic to include in every refresh; asks for a refresh when
+    /// the topic is new.
+    pub(crate) fn add_interest(&mut self, topic: &str) {
+        if !self.interest.contains(topic) {
+            self.interest.insert(topic.to_string());
+            self.request_refresh();
+        }
+    }
+
+    /// Asks for a refresh as soon as the backoff allows.
+    pub(crate) fn request_refresh(&mut self) {
+        if self.state == FetchState::Fresh {
+            self.state = FetchState::Wanted;
+        }
+    }
+
+    /// When the cache wants to act next (a refresh becoming due).
+    pub(crate) fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        match self.state {
+            FetchState::InFlight(_) => None,
+            FetchState::Wanted => Some(self.not_before.unwrap_or(now)),
+            FetchState::Fresh => self.last_refresh.map(|t| t + self.max_age),
+        }
+    }
+
+    /// If a refresh is due at `now`, marks it in flight as `id` and returns
+    /// the topics to ask for and a broker to ask (`None`: any bootstrap
+    /// server).
+    pub(crate) fn poll_request(&mut self, now: Instant, id: u64) -> Option<MetadataAsk> {
+        if self.state == FetchState::Fresh
+            && self.last_refresh.is_some_and(|t| now >= t + self.max_age)
+        {
+            self.state = FetchState::Wanted;
+        }
+        if self.state != FetchState::Wanted || self.not_before.is_some_and(|t| now < t) {
+            return None;
+        }
+        self.state = FetchState::InFlight(id);
+        let node = if self.brokers.is_empty() {
+            None
+        } else {
+            let i = self.next_node % self.brokers.len();
+            self.next_node = self.next_node.wrapping_add(1);
+            self.brokers
+                .iter()
+                .nth(i)
+                .map(|(id, addr)| (*id, addr.clone()))
+        };
+        Some((self.interest.iter().cloned().collect(), node))
+    }
+
+    /// Whether `id` is the refresh in flight.
+    pub(crate) fn is_in_flight(&self, id: u64) -> bool {
+        self.state == FetchState::InFlight(id)
+    }
+
+    /// A refresh failed: try again after the backoff, from another broker.
+    pub(crate) fn fail(&mut self, now: Instant) {
+        self.state = FetchState::Wanted;
+        self.not_before = Some(now + self.backoff);
+    }
+
+    /// Applies a Metadata response. When anything we wait for is still
+    /// missing, another refresh is scheduled after the backoff.
+    pub(crate) fn apply(&mut self, now: Instant, metadata: &ClusterMetadata) {
+        if !metadata.brokers.is_empty() {
+            self.brokers = metadata
+                .brokers
+                .iter()
+                .map(|b| (b.id, b.address()))
+                .collect();
+        }
+        for (name, topic) in &metadata.topics {
+            let entry = self.topics.entry(name.clone()).or_default();
+            entry.error = topic.error;
+            if topic.error.is_some() && topic.partitions.is_empty() {
+                continue;
+            }
+            let count = topic
+                .partitions
+                .iter()
+                .map(|p| usize::try_from(p.id).map_or(0, |i| i + 1))
+                .max()
+                .unwrap_or(0);
+            if entry.partitions.len() < count {
+                entry.partitions.resize(
+                    count,
+                    Leadership {
+                        leader: None,
+                        epoch: None,
+                    },
+                );
+            }
+            for p in &topic.partitions {
+                let Ok(i) = usize::try_from(p.id) else {
+                    continue;
+                };
+                let Some(slot) = entry.partitions.get_mut(i) else {
+                    continue;
+                };
+                // Never go back to an older leader epoch.
+                if let (Some(old), Some(new)) = (slot.epoch, p.leader_epoch)
+                    && new < old
+                {
+                    continue;
+                }
+                *slot = Leadership {
+                    leader: p.leader,
+                    epoch: p.leader_epoch.or(slot.epoch),
+                };
+            }
+            entry.rebuild_available();
+        }
+        self.last_refresh = Some(now);
+        self.not_before = None;
+        // Unknown topics are retried after the backoff; partitions without a
+        // leader only while records wait for them (see `want_leader`).
+        let missing = self.interest.iter().any(|t| {
+            self.topics
+                .get(t)
+                .is_none_or(|info| info.partitions.is_empty())
+        });
+        if missing {
+            self.state = FetchState::Wanted;
+            self.not_before = Some(now + self.backoff);
+        } else {
+            self.state = FetchState::Fresh;
+        }
+    }
+
+    /// Records wait for a partition without a leader: refresh, at most once
+    /// per backoff.
+    pub(crate) fn want_leader(&mut self) {
+        if self.state == FetchState::Fresh {
+            self.state = FetchState::Wanted;
+            self.not_before = self.last_refresh.map(|t| t + self.backoff);
+        }
+    }
+
+    /// Forgets the leader of a partition (after NOT_LEADER and the like)
+    /// until the next refresh says otherwise, and asks for that refresh.
+    pub(crate) fn invalidate(&mut self, topic: &str, partition: i32) {
+        if let Some(info) = self.topics.get_mut(topic)
+            && let Some(slot) = usize::try_from(partition)
+                .ok()
+                .and_then(|p| info.partitions.get_mut(p))
+        {
+            slot.leader = None;
+            info.rebuild_available();
+        }
+        self.request_refresh();
+    }
+}

@@ -1,0 +1,459 @@
+//! The producer's driver: one tokio task that owns the sans-IO [`Engine`]
+//! and the broker connections, and pumps the engine.
+//!
+//! ```text
+//!            commands (send, flush, close) from Producer handles
+//!                               │
+//!   ┌───────────────────────────▼────────────────────────────┐
+//!   │ loop: select { command, response, engine timeout }      │
+//!   │   → engine input → drain outputs:                       │
+//!   │      poll_transmit → spawn a request task per request   │
+//!   │      poll_event    → resolve send / delivery futures    │
+//!   └──────────────┬──────────────────────────▲──────────────┘
+//!                  │ request tasks            │ responses (channel)
+//!                  ▼                          │
+//!       BrokerConnection (one per broker, pipelined; a request timeout
+//!       closes it and the next request opens a fresh one)
+//! ```
+//!
+//! Lifecycle: `Running` until a close command (or every handle dropped),
+//! then `Closing` (everything ready at once, no new records) until the
+//! engine is idle or the close deadline passes (then what is left fails),
+//! then the task ends and the connections close.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::ClientConfig;
+use crate::engine::{Engine, EngineConfig, Event, ProducerStats, SendFailure, Transmit};
+use crate::error::{Error, ErrorKind};
+use crate::metadata::ClusterMetadata;
+use crate::net::clock;
+use crate::net::connection::BrokerConnection;
+use crate::protocol::KafkaCode;
+use crate::record::{Record, RecordMetadata};
+
+/// The result of accepting a record into the buffer.
+pub(crate) type AcceptReply = oneshot::Sender<Result<(), Error>>;
+/// The delivery result of a record.
+pub(crate) type DeliveryReply = oneshot::Sender<Result<RecordMetadata, Error>>;
+
+/// What a producer handle asks of the driver.
+pub(crate) enum Command {
+    Send {
+        record: Record,
+        /// `None`: fail rather than wait.
+        deadline: Option<Instant>,
+        accepted: AcceptReply,
+        delivered: DeliveryReply,
+    },
+    Flush {
+        done: oneshot::Sender<()>,
+    },
+    Close {
+        timeout: Option<Duration>,
+        done: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+enum Response {
+    Produce {
+        id: u64,
+        result: Result<ProduceResponse, SendFailure>,
+    },
+    Metadata {
+        id: u64,
+        result: Result<ClusterMetadata, Error>,
+    },
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<BrokerConnection>>>>;
+
+/// One connection per broker, opened on first use and replaced when closed.
+struct Connections {
+    config: ClientConfig,
+    slots: Mutex<BTreeMap<i32, Slot>>,
+    bootstrap: Slot,
+}
+
+impl Connections {
+    fn slot(&self, node: i32) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(slots.entry(node).or_default())
+    }
+
+    async fn get(&self, node: i32, addr: &str) -> Result<Arc<BrokerConnection>, Error> {
+        let slot = self.slot(node);
+        let mut guard = slot.lock().await;
+        if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(conn));
+        }
+        let conn = Arc::new(BrokerConnection::connect(addr, &self.config).await?);
+        *guard = Some(Arc::clone(&conn));
+        Ok(conn)
+    }
+
+    async fn bootstrap(&self) -> Result<Arc<BrokerConnection>, Error> {
+        let mut guard = self.bootstrap.lock().await;
+        if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(conn));
+        }
+        let mut last = None;
+        for addr in &self.config.bootstrap_servers {
+            match BrokerConnection::connect(addr, &self.config).await {
+                Ok(conn) => {
+                    let conn = Arc::new(conn);
+                    *guard = Some(Arc::clone(&conn));
+                    return Ok(conn);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::NoBrokerAvailable,
+            format!(
+                "no bootstrap server reachable ({}){}",
+                self.config.bootstrap_servers.join(","),
+                last.map_or_else(String::new, |e| format!(": {e}"))
+            ),
+        ))
+    }
+}
+
+/// What producer handles share with the driver.
+pub(crate) struct DriverHandle {
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) stats: Arc<Mutex<ProducerStats>>,
+}
+
+/// Starts the driver task on the current runtime.
+pub(crate) fn spawn(client: ClientConfig, engine: EngineConfig) -> DriverHandle {
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let stats = Arc::new(Mutex::new(ProducerStats::default()));
+    let (responses, response_rx) = mpsc::unbounded_channel();
+    let driver = Driver {
+        engine: Engine::new(engine),
+        connections: Arc::new(Connections {
+            config: client,
+            slots: Mutex::new(BTreeMap::new()),
+            bootstrap: Slot::default(),
+        }),
+        responses,
+        response_rx,
+        command_rx,
+        commands_open: true,
+        pending: BTreeMap::new(),
+        next_token: 1,
+        flush_waiters: Vec::new(),
+        closing: false,
+        close_deadline: None,
+        close_waiters: Vec::new(),
+        aborted: 0,
+        stats: Arc::clone(&stats),
+    };
+    tokio::spawn(driver.run());
+    DriverHandle { commands, stats }
+}
+
+struct PendingRecord {
+    accepted: Option<AcceptReply>,
+    delivered: Option<DeliveryReply>,
+}
+
+struct Driver {
+    engine: Engine,
+    connections: Arc<Connections>,
+    responses: mpsc::UnboundedSender<Response>,
+    response_rx: mpsc::UnboundedReceiver<Response>,
+    command_rx: mpsc::UnboundedReceiver<Command>,
+    commands_open: bool,
+    pending: BTreeMap<u64, PendingRecord>,
+    next_token: u64,
+    flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
+    closing: bool,
+    close_deadline: Option<Instant>,
+    close_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
+    aborted: usize,
+    stats: Arc<Mutex<ProducerStats>>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        // The first metadata request (brokers only) goes out at once.
+        self.engine.handle_timeout(clock::now());
+        loop {
+            self.pump_outputs();
+            if (self.closing || !self.commands_open)
+                && self.engine.is_idle()
+                && self.pending.is_empty()
+            {
+                break;
+            }
+            let now = clock::now();
+            if let Some(deadline) = self.close_deadline
+                && now >= deadline
+            {
+                self.abort(now);
+                continue;
+            }
+            let mut wake = self.engine.poll_timeout();
+            if let Some(d) = self.close_deadline {
+                wake = Some(wake.map_or(d, |w| w.min(d)));
+            }
+            let sleep_until = wake.unwrap_or(now + Duration::from_secs(3600));
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep_until));
+            tokio::select! {
+                biased;
+                Some(response) = self.response_rx.recv() => {
+                    self.on_response(response);
+                    while let Ok(more) = self.response_rx.try_recv() {
+                        self.on_response(more);
+                    }
+                }
+                command = self.command_rx.recv(), if self.commands_open => {
+                    match command {
+                        Some(command) => {
+                            self.on_command(command);
+                            for _ in 0..1024 {
+                                match self.command_rx.try_recv() {
+                                    Ok(command) => self.on_command(command),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        None => {
+                            // Every handle is gone: send what is left, then stop.
+                            self.commands_open = false;
+                            self.closing = true;
+                            self.engine.flush(clock::now(), u64::MAX);
+                        }
+                    }
+                }
+                () = sleep => {
+                    self.engine.handle_timeout(clock::now());
+                }
+            }
+        }
+        for waiter in self.close_waiters.drain(..) {
+            let result = if self.aborted == 0 {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "close: {} record(s) not delivered before the deadline failed",
+                        self.aborted
+                    ),
+                ))
+            };
+            let _ = waiter.send(result);
+        }
+        for (_, done) in self.flush_waiters.drain(..) {
+            let _ = done.send(());
+        }
+        self.publish_stats();
+    }
+
+    fn abort(&mut self, now: Instant) {
+        self.close_deadline = None;
+        let before = self.pending.len();
+        let reason = Error::new(
+            ErrorKind::Closed,
+            "the producer was closed before the record was delivered",
+        );
+        self.engine.abort(now, &reason);
+        self.pump_outputs();
+        self.aborted += before - self.pending.len();
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = clock::now();
+        match command {
+            Command::Send {
+                record,
+                deadline,
+                accepted,
+                delivered,
+            } => {
+                if self.closing {
+                    let _ =
+                        accepted.send(Err(Error::new(ErrorKind::Closed, "the producer is closed")));
+                    return;
+                }
+                let token = self.next_token;
+                self.next_token += 1;
+                self.pending.insert(
+                    token,
+                    PendingRecord {
+                        accepted: Some(accepted),
+                        delivered: Some(delivered),
+                    },
+                );
+                self.engine
+                    .append(now, clock::unix_millis(), record, token, deadline);
+            }
+            Command::Flush { done } => {
+                let mark = self.next_token - 1;
+                self.flush_waiters.push((mark, done));
+                self.engine.flush(now, mark);
+            }
+            Command::Close { timeout, done } => {
+                self.closing = true;
+                if let Some(t) = timeout {
+                    let deadline = now + t;
+                    self.close_deadline =
+                        Some(self.close_deadline.map_or(deadline, |d| d.min(deadline)));
+                }
+                self.close_waiters.push(done);
+                self.engine.flush(now, u64::MAX);
+            }
+        }
+    }
+
+    fn on_response(&mut self, response: Response) {
+        let now = clock::now();
+        match response {
+            Response::Produce { id, result } => {
+                self.engine.handle_produce_response(now, id, result)
+            }
+            Response::Metadata { id, result } => {
+                self.engine.handle_metadata_response(now, id, result);
+            }
+        }
+    }
+
+    fn pump_outputs(&mut self) {
+        while let Some(transmit) = self.engine.poll_transmit() {
+            self.start(transmit);
+        }
+        // Counters first, so a caller woken by an event sees them updated.
+        self.publish_stats();
+        while let Some(event) = self.engine.poll_event() {
+            match event {
+                Event::Accepted { token } => {
+                    if let Some(reply) =
+                        self.pending.get_mut(&token).and_then(|p| p.accepted.take())
+                    {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+                Event::Delivered { token, metadata } => {
+                    if let Some(mut p) = self.pending.remove(&token)
+                        && let Some(reply) = p.delivered.take()
+                    {
+                        let _ = reply.send(Ok(metadata));
+                    }
+                }
+                Event::Failed { token, error } => {
+                    if let Some(mut p) = self.pending.remove(&token) {
+                        match p.accepted.take() {
+                            Some(reply) => {
+                                let _ = reply.send(Err(error));
+                            }
+                            None => {
+                                if let Some(reply) = p.delivered.take() {
+                                    let _ = reply.send(Err(error));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let oldest = self.pending.keys().next().copied();
+        let mut i = 0;
+        while i < self.flush_waiters.len() {
+            if oldest.is_none_or(|o| o > self.flush_waiters[i].0) {
+                let (_, done) = self.flush_waiters.swap_remove(i);
+                let _ = done.send(());
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn publish_stats(&self) {
+        let snapshot = self.engine.stats();
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+
+    fn start(&self, transmit: Transmit) {
+        let connections = Arc::clone(&self.connections);
+        let responses = self.responses.clone();
+        match transmit {
+            Transmit::Produce {
+                id,
+                node,
+                addr,
+                request,
+                expects_response,
+            } => {
+                tokio::spawn(async move {
+                    let result = async {
+                        let conn =
+                            connections
+                                .get(node, &addr)
+                                .await
+                                .map_err(|error| SendFailure {
+                                    error,
+                                    written: false,
+                                })?;
+                        if expects_response {
+                            conn.send(&request).await.map_err(|error| SendFailure {
+                                error,
+                                written: true,
+                            })
+                        } else {
+                            conn.send_without_response(&request)
+                                .map_err(|error| SendFailure {
+                                    error,
+                                    written: true,
+                                })?;
+                            Ok(ProduceResponse::default())
+                        }
+                    }
+                    .await;
+                    let _ = responses.send(Response::Produce { id, result });
+                });
+            }
+            Transmit::Metadata { id, node, topics } => {
+                tokio::spawn(async move {
+                    let result = async {
+                        let conn = match &node {
+                            Some((id, addr)) => match connections.get(*id, addr).await {
+                                Ok(conn) => conn,
+                                Err(_) => connections.bootstrap().await?,
+                            },
+                            None => connections.bootstrap().await?,
+                        };
+                        let request = MetadataRequest::default()
+                            .with_topics(Some(
+                                topics
+                                    .iter()
+                                    .map(|t| {
+                                        MetadataRequestTopic::default().with_name(Some(TopicName(
+                                            StrBytes::from_string(t.clone()),
+                                        )))
+                                    })
+                                    .collect(),
+                            ))
+                            .with_allow_auto_topic_creation(true);
+                        let response = conn.send(&request).await?;
+                        if let Some(code) = KafkaCode::from_i16(response.error_code) {
+                            return Err(Error::broker(code, "metadata"));
+                        }
+                        Ok(ClusterMetadata::from_response(&response))
+                    }
+                    .await;
+                    let _ = responses.send(Response::Metadata { id, result });
+                });
+            }
+        }
+    }
+}

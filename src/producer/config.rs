@@ -1,0 +1,289 @@
+//! Typed producer configuration: [`ProducerConfig`], its defaults, and the
+//! one [`validate`](ProducerConfig::validate) that checks every field and
+//! every cross-field rule, naming the field at fault.
+//!
+//! Defaults follow the Java client (Kafka 4.0) unless a setter says why not.
+
+use std::time::Duration;
+
+use crate::compression::Compression;
+use crate::config::ClientConfig;
+use crate::engine::{Acks, EngineConfig};
+use crate::error::Error;
+use crate::partitioner::PartitionStrategy;
+
+/// Producer settings. Build one with [`ProducerConfig::new`] and the
+/// setters, or through [`crate::Producer::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use smartkafka::{Acks, ProducerConfig};
+/// use smartkafka::compression::Compression;
+/// let config = ProducerConfig::new("localhost:9092")
+///     .acks(Acks::All)
+///     .linger(Duration::from_millis(10))
+///     .compression(Compression::Lz4);
+/// config.validate()?;
+///
+/// let bad = ProducerConfig::new("localhost:9092").delivery_timeout(Duration::from_secs(1));
+/// assert!(bad.validate().unwrap_err().to_string().contains("delivery_timeout"));
+/// # Ok::<(), smartkafka::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ProducerConfig {
+    /// Connection settings shared with the other clients.
+    pub client: ClientConfig,
+    /// Acknowledgements required per request.
+    pub acks: Acks,
+    /// How long a batch that is not full waits for more records.
+    pub linger: Duration,
+    /// Target size in bytes of a batch (uncompressed).
+    pub batch_size: usize,
+    /// Bytes of records the producer may hold before `send` waits.
+    pub buffer_memory: usize,
+    /// How long `send` may wait for buffer space or topic metadata.
+    pub max_block: Duration,
+    /// The largest Produce request in bytes, and so the largest record.
+    pub max_request_size: usize,
+    /// Upper bound on the time from `send` to a delivery report.
+    pub delivery_timeout: Duration,
+    /// First retry backoff; doubles per attempt.
+    pub retry_backoff: Duration,
+    /// Largest retry backoff.
+    pub retry_backoff_max: Duration,
+    /// Produce requests in flight per broker connection.
+    pub max_in_flight: usize,
+    /// Codec for record batches.
+    pub compression: Compression,
+    /// Codec level; `None` for the codec's default.
+    pub compression_level: Option<i32>,
+    /// Metadata is refreshed at least this often.
+    pub metadata_max_age: Duration,
+    /// How records without an explicit partition are placed.
+    pub partitioner: PartitionStrategy,
+    /// Seed for the partitioner's and the retry jitter's randomness.
+    pub seed: u64,
+}
+
+impl ProducerConfig {
+    /// Defaults for a cluster reachable at `bootstrap_servers`
+    /// (comma-separated `host:port`).
+    pub fn new(bootstrap_servers: &str) -> ProducerConfig {
+        ProducerConfig::from_client(ClientConfig::new(bootstrap_servers))
+    }
+
+    /// Defaults on top of existing connection settings.
+    pub fn from_client(client: ClientConfig) -> ProducerConfig {
+        ProducerConfig {
+            client,
+            acks: Acks::All,
+            linger: Duration::from_millis(5),
+            batch_size: 16 * 1024,
+            buffer_memory: 32 * 1024 * 1024,
+            max_block: Duration::from_secs(60),
+            max_request_size: 1024 * 1024,
+            delivery_timeout: Duration::from_secs(120),
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(1),
+            max_in_flight: 5,
+            compression: Compression::None,
+            compression_level: None,
+            metadata_max_age: Duration::from_secs(300),
+            partitioner: PartitionStrategy::Default,
+            seed: 0x5eed_cafe,
+        }
+    }
+
+    /// Acknowledgements (default [`Acks::All`], the Java default since 3.0).
+    pub fn acks(mut self, acks: Acks) -> Self {
+        self.acks = acks;
+        self
+    }
+
+    /// Linger time (default 5 ms: the Java client's `linger.ms` default since
+    /// Kafka 4.0, KIP-1030; earlier versions used 0). A batch is sent when it
+    /// is full or has waited this long.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// Batch size in bytes (default 16 384).
+    pub fn batch_size(mut self, bytes: usize) -> Self {
+        self.batch_size = bytes;
+        self
+    }
+
+    /// Buffer memory in bytes (default 32 MiB).
+    pub fn buffer_memory(mut self, bytes: usize) -> Self {
+        self.buffer_memory = bytes;
+        self
+    }
+
+    /// Longest wait in `send` for buffer space or metadata (default 60 s).
+    pub fn max_block(mut self, wait: Duration) -> Self {
+        self.max_block = wait;
+        self
+    }
+
+    /// Maximum request size in bytes (default 1 MiB).
+    pub fn max_request_size(mut self, bytes: usize) -> Self {
+        self.max_request_size = bytes;
+        self
+    }
+
+    /// Delivery timeout (default 120 s); must be at least linger plus the
+    /// request timeout.
+    pub fn delivery_timeout(mut self, timeout: Duration) -> Self {
+        self.delivery_timeout = timeout;
+        self
+    }
+
+    /// First retry backoff (default 100 ms); it doubles per attempt up to
+    /// [`retry_backoff_max`](Self::retry_backoff_max), with ±20 % jitter.
+    pub fn retry_backoff(mut self, backoff: Duration) -> Self {
+        self.retry_backoff = backoff;
+        self
+    }
+
+    /// Largest retry backoff (default 1 s).
+    pub fn retry_backoff_max(mut self, backoff: Duration) -> Self {
+        self.retry_backoff_max = backoff;
+        self
+    }
+
+    /// Produce requests in flight per connection (default 5). Without
+    /// idempotence a partition never has more than one batch in flight, so
+    /// order holds; different partitions share the pipeline.
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.max_in_flight = requests;
+        self
+    }
+
+    /// Batch compression (default none).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Compression level (default: the codec's own).
+    pub fn compression_level(mut self, level: i32) -> Self {
+        self.compression_level = Some(level);
+        self
+    }
+
+    /// Metadata maximum age (default 5 minutes).
+    pub fn metadata_max_age(mut self, age: Duration) -> Self {
+        self.metadata_max_age = age;
+        self
+    }
+
+    /// Partitioning strategy (default [`PartitionStrategy::Default`]: Java's
+    /// murmur2 with KIP-794 sticky keyless placement).
+    pub fn partitioner(mut self, strategy: PartitionStrategy) -> Self {
+        self.partitioner = strategy;
+        self
+    }
+
+    /// Seed for the partitioner and retry jitter (default a fixed value, so
+    /// runs are reproducible).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Checks every field; the error names the first field at fault.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.client.validate()?;
+        if self.batch_size == 0 {
+            return Err(Error::config("batch_size", "must be greater than zero"));
+        }
+        if self.max_request_size < crate::records::BATCH_HEADER_LEN + 64
+            || self.max_request_size > i32::MAX as usize
+        {
+            return Err(Error::config(
+                "max_request_size",
+                "must be between 125 bytes and 2 GiB - 1",
+            ));
+        }
+        if self.buffer_memory < self.batch_size.min(self.max_request_size) {
+            return Err(Error::config(
+                "buffer_memory",
+                "must hold at least one batch",
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(Error::config("max_in_flight", "must be at least 1"));
+        }
+        if self.retry_backoff.is_zero() || self.retry_backoff_max < self.retry_backoff {
+            return Err(Error::config(
+                "retry_backoff_max",
+                "retry_backoff must be positive and at most retry_backoff_max",
+            ));
+        }
+        if self.metadata_max_age.is_zero() {
+            return Err(Error::config(
+                "metadata_max_age",
+                "must be greater than zero",
+            ));
+        }
+        let floor = self.linger + self.client.request_timeout;
+        if self.delivery_timeout < floor {
+            return Err(Error::config(
+                "delivery_timeout",
+                format!(
+                    "{:?} is less than linger + request_timeout ({floor:?})",
+                    self.delivery_timeout
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            acks: self.acks,
+            linger: self.linger,
+            batch_size: self.batch_size,
+            buffer_memory: self.buffer_memory,
+            max_request_size: self.max_request_size,
+            delivery_timeout: self.delivery_timeout,
+            request_timeout: self.client.request_timeout,
+            retry_backoff: self.retry_backoff,
+            retry_backoff_max: self.retry_backoff_max,
+            max_in_flight: self.max_in_flight,
+            compression: self.compression,
+            compression_level: self.compression_level,
+            metadata_max_age: self.metadata_max_age,
+            partitioner: self.partitioner.clone(),
+            seed: self.seed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let base = || ProducerConfig::new("a:1");
+        let cases: [(ProducerConfig, &str); 5] = [
+            (base().batch_size(0), "batch_size"),
+            (base().max_in_flight(0), "max_in_flight"),
+            (base().max_request_size(10), "max_request_size"),
+            (
+                base().delivery_timeout(Duration::from_secs(30)),
+                "delivery_timeout",
+            ),
+            (base().buffer_memory(10), "buffer_memory"),
+        ];
+        for (config, field) in cases {
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.kind(), &ErrorKind::Config { field }, "{err}");
+        }
+        base().validate().unwrap();
+    }
+}

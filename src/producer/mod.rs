@@ -1,0 +1,372 @@
+//! The async producer: [`Producer`], its [`ProducerBuilder`], and the
+//! [`DeliveryFuture`] every send returns.
+//!
+//! A `Producer` is a cheap handle (clone it freely) to a driver task that
+//! owns the engine and the broker connections (see `net::driver`). Sending
+//! is two steps:
+//!
+//! ```text
+//!  send(record).await ──► accepted into the buffer ──► DeliveryFuture
+//!        │ (waits only for buffer space and            │ .await
+//!        │  topic metadata, FIFO, up to max_block)     ▼
+//!        ▼                                  Ok(RecordMetadata) | Err(e)
+//!   Err: buffer exhausted, unknown topic,   (e.possibly_persisted() says
+//!        record too large, closed            whether it may be in the log)
+//! ```
+//!
+//! Per partition, records are written in `send` order and their delivery
+//! futures complete in that order.
+
+mod config;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+pub use self::config::ProducerConfig;
+use crate::compression::Compression;
+use crate::engine::{Acks, ProducerStats};
+use crate::error::{Error, ErrorKind};
+use crate::net::clock;
+use crate::net::driver::{self, Command, DriverHandle};
+use crate::partitioner::PartitionStrategy;
+use crate::record::{Record, RecordMetadata};
+
+/// An asynchronous Kafka producer.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), smartkafka::Error> {
+/// use smartkafka::{Acks, Producer, Record};
+/// use smartkafka::compression::Compression;
+///
+/// let producer = Producer::builder()
+///     .bootstrap_servers("localhost:9092")
+///     .acks(Acks::All)
+///     .compression(Compression::Lz4)
+///     .build()
+///     .await?;
+/// let delivery = producer.send(Record::new("events").key("k").value("v")).await?;
+/// let metadata = delivery.await?;
+/// println!("written at {}-{}@{}", metadata.topic, metadata.partition, metadata.offset);
+/// producer.close(std::time::Duration::from_secs(5)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Producer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    driver: DriverHandle,
+    config: ProducerConfig,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field(
+                "bootstrap_servers",
+                &self.shared.config.client.bootstrap_servers,
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of one record, resolved when the broker acknowledges it or
+/// it fails.
+///
+/// Dropping it does not cancel the send.
+#[derive(Debug)]
+#[must_use = "a DeliveryFuture does nothing unless awaited; dropping it does not cancel the send"]
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<Result<RecordMetadata, Error>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| {
+            r.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Closed,
+                    "the producer stopped before reporting the delivery",
+                )
+                .with_possibly_persisted(true))
+            })
+        })
+    }
+}
+
+impl Producer {
+    /// A builder with the defaults of [`ProducerConfig`].
+    pub fn builder() -> ProducerBuilder {
+        ProducerBuilder {
+            config: ProducerConfig::new(""),
+        }
+    }
+
+    /// Starts a producer with `config` (validated first). Must be called
+    /// inside a tokio runtime; the producer's driver task runs on it.
+    /// Connections are opened on first use.
+    pub async fn new(config: ProducerConfig) -> Result<Producer, Error> {
+        config.validate()?;
+        let driver = driver::spawn(config.client.clone(), config.engine_config());
+        Ok(Producer {
+            shared: Arc::new(Shared { driver, config }),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.shared.config
+    }
+
+    fn submit(
+        &self,
+        record: Record,
+        wait: bool,
+    ) -> Result<(oneshot::Receiver<Result<(), Error>>, DeliveryFuture), Error> {
+        let (accepted, accepted_rx) = oneshot::channel();
+        let (delivered, rx) = oneshot::channel();
+        let deadline = wait.then(|| clock::now() + self.shared.config.max_block);
+        self.shared
+            .driver
+            .commands
+            .send(Command::Send {
+                record,
+                deadline,
+                accepted,
+                delivered,
+            })
+            .map_err(|_| closed())?;
+        Ok((accepted_rx, DeliveryFuture { rx }))
+    }
+
+    /// Queues a record. Waits only until the record is in the buffer: for
+    /// buffer space (waiters are served in order) and for its topic's
+    /// metadata, up to `max_block`; then returns the [`DeliveryFuture`].
+    ///
+    /// Fails at once for a record larger than the buffer or the maximum
+    /// request size, and after `max_block` with
+    /// [`ErrorKind::BufferExhausted`] (buffer still full) or
+    /// [`ErrorKind::Timeout`] (topic unknown).
+    pub async fn send(&self, record: Record) -> Result<DeliveryFuture, Error> {
+        let (accepted, delivery) = self.submit(record, true)?;
+        accepted.await.map_err(|_| closed())??;
+        Ok(delivery)
+    }
+
+    /// Like [`send`](Self::send) but never waits: when the buffer is full
+    /// right now it fails with [`ErrorKind::BufferExhausted`]. A record
+    /// that cannot be accepted for another reason (its topic's metadata is
+    /// not known yet, say) fails through the returned future.
+    pub fn try_send(&self, record: Record) -> Result<DeliveryFuture, Error> {
+        let queued = self.stats().queued_bytes;
+        let size = record.estimated_size() as u64;
+        if queued + size > self.shared.config.buffer_memory as u64 {
+            return Err(Error::new(
+                ErrorKind::BufferExhausted,
+                format!(
+                    "no buffer space for {size} bytes ({queued} of {} in use)",
+                    self.shared.config.buffer_memory
+                ),
+            ));
+        }
+        let (accepted, delivery) = self.submit(record, false)?;
+        drop(accepted);
+        Ok(delivery)
+    }
+
+    /// Sends a record and waits for its delivery.
+    pub async fn send_and_wait(&self, record: Record) -> Result<RecordMetadata, Error> {
+        self.send(record).await?.await
+    }
+
+    /// Sends every record in order, then waits for all of them: one result
+    /// per record, in the same order.
+    pub async fn send_batch(
+        &self,
+        records: impl IntoIterator<Item = Record>,
+    ) -> Vec<Result<RecordMetadata, Error>> {
+        let mut futures = Vec::new();
+        for record in records {
+            futures.push(self.send(record).await);
+        }
+        let mut results = Vec::with_capacity(futures.len());
+        for f in futures {
+            results.push(match f {
+                Ok(delivery) => delivery.await,
+                Err(e) => Err(e),
+            });
+        }
+        results
+    }
+
+    /// Sends everything queued now without waiting for linger, and returns
+    /// when every record sent before this call has been delivered or has
+    /// failed.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let (done, rx) = oneshot::channel();
+        self.shared
+            .driver
+            .commands
+            .send(Command::Flush { done })
+            .map_err(|_| closed())?;
+        // A dropped sender means the driver stopped, with nothing left.
+        let _ = rx.await;
+        Ok(())
+    }
+
+    /// Stops accepting records, sends what is queued and waits for it, up
+    /// to `timeout`. What is still undelivered then fails (in-flight
+    /// records as possibly persisted) and this returns an
+    /// [`ErrorKind::Timeout`] error counting them. Every handle is closed.
+    pub async fn close(&self, timeout: Duration) -> Result<(), Error> {
+        let (done, rx) = oneshot::channel();
+        if self
+            .shared
+            .driver
+            .commands
+            .send(Command::Close {
+                timeout: Some(timeout),
+                done,
+            })
+            .is_err()
+        {
+            return Ok(());
+        }
+        rx.await.unwrap_or(Ok(()))
+    }
+
+    /// Counters: records and bytes sent, retries, errors, batches, queued
+    /// bytes and records, requests in flight.
+    pub fn stats(&self) -> ProducerStats {
+        self.shared
+            .driver
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+fn closed() -> Error {
+    Error::new(ErrorKind::Closed, "the producer is closed")
+}
+
+/// Builds a [`Producer`]; every setter has the default and unit of the
+/// matching [`ProducerConfig`] setter.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), smartkafka::Error> {
+/// use std::time::Duration;
+/// use smartkafka::{Acks, Producer};
+/// let producer = Producer::builder()
+///     .bootstrap_servers("broker1:9092,broker2:9092")
+///     .client_id("billing")
+///     .acks(Acks::Leader)
+///     .linger(Duration::from_millis(20))
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ProducerBuilder {
+    config: ProducerConfig,
+}
+
+macro_rules! forward {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
+        $($(#[$doc])* pub fn $name(mut self, value: $ty) -> Self {
+            self.config = self.config.$name(value);
+            self
+        })*
+    };
+}
+
+impl ProducerBuilder {
+    /// Comma-separated `host:port` list used to discover the cluster.
+    pub fn bootstrap_servers(mut self, servers: &str) -> Self {
+        let client = self.config.client.clone();
+        let mut fresh = crate::config::ClientConfig::new(servers);
+        fresh.client_id = client.client_id;
+        fresh.connect_timeout = client.connect_timeout;
+        fresh.request_timeout = client.request_timeout;
+        fresh.max_frame_size = client.max_frame_size;
+        self.config.client = fresh;
+        self
+    }
+
+    /// The client id (default `"smartkafka"`).
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.config.client = self.config.client.client_id(id);
+        self
+    }
+
+    /// The request timeout (default 30 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.client = self.config.client.request_timeout(timeout);
+        self
+    }
+
+    /// The connect timeout (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.client = self.config.client.connect_timeout(timeout);
+        self
+    }
+
+    forward! {
+        /// Acknowledgements (default [`Acks::All`]).
+        acks: Acks;
+        /// Linger (default 5 ms, the Kafka 4.0 Java default).
+        linger: Duration;
+        /// Batch size in bytes (default 16 384).
+        batch_size: usize;
+        /// Buffer memory in bytes (default 32 MiB).
+        buffer_memory: usize;
+        /// Longest wait in `send` (default 60 s).
+        max_block: Duration;
+        /// Maximum request size in bytes (default 1 MiB).
+        max_request_size: usize;
+        /// Delivery timeout (default 120 s; at least linger + request timeout).
+        delivery_timeout: Duration;
+        /// First retry backoff (default 100 ms, doubling).
+        retry_backoff: Duration;
+        /// Largest retry backoff (default 1 s).
+        retry_backoff_max: Duration;
+        /// Requests in flight per connection (default 5).
+        max_in_flight: usize;
+        /// Compression (default none).
+        compression: Compression;
+        /// Compression level (default: the codec's).
+        compression_level: i32;
+        /// Metadata maximum age (default 5 minutes).
+        metadata_max_age: Duration;
+        /// Partitioning strategy (default Java-compatible murmur2 + sticky).
+        partitioner: PartitionStrategy;
+        /// Seed for partitioner and jitter randomness.
+        seed: u64;
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: ProducerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The configuration as built so far.
+    pub fn as_config(&self) -> &ProducerConfig {
+        &self.config
+    }
+
+    /// Validates the configuration and starts the producer.
+    pub async fn build(self) -> Result<Producer, Error> {
+        Producer::new(self.config).await
+    }
+}

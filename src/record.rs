@@ -1,0 +1,162 @@
+//! What a producer sends and what it gets back: [`Record`], its [`Header`]s,
+//! and the [`RecordMetadata`] of a delivered record.
+//!
+//! A record's key decides its partition (unless it names one): `None` is a
+//! record without a key, spread by the partitioner's keyless rule, while
+//! `Some(b"")` is an empty key, hashed like any other key.
+
+use bytes::Bytes;
+
+/// One header of a record: a UTF-8 name and an optional value.
+///
+/// ```
+/// use smartkafka::Header;
+/// let h = Header::new("trace-id", "abc");
+/// assert_eq!(h.key, "trace-id");
+/// assert_eq!(h.value.as_deref(), Some(&b"abc"[..]));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Header {
+    /// The header name. Names may repeat within a record.
+    pub key: String,
+    /// The header value; `None` is a null value, distinct from an empty one.
+    pub value: Option<Bytes>,
+}
+
+impl Header {
+    /// A header with a value.
+    pub fn new(key: impl Into<String>, value: impl Into<Bytes>) -> Header {
+        Header {
+            key: key.into(),
+            value: Some(value.into()),
+        }
+    }
+
+    /// A header whose value is null.
+    pub fn null(key: impl Into<String>) -> Header {
+        Header {
+            key: key.into(),
+            value: None,
+        }
+    }
+}
+
+/// A record to send.
+///
+/// ```
+/// use smartkafka::Record;
+/// let record = Record::new("orders")
+///     .key("customer-17")
+///     .value(r#"{"total": 12}"#)
+///     .header("source", "web");
+/// assert_eq!(record.topic, "orders");
+/// assert_eq!(record.key.as_deref(), Some(&b"customer-17"[..]));
+/// assert_eq!(record.partition, None); // chosen by the partitioner
+/// assert_eq!(record.headers.len(), 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Record {
+    /// The topic.
+    pub topic: String,
+    /// The key: `None` for a keyless record; an empty key is still a key.
+    pub key: Option<Bytes>,
+    /// The value; `None` is a null value (a tombstone on compacted topics).
+    pub value: Option<Bytes>,
+    /// Headers, in order.
+    pub headers: Vec<Header>,
+    /// An explicit partition; `None` lets the partitioner choose.
+    pub partition: Option<i32>,
+    /// The record timestamp in milliseconds since the Unix epoch; `None`
+    /// stamps the time of `send`.
+    pub timestamp: Option<i64>,
+}
+
+impl Record {
+    /// A keyless record with a null value for `topic`.
+    pub fn new(topic: impl Into<String>) -> Record {
+        Record {
+            topic: topic.into(),
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            partition: None,
+            timestamp: None,
+        }
+    }
+
+    /// Sets the key.
+    #[must_use]
+    pub fn key(mut self, key: impl Into<Bytes>) -> Record {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the value.
+    #[must_use]
+    pub fn value(mut self, value: impl Into<Bytes>) -> Record {
+        self.value = Some(value.into());
+        self
+    }
+
+    /// Appends a header with a value.
+    #[must_use]
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Record {
+        self.headers.push(Header::new(key, value));
+        self
+    }
+
+    /// Appends a header (with a value or null).
+    #[must_use]
+    pub fn with_header(mut self, header: Header) -> Record {
+        self.headers.push(header);
+        self
+    }
+
+    /// Sends the record to `partition`, bypassing the partitioner.
+    #[must_use]
+    pub fn partition(mut self, partition: i32) -> Record {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the timestamp, in milliseconds since the Unix epoch.
+    #[must_use]
+    pub fn timestamp(mut self, millis: i64) -> Record {
+        self.timestamp = Some(millis);
+        self
+    }
+
+    /// A size estimate in bytes used for buffer accounting: the payload plus
+    /// the worst-case per-record framing.
+    pub(crate) fn estimated_size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len) + 10)
+            .sum();
+        self.key.as_ref().map_or(0, Bytes::len)
+            + self.value.as_ref().map_or(0, Bytes::len)
+            + headers
+            + 26
+    }
+}
+
+/// Where a delivered record was written.
+///
+/// `offset` is `-1` when the producer does not wait for acknowledgements
+/// (acks = 0): the broker never says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordMetadata {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset in the partition, `-1` if unknown (acks = 0).
+    pub offset: i64,
+    /// The record's timestamp: its create time, or the broker's log append
+    /// time when the topic uses `LogAppendTime`.
+    pub timestamp: i64,
+}

@@ -1,0 +1,122 @@
+//! Helpers shared by the producer test suites: a record workload whose
+//! every record can be recognised when read back, and a rust-rdkafka reader.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use rdkafka::ClientConfig as RdConfig;
+use rdkafka::Message;
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+
+/// A record as read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Reads `expected` records from every partition of `topic` with
+/// rust-rdkafka's consumer, from the beginning.
+pub fn consume_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> Vec<ReadRecord> {
+    let consumer: BaseConsumer = RdConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "smartkafka-producer-tests")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < expected && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(ReadRecord {
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers: m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => {}
+        }
+    }
+    // Anything beyond `expected` would be a duplicate: give it a moment.
+    let extra_until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < extra_until {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+            out.push(ReadRecord {
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers: Vec::new(),
+            });
+        }
+    }
+    out
+}
+
+/// The key, value, headers and timestamp of workload record `i`.
+pub fn workload(i: usize) -> (String, String, Vec<(String, String)>, i64) {
+    (
+        format!("key-{}", i % 997),
+        format!("value-{i:06}-{}", "x".repeat(i % 50)),
+        vec![
+            ("seq".to_string(), i.to_string()),
+            ("origin".to_string(), "smartkafka-test".to_string()),
+        ],
+        1_700_000_000_000 + i as i64,
+    )
+}
+
+/// The workload index encoded in a value.
+pub fn index_of(value: &[u8]) -> usize {
+    let s = std::str::from_utf8(value).unwrap();
+    s["value-".len().."value-".len() + 6].parse().unwrap()
+}
+
+/// Checks, per partition, that the indices read back are exactly the sent
+/// ones, once each, in send order.
+pub fn assert_exactly_once_in_order(
+    sent: &BTreeMap<i32, Vec<usize>>,
+    read: &BTreeMap<i32, Vec<usize>>,
+) {
+    let total_sent: usize = sent.values().map(Vec::len).sum();
+    let total_read: usize = read.values().map(Vec::len).sum();
+    assert_eq!(total_read, total_sent, "records read back vs sent");
+    for (p, indices) in sent {
+        let got = read.get(p).cloned().unwrap_or_default();
+        assert_eq!(&got, indices, "partition {p}: order or content differs");
+    }
+}

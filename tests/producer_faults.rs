@@ -74,6 +74,100 @@ async fn fault_01_not_leader_retries_to_new_leader() {
     producer.close(Duration::from_secs(5)).await.unwrap();
 }
 
+/// Scenario 1 without a leader hint: an injected NOT_LEADER_OR_FOLLOWER
+/// (no `current_leader` in the answer) makes the producer refresh metadata
+/// before it resends the same batch; nothing is duplicated or reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_01_not_leader_without_hint_refreshes_metadata() {
+    let cluster = FakeCluster::builder()
+        .brokers(3)
+        .topic("t", 3)
+        .build()
+        .await;
+    let producer = builder(&cluster.bootstrap_servers()).build().await.unwrap();
+    let first = values("a", 20);
+    send_all(&producer, "t", 0, &first).await;
+    let metadata_before = cluster.request_count(ApiKey::Metadata);
+    cluster.inject(
+        Fault::new(ApiKey::Produce)
+            .error(kafka_protocol::ResponseError::NotLeaderOrFollower)
+            .times(2),
+    );
+    let second = values("b", 100);
+    send_all(&producer, "t", 0, &second).await;
+    assert_eq!(cluster.pending_faults(), 0, "both faults were hit");
+    assert!(
+        cluster.request_count(ApiKey::Metadata) > metadata_before,
+        "a leadership error without a hint refreshes metadata"
+    );
+    assert!(producer.stats().retries >= 2, "{:?}", producer.stats());
+    assert_eq!(producer.stats().leader_hints, 0);
+    let mut expected = first;
+    expected.extend(second);
+    assert_eq!(logged(&cluster, "t", 0), expected, "exactly once, in order");
+    producer.close(Duration::from_secs(5)).await.unwrap();
+}
+
+/// Scenario 3 (KIP-951): the old leader answers NOT_LEADER_OR_FOLLOWER with
+/// the new leader and its endpoint; the producer switches without a
+/// metadata round trip and delivers exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_03_leader_hint_switches_without_metadata_refresh() {
+    let cluster = FakeCluster::builder()
+        .brokers(3)
+        .topic("t", 3)
+        .build()
+        .await;
+    let producer = builder(&cluster.bootstrap_servers()).build().await.unwrap();
+    let first = values("a", 20);
+    send_all(&producer, "t", 1, &first).await;
+    let (old, _) = cluster.leader("t", 1).unwrap();
+    let new = cluster
+        .broker_ids()
+        .into_iter()
+        .find(|b| *b != old)
+        .unwrap();
+    cluster.set_leader("t", 1, new);
+    let metadata_before = cluster.request_count(ApiKey::Metadata);
+    let second = values("b", 100);
+    send_all(&producer, "t", 1, &second).await;
+    let stats = producer.stats();
+    assert_eq!(stats.leader_hints, 1, "{stats:?}");
+    assert_eq!(
+        cluster.request_count(ApiKey::Metadata),
+        metadata_before,
+        "the hint replaced the metadata round trip"
+    );
+    let mut expected = first;
+    expected.extend(second);
+    assert_eq!(logged(&cluster, "t", 1), expected, "exactly once, in order");
+    producer.close(Duration::from_secs(5)).await.unwrap();
+}
+
+/// Scenario 21: KAFKA_STORAGE_ERROR is retried (after a metadata refresh, as
+/// the replica may have moved) until the write succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_21_storage_error_is_retried() {
+    let cluster = FakeCluster::builder()
+        .brokers(1)
+        .topic("t", 1)
+        .build()
+        .await;
+    let producer = builder(&cluster.bootstrap_servers()).build().await.unwrap();
+    cluster.inject(
+        Fault::new(ApiKey::Produce)
+            .error(kafka_protocol::ResponseError::KafkaStorageError)
+            .times(3),
+    );
+    let vals = values("s", 50);
+    send_all(&producer, "t", 0, &vals).await;
+    assert_eq!(cluster.pending_faults(), 0);
+    assert!(producer.stats().retries >= 3, "{:?}", producer.stats());
+    assert_eq!(producer.stats().errors, 0);
+    assert_eq!(logged(&cluster, "t", 0), vals, "exactly once, in order");
+    producer.close(Duration::from_secs(5)).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_23_request_timeout_closes_connection_and_retries() {
     let cluster = FakeCluster::builder()

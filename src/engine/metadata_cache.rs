@@ -248,6 +248,51 @@ impl MetadataCache {
 
     /// Forgets the leader of a partition (after NOT_LEADER and the like)
     /// until the next refresh says otherwise, and asks for that refresh.
+    /// Applies a KIP-951 leader hint from a Produce error response: the
+    /// broker names the partition's current leader and its epoch, and, for a
+    /// broker we may not know yet, its address. The hint is taken only when
+    /// its epoch is newer than the one known (epochs never go backwards) and
+    /// the new leader's address is known; then no metadata round trip is
+    /// needed. Returns whether the hint was taken.
+    pub(crate) fn apply_leader_hint(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        epoch: i32,
+        endpoint: Option<String>,
+    ) -> bool {
+        if leader < 0 || epoch < 0 {
+            return false;
+        }
+        let Some(info) = self.topics.get_mut(topic) else {
+            return false;
+        };
+        let Some(slot) = usize::try_from(partition)
+            .ok()
+            .and_then(|p| info.partitions.get_mut(p))
+        else {
+            return false;
+        };
+        if slot.epoch.is_some_and(|known| epoch <= known) {
+            return false;
+        }
+        if !self.brokers.contains_key(&leader) {
+            match endpoint {
+                Some(address) => {
+                    self.brokers.insert(leader, address);
+                }
+                None => return false,
+            }
+        }
+        *slot = Leadership {
+            leader: Some(leader),
+            epoch: Some(epoch),
+        };
+        info.rebuild_available();
+        true
+    }
+
     pub(crate) fn invalidate(&mut self, topic: &str, partition: i32) {
         if let Some(info) = self.topics.get_mut(topic)
             && let Some(slot) = usize::try_from(partition)

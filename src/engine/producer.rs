@@ -102,6 +102,9 @@ pub struct ProducerStats {
     pub queued_records: u64,
     /// Produce requests in flight.
     pub in_flight_requests: u64,
+    /// Leader changes learnt from Produce responses (KIP-951) rather than
+    /// from a metadata refresh.
+    pub leader_hints: u64,
 }
 
 /// Engine settings (built from the producer configuration).
@@ -165,6 +168,16 @@ pub(crate) enum Event {
     /// The record failed; `error.possibly_persisted()` says whether it may
     /// be in the log anyway.
     Failed { token: u64, error: Error },
+}
+
+/// One partition's answer in a Produce response.
+#[derive(Debug, Clone, Copy)]
+struct PartitionAnswer {
+    code: i16,
+    base_offset: i64,
+    log_append_time: i64,
+    /// KIP-951 `current_leader`: (leader id, leader epoch), -1 when absent.
+    leader_hint: (i32, i32),
 }
 
 struct Waiting {
@@ -401,12 +414,20 @@ impl Engine {
                 }
             }
             Ok(response) => {
-                let mut by_partition: BTreeMap<(String, i32), (i16, i64, i64)> = BTreeMap::new();
+                let mut by_partition: BTreeMap<(String, i32), PartitionAnswer> = BTreeMap::new();
                 for topic in &response.responses {
                     for p in &topic.partition_responses {
                         by_partition.insert(
                             (topic.name.0.to_string(), p.index),
-                            (p.error_code, p.base_offset, p.log_append_time_ms),
+                            PartitionAnswer {
+                                code: p.error_code,
+                                base_offset: p.base_offset,
+                                log_append_time: p.log_append_time_ms,
+                                leader_hint: (
+                                    p.current_leader.leader_id.0,
+                                    p.current_leader.leader_epoch,
+                                ),
+                            },
                         );
                     }
                 }
@@ -414,15 +435,23 @@ impl Engine {
                     let found = by_partition.get(&(b.topic.clone(), b.partition)).copied();
                     match (self.config.acks, found) {
                         (Acks::None, _) => self.deliver(b, -1, -1),
-                        (_, Some((0, base, append_time))) => self.deliver(b, base, append_time),
-                        (_, Some((code, _, _))) => {
-                            let code = KafkaCode::from_i16(code)
+                        (_, Some(a)) if a.code == 0 => {
+                            self.deliver(b, a.base_offset, a.log_append_time)
+                        }
+                        (_, Some(a)) => {
+                            let code = KafkaCode::from_i16(a.code)
                                 .unwrap_or(KafkaCode::UNKNOWN_SERVER_ERROR);
                             let err = Error::broker(
                                 code,
                                 format_args!("producing to {}-{}", b.topic, b.partition),
                             );
-                            self.complete_with_error(now, b, Outcome::Code(code), &err);
+                            let outcome =
+                                if self.take_leader_hint(&b, code, a.leader_hint, &response) {
+                                    Outcome::LeaderMoved
+                                } else {
+                                    Outcome::Code(code)
+                                };
+                            self.complete_with_error(now, b, outcome, &err);
                         }
                         (_, None) => {
                             let err = Error::protocol(format!(
@@ -882,13 +911,18 @@ impl Engine {
             RetryAction::Retry {
                 refresh_metadata,
                 possibly_persisted,
+                backoff,
             } if now < b.batch.created + self.config.delivery_timeout => {
                 b.batch.maybe_persisted |= possibly_persisted;
-                let backoff = self.jitter.backoff(
-                    self.config.retry_backoff,
-                    self.config.retry_backoff_max,
-                    b.batch.attempts,
-                );
+                let backoff = if backoff {
+                    self.jitter.backoff(
+                        self.config.retry_backoff,
+                        self.config.retry_backoff_max,
+                        b.batch.attempts,
+                    )
+                } else {
+                    Duration::ZERO
+                };
                 b.batch.retry_at = Some(now + backoff);
                 self.stats.retries += 1;
                 if refresh_metadata {
@@ -928,6 +962,46 @@ impl Engine {
                 );
             }
         }
+    }
+
+    /// KIP-951: a leadership error that names the partition's new leader
+    /// (and, in `node_endpoints`, its address) updates the metadata cache
+    /// directly. Returns whether the cache took the hint.
+    fn take_leader_hint(
+        &mut self,
+        b: &InFlightBatch,
+        code: KafkaCode,
+        (leader, epoch): (i32, i32),
+        response: &ProduceResponse,
+    ) -> bool {
+        if !matches!(
+            code,
+            KafkaCode::NOT_LEADER_OR_FOLLOWER | KafkaCode::FENCED_LEADER_EPOCH
+        ) {
+            return false;
+        }
+        let endpoint = response
+            .node_endpoints
+            .iter()
+            .find(|n| n.node_id.0 == leader)
+            .and_then(|n| {
+                let port = u16::try_from(n.port).ok()?;
+                let broker = crate::metadata::BrokerMetadata {
+                    id: leader,
+                    host: n.host.to_string(),
+                    port,
+                    rack: None,
+                };
+                Some(broker.address())
+            });
+        let taken = self
+            .metadata
+            .apply_leader_hint(&b.topic, b.partition, leader, epoch, endpoint);
+        if taken {
+            tracing::debug!(topic = %b.topic, partition = b.partition, leader, epoch, "leader hint taken (KIP-951)");
+            self.stats.leader_hints += 1;
+        }
+        taken
     }
 
     /// Ends a partition's in-flight state and releases a batch's bytes.
@@ -1138,6 +1212,92 @@ mod tests {
             matches!(&ev[..], [Event::Accepted { token: 10 }, Event::Delivered { token: 10, metadata }] if metadata.offset == 41)
         );
         assert!(e.is_idle());
+    }
+
+    /// Fault scenario 3 (KIP-951): a NOT_LEADER_OR_FOLLOWER answer that
+    /// names the new leader, with a newer epoch and its endpoint, moves the
+    /// batch there at once: no metadata round trip, no backoff.
+    #[test]
+    fn fault_03_leader_hint_moves_the_batch_without_a_metadata_round_trip() {
+        use kafka_protocol::messages::BrokerId;
+        use kafka_protocol::messages::produce_response::{LeaderIdAndEpoch, NodeEndpoint};
+        let t0 = Instant::now_for_tests();
+        let mut e = engine(config(), t0, &cluster(&[(0, Some(1), 4)]));
+        e.append(
+            t0,
+            0,
+            Record::new("t").partition(0).value("a"),
+            10,
+            Some(t0),
+        );
+        e.flush(t0, 10);
+        let sent = produce_transmits(&mut e);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].1, 1);
+        let mut response = answer(&[(0, KafkaCode::NOT_LEADER_OR_FOLLOWER.code(), -1)]);
+        response.responses[0].partition_responses[0].current_leader = LeaderIdAndEpoch::default()
+            .with_leader_id(BrokerId(3))
+            .with_leader_epoch(5);
+        response.node_endpoints = vec![
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(3))
+                .with_host(StrBytes::from_static_str("h3"))
+                .with_port(9003),
+        ];
+        let t1 = t0 + Duration::from_millis(1);
+        e.handle_produce_response(t1, sent[0].0, Ok(response));
+        let mut produce = vec![];
+        while let Some(t) = e.poll_transmit() {
+            match t {
+                Transmit::Metadata { .. } => panic!("the hint made a metadata refresh needless"),
+                Transmit::Produce { node, addr, .. } => produce.push((node, addr)),
+            }
+        }
+        assert_eq!(
+            produce,
+            vec![(3, "h3:9003".to_string())],
+            "resent at once to the hinted leader"
+        );
+        assert_eq!(e.stats().leader_hints, 1);
+        assert_eq!(e.stats().retries, 1);
+    }
+
+    /// A hint with an epoch no newer than the known one is ignored: epochs
+    /// never go backwards, so the engine refreshes metadata instead.
+    #[test]
+    fn a_stale_leader_hint_is_ignored_and_metadata_is_refreshed() {
+        use kafka_protocol::messages::BrokerId;
+        use kafka_protocol::messages::produce_response::LeaderIdAndEpoch;
+        let t0 = Instant::now_for_tests();
+        let mut e = engine(config(), t0, &cluster(&[(0, Some(1), 4)]));
+        e.append(
+            t0,
+            0,
+            Record::new("t").partition(0).value("a"),
+            10,
+            Some(t0),
+        );
+        e.flush(t0, 10);
+        let sent = produce_transmits(&mut e);
+        let mut response = answer(&[(0, KafkaCode::NOT_LEADER_OR_FOLLOWER.code(), -1)]);
+        response.responses[0].partition_responses[0].current_leader = LeaderIdAndEpoch::default()
+            .with_leader_id(BrokerId(2))
+            .with_leader_epoch(4);
+        e.handle_produce_response(t0 + Duration::from_millis(1), sent[0].0, Ok(response));
+        let transmits: Vec<Transmit> = std::iter::from_fn(|| e.poll_transmit()).collect();
+        assert!(
+            transmits
+                .iter()
+                .any(|t| matches!(t, Transmit::Metadata { .. })),
+            "{transmits:?}"
+        );
+        assert!(
+            !transmits
+                .iter()
+                .any(|t| matches!(t, Transmit::Produce { .. })),
+            "no resend before the leader is known again"
+        );
+        assert_eq!(e.stats().leader_hints, 0);
     }
 
     #[test]

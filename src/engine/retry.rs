@@ -19,6 +19,10 @@ pub(crate) enum Outcome {
     },
     /// The response did not mention the partition.
     MissingPartition,
+    /// A leadership error (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH)
+    /// whose response named the new leader (KIP-951), and the metadata
+    /// cache took that hint: the new leader is known already.
+    LeaderMoved,
 }
 
 /// What the engine does next with the batch.
@@ -30,6 +34,9 @@ pub(crate) enum RetryAction {
         refresh_metadata: bool,
         /// The attempt may have been written to the log.
         possibly_persisted: bool,
+        /// Wait for the retry backoff first (`false`: the cause is already
+        /// known to be fixed, so resend at once, as KIP-951 asks).
+        backoff: bool,
     },
     /// Fail its records.
     Fail {
@@ -54,6 +61,7 @@ pub(crate) fn classify(outcome: Outcome) -> RetryAction {
                     | KafkaCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND
                     | KafkaCode::NETWORK_EXCEPTION
             ),
+            backoff: true,
         },
         Outcome::Code(_) => RetryAction::Fail {
             possibly_persisted: false,
@@ -61,10 +69,17 @@ pub(crate) fn classify(outcome: Outcome) -> RetryAction {
         Outcome::Transport { written } => RetryAction::Retry {
             refresh_metadata: true,
             possibly_persisted: written,
+            backoff: true,
         },
         Outcome::MissingPartition => RetryAction::Retry {
             refresh_metadata: false,
             possibly_persisted: true,
+            backoff: true,
+        },
+        Outcome::LeaderMoved => RetryAction::Retry {
+            refresh_metadata: false,
+            possibly_persisted: false,
+            backoff: false,
         },
     }
 }
@@ -106,7 +121,24 @@ mod tests {
             classify(Outcome::Code(KafkaCode::NOT_LEADER_OR_FOLLOWER)),
             RetryAction::Retry {
                 refresh_metadata: true,
-                possibly_persisted: false
+                possibly_persisted: false,
+                backoff: true,
+            }
+        );
+        assert_eq!(
+            classify(Outcome::LeaderMoved),
+            RetryAction::Retry {
+                refresh_metadata: false,
+                possibly_persisted: false,
+                backoff: false,
+            }
+        );
+        assert_eq!(
+            classify(Outcome::Code(KafkaCode::KAFKA_STORAGE_ERROR)),
+            RetryAction::Retry {
+                refresh_metadata: true,
+                possibly_persisted: false,
+                backoff: true,
             }
         );
         assert_eq!(

@@ -3,7 +3,7 @@
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{
-    LeaderIdAndEpoch, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{BrokerId, ProduceRequest};
 
@@ -52,7 +52,11 @@ fn topic_response(
 pub(super) fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse {
     let v = ctx.version;
     let mut appended = false;
+    // KIP-951: leaders named in NOT_LEADER_OR_FOLLOWER answers, whose
+    // endpoints go in the response's `node_endpoints`.
+    let mut hinted_leaders: Vec<i32> = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
+    let node_endpoints: Vec<NodeEndpoint>;
     {
         let mut state = ctx.shared.state();
         for topic in &request.topic_data {
@@ -85,6 +89,9 @@ pub(super) fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse 
                         response.current_leader = LeaderIdAndEpoch::default()
                             .with_leader_id(BrokerId(partition.leader))
                             .with_leader_epoch(partition.leader_epoch);
+                        if !hinted_leaders.contains(&partition.leader) {
+                            hinted_leaders.push(partition.leader);
+                        }
                     }
                     partitions.push(response);
                     continue;
@@ -121,11 +128,23 @@ pub(super) fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse 
             }
             responses.push(topic_response(ctx, topic, partitions));
         }
+        node_endpoints = hinted_leaders
+            .iter()
+            .filter_map(|id| state.broker(*id))
+            .map(|b| {
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(sb(&b.host))
+                    .with_port(i32::from(b.port))
+            })
+            .collect();
     }
     if appended {
         ctx.shared.notify_data();
     }
-    ProduceResponse::default().with_responses(responses)
+    ProduceResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(node_endpoints)
 }
 
 /// The Produce response for an injected error: every partition carries `code`.

@@ -52,7 +52,7 @@ pub mod records;
 pub use admin::{AdminClient, NewTopic, OffsetSpec};
 pub use config::ClientConfig;
 pub use engine::partitioner;
-pub use engine::{Acks, ProducerStats};
+pub use engine::{Acks, BrokerStats, PartitionStats, ProducerStats};
 pub use error::{Error, ErrorKind, Result};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 #[cfg(feature = "tokio-runtime")]

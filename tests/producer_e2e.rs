@@ -52,8 +52,44 @@ async fn produce(
     assert_eq!(stats.records_sent, n as u64);
     assert_eq!(stats.errors, 0);
     assert_eq!(stats.queued_bytes, 0);
+    check_stats_tables(&stats, &reports);
     producer.close(Duration::from_secs(5)).await.unwrap();
     reports
+}
+
+/// The per-partition and per-broker tables agree with the totals and with
+/// the delivery reports.
+fn check_stats_tables(stats: &smartkafka::ProducerStats, reports: &[RecordMetadata]) {
+    let mut per_partition: BTreeMap<i32, u64> = BTreeMap::new();
+    for r in reports {
+        *per_partition.entry(r.partition).or_default() += 1;
+    }
+    for (partition, count) in &per_partition {
+        let p = stats
+            .partition(&reports[0].topic, *partition)
+            .unwrap_or_else(|| panic!("no stats for partition {partition}: {stats:?}"));
+        assert_eq!(p.records_sent, *count, "partition {partition}");
+        assert_eq!(p.queued_bytes, 0);
+    }
+    let sum =
+        |f: fn(&smartkafka::PartitionStats) -> u64| stats.partitions.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|p| p.records_sent), stats.records_sent);
+    assert_eq!(sum(|p| p.batches_sent), stats.batches_sent);
+    assert_eq!(sum(|p| p.bytes_sent), stats.bytes_sent);
+    assert!(!stats.brokers.is_empty());
+    let requests: u64 = stats.brokers.iter().map(|b| b.requests_sent).sum();
+    let answered: u64 = stats.brokers.iter().map(|b| b.responses_received).sum();
+    assert_eq!(requests, stats.requests_sent);
+    assert_eq!(answered, stats.responses_received);
+    assert_eq!(
+        stats.responses_received + stats.request_failures,
+        stats.requests_sent
+    );
+    assert!(stats.brokers.iter().all(|b| b.in_flight_requests == 0));
+    assert!(stats.request_latency_max >= stats.request_latency_avg());
+    assert!(!stats.request_latency_max.is_zero());
+    assert!(stats.batch_records_max >= stats.avg_batch_records());
+    assert!(stats.avg_batch_records() >= 1);
 }
 
 /// `log_append_time`: the broker reports a log append time (the librdkafka

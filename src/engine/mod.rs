@@ -9,6 +9,7 @@
 //! | `accumulator` | per-partition batch queues, readiness, expiry |
 //! | `metadata_cache` | leaders and leader epochs (never backwards), refresh schedule |
 //! | `retry` | the retry decision table and backoff with jitter |
+//! | `stats` | counters: totals, per partition, per broker |
 //! | `partitioner` | where records go |
 
 // Without the tokio driver nothing drives the engine yet; it still builds
@@ -20,6 +21,8 @@ pub(crate) mod metadata_cache;
 pub mod partitioner;
 pub(crate) mod producer;
 pub(crate) mod retry;
+pub(crate) mod stats;
 
-pub use producer::{Acks, ProducerStats};
+pub use producer::Acks;
 pub(crate) use producer::{Engine, EngineConfig, Event, SendFailure, Transmit};
+pub use stats::{BrokerStats, PartitionStats, ProducerStats};

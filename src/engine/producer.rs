@@ -41,6 +41,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::accumulator::{PartitionQueue, PendingRecord};
 use super::metadata_cache::MetadataCache;
 use super::retry::{Jitter, Outcome, RetryAction, classify};
+use super::stats::{ProducerStats, StatsBook};
 use crate::compression::Compression;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
@@ -78,33 +79,6 @@ impl Acks {
             Acks::All => -1,
         }
     }
-}
-
-/// Counters of a producer, as a snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ProducerStats {
-    /// Records acknowledged (or written, with acks = 0).
-    pub records_sent: u64,
-    /// Bytes of record batches acknowledged, as sent (compressed).
-    pub bytes_sent: u64,
-    /// Batches acknowledged.
-    pub batches_sent: u64,
-    /// Produce requests sent.
-    pub requests_sent: u64,
-    /// Batch attempts retried.
-    pub retries: u64,
-    /// Records failed.
-    pub errors: u64,
-    /// Bytes of records held (queued or in flight).
-    pub queued_bytes: u64,
-    /// Records held (waiting, queued or in flight).
-    pub queued_records: u64,
-    /// Produce requests in flight.
-    pub in_flight_requests: u64,
-    /// Leader changes learnt from Produce responses (KIP-951) rather than
-    /// from a metadata refresh.
-    pub leader_hints: u64,
 }
 
 /// Engine settings (built from the producer configuration).
@@ -205,6 +179,8 @@ struct InFlightBatch {
 
 struct InFlight {
     node: i32,
+    /// When the request was handed to the network.
+    sent_at: Instant,
     batches: Vec<InFlightBatch>,
 }
 
@@ -228,7 +204,7 @@ pub(crate) struct Engine {
     next_id: u64,
     flush_mark: u64,
     jitter: Jitter,
-    stats: ProducerStats,
+    stats: StatsBook,
     now: Option<Instant>,
 }
 
@@ -258,7 +234,7 @@ impl Engine {
             next_id: 1,
             flush_mark: 0,
             jitter: Jitter::new(config.seed ^ 0x6a09_e667_f3bc_c908),
-            stats: ProducerStats::default(),
+            stats: StatsBook::default(),
             now: None,
             config,
         }
@@ -335,7 +311,7 @@ impl Engine {
             self.held_records -= 1;
             self.fail_record(w.token, reason.clone_shallow());
         }
-        let mut failed: Vec<(Vec<PendingRecord>, bool)> = Vec::new();
+        let mut failed: Vec<(String, i32, Vec<PendingRecord>, bool)> = Vec::new();
         let mut unsent: Vec<(String, i32, Vec<PendingRecord>, bool)> = Vec::new();
         for (topic, tq) in &mut self.topics {
             for (p, pq) in tq.partitions.iter_mut().enumerate() {
@@ -347,19 +323,22 @@ impl Engine {
         for (topic, partition, records, maybe) in unsent {
             let bytes: usize = records.iter().map(|r| r.reserved).sum();
             self.release(&topic, partition, bytes);
-            failed.push((records, maybe));
+            failed.push((topic, partition, records, maybe));
         }
         for (_, request) in std::mem::take(&mut self.in_flight) {
             for b in request.batches {
                 self.unmute(&b.topic, b.partition, b.batch.reserved());
                 if !b.resolved {
-                    failed.push((b.batch.records, true));
+                    failed.push((b.topic, b.partition, b.batch.records, true));
                 }
             }
         }
         self.node_in_flight.clear();
-        for (records, maybe) in failed {
+        self.stats.forget_in_flight();
+        for (topic, partition, records, maybe) in failed {
             self.fail_records(
+                &topic,
+                partition,
                 &records,
                 &reason.clone_shallow().with_possibly_persisted(maybe),
             );
@@ -402,6 +381,12 @@ impl Engine {
         };
         if let Some(n) = self.node_in_flight.get_mut(&request.node) {
             *n = n.saturating_sub(1);
+        }
+        match &result {
+            Ok(_) => self
+                .stats
+                .response(request.node, now.saturating_duration_since(request.sent_at)),
+            Err(_) => self.stats.request_failed(request.node),
         }
         match result {
             Err(failure) => {
@@ -517,9 +502,15 @@ impl Engine {
         next
     }
 
-    /// A snapshot of the counters.
-    pub(crate) fn stats(&self) -> ProducerStats {
-        let mut stats = self.stats.clone();
+    /// A snapshot of the counters; the per-partition and per-broker tables
+    /// only `with_detail`.
+    pub(crate) fn stats(&self, with_detail: bool) -> ProducerStats {
+        let queued = with_detail.then(|| {
+            self.topics
+                .iter()
+                .map(|(topic, tq)| (topic.as_str(), tq.held.as_slice()))
+        });
+        let mut stats = self.stats.snapshot(queued);
         stats.queued_bytes = self.buffer_used as u64;
         stats.queued_records = self.held_records;
         stats.in_flight_requests = self.in_flight.len() as u64;
@@ -671,7 +662,7 @@ impl Engine {
                 if let Some((records, e)) = lost {
                     let bytes: usize = records.iter().map(|r| r.reserved).sum();
                     self.release(&w.record.topic, partition, bytes);
-                    self.fail_records(&records, &records_error(e));
+                    self.fail_records(&w.record.topic, partition, &records, &records_error(e));
                 }
             }
             Err(e) => {
@@ -716,7 +707,7 @@ impl Engine {
                 ),
             )
             .with_possibly_persisted(maybe);
-            self.fail_records(&records, &err);
+            self.fail_records(&topic, partition, &records, &err);
         }
     }
 
@@ -817,19 +808,25 @@ impl Engine {
                             let bytes: usize = records.iter().map(|r| r.reserved).sum();
                             let (topic, partition) = (topic.clone(), *partition);
                             self.release(&topic, partition, bytes);
-                            self.fail_records(&records, &records_error(e));
+                            self.fail_records(&topic, partition, &records, &records_error(e));
                         }
                     }
                 }
                 if batches.is_empty() {
                     continue;
                 }
-                self.send_produce(node, &addr, batches);
+                self.send_produce(now, node, &addr, batches);
             }
         }
     }
 
-    fn send_produce(&mut self, node: i32, addr: &str, mut batches: Vec<InFlightBatch>) {
+    fn send_produce(
+        &mut self,
+        now: Instant,
+        node: i32,
+        addr: &str,
+        mut batches: Vec<InFlightBatch>,
+    ) {
         let id = self.next_id;
         self.next_id += 1;
         let mut topics: Vec<TopicProduceData> = Vec::new();
@@ -853,8 +850,16 @@ impl Engine {
             .with_timeout_ms(timeout_ms)
             .with_topic_data(topics);
         *self.node_in_flight.entry(node).or_insert(0) += 1;
-        self.stats.requests_sent += 1;
-        self.in_flight.insert(id, InFlight { node, batches });
+        let bytes = batches.iter().map(|b| b.batch.sealed.len()).sum();
+        self.stats.request_sent(node, bytes);
+        self.in_flight.insert(
+            id,
+            InFlight {
+                node,
+                sent_at: now,
+                batches,
+            },
+        );
         self.transmits.push_back(Transmit::Produce {
             id,
             node,
@@ -869,11 +874,14 @@ impl Engine {
         if b.resolved {
             return;
         }
-        self.stats.batches_sent += 1;
-        self.stats.bytes_sent += b.batch.sealed.len() as u64;
+        self.stats.batch_delivered(
+            &b.topic,
+            b.partition,
+            b.batch.records.len(),
+            b.batch.sealed.len(),
+        );
         self.settle_delivered(b.batch.records.len() as u64);
         for (i, r) in b.batch.records.iter().enumerate() {
-            self.stats.records_sent += 1;
             let offset = if base_offset >= 0 {
                 base_offset + i as i64
             } else {
@@ -924,7 +932,7 @@ impl Engine {
                     Duration::ZERO
                 };
                 b.batch.retry_at = Some(now + backoff);
-                self.stats.retries += 1;
+                self.stats.batch_retried(&b.topic, b.partition);
                 if refresh_metadata {
                     self.metadata.invalidate(&b.topic, b.partition);
                 }
@@ -951,12 +959,14 @@ impl Engine {
                     ),
                 )
                 .with_possibly_persisted(maybe);
-                self.fail_records(&b.batch.records, &err);
+                self.fail_records(&b.topic, b.partition, &b.batch.records, &err);
             }
             RetryAction::Fail { possibly_persisted } => {
                 let maybe = b.batch.maybe_persisted || possibly_persisted;
                 self.unmute(&b.topic, b.partition, b.batch.reserved());
                 self.fail_records(
+                    &b.topic,
+                    b.partition,
                     &b.batch.records,
                     &error.clone_shallow().with_possibly_persisted(maybe),
                 );
@@ -999,7 +1009,7 @@ impl Engine {
             .apply_leader_hint(&b.topic, b.partition, leader, epoch, endpoint);
         if taken {
             tracing::debug!(topic = %b.topic, partition = b.partition, leader, epoch, "leader hint taken (KIP-951)");
-            self.stats.leader_hints += 1;
+            self.stats.leader_hint();
         }
         taken
     }
@@ -1028,7 +1038,15 @@ impl Engine {
         }
     }
 
-    fn fail_records(&mut self, records: &[PendingRecord], error: &Error) {
+    /// Fails records accepted into `topic`-`partition`.
+    fn fail_records(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: &[PendingRecord],
+        error: &Error,
+    ) {
+        self.stats.partition_errors(topic, partition, records.len());
         for r in records {
             self.held_records = self.held_records.saturating_sub(1);
             self.fail_record(r.token, error.clone_shallow());
@@ -1036,7 +1054,7 @@ impl Engine {
     }
 
     fn fail_record(&mut self, token: u64, error: Error) {
-        self.stats.errors += 1;
+        self.stats.record_failed();
         self.events.push_back(Event::Failed { token, error });
     }
 
@@ -1258,8 +1276,8 @@ mod tests {
             vec![(3, "h3:9003".to_string())],
             "resent at once to the hinted leader"
         );
-        assert_eq!(e.stats().leader_hints, 1);
-        assert_eq!(e.stats().retries, 1);
+        assert_eq!(e.stats(false).leader_hints, 1);
+        assert_eq!(e.stats(false).retries, 1);
     }
 
     /// A hint with an epoch no newer than the known one is ignored: epochs
@@ -1297,7 +1315,7 @@ mod tests {
                 .any(|t| matches!(t, Transmit::Produce { .. })),
             "no resend before the leader is known again"
         );
-        assert_eq!(e.stats().leader_hints, 0);
+        assert_eq!(e.stats(false).leader_hints, 0);
     }
 
     #[test]
@@ -1408,7 +1426,7 @@ mod tests {
             Ok(answer(&[(0, 0, 5)])),
         );
         assert!(events(&mut e).is_empty());
-        assert_eq!(e.stats().queued_bytes, 0);
+        assert_eq!(e.stats(true).queued_bytes, 0);
     }
 
     #[test]

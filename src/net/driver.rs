@@ -155,6 +155,7 @@ pub(crate) fn spawn(client: ClientConfig, engine: EngineConfig) -> DriverHandle 
         close_deadline: None,
         close_waiters: Vec::new(),
         aborted: 0,
+        detail_published: None,
         stats: Arc::clone(&stats),
     };
     tokio::spawn(driver.run());
@@ -181,7 +182,13 @@ struct Driver {
     close_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
     aborted: usize,
     stats: Arc<Mutex<ProducerStats>>,
+    /// When the per-partition and per-broker tables were last published.
+    detail_published: Option<Instant>,
 }
+
+/// How stale the published per-partition and per-broker tables may get while
+/// the producer is busy.
+const DETAIL_EVERY: Duration = Duration::from_millis(20);
 
 impl Driver {
     async fn run(mut self) {
@@ -378,9 +385,24 @@ impl Driver {
         }
     }
 
-    fn publish_stats(&self) {
-        let snapshot = self.engine.stats();
-        *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    /// Publishes the counters for `Producer::stats`. Totals go out every
+    /// time; the per-partition and per-broker tables at most every
+    /// [`DETAIL_EVERY`] while busy, and whenever the engine is idle.
+    fn publish_stats(&mut self) {
+        let now = clock::now();
+        let detail = self.engine.is_idle()
+            || self
+                .detail_published
+                .is_none_or(|t| now.saturating_duration_since(t) >= DETAIL_EVERY);
+        let mut snapshot = self.engine.stats(detail);
+        let mut shared = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        if detail {
+            self.detail_published = Some(now);
+        } else {
+            snapshot.partitions = std::mem::take(&mut shared.partitions);
+            snapshot.brokers = std::mem::take(&mut shared.brokers);
+        }
+        *shared = snapshot;
     }
 
     fn start(&self, transmit: Transmit) {

@@ -1,0 +1,355 @@
+//! The producer's counters: totals, per partition and per broker, kept by
+//! the engine as it works and handed out as [`ProducerStats`] snapshots.
+//!
+//! Totals are cheap and always current. The per-partition and per-broker
+//! tables are copied into a snapshot by [`StatsBook::snapshot`] only when
+//! asked for (`with_detail`), so a busy producer does not copy them for
+//! every record.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Counters of a producer, as a snapshot.
+///
+/// ```
+/// use smartkafka::ProducerStats;
+///
+/// let stats = ProducerStats::default();
+/// assert_eq!(stats.records_sent, 0);
+/// assert_eq!(stats.avg_batch_bytes(), 0);
+/// assert!(stats.request_latency_avg().is_zero());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProducerStats {
+    /// Records acknowledged (or written, with acks = 0).
+    pub records_sent: u64,
+    /// Bytes of record batches acknowledged, as sent (compressed).
+    pub bytes_sent: u64,
+    /// Batches acknowledged.
+    pub batches_sent: u64,
+    /// The largest batch acknowledged, in bytes as sent.
+    pub batch_bytes_max: u64,
+    /// The most records in one acknowledged batch.
+    pub batch_records_max: u64,
+    /// Produce requests sent.
+    pub requests_sent: u64,
+    /// Produce requests answered (with or without errors).
+    pub responses_received: u64,
+    /// Produce requests that got no answer (connection lost, timeout).
+    pub request_failures: u64,
+    /// Time from handing a Produce request to the network to its answer,
+    /// summed over `responses_received`.
+    pub request_latency_total: Duration,
+    /// The slowest answer to a Produce request.
+    pub request_latency_max: Duration,
+    /// Batch attempts retried.
+    pub retries: u64,
+    /// Records failed.
+    pub errors: u64,
+    /// Bytes of records held (queued or in flight).
+    pub queued_bytes: u64,
+    /// Records held (waiting, queued or in flight).
+    pub queued_records: u64,
+    /// Produce requests in flight.
+    pub in_flight_requests: u64,
+    /// Leader changes learnt from Produce responses (KIP-951) rather than
+    /// from a metadata refresh.
+    pub leader_hints: u64,
+    /// Per partition, ordered by topic and partition. Refreshed at most
+    /// every few milliseconds while the producer is busy, and whenever it
+    /// becomes idle (after `flush`).
+    pub partitions: Vec<PartitionStats>,
+    /// Per broker, ordered by node id; refreshed like `partitions`.
+    pub brokers: Vec<BrokerStats>,
+}
+
+impl ProducerStats {
+    /// Mean size of an acknowledged batch, in bytes as sent.
+    pub fn avg_batch_bytes(&self) -> u64 {
+        self.bytes_sent.checked_div(self.batches_sent).unwrap_or(0)
+    }
+
+    /// Mean number of records in an acknowledged batch.
+    pub fn avg_batch_records(&self) -> u64 {
+        self.records_sent
+            .checked_div(self.batches_sent)
+            .unwrap_or(0)
+    }
+
+    /// Mean Produce round trip.
+    pub fn request_latency_avg(&self) -> Duration {
+        mean(self.request_latency_total, self.responses_received)
+    }
+
+    /// The counters of one partition, if it has any.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionStats> {
+        self.partitions
+            .iter()
+            .find(|p| p.topic == topic && p.partition == partition)
+    }
+
+    /// The counters of one broker, if it has any.
+    pub fn broker(&self, node: i32) -> Option<&BrokerStats> {
+        self.brokers.iter().find(|b| b.node == node)
+    }
+}
+
+/// Counters of one partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionStats {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Records acknowledged.
+    pub records_sent: u64,
+    /// Bytes of batches acknowledged, as sent.
+    pub bytes_sent: u64,
+    /// Batches acknowledged.
+    pub batches_sent: u64,
+    /// Batch attempts retried.
+    pub retries: u64,
+    /// Records failed after they were accepted into a batch.
+    pub errors: u64,
+    /// Bytes of records held for this partition (queued or in flight).
+    pub queued_bytes: u64,
+}
+
+/// Counters of one broker connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrokerStats {
+    /// The broker's node id.
+    pub node: i32,
+    /// Produce requests sent to it.
+    pub requests_sent: u64,
+    /// Produce requests it answered.
+    pub responses_received: u64,
+    /// Produce requests that got no answer (connection lost, timeout).
+    pub request_failures: u64,
+    /// Bytes of batches sent to it (every attempt).
+    pub bytes_sent: u64,
+    /// Produce requests in flight to it.
+    pub in_flight_requests: u64,
+    /// Round trips summed over `responses_received`.
+    pub request_latency_total: Duration,
+    /// The slowest answer.
+    pub request_latency_max: Duration,
+}
+
+impl BrokerStats {
+    /// Mean Produce round trip to this broker.
+    pub fn request_latency_avg(&self) -> Duration {
+        mean(self.request_latency_total, self.responses_received)
+    }
+}
+
+fn mean(total: Duration, n: u64) -> Duration {
+    match u32::try_from(n) {
+        Ok(0) => Duration::ZERO,
+        Ok(n) => total / n,
+        Err(_) => Duration::from_secs_f64(total.as_secs_f64() / n as f64),
+    }
+}
+
+/// The engine's running counters.
+#[derive(Debug, Default)]
+pub(crate) struct StatsBook {
+    totals: ProducerStats,
+    partitions: BTreeMap<String, Vec<PartitionStats>>,
+    brokers: BTreeMap<i32, BrokerStats>,
+}
+
+impl StatsBook {
+    fn partition(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionStats> {
+        let index = usize::try_from(partition).ok()?;
+        if !self.partitions.contains_key(topic) {
+            self.partitions.insert(topic.to_string(), Vec::new());
+        }
+        let slots = self.partitions.get_mut(topic)?;
+        while slots.len() <= index {
+            let p = i32::try_from(slots.len()).ok()?;
+            slots.push(PartitionStats {
+                topic: topic.to_string(),
+                partition: p,
+                ..PartitionStats::default()
+            });
+        }
+        slots.get_mut(index)
+    }
+
+    fn broker(&mut self, node: i32) -> &mut BrokerStats {
+        self.brokers.entry(node).or_insert_with(|| BrokerStats {
+            node,
+            ..BrokerStats::default()
+        })
+    }
+
+    /// A Produce request of `bytes` batch bytes went to `node`.
+    pub(crate) fn request_sent(&mut self, node: i32, bytes: usize) {
+        self.totals.requests_sent += 1;
+        let b = self.broker(node);
+        b.requests_sent += 1;
+        b.bytes_sent += bytes as u64;
+        b.in_flight_requests += 1;
+    }
+
+    /// `node` answered a Produce request after `latency`.
+    pub(crate) fn response(&mut self, node: i32, latency: Duration) {
+        let t = &mut self.totals;
+        t.responses_received += 1;
+        t.request_latency_total += latency;
+        t.request_latency_max = t.request_latency_max.max(latency);
+        let b = self.broker(node);
+        b.responses_received += 1;
+        b.in_flight_requests = b.in_flight_requests.saturating_sub(1);
+        b.request_latency_total += latency;
+        b.request_latency_max = b.request_latency_max.max(latency);
+    }
+
+    /// A Produce request to `node` got no answer.
+    pub(crate) fn request_failed(&mut self, node: i32) {
+        self.totals.request_failures += 1;
+        let b = self.broker(node);
+        b.request_failures += 1;
+        b.in_flight_requests = b.in_flight_requests.saturating_sub(1);
+    }
+
+    /// Requests abandoned without an outcome (the producer was aborted).
+    pub(crate) fn forget_in_flight(&mut self) {
+        for b in self.brokers.values_mut() {
+            b.in_flight_requests = 0;
+        }
+    }
+
+    /// A batch of `records` records and `bytes` bytes was acknowledged.
+    pub(crate) fn batch_delivered(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: usize,
+        bytes: usize,
+    ) {
+        let (records, bytes) = (records as u64, bytes as u64);
+        let t = &mut self.totals;
+        t.records_sent += records;
+        t.bytes_sent += bytes;
+        t.batches_sent += 1;
+        t.batch_bytes_max = t.batch_bytes_max.max(bytes);
+        t.batch_records_max = t.batch_records_max.max(records);
+        if let Some(p) = self.partition(topic, partition) {
+            p.records_sent += records;
+            p.bytes_sent += bytes;
+            p.batches_sent += 1;
+        }
+    }
+
+    /// A batch of the partition goes back to be sent again.
+    pub(crate) fn batch_retried(&mut self, topic: &str, partition: i32) {
+        self.totals.retries += 1;
+        if let Some(p) = self.partition(topic, partition) {
+            p.retries += 1;
+        }
+    }
+
+    /// `n` records of the partition failed after they were accepted.
+    pub(crate) fn partition_errors(&mut self, topic: &str, partition: i32, n: usize) {
+        if let Some(p) = self.partition(topic, partition) {
+            p.errors += n as u64;
+        }
+    }
+
+    /// A record failed (anywhere: waiting, queued or in flight).
+    pub(crate) fn record_failed(&mut self) {
+        self.totals.errors += 1;
+    }
+
+    /// A leader hint (KIP-951) was taken.
+    pub(crate) fn leader_hint(&mut self) {
+        self.totals.leader_hints += 1;
+    }
+
+    /// A snapshot: totals always, the tables with `queued` (bytes held
+    /// per topic, index = partition, as the engine counts them). The engine
+    /// fills in the other gauges it owns (queued records, requests in
+    /// flight).
+    pub(crate) fn snapshot<'a>(
+        &self,
+        queued: Option<impl Iterator<Item = (&'a str, &'a [u64])>>,
+    ) -> ProducerStats {
+        let mut out = ProducerStats {
+            partitions: Vec::new(),
+            brokers: Vec::new(),
+            ..self.totals.clone()
+        };
+        let Some(queued) = queued else {
+            return out;
+        };
+        let mut partitions = self.partitions.clone();
+        for (topic, held) in queued {
+            for (index, bytes) in held.iter().enumerate() {
+                let Ok(partition) = i32::try_from(index) else {
+                    break;
+                };
+                let slots = partitions.entry(topic.to_string()).or_default();
+                while slots.len() <= index {
+                    let p = i32::try_from(slots.len()).unwrap_or(partition);
+                    slots.push(PartitionStats {
+                        topic: topic.to_string(),
+                        partition: p,
+                        ..PartitionStats::default()
+                    });
+                }
+                slots[index].queued_bytes = *bytes;
+            }
+        }
+        out.partitions = partitions.into_values().flatten().collect();
+        out.brokers = self.brokers.values().cloned().collect();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_and_tables_add_up() {
+        let mut book = StatsBook::default();
+        book.request_sent(2, 300);
+        book.request_sent(2, 100);
+        book.response(2, Duration::from_millis(4));
+        book.request_failed(2);
+        book.batch_delivered("t", 1, 10, 300);
+        book.batch_retried("t", 3);
+        book.partition_errors("t", 3, 2);
+        let held = [77u64];
+        let s = book.snapshot(Some([("u", &held[..])].into_iter()));
+        assert_eq!(
+            (s.requests_sent, s.responses_received, s.request_failures),
+            (2, 1, 1)
+        );
+        assert_eq!(s.request_latency_avg(), Duration::from_millis(4));
+        assert_eq!(
+            (s.records_sent, s.batches_sent, s.avg_batch_bytes()),
+            (10, 1, 300)
+        );
+        let b = s.broker(2).unwrap();
+        assert_eq!((b.bytes_sent, b.in_flight_requests), (400, 0));
+        assert_eq!(s.partition("t", 1).unwrap().records_sent, 10);
+        assert_eq!(s.partition("t", 3).unwrap().errors, 2);
+        assert_eq!(s.partition("t", 3).unwrap().retries, 1);
+        assert_eq!(s.partition("u", 0).unwrap().queued_bytes, 77);
+        // Partitions are listed in order, gaps included.
+        let order: Vec<(&str, i32)> = s
+            .partitions
+            .iter()
+            .map(|p| (p.topic.as_str(), p.partition))
+            .collect();
+        assert_eq!(order, [("t", 0), ("t", 1), ("t", 2), ("t", 3), ("u", 0)]);
+        let none: Option<std::iter::Empty<(&str, &[u64])>> = None;
+        assert!(book.snapshot(none).partitions.is_empty());
+    }
+}

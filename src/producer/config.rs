@@ -167,7 +167,10 @@ impl ProducerConfig {
         self
     }
 
-    /// Compression level (default: the codec's own).
+    /// Compression level (default: the codec's own, 6 for gzip and 3 for
+    /// zstd). gzip takes 0..=9 and zstd its own range (negative fast levels
+    /// up to 22); a level outside it is a configuration error. lz4 and
+    /// snappy have no levels and ignore it.
     pub fn compression_level(mut self, level: i32) -> Self {
         self.compression_level = Some(level);
         self
@@ -212,6 +215,26 @@ impl ProducerConfig {
                 "buffer_memory",
                 "must hold at least one batch",
             ));
+        }
+        if let Some(level) = self.compression_level {
+            let range = match self.compression {
+                Compression::Gzip => Some(0..=9),
+                Compression::Zstd => Some(zstd::compression_level_range()),
+                _ => None,
+            };
+            if let Some(range) = range
+                && !range.contains(&level)
+            {
+                return Err(Error::config(
+                    "compression_level",
+                    format!(
+                        "{level} is outside {:?}'s levels ({}..={})",
+                        self.compression,
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
         }
         if self.max_in_flight == 0 {
             return Err(Error::config("max_in_flight", "must be at least 1"));
@@ -270,7 +293,15 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let base = || ProducerConfig::new("a:1");
-        let cases: [(ProducerConfig, &str); 5] = [
+        let cases: [(ProducerConfig, &str); 7] = [
+            (
+                base().compression(Compression::Gzip).compression_level(10),
+                "compression_level",
+            ),
+            (
+                base().compression(Compression::Zstd).compression_level(23),
+                "compression_level",
+            ),
             (base().batch_size(0), "batch_size"),
             (base().max_in_flight(0), "max_in_flight"),
             (base().max_request_size(10), "max_request_size"),
@@ -285,5 +316,16 @@ mod tests {
             assert_eq!(err.kind(), &ErrorKind::Config { field }, "{err}");
         }
         base().validate().unwrap();
+        // Codecs without levels accept and ignore one.
+        base()
+            .compression(Compression::Lz4)
+            .compression_level(99)
+            .validate()
+            .unwrap();
+        base()
+            .compression(Compression::Zstd)
+            .compression_level(-5)
+            .validate()
+            .unwrap();
     }
 }

@@ -1,9 +1,10 @@
 //! The blocking producer: the same behaviour as the async one, from plain
 //! threads, and a clear error (not a deadlock) inside a tokio runtime.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use protocol_tests::FakeCluster;
+use kafka_protocol::messages::ApiKey;
+use protocol_tests::{FakeCluster, Fault};
 use smartkafka::blocking::Producer;
 use smartkafka::compression::Compression;
 use smartkafka::partitioner::murmur2_partition;
@@ -89,4 +90,95 @@ async fn blocking_producer_inside_a_runtime_is_a_clear_error() {
     let err = Producer::new(ProducerConfig::new("localhost:9092")).unwrap_err();
     assert!(err.is_config(), "{err}");
     assert!(err.to_string().contains("tokio runtime"), "{err}");
+}
+
+/// Scenario 27 from plain threads: a slow broker fills the buffer, `send`
+/// blocks for `max_block` and fails with a buffer-exhausted error,
+/// `try_send` fails at once, and every record accepted before is delivered
+/// exactly once, in order.
+#[test]
+fn blocking_buffer_full_blocks_then_fails_and_loses_nothing() {
+    let (_rt, cluster) = fake();
+    let producer = Producer::new(
+        ProducerConfig::new(&cluster.bootstrap_servers())
+            .buffer_memory(64 * 1024)
+            .batch_size(16 * 1024)
+            .max_request_size(32 * 1024)
+            .max_block(Duration::from_millis(300)),
+    )
+    .unwrap();
+    producer
+        .send_and_wait(Record::new("t").partition(0).value("warm-up"))
+        .unwrap();
+    cluster.inject(
+        Fault::new(ApiKey::Produce)
+            .delay(Duration::from_millis(1500))
+            .times(2),
+    );
+    let mut accepted = vec!["warm-up".to_string()];
+    let mut handles = Vec::new();
+    let (err, waited) = loop {
+        let v = format!("v-{:04}-{}", accepted.len(), "x".repeat(1000));
+        let started = Instant::now();
+        match producer.send(Record::new("t").partition(0).value(v.clone())) {
+            Ok(h) => {
+                accepted.push(v);
+                handles.push(h);
+            }
+            Err(e) => break (e, started.elapsed()),
+        }
+        assert!(accepted.len() < 1000, "the buffer never filled");
+    };
+    assert_eq!(err.kind(), &ErrorKind::BufferExhausted, "{err}");
+    assert!(
+        waited >= Duration::from_millis(250),
+        "waited only {waited:?}"
+    );
+    let started = Instant::now();
+    let err = producer
+        .try_send(Record::new("t").partition(0).value("y".repeat(1000)))
+        .unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::BufferExhausted);
+    assert!(started.elapsed() < Duration::from_millis(50));
+    for h in handles {
+        h.wait().unwrap();
+    }
+    let logged: Vec<String> = cluster
+        .records("t", 0)
+        .into_iter()
+        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(logged, accepted);
+    producer.close(Duration::from_secs(5)).unwrap();
+}
+
+/// Scenario 29 from plain threads: `close(timeout)` with a broker that does
+/// not answer in time fails what is left, as possibly persisted, and says
+/// how many records it failed.
+#[test]
+fn blocking_close_at_its_deadline_fails_what_is_left() {
+    let (_rt, cluster) = fake();
+    let producer = Producer::new(
+        ProducerConfig::new(&cluster.bootstrap_servers())
+            .request_timeout(Duration::from_secs(5))
+            .delivery_timeout(Duration::from_secs(30)),
+    )
+    .unwrap();
+    producer
+        .send_and_wait(Record::new("t").partition(2).value("warm-up"))
+        .unwrap();
+    cluster.inject(
+        Fault::new(ApiKey::Produce)
+            .delay(Duration::from_secs(3))
+            .times(1),
+    );
+    let handle = producer
+        .send(Record::new("t").partition(2).value("late"))
+        .unwrap();
+    let started = Instant::now();
+    let err = producer.close(Duration::from_millis(300)).unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Timeout, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let failed = handle.wait().unwrap_err();
+    assert!(failed.possibly_persisted(), "{failed}");
 }

@@ -95,6 +95,25 @@ impl ProducerConfig {
         }
     }
 
+    /// The client id sent with every request (default `"smartkafka"`).
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client = self.client.client_id(id);
+        self
+    }
+
+    /// How long a request may wait for its response (default 30 s); a
+    /// request that times out closes its connection.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.request_timeout(timeout);
+        self
+    }
+
+    /// How long opening a connection may take (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.connect_timeout(timeout);
+        self
+    }
+
     /// Acknowledgements (default [`Acks::All`], the Java default since 3.0).
     pub fn acks(mut self, acks: Acks) -> Self {
         self.acks = acks;

@@ -166,7 +166,13 @@ impl Producer {
     /// that cannot be accepted for another reason (its topic's metadata is
     /// not known yet, say) fails through the returned future.
     pub fn try_send(&self, record: Record) -> Result<DeliveryFuture, Error> {
-        let queued = self.stats().queued_bytes;
+        let queued = self
+            .shared
+            .driver
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .queued_bytes;
         let size = record.estimated_size() as u64;
         if queued + size > self.shared.config.buffer_memory as u64 {
             return Err(Error::new(
@@ -243,8 +249,10 @@ impl Producer {
         rx.await.unwrap_or(Ok(()))
     }
 
-    /// Counters: records and bytes sent, retries, errors, batches, queued
-    /// bytes and records, requests in flight.
+    /// Counters: records and bytes sent, retries, errors, batch sizes,
+    /// request latency, queued bytes and records, requests in flight; per
+    /// partition and per broker in [`ProducerStats::partitions`] and
+    /// [`ProducerStats::brokers`].
     pub fn stats(&self) -> ProducerStats {
         self.shared
             .driver

@@ -58,3 +58,8 @@ pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMeta
 #[cfg(feature = "tokio-runtime")]
 pub use producer::{DeliveryFuture, Producer, ProducerBuilder, ProducerConfig};
 pub use record::{Header, Record, RecordMetadata};
+
+/// The README's examples, compiled as doctests so that they stay true.
+#[cfg(all(doctest, feature = "tokio-runtime"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

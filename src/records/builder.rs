@@ -17,7 +17,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::varint::{MAX_VARLONG_LEN, encode_varlong, len_varint_len, varlong_len};
+use super::varint::{
+    MAX_VARLONG_LEN, encode_varlong, encode_varlong_at, len_varint_len, varlong_len,
+};
 use super::{
     BATCH_HEADER_LEN, MAGIC_V2, RecordsError, attributes, be_i16, be_i32, be_i64, offsets,
 };
@@ -217,7 +219,10 @@ impl BatchBuilder {
     /// `max_batch_bytes`. The first record of a batch is accepted up to
     /// `hard_max_bytes`; a record that would pass `hard_max_bytes` even alone
     /// fails with [`RecordsError::RecordTooLarge`], also without writing
-    /// anything. Timestamps may be earlier than the base timestamp.
+    /// anything. Timestamps may be earlier than the base timestamp, but no
+    /// further from it than an `i64` can count: a record whose difference
+    /// overflows fails with [`RecordsError::TimestampOutOfRange`], again
+    /// without writing anything.
     pub fn try_append(
         &mut self,
         timestamp: i64,
@@ -225,7 +230,18 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[(&str, Option<&[u8]>)],
     ) -> Result<AppendOutcome, RecordsError> {
-        let timestamp_delta = timestamp.wrapping_sub(self.base_timestamp);
+        // The format stores `timestamp - base timestamp` as a signed 64-bit
+        // delta. When the difference overflows (i64::MIN against a positive
+        // base, say), a wrapped delta decodes to the right timestamp only in
+        // readers that happen to wrap on overflow; others fail (kafka-protocol
+        // panics in debug builds) or read a different timestamp. Refuse the
+        // record instead.
+        let Some(timestamp_delta) = timestamp.checked_sub(self.base_timestamp) else {
+            return Err(RecordsError::TimestampOutOfRange {
+                timestamp,
+                base_timestamp: self.base_timestamp,
+            });
+        };
         let offset_delta = self.record_count;
         let body = body_len(
             timestamp_delta,
@@ -252,18 +268,25 @@ impl BatchBuilder {
 
         // Every length below is bounded by the hard limit, which fits in i32.
         self.buf.reserve(size);
-        let mut scratch = [0u8; MAX_VARLONG_LEN];
-        put_varlong(&mut self.buf, &mut scratch, body as i64);
-        self.buf.put_u8(0); // record attributes
-        put_varlong(&mut self.buf, &mut scratch, timestamp_delta);
-        put_varlong(&mut self.buf, &mut scratch, i64::from(offset_delta));
-        put_nullable(&mut self.buf, &mut scratch, key);
-        put_nullable(&mut self.buf, &mut scratch, value);
-        put_varlong(&mut self.buf, &mut scratch, headers.len() as i64);
+        // The five varint fields before the key are gathered on the stack and
+        // copied in at once: one buffer call instead of five, which is most
+        // of the cost of a small record.
+        let mut head = VarintRun::new();
+        head.push(body as i64);
+        head.push(0); // record attributes (one zero byte, as a varint)
+        head.push(timestamp_delta);
+        head.push(i64::from(offset_delta));
+        head.push(key.map_or(-1, |k| k.len() as i64));
+        self.buf.extend_from_slice(head.as_bytes());
+        if let Some(key) = key {
+            self.buf.extend_from_slice(key);
+        }
+        put_nullable(&mut self.buf, value);
+        put_varlong(&mut self.buf, headers.len() as i64);
         for (name, header_value) in headers {
-            put_varlong(&mut self.buf, &mut scratch, name.len() as i64);
+            put_varlong(&mut self.buf, name.len() as i64);
             self.buf.extend_from_slice(name.as_bytes());
-            put_nullable(&mut self.buf, &mut scratch, *header_value);
+            put_nullable(&mut self.buf, *header_value);
         }
 
         if self.record_count == 0 || timestamp > self.max_timestamp {
@@ -363,19 +386,55 @@ fn nullable_len(field: Option<&[u8]>) -> usize {
 }
 
 #[inline]
-fn put_varlong(buf: &mut BytesMut, scratch: &mut [u8; MAX_VARLONG_LEN], v: i64) {
-    let n = encode_varlong(v, scratch);
-    buf.extend_from_slice(&scratch[..n]);
+fn put_varlong(buf: &mut BytesMut, v: i64) {
+    let mut scratch = [0u8; MAX_VARLONG_LEN];
+    // Most lengths and counts take one or two bytes. A slice of known length
+    // compiles to plain stores; a variable one to a copy call (and `put_u8`
+    // goes through a call that copies too).
+    match encode_varlong(v, &mut scratch) {
+        1 => buf.extend_from_slice(&[scratch[0]]),
+        2 => buf.extend_from_slice(&[scratch[0], scratch[1]]),
+        n => buf.extend_from_slice(&scratch[..n]),
+    }
 }
 
 #[inline]
-fn put_nullable(buf: &mut BytesMut, scratch: &mut [u8; MAX_VARLONG_LEN], field: Option<&[u8]>) {
+fn put_nullable(buf: &mut BytesMut, field: Option<&[u8]>) {
     match field {
-        None => buf.put_u8(1), // zigzag(-1)
+        None => buf.extend_from_slice(&[1]), // zigzag(-1)
         Some(b) => {
-            put_varlong(buf, scratch, b.len() as i64);
+            put_varlong(buf, b.len() as i64);
             buf.extend_from_slice(b);
         }
+    }
+}
+
+/// Varints gathered on the stack: the record length, attributes, timestamp
+/// delta, offset delta and key length take at most 5 + 1 + 10 + 5 + 5 bytes.
+struct VarintRun {
+    bytes: [u8; VarintRun::CAPACITY],
+    len: usize,
+}
+
+impl VarintRun {
+    const CAPACITY: usize = 32;
+
+    #[inline]
+    fn new() -> Self {
+        VarintRun {
+            bytes: [0; Self::CAPACITY],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, v: i64) {
+        self.len += encode_varlong_at(v, &mut self.bytes, self.len);
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 

@@ -206,6 +206,17 @@ pub enum RecordsError {
     /// A batch with no records cannot be sealed.
     #[error("cannot seal a batch without records")]
     EmptyBatch,
+    /// A record's timestamp is so far from the batch's base timestamp that
+    /// the difference does not fit the 64-bit timestamp delta.
+    #[error(
+        "timestamp {timestamp} is out of range for a batch with base timestamp {base_timestamp}"
+    )]
+    TimestampOutOfRange {
+        /// The record's timestamp.
+        timestamp: i64,
+        /// The batch's base timestamp.
+        base_timestamp: i64,
+    },
 }
 
 impl RecordsError {

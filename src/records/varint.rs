@@ -18,9 +18,11 @@ const fn zigzag64(v: i64) -> u64 {
 #[inline]
 pub(crate) const fn varlong_len(v: i64) -> usize {
     let z = zigzag64(v);
-    // 1 byte for 0..=127, then one more per 7 bits.
-    let bits = 64 - (z | 1).leading_zeros() as usize;
-    bits.div_ceil(7)
+    // 1 byte for 0..=127, then one more per 7 bits: ceil(bits / 7), computed
+    // as (highest bit index * 9 + 73) / 64, which is exact for 1 to 64 bits
+    // and avoids a division on the append path.
+    let highest = 63 - (z | 1).leading_zeros() as usize;
+    (highest * 9 + 73) / 64
 }
 
 /// Bytes a length (or -1 for null) takes as a varint.
@@ -47,6 +49,21 @@ pub(crate) fn encode_varlong(v: i64, buf: &mut [u8; MAX_VARLONG_LEN]) -> usize {
     }
     buf[i] = z as u8;
     i + 1
+}
+
+/// Encodes `v` as a varlong into `buf` from `at` on, returning the number of
+/// bytes used. Panics if `buf` has fewer than [`varlong_len`] bytes from `at`.
+#[inline]
+pub(crate) fn encode_varlong_at(v: i64, buf: &mut [u8], at: usize) -> usize {
+    let mut z = zigzag64(v);
+    let mut i = at;
+    while z >= 0x80 {
+        buf[i] = (z as u8) | 0x80;
+        z >>= 7;
+        i += 1;
+    }
+    buf[i] = z as u8;
+    i + 1 - at
 }
 
 /// Reads a zigzag varint (at most 5 bytes) from the front of `input`.
@@ -108,12 +125,31 @@ mod tests {
             let mut buf = [0u8; MAX_VARLONG_LEN];
             let n = encode_varlong(v, &mut buf);
             assert_eq!(n, varlong_len(v), "{v}");
+            let mut at = [0u8; MAX_VARLONG_LEN + 3];
+            assert_eq!(encode_varlong_at(v, &mut at, 3), n, "{v}");
+            assert_eq!(at[3..3 + n], buf[..n], "{v}");
             let mut input = &buf[..n];
             assert_eq!(read_varlong(&mut input, "t").unwrap(), v);
             assert!(input.is_empty());
             if let Ok(v32) = i32::try_from(v) {
                 let mut input = &buf[..n];
                 assert_eq!(read_varint(&mut input, "t").unwrap(), v32);
+            }
+        }
+    }
+
+    #[test]
+    fn lengths_match_seven_bits_per_byte_at_every_width() {
+        for bits in 1..=64u32 {
+            let z = if bits == 64 {
+                u64::MAX
+            } else {
+                (1u64 << bits) - 1
+            };
+            for z in [z, z >> 1 | 1 << (bits - 1)] {
+                // zigzag is a bijection; invert it to get the signed value.
+                let v = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                assert_eq!(varlong_len(v), (bits as usize).div_ceil(7), "{bits} bits");
             }
         }
     }

@@ -2,11 +2,13 @@
 //!
 //! [`FakeCluster`] starts its brokers on ephemeral `127.0.0.1` ports, exposes
 //! their addresses, lets tests change the cluster (topics, leaders, advertised
-//! versions, faults) and read what it stored (records, raw batches, offsets,
-//! the request journal). Dropping it stops every broker and connection task.
+//! versions, faults, producer state, retention, connection lifetimes) and read
+//! what it stored (records, raw batches, offsets, the request journal, chaos
+//! counters). Dropping it stops every broker and connection task.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -14,8 +16,9 @@ use kafka_protocol::messages::ApiKey;
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
+use crate::chaos::ConnectionLifetime;
 use crate::faults::Fault;
-use crate::log::StoredRecord;
+use crate::log::{ProducerStateRules, StoredRecord};
 use crate::server::run_broker;
 use crate::state::{BrokerInfo, ClusterState, RequestRecord, Shared};
 use crate::versions::ApiVersionTable;
@@ -28,6 +31,8 @@ pub struct FakeClusterBuilder {
     topics: Vec<(String, i32)>,
     auto_create_partitions: Option<i32>,
     version_edits: Vec<VersionEdit>,
+    connection_lifetime: Option<ConnectionLifetime>,
+    producer_state_rules: ProducerStateRules,
 }
 
 impl std::fmt::Debug for FakeClusterBuilder {
@@ -37,6 +42,8 @@ impl std::fmt::Debug for FakeClusterBuilder {
             .field("topics", &self.topics)
             .field("auto_create_partitions", &self.auto_create_partitions)
             .field("version_edits", &self.version_edits.len())
+            .field("connection_lifetime", &self.connection_lifetime)
+            .field("producer_state_rules", &self.producer_state_rules)
             .finish()
     }
 }
@@ -48,6 +55,8 @@ impl Default for FakeClusterBuilder {
             topics: Vec::new(),
             auto_create_partitions: None,
             version_edits: Vec::new(),
+            connection_lifetime: None,
+            producer_state_rules: ProducerStateRules::default(),
         }
     }
 }
@@ -83,6 +92,22 @@ impl FakeClusterBuilder {
         self
     }
 
+    /// Closes every accepted connection after a lifetime drawn from
+    /// `[min, max]`, deterministic per `seed` and connection number; about
+    /// half the connections end right after applying a Produce request whose
+    /// response is then never written. See [`crate::chaos`].
+    pub fn connection_lifetime(mut self, min: Duration, max: Duration, seed: u64) -> Self {
+        self.connection_lifetime = Some(ConnectionLifetime::new(min, max, seed));
+        self
+    }
+
+    /// Which broker generation's producer-state rules partitions follow
+    /// (defaults to [`ProducerStateRules::Current`]).
+    pub fn producer_state_rules(mut self, rules: ProducerStateRules) -> Self {
+        self.producer_state_rules = rules;
+        self
+    }
+
     /// Binds the brokers and starts serving.
     ///
     /// # Panics
@@ -113,12 +138,14 @@ impl FakeClusterBuilder {
         }
         let mut state = ClusterState::new(brokers);
         state.auto_create_partitions = self.auto_create_partitions;
+        state.producer_state_rules = self.producer_state_rules;
         for (name, partitions) in &self.topics {
             if let Err(e) = state.create_topic(name, *partitions) {
                 panic!("cannot create topic {name:?} with {partitions} partitions: {e}");
             }
         }
         let shared = Arc::new(Shared::new(state));
+        shared.chaos.set(self.connection_lifetime);
         let mut tasks = Vec::with_capacity(listeners.len());
         let mut addrs = Vec::with_capacity(listeners.len());
         for (id, addr, listener) in listeners {
@@ -355,5 +382,102 @@ impl FakeCluster {
             .iter()
             .filter(|r| r.api_key == api_key)
             .count()
+    }
+
+    /// Forgets all producer state of a partition, like a broker whose
+    /// producers were idle past `producer.id.expiration.ms`. What the next
+    /// batch of a forgotten producer gets depends on the
+    /// [`ProducerStateRules`]: under `Current` (Kafka 2.5+) it is accepted at
+    /// any sequence; under `Legacy` a batch not at sequence 0 gets
+    /// `UNKNOWN_PRODUCER_ID`.
+    ///
+    /// # Panics
+    ///
+    /// If the partition does not exist.
+    pub fn expire_producers(&self, topic: &str, partition: i32) {
+        self.shared
+            .state()
+            .partition_mut(topic, partition)
+            .unwrap_or_else(|| panic!("no partition {topic}-{partition}"))
+            .log
+            .expire_producers();
+    }
+
+    /// Producer ids a partition holds idempotent producer state for, in
+    /// ascending order (empty if the partition does not exist).
+    pub fn producer_ids(&self, topic: &str, partition: i32) -> Vec<i64> {
+        self.shared
+            .state()
+            .partition(topic, partition)
+            .map(|p| p.log.producer_ids())
+            .unwrap_or_default()
+    }
+
+    /// Deletes the records of a partition below `before_offset` (-1: up to
+    /// the high watermark), as the DeleteRecords API or retention would: the
+    /// log start offset rises to it, which Produce responses, Fetch and
+    /// ListOffsets (earliest) report from then on. Under
+    /// [`ProducerStateRules::Legacy`] producers whose batches were all removed
+    /// are forgotten; under `Current` producer state is kept, as Kafka 2.4+
+    /// does. Returns the new log start offset.
+    ///
+    /// # Errors
+    ///
+    /// `UnknownTopicOrPartition` if the partition does not exist,
+    /// `OffsetOutOfRange` if `before_offset` is above the high watermark or
+    /// negative (other than -1).
+    pub fn delete_records(
+        &self,
+        topic: &str,
+        partition: i32,
+        before_offset: i64,
+    ) -> Result<i64, ResponseError> {
+        let mut state = self.shared.state();
+        let rules = state.producer_state_rules;
+        let part = state
+            .partition_mut(topic, partition)
+            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        part.log
+            .delete_records(before_offset, rules)
+            .map_err(|_| ResponseError::OffsetOutOfRange)
+    }
+
+    /// Switches the producer-state rules at run time (existing state is kept).
+    pub fn set_producer_state_rules(&self, rules: ProducerStateRules) {
+        self.shared.state().producer_state_rules = rules;
+    }
+
+    /// The producer-state rules in force.
+    pub fn producer_state_rules(&self) -> ProducerStateRules {
+        self.shared.state().producer_state_rules
+    }
+
+    /// Turns connection lifetime chaos on (or changes it) or off at run time.
+    /// The new setting applies at once to every open connection, with
+    /// lifetimes counted from now; `None` spares them all.
+    pub fn set_connection_lifetime(&self, lifetime: Option<ConnectionLifetime>) {
+        self.shared.chaos.set(lifetime);
+    }
+
+    /// The connection lifetime setting in force.
+    pub fn connection_lifetime(&self) -> Option<ConnectionLifetime> {
+        self.shared.chaos.lifetime()
+    }
+
+    /// How many connections the brokers have accepted so far.
+    pub fn connections_accepted(&self) -> u64 {
+        self.shared.chaos.accepted()
+    }
+
+    /// How many connections the brokers closed because their lifetime ended
+    /// (including those counted by [`Self::connections_killed_after_produce`]).
+    pub fn connections_killed(&self) -> u64 {
+        self.shared.chaos.killed()
+    }
+
+    /// How many connections were closed right after handling a Produce
+    /// request, its response never written.
+    pub fn connections_killed_after_produce(&self) -> u64 {
+        self.shared.chaos.killed_after_produce()
     }
 }

@@ -24,14 +24,24 @@
 //! Implemented APIs: ApiVersions, Metadata, CreateTopics, Produce, Fetch,
 //! ListOffsets, InitProducerId, FindCoordinator, OffsetFetch and OffsetCommit.
 //!
+//! Beyond per-request [faults](Fault), the cluster can prove an idempotent
+//! producer correct under sustained failure: [producer state](log) with
+//! Kafka's duplicate, sequence and epoch rules (and
+//! [`FakeCluster::expire_producers`] / [`FakeCluster::delete_records`] to
+//! lose it), [connection lifetimes](chaos) that keep killing connections,
+//! some right after applying a Produce, and a [`checker`] that compares what
+//! a producer was told with what the log holds.
+//!
 //! Modules: [`cluster`] (the handle and builder), `server` (accept loops and
 //! connections), `handlers` (one module per API), [`log`] (batch validation
-//! and partition logs), `state` (shared cluster state), [`faults`] and
-//! [`versions`].
+//! and partition logs), `state` (shared cluster state), [`faults`],
+//! [`chaos`], [`checker`] and [`versions`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod chaos;
+pub mod checker;
 pub mod cluster;
 pub mod faults;
 mod handlers;
@@ -40,9 +50,11 @@ mod server;
 mod state;
 pub mod versions;
 
+pub use chaos::ConnectionLifetime;
+pub use checker::{Checker, Outcome, Report};
 pub use cluster::{FakeCluster, FakeClusterBuilder};
 pub use faults::{Fault, FaultAction};
-pub use log::{BatchError, BatchHeader, StoredRecord};
+pub use log::{BatchError, BatchHeader, ProducerStateRules, StoredRecord};
 pub use state::RequestRecord;
 pub use versions::{ApiVersionTable, IMPLEMENTED_APIS};
 

@@ -10,6 +10,25 @@
 //! `PartitionLog` keeps the appended batches (re-stamped with their assigned
 //! base offset and leader epoch), the decoded records, and the idempotent
 //! producer state used to detect duplicate and out-of-order batches.
+//!
+//! Producer state follows Kafka's `ProducerStateManager`: per producer id the
+//! epoch and the last five batches are remembered. A batch is checked in this
+//! order:
+//!
+//! 1. Same epoch and the exact sequence range of a remembered batch: a
+//!    duplicate, answered with success and the original base offset.
+//! 2. An epoch older than the producer's: `INVALID_PRODUCER_EPOCH`, at every
+//!    Produce version, as Kafka answers it (`PRODUCER_FENCED`, added by
+//!    KIP-588 in 2.7, is only ever an InitProducerId or transactional-API
+//!    error).
+//! 3. A newer epoch: accepted only at sequence 0, else
+//!    `OUT_OF_ORDER_SEQUENCE_NUMBER`.
+//! 4. The same epoch: accepted only at the sequence after the last batch's
+//!    (after `i32::MAX` comes 0), else `OUT_OF_ORDER_SEQUENCE_NUMBER`; that
+//!    covers gaps and retries of batches older than the five remembered.
+//!
+//! A producer the partition has no state for (never seen, expired, or removed
+//! with its records) is treated as [`ProducerStateRules`] says.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -24,6 +43,38 @@ const BATCH_HEADER_LEN: usize = 61;
 const CRC_START: usize = 21;
 /// How many recent batches per producer are remembered for duplicate detection.
 const PRODUCER_BATCH_CACHE: usize = 5;
+
+/// How a partition treats producers it holds no state for, and whether
+/// deleting records forgets producers. The two variants follow two
+/// generations of Kafka brokers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProducerStateRules {
+    /// Kafka 2.5 and later. Producer state outlives the producer's records
+    /// (KAFKA-7190): deleting records never forgets a producer, only expiry
+    /// does (`producer.id.expiration.ms`, or
+    /// [`FakeCluster::expire_producers`](crate::FakeCluster::expire_producers)).
+    /// A producer without state may write at any epoch and sequence
+    /// (KIP-360), so such a broker never answers a Produce with
+    /// `UNKNOWN_PRODUCER_ID`.
+    #[default]
+    Current,
+    /// Kafka 0.11 to 2.3. A producer is forgotten once its last batch is below
+    /// the log start offset, and a producer without state gets
+    /// `UNKNOWN_PRODUCER_ID` for any batch not at sequence 0. (Kafka 2.4
+    /// mixes the two: it keeps state like `Current` but answers unknown
+    /// producers like `Legacy`.)
+    Legacy,
+}
+
+/// The sequence `delta` records after `sequence`, wrapping from `i32::MAX`
+/// to 0 as Kafka's `DefaultRecordBatch.incrementSequence` does.
+pub fn increment_sequence(sequence: i32, delta: i32) -> i32 {
+    if sequence > i32::MAX - delta {
+        delta - (i32::MAX - sequence) - 1
+    } else {
+        sequence + delta
+    }
+}
 
 /// One record as stored by the fake cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,12 +162,12 @@ impl BatchHeader {
         self.attributes & (1 << 5) != 0
     }
 
-    /// Sequence of the last record.
+    /// Sequence of the last record (wrapping from `i32::MAX` to 0).
     pub fn last_sequence(&self) -> i32 {
         if self.base_sequence < 0 {
             self.base_sequence
         } else {
-            self.base_sequence.wrapping_add(self.last_offset_delta)
+            increment_sequence(self.base_sequence, self.last_offset_delta)
         }
     }
 }
@@ -407,6 +458,7 @@ struct ProducerBatch {
     first_seq: i32,
     last_seq: i32,
     base_offset: i64,
+    last_offset: i64,
 }
 
 /// Idempotent producer state for one partition.
@@ -457,18 +509,31 @@ impl PartitionLog {
         &self.batches
     }
 
-    /// Checks the idempotent producer sequence of `batch`.
-    fn check_sequence(&self, h: &BatchHeader) -> Result<Option<i64>, i16> {
+    /// Checks the idempotent producer sequence of `batch`: `Ok(Some(base))`
+    /// for a duplicate of the remembered batch at `base`, `Ok(None)` to
+    /// append, or the error code to answer with.
+    fn check_sequence(
+        &self,
+        h: &BatchHeader,
+        rules: ProducerStateRules,
+    ) -> Result<Option<i64>, i16> {
         if h.producer_id < 0 {
             return Ok(None);
         }
         let Some(state) = self.producers.get(&h.producer_id) else {
-            return if h.base_sequence == 0 {
-                Ok(None)
-            } else {
-                Err(ResponseError::OutOfOrderSequenceNumber.code())
+            return match rules {
+                ProducerStateRules::Current => Ok(None),
+                ProducerStateRules::Legacy if h.base_sequence == 0 => Ok(None),
+                ProducerStateRules::Legacy => Err(ResponseError::UnknownProducerId.code()),
             };
         };
+        let duplicate = state
+            .recent
+            .iter()
+            .find(|b| b.first_seq == h.base_sequence && b.last_seq == h.last_sequence());
+        if let Some(dup) = duplicate.filter(|_| h.producer_epoch == state.epoch) {
+            return Ok(Some(dup.base_offset));
+        }
         if h.producer_epoch < state.epoch {
             return Err(ResponseError::InvalidProducerEpoch.code());
         }
@@ -479,18 +544,11 @@ impl PartitionLog {
                 Err(ResponseError::OutOfOrderSequenceNumber.code())
             };
         }
-        if let Some(dup) = state
-            .recent
-            .iter()
-            .find(|b| b.first_seq == h.base_sequence && b.last_seq == h.last_sequence())
-        {
-            return Ok(Some(dup.base_offset));
-        }
-        let expected = state
+        let in_sequence = state
             .recent
             .back()
-            .map_or(0, |b| b.last_seq.wrapping_add(1));
-        if h.base_sequence != expected {
+            .is_none_or(|b| increment_sequence(b.last_seq, 1) == h.base_sequence);
+        if !in_sequence {
             return Err(ResponseError::OutOfOrderSequenceNumber.code());
         }
         Ok(None)
@@ -498,9 +556,14 @@ impl PartitionLog {
 
     /// Appends a validated batch, assigning offsets and stamping the leader
     /// epoch. Returns an error code for producer-state violations.
-    pub fn append(&mut self, batch: ValidBatch, leader_epoch: i32) -> Result<AppendOutcome, i16> {
+    pub fn append(
+        &mut self,
+        batch: ValidBatch,
+        leader_epoch: i32,
+        rules: ProducerStateRules,
+    ) -> Result<AppendOutcome, i16> {
         let h = batch.header;
-        if let Some(base) = self.check_sequence(&h)? {
+        if let Some(base) = self.check_sequence(&h, rules)? {
             self.duplicates += 1;
             return Ok(AppendOutcome::Duplicate(base));
         }
@@ -523,7 +586,7 @@ impl PartitionLog {
                 sequence: if h.base_sequence < 0 {
                     -1
                 } else {
-                    h.base_sequence.wrapping_add(i as i32)
+                    increment_sequence(h.base_sequence, i as i32)
                 },
                 transactional: h.is_transactional(),
                 compression: batch.compression,
@@ -546,12 +609,59 @@ impl PartitionLog {
                 first_seq: h.base_sequence,
                 last_seq: h.last_sequence(),
                 base_offset,
+                last_offset,
             });
             while state.recent.len() > PRODUCER_BATCH_CACHE {
                 state.recent.pop_front();
             }
         }
         Ok(AppendOutcome::Appended(base_offset))
+    }
+
+    /// Forgets every producer, as a broker does once producers have been idle
+    /// longer than `producer.id.expiration.ms`.
+    pub fn expire_producers(&mut self) {
+        self.producers.clear();
+    }
+
+    /// Producer ids the partition holds state for, in ascending order.
+    pub fn producer_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.producers.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Raises the log start offset to `before` (-1 means the high watermark),
+    /// as DeleteRecords does: batches wholly below it are dropped, records
+    /// below it leave the batch that straddles it (whose bytes are still
+    /// served whole, like a broker's segment). Under
+    /// [`ProducerStateRules::Legacy`] remembered batches below the new start
+    /// are forgotten, and producers left without any are removed. Returns the
+    /// new log start offset, or `OFFSET_OUT_OF_RANGE` past the high watermark.
+    pub fn delete_records(&mut self, before: i64, rules: ProducerStateRules) -> Result<i64, i16> {
+        let before = if before == -1 {
+            self.next_offset
+        } else {
+            before
+        };
+        if before < 0 || before > self.next_offset {
+            return Err(ResponseError::OffsetOutOfRange.code());
+        }
+        if before <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        self.log_start_offset = before;
+        self.batches.retain(|b| b.last_offset >= before);
+        if let Some(first) = self.batches.first_mut() {
+            first.records.retain(|r| r.offset >= before);
+        }
+        if rules == ProducerStateRules::Legacy {
+            self.producers.retain(|_, state| {
+                state.recent.retain(|b| b.last_offset >= before);
+                !state.recent.is_empty()
+            });
+        }
+        Ok(before)
     }
 
     /// Concatenated raw batches starting with the one holding `offset`, up to
@@ -586,3 +696,7 @@ impl PartitionLog {
             .map(|r| (r.offset, r.timestamp))
     }
 }
+
+#[cfg(test)]
+#[path = "log_tests.rs"]
+mod tests;

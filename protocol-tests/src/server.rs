@@ -4,15 +4,20 @@
 //! each connection runs in its own task (owned by the broker task, so they all
 //! stop with it). A connection reads frames (4-byte big-endian size, then the
 //! body), handles them one at a time in order, as a real broker does, and
-//! writes responses. Malformed frames close the connection.
+//! writes responses. Malformed frames close the connection, and so does the
+//! end of a [connection lifetime](crate::chaos) when one is set.
 
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
+use crate::chaos::{hard_stop, plan};
 use crate::handlers::{Outcome, handle_frame};
 use crate::state::Shared;
 
@@ -36,33 +41,74 @@ pub(crate) async fn run_broker(listener: TcpListener, broker_id: i32, shared: Ar
     }
 }
 
-/// Serves one client connection until it closes or sends something invalid.
+/// Reads one request frame body; `None` once the connection is closed or
+/// sends an invalid size.
+async fn read_frame(reader: &mut OwnedReadHalf) -> Option<Bytes> {
+    let mut size = [0u8; 4];
+    reader.read_exact(&mut size).await.ok()?;
+    let size = usize::try_from(i32::from_be_bytes(size)).ok()?;
+    if size > MAX_FRAME {
+        return None;
+    }
+    let mut body = vec![0u8; size];
+    reader.read_exact(&mut body).await.ok()?;
+    Some(Bytes::from(body))
+}
+
+/// Writes one response frame (size prefix added here).
+async fn write_frame(writer: &mut OwnedWriteHalf, response: &[u8]) -> Option<()> {
+    let len = u32::try_from(response.len()).ok()?;
+    let mut frame = BytesMut::with_capacity(response.len() + 4);
+    frame.put_u32(len);
+    frame.extend_from_slice(response);
+    writer.write_all(&frame).await.ok()
+}
+
+/// Serves one client connection until it closes, sends something invalid,
+/// or its [connection lifetime](crate::chaos) ends.
 async fn serve_connection(stream: TcpStream, broker_id: i32, shared: Arc<Shared>) {
+    let number = shared.chaos.accept();
+    let accepted = Instant::now();
+    let mut setting = shared.chaos.subscribe();
     let (mut reader, mut writer) = stream.into_split();
     loop {
-        let mut size = [0u8; 4];
-        if reader.read_exact(&mut size).await.is_err() {
-            return;
-        }
-        let Ok(size) = usize::try_from(i32::from_be_bytes(size)) else {
-            return;
+        let body = tokio::select! {
+            frame = read_frame(&mut reader) => match frame {
+                Some(body) => body,
+                None => return,
+            },
+            () = hard_stop(&mut setting, number, accepted) => {
+                shared.chaos.record_kill(false);
+                return;
+            }
         };
-        if size > MAX_FRAME {
-            return;
+        let is_produce =
+            body.len() >= 2 && i16::from_be_bytes([body[0], body[1]]) == ApiKey::Produce as i16;
+        let outcome = tokio::select! {
+            outcome = handle_frame(&shared, broker_id, body) => outcome,
+            () = hard_stop(&mut setting, number, accepted) => {
+                shared.chaos.record_kill(false);
+                return;
+            }
+        };
+        if is_produce && !matches!(outcome, Outcome::Close) {
+            let plan = plan(&setting.borrow(), number, accepted);
+            if plan.is_some_and(|p| p.after_produce && Instant::now() >= p.deadline) {
+                // Applied, never answered.
+                shared.chaos.record_kill(true);
+                return;
+            }
         }
-        let mut body = vec![0u8; size];
-        if reader.read_exact(&mut body).await.is_err() {
-            return;
-        }
-        match handle_frame(&shared, broker_id, Bytes::from(body)).await {
+        match outcome {
             Outcome::Respond(response) => {
-                let Ok(len) = u32::try_from(response.len()) else {
-                    return;
+                let written = tokio::select! {
+                    written = write_frame(&mut writer, &response) => written,
+                    () = hard_stop(&mut setting, number, accepted) => {
+                        shared.chaos.record_kill(false);
+                        return;
+                    }
                 };
-                let mut frame = BytesMut::with_capacity(response.len() + 4);
-                frame.put_u32(len);
-                frame.extend_from_slice(&response);
-                if writer.write_all(&frame).await.is_err() {
+                if written.is_none() {
                     return;
                 }
             }

@@ -16,8 +16,9 @@ use kafka_protocol::messages::ApiKey;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::chaos::Chaos;
 use crate::faults::FaultRegistry;
-use crate::log::PartitionLog;
+use crate::log::{PartitionLog, ProducerStateRules};
 use crate::versions::ApiVersionTable;
 
 /// One broker's identity and configuration.
@@ -52,6 +53,17 @@ pub(crate) struct CommittedOffset {
     pub metadata: Option<String>,
 }
 
+/// The producer a transactional id maps to, as the transaction coordinator
+/// keeps it (KIP-360: the previous id and epoch let a retried epoch bump or
+/// producer id rotation be answered without fencing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TransactionalProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_producer_id: i64,
+    pub last_epoch: i16,
+}
+
 /// Everything the brokers agree on.
 #[derive(Debug)]
 pub(crate) struct ClusterState {
@@ -64,7 +76,9 @@ pub(crate) struct ClusterState {
     pub default_partitions: i32,
     next_leader: usize,
     next_producer_id: i64,
-    pub transactional_ids: HashMap<String, (i64, i16)>,
+    pub transactional_ids: HashMap<String, TransactionalProducer>,
+    /// How partitions treat producers they hold no state for.
+    pub producer_state_rules: ProducerStateRules,
     pub committed: HashMap<(String, String, i32), CommittedOffset>,
 }
 
@@ -79,6 +93,7 @@ impl ClusterState {
             next_leader: 0,
             next_producer_id: 1000,
             transactional_ids: HashMap::new(),
+            producer_state_rules: ProducerStateRules::default(),
             committed: HashMap::new(),
         }
     }
@@ -187,6 +202,8 @@ pub(crate) struct Shared {
     pub requests: Mutex<Vec<RequestRecord>>,
     /// Bumped on every append; long-polling fetches wait for it to change.
     pub data_changed: watch::Sender<u64>,
+    /// Connection lifetime chaos: the setting and its counters.
+    pub chaos: Chaos,
 }
 
 impl Shared {
@@ -196,6 +213,7 @@ impl Shared {
             faults: Mutex::new(FaultRegistry::default()),
             requests: Mutex::new(Vec::new()),
             data_changed: watch::Sender::new(0),
+            chaos: Chaos::default(),
         }
     }
 

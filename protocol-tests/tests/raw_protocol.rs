@@ -290,7 +290,10 @@ async fn every_advertised_version_answers() {
 
     let (min, max) = range(ApiKey::InitProducerId);
     for v in min..=max {
+        // No transactional id (the default is an empty one, which Kafka
+        // refuses as INVALID_REQUEST).
         let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
             .with_transaction_timeout_ms(60_000);

@@ -59,6 +59,7 @@ pub(super) fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse 
     let node_endpoints: Vec<NodeEndpoint>;
     {
         let mut state = ctx.shared.state();
+        let rules = state.producer_state_rules;
         for topic in &request.topic_data {
             let name = topic_name(ctx, &state, topic);
             let mut partitions = Vec::with_capacity(topic.partition_data.len());
@@ -112,7 +113,7 @@ pub(super) fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse 
                     }
                 };
                 let epoch = partition.leader_epoch;
-                match partition.log.append(batch, epoch) {
+                match partition.log.append(batch, epoch, rules) {
                     Ok(AppendOutcome::Appended(base)) | Ok(AppendOutcome::Duplicate(base)) => {
                         appended = true;
                         partitions.push(
@@ -123,7 +124,13 @@ pub(super) fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse 
                                 .with_log_start_offset(partition.log.log_start_offset()),
                         );
                     }
-                    Err(code) => partitions.push(partition_error(index, code)),
+                    // Like Kafka, producer-state errors carry the log start
+                    // offset: clients compare it with their last acknowledged
+                    // offset to tell retention from a lost write.
+                    Err(code) => partitions.push(
+                        partition_error(index, code)
+                            .with_log_start_offset(partition.log.log_start_offset()),
+                    ),
                 }
             }
             responses.push(topic_response(ctx, topic, partitions));

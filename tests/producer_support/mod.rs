@@ -120,3 +120,69 @@ pub fn assert_exactly_once_in_order(
         assert_eq!(&got, indices, "partition {p}: order or content differs");
     }
 }
+
+/// Reads every partition of `topic` from the beginning with rust-rdkafka's
+/// consumer and hands each message to `on_message` as it arrives, without
+/// keeping it: for volumes too large to collect.
+///
+/// Stops once `expected` messages have been seen, then polls `linger` longer
+/// so that duplicates beyond `expected` are handed over too. Panics on a
+/// consumer error (including a log start offset moved past unread records)
+/// and if no message arrives for `stall` before `expected` is reached.
+/// Returns how many messages were handed over.
+pub fn consume_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+    stall: Duration,
+    linger: Duration,
+    mut on_message: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) -> usize {
+    let consumer: BaseConsumer = RdConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "smartkafka-producer-tests")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        // A log whose start moved past what is still to be read is an error,
+        // not a silent jump to its end.
+        .set("auto.offset.reset", "error")
+        // Bounds the consumer's prefetch queue, whatever the volume.
+        .set("queued.max.messages.kbytes", "16384")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut seen = 0usize;
+    let mut last_progress = Instant::now();
+    while seen < expected {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                on_message(&m);
+                seen += 1;
+                last_progress = Instant::now();
+            }
+            Some(Err(e)) => panic!("consumer error after {seen} messages: {e}"),
+            None => assert!(
+                last_progress.elapsed() < stall,
+                "no message for {stall:?}: {seen} of {expected} read from {topic}"
+            ),
+        }
+    }
+    let until = Instant::now() + linger;
+    while Instant::now() < until {
+        match consumer.poll(Duration::from_millis(50)) {
+            Some(Ok(m)) => {
+                on_message(&m);
+                seen += 1;
+            }
+            Some(Err(e)) => panic!("consumer error after {seen} messages: {e}"),
+            None => {}
+        }
+    }
+    seen
+}

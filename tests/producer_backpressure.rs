@@ -1,0 +1,510 @@
+//! Backpressure acceptance of the producer: with 1 MiB of buffer memory and
+//! the broker down, resident memory stays bounded (measured), `send` waits
+//! and then fails after `max_block` with [`ErrorKind::BufferExhausted`], the
+//! records accepted before stay accounted (`stats().queued_bytes` never above
+//! the buffer), and once the broker is back they are delivered exactly once,
+//! in order, as reading the log back shows. Waiters for buffer space are
+//! served in arrival order: a later record that would fit does not overtake
+//! an earlier one that does not.
+//!
+//! "Broker down" is two setups: the fake cluster with a fault that closes
+//! every Produce connection without applying the request (metadata still
+//! answers), and the librdkafka mock cluster with its only broker taken down
+//! (`broker_down`: connections closed, new ones refused), then brought back.
+//!
+//! Every test here takes about a second or three; they measure the whole
+//! process's memory and wall time, so they run one at a time. Run them with
+//! `cargo test --test producer_backpressure`.
+
+mod producer_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use kafka_protocol::messages::ApiKey;
+use protocol_tests::{FakeCluster, Fault};
+use rdkafka::mocking::MockCluster;
+use smartkafka::{DeliveryFuture, ErrorKind, Producer, ProducerBuilder, Record};
+
+const MIB: usize = 1024 * 1024;
+/// The producer's buffer memory in every test.
+const BUFFER: usize = MIB;
+const MAX_BLOCK: Duration = Duration::from_millis(300);
+/// How early a wait may end and still count as "waited max_block": none,
+/// the deadline is taken when the record is submitted; a little for clocks.
+const EARLY: Duration = Duration::from_millis(5);
+/// How late a failed `send` may return after max_block on a loaded machine.
+const LATE: Duration = Duration::from_secs(2);
+
+/// Tests here measure the process's memory and timing: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn builder(bootstrap: &str) -> ProducerBuilder {
+    Producer::builder()
+        .bootstrap_servers(bootstrap)
+        .buffer_memory(BUFFER)
+        .max_block(MAX_BLOCK)
+        .retry_backoff(Duration::from_millis(20))
+        .retry_backoff_max(Duration::from_millis(100))
+        .connect_timeout(Duration::from_secs(1))
+        .request_timeout(Duration::from_secs(5))
+        .delivery_timeout(Duration::from_secs(60))
+}
+
+/// A distinct value of `len` bytes: `tag-index-` then a filler byte that
+/// depends on the index, so that every page of it is written.
+fn payload(tag: &str, index: usize, len: usize) -> Vec<u8> {
+    let mut v = vec![b'a' + (index % 26) as u8; len];
+    let prefix = format!("{tag}-{index:06}-");
+    let n = prefix.len().min(len);
+    v[..n].copy_from_slice(&prefix.as_bytes()[..n]);
+    v
+}
+
+/// A field of /proc/self/status in bytes (`VmRSS`, `VmHWM`).
+fn proc_status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
+    let kib: u64 = line[field.len() + 1..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+/// Watches resident memory and the producer's queued bytes from a thread of
+/// its own, every millisecond. Where the kernel allows it the peak comes
+/// from `VmHWM` after a reset (exact); the samples are taken either way.
+struct Monitor {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(u64, u64)>>,
+    baseline: u64,
+    hwm_reset: bool,
+}
+
+impl Monitor {
+    fn start(producer: &Producer) -> Monitor {
+        let hwm_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+        let baseline = proc_status_bytes("VmRSS");
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = producer.clone();
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let (mut rss, mut queued) = (0u64, 0u64);
+            while !flag.load(Ordering::Relaxed) {
+                rss = rss.max(proc_status_bytes("VmRSS"));
+                let q = producer.stats().queued_bytes;
+                assert!(
+                    q <= BUFFER as u64,
+                    "queued_bytes {q} above buffer_memory {BUFFER}"
+                );
+                queued = queued.max(q);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (rss, queued)
+        });
+        Monitor {
+            stop,
+            thread: Some(thread),
+            baseline,
+            hwm_reset,
+        }
+    }
+
+    /// Stops watching: (baseline RSS, peak RSS, most bytes queued).
+    fn finish(mut self) -> (u64, u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (sampled, queued) = self.thread.take().unwrap().join().unwrap();
+        let peak = if self.hwm_reset {
+            sampled.max(proc_status_bytes("VmHWM"))
+        } else {
+            sampled
+        };
+        (self.baseline, peak, queued)
+    }
+}
+
+/// An accepted record: its partition, value and delivery.
+struct Accepted {
+    partition: i32,
+    value: Vec<u8>,
+    delivery: DeliveryFuture,
+}
+
+/// Sends `len`-byte records round-robin over `partitions` until one is
+/// refused, and checks the refusal: buffer exhausted, after max_block, not
+/// persisted, with the buffer full. Returns the accepted records and the
+/// queued bytes once full.
+async fn fill_until_refused(
+    producer: &Producer,
+    topic: &str,
+    partitions: i32,
+    len: usize,
+) -> (Vec<Accepted>, u64) {
+    let mut accepted = Vec::new();
+    loop {
+        let i = accepted.len();
+        assert!(i <= BUFFER / len, "the buffer never filled");
+        let partition = i as i32 % partitions;
+        let value = payload("fill", i, len);
+        let started = Instant::now();
+        let record = Record::new(topic).partition(partition).value(value.clone());
+        match producer.send(record).await {
+            Ok(delivery) => accepted.push(Accepted {
+                partition,
+                value,
+                delivery,
+            }),
+            Err(e) => {
+                let waited = started.elapsed();
+                assert_eq!(e.kind(), &ErrorKind::BufferExhausted, "{e}");
+                assert!(!e.possibly_persisted(), "{e}");
+                assert!(
+                    waited + EARLY >= MAX_BLOCK && waited <= MAX_BLOCK + LATE,
+                    "send waited {waited:?} with max_block {MAX_BLOCK:?}"
+                );
+                break;
+            }
+        }
+    }
+    let queued = producer.stats().queued_bytes;
+    assert!(queued <= BUFFER as u64, "{queued} queued");
+    assert!(
+        queued + len as u64 > BUFFER as u64,
+        "refused with {queued} of {BUFFER} bytes in use: room was left"
+    );
+    (accepted, queued)
+}
+
+/// Waits for every accepted record's delivery: per partition, the offsets.
+async fn delivered(accepted: Vec<Accepted>) -> Vec<(i32, i64, Vec<u8>)> {
+    let mut out = Vec::with_capacity(accepted.len());
+    for a in accepted {
+        let md = tokio::time::timeout(Duration::from_secs(30), a.delivery)
+            .await
+            .expect("delivery after the broker came back")
+            .unwrap_or_else(|e| panic!("an accepted record failed: {e}"));
+        assert_eq!(md.partition, a.partition);
+        out.push((md.partition, md.offset, a.value));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_memory_stays_bounded_and_send_fails_after_max_block() {
+    let _serial = SERIAL.lock().await;
+    const PARTITIONS: i32 = 3;
+    const FILL_LEN: usize = 16_000;
+    // 64 MiB through `send` (each waits max_block, then is refused), the
+    // rest of 200 MiB through `try_send` (refused at once).
+    const BIG_LEN: usize = 256 * 1024;
+    const SENDERS: usize = 32;
+    const ROUNDS: usize = 8;
+    const ATTEMPTED: usize = 200 * MIB;
+
+    let cluster = FakeCluster::builder()
+        .brokers(1)
+        .topic("t", PARTITIONS)
+        .build()
+        .await;
+    let producer = builder(&cluster.bootstrap_servers()).build().await.unwrap();
+    for p in 0..PARTITIONS {
+        producer
+            .send_and_wait(Record::new("t").partition(p).value(format!("warm-up-{p}")))
+            .await
+            .unwrap();
+    }
+    // The broker goes down for producing: every Produce request closes its
+    // connection unapplied, until the fault is cleared.
+    cluster.inject(
+        Fault::new(ApiKey::Produce)
+            .drop_connection()
+            .times(u32::MAX),
+    );
+
+    let monitor = Monitor::start(&producer);
+    let (accepted, queued_full) = fill_until_refused(&producer, "t", PARTITIONS, FILL_LEN).await;
+    assert!(
+        accepted.len() >= BUFFER / (FILL_LEN + 1024),
+        "only {} records of {FILL_LEN} bytes fit in {BUFFER} bytes",
+        accepted.len()
+    );
+
+    // Keep pushing: SENDERS tasks block in `send` ROUNDS times each, while
+    // `try_send` takes the rest of ATTEMPTED. Nothing is accepted.
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let producer = producer.clone();
+        senders.push(tokio::spawn(async move {
+            for r in 0..ROUNDS {
+                let value = payload("blocked", s * ROUNDS + r, BIG_LEN);
+                let started = Instant::now();
+                let err = producer
+                    .send(Record::new("t").partition((s % 3) as i32).value(value))
+                    .await
+                    .expect_err("accepted with the buffer full and the broker down");
+                let waited = started.elapsed();
+                assert_eq!(err.kind(), &ErrorKind::BufferExhausted, "{err}");
+                assert!(
+                    waited + EARLY >= MAX_BLOCK && waited <= MAX_BLOCK + LATE,
+                    "send waited {waited:?}"
+                );
+            }
+        }));
+    }
+    let blocking_bytes = SENDERS * ROUNDS * BIG_LEN;
+    let mut tried = 0usize;
+    let mut i = 0;
+    while blocking_bytes + tried < ATTEMPTED {
+        let value = payload("tried", i, BIG_LEN);
+        let err = producer
+            .try_send(
+                Record::new("t")
+                    .partition(i as i32 % PARTITIONS)
+                    .value(value),
+            )
+            .expect_err("try_send accepted with the buffer full");
+        assert_eq!(err.kind(), &ErrorKind::BufferExhausted, "{err}");
+        tried += BIG_LEN;
+        i += 1;
+        if i % 16 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    let (baseline, peak, most_queued) = monitor.finish();
+
+    // Bound: the buffer, the records of the senders blocked at one time
+    // (held by their `send` calls, 8 MiB), and 32 MiB of slack for what is
+    // not the producer's records: allocator arenas that keep freed chunks
+    // per thread, the Produce requests being encoded and retried, the fake
+    // broker's frames. 200 MiB went through; a producer keeping even a
+    // fifth of what it refused, or its retries, would not fit.
+    let bound = (BUFFER + SENDERS * BIG_LEN + 32 * MIB) as u64;
+    let growth = peak.saturating_sub(baseline);
+    eprintln!(
+        "RSS {:.1} MiB before, peak {:.1} MiB (+{:.1} MiB, bound {:.0} MiB) over {} MiB \
+         attempted; at most {most_queued} bytes queued",
+        baseline as f64 / MIB as f64,
+        peak as f64 / MIB as f64,
+        growth as f64 / MIB as f64,
+        bound as f64 / MIB as f64,
+        ATTEMPTED / MIB,
+    );
+    assert!(growth <= bound, "resident memory grew by {growth} bytes");
+    assert!(most_queued <= BUFFER as u64);
+
+    // What was accepted is still held and accounted; the refusals are not.
+    let stats = producer.stats();
+    assert_eq!(stats.queued_bytes, queued_full, "{stats:?}");
+    assert_eq!(stats.queued_records, accepted.len() as u64, "{stats:?}");
+    assert_eq!(stats.errors, 1 + (SENDERS * ROUNDS) as u64, "{stats:?}");
+    assert!(stats.retries >= 1, "the producer never retried: {stats:?}");
+    assert!(cluster.triggered_faults() >= 1);
+
+    // The broker comes back: every accepted record is delivered once, in
+    // order, after the warm-up record of its partition.
+    cluster.clear_faults();
+    let results = delivered(accepted).await;
+    for p in 0..PARTITIONS {
+        let sent: Vec<&(i32, i64, Vec<u8>)> = results.iter().filter(|r| r.0 == p).collect();
+        let log = cluster.records("t", p);
+        assert_eq!(
+            log.len(),
+            1 + sent.len(),
+            "partition {p}: records in the log"
+        );
+        assert_eq!(
+            log[0].value.as_deref(),
+            Some(format!("warm-up-{p}").as_bytes())
+        );
+        for (stored, (_, offset, value)) in log[1..].iter().zip(sent) {
+            assert_eq!(stored.offset, *offset, "partition {p}: delivery report");
+            assert_eq!(stored.value.as_deref(), Some(&value[..]), "partition {p}");
+        }
+    }
+    let stats = producer.stats();
+    assert_eq!(stats.queued_bytes, 0, "{stats:?}");
+    assert_eq!(stats.queued_records, 0, "{stats:?}");
+    producer.close(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_mock_broker_down_then_up_delivers_accepted_records_once() {
+    let _serial = SERIAL.lock().await;
+    const PARTITIONS: i32 = 2;
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("t", PARTITIONS, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let producer = builder(&bootstrap).build().await.unwrap();
+    for p in 0..PARTITIONS {
+        producer
+            .send_and_wait(Record::new("t").partition(p).value(format!("warm-up-{p}")))
+            .await
+            .unwrap();
+    }
+
+    cluster.broker_down(1).unwrap();
+    let monitor = Monitor::start(&producer);
+    let (accepted, queued_full) = fill_until_refused(&producer, "t", PARTITIONS, 8_000).await;
+    // It stays down a while: the producer keeps trying, nothing it accepted
+    // expires or is dropped, nothing more is accepted.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, _, most_queued) = monitor.finish();
+    assert!(most_queued <= BUFFER as u64);
+    let stats = producer.stats();
+    assert_eq!(stats.queued_bytes, queued_full, "{stats:?}");
+    assert_eq!(stats.queued_records, accepted.len() as u64, "{stats:?}");
+    assert_eq!(stats.errors, 1, "only the refused send failed: {stats:?}");
+
+    cluster.broker_up(1).unwrap();
+    let results = delivered(accepted).await;
+    // Offsets count up from the warm-up record, per partition.
+    let mut next = [1i64; PARTITIONS as usize];
+    for (p, offset, _) in &results {
+        assert_eq!(*offset, next[*p as usize], "partition {p}");
+        next[*p as usize] += 1;
+    }
+    let total = PARTITIONS as usize + results.len();
+    let read = tokio::task::spawn_blocking(move || {
+        producer_support::consume_all(&bootstrap, "t", PARTITIONS, total)
+    })
+    .await
+    .unwrap();
+    assert_eq!(read.len(), total, "records read back");
+    for p in 0..PARTITIONS {
+        let got: Vec<(i64, Vec<u8>)> = read
+            .iter()
+            .filter(|r| r.partition == p)
+            .map(|r| (r.offset, r.value.clone().unwrap()))
+            .collect();
+        let mut want = vec![(0, format!("warm-up-{p}").into_bytes())];
+        want.extend(
+            results
+                .iter()
+                .filter(|r| r.0 == p)
+                .map(|(_, offset, value)| (*offset, value.clone())),
+        );
+        assert_eq!(got, want, "partition {p}: exactly once, in order");
+    }
+    producer.close(Duration::from_secs(5)).await.unwrap();
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_that_fits_does_not_overtake_an_earlier_one() {
+    let _serial = SERIAL.lock().await;
+    /// Free bytes left in the buffer before the two waiters arrive.
+    const FREE: usize = 4_000;
+    let cluster = FakeCluster::builder()
+        .brokers(1)
+        .topic("t", 1)
+        .build()
+        .await;
+    let producer = builder(&cluster.bootstrap_servers())
+        .max_block(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    producer
+        .send_and_wait(Record::new("t").value("warm-up"))
+        .await
+        .unwrap();
+    assert_eq!(producer.stats().queued_bytes, 0);
+    cluster.inject(
+        Fault::new(ApiKey::Produce)
+            .drop_connection()
+            .times(u32::MAX),
+    );
+
+    // Fill the buffer to exactly FREE bytes short: a probe gives the
+    // per-record overhead of the accounting, then 16 kB records, then one
+    // record sized to leave FREE.
+    let mut values: Vec<Vec<u8>> = Vec::new();
+    let mut deliveries = Vec::new();
+    let mut send = async |value: Vec<u8>| {
+        let record = Record::new("t").partition(0).value(value.clone());
+        deliveries.push(producer.send(record).await.unwrap());
+        values.push(value);
+    };
+    send(payload("probe", 0, 10_000)).await;
+    let overhead = producer.stats().queued_bytes as usize - 10_000;
+    assert!(overhead < FREE / 4, "{overhead} bytes of overhead");
+    let mut i = 1;
+    loop {
+        let free = BUFFER - producer.stats().queued_bytes as usize;
+        if free < 16_000 + overhead + FREE + overhead + 1 {
+            break;
+        }
+        send(payload("fill", i, 16_000)).await;
+        i += 1;
+    }
+    let free = BUFFER - producer.stats().queued_bytes as usize;
+    send(payload("top-up", i, free - FREE - overhead)).await;
+    assert_eq!(
+        BUFFER - producer.stats().queued_bytes as usize,
+        FREE,
+        "free space before the waiters"
+    );
+
+    // A does not fit; B, which arrives after it, would.
+    let a_value = payload("A", 0, FREE + 1);
+    let b_value = payload("B", 0, FREE / 2);
+    let a = tokio::spawn({
+        let producer = producer.clone();
+        let value = a_value.clone();
+        async move {
+            producer
+                .send(Record::new("t").partition(0).value(value))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = tokio::spawn({
+        let producer = producer.clone();
+        let value = b_value.clone();
+        async move {
+            producer
+                .send(Record::new("t").partition(0).value(value))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!a.is_finished(), "A was accepted without room for it");
+    assert!(
+        !b.is_finished(),
+        "B overtook A, which has waited for buffer space longer"
+    );
+    assert_eq!(BUFFER - producer.stats().queued_bytes as usize, FREE);
+
+    // The broker comes back, space frees up: A goes first, then B.
+    cluster.clear_faults();
+    let a = a.await.unwrap().expect("A accepted once space was freed");
+    let b = b.await.unwrap().expect("B accepted once space was freed");
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    let a = a.await.unwrap();
+    let b = b.await.unwrap();
+    assert!(a.offset < b.offset, "A at {}, B at {}", a.offset, b.offset);
+    values.push(a_value);
+    values.push(b_value);
+    let log: Vec<Vec<u8>> = cluster
+        .records("t", 0)
+        .into_iter()
+        .map(|r| r.value.unwrap().to_vec())
+        .collect();
+    assert_eq!(log[0], b"warm-up");
+    assert_eq!(log[1..], values[..], "log order is acceptance order");
+    producer.close(Duration::from_secs(5)).await.unwrap();
+}

@@ -10,6 +10,9 @@
 //! `protocol-tests` (3 brokers, a topic `quickstart` with 6 partitions).
 //! `QUICKSTART_RECORDS` changes the number of records (default 100,000).
 
+// The clock rule is for the library's engine; an example may time itself.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,11 @@
 //! [`BatchBuilder`] as records arrive, and the rules for when a partition's
 //! next batch is ready to go.
 //!
-//! A batch's life (one partition; without idempotence at most one batch of
-//! a partition is in flight, so order holds through retries):
+//! A batch's life (one partition). Without idempotence at most one batch of
+//! a partition is in flight, so order holds through retries. With it, up to
+//! `max_in_flight` are, each stamped with its sequence numbers; a retried
+//! batch goes back to its place by creation order, and a partition whose
+//! head is a retry sends one batch at a time until it is resolved.
 //!
 //! ```text
 //!   append ──► Open (in the partition's BatchBuilder)
@@ -12,7 +15,7 @@
 //!              Sealed (queue, FIFO) ◄──────────────┐
 //!                │ drained into a Produce request  │ retriable error:
 //!                ▼                                 │ back to the head,
-//!              InFlight (partition muted) ─────────┘ after a backoff
+//!              InFlight ───────────────────────────┘ after a backoff
 //!                │ acknowledged          │ fatal error / delivery timeout
 //!                ▼                       ▼
 //!              Delivered               Failed (not persisted, or
@@ -25,6 +28,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::idempotence::PartitionSequences;
 use crate::record::Record;
 use crate::records::{AppendOutcome, BatchBuilder, BatchConfig, RecordsError, SealedBatch};
 
@@ -39,14 +43,30 @@ pub(crate) struct PendingRecord {
     pub(crate) reserved: usize,
 }
 
+/// An expired unsent batch: its records, whether an earlier attempt may
+/// have been persisted, and the stamp of that attempt.
+pub(crate) type Expired = (Vec<PendingRecord>, bool, Option<Stamp>);
+
 /// Records whose batch could not be sealed, with the reason.
 pub(crate) type Unsealable = (Vec<PendingRecord>, RecordsError);
+
+/// The idempotence stamp a batch was last sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+    pub(crate) base_sequence: i32,
+}
 
 /// A sealed batch with the records it carries.
 #[derive(Debug)]
 pub(crate) struct Batch {
     pub(crate) sealed: SealedBatch,
     pub(crate) records: Vec<PendingRecord>,
+    /// Creation order within its partition: retries go back to this place.
+    pub(crate) order: u64,
+    /// Producer id, epoch and base sequence of the last attempt (idempotence).
+    pub(crate) stamp: Option<Stamp>,
     /// When its first record was appended: the delivery timeout runs from here.
     pub(crate) created: Instant,
     /// Attempts sent so far.
@@ -71,10 +91,14 @@ pub(crate) struct PartitionQueue {
     open_created: Option<Instant>,
     /// Sealed batches, oldest first.
     pub(crate) queue: VecDeque<Batch>,
-    /// A batch of this partition is in flight (the partition is muted).
-    pub(crate) in_flight: bool,
+    /// Batches of this partition in flight.
+    pub(crate) in_flight: usize,
+    /// The `order` of the next batch sealed.
+    next_order: u64,
     /// Buffer bytes held by this partition's records (queued or in flight).
     pub(crate) held_bytes: u64,
+    /// Idempotent producer sequences of this partition.
+    pub(crate) sequences: PartitionSequences,
 }
 
 impl PartitionQueue {
@@ -147,10 +171,16 @@ impl PartitionQueue {
         }
         let created = self.open_created.take();
         let records = std::mem::take(&mut self.open);
+        let order = self.next_order;
         match builder.seal() {
             Ok(sealed) => Ok(Some(Batch {
                 sealed,
                 records,
+                order: {
+                    self.next_order += 1;
+                    order
+                },
+                stamp: None,
                 created: created.unwrap_or(now),
                 attempts: 0,
                 maybe_persisted: false,
@@ -164,15 +194,37 @@ impl PartitionQueue {
         }
     }
 
-    /// Whether the partition's next batch may be sent at `now`.
+    /// Puts a batch back to be sent again, at its place by creation order
+    /// (responses can come back out of order across connections).
+    pub(crate) fn requeue(&mut self, batch: Batch) {
+        let at = self
+            .queue
+            .iter()
+            .position(|b| b.order > batch.order)
+            .unwrap_or(self.queue.len());
+        self.queue.insert(at, batch);
+    }
+
+    /// Whether the partition may have another batch in flight: fewer than
+    /// `max_in_flight` are, and a retry at the head goes out alone.
+    fn may_send(&self, max_in_flight: usize) -> bool {
+        match self.queue.front() {
+            Some(front) if front.attempts > 0 => self.in_flight == 0,
+            _ => self.in_flight < max_in_flight,
+        }
+    }
+
+    /// Whether the partition's next batch may be sent at `now`, with at
+    /// most `max_in_flight` batches of the partition in flight.
     pub(crate) fn ready(
         &self,
         now: Instant,
         linger: Duration,
         flush_mark: u64,
         hurry: bool,
+        max_in_flight: usize,
     ) -> bool {
-        if self.in_flight {
+        if !self.may_send(max_in_flight) {
             return false;
         }
         if let Some(front) = self.queue.front() {
@@ -187,8 +239,8 @@ impl PartitionQueue {
     }
 
     /// When the partition's next batch becomes ready by time alone.
-    pub(crate) fn ready_at(&self, linger: Duration) -> Option<Instant> {
-        if self.in_flight {
+    pub(crate) fn ready_at(&self, linger: Duration, max_in_flight: usize) -> Option<Instant> {
+        if !self.may_send(max_in_flight) {
             return None;
         }
         if let Some(front) = self.queue.front() {
@@ -225,13 +277,12 @@ impl PartitionQueue {
     }
 
     /// Removes the oldest unsent batch's records if it was created at or
-    /// before `cutoff`: the records and whether an earlier attempt may have
-    /// been persisted.
-    pub(crate) fn expire_front(&mut self, cutoff: Instant) -> Option<(Vec<PendingRecord>, bool)> {
+    /// before `cutoff`.
+    pub(crate) fn expire_front(&mut self, cutoff: Instant) -> Option<Expired> {
         if let Some(front) = self.queue.front() {
             if front.created <= cutoff {
                 let batch = self.queue.pop_front()?;
-                return Some((batch.records, batch.maybe_persisted));
+                return Some((batch.records, batch.maybe_persisted, batch.stamp));
             }
             return None;
         }
@@ -241,7 +292,7 @@ impl PartitionQueue {
                 let base = b.base_timestamp();
                 b.reset(base);
             }
-            return Some((std::mem::take(&mut self.open), false));
+            return Some((std::mem::take(&mut self.open), false, None));
         }
         None
     }

@@ -76,6 +76,8 @@ pub(crate) struct MetadataCache {
     topics: BTreeMap<String, TopicInfo>,
     /// Every topic this producer has been asked to send to.
     interest: BTreeSet<String>,
+    /// The topics the request in flight (or the last one) asked for.
+    asked: BTreeSet<String>,
     state: FetchState,
     last_refresh: Option<Instant>,
     not_before: Option<Instant>,
@@ -90,6 +92,7 @@ impl MetadataCache {
             brokers: BTreeMap::new(),
             topics: BTreeMap::new(),
             interest: BTreeSet::new(),
+            asked: BTreeSet::new(),
             state: FetchState::Wanted,
             last_refresh: None,
             not_before: None,
@@ -145,17 +148,23 @@ impl MetadataCache {
             return None;
         }
         self.state = FetchState::InFlight(id);
-        let node = if self.brokers.is_empty() {
-            None
-        } else {
-            let i = self.next_node % self.brokers.len();
-            self.next_node = self.next_node.wrapping_add(1);
-            self.brokers
-                .iter()
-                .nth(i)
-                .map(|(id, addr)| (*id, addr.clone()))
-        };
+        let node = self.pick_broker();
+        self.asked = self.interest.clone();
         Some((self.interest.iter().cloned().collect(), node))
+    }
+
+    /// A known broker for a request any broker can answer (rotating), or
+    /// `None` to use the bootstrap servers.
+    pub(crate) fn pick_broker(&mut self) -> Option<(i32, String)> {
+        if self.brokers.is_empty() {
+            return None;
+        }
+        let i = self.next_node % self.brokers.len();
+        self.next_node = self.next_node.wrapping_add(1);
+        self.brokers
+            .iter()
+            .nth(i)
+            .map(|(id, addr)| (*id, addr.clone()))
     }
 
     /// Whether `id` is the refresh in flight.
@@ -224,16 +233,26 @@ impl MetadataCache {
         self.not_before = None;
         // Unknown topics are retried after the backoff; partitions without a
         // leader only while records wait for them (see `want_leader`).
-        let missing = self.interest.iter().any(|t| {
+        // A topic that was not in the request (interest added while it was
+        // in flight) is asked for at once.
+        let mut missing = self.interest.iter().filter(|t| {
             self.topics
-                .get(t)
+                .get(*t)
                 .is_none_or(|info| info.partitions.is_empty())
         });
-        if missing {
-            self.state = FetchState::Wanted;
-            self.not_before = Some(now + self.backoff);
+        let mut any_missing = false;
+        let mut asked_and_missing = false;
+        for topic in missing.by_ref() {
+            any_missing = true;
+            asked_and_missing |= self.asked.contains(topic);
+        }
+        self.state = if any_missing {
+            FetchState::Wanted
         } else {
-            self.state = FetchState::Fresh;
+            FetchState::Fresh
+        };
+        if asked_and_missing {
+            self.not_before = Some(now + self.backoff);
         }
     }
 
@@ -277,10 +296,10 @@ impl MetadataCache {
         if slot.epoch.is_some_and(|known| epoch <= known) {
             return false;
         }
-        if !self.brokers.contains_key(&leader) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.brokers.entry(leader) {
             match endpoint {
                 Some(address) => {
-                    self.brokers.insert(leader, address);
+                    slot.insert(address);
                 }
                 None => return false,
             }

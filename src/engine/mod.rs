@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `producer` | the engine: inputs, outputs, waiting records, in-flight requests, delivery events |
 //! | `accumulator` | per-partition batch queues, readiness, expiry |
+//! | `idempotence` | producer id and epoch, sequence numbers, what sequence errors mean |
 //! | `metadata_cache` | leaders and leader epochs (never backwards), refresh schedule |
 //! | `retry` | the retry decision table and backoff with jitter |
 //! | `stats` | counters: totals, per partition, per broker |
@@ -17,10 +18,15 @@
 #![cfg_attr(not(feature = "tokio-runtime"), allow(dead_code, unused_imports))]
 
 pub(crate) mod accumulator;
+pub(crate) mod idempotence;
 pub(crate) mod metadata_cache;
 pub mod partitioner;
 pub(crate) mod producer;
 pub(crate) mod retry;
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod sim_scenarios;
 pub(crate) mod stats;
 
 pub use producer::Acks;

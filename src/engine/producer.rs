@@ -38,7 +38,8 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::accumulator::{PartitionQueue, PendingRecord};
+use super::accumulator::{PartitionQueue, PendingRecord, Stamp};
+use super::idempotence::{BumpReason, Idempotence, ProducerIdentity, SequenceVerdict};
 use super::metadata_cache::MetadataCache;
 use super::retry::{Jitter, Outcome, RetryAction, classify};
 use super::stats::{ProducerStats, StatsBook};
@@ -99,6 +100,8 @@ pub(crate) struct EngineConfig {
     pub(crate) metadata_max_age: Duration,
     pub(crate) partitioner: PartitionStrategy,
     pub(crate) seed: u64,
+    /// Idempotence (KIP-98): producer id, epochs and sequence numbers.
+    pub(crate) idempotence: bool,
 }
 
 /// A request for the I/O layer to send.
@@ -112,6 +115,16 @@ pub(crate) enum Transmit {
         request: ProduceRequest,
         /// `false` with acks = 0: the broker sends no response.
         expects_response: bool,
+    },
+    /// An InitProducerId request (no transactional id), to `node` or
+    /// (`None`) any bootstrap server. `producer_id`/`epoch` are -1 for a
+    /// fresh id, or the identity to bump (KIP-360; a broker below
+    /// InitProducerId v3 cannot bump, and the driver asks it for a fresh id).
+    InitProducerId {
+        id: u64,
+        node: Option<(i32, String)>,
+        producer_id: i64,
+        epoch: i16,
     },
     /// A Metadata request, to `node` or (`None`) any bootstrap server.
     Metadata {
@@ -142,6 +155,11 @@ pub(crate) enum Event {
     /// The record failed; `error.possibly_persisted()` says whether it may
     /// be in the log anyway.
     Failed { token: u64, error: Error },
+    /// The producer has its first producer id (idempotence): it can send.
+    Initialised,
+    /// The producer cannot go on; every record failed with `error`, and so
+    /// will every later one.
+    Fatal { error: Error },
 }
 
 /// One partition's answer in a Produce response.
@@ -152,6 +170,7 @@ struct PartitionAnswer {
     log_append_time: i64,
     /// KIP-951 `current_leader`: (leader id, leader epoch), -1 when absent.
     leader_hint: (i32, i32),
+    log_start_offset: i64,
 }
 
 struct Waiting {
@@ -206,6 +225,14 @@ pub(crate) struct Engine {
     jitter: Jitter,
     stats: StatsBook,
     now: Option<Instant>,
+    /// `Some` with idempotence on.
+    idempotence: Option<Idempotence>,
+    /// Whether `Event::Initialised` went out.
+    initialised: bool,
+    /// The identity partitions' sequences belong to.
+    stamped_identity: Option<ProducerIdentity>,
+    /// Set once the producer failed fatally.
+    fatal_error: Option<Error>,
 }
 
 impl Engine {
@@ -236,6 +263,12 @@ impl Engine {
             jitter: Jitter::new(config.seed ^ 0x6a09_e667_f3bc_c908),
             stats: StatsBook::default(),
             now: None,
+            idempotence: config
+                .idempotence
+                .then(|| Idempotence::new(config.retry_backoff)),
+            initialised: false,
+            stamped_identity: None,
+            fatal_error: None,
             config,
         }
     }
@@ -256,6 +289,11 @@ impl Engine {
         deadline: Option<Instant>,
     ) {
         self.now = Some(now);
+        if let Some(error) = &self.fatal_error {
+            let error = error.clone_shallow().with_possibly_persisted(false);
+            self.fail_record(token, error);
+            return;
+        }
         let reserved = record.estimated_size();
         if reserved.saturating_add(BATCH_HEADER_LEN) > self.config.max_request_size {
             self.fail_record(
@@ -395,7 +433,7 @@ impl Engine {
                     let outcome = Outcome::Transport {
                         written: failure.written,
                     };
-                    self.complete_with_error(now, b, outcome, &failure.error);
+                    self.complete_with_error(now, b, outcome, &failure.error, -1);
                 }
             }
             Ok(response) => {
@@ -412,6 +450,7 @@ impl Engine {
                                     p.current_leader.leader_id.0,
                                     p.current_leader.leader_epoch,
                                 ),
+                                log_start_offset: p.log_start_offset,
                             },
                         );
                     }
@@ -436,20 +475,89 @@ impl Engine {
                                 } else {
                                     Outcome::Code(code)
                                 };
-                            self.complete_with_error(now, b, outcome, &err);
+                            self.complete_with_error(now, b, outcome, &err, a.log_start_offset);
                         }
                         (_, None) => {
                             let err = Error::protocol(format!(
                                 "the Produce response did not mention {}-{}",
                                 b.topic, b.partition
                             ));
-                            self.complete_with_error(now, b, Outcome::MissingPartition, &err);
+                            self.complete_with_error(now, b, Outcome::MissingPartition, &err, -1);
                         }
                     }
                 }
             }
         }
         self.pump(now);
+    }
+
+    /// An InitProducerId request finished: `(error code, producer id,
+    /// epoch)`, or why it got no answer.
+    pub(crate) fn handle_init_producer_id_response(
+        &mut self,
+        now: Instant,
+        id: u64,
+        result: Result<(i16, i64, i16), Error>,
+    ) {
+        self.now = Some(now);
+        let Some(idem) = self.idempotence.as_mut() else {
+            return;
+        };
+        if !idem.is_request(id) {
+            self.pump(now);
+            return;
+        }
+        let before = self.stamped_identity;
+        match idem.handle_response(now, result) {
+            Some(identity) => {
+                if before != Some(identity) {
+                    // A new identity: every partition numbers from 0 again.
+                    for tq in self.topics.values_mut() {
+                        for pq in &mut tq.partitions {
+                            super::idempotence::reset(&mut pq.sequences);
+                        }
+                    }
+                    self.stamped_identity = Some(identity);
+                }
+                if !self.initialised {
+                    self.initialised = true;
+                    self.events.push_back(Event::Initialised);
+                }
+            }
+            None => {
+                if let Some(error) = idem.fatal().map(Error::clone_shallow) {
+                    self.go_fatal(now, error);
+                }
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Test hook: the next sequence of a partition (to test wrapping).
+    #[cfg(test)]
+    pub(crate) fn set_next_sequence(&mut self, topic: &str, partition: i32, next: i32) {
+        if let Some(pq) = self.partition_queue(topic, partition) {
+            pq.sequences = super::idempotence::PartitionSequences::starting_at(next);
+        }
+    }
+
+    /// Test hook: asks for a metadata refresh now.
+    #[cfg(test)]
+    pub(crate) fn request_metadata(&mut self, now: Instant) {
+        self.metadata.request_refresh();
+        self.pump(now);
+    }
+
+    /// Test hook: epoch bumps and new producer ids taken so far.
+    #[cfg(test)]
+    pub(crate) fn identity_changes(&self) -> u64 {
+        self.idempotence.as_ref().map_or(0, |i| i.bumps)
+    }
+
+    /// The identity batches are stamped with now.
+    #[cfg(test)]
+    pub(crate) fn identity(&self) -> Option<ProducerIdentity> {
+        self.stamped_identity
     }
 
     /// Time passed.
@@ -470,6 +578,7 @@ impl Engine {
     /// The next instant at which time alone would make the engine act.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let now = self.now?;
+        let limit = self.partition_in_flight_limit();
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| {
             if t > now {
@@ -483,7 +592,7 @@ impl Engine {
         }
         for tq in self.topics.values() {
             for pq in &tq.partitions {
-                if let Some(t) = pq.ready_at(self.config.linger) {
+                if let Some(t) = pq.ready_at(self.config.linger, limit) {
                     consider(t);
                 }
                 if let Some(c) = pq.oldest_created() {
@@ -497,6 +606,13 @@ impl Engine {
             }
         }
         if let Some(t) = self.metadata.next_deadline(now) {
+            consider(t.max(now + Duration::from_millis(1)));
+        }
+        if let Some(t) = self
+            .idempotence
+            .as_ref()
+            .and_then(Idempotence::next_deadline)
+        {
             consider(t.max(now + Duration::from_millis(1)));
         }
         next
@@ -529,7 +645,61 @@ impl Engine {
         self.expire(now);
         self.process_waiting(now);
         self.poll_metadata(now);
+        self.poll_producer_id(now);
         self.drain(now);
+    }
+
+    /// Sends InitProducerId when the idempotence state machine wants one: at
+    /// start, after a retriable failure, or for an epoch bump once nothing
+    /// is in flight and nothing possibly persisted waits to be resolved.
+    fn poll_producer_id(&mut self, now: Instant) {
+        let Some(idem) = self.idempotence.as_ref() else {
+            return;
+        };
+        let quiet = self.in_flight.is_empty()
+            && idem
+                .resolving()
+                .is_none_or(|old| !self.awaits_resolution(old));
+        let id = self.next_id;
+        let Some(idem) = self.idempotence.as_mut() else {
+            return;
+        };
+        if let Some(request) = idem.poll_request(now, quiet, id) {
+            self.next_id += 1;
+            let node = self.metadata.pick_broker();
+            self.transmits.push_back(Transmit::InitProducerId {
+                id,
+                node,
+                producer_id: request.producer_id,
+                epoch: request.epoch,
+            });
+        }
+    }
+
+    /// Whether a queued batch stamped under `old` may have been written:
+    /// it must be resolved under that identity before the epoch moves on.
+    fn awaits_resolution(&self, old: ProducerIdentity) -> bool {
+        self.topics.values().any(|tq| {
+            tq.partitions.iter().any(|pq| {
+                pq.queue
+                    .iter()
+                    .any(|b| b.maybe_persisted && b.stamp.is_some_and(|s| identity_of(s) == old))
+            })
+        })
+    }
+
+    /// The producer cannot go on: everything held fails with `error`, and
+    /// so does every later record.
+    fn go_fatal(&mut self, now: Instant, error: Error) {
+        tracing::error!(%error, "producer failed fatally");
+        if let Some(idem) = self.idempotence.as_mut()
+            && idem.fatal().is_none()
+        {
+            idem.set_fatal(error.clone_shallow());
+        }
+        self.fatal_error = Some(error.clone_shallow());
+        self.abort(now, &error);
+        self.events.push_back(Event::Fatal { error });
     }
 
     fn poll_metadata(&mut self, now: Instant) {
@@ -575,10 +745,11 @@ impl Engine {
                 }
                 continue;
             }
-            if known && !fits {
+            let expired = w.deadline.is_none_or(|d| now >= d);
+            // A waiter about to give up does not hold back those behind it.
+            if known && !fits && !expired {
                 self.buffer_blocked = true;
             }
-            let expired = w.deadline.is_none_or(|d| now >= d);
             if expired {
                 if let Some(w) = self.waiting.remove(i) {
                     self.held_records -= 1;
@@ -677,11 +848,22 @@ impl Engine {
             return;
         };
         let mut expired: Vec<(String, i32, Vec<PendingRecord>, bool)> = Vec::new();
+        let mut holes: Vec<Stamp> = Vec::new();
         for (topic, tq) in &mut self.topics {
             for (p, pq) in tq.partitions.iter_mut().enumerate() {
-                while let Some((records, maybe)) = pq.expire_front(cutoff) {
+                while let Some((records, maybe, stamp)) = pq.expire_front(cutoff) {
+                    holes.extend(stamp);
                     expired.push((topic.clone(), p as i32, records, maybe));
                 }
+            }
+        }
+        // A queued retry that expires leaves its sequences unused (scenario
+        // 14 holds only for batches never stamped): a new epoch renumbers.
+        for stamp in holes {
+            if Some(identity_of(stamp)) == self.stamped_identity
+                && let Some(idem) = self.idempotence.as_mut()
+            {
+                idem.request_bump(Some(identity_of(stamp)), BumpReason::SequenceHole);
             }
         }
         for request in self.in_flight.values_mut() {
@@ -724,8 +906,38 @@ impl Engine {
         })
     }
 
+    /// What may be drained now: `None` nothing; otherwise the identity to
+    /// stamp batches with (none without idempotence) and whether only
+    /// possibly-persisted batches stamped under it may go (an epoch bump
+    /// waits for them).
+    fn drain_mode(&self) -> Option<(Option<ProducerIdentity>, bool)> {
+        match &self.idempotence {
+            None => Some((None, false)),
+            Some(idem) => match (idem.ready(), idem.resolving()) {
+                (Some(id), _) => Some((Some(id), false)),
+                (None, Some(old)) => Some((Some(old), true)),
+                (None, None) => None,
+            },
+        }
+    }
+
+    /// Batches of one partition allowed in flight at once: one without
+    /// idempotence (so retries cannot reorder), up to `max_in_flight` (at
+    /// most 5, the broker's duplicate window) with it.
+    fn partition_in_flight_limit(&self) -> usize {
+        if self.idempotence.is_some() {
+            self.config.max_in_flight.clamp(1, 5)
+        } else {
+            1
+        }
+    }
+
     fn drain(&mut self, now: Instant) {
+        let Some((identity, resolving_only)) = self.drain_mode() else {
+            return;
+        };
         let hurry = self.buffer_blocked;
+        let limit = self.partition_in_flight_limit();
         let mut ready: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
         let mut leaderless = false;
         for (topic, tq) in &self.topics {
@@ -733,7 +945,24 @@ impl Engine {
                 continue;
             };
             for (p, pq) in tq.partitions.iter().enumerate() {
-                if pq.is_empty() || !pq.ready(now, self.config.linger, self.flush_mark, hurry) {
+                if pq.is_empty()
+                    || !pq.ready(now, self.config.linger, self.flush_mark, hurry, limit)
+                {
+                    continue;
+                }
+                // While a bump waits, only partitions holding a possibly
+                // written batch under the old identity send, in order, to
+                // learn its outcome.
+                if resolving_only
+                    && !(pq
+                        .queue
+                        .front()
+                        .is_some_and(|b| b.stamp.map(identity_of) == identity)
+                        && pq
+                            .queue
+                            .iter()
+                            .any(|b| b.maybe_persisted && b.stamp.map(identity_of) == identity))
+                {
                     continue;
                 }
                 let partition = p as i32;
@@ -793,9 +1022,12 @@ impl Engine {
                     }
                     taken[i] = true;
                     match pq.take_next(now) {
-                        Ok(Some(batch)) => {
+                        Ok(Some(mut batch)) => {
+                            if let Some(identity) = identity {
+                                stamp_batch(&mut batch, &mut pq.sequences, identity);
+                            }
                             size += batch.sealed.len() + topic.len() + 32;
-                            pq.in_flight = true;
+                            pq.in_flight += 1;
                             batches.push(InFlightBatch {
                                 topic: topic.clone(),
                                 partition: *partition,
@@ -869,7 +1101,59 @@ impl Engine {
         });
     }
 
+    fn partition_queue(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionQueue> {
+        self.topics
+            .get_mut(topic)
+            .and_then(|tq| tq.partitions.get_mut(usize::try_from(partition).ok()?))
+    }
+
+    /// The identity a batch was stamped with, when it is the current one.
+    fn current_stamp(&self, b: &InFlightBatch) -> Option<Stamp> {
+        b.batch
+            .stamp
+            .filter(|s| Some(identity_of(*s)) == self.stamped_identity)
+    }
+
+    /// A stamped batch will never be acknowledged: its sequences are a hole
+    /// that later batches cannot cross, so the epoch must move on.
+    fn sequence_hole(&mut self, b: &InFlightBatch) {
+        let Some(stamp) = self.current_stamp(b) else {
+            return;
+        };
+        // Only a batch that no attempt may have written proves that nothing
+        // behind it was written either.
+        if !b.batch.maybe_persisted {
+            self.not_written_behind(b);
+        }
+        if let Some(idem) = self.idempotence.as_mut() {
+            idem.request_bump(Some(identity_of(stamp)), BumpReason::SequenceHole);
+        }
+    }
+
+    /// The broker cannot have written anything of `b`'s partition stamped
+    /// after `b` under the same identity (sequences are written in order,
+    /// and `b` was not): those batches need no resolution before a bump.
+    fn not_written_behind(&mut self, b: &InFlightBatch) {
+        let Some(stamp) = b.batch.stamp else {
+            return;
+        };
+        let order = b.batch.order;
+        if let Some(pq) = self.partition_queue(&b.topic, b.partition) {
+            for later in pq.queue.iter_mut().filter(|q| q.order > order) {
+                if later.stamp.map(identity_of) == Some(identity_of(stamp)) {
+                    later.maybe_persisted = false;
+                }
+            }
+        }
+    }
+
     fn deliver(&mut self, b: InFlightBatch, base_offset: i64, log_append_time: i64) {
+        if let Some(stamp) = self.current_stamp(&b) {
+            let count = b.batch.sealed.record_count();
+            if let Some(pq) = self.partition_queue(&b.topic, b.partition) {
+                pq.sequences.acked(stamp.base_sequence, count, base_offset);
+            }
+        }
         self.unmute(&b.topic, b.partition, b.batch.reserved());
         if b.resolved {
             return;
@@ -904,16 +1188,72 @@ impl Engine {
         }
     }
 
+    /// An attempt failed. Idempotence reads sequence errors first (see
+    /// `idempotence`); everything else goes through the retry table.
     fn complete_with_error(
         &mut self,
         now: Instant,
         mut b: InFlightBatch,
         outcome: Outcome,
         error: &Error,
+        log_start_offset: i64,
     ) {
         if b.resolved {
-            self.unmute(&b.topic, b.partition, b.batch.reserved());
+            // Expired in flight (scenario 15): the answer still resolves its
+            // sequences, but the records were reported already.
+            if outcome == Outcome::Code(KafkaCode::DUPLICATE_SEQUENCE_NUMBER) {
+                self.deliver(b, -1, -1);
+            } else {
+                self.sequence_hole(&b);
+                self.unmute(&b.topic, b.partition, b.batch.reserved());
+            }
             return;
+        }
+        if let (Some(idem), Outcome::Code(code)) = (&self.idempotence, outcome) {
+            let sequences = self
+                .topics
+                .get(&b.topic)
+                .and_then(|tq| tq.partitions.get(b.partition as usize))
+                .map(|pq| pq.sequences)
+                .unwrap_or_default();
+            let stamp = b.batch.stamp.map(|s| (identity_of(s), s.base_sequence));
+            let count = b.batch.sealed.record_count();
+            match idem.verdict(code, stamp, count, &sequences, log_start_offset) {
+                SequenceVerdict::NotSequenceError => {}
+                SequenceVerdict::Duplicate => return self.deliver(b, -1, -1),
+                SequenceVerdict::RetryInOrder => {
+                    return self.retry(now, b, false, false, error);
+                }
+                SequenceVerdict::RetryAfterBump { not_written } => {
+                    if not_written {
+                        // Neither this batch nor any later one of the
+                        // partition under this identity was written.
+                        b.batch.maybe_persisted = false;
+                        self.not_written_behind(&b);
+                    }
+                    let reason = match code {
+                        KafkaCode::UNKNOWN_PRODUCER_ID => BumpReason::UnknownProducer,
+                        KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER => BumpReason::SequenceHole,
+                        _ => BumpReason::InvalidEpoch,
+                    };
+                    if let Some(idem) = self.idempotence.as_mut() {
+                        idem.request_bump(stamp.map(|(id, _)| id), reason);
+                    }
+                    return self.retry(now, b, false, false, error);
+                }
+                SequenceVerdict::FailAndBump => {
+                    self.not_written_behind(&b);
+                    if let Some(idem) = self.idempotence.as_mut() {
+                        idem.request_bump(stamp.map(|(id, _)| id), BumpReason::SequenceGap);
+                    }
+                    let base = stamp.map_or(0, |(_, base)| base);
+                    let err =
+                        Idempotence::gap_error(&b.topic, b.partition, base, sequences.expected());
+                    self.unmute(&b.topic, b.partition, b.batch.reserved());
+                    self.fail_records(&b.topic, b.partition, &b.batch.records, &err);
+                    return;
+                }
+            }
         }
         match classify(outcome) {
             RetryAction::Retry {
@@ -922,34 +1262,13 @@ impl Engine {
                 backoff,
             } if now < b.batch.created + self.config.delivery_timeout => {
                 b.batch.maybe_persisted |= possibly_persisted;
-                let backoff = if backoff {
-                    self.jitter.backoff(
-                        self.config.retry_backoff,
-                        self.config.retry_backoff_max,
-                        b.batch.attempts,
-                    )
-                } else {
-                    Duration::ZERO
-                };
-                b.batch.retry_at = Some(now + backoff);
-                self.stats.batch_retried(&b.topic, b.partition);
-                if refresh_metadata {
-                    self.metadata.invalidate(&b.topic, b.partition);
-                }
-                tracing::debug!(topic = %b.topic, partition = b.partition, %error, ?backoff, "retrying batch");
-                if let Some(pq) = self
-                    .topics
-                    .get_mut(&b.topic)
-                    .and_then(|tq| tq.partitions.get_mut(b.partition as usize))
-                {
-                    pq.in_flight = false;
-                    pq.queue.push_front(b.batch);
-                }
+                self.retry(now, b, refresh_metadata, backoff, error);
             }
             RetryAction::Retry {
                 possibly_persisted, ..
             } => {
                 let maybe = b.batch.maybe_persisted || possibly_persisted;
+                self.sequence_hole(&b);
                 self.unmute(&b.topic, b.partition, b.batch.reserved());
                 let err = Error::new(
                     ErrorKind::DeliveryTimeout,
@@ -963,6 +1282,7 @@ impl Engine {
             }
             RetryAction::Fail { possibly_persisted } => {
                 let maybe = b.batch.maybe_persisted || possibly_persisted;
+                self.sequence_hole(&b);
                 self.unmute(&b.topic, b.partition, b.batch.reserved());
                 self.fail_records(
                     &b.topic,
@@ -970,7 +1290,43 @@ impl Engine {
                     &b.batch.records,
                     &error.clone_shallow().with_possibly_persisted(maybe),
                 );
+                if error.is_fatal() {
+                    // Scenario 20: CLUSTER_AUTHORIZATION_FAILED and the like
+                    // end the producer; late answers find nothing to resolve.
+                    self.go_fatal(now, error.clone_shallow().with_possibly_persisted(false));
+                }
             }
+        }
+    }
+
+    /// Puts a batch back in its partition's queue, at its place, to be sent
+    /// again after the backoff (`backoff` false: at once).
+    fn retry(
+        &mut self,
+        now: Instant,
+        mut b: InFlightBatch,
+        refresh_metadata: bool,
+        backoff: bool,
+        error: &Error,
+    ) {
+        let wait = if backoff {
+            self.jitter.backoff(
+                self.config.retry_backoff,
+                self.config.retry_backoff_max,
+                b.batch.attempts,
+            )
+        } else {
+            Duration::ZERO
+        };
+        b.batch.retry_at = Some(now + wait);
+        self.stats.batch_retried(&b.topic, b.partition);
+        if refresh_metadata {
+            self.metadata.invalidate(&b.topic, b.partition);
+        }
+        tracing::debug!(topic = %b.topic, partition = b.partition, %error, ?wait, "retrying batch");
+        if let Some(pq) = self.partition_queue(&b.topic, b.partition) {
+            pq.in_flight = pq.in_flight.saturating_sub(1);
+            pq.requeue(b.batch);
         }
     }
 
@@ -1014,14 +1370,15 @@ impl Engine {
         taken
     }
 
-    /// Ends a partition's in-flight state and releases a batch's bytes.
+    /// A batch of the partition is no longer in flight (and will not be
+    /// again): one fewer in flight, and its buffer bytes released.
     fn unmute(&mut self, topic: &str, partition: i32, bytes: usize) {
         if let Some(pq) = self
             .topics
             .get_mut(topic)
             .and_then(|tq| tq.partitions.get_mut(partition as usize))
         {
-            pq.in_flight = false;
+            pq.in_flight = pq.in_flight.saturating_sub(1);
         }
         self.release(topic, partition, bytes);
     }
@@ -1064,6 +1421,37 @@ impl Engine {
     }
 }
 
+fn identity_of(stamp: Stamp) -> ProducerIdentity {
+    ProducerIdentity {
+        producer_id: stamp.producer_id,
+        epoch: stamp.epoch,
+    }
+}
+
+/// Stamps a drained batch for idempotence: it keeps its sequences when it
+/// was stamped under `identity` already (a retry), and takes the
+/// partition's next ones otherwise (a first attempt, or a retry after an
+/// epoch bump). Stamping rewrites only the header; the records are not
+/// encoded again.
+fn stamp_batch(
+    batch: &mut super::accumulator::Batch,
+    sequences: &mut super::idempotence::PartitionSequences,
+    identity: ProducerIdentity,
+) {
+    let base_sequence = match batch.stamp {
+        Some(s) if identity_of(s) == identity => s.base_sequence,
+        _ => sequences.assign(batch.sealed.record_count()),
+    };
+    batch
+        .sealed
+        .stamp(identity.producer_id, identity.epoch, base_sequence, false);
+    batch.stamp = Some(Stamp {
+        producer_id: identity.producer_id,
+        epoch: identity.epoch,
+        base_sequence,
+    });
+}
+
 fn records_error(e: RecordsError) -> Error {
     match e {
         RecordsError::RecordTooLarge { .. } => Error::new(ErrorKind::RecordTooLarge, e.to_string()),
@@ -1099,6 +1487,7 @@ mod tests {
             metadata_max_age: Duration::from_secs(300),
             partitioner: PartitionStrategy::Default,
             seed: 7,
+            idempotence: false,
         }
     }
 
@@ -1269,6 +1658,7 @@ mod tests {
             match t {
                 Transmit::Metadata { .. } => panic!("the hint made a metadata refresh needless"),
                 Transmit::Produce { node, addr, .. } => produce.push((node, addr)),
+                Transmit::InitProducerId { .. } => panic!("not idempotent"),
             }
         }
         assert_eq!(
@@ -1352,6 +1742,7 @@ mod tests {
             match t {
                 Transmit::Metadata { id, .. } => meta_ids.push(id),
                 Transmit::Produce { .. } => produced.push(t),
+                Transmit::InitProducerId { .. } => panic!("not idempotent"),
             }
         }
         assert_eq!(meta_ids.len(), 1);

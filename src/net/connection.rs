@@ -294,28 +294,87 @@ impl BrokerConnection {
         version: i16,
         request: &R,
     ) -> Result<MatchedResponse, Error> {
+        self.start_at(version, request)?.wait_matched().await
+    }
+
+    /// Queues `request` at the negotiated version for writing, now: the
+    /// order of `begin` calls is the order on the wire. The response is
+    /// awaited separately with [`PendingResponse::wait`], so a caller can
+    /// queue many requests in order without waiting for each answer.
+    /// An error means the request was not queued (nothing was written).
+    pub(crate) fn begin<R: ApiRequest>(&self, request: &R) -> Result<PendingResponse<R>, Error> {
+        let version = self.versions.require(R::KEY)?;
+        self.start_at(version, request)
+    }
+
+    fn start_at<R: ApiRequest>(
+        &self,
+        version: i16,
+        request: &R,
+    ) -> Result<PendingResponse<R>, Error> {
         let (tx, rx) = oneshot::channel();
-        {
-            let mut inner = self.shared.lock();
-            if let Some(reason) = &inner.closed {
-                return Err(reason.clone_shallow());
-            }
-            let mut buf = BytesMut::new();
-            inner.proto.encode(&mut buf, version, request, true)?;
-            inner.replies.push_back(tx);
-            // Sending while holding the lock keeps write order equal to
-            // queue order.
-            if inner.writer.send(buf).is_err() {
-                drop(inner);
-                let reason = Error::new(
-                    ErrorKind::Io,
-                    format!("connection to {} is closed", self.shared.label),
-                );
-                self.shared.close(reason.clone_shallow());
-                return Err(reason);
-            }
+        let mut inner = self.shared.lock();
+        if let Some(reason) = &inner.closed {
+            return Err(reason.clone_shallow());
         }
-        match tokio::time::timeout(self.request_timeout, rx).await {
+        let mut buf = BytesMut::new();
+        inner.proto.encode(&mut buf, version, request, true)?;
+        inner.replies.push_back(tx);
+        // Sending while holding the lock keeps write order equal to
+        // queue order.
+        if inner.writer.send(buf).is_err() {
+            drop(inner);
+            let reason = Error::new(
+                ErrorKind::Io,
+                format!("connection to {} is closed", self.shared.label),
+            );
+            self.shared.close(reason.clone_shallow());
+            return Err(reason);
+        }
+        Ok(PendingResponse {
+            rx,
+            version,
+            shared: Arc::clone(&self.shared),
+            request_timeout: self.request_timeout,
+            _request: std::marker::PhantomData,
+        })
+    }
+
+    /// Whether the connection has been closed (by either side or an error).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.lock().closed.is_some()
+    }
+
+    /// Closes the connection, failing anything still waiting.
+    pub(crate) fn close(&self) {
+        self.shared.close(Error::new(
+            ErrorKind::Closed,
+            format!("connection to {} closed by the client", self.shared.label),
+        ));
+    }
+}
+
+/// A request written (or queued for writing) on a connection, whose
+/// response has not been read yet.
+pub(crate) struct PendingResponse<R> {
+    rx: oneshot::Receiver<Result<MatchedResponse, Error>>,
+    version: i16,
+    shared: Arc<Shared>,
+    request_timeout: Duration,
+    _request: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: ApiRequest> PendingResponse<R> {
+    /// Waits for the response and decodes it; closes the connection when
+    /// the request timeout passes first (a late answer would be mismatched).
+    pub(crate) async fn wait(self) -> Result<R::Response, Error> {
+        let version = self.version;
+        let matched = self.wait_matched().await?;
+        decode_response::<R>(version, matched.body)
+    }
+
+    async fn wait_matched(self) -> Result<MatchedResponse, Error> {
+        match tokio::time::timeout(self.request_timeout, self.rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::new(
                 ErrorKind::Io,
@@ -330,19 +389,6 @@ impl BrokerConnection {
                 Err(err)
             }
         }
-    }
-
-    /// Whether the connection has been closed (by either side or an error).
-    pub(crate) fn is_closed(&self) -> bool {
-        self.shared.lock().closed.is_some()
-    }
-
-    /// Closes the connection, failing anything still waiting.
-    pub(crate) fn close(&self) {
-        self.shared.close(Error::new(
-            ErrorKind::Closed,
-            format!("connection to {} closed by the client", self.shared.label),
-        ));
     }
 }
 

@@ -26,7 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{MetadataRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, MetadataRequest, ProduceResponse, ProducerId, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 
@@ -60,6 +62,11 @@ pub(crate) enum Command {
         timeout: Option<Duration>,
         done: oneshot::Sender<Result<(), Error>>,
     },
+    /// Answers once the producer can send: at once without idempotence,
+    /// after the first producer id with it, or with the fatal error.
+    WaitReady {
+        done: oneshot::Sender<Result<(), Error>>,
+    },
 }
 
 enum Response {
@@ -70,6 +77,10 @@ enum Response {
     Metadata {
         id: u64,
         result: Result<ClusterMetadata, Error>,
+    },
+    InitProducerId {
+        id: u64,
+        result: Result<(i16, i64, i16), Error>,
     },
 }
 
@@ -126,6 +137,66 @@ impl Connections {
     }
 }
 
+/// A Produce request on its way to one broker.
+struct ProduceJob {
+    id: u64,
+    addr: String,
+    request: kafka_protocol::messages::ProduceRequest,
+    expects_response: bool,
+}
+
+/// Writes one broker's Produce requests in the order the engine drained
+/// them (idempotent sequences depend on it), without waiting for one answer
+/// before writing the next; each answer is awaited on its own task.
+async fn dispatch_produce(
+    node: i32,
+    mut jobs: mpsc::UnboundedReceiver<ProduceJob>,
+    connections: Arc<Connections>,
+    responses: mpsc::UnboundedSender<Response>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let id = job.id;
+        let fail = |error, written| {
+            let _ = responses.send(Response::Produce {
+                id,
+                result: Err(SendFailure { error, written }),
+            });
+        };
+        let conn = match connections.get(node, &job.addr).await {
+            Ok(conn) => conn,
+            Err(error) => {
+                fail(error, false);
+                continue;
+            }
+        };
+        if !job.expects_response {
+            let result = conn
+                .send_without_response(&job.request)
+                .map(|()| ProduceResponse::default())
+                .map_err(|error| SendFailure {
+                    error,
+                    written: true,
+                });
+            let _ = responses.send(Response::Produce { id, result });
+            continue;
+        }
+        match conn.begin(&job.request) {
+            Ok(pending) => {
+                let responses = responses.clone();
+                tokio::spawn(async move {
+                    let result = pending.wait().await.map_err(|error| SendFailure {
+                        error,
+                        written: true,
+                    });
+                    let _ = responses.send(Response::Produce { id, result });
+                });
+            }
+            // Not queued on the connection: nothing was written.
+            Err(error) => fail(error, false),
+        }
+    }
+}
+
 /// What producer handles share with the driver.
 pub(crate) struct DriverHandle {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
@@ -134,6 +205,7 @@ pub(crate) struct DriverHandle {
 
 /// Starts the driver task on the current runtime.
 pub(crate) fn spawn(client: ClientConfig, engine: EngineConfig) -> DriverHandle {
+    let idempotent = engine.idempotence;
     let (commands, command_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(Mutex::new(ProducerStats::default()));
     let (responses, response_rx) = mpsc::unbounded_channel();
@@ -156,6 +228,10 @@ pub(crate) fn spawn(client: ClientConfig, engine: EngineConfig) -> DriverHandle 
         close_waiters: Vec::new(),
         aborted: 0,
         detail_published: None,
+        ready: !idempotent,
+        ready_waiters: Vec::new(),
+        fatal: None,
+        produce_queues: BTreeMap::new(),
         stats: Arc::clone(&stats),
     };
     tokio::spawn(driver.run());
@@ -184,6 +260,13 @@ struct Driver {
     stats: Arc<Mutex<ProducerStats>>,
     /// When the per-partition and per-broker tables were last published.
     detail_published: Option<Instant>,
+    /// Whether the producer can send (it has its producer id).
+    ready: bool,
+    ready_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
+    /// The error that ended the producer, if any.
+    fatal: Option<Error>,
+    /// Per broker, the ordered queue of its Produce requests.
+    produce_queues: BTreeMap<i32, mpsc::UnboundedSender<ProduceJob>>,
 }
 
 /// How stale the published per-partition and per-broker tables may get while
@@ -320,6 +403,15 @@ impl Driver {
                 self.close_waiters.push(done);
                 self.engine.flush(now, u64::MAX);
             }
+            Command::WaitReady { done } => match (&self.fatal, self.ready) {
+                (Some(error), _) => {
+                    let _ = done.send(Err(error.clone_shallow()));
+                }
+                (None, true) => {
+                    let _ = done.send(Ok(()));
+                }
+                (None, false) => self.ready_waiters.push(done),
+            },
         }
     }
 
@@ -331,6 +423,10 @@ impl Driver {
             }
             Response::Metadata { id, result } => {
                 self.engine.handle_metadata_response(now, id, result);
+            }
+            Response::InitProducerId { id, result } => {
+                self.engine
+                    .handle_init_producer_id_response(now, id, result);
             }
         }
     }
@@ -357,17 +453,29 @@ impl Driver {
                         let _ = reply.send(Ok(metadata));
                     }
                 }
+                Event::Initialised => {
+                    self.ready = true;
+                    for done in self.ready_waiters.drain(..) {
+                        let _ = done.send(Ok(()));
+                    }
+                }
+                Event::Fatal { error } => {
+                    for done in self.ready_waiters.drain(..) {
+                        let _ = done.send(Err(error.clone_shallow()));
+                    }
+                    self.fatal = Some(error);
+                }
                 Event::Failed { token, error } => {
                     if let Some(mut p) = self.pending.remove(&token) {
-                        match p.accepted.take() {
-                            Some(reply) => {
-                                let _ = reply.send(Err(error));
-                            }
-                            None => {
-                                if let Some(reply) = p.delivered.take() {
-                                    let _ = reply.send(Err(error));
-                                }
-                            }
+                        // Before acceptance the error goes to `send`; a
+                        // `try_send` does not listen there, so then it goes
+                        // to the delivery future.
+                        let unheard = match p.accepted.take() {
+                            Some(reply) => reply.send(Err(error)).err().and_then(Result::err),
+                            None => Some(error),
+                        };
+                        if let (Some(error), Some(reply)) = (unheard, p.delivered.take()) {
+                            let _ = reply.send(Err(error));
                         }
                     }
                 }
@@ -405,7 +513,7 @@ impl Driver {
         *shared = snapshot;
     }
 
-    fn start(&self, transmit: Transmit) {
+    fn start(&mut self, transmit: Transmit) {
         let connections = Arc::clone(&self.connections);
         let responses = self.responses.clone();
         match transmit {
@@ -416,32 +524,76 @@ impl Driver {
                 request,
                 expects_response,
             } => {
+                let job = ProduceJob {
+                    id,
+                    addr,
+                    request,
+                    expects_response,
+                };
+                let queue = self.produce_queues.entry(node).or_insert_with(|| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(dispatch_produce(
+                        node,
+                        rx,
+                        Arc::clone(&connections),
+                        responses.clone(),
+                    ));
+                    tx
+                });
+                if let Err(mpsc::error::SendError(job)) = queue.send(job) {
+                    let failure = SendFailure {
+                        error: Error::new(ErrorKind::Closed, "the producer is closing"),
+                        written: false,
+                    };
+                    let _ = responses.send(Response::Produce {
+                        id: job.id,
+                        result: Err(failure),
+                    });
+                }
+            }
+            Transmit::InitProducerId {
+                id,
+                node,
+                producer_id,
+                epoch,
+            } => {
                 tokio::spawn(async move {
                     let result = async {
-                        let conn =
-                            connections
-                                .get(node, &addr)
-                                .await
-                                .map_err(|error| SendFailure {
-                                    error,
-                                    written: false,
-                                })?;
-                        if expects_response {
-                            conn.send(&request).await.map_err(|error| SendFailure {
-                                error,
-                                written: true,
-                            })
+                        let conn = match &node {
+                            Some((id, addr)) => match connections.get(*id, addr).await {
+                                Ok(conn) => conn,
+                                Err(_) => connections.bootstrap().await?,
+                            },
+                            None => connections.bootstrap().await?,
+                        };
+                        let Some(version) = conn.versions().get(ApiKey::InitProducerId) else {
+                            // Scenario 26: a clear configuration error, at start-up.
+                            return Err(Error::config(
+                                "idempotence",
+                                "the broker does not support InitProducerId (Kafka 0.11 or later                                  is needed); turn idempotence off to produce to it",
+                            ));
+                        };
+                        // Bumping an epoch needs v3 (KIP-360); older brokers
+                        // hand out a fresh producer id instead.
+                        let (producer_id, epoch) = if version >= 3 {
+                            (producer_id, epoch)
                         } else {
-                            conn.send_without_response(&request)
-                                .map_err(|error| SendFailure {
-                                    error,
-                                    written: true,
-                                })?;
-                            Ok(ProduceResponse::default())
-                        }
+                            (-1, -1)
+                        };
+                        let request = InitProducerIdRequest::default()
+                            .with_transactional_id(None)
+                            .with_transaction_timeout_ms(i32::MAX)
+                            .with_producer_id(ProducerId(producer_id))
+                            .with_producer_epoch(epoch);
+                        let response = conn.send(&request).await?;
+                        Ok((
+                            response.error_code,
+                            response.producer_id.0,
+                            response.producer_epoch,
+                        ))
                     }
                     .await;
-                    let _ = responses.send(Response::Produce { id, result });
+                    let _ = responses.send(Response::InitProducerId { id, result });
                 });
             }
             Transmit::Metadata { id, node, topics } => {

@@ -64,6 +64,11 @@ pub struct ProducerConfig {
     pub partitioner: PartitionStrategy,
     /// Seed for the partitioner's and the retry jitter's randomness.
     pub seed: u64,
+    /// Idempotence: `None` (the default) turns it on unless `acks` or
+    /// `max_in_flight` rule it out, as the Java client does; `Some(true)`
+    /// insists on it (a conflicting setting is then a configuration error);
+    /// `Some(false)` turns it off.
+    pub enable_idempotence: Option<bool>,
 }
 
 impl ProducerConfig {
@@ -92,6 +97,7 @@ impl ProducerConfig {
             metadata_max_age: Duration::from_secs(300),
             partitioner: PartitionStrategy::Default,
             seed: 0x5eed_cafe,
+            enable_idempotence: None,
         }
     }
 
@@ -215,6 +221,29 @@ impl ProducerConfig {
         self
     }
 
+    /// Idempotence (default on, KIP-98): every batch carries a producer id,
+    /// epoch and sequence numbers, so the broker writes a retried batch only
+    /// once and in order, with up to 5 requests in flight per partition.
+    /// Needs `acks` = all and `max_in_flight` of at most 5. Turned on
+    /// explicitly, a conflicting setting fails [`validate`](Self::validate);
+    /// left at the default, such a setting turns idempotence off.
+    pub fn idempotence(mut self, enabled: bool) -> Self {
+        self.enable_idempotence = Some(enabled);
+        self
+    }
+
+    /// Whether the producer will be idempotent with these settings.
+    ///
+    /// ```
+    /// use smartkafka::{Acks, ProducerConfig};
+    /// assert!(ProducerConfig::new("k:9092").is_idempotent());
+    /// assert!(!ProducerConfig::new("k:9092").acks(Acks::Leader).is_idempotent());
+    /// ```
+    pub fn is_idempotent(&self) -> bool {
+        let compatible = self.acks == Acks::All && self.max_in_flight <= 5;
+        self.enable_idempotence.unwrap_or(compatible)
+    }
+
     /// Checks every field; the error names the first field at fault.
     pub fn validate(&self) -> Result<(), Error> {
         self.client.validate()?;
@@ -258,6 +287,20 @@ impl ProducerConfig {
         if self.max_in_flight == 0 {
             return Err(Error::config("max_in_flight", "must be at least 1"));
         }
+        if self.enable_idempotence == Some(true) {
+            if self.acks != Acks::All {
+                return Err(Error::config(
+                    "acks",
+                    "idempotence needs acks = all (or turn idempotence off)",
+                ));
+            }
+            if self.max_in_flight > 5 {
+                return Err(Error::config(
+                    "max_in_flight",
+                    "idempotence allows at most 5 requests in flight (or turn idempotence off)",
+                ));
+            }
+        }
         if self.retry_backoff.is_zero() || self.retry_backoff_max < self.retry_backoff {
             return Err(Error::config(
                 "retry_backoff_max",
@@ -300,6 +343,7 @@ impl ProducerConfig {
             metadata_max_age: self.metadata_max_age,
             partitioner: self.partitioner.clone(),
             seed: self.seed,
+            idempotence: self.is_idempotent(),
         }
     }
 }
@@ -312,7 +356,9 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let base = || ProducerConfig::new("a:1");
-        let cases: [(ProducerConfig, &str); 7] = [
+        let cases: [(ProducerConfig, &str); 9] = [
+            (base().idempotence(true).acks(Acks::Leader), "acks"),
+            (base().idempotence(true).max_in_flight(6), "max_in_flight"),
             (
                 base().compression(Compression::Gzip).compression_level(10),
                 "compression_level",

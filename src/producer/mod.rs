@@ -116,9 +116,37 @@ impl Producer {
     pub async fn new(config: ProducerConfig) -> Result<Producer, Error> {
         config.validate()?;
         let driver = driver::spawn(config.client.clone(), config.engine_config());
-        Ok(Producer {
+        let producer = Producer {
             shared: Arc::new(Shared { driver, config }),
-        })
+        };
+        if producer.shared.config.is_idempotent() {
+            producer.wait_ready().await?;
+        }
+        Ok(producer)
+    }
+
+    /// Waits until the producer has its producer id (idempotence), up to
+    /// `max_block`: a broker that cannot do idempotence, or an
+    /// authorisation failure, is reported here rather than at the first
+    /// send.
+    async fn wait_ready(&self) -> Result<(), Error> {
+        let (done, rx) = oneshot::channel();
+        self.shared
+            .driver
+            .commands
+            .send(Command::WaitReady { done })
+            .map_err(|_| closed())?;
+        let max_block = self.shared.config.max_block;
+        match tokio::time::timeout(max_block, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(closed()),
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "no producer id within max_block ({max_block:?}): is the cluster reachable?"
+                ),
+            )),
+        }
     }
 
     /// The configuration in use.
@@ -360,6 +388,9 @@ impl ProducerBuilder {
         partitioner: PartitionStrategy;
         /// Seed for partitioner and jitter randomness.
         seed: u64;
+        /// Idempotence (default on unless `acks` or `max_in_flight` rule it
+        /// out; turned on explicitly, a conflict is a configuration error).
+        idempotence: bool;
     }
 
     /// Replaces the whole configuration.

@@ -175,13 +175,14 @@ async fn fault_26_a_broker_without_init_producer_id_fails_at_start_up() {
         .api_versions(None, |t| t.remove(ApiKey::InitProducerId))
         .build()
         .await;
-    let err = Producer::builder()
+    let built = Producer::builder()
         .bootstrap_servers(&cluster.bootstrap_servers())
         .max_block(Duration::from_secs(5))
         .build()
-        .await
-        .err()
-        .expect("no producer without InitProducerId");
+        .await;
+    let Err(err) = built else {
+        panic!("no producer without InitProducerId");
+    };
     assert_eq!(
         err.kind(),
         &ErrorKind::Config {

@@ -130,7 +130,15 @@ impl PartitionQueue {
             .collect();
         let key = record.key.as_deref();
         let value = record.value.as_deref();
-        match builder.try_append(pending.timestamp, key, value, &headers)? {
+        let outcome = match builder.try_append(pending.timestamp, key, value, &headers) {
+            // A timestamp too far from the open batch's first one for a
+            // delta: it starts a batch of its own, where the delta is 0.
+            Err(RecordsError::TimestampOutOfRange { .. }) if !builder.is_empty() => {
+                AppendOutcome::Full
+            }
+            other => other?,
+        };
+        match outcome {
             AppendOutcome::Appended => {
                 self.open.push(pending);
                 self.open_created.get_or_insert(now);

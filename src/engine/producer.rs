@@ -1708,6 +1708,31 @@ mod tests {
         assert_eq!(e.stats(false).leader_hints, 0);
     }
 
+    /// A timestamp too far from the open batch's first for a delta starts
+    /// a batch of its own instead of failing.
+    #[test]
+    fn an_extreme_timestamp_starts_its_own_batch() {
+        let t0 = Instant::now_for_tests();
+        let mut e = engine(config(), t0, &cluster(&[(0, Some(1), 0)]));
+        let rec = |ts: i64| Record::new("t").partition(0).value("v").timestamp(ts);
+        e.append(t0, 0, rec(1_700_000_000_000), 10, Some(t0));
+        e.append(t0, 0, rec(i64::MIN), 11, Some(t0));
+        e.flush(t0, 11);
+        let mut batches = 0;
+        while let Some(t) = e.poll_transmit() {
+            if let Transmit::Produce { request, .. } = t {
+                batches += request.topic_data[0].partition_data.len();
+            }
+        }
+        let ev = events(&mut e);
+        assert!(!ev.iter().any(|e| matches!(e, Event::Failed { .. })), "{ev:?}");
+        assert!(batches >= 1);
+        // Both records were accepted into batches of their own.
+        let accepted = ev.iter().filter(|e| matches!(e, Event::Accepted { .. })).count();
+        assert_eq!(accepted, 2);
+        assert_eq!(e.stats(false).queued_records, 2);
+    }
+
     #[test]
     fn one_batch_in_flight_per_partition_and_retries_keep_order() {
         let t0 = Instant::now_for_tests();

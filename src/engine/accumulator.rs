@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use super::idempotence::PartitionSequences;
 use crate::record::Record;
-use crate::records::{AppendOutcome, BatchBuilder, BatchConfig, RecordsError, SealedBatch};
+use crate::records::{
+    AppendOutcome, BatchBuilder, BatchConfig, BatchReader, ReadOptions, RecordsError, SealedBatch,
+};
 
 /// A record accepted into a batch, waiting for its outcome.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +82,79 @@ pub(crate) struct Batch {
 impl Batch {
     pub(crate) fn reserved(&self) -> usize {
         self.records.iter().map(|r| r.reserved).sum()
+    }
+}
+
+impl Batch {
+    /// Splits a batch the broker refused as too large (MESSAGE_TOO_LARGE) in
+    /// two halves by record count, re-encoded from its own bytes, so the
+    /// records need not be kept elsewhere. Each half keeps the batch's place
+    /// and delivery clock; with a stamp, the halves take the same sequence
+    /// range (the first half from the base, the second after it), so later
+    /// batches keep theirs. `None` for a single record or unreadable bytes.
+    pub(crate) fn split(&self, config: BatchConfig) -> Option<(Batch, Batch)> {
+        let n = self.records.len();
+        if n < 2 {
+            return None;
+        }
+        let options = ReadOptions {
+            max_decompressed_bytes: config.hard_max_bytes.saturating_mul(4),
+            verify_crc: false,
+        };
+        let batch = BatchReader::with_options(self.sealed.bytes(), options)
+            .next()?
+            .ok()?;
+        let mut scratch = Vec::new();
+        let records = batch.records(&mut scratch).ok()?;
+        let first_half = n / 2;
+        let mut halves = [BatchBuilder::new(config, 0), BatchBuilder::new(config, 0)];
+        let mut started = [false, false];
+        for (i, record) in records.enumerate() {
+            let record = record.ok()?;
+            let half = usize::from(i >= first_half);
+            let pending = self.records.get(i)?;
+            if !started[half] {
+                halves[half].reset(pending.timestamp);
+                started[half] = true;
+            }
+            let key_strs: Vec<(String, Option<&[u8]>)> = record
+                .headers()
+                .map(|h| (String::from_utf8_lossy(h.key).into_owned(), h.value))
+                .collect();
+            let headers: Vec<(&str, Option<&[u8]>)> =
+                key_strs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            match halves[half]
+                .try_append(record.timestamp(), record.key(), record.value(), &headers)
+                .ok()?
+            {
+                AppendOutcome::Appended => {}
+                // Half of a batch that fitted always fits.
+                AppendOutcome::Full => return None,
+            }
+        }
+        let [mut a, mut b] = halves;
+        let (a, b) = (a.seal().ok()?, b.seal().ok()?);
+        if a.record_count() as usize != first_half || b.record_count() as usize != n - first_half {
+            return None;
+        }
+        let half = |sealed: SealedBatch, records: &[PendingRecord], stamp: Option<Stamp>| Batch {
+            sealed,
+            records: records.to_vec(),
+            order: self.order,
+            stamp,
+            created: self.created,
+            attempts: self.attempts,
+            maybe_persisted: false,
+            retry_at: None,
+        };
+        let second_stamp = self.stamp.map(|s| Stamp {
+            base_sequence: super::idempotence::add_sequence(s.base_sequence, first_half as i32),
+            ..s
+        });
+        Some((
+            half(a, &self.records[..first_half], self.stamp),
+            half(b, &self.records[first_half..], second_stamp),
+        ))
     }
 }
 

@@ -1209,6 +1209,23 @@ impl Engine {
             }
             return;
         }
+        // Scenario 18: too large for the broker; split and resend in order.
+        if matches!(
+            outcome,
+            Outcome::Code(KafkaCode::MESSAGE_TOO_LARGE | KafkaCode::RECORD_LIST_TOO_LARGE)
+        ) && let Some((first, second)) = b.batch.split(self.batch_config)
+        {
+            tracing::debug!(topic = %b.topic, partition = b.partition, records = b.batch.records.len(), "splitting a batch the broker found too large");
+            self.stats.batch_retried(&b.topic, b.partition);
+            if let Some(pq) = self.partition_queue(&b.topic, b.partition) {
+                pq.in_flight = pq.in_flight.saturating_sub(1);
+                // Same place: the first half goes back first, the second
+                // lands right behind it.
+                pq.requeue(first);
+                pq.requeue(second);
+            }
+            return;
+        }
         if let (Some(idem), Outcome::Code(code)) = (&self.idempotence, outcome) {
             let sequences = self
                 .topics
@@ -1725,10 +1742,16 @@ mod tests {
             }
         }
         let ev = events(&mut e);
-        assert!(!ev.iter().any(|e| matches!(e, Event::Failed { .. })), "{ev:?}");
+        assert!(
+            !ev.iter().any(|e| matches!(e, Event::Failed { .. })),
+            "{ev:?}"
+        );
         assert!(batches >= 1);
         // Both records were accepted into batches of their own.
-        let accepted = ev.iter().filter(|e| matches!(e, Event::Accepted { .. })).count();
+        let accepted = ev
+            .iter()
+            .filter(|e| matches!(e, Event::Accepted { .. }))
+            .count();
         assert_eq!(accepted, 2);
         assert_eq!(e.stats(false).queued_records, 2);
     }

@@ -314,6 +314,45 @@ fn stamp_of(bytes: &bytes::Bytes) -> (i16, i32) {
 }
 
 #[test]
+fn fault_18_message_too_large_splits_and_resends_in_order() {
+    let mut sim = ready_sim(1, 1);
+    sim.send(0, 10);
+    sim.settle(Duration::from_secs(1));
+    // Three refusals: the batch halves, then both halves halve again.
+    queue_fault(&mut sim, 1, KafkaCode::MESSAGE_TOO_LARGE, 3);
+    sim.send(0, 40);
+    sim.settle(Duration::from_secs(10));
+    assert_clean(&sim);
+    assert_eq!(sim.tally(), (50, 0));
+    assert_eq!(
+        sim.engine.identity_changes(),
+        0,
+        "the halves kept the sequences"
+    );
+    assert!(
+        sim.engine.stats(false).batches_sent >= 4,
+        "the refused batch went out in parts"
+    );
+}
+
+/// A single record the broker finds too large cannot be split: it fails.
+#[test]
+fn fault_18_a_single_record_too_large_fails() {
+    let mut sim = ready_sim(1, 1);
+    queue_fault(&mut sim, 1, KafkaCode::MESSAGE_TOO_LARGE, 1);
+    sim.send(0, 1);
+    sim.settle(Duration::from_secs(10));
+    assert_clean(&sim);
+    assert!(matches!(
+        sim.outcomes.values().next(),
+        Some(Outcome::Failed {
+            kind: ErrorKind::Broker(KafkaCode::MESSAGE_TOO_LARGE),
+            possibly_persisted: false
+        })
+    ));
+}
+
+#[test]
 fn fault_19_a_permanent_error_fails_exactly_that_batch_and_resequences_the_rest() {
     let mut sim = ready_sim(1, 1);
     queue_fault(&mut sim, 1, KafkaCode::INVALID_RECORD, 1);

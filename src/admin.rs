@@ -1,5 +1,6 @@
 //! A small admin client: cluster metadata, topic creation, offset lookups,
-//! and the API versions negotiated with each broker.
+//! group coordinators and committed offsets, and the API versions negotiated
+//! with each broker.
 //!
 //! It discovers the cluster from the bootstrap servers, then keeps one
 //! connection per broker, opened on first use and replaced when it closes.
@@ -11,8 +12,12 @@ use std::time::Duration;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, ListOffsetsRequest, MetadataRequest, TopicName,
+    ApiKey, BrokerId, CreateTopicsRequest, FindCoordinatorRequest, GroupId, ListOffsetsRequest,
+    MetadataRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Mutex;
@@ -338,6 +343,132 @@ impl AdminClient {
                         ));
                     }
                     offsets.insert(p.partition_index, p.offset);
+                }
+            }
+        }
+        Ok(offsets)
+    }
+
+    /// The broker that coordinates consumer group `group` (FindCoordinator
+    /// with key type GROUP). Returns the broker id; the broker is added to
+    /// the known brokers so later calls can reach it.
+    pub async fn find_coordinator(&self, group: &str) -> Result<i32, Error> {
+        let conn = self.any_connection().await?;
+        let version = conn.versions().require(ApiKey::FindCoordinator)?;
+        let mut request = FindCoordinatorRequest::default();
+        if version >= 1 {
+            request.key_type = 0; // GROUP
+        }
+        if version >= 4 {
+            request.coordinator_keys = vec![StrBytes::from_string(group.to_string())];
+        } else {
+            request.key = StrBytes::from_string(group.to_string());
+        }
+        let response = conn.send(&request).await?;
+        let (code, node, host, port) = if version >= 4 {
+            let entry = response.coordinators.first().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Protocol,
+                    format!("FindCoordinator for group `{group}` answered no coordinator"),
+                )
+            })?;
+            (entry.error_code, entry.node_id.0, entry.host.to_string(), entry.port)
+        } else {
+            (
+                response.error_code,
+                response.node_id.0,
+                response.host.to_string(),
+                response.port,
+            )
+        };
+        if let Some(code) = KafkaCode::from_i16(code) {
+            return Err(Error::broker(
+                code,
+                format_args!("finding the coordinator of group `{group}`"),
+            ));
+        }
+        let known = self.cluster.lock().await.broker(node).is_some();
+        if !known {
+            // Not in the cached broker list (yet): refresh it, and fail
+            // clearly if the coordinator is still unknown.
+            self.metadata(Some(&[])).await?;
+            if self.cluster.lock().await.broker(node).is_none() {
+                return Err(Error::new(
+                    ErrorKind::NoBrokerAvailable,
+                    format!("coordinator {node} ({host}:{port}) of group `{group}` is not in the cluster metadata"),
+                ));
+            }
+        }
+        Ok(node)
+    }
+
+    /// The offsets consumer group `group` has committed for `partitions` of
+    /// `topic` (OffsetFetch, asked of the group's coordinator). A partition
+    /// without a commit maps to `None`.
+    pub async fn committed_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, Option<i64>>, Error> {
+        let coordinator = self.find_coordinator(group).await?;
+        let conn = self.connection(coordinator).await?;
+        let version = conn.versions().require(ApiKey::OffsetFetch)?;
+        let topic_name = TopicName(StrBytes::from_string(topic.to_string()));
+        let group_id = GroupId(StrBytes::from_string(group.to_string()));
+        let mut request = OffsetFetchRequest::default();
+        if version >= 8 {
+            request.groups = vec![
+                OffsetFetchRequestGroup::default()
+                    .with_group_id(group_id)
+                    .with_topics(Some(vec![
+                        OffsetFetchRequestTopics::default()
+                            .with_name(topic_name)
+                            .with_partition_indexes(partitions.to_vec()),
+                    ])),
+            ];
+        } else {
+            request.group_id = group_id;
+            request.topics = Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(topic_name)
+                    .with_partition_indexes(partitions.to_vec()),
+            ]);
+        }
+        let response = conn.send(&request).await?;
+        let context = |p: Option<i32>| match p {
+            Some(p) => format!("committed offset of group `{group}` for {topic}-{p}"),
+            None => format!("committed offsets of group `{group}`"),
+        };
+        let mut offsets: BTreeMap<i32, Option<i64>> =
+            partitions.iter().map(|p| (*p, None)).collect();
+        let mut record = |partition: i32, code: i16, offset: i64| -> Result<(), Error> {
+            if let Some(code) = KafkaCode::from_i16(code) {
+                return Err(Error::broker(code, context(Some(partition))));
+            }
+            if let Some(slot) = offsets.get_mut(&partition) {
+                *slot = (offset >= 0).then_some(offset);
+            }
+            Ok(())
+        };
+        if version >= 8 {
+            for g in &response.groups {
+                if let Some(code) = KafkaCode::from_i16(g.error_code) {
+                    return Err(Error::broker(code, context(None)));
+                }
+                for t in g.topics.iter().filter(|t| t.name.0.as_str() == topic) {
+                    for p in &t.partitions {
+                        record(p.partition_index, p.error_code, p.committed_offset)?;
+                    }
+                }
+            }
+        } else {
+            if let Some(code) = KafkaCode::from_i16(response.error_code) {
+                return Err(Error::broker(code, context(None)));
+            }
+            for t in response.topics.iter().filter(|t| t.name.0.as_str() == topic) {
+                for p in &t.partitions {
+                    record(p.partition_index, p.error_code, p.committed_offset)?;
                 }
             }
         }

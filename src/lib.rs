@@ -23,6 +23,7 @@
 //! | producer | [`Producer`], [`blocking::Producer`] | send / delivery futures, flush, close, stats; configuration in [`ProducerConfig`] |
 //! | records | [`Record`], [`RecordMetadata`] | what is sent and where it landed |
 //! | admin | [`AdminClient`] | metadata, topic creation, offset lookups |
+//! | smart partitioning | [`health`] | consumer lag per partition, health scores, the lag-aware [`health::SmartPartitioner`] and its background [`health::HealthManager`] (with the `tokio-runtime` feature) |
 //! | engine | `engine` (private), [`partitioner`] | sans-IO accumulator, metadata cache, retries; Java-compatible murmur2 with sticky keyless placement (KIP-794), librdkafka-compatible crc32, round-robin, custom |
 //!
 //! Every response is checked by [`protocol::guard`] before it is decoded, so
@@ -39,6 +40,7 @@ pub mod compression;
 mod config;
 mod engine;
 mod error;
+pub mod health;
 pub mod metadata;
 #[cfg(feature = "tokio-runtime")]
 mod net;

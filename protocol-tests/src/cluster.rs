@@ -20,7 +20,7 @@ use crate::chaos::ConnectionLifetime;
 use crate::faults::Fault;
 use crate::log::{ProducerStateRules, StoredRecord};
 use crate::server::run_broker;
-use crate::state::{BrokerInfo, ClusterState, RequestRecord, Shared};
+use crate::state::{BrokerInfo, ClusterState, CommittedOffset, RequestRecord, Shared};
 use crate::versions::ApiVersionTable;
 
 type VersionEdit = (Option<i32>, Box<dyn Fn(&mut ApiVersionTable) + Send>);
@@ -319,6 +319,20 @@ impl FakeCluster {
             .committed
             .get(&(group.to_owned(), topic.to_owned(), partition))
             .map(|c| c.offset)
+    }
+
+    /// Stores `offset` as group `group`'s committed offset for a partition,
+    /// as an OffsetCommit from one of its consumers would: for tests that
+    /// simulate consumers keeping up or stalling.
+    pub fn commit_offset(&self, group: &str, topic: &str, partition: i32, offset: i64) {
+        self.shared.state().committed.insert(
+            (group.to_owned(), topic.to_owned(), partition),
+            CommittedOffset {
+                offset,
+                leader_epoch: -1,
+                metadata: None,
+            },
+        );
     }
 
     /// Turns Metadata-driven topic auto-creation on (with this many

@@ -21,10 +21,19 @@
 //!     └─ max_block passed / too large / bad partition ──► Failed (not persisted)
 //! ```
 //!
-//! Ordering without idempotence: a partition has at most one batch in
+//! Ordering: without idempotence a partition has at most one batch in
 //! flight (the Java client's `guaranteeMessageOrder` muting), while a
 //! connection carries up to `max_in_flight` requests for other partitions.
-//! A retried batch goes back to the head of its partition's queue.
+//! With idempotence (the default, see `idempotence`) a partition has up to
+//! `max_in_flight` (at most 5) batches in flight, each stamped at drain with
+//! the producer id, epoch and its sequences; the broker refuses anything out
+//! of sequence, and the network layer writes one broker's requests in drain
+//! order. Either way a retried batch goes back to its place in its
+//! partition's queue (by creation order), and a retry at the head goes out
+//! alone until it is resolved.
+//!
+//! Inputs also include `handle_init_producer_id_response`; outputs include
+//! `Transmit::InitProducerId` and the `Initialised` / `Fatal` events.
 //!
 //! The engine takes decoded responses: the connection layer already
 //! decodes them through the bounded-decoding guard, so the engine does not

@@ -10,6 +10,7 @@ use crate::compression::Compression;
 use crate::config::ClientConfig;
 use crate::engine::{Acks, EngineConfig};
 use crate::error::Error;
+use crate::health::SmartConfig;
 use crate::partitioner::PartitionStrategy;
 
 /// Producer settings. Build one with [`ProducerConfig::new`] and the
@@ -69,6 +70,10 @@ pub struct ProducerConfig {
     /// insists on it (a conflicting setting is then a configuration error);
     /// `Some(false)` turns it off.
     pub enable_idempotence: Option<bool>,
+    /// Lag-aware partitioning: when set, the producer runs a health manager
+    /// and places records with a [`SmartPartitioner`](crate::health::SmartPartitioner)
+    /// (the `partitioner` setting is then not used).
+    pub smart: Option<SmartConfig>,
 }
 
 impl ProducerConfig {
@@ -98,6 +103,7 @@ impl ProducerConfig {
             partitioner: PartitionStrategy::Default,
             seed: 0x5eed_cafe,
             enable_idempotence: None,
+            smart: None,
         }
     }
 
@@ -232,6 +238,15 @@ impl ProducerConfig {
         self
     }
 
+    /// Lag-aware partitioning (default off): the producer watches the lag of
+    /// `smart.group` on `smart.topics` in the background and sends keyless
+    /// records to the partitions whose consumers keep up. See
+    /// [`crate::health`].
+    pub fn smart_partitioner(mut self, smart: SmartConfig) -> Self {
+        self.smart = Some(smart);
+        self
+    }
+
     /// Whether the producer will be idempotent with these settings.
     ///
     /// ```
@@ -247,6 +262,9 @@ impl ProducerConfig {
     /// Checks every field; the error names the first field at fault.
     pub fn validate(&self) -> Result<(), Error> {
         self.client.validate()?;
+        if let Some(smart) = &self.smart {
+            smart.validate()?;
+        }
         if self.batch_size == 0 {
             return Err(Error::config("batch_size", "must be greater than zero"));
         }

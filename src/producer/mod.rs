@@ -31,6 +31,10 @@ pub use self::config::ProducerConfig;
 use crate::compression::Compression;
 use crate::engine::{Acks, ProducerStats};
 use crate::error::{Error, ErrorKind};
+use crate::health::{
+    HealthManager, HealthStream, HealthSummary, HealthTable, RoutingCounters, RoutingStats,
+    SmartConfig,
+};
 use crate::net::clock;
 use crate::net::driver::{self, Command, DriverHandle};
 use crate::partitioner::PartitionStrategy;
@@ -63,6 +67,9 @@ pub struct Producer {
 struct Shared {
     driver: DriverHandle,
     config: ProducerConfig,
+    /// The health manager of lag-aware partitioning, when configured; it
+    /// stops when the producer closes or the last handle is dropped.
+    health: Option<HealthManager>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -115,9 +122,29 @@ impl Producer {
     /// Connections are opened on first use.
     pub async fn new(config: ProducerConfig) -> Result<Producer, Error> {
         config.validate()?;
-        let driver = driver::spawn(config.client.clone(), config.engine_config());
+        let mut engine = config.engine_config();
+        let health = match &config.smart {
+            Some(smart) => {
+                let table = HealthTable::new();
+                let counters = RoutingCounters::new();
+                engine.partitioner = smart.strategy(table.clone(), counters.clone());
+                let collector = crate::health::default_collector(smart, config.client.clone());
+                Some(HealthManager::start_with(
+                    smart.clone(),
+                    collector,
+                    table,
+                    counters,
+                )?)
+            }
+            None => None,
+        };
+        let driver = driver::spawn(config.client.clone(), engine);
         let producer = Producer {
-            shared: Arc::new(Shared { driver, config }),
+            shared: Arc::new(Shared {
+                driver,
+                config,
+                health,
+            }),
         };
         if producer.shared.config.is_idempotent() {
             producer.wait_ready().await?;
@@ -261,6 +288,9 @@ impl Producer {
     /// records as possibly persisted) and this returns an
     /// [`ErrorKind::Timeout`] error counting them. Every handle is closed.
     pub async fn close(&self, timeout: Duration) -> Result<(), Error> {
+        if let Some(health) = &self.shared.health {
+            health.stop();
+        }
         let (done, rx) = oneshot::channel();
         if self
             .shared
@@ -288,6 +318,39 @@ impl Producer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+}
+
+/// Lag-aware partitioning, when configured with
+/// [`ProducerBuilder::smart_partitioner`].
+impl Producer {
+    /// The health manager of lag-aware partitioning; `None` when it is off.
+    pub fn health_manager(&self) -> Option<&HealthManager> {
+        self.shared.health.as_ref()
+    }
+
+    /// The healthy partitions of `topic` by the latest health data; `None`
+    /// when lag-aware partitioning is off or the topic has no data yet.
+    pub fn healthy_partitions(&self, topic: &str) -> Option<Vec<i32>> {
+        self.shared.health.as_ref()?.healthy_partitions(topic)
+    }
+
+    /// Health of every watched topic and routing counts; `None` when
+    /// lag-aware partitioning is off.
+    pub fn health_summary(&self) -> Option<HealthSummary> {
+        self.shared.health.as_ref().map(HealthManager::summary)
+    }
+
+    /// Health updates as they are collected; `None` when lag-aware
+    /// partitioning is off.
+    pub fn health_stream(&self) -> Option<HealthStream> {
+        self.shared.health.as_ref().map(HealthManager::health_stream)
+    }
+
+    /// How many records were routed by health and how many by the fallback
+    /// partitioner; `None` when lag-aware partitioning is off.
+    pub fn routing_stats(&self) -> Option<RoutingStats> {
+        self.shared.health.as_ref().map(|h| h.counters().stats())
     }
 }
 
@@ -391,6 +454,13 @@ impl ProducerBuilder {
         /// Idempotence (default on unless `acks` or `max_in_flight` rule it
         /// out; turned on explicitly, a conflict is a configuration error).
         idempotence: bool;
+    }
+
+    /// Lag-aware partitioning for the topics and consumer group in `smart`
+    /// (default off). See [`crate::health`].
+    pub fn smart_partitioner(mut self, smart: SmartConfig) -> Self {
+        self.config = self.config.smart_partitioner(smart);
+        self
     }
 
     /// Replaces the whole configuration.

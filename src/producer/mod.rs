@@ -119,7 +119,12 @@ impl Producer {
 
     /// Starts a producer with `config` (validated first). Must be called
     /// inside a tokio runtime; the producer's driver task runs on it.
-    /// Connections are opened on first use.
+    ///
+    /// An idempotent producer (the default) connects at once and returns
+    /// when it has its producer id: a broker that cannot do idempotence
+    /// fails here with a configuration error naming `idempotence`, and an
+    /// unreachable cluster with a timeout after `max_block`. Without
+    /// idempotence, connections are opened on first use.
     pub async fn new(config: ProducerConfig) -> Result<Producer, Error> {
         config.validate()?;
         let mut engine = config.engine_config();
@@ -474,7 +479,8 @@ impl ProducerBuilder {
         &self.config
     }
 
-    /// Validates the configuration and starts the producer.
+    /// Validates the configuration and starts the producer; see
+    /// [`Producer::new`] for what it waits for.
     pub async fn build(self) -> Result<Producer, Error> {
         Producer::new(self.config).await
     }

@@ -281,3 +281,31 @@ async fn librdkafka_mock_idempotent_produce_survives_a_broker_restart() {
     }
     producer.close(Duration::from_secs(5)).await.unwrap();
 }
+
+/// An unreachable cluster: building an idempotent producer gives up after
+/// `max_block` with a retriable timeout rather than hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_cluster_fails_the_build_after_max_block() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = tokio::time::Instant::now();
+    let built = Producer::builder()
+        .bootstrap_servers(&format!("127.0.0.1:{port}"))
+        .max_block(Duration::from_millis(500))
+        .build()
+        .await;
+    let Err(err) = built else {
+        panic!("no producer without a cluster");
+    };
+    assert_eq!(err.kind(), &ErrorKind::Timeout, "{err}");
+    assert!(err.is_retriable());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+}

@@ -372,7 +372,12 @@ impl AdminClient {
                     format!("FindCoordinator for group `{group}` answered no coordinator"),
                 )
             })?;
-            (entry.error_code, entry.node_id.0, entry.host.to_string(), entry.port)
+            (
+                entry.error_code,
+                entry.node_id.0,
+                entry.host.to_string(),
+                entry.port,
+            )
         } else {
             (
                 response.error_code,
@@ -395,7 +400,9 @@ impl AdminClient {
             if self.cluster.lock().await.broker(node).is_none() {
                 return Err(Error::new(
                     ErrorKind::NoBrokerAvailable,
-                    format!("coordinator {node} ({host}:{port}) of group `{group}` is not in the cluster metadata"),
+                    format!(
+                        "coordinator {node} ({host}:{port}) of group `{group}` is not in the cluster metadata"
+                    ),
                 ));
             }
         }
@@ -466,7 +473,11 @@ impl AdminClient {
             if let Some(code) = KafkaCode::from_i16(response.error_code) {
                 return Err(Error::broker(code, context(None)));
             }
-            for t in response.topics.iter().filter(|t| t.name.0.as_str() == topic) {
+            for t in response
+                .topics
+                .iter()
+                .filter(|t| t.name.0.as_str() == topic)
+            {
                 for p in &t.partitions {
                     record(p.partition_index, p.error_code, p.committed_offset)?;
                 }

@@ -349,7 +349,10 @@ impl Producer {
     /// Health updates as they are collected; `None` when lag-aware
     /// partitioning is off.
     pub fn health_stream(&self) -> Option<HealthStream> {
-        self.shared.health.as_ref().map(HealthManager::health_stream)
+        self.shared
+            .health
+            .as_ref()
+            .map(HealthManager::health_stream)
     }
 
     /// How many records were routed by health and how many by the fallback

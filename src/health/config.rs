@@ -1,0 +1,324 @@
+//! [`SmartConfig`]: the settings of lag-aware partitioning, with defaults
+//! that need nothing beyond a consumer group and the topics to watch.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{
+    HealthScorer, HealthTable, LagCollector, LinearScorer, MissingCommit, RoutingCounters,
+    SmartPartitioner,
+};
+use crate::error::Error;
+use crate::partitioner::PartitionStrategy;
+
+/// Settings of the smart (lag-aware) partitioner and its health manager.
+///
+/// Only the consumer group and the topics are needed; everything else has a
+/// default:
+///
+/// | setting | default | meaning |
+/// |---|---|---|
+/// | `health_threshold` | 0.5 | a partition is healthy at or above this score |
+/// | `max_lag_for_health` | 1000 | lag (records) at which the linear score reaches 0.0 |
+/// | `refresh_interval` | 5 s | how often lag is collected |
+/// | `collection_timeout` | 10 s | how long one collection may take |
+/// | `max_age` | 15 s | older health data is stale: the fallback places records |
+/// | `missing_commit` | [`MissingCommit::FullyLagging`] | how partitions without a commit count |
+/// | `key_stickiness` | off | keyed records keep their hash partition |
+/// | `key_capacity` | 10 000 | keys remembered per topic with key stickiness |
+/// | `fallback` | [`PartitionStrategy::Default`] | used without usable health data |
+///
+/// ```
+/// use std::time::Duration;
+/// use smartkafka::health::SmartConfig;
+///
+/// let config = SmartConfig::new("order-processors")
+///     .topics(["orders", "payments"])
+///     .health_threshold(0.3)
+///     .max_lag_for_health(500)
+///     .refresh_interval(Duration::from_secs(3));
+/// config.validate()?;
+/// assert!(SmartConfig::new("g").validate().is_err()); // no topics
+/// # Ok::<(), smartkafka::Error>(())
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SmartConfig {
+    /// The consumer group whose lag is watched.
+    pub group: String,
+    /// The topics to watch and route by health; other topics use the
+    /// fallback partitioner.
+    pub topics: Vec<String>,
+    /// A partition is healthy at or above this score (`0.0..=1.0`).
+    pub health_threshold: f64,
+    /// Lag at which the default linear score reaches 0.0.
+    pub max_lag_for_health: u64,
+    /// How often the health manager collects lag.
+    pub refresh_interval: Duration,
+    /// How long one collection (one topic) may take before it is abandoned.
+    pub collection_timeout: Duration,
+    /// Health data older than this is stale and not used for routing.
+    pub max_age: Duration,
+    /// How partitions without a committed offset count (built-in collector).
+    pub missing_commit: MissingCommit,
+    /// Whether keyed records are mapped to healthy partitions.
+    pub key_stickiness: bool,
+    /// Keys remembered per topic with key stickiness on.
+    pub key_capacity: usize,
+    /// The partitioner used without usable health data.
+    pub fallback: PartitionStrategy,
+    /// The scorer; `None` for the linear scorer with `max_lag_for_health`.
+    pub scorer: Option<Arc<dyn HealthScorer>>,
+    /// The lag source; `None` for the built-in Kafka collector.
+    pub collector: Option<Arc<dyn LagCollector>>,
+}
+
+impl fmt::Debug for SmartConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmartConfig")
+            .field("group", &self.group)
+            .field("topics", &self.topics)
+            .field("health_threshold", &self.health_threshold)
+            .field("max_lag_for_health", &self.max_lag_for_health)
+            .field("refresh_interval", &self.refresh_interval)
+            .field("collection_timeout", &self.collection_timeout)
+            .field("max_age", &self.max_age)
+            .field("missing_commit", &self.missing_commit)
+            .field("key_stickiness", &self.key_stickiness)
+            .field("key_capacity", &self.key_capacity)
+            .field("fallback", &self.fallback)
+            .field("scorer", &self.scorer)
+            .field("collector", &self.collector.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+impl SmartConfig {
+    /// Defaults for watching consumer group `group`; add topics with
+    /// [`topics`](Self::topics).
+    pub fn new(group: impl Into<String>) -> Self {
+        SmartConfig {
+            group: group.into(),
+            topics: Vec::new(),
+            health_threshold: 0.5,
+            max_lag_for_health: 1000,
+            refresh_interval: Duration::from_secs(5),
+            collection_timeout: Duration::from_secs(10),
+            max_age: Duration::from_secs(15),
+            missing_commit: MissingCommit::FullyLagging,
+            key_stickiness: false,
+            key_capacity: 10_000,
+            fallback: PartitionStrategy::Default,
+            scorer: None,
+            collector: None,
+        }
+    }
+
+    /// Adds topics to watch.
+    #[must_use]
+    pub fn topics<I, S>(mut self, topics: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.topics.extend(topics.into_iter().map(Into::into));
+        self
+    }
+
+    /// The health threshold (default 0.5).
+    #[must_use]
+    pub fn health_threshold(mut self, threshold: f64) -> Self {
+        self.health_threshold = threshold;
+        self
+    }
+
+    /// The lag at which the linear score reaches 0.0 (default 1000).
+    #[must_use]
+    pub fn max_lag_for_health(mut self, records: u64) -> Self {
+        self.max_lag_for_health = records;
+        self
+    }
+
+    /// The refresh interval (default 5 s).
+    #[must_use]
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = interval;
+        self
+    }
+
+    /// The timeout of one collection (default 10 s).
+    #[must_use]
+    pub fn collection_timeout(mut self, timeout: Duration) -> Self {
+        self.collection_timeout = timeout;
+        self
+    }
+
+    /// The age beyond which health data is stale (default 15 s).
+    #[must_use]
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = age;
+        self
+    }
+
+    /// How partitions without a committed offset count (default: fully
+    /// lagging).
+    #[must_use]
+    pub fn missing_commit(mut self, rule: MissingCommit) -> Self {
+        self.missing_commit = rule;
+        self
+    }
+
+    /// Key stickiness (default off).
+    #[must_use]
+    pub fn key_stickiness(mut self, enabled: bool) -> Self {
+        self.key_stickiness = enabled;
+        self
+    }
+
+    /// Keys remembered per topic with key stickiness (default 10 000).
+    #[must_use]
+    pub fn key_capacity(mut self, keys: usize) -> Self {
+        self.key_capacity = keys;
+        self
+    }
+
+    /// The fallback partitioner (default [`PartitionStrategy::Default`]).
+    #[must_use]
+    pub fn fallback(mut self, strategy: PartitionStrategy) -> Self {
+        self.fallback = strategy;
+        self
+    }
+
+    /// A scorer of your own instead of the linear one.
+    #[must_use]
+    pub fn scorer(mut self, scorer: Arc<dyn HealthScorer>) -> Self {
+        self.scorer = Some(scorer);
+        self
+    }
+
+    /// A lag source of your own instead of the built-in Kafka collector.
+    #[must_use]
+    pub fn collector(mut self, collector: Arc<dyn LagCollector>) -> Self {
+        self.collector = Some(collector);
+        self
+    }
+
+    /// The scorer in use.
+    pub fn effective_scorer(&self) -> Arc<dyn HealthScorer> {
+        self.scorer
+            .clone()
+            .unwrap_or_else(|| Arc::new(LinearScorer::new(self.max_lag_for_health)))
+    }
+
+    /// Checks every field; the error names the first field at fault.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.group.is_empty() {
+            return Err(Error::config("smart.group", "must not be empty"));
+        }
+        if self.topics.is_empty() || self.topics.iter().any(String::is_empty) {
+            return Err(Error::config(
+                "smart.topics",
+                "name at least one topic, none of them empty",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.health_threshold) {
+            return Err(Error::config(
+                "smart.health_threshold",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        if self.refresh_interval.is_zero() {
+            return Err(Error::config(
+                "smart.refresh_interval",
+                "must be greater than zero",
+            ));
+        }
+        if self.collection_timeout.is_zero() {
+            return Err(Error::config(
+                "smart.collection_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.max_age.is_zero() {
+            return Err(Error::config("smart.max_age", "must be greater than zero"));
+        }
+        if self.key_capacity == 0 {
+            return Err(Error::config("smart.key_capacity", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The partitioning strategy that routes by `table` and counts into
+    /// `counters`: a [`SmartPartitioner`] per producer, seeded by the
+    /// producer's seed, with this configuration's fallback.
+    pub fn strategy(&self, table: HealthTable, counters: RoutingCounters) -> PartitionStrategy {
+        let fallback = self.fallback.clone();
+        let max_age = self.max_age;
+        let key_stickiness = self.key_stickiness;
+        let key_capacity = self.key_capacity;
+        PartitionStrategy::custom(move |seed| {
+            Box::new(
+                SmartPartitioner::new(table.clone(), seed)
+                    .fallback(fallback.build(seed ^ 0xfa11_bac4))
+                    .max_age(max_age)
+                    .key_stickiness(key_stickiness)
+                    .key_capacity(key_capacity)
+                    .counters_from(counters.clone()),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn health_config_names_each_bad_field() {
+        let base = || SmartConfig::new("g").topics(["t"]);
+        base().validate().unwrap();
+        let cases = [
+            (SmartConfig::new("").topics(["t"]), "smart.group"),
+            (SmartConfig::new("g"), "smart.topics"),
+            (base().topics([""]), "smart.topics"),
+            (base().health_threshold(-0.1), "smart.health_threshold"),
+            (base().health_threshold(f64::NAN), "smart.health_threshold"),
+            (
+                base().refresh_interval(Duration::ZERO),
+                "smart.refresh_interval",
+            ),
+            (
+                base().collection_timeout(Duration::ZERO),
+                "smart.collection_timeout",
+            ),
+            (base().max_age(Duration::ZERO), "smart.max_age"),
+            (base().key_capacity(0), "smart.key_capacity"),
+        ];
+        for (config, field) in cases {
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.kind(), &ErrorKind::Config { field }, "{err}");
+        }
+        let defaults = base();
+        assert_eq!(defaults.health_threshold, 0.5);
+        assert_eq!(defaults.max_lag_for_health, 1000);
+        assert_eq!(defaults.refresh_interval, Duration::from_secs(5));
+        assert_eq!(defaults.missing_commit, MissingCommit::FullyLagging);
+        assert!(!defaults.key_stickiness);
+    }
+
+    #[cfg(feature = "tokio-runtime")]
+    #[test]
+    fn health_config_is_checked_with_the_producer_config() {
+        let config = crate::ProducerConfig::new("a:1")
+            .smart_partitioner(SmartConfig::new("g").topics(["t"]).health_threshold(2.0));
+        let err = config.validate().unwrap_err();
+        assert_eq!(
+            err.kind(),
+            &ErrorKind::Config {
+                field: "smart.health_threshold"
+            }
+        );
+    }
+}

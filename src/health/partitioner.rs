@@ -1,0 +1,643 @@
+//! [`SmartPartitioner`]: routes keyless records to healthy partitions, in
+//! sticky batches weighted by health and by this producer's queue per
+//! partition, and falls back to another partitioner when health is unknown.
+//!
+//! Per record and topic:
+//!
+//! 1. Read the topic's health from the [`HealthTable`] (one atomic load
+//!    unless the table changed). No snapshot → fallback ("no data"); a
+//!    snapshot older than `max_age` at the time the manager last recorded →
+//!    fallback ("stale"); no healthy partition that currently has a leader →
+//!    fallback ("no healthy partition").
+//! 2. Keyed records keep their hash partition (through the fallback
+//!    partitioner, murmur2 by default) unless key stickiness is on: then a
+//!    key is mapped once to a healthy partition (its hash partition when that
+//!    is healthy, otherwise one chosen from the healthy ones by the key's
+//!    hash) and stays there while that partition stays healthy. The map is
+//!    bounded per topic; the oldest key is forgotten first.
+//! 3. Keyless records stick to one healthy partition until the engine says
+//!    its batch is complete ([`Partitioner::on_new_batch`]); then the next
+//!    record draws a healthy partition with weight
+//!    `score × 1 / (1 + queued_bytes / 16 KiB)`, so a partition scoring 1.0
+//!    with nothing queued is twice as likely as one scoring 0.5 or one with a
+//!    full default batch waiting.
+//!
+//! The partitioner never reads a clock and draws from a seeded generator:
+//! the same seed, table contents and calls give the same partitions.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::table::Fallback;
+use super::{HealthSnapshot, HealthTable, RoutingCounters};
+use crate::partitioner::{
+    DefaultPartitioner, PartitionError, PartitionView, Partitioner, murmur2, murmur2_partition,
+    to_positive,
+};
+
+/// Queue depth, in bytes, that halves a partition's weight (the default
+/// batch size).
+const QUEUE_UNIT: f64 = 16_384.0;
+
+/// SplitMix64, as the built-in partitioners use: small, fast, seeded.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `[0, 1)`.
+    #[allow(clippy::cast_precision_loss)]
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[derive(Debug, Default)]
+struct TopicState {
+    /// Table version the cached health was read at; `None` before the first read.
+    version: Option<u64>,
+    snapshot: Option<Arc<HealthSnapshot>>,
+    now: Option<Instant>,
+    /// The sticky partition for keyless records.
+    sticky: Option<i32>,
+    /// How the last record was placed, to log changes only.
+    last: Option<Option<Fallback>>,
+    keys: HashMap<Vec<u8>, i32>,
+    key_order: VecDeque<Vec<u8>>,
+}
+
+/// A lag-aware partitioner reading health from a [`HealthTable`].
+///
+/// Usually built for you by
+/// [`ProducerBuilder::smart_partitioner`](crate::ProducerBuilder::smart_partitioner);
+/// build one yourself to drive it with your own table:
+///
+/// ```
+/// use std::time::Instant;
+/// use smartkafka::health::{HealthSnapshot, HealthTable, LinearScorer, PartitionLag, SmartPartitioner};
+/// use smartkafka::partitioner::{PartitionView, Partitioner};
+///
+/// let table = HealthTable::new();
+/// let mut partitioner = SmartPartitioner::new(table.clone(), 7);
+/// let all = [0, 1, 2, 3];
+/// let view = PartitionView::new("orders", 4, &all);
+///
+/// // No health yet: the fallback (the default partitioner) places the record.
+/// partitioner.partition(None, None, &view).unwrap();
+/// assert_eq!(partitioner.counters().stats().fallback_no_data, 1);
+///
+/// // Partition 2 is far behind: keyless records avoid it.
+/// let now = Instant::now();
+/// let lags = (0..4).map(|p| PartitionLag::from_lag(p, if p == 2 { 90_000 } else { 0 }));
+/// table.publish(HealthSnapshot::new("orders", lags, &LinearScorer::default(), 0.5, now), now);
+/// for _ in 0..100 {
+///     let p = partitioner.partition(None, None, &view).unwrap();
+///     assert_ne!(p, 2);
+///     partitioner.on_new_batch(p, &view);
+/// }
+/// assert_eq!(partitioner.counters().stats().routed_by_health, 100);
+/// ```
+pub struct SmartPartitioner {
+    table: HealthTable,
+    counters: RoutingCounters,
+    fallback: Box<dyn Partitioner>,
+    rng: Rng,
+    max_age: Duration,
+    key_stickiness: bool,
+    key_capacity: usize,
+    topics: HashMap<String, TopicState>,
+    /// Reused candidate buffers, so routing does not allocate once warm.
+    candidates: Vec<(i32, f64)>,
+}
+
+impl std::fmt::Debug for SmartPartitioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmartPartitioner")
+            .field("max_age", &self.max_age)
+            .field("key_stickiness", &self.key_stickiness)
+            .field("key_capacity", &self.key_capacity)
+            .field("routing", &self.counters.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmartPartitioner {
+    /// A partitioner reading `table`, seeded with `seed`, falling back to
+    /// [`DefaultPartitioner`] (seeded from `seed` too), with data older than
+    /// 15 s counted as stale and key stickiness off.
+    pub fn new(table: HealthTable, seed: u64) -> Self {
+        SmartPartitioner {
+            table,
+            counters: RoutingCounters::new(),
+            fallback: Box::new(DefaultPartitioner::new(seed ^ 0xfa11_bac4)),
+            rng: Rng(seed),
+            max_age: Duration::from_secs(15),
+            key_stickiness: false,
+            key_capacity: 10_000,
+            topics: HashMap::new(),
+            candidates: Vec::new(),
+        }
+    }
+
+    /// The partitioner used when health cannot decide (and for keyed records
+    /// without key stickiness).
+    #[must_use]
+    pub fn fallback(mut self, fallback: Box<dyn Partitioner>) -> Self {
+        self.fallback = fallback;
+        self
+    }
+
+    /// Snapshots older than this, at the time the manager last recorded,
+    /// are stale and not used (default 15 s).
+    #[must_use]
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Key stickiness: map each key once to a healthy partition and keep it
+    /// there while the partition stays healthy (default off: keys keep their
+    /// hash partition, which keeps per-key order across producers).
+    #[must_use]
+    pub fn key_stickiness(mut self, enabled: bool) -> Self {
+        self.key_stickiness = enabled;
+        self
+    }
+
+    /// How many keys per topic key stickiness remembers (default 10 000; at
+    /// least 1); the oldest is forgotten first.
+    #[must_use]
+    pub fn key_capacity(mut self, keys: usize) -> Self {
+        self.key_capacity = keys.max(1);
+        self
+    }
+
+    /// Counts into `counters` (shared with whoever reads them) instead of
+    /// counters of its own.
+    #[must_use]
+    pub fn counters_from(mut self, counters: RoutingCounters) -> Self {
+        self.counters = counters;
+        self
+    }
+
+    /// The routing counters (a shared handle).
+    pub fn counters(&self) -> RoutingCounters {
+        self.counters.clone()
+    }
+
+    /// The current health of `view.topic`, or why it cannot be used.
+    fn health(&mut self, topic: &str) -> Result<Arc<HealthSnapshot>, Fallback> {
+        let version = self.table.version();
+        if !self.topics.contains_key(topic) {
+            self.topics.insert(topic.to_owned(), TopicState::default());
+        }
+        let state = self.topics.get_mut(topic).ok_or(Fallback::NoData)?;
+        if state.version != Some(version) {
+            let (snapshot, now) = self.table.read_topic(topic);
+            state.snapshot = snapshot;
+            state.now = now;
+            state.version = Some(version);
+        }
+        let snapshot = state.snapshot.clone().ok_or(Fallback::NoData)?;
+        match state.now {
+            Some(now) if !snapshot.is_stale(now, self.max_age) => Ok(snapshot),
+            _ => Err(Fallback::Stale),
+        }
+    }
+
+    /// Fills `self.candidates` with the healthy partitions a record may go
+    /// to now, with their weights.
+    fn fill_candidates(&mut self, snapshot: &HealthSnapshot, view: &PartitionView<'_>) {
+        self.candidates.clear();
+        for p in snapshot.partitions() {
+            let id = p.partition();
+            let in_topic = u32::try_from(id).is_ok_and(|i| i < view.partition_count);
+            let led = view.available.is_empty() || view.is_available(id);
+            if p.healthy && in_topic && led {
+                #[allow(clippy::cast_precision_loss)]
+                let queue = 1.0 / (1.0 + view.queued(id) as f64 / QUEUE_UNIT);
+                self.candidates
+                    .push((id, (p.score * queue).max(f64::MIN_POSITIVE)));
+            }
+        }
+    }
+
+    fn is_candidate(&self, partition: i32) -> bool {
+        self.candidates.iter().any(|(p, _)| *p == partition)
+    }
+
+    fn draw(&mut self) -> i32 {
+        let total: f64 = self.candidates.iter().map(|(_, w)| w).sum();
+        let mut point = self.rng.unit() * total;
+        for (p, w) in &self.candidates {
+            if point < *w {
+                return *p;
+            }
+            point -= w;
+        }
+        self.candidates.last().map_or(0, |(p, _)| *p)
+    }
+
+    fn note(&mut self, topic: &str, how: Option<Fallback>) {
+        match how {
+            None => self.counters.by_health(),
+            Some(why) => self.counters.fallback(why),
+        }
+        if let Some(state) = self.topics.get_mut(topic)
+            && state.last != Some(how)
+        {
+            state.last = Some(how);
+            match how {
+                None => tracing::info!(topic, "smart partitioner: routing by health"),
+                Some(why) => tracing::warn!(
+                    topic,
+                    reason = why.describe(),
+                    "smart partitioner: using the fallback partitioner"
+                ),
+            }
+        }
+    }
+
+    fn use_fallback(
+        &mut self,
+        why: Fallback,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        view: &PartitionView<'_>,
+    ) -> Result<i32, PartitionError> {
+        let chosen = self.fallback.partition(key, value, view)?;
+        self.note(view.topic, Some(why));
+        Ok(chosen)
+    }
+
+    fn keyed(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        view: &PartitionView<'_>,
+        count: u32,
+    ) -> Result<i32, PartitionError> {
+        let snapshot = match self.health(view.topic) {
+            Ok(s) => s,
+            Err(why) => return self.use_fallback(why, Some(key), value, view),
+        };
+        self.fill_candidates(&snapshot, view);
+        if self.candidates.is_empty() {
+            return self.use_fallback(Fallback::NoHealthy, Some(key), value, view);
+        }
+        let known = self
+            .topics
+            .get(view.topic)
+            .and_then(|s| s.keys.get(key).copied());
+        if let Some(p) = known.filter(|p| self.is_candidate(*p)) {
+            self.note(view.topic, None);
+            return Ok(p);
+        }
+        let hashed = murmur2_partition(key, count)?;
+        let chosen = if self.is_candidate(hashed) {
+            hashed
+        } else {
+            let n = self.candidates.len();
+            let i = usize::try_from(to_positive(murmur2(key))).unwrap_or(0) % n;
+            self.candidates[i].0
+        };
+        let capacity = self.key_capacity;
+        if let Some(state) = self.topics.get_mut(view.topic) {
+            if let Some(slot) = state.keys.get_mut(key) {
+                *slot = chosen;
+            } else {
+                if state.keys.len() >= capacity
+                    && let Some(oldest) = state.key_order.pop_front()
+                {
+                    state.keys.remove(&oldest);
+                }
+                state.keys.insert(key.to_vec(), chosen);
+                state.key_order.push_back(key.to_vec());
+            }
+        }
+        self.note(view.topic, None);
+        Ok(chosen)
+    }
+
+    fn keyless(
+        &mut self,
+        value: Option<&[u8]>,
+        view: &PartitionView<'_>,
+    ) -> Result<i32, PartitionError> {
+        let snapshot = match self.health(view.topic) {
+            Ok(s) => s,
+            Err(why) => return self.use_fallback(why, None, value, view),
+        };
+        self.fill_candidates(&snapshot, view);
+        if self.candidates.is_empty() {
+            return self.use_fallback(Fallback::NoHealthy, None, value, view);
+        }
+        let sticky = self.topics.get(view.topic).and_then(|s| s.sticky);
+        let chosen = match sticky.filter(|p| self.is_candidate(*p)) {
+            Some(p) => p,
+            None => self.draw(),
+        };
+        if let Some(state) = self.topics.get_mut(view.topic) {
+            state.sticky = Some(chosen);
+        }
+        self.note(view.topic, None);
+        Ok(chosen)
+    }
+}
+
+impl Partitioner for SmartPartitioner {
+    fn partition(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        view: &PartitionView<'_>,
+    ) -> Result<i32, PartitionError> {
+        let count = view.checked_count()?;
+        match key {
+            Some(key) if self.key_stickiness => self.keyed(key, value, view, count),
+            Some(key) => {
+                let chosen = self.fallback.partition(Some(key), value, view)?;
+                self.counters.by_key_hash();
+                Ok(chosen)
+            }
+            None => self.keyless(value, view),
+        }
+    }
+
+    fn on_new_batch(&mut self, previous: i32, view: &PartitionView<'_>) {
+        if let Some(state) = self.topics.get_mut(view.topic)
+            && state.sticky == Some(previous)
+        {
+            state.sticky = None;
+        }
+        self.fallback.on_new_batch(previous, view);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::score::tests::t0;
+    use crate::health::{HealthSnapshot, LinearScorer, PartitionLag};
+
+    const ALL: [i32; 6] = [0, 1, 2, 3, 4, 5];
+
+    /// Publishes lags (index = partition) for topic `t` at `at`.
+    fn publish(table: &HealthTable, lags: &[i64], at: Instant) {
+        let lags = lags
+            .iter()
+            .enumerate()
+            .map(|(p, l)| PartitionLag::from_lag(i32::try_from(p).unwrap(), *l));
+        table.publish(
+            HealthSnapshot::new("t", lags, &LinearScorer::new(1000), 0.5, at),
+            at,
+        );
+    }
+
+    /// Keyless placements of `batches` batches of `per_batch` records each.
+    fn batches(
+        p: &mut SmartPartitioner,
+        view: &PartitionView<'_>,
+        batches: usize,
+        per_batch: usize,
+    ) -> Vec<i32> {
+        let mut out = Vec::new();
+        for _ in 0..batches {
+            let first = p.partition(None, None, view).unwrap();
+            for _ in 1..per_batch {
+                assert_eq!(
+                    p.partition(None, None, view).unwrap(),
+                    first,
+                    "sticky within a batch"
+                );
+            }
+            p.on_new_batch(first, view);
+            out.push(first);
+        }
+        out
+    }
+
+    #[test]
+    fn health_weights_follow_score_and_queue_with_a_fixed_seed() {
+        let table = HealthTable::new();
+        // Scores 1.0, 0.5, 0.0 (unhealthy), 1.0, 0.9 (unavailable), 0.0 (unhealthy).
+        publish(&table, &[0, 500, 1000, 0, 100, 5000], t0());
+        let available = [0, 1, 2, 3, 5];
+        // A default batch queued on partition 3 halves its weight.
+        let queued = [0, 0, 0, 16_384, 0, 0];
+        let view = PartitionView::new("t", 6, &available).with_queued_bytes(&queued);
+        let mut p = SmartPartitioner::new(table.clone(), 42);
+        let picks = batches(&mut p, &view, 20_000, 3);
+        let mut counts = [0usize; 6];
+        for c in &picks {
+            counts[usize::try_from(*c).unwrap()] += 1;
+        }
+        // Weights 1.0 : 0.5 : 0 : 0.5 : (no leader) : 0 → 50 % / 25 % / 25 %.
+        let share = |i: usize| counts[i] as f64 / picks.len() as f64;
+        assert!((share(0) - 0.50).abs() < 0.02, "{counts:?}");
+        assert!((share(1) - 0.25).abs() < 0.02, "{counts:?}");
+        assert!((share(3) - 0.25).abs() < 0.02, "{counts:?}");
+        assert_eq!(counts[2] + counts[4] + counts[5], 0, "{counts:?}");
+        let stats = p.counters().stats();
+        assert_eq!(stats.routed_by_health, 60_000);
+        assert_eq!(stats.fallback(), 0);
+
+        // Deterministic per seed.
+        let again = batches(&mut SmartPartitioner::new(table.clone(), 42), &view, 200, 1);
+        assert_eq!(again, picks[..200]);
+        let other = batches(&mut SmartPartitioner::new(table, 43), &view, 200, 1);
+        assert_ne!(other, picks[..200]);
+    }
+
+    #[test]
+    fn health_sticky_partition_moves_only_on_its_own_batch_or_when_unhealthy() {
+        let table = HealthTable::new();
+        publish(&table, &[0; 6], t0());
+        let view = PartitionView::new("t", 6, &ALL);
+        let mut p = SmartPartitioner::new(table.clone(), 1);
+        let first = p.partition(None, None, &view).unwrap();
+        p.on_new_batch((first + 1) % 6, &view); // another partition's batch
+        assert_eq!(p.partition(None, None, &view).unwrap(), first);
+        // The sticky partition falls behind: the next record moves at once.
+        let mut lags = [0i64; 6];
+        lags[usize::try_from(first).unwrap()] = 10_000;
+        publish(&table, &lags, t0());
+        let moved = p.partition(None, None, &view).unwrap();
+        assert_ne!(moved, first);
+        for _ in 0..500 {
+            let chosen = p.partition(None, None, &view).unwrap();
+            assert_ne!(chosen, first);
+            p.on_new_batch(chosen, &view);
+        }
+    }
+
+    #[test]
+    fn health_keyed_records_keep_their_hash_partition_without_stickiness() {
+        let table = HealthTable::new();
+        let hashed = murmur2_partition(b"kafka", 6).unwrap();
+        let mut lags = [0i64; 6];
+        lags[usize::try_from(hashed).unwrap()] = 50_000;
+        publish(&table, &lags, t0());
+        let view = PartitionView::new("t", 6, &ALL);
+        let mut p = SmartPartitioner::new(table, 5);
+        for _ in 0..10 {
+            assert_eq!(p.partition(Some(b"kafka"), None, &view).unwrap(), hashed);
+        }
+        let stats = p.counters().stats();
+        assert_eq!(stats.routed_by_key_hash, 10);
+        assert_eq!(stats.routed_by_health, 0);
+    }
+
+    #[test]
+    fn health_key_stickiness_maps_a_key_once_and_keeps_it_while_healthy() {
+        let table = HealthTable::new();
+        let view = PartitionView::new("t", 6, &ALL);
+        let hashed = murmur2_partition(b"kafka", 6).unwrap();
+        let h = usize::try_from(hashed).unwrap();
+        let mut p = SmartPartitioner::new(table.clone(), 5).key_stickiness(true);
+
+        // Healthy hash partition: the key stays where the hash puts it.
+        publish(&table, &[0; 6], t0());
+        assert_eq!(p.partition(Some(b"kafka"), None, &view).unwrap(), hashed);
+
+        // Its partition falls behind: mapped once to a healthy one.
+        let mut lags = [0i64; 6];
+        lags[h] = 50_000;
+        publish(&table, &lags, t0());
+        let mapped = p.partition(Some(b"kafka"), None, &view).unwrap();
+        assert_ne!(mapped, hashed);
+        for _ in 0..20 {
+            assert_eq!(p.partition(Some(b"kafka"), None, &view).unwrap(), mapped);
+        }
+
+        // The hash partition recovers: the key stays on its mapped partition.
+        publish(&table, &[0; 6], t0());
+        assert_eq!(p.partition(Some(b"kafka"), None, &view).unwrap(), mapped);
+
+        // The mapped partition falls behind: remapped to a healthy one.
+        let mut lags = [0i64; 6];
+        lags[usize::try_from(mapped).unwrap()] = 50_000;
+        publish(&table, &lags, t0());
+        let remapped = p.partition(Some(b"kafka"), None, &view).unwrap();
+        assert_ne!(remapped, mapped);
+        assert_eq!(p.counters().stats().routed_by_health, 24);
+    }
+
+    #[test]
+    fn health_key_map_is_bounded() {
+        let table = HealthTable::new();
+        publish(&table, &[0; 6], t0());
+        let view = PartitionView::new("t", 6, &ALL);
+        let mut p = SmartPartitioner::new(table, 5)
+            .key_stickiness(true)
+            .key_capacity(3);
+        for i in 0..100u32 {
+            p.partition(Some(&i.to_be_bytes()), None, &view).unwrap();
+        }
+        let state = &p.topics["t"];
+        assert_eq!(state.keys.len(), 3);
+        assert_eq!(state.key_order.len(), 3);
+        assert!(state.keys.contains_key(&99u32.to_be_bytes()[..]));
+        assert!(!state.keys.contains_key(&0u32.to_be_bytes()[..]));
+    }
+
+    #[test]
+    fn health_missing_data_falls_back_to_the_default_partitioner() {
+        let view = PartitionView::new("t", 6, &ALL);
+        let mut smart = SmartPartitioner::new(HealthTable::new(), 9);
+        let mut plain = DefaultPartitioner::new(9 ^ 0xfa11_bac4);
+        for _ in 0..50 {
+            let a = smart.partition(None, None, &view).unwrap();
+            let b = plain.partition(None, None, &view).unwrap();
+            assert_eq!(a, b);
+            smart.on_new_batch(a, &view);
+            plain.on_new_batch(b, &view);
+        }
+        let stats = smart.counters().stats();
+        assert_eq!(stats.fallback_no_data, 50);
+        assert_eq!(stats.routed_by_health, 0);
+        assert_eq!(stats.fallback(), 50);
+    }
+
+    #[test]
+    fn health_stale_data_falls_back_until_refreshed() {
+        let table = HealthTable::new();
+        let start = t0();
+        // Partition 0 is the only healthy one.
+        publish(&table, &[0, 9000, 9000, 9000, 9000, 9000], start);
+        let view = PartitionView::new("t", 6, &ALL);
+        let mut p = SmartPartitioner::new(table.clone(), 3).max_age(Duration::from_secs(15));
+        assert_eq!(p.partition(None, None, &view).unwrap(), 0);
+
+        // The manager's clock moves on without new data: still fresh at 15 s…
+        table.tick(start + Duration::from_secs(15));
+        assert_eq!(p.partition(None, None, &view).unwrap(), 0);
+        // …stale after.
+        table.tick(start + Duration::from_secs(16));
+        for _ in 0..10 {
+            let chosen = p.partition(None, None, &view).unwrap();
+            p.on_new_batch(chosen, &view);
+        }
+        let stats = p.counters().stats();
+        assert_eq!(stats.fallback_stale, 10);
+        assert_eq!(stats.routed_by_health, 2);
+
+        // Fresh data: routed by health again.
+        publish(
+            &table,
+            &[0, 9000, 9000, 9000, 9000, 9000],
+            start + Duration::from_secs(20),
+        );
+        assert_eq!(p.partition(None, None, &view).unwrap(), 0);
+        assert_eq!(p.counters().stats().routed_by_health, 3);
+    }
+
+    #[test]
+    fn health_all_unhealthy_or_leaderless_falls_back() {
+        let table = HealthTable::new();
+        publish(&table, &[5000; 6], t0());
+        let view = PartitionView::new("t", 6, &ALL);
+        let mut p = SmartPartitioner::new(table.clone(), 3).key_stickiness(true);
+        p.partition(None, None, &view).unwrap();
+        p.partition(Some(b"k"), None, &view).unwrap();
+        assert_eq!(p.counters().stats().fallback_no_healthy, 2);
+
+        // Healthy partitions exist but none has a leader right now.
+        publish(&table, &[0, 0, 5000, 5000, 5000, 5000], t0());
+        let led = [2, 3, 4, 5];
+        let view = PartitionView::new("t", 6, &led);
+        let chosen = p.partition(None, None, &view).unwrap();
+        assert!(led.contains(&chosen));
+        let stats = p.counters().stats();
+        assert_eq!(stats.fallback_no_healthy, 3);
+        assert_eq!(stats.routed_by_health, 0);
+
+        // Partitions the snapshot names beyond the topic are never chosen.
+        publish(&table, &[5000, 5000, 0], t0());
+        let view = PartitionView::new("t", 2, &[0, 1]);
+        p.partition(None, None, &view).unwrap();
+        assert_eq!(p.counters().stats().fallback_no_healthy, 4);
+    }
+
+    #[test]
+    fn health_topics_are_independent() {
+        let table = HealthTable::new();
+        publish(&table, &[0; 6], t0());
+        let view = PartitionView::new("other", 6, &ALL);
+        let mut p = SmartPartitioner::new(table, 3);
+        p.partition(None, None, &view).unwrap();
+        assert_eq!(p.counters().stats().fallback_no_data, 1);
+        assert_eq!(
+            p.partition(None, None, &PartitionView::new("t", 0, &[])),
+            Err(PartitionError::NoPartitions)
+        );
+    }
+}

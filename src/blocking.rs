@@ -131,4 +131,22 @@ impl Producer {
     pub fn stats(&self) -> ProducerStats {
         self.inner.stats()
     }
+
+    /// The healthy partitions of `topic` (lag-aware partitioning); see
+    /// [`crate::Producer::healthy_partitions`].
+    pub fn healthy_partitions(&self, topic: &str) -> Option<Vec<i32>> {
+        self.inner.healthy_partitions(topic)
+    }
+
+    /// Health of every watched topic and routing counts; see
+    /// [`crate::Producer::health_summary`].
+    pub fn health_summary(&self) -> Option<crate::health::HealthSummary> {
+        self.inner.health_summary()
+    }
+
+    /// Records routed by health and by the fallback partitioner; see
+    /// [`crate::Producer::routing_stats`].
+    pub fn routing_stats(&self) -> Option<crate::health::RoutingStats> {
+        self.inner.routing_stats()
+    }
 }

@@ -185,3 +185,50 @@ fn blocking_close_at_its_deadline_fails_what_is_left() {
     let failed = handle.wait().unwrap_err();
     assert!(failed.possibly_persisted(), "{failed}");
 }
+
+/// Lag-aware partitioning from plain threads: a group that never committed
+/// on partition 3 makes it unhealthy, and keyless records avoid it.
+#[test]
+fn blocking_smart_partitioner_avoids_a_stalled_partition() {
+    let (_rt, cluster) = fake();
+    for p in 0..3 {
+        cluster.commit_offset("readers", "t", p, 0);
+    }
+    // Partition 3 has a backlog the group never read.
+    let seed = Producer::new(ProducerConfig::new(&cluster.bootstrap_servers())).unwrap();
+    for i in 0..2_000 {
+        seed.send(Record::new("t").partition(3).value(format!("backlog {i}")))
+            .unwrap();
+    }
+    seed.close(Duration::from_secs(5)).unwrap();
+    let producer = Producer::new(
+        ProducerConfig::new(&cluster.bootstrap_servers())
+            .smart_partitioner(smartkafka::health::SmartConfig::new("readers").topics(["t"])),
+    )
+    .unwrap();
+    let started = Instant::now();
+    while producer.healthy_partitions("t") != Some(vec![0, 1, 2]) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "health never arrived: {:?}",
+            producer.healthy_partitions("t")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = cluster.high_watermark("t", 3);
+    for i in 0..500 {
+        producer
+            .send(Record::new("t").value(format!("keyless {i}")))
+            .unwrap();
+    }
+    producer.flush().unwrap();
+    assert_eq!(
+        cluster.high_watermark("t", 3),
+        before,
+        "nothing for the stalled partition"
+    );
+    let routing = producer.routing_stats().unwrap();
+    assert_eq!(routing.routed_by_health, 500, "{routing:?}");
+    assert!(producer.health_summary().is_some());
+    producer.close(Duration::from_secs(5)).unwrap();
+}

@@ -168,6 +168,9 @@ pub(crate) struct PartitionQueue {
     pub(crate) queue: VecDeque<Batch>,
     /// Batches of this partition in flight.
     pub(crate) in_flight: usize,
+    /// The `order` of each batch in flight (a count per order: the halves
+    /// of a split batch share one).
+    in_flight_orders: std::collections::BTreeMap<u64, u32>,
     /// The `order` of the next batch sealed.
     next_order: u64,
     /// Buffer bytes held by this partition's records (queued or in flight).
@@ -288,12 +291,50 @@ impl PartitionQueue {
         self.queue.insert(at, batch);
     }
 
+    /// A batch of this partition went out.
+    pub(crate) fn sent(&mut self, order: u64) {
+        self.in_flight += 1;
+        *self.in_flight_orders.entry(order).or_insert(0) += 1;
+    }
+
+    /// A batch of this partition is no longer in flight.
+    pub(crate) fn settled(&mut self, order: u64) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(n) = self.in_flight_orders.get_mut(&order) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight_orders.remove(&order);
+            }
+        }
+    }
+
     /// Whether the partition may have another batch in flight: fewer than
-    /// `max_in_flight` are, and a retry at the head goes out alone.
+    /// `max_in_flight` are, a retry at the head goes out alone, and the next
+    /// batch is within `max_in_flight` batches of the oldest one still in
+    /// flight. The last rule keeps that oldest batch inside the broker's
+    /// window of recent batches (five) even when later ones complete first,
+    /// so its retry is recognised as a duplicate if it was written.
+    ///
+    /// Until the broker has acknowledged a first batch of the partition
+    /// under the producer's current identity, one batch goes at a time: a
+    /// broker since Kafka 2.5 accepts any sequence from a producer it holds
+    /// no state for, so a second batch overtaking a failed first one would
+    /// be written, leaving a gap the first can never fill.
     fn may_send(&self, max_in_flight: usize) -> bool {
+        let max_in_flight = if self.sequences.has_acked() {
+            max_in_flight
+        } else {
+            1
+        };
         match self.queue.front() {
             Some(front) if front.attempts > 0 => self.in_flight == 0,
-            _ => self.in_flight < max_in_flight,
+            next => {
+                let next_order = next.map_or(self.next_order, |b| b.order);
+                self.in_flight < max_in_flight
+                    && self.in_flight_orders.keys().next().is_none_or(|oldest| {
+                        next_order.saturating_sub(*oldest) < max_in_flight as u64
+                    })
+            }
         }
     }
 

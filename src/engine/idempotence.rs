@@ -52,6 +52,11 @@
 //! * Epoch exhaustion (scenario 12): a bump from epoch `i16::MAX - 1` or
 //!   above asks for a new producer id instead.
 //! * Sequences wrap from `i32::MAX` to 0 (scenario 13), as on the broker.
+//! * `OUT_OF_ORDER_SEQUENCE_NUMBER` for a batch whose sequences lie before
+//!   ones already acknowledged cannot be resolved: it may be in the log, out
+//!   of the broker's window, or never written (a modern broker accepts any
+//!   sequence from a producer it does not know, so a later batch can land
+//!   first). It fails as possibly persisted, and the epoch moves on.
 
 use std::time::{Duration, Instant};
 
@@ -158,6 +163,12 @@ impl PartitionSequences {
         }
     }
 
+    /// Whether the broker acknowledged anything of this partition under
+    /// the current identity (so it now holds state for us there).
+    pub(crate) fn has_acked(&self) -> bool {
+        self.last_acked.is_some()
+    }
+
     /// The sequence the broker should expect next.
     pub(crate) fn expected(&self) -> i32 {
         self.last_acked.map_or(0, |s| add_sequence(s, 1))
@@ -204,6 +215,9 @@ pub(crate) enum SequenceVerdict {
     RetryAfterBump { not_written: bool },
     /// Fail it (not persisted) and bump the epoch.
     FailAndBump,
+    /// Its outcome cannot be known (see `verdict`): fail it as possibly
+    /// persisted and bump the epoch. Never reported as delivered.
+    Unresolvable,
     /// Not a sequence error: the ordinary retry table decides.
     NotSequenceError,
 }
@@ -415,9 +429,12 @@ impl Idempotence {
         let current = self.ready().or(self.resolving());
         let stale = stamp.is_none_or(|(id, _)| Some(id) != current);
         let bumping = self.resolving().is_some();
-        // Later sequences were acknowledged already: this batch is in the
-        // log (an earlier attempt whose answer was lost), just no longer in
-        // the broker's window of recent batches.
+        // Later sequences were acknowledged already. Either this batch is
+        // in the log (an earlier attempt whose answer was lost, no longer in
+        // the broker's window of recent batches), or it never was: a broker
+        // since Kafka 2.5 accepts any sequence from a producer it has no
+        // state for, so a later batch can land before a first one that
+        // failed. The answer cannot tell which.
         let acked_past = stamp.is_some_and(|(_, base)| {
             seq.last_acked
                 .is_some_and(|acked| !after(add_sequence(base, count.max(1) - 1), acked))
@@ -425,7 +442,7 @@ impl Idempotence {
         match code {
             KafkaCode::DUPLICATE_SEQUENCE_NUMBER => SequenceVerdict::Duplicate,
             KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER if !stale && acked_past => {
-                SequenceVerdict::Duplicate
+                SequenceVerdict::Unresolvable
             }
             // While a bump waits, a batch behind a gap can never be written
             // under the old epoch: it was not written, and goes again after.
@@ -645,8 +662,8 @@ mod tests {
         );
         assert_eq!(
             id.verdict(oos, Some((me, 2)), 5, &seq, 0),
-            SequenceVerdict::Duplicate,
-            "sequences past it were acknowledged"
+            SequenceVerdict::Unresolvable,
+            "sequences past it were acknowledged: written or not, nobody can tell"
         );
         assert_eq!(
             id.verdict(KafkaCode::UNKNOWN_PRODUCER_ID, Some((me, 30)), 5, &seq, 50),

@@ -374,7 +374,7 @@ impl Engine {
         }
         for (_, request) in std::mem::take(&mut self.in_flight) {
             for b in request.batches {
-                self.unmute(&b.topic, b.partition, b.batch.reserved());
+                self.unmute(&b);
                 if !b.resolved {
                     failed.push((b.topic, b.partition, b.batch.records, true));
                 }
@@ -1036,7 +1036,7 @@ impl Engine {
                                 stamp_batch(&mut batch, &mut pq.sequences, identity);
                             }
                             size += batch.sealed.len() + topic.len() + 32;
-                            pq.in_flight += 1;
+                            pq.sent(batch.order);
                             batches.push(InFlightBatch {
                                 topic: topic.clone(),
                                 partition: *partition,
@@ -1163,7 +1163,7 @@ impl Engine {
                 pq.sequences.acked(stamp.base_sequence, count, base_offset);
             }
         }
-        self.unmute(&b.topic, b.partition, b.batch.reserved());
+        self.unmute(&b);
         if b.resolved {
             return;
         }
@@ -1214,7 +1214,7 @@ impl Engine {
                 self.deliver(b, -1, -1);
             } else {
                 self.sequence_hole(&b);
-                self.unmute(&b.topic, b.partition, b.batch.reserved());
+                self.unmute(&b);
             }
             return;
         }
@@ -1227,7 +1227,7 @@ impl Engine {
             tracing::debug!(topic = %b.topic, partition = b.partition, records = b.batch.records.len(), "splitting a batch the broker found too large");
             self.stats.batch_retried(&b.topic, b.partition);
             if let Some(pq) = self.partition_queue(&b.topic, b.partition) {
-                pq.in_flight = pq.in_flight.saturating_sub(1);
+                pq.settled(b.batch.order);
                 // Same place: the first half goes back first, the second
                 // lands right behind it.
                 pq.requeue(first);
@@ -1267,6 +1267,23 @@ impl Engine {
                     }
                     return self.retry(now, b, false, false, error);
                 }
+                SequenceVerdict::Unresolvable => {
+                    if let Some(idem) = self.idempotence.as_mut() {
+                        idem.request_bump(stamp.map(|(id, _)| id), BumpReason::SequenceHole);
+                    }
+                    let err = Error::broker(
+                        code,
+                        format_args!(
+                            "{}-{}: a batch behind acknowledged sequences was refused; \
+                             it may or may not have been written",
+                            b.topic, b.partition
+                        ),
+                    )
+                    .with_possibly_persisted(true);
+                    self.unmute(&b);
+                    self.fail_records(&b.topic, b.partition, &b.batch.records, &err);
+                    return;
+                }
                 SequenceVerdict::FailAndBump => {
                     self.not_written_behind(&b);
                     if let Some(idem) = self.idempotence.as_mut() {
@@ -1275,7 +1292,7 @@ impl Engine {
                     let base = stamp.map_or(0, |(_, base)| base);
                     let err =
                         Idempotence::gap_error(&b.topic, b.partition, base, sequences.expected());
-                    self.unmute(&b.topic, b.partition, b.batch.reserved());
+                    self.unmute(&b);
                     self.fail_records(&b.topic, b.partition, &b.batch.records, &err);
                     return;
                 }
@@ -1295,7 +1312,7 @@ impl Engine {
             } => {
                 let maybe = b.batch.maybe_persisted || possibly_persisted;
                 self.sequence_hole(&b);
-                self.unmute(&b.topic, b.partition, b.batch.reserved());
+                self.unmute(&b);
                 let err = Error::new(
                     ErrorKind::DeliveryTimeout,
                     format!(
@@ -1309,7 +1326,7 @@ impl Engine {
             RetryAction::Fail { possibly_persisted } => {
                 let maybe = b.batch.maybe_persisted || possibly_persisted;
                 self.sequence_hole(&b);
-                self.unmute(&b.topic, b.partition, b.batch.reserved());
+                self.unmute(&b);
                 self.fail_records(
                     &b.topic,
                     b.partition,
@@ -1351,7 +1368,7 @@ impl Engine {
         }
         tracing::debug!(topic = %b.topic, partition = b.partition, %error, ?wait, "retrying batch");
         if let Some(pq) = self.partition_queue(&b.topic, b.partition) {
-            pq.in_flight = pq.in_flight.saturating_sub(1);
+            pq.settled(b.batch.order);
             pq.requeue(b.batch);
         }
     }
@@ -1398,15 +1415,12 @@ impl Engine {
 
     /// A batch of the partition is no longer in flight (and will not be
     /// again): one fewer in flight, and its buffer bytes released.
-    fn unmute(&mut self, topic: &str, partition: i32, bytes: usize) {
-        if let Some(pq) = self
-            .topics
-            .get_mut(topic)
-            .and_then(|tq| tq.partitions.get_mut(partition as usize))
-        {
-            pq.in_flight = pq.in_flight.saturating_sub(1);
+    fn unmute(&mut self, b: &InFlightBatch) {
+        let bytes = b.batch.reserved();
+        if let Some(pq) = self.partition_queue(&b.topic, b.partition) {
+            pq.settled(b.batch.order);
         }
-        self.release(topic, partition, bytes);
+        self.release(&b.topic, b.partition, bytes);
     }
 
     fn release(&mut self, topic: &str, partition: i32, bytes: usize) {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    HealthScorer, HealthTable, LagCollector, LinearScorer, MissingCommit, RoutingCounters,
-    SmartPartitioner,
+    HealthCache, HealthScorer, HealthTable, LagCollector, LinearScorer, MissingCommit,
+    RoutingCounters, SmartPartitioner,
 };
 use crate::error::Error;
 use crate::partitioner::PartitionStrategy;
@@ -28,6 +28,8 @@ use crate::partitioner::PartitionStrategy;
 /// | `key_stickiness` | off | keyed records keep their hash partition |
 /// | `key_capacity` | 10 000 | keys remembered per topic with key stickiness |
 /// | `fallback` | [`PartitionStrategy::Default`] | used without usable health data |
+/// | `cache` | none | read health from this cache instead of collecting lag |
+/// | `publish_to` | none | publish the health collected to this cache |
 ///
 /// ```
 /// use std::time::Duration;
@@ -72,6 +74,10 @@ pub struct SmartConfig {
     pub scorer: Option<Arc<dyn HealthScorer>>,
     /// The lag source; `None` for the built-in Kafka collector.
     pub collector: Option<Arc<dyn LagCollector>>,
+    /// Where health is read from instead of collected; `None` to collect.
+    pub cache: Option<Arc<dyn HealthCache>>,
+    /// Where collected health is published; `None` to keep it in process.
+    pub publish_to: Option<Arc<dyn HealthCache>>,
 }
 
 impl fmt::Debug for SmartConfig {
@@ -90,6 +96,8 @@ impl fmt::Debug for SmartConfig {
             .field("fallback", &self.fallback)
             .field("scorer", &self.scorer)
             .field("collector", &self.collector.as_ref().map(|_| ".."))
+            .field("cache", &self.cache)
+            .field("publish_to", &self.publish_to)
             .finish()
     }
 }
@@ -112,6 +120,8 @@ impl SmartConfig {
             fallback: PartitionStrategy::Default,
             scorer: None,
             collector: None,
+            cache: None,
+            publish_to: None,
         }
     }
 
@@ -201,6 +211,33 @@ impl SmartConfig {
     #[must_use]
     pub fn collector(mut self, collector: Arc<dyn LagCollector>) -> Self {
         self.collector = Some(collector);
+        self
+    }
+
+    /// Takes health from `cache` instead of collecting lag: every refresh
+    /// reads each topic's [`CachedHealth`](super::CachedHealth) (published by
+    /// a monitor with [`publish_to`](Self::publish_to)) and scores it with
+    /// this configuration's scorer and threshold; the age of the data is the
+    /// time since the monitor collected it. No lag collector runs.
+    ///
+    /// A cache that fails or has nothing for a topic counts as a failed
+    /// collection: the last health held stays in use until it is older than
+    /// `max_age`, and [`RoutingStats::cache_unavailable`](super::RoutingStats::cache_unavailable)
+    /// says the cache cannot be reached. Sends never fail because of it.
+    #[must_use]
+    pub fn cache(mut self, cache: Arc<dyn HealthCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Publishes the health collected for every topic to `cache` after each
+    /// successful collection, for producers reading it with
+    /// [`cache`](Self::cache). A failed write is logged and counted, never
+    /// an error for routing. Ignored together with [`cache`](Self::cache):
+    /// health read from a cache is not written back.
+    #[must_use]
+    pub fn publish_to(mut self, cache: Arc<dyn HealthCache>) -> Self {
+        self.publish_to = Some(cache);
         self
     }
 

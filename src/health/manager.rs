@@ -11,22 +11,25 @@
 //! Each round collects every topic with a timeout, publishes the snapshots
 //! that succeeded, and records the time in the table, so a topic whose
 //! collection keeps failing grows stale and its records go to the fallback
-//! partitioner. This is the only place in the health module that reads the
-//! clock.
+//! partitioner. With [`SmartConfig::cache`] the round reads each topic's
+//! health from the cache instead of collecting it; with
+//! [`SmartConfig::publish_to`] it writes what it collected to the cache.
+//! Besides the caches' own timekeeping, this is the only place in the health
+//! module that reads the clock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::{
-    HealthScorer, HealthSnapshot, HealthTable, KafkaLagCollector, LagCollector, RoutingCounters,
-    RoutingStats, SmartConfig,
+    CachedHealth, HealthCache, HealthScorer, HealthSnapshot, HealthTable, KafkaLagCollector,
+    LagCollector, PartitionLag, RoutingCounters, RoutingStats, SmartConfig,
 };
 use crate::config::ClientConfig;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::net::clock;
 use crate::partitioner::PartitionStrategy;
 
@@ -45,41 +48,109 @@ struct ManagerShared {
 }
 
 impl ManagerShared {
-    async fn refresh(&self) -> usize {
-        let mut refreshed = 0;
-        for topic in &self.config.topics {
-            let collected = tokio::time::timeout(
-                self.config.collection_timeout,
-                self.collector.collect(&self.config.group, topic),
-            )
-            .await;
-            let lags = match collected {
-                Ok(Ok(lags)) => lags,
-                Ok(Err(e)) => {
+    /// The lags of `topic` and when they were collected, from the cache
+    /// when one is configured and from the collector otherwise; `None` (and
+    /// a logged, counted failure) when neither has them.
+    async fn fetch(&self, topic: &str) -> Option<(Vec<PartitionLag>, Instant)> {
+        let timeout = self.config.collection_timeout;
+        let group = &self.config.group;
+        if let Some(cache) = &self.config.cache {
+            let read = tokio::time::timeout(timeout, cache.get(topic))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        "health cache read timed out",
+                    ))
+                });
+            self.cache_outcome(read.as_ref().map(|_| ()));
+            return match read {
+                Ok(Some(health)) => {
+                    let now = clock::now();
+                    let age = health.age(clock::unix_millis());
+                    // Older than this clock can express: stale for sure.
+                    let taken_at = now.checked_sub(age);
+                    if taken_at.is_none() {
+                        self.failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    taken_at.map(|at| (health.lags, at))
+                }
+                Ok(None) => {
                     self.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(topic, group = %self.config.group, error = %e, "lag collection failed");
-                    continue;
+                    tracing::debug!(topic, group = %group, "no health in the cache");
+                    None
                 }
                 Err(_) => {
                     self.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        topic,
-                        group = %self.config.group,
-                        timeout = ?self.config.collection_timeout,
-                        "lag collection timed out"
-                    );
-                    continue;
+                    None
                 }
             };
-            let now = clock::now();
+        }
+        match tokio::time::timeout(timeout, self.collector.collect(group, topic)).await {
+            Ok(Ok(lags)) => Some((lags, clock::now())),
+            Ok(Err(e)) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic, group = %group, error = %e, "lag collection failed");
+                None
+            }
+            Err(_) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic, group = %group, timeout = ?timeout, "lag collection timed out");
+                None
+            }
+        }
+    }
+
+    /// Counts a cache operation and logs when the cache becomes
+    /// unavailable or available again.
+    fn cache_outcome(&self, outcome: Result<(), &Error>) {
+        if self.counters.cache_outcome(outcome.is_ok()) {
+            match outcome {
+                Ok(()) => {
+                    tracing::info!(group = %self.config.group, "health cache available again")
+                }
+                Err(e) => tracing::warn!(
+                    group = %self.config.group,
+                    error = %e,
+                    "health cache unavailable; routing by the health held locally"
+                ),
+            }
+        } else if let Err(e) = outcome {
+            tracing::debug!(group = %self.config.group, error = %e, "health cache still unavailable");
+        }
+    }
+
+    async fn publish(&self, cache: &dyn HealthCache, health: CachedHealth) {
+        let written = tokio::time::timeout(self.config.collection_timeout, cache.put(&health))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    "health cache write timed out",
+                ))
+            });
+        self.cache_outcome(written.as_ref().map(|_| ()));
+    }
+
+    async fn refresh(&self) -> usize {
+        let mut refreshed = 0;
+        for topic in &self.config.topics {
+            let Some((lags, taken_at)) = self.fetch(topic).await else {
+                continue;
+            };
+            // Health read from a cache is not written back to one.
+            if let (None, Some(cache)) = (&self.config.cache, &self.config.publish_to) {
+                let health = CachedHealth::new(topic.clone(), clock::unix_millis(), lags.clone());
+                self.publish(cache.as_ref(), health).await;
+            }
             let snapshot = Arc::new(HealthSnapshot::new(
                 topic.clone(),
                 lags,
                 self.scorer.as_ref(),
                 self.config.health_threshold,
-                now,
+                taken_at,
             ));
-            self.table.publish_arc(Arc::clone(&snapshot), now);
+            self.table.publish_arc(Arc::clone(&snapshot), clock::now());
             if let Some(tx) = self
                 .updates
                 .lock()
@@ -494,5 +565,125 @@ mod tests {
                 field: "smart.health_threshold"
             }
         );
+    }
+
+    /// A cache that fails every operation.
+    #[derive(Debug)]
+    struct Down;
+
+    impl HealthCache for Down {
+        fn get<'a>(
+            &'a self,
+            _topic: &'a str,
+        ) -> crate::health::CacheFuture<'a, Option<CachedHealth>> {
+            Box::pin(async { Err(Error::new(ErrorKind::Io, "cache down")) })
+        }
+        fn put<'a>(&'a self, _health: &'a CachedHealth) -> crate::health::CacheFuture<'a, ()> {
+            Box::pin(async { Err(Error::new(ErrorKind::Io, "cache down")) })
+        }
+    }
+
+    #[tokio::test]
+    async fn health_manager_publishes_to_and_reads_from_a_cache() {
+        use crate::health::LocalCache;
+        let cache: Arc<dyn HealthCache> = Arc::new(LocalCache::new(8, Duration::from_secs(60)));
+        let collector = Arc::new(Scripted::default());
+        *collector.0.lock().unwrap() = Some(Some(vec![0, 2000, 10]));
+        let quiet = |c: SmartConfig| c.topics(["t"]).refresh_interval(Duration::from_secs(3600));
+        let monitor = HealthManager::start_with(
+            quiet(SmartConfig::new("g")).publish_to(Arc::clone(&cache)),
+            collector.clone(),
+            HealthTable::new(),
+            RoutingCounters::new(),
+        )
+        .unwrap();
+        monitor.refresh().await;
+        let cached = cache.get("t").await.unwrap().expect("published");
+        assert_eq!(
+            cached.lags.iter().map(|l| l.lag).collect::<Vec<_>>(),
+            vec![0, 2000, 10]
+        );
+        assert!(!monitor.counters().stats().cache_unavailable);
+
+        // A reader with its own threshold, and a collector that must not be used.
+        let unused = Arc::new(Scripted::default());
+        let reader = HealthManager::start_with(
+            quiet(SmartConfig::new("g"))
+                .health_threshold(0.995)
+                .cache(Arc::clone(&cache)),
+            unused,
+            HealthTable::new(),
+            RoutingCounters::new(),
+        )
+        .unwrap();
+        assert_eq!(reader.refresh().await, 1);
+        assert_eq!(reader.healthy_partitions("t"), Some(vec![0]));
+        assert_eq!(reader.summary().failed_collections, 0);
+
+        // Old health keeps its age: collected 20 s ago, it is stale at once.
+        let mut old = cached.clone();
+        old.collected_at_ms -= 20_000;
+        cache.put(&old).await.unwrap();
+        reader.refresh().await;
+        let t = reader.summary();
+        let t = t.topic("t").unwrap();
+        assert!(t.age.unwrap() >= Duration::from_secs(20), "{t:?}");
+        assert!(t.stale);
+
+        // Nothing cached for a topic counts as a failed collection.
+        let missing = HealthManager::start_with(
+            SmartConfig::new("g")
+                .topics(["other"])
+                .refresh_interval(Duration::from_secs(3600))
+                .cache(Arc::clone(&cache)),
+            Arc::new(Scripted::default()),
+            HealthTable::new(),
+            RoutingCounters::new(),
+        )
+        .unwrap();
+        assert_eq!(missing.refresh().await, 0);
+        assert!(missing.summary().failed_collections >= 1);
+        assert!(!missing.counters().stats().cache_unavailable);
+    }
+
+    #[tokio::test]
+    async fn health_manager_keeps_its_data_when_the_cache_is_down() {
+        let collector = Arc::new(Scripted::default());
+        *collector.0.lock().unwrap() = Some(Some(vec![0, 2000]));
+        let monitor = HealthManager::start_with(
+            SmartConfig::new("g")
+                .topics(["t"])
+                .refresh_interval(Duration::from_secs(3600))
+                .publish_to(Arc::new(Down)),
+            collector,
+            HealthTable::new(),
+            RoutingCounters::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            monitor.refresh().await,
+            1,
+            "a failed publish still refreshes"
+        );
+        assert_eq!(monitor.healthy_partitions("t"), Some(vec![0]));
+        let stats = monitor.counters().stats();
+        assert!(stats.cache_unavailable);
+        assert!(stats.cache_failures >= 1);
+
+        let reader = HealthManager::start_with(
+            SmartConfig::new("g")
+                .topics(["t"])
+                .refresh_interval(Duration::from_secs(3600))
+                .cache(Arc::new(Down)),
+            Arc::new(Scripted::default()),
+            monitor.table(),
+            RoutingCounters::new(),
+        )
+        .unwrap();
+        assert_eq!(reader.refresh().await, 0);
+        // The table keeps the health it had.
+        assert_eq!(reader.healthy_partitions("t"), Some(vec![0]));
+        assert!(reader.counters().stats().cache_unavailable);
+        assert!(reader.summary().failed_collections >= 1);
     }
 }

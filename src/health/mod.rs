@@ -19,6 +19,7 @@
 //! | sharing | [`HealthTable`], [`RoutingCounters`], [`RoutingStats`] | the latest snapshot per topic, and how records were routed |
 //! | routing | [`SmartPartitioner`] | healthy partitions for keyless records (sticky, weighted); fallback otherwise |
 //! | running it | [`HealthManager`], [`HealthStream`], [`HealthSummary`], [`SmartConfig`] | the refresh loop, inside a producer or standalone |
+//! | sharing between processes | [`HealthCache`], [`CachedHealth`], [`LocalCache`], `HybridCache`, `RedisCache` (feature `redis-cache`) | a monitor publishes health, producers read it instead of collecting |
 //!
 //! The quickest way in is through the producer builder:
 //!
@@ -37,6 +38,39 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Health shared between processes: one standalone monitor collects lag and
+//! publishes it to Redis; each producer reads it through a cache instead of
+//! collecting it itself (feature `redis-cache`):
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis-cache")]
+//! # async fn demo() -> Result<(), smartkafka::Error> {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use smartkafka::health::{HealthManager, HybridCache, LocalCache, RedisCache, SmartConfig};
+//! use smartkafka::{ClientConfig, Producer};
+//!
+//! // The monitor, in one process.
+//! let monitor = HealthManager::start(
+//!     SmartConfig::new("order-processors")
+//!         .topics(["orders"])
+//!         .publish_to(Arc::new(RedisCache::new("redis://127.0.0.1:6379/")?)),
+//!     ClientConfig::new("localhost:9092"),
+//! )?;
+//!
+//! // A producer, in any other process.
+//! let cache = HybridCache::new(
+//!     LocalCache::new(1_000, Duration::from_secs(1)),
+//!     Arc::new(RedisCache::new("redis://127.0.0.1:6379/")?),
+//! );
+//! let producer = Producer::builder()
+//!     .bootstrap_servers("localhost:9092")
+//!     .smart_partitioner(SmartConfig::new("order-processors").topics(["orders"]).cache(Arc::new(cache)))
+//!     .build()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
 //! Everything that decides where a record goes is deterministic: the
 //! partitioner never reads a clock (it judges staleness against the time
 //! the manager last recorded in the table) and draws from a generator seeded
@@ -44,18 +78,24 @@
 
 #![forbid(unsafe_code)]
 
+mod cache;
 #[cfg(feature = "tokio-runtime")]
 mod collector;
 mod config;
 #[cfg(feature = "tokio-runtime")]
 mod manager;
 mod partitioner;
+#[cfg(feature = "redis-cache")]
+mod redis;
 mod score;
 mod table;
 
 use std::future::Future;
 use std::pin::Pin;
 
+#[cfg(feature = "tokio-runtime")]
+pub use cache::HybridCache;
+pub use cache::{CacheFuture, CachedHealth, HealthCache, LocalCache};
 #[cfg(feature = "tokio-runtime")]
 pub use collector::KafkaLagCollector;
 pub use config::SmartConfig;
@@ -64,6 +104,8 @@ pub(crate) use manager::default_collector;
 #[cfg(feature = "tokio-runtime")]
 pub use manager::{HealthManager, HealthStream, HealthSummary, TopicHealthSummary};
 pub use partitioner::SmartPartitioner;
+#[cfg(feature = "redis-cache")]
+pub use redis::RedisCache;
 pub use score::{HealthScorer, HealthSnapshot, LinearScorer, PartitionScore};
 pub use table::{HealthTable, RoutingCounters, RoutingStats};
 

@@ -11,7 +11,7 @@
 //! by health, by key hash, or by the fallback partitioner (and why).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -136,6 +136,9 @@ struct Counters {
     fallback_no_data: AtomicU64,
     fallback_stale: AtomicU64,
     fallback_no_healthy: AtomicU64,
+    cache_failures: AtomicU64,
+    /// 0: no cache operation yet, 1: the last one succeeded, 2: it failed.
+    cache_state: AtomicU8,
 }
 
 /// Live counts of how a [`SmartPartitioner`](super::SmartPartitioner) placed
@@ -186,6 +189,18 @@ impl RoutingCounters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records the outcome of a health cache operation; returns whether the
+    /// cache's availability changed (for logging transitions only).
+    #[cfg(feature = "tokio-runtime")]
+    pub(crate) fn cache_outcome(&self, ok: bool) -> bool {
+        if !ok {
+            self.inner.cache_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let state = if ok { 1 } else { 2 };
+        let before = self.inner.cache_state.swap(state, Ordering::Relaxed);
+        before != state && !(before == 0 && ok)
+    }
+
     /// The counts so far.
     pub fn stats(&self) -> RoutingStats {
         let c = &self.inner;
@@ -195,6 +210,8 @@ impl RoutingCounters {
             fallback_no_data: c.fallback_no_data.load(Ordering::Relaxed),
             fallback_stale: c.fallback_stale.load(Ordering::Relaxed),
             fallback_no_healthy: c.fallback_no_healthy.load(Ordering::Relaxed),
+            cache_failures: c.cache_failures.load(Ordering::Relaxed),
+            cache_unavailable: c.cache_state.load(Ordering::Relaxed) == 2,
         }
     }
 }
@@ -215,6 +232,13 @@ pub struct RoutingStats {
     pub fallback_stale: u64,
     /// Placed by the fallback partitioner: no partition was healthy.
     pub fallback_no_healthy: u64,
+    /// Health cache operations (reads with
+    /// [`SmartConfig::cache`](super::SmartConfig::cache), writes with
+    /// [`SmartConfig::publish_to`](super::SmartConfig::publish_to)) that failed.
+    pub cache_failures: u64,
+    /// Whether the last health cache operation failed: routing then uses the
+    /// last health held locally (and the fallback once that is stale).
+    pub cache_unavailable: bool,
 }
 
 impl RoutingStats {

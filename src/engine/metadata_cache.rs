@@ -106,6 +106,14 @@ impl MetadataCache {
         self.topics.get(name).filter(|t| !t.partitions.is_empty())
     }
 
+    /// Topics with partitions.
+    pub(crate) fn known_topics(&self) -> impl Iterator<Item = &str> {
+        self.topics
+            .iter()
+            .filter(|(_, t)| !t.partitions.is_empty())
+            .map(|(name, _)| name.as_str())
+    }
+
     pub(crate) fn broker_address(&self, id: i32) -> Option<&str> {
         self.brokers.get(&id).map(String::as_str)
     }

@@ -642,6 +642,12 @@ impl Engine {
         stats
     }
 
+    /// Topics whose partitions are known (records for them are accepted
+    /// without waiting for metadata).
+    pub(crate) fn known_topics(&self) -> impl Iterator<Item = &str> {
+        self.metadata.known_topics()
+    }
+
     /// Whether nothing is waiting, queued or in flight.
     pub(crate) fn is_idle(&self) -> bool {
         self.held_records == 0 && self.in_flight.is_empty()

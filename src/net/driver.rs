@@ -21,8 +21,8 @@
 //! engine is idle or the close deadline passes (then what is left fails),
 //! then the task ends and the connections close.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -31,6 +31,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::net::buffer_gate::{BufferGate, Reservation};
 
 use crate::config::ClientConfig;
 use crate::engine::{Engine, EngineConfig, Event, ProducerStats, SendFailure, Transmit};
@@ -52,8 +54,13 @@ pub(crate) enum Command {
         record: Record,
         /// `None`: fail rather than wait.
         deadline: Option<Instant>,
-        accepted: AcceptReply,
+        /// `None` when the caller does not wait for acceptance (its buffer
+        /// space is reserved and its topic known); an error before
+        /// acceptance then goes to `delivered`.
+        accepted: Option<AcceptReply>,
         delivered: DeliveryReply,
+        /// The record's share of `buffer_memory`, held until it settles.
+        permit: Option<Reservation>,
     },
     Flush {
         done: oneshot::Sender<()>,
@@ -201,11 +208,23 @@ async fn dispatch_produce(
 pub(crate) struct DriverHandle {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) stats: Arc<Mutex<ProducerStats>>,
+    /// `buffer_memory`: `send` takes a record's share before handing it
+    /// over (first come, first served).
+    pub(crate) buffer: Arc<BufferGate>,
+    /// Topics whose metadata the engine has: a record for one of them is
+    /// accepted at once, so `send` need not wait for the driver.
+    pub(crate) known_topics: Arc<RwLock<BTreeSet<String>>>,
+    /// Records `send` / `try_send` refused for want of buffer space.
+    pub(crate) refused: Arc<std::sync::atomic::AtomicU64>,
+    /// Set by `close`: later sends fail at once.
+    pub(crate) closed: std::sync::atomic::AtomicBool,
 }
 
 /// Starts the driver task on the current runtime.
 pub(crate) fn spawn(client: ClientConfig, engine: EngineConfig) -> DriverHandle {
     let idempotent = engine.idempotence;
+    let buffer = BufferGate::new(engine.buffer_memory);
+    let known_topics = Arc::new(RwLock::new(BTreeSet::new()));
     let (commands, command_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(Mutex::new(ProducerStats::default()));
     let (responses, response_rx) = mpsc::unbounded_channel();
@@ -232,15 +251,25 @@ pub(crate) fn spawn(client: ClientConfig, engine: EngineConfig) -> DriverHandle 
         ready_waiters: Vec::new(),
         fatal: None,
         produce_queues: BTreeMap::new(),
+        known_topics: Arc::clone(&known_topics),
         stats: Arc::clone(&stats),
     };
     tokio::spawn(driver.run());
-    DriverHandle { commands, stats }
+    DriverHandle {
+        commands,
+        stats,
+        buffer,
+        known_topics,
+        refused: Arc::default(),
+        closed: std::sync::atomic::AtomicBool::new(false),
+    }
 }
 
 struct PendingRecord {
     accepted: Option<AcceptReply>,
     delivered: Option<DeliveryReply>,
+    /// Returned to the buffer when the record settles.
+    permit: Option<Reservation>,
 }
 
 struct Driver {
@@ -267,6 +296,7 @@ struct Driver {
     fatal: Option<Error>,
     /// Per broker, the ordered queue of its Produce requests.
     produce_queues: BTreeMap<i32, mpsc::UnboundedSender<ProduceJob>>,
+    known_topics: Arc<RwLock<BTreeSet<String>>>,
 }
 
 /// How stale the published per-partition and per-broker tables may get while
@@ -370,10 +400,18 @@ impl Driver {
                 deadline,
                 accepted,
                 delivered,
+                permit,
             } => {
                 if self.closing {
-                    let _ =
-                        accepted.send(Err(Error::new(ErrorKind::Closed, "the producer is closed")));
+                    let closed = Error::new(ErrorKind::Closed, "the producer is closed");
+                    match accepted {
+                        Some(reply) => {
+                            let _ = reply.send(Err(closed));
+                        }
+                        None => {
+                            let _ = delivered.send(Err(closed));
+                        }
+                    }
                     return;
                 }
                 let token = self.next_token;
@@ -381,8 +419,9 @@ impl Driver {
                 self.pending.insert(
                     token,
                     PendingRecord {
-                        accepted: Some(accepted),
+                        accepted,
                         delivered: Some(delivered),
+                        permit,
                     },
                 );
                 self.engine
@@ -423,6 +462,12 @@ impl Driver {
             }
             Response::Metadata { id, result } => {
                 self.engine.handle_metadata_response(now, id, result);
+                let known: BTreeSet<String> =
+                    self.engine.known_topics().map(str::to_owned).collect();
+                let mut shared = self.known_topics.write().unwrap_or_else(|p| p.into_inner());
+                if *shared != known {
+                    *shared = known;
+                }
             }
             Response::InitProducerId { id, result } => {
                 self.engine
@@ -447,10 +492,13 @@ impl Driver {
                     }
                 }
                 Event::Delivered { token, metadata } => {
-                    if let Some(mut p) = self.pending.remove(&token)
-                        && let Some(reply) = p.delivered.take()
-                    {
-                        let _ = reply.send(Ok(metadata));
+                    if let Some(mut p) = self.pending.remove(&token) {
+                        // Space first, so a caller woken by the delivery
+                        // finds it free.
+                        drop(p.permit.take());
+                        if let Some(reply) = p.delivered.take() {
+                            let _ = reply.send(Ok(metadata));
+                        }
                     }
                 }
                 Event::Initialised => {
@@ -467,6 +515,7 @@ impl Driver {
                 }
                 Event::Failed { token, error } => {
                     if let Some(mut p) = self.pending.remove(&token) {
+                        drop(p.permit.take());
                         // Before acceptance the error goes to `send`; a
                         // `try_send` does not listen there, so then it goes
                         // to the delivery future.

@@ -2,6 +2,7 @@
 //! driver task, and the clock. Nothing outside this module touches a socket
 //! or reads the time.
 
+pub(crate) mod buffer_gate;
 pub(crate) mod clock;
 pub(crate) mod connection;
 pub(crate) mod driver;

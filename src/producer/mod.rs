@@ -27,6 +27,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::net::buffer_gate::{OnGrant, Reservation};
+
 pub use self::config::ProducerConfig;
 use crate::compression::Compression;
 use crate::engine::{Acks, ProducerStats};
@@ -39,6 +41,9 @@ use crate::net::clock;
 use crate::net::driver::{self, Command, DriverHandle};
 use crate::partitioner::PartitionStrategy;
 use crate::record::{Record, RecordMetadata};
+
+/// Says when the engine took a record, or why it did not.
+type AcceptedReceiver = oneshot::Receiver<Result<(), Error>>;
 
 /// An asynchronous Kafka producer.
 ///
@@ -186,14 +191,23 @@ impl Producer {
         &self.shared.config
     }
 
+    /// Hands a record to the driver. With `wait_accepted`, the returned
+    /// receiver says when the engine took it (or why not); without, errors
+    /// before acceptance go to the delivery future.
     fn submit(
         &self,
         record: Record,
-        wait: bool,
-    ) -> Result<(oneshot::Receiver<Result<(), Error>>, DeliveryFuture), Error> {
-        let (accepted, accepted_rx) = oneshot::channel();
+        deadline: Option<std::time::Instant>,
+        permit: Option<Reservation>,
+        wait_accepted: bool,
+    ) -> Result<(Option<AcceptedReceiver>, DeliveryFuture), Error> {
+        let (accepted, accepted_rx) = if wait_accepted {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let (delivered, rx) = oneshot::channel();
-        let deadline = wait.then(|| clock::now() + self.shared.config.max_block);
         self.shared
             .driver
             .commands
@@ -202,9 +216,58 @@ impl Producer {
                 deadline,
                 accepted,
                 delivered,
+                permit,
             })
             .map_err(|_| closed())?;
         Ok((accepted_rx, DeliveryFuture { rx }))
+    }
+
+    /// A record the buffer can never hold goes to the engine without a
+    /// reservation, which refuses it at once with the precise reason.
+    fn fits_at_all(&self, size: usize) -> bool {
+        let config = &self.shared.config;
+        size <= config.buffer_memory
+            && size.saturating_add(crate::records::BATCH_HEADER_LEN) <= config.max_request_size
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if self
+            .shared
+            .driver
+            .closed
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(closed());
+        }
+        Ok(())
+    }
+
+    fn topic_known(&self, topic: &str) -> bool {
+        self.shared
+            .driver
+            .known_topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(topic)
+    }
+
+    /// The error for a record refused for want of buffer space; a `send`
+    /// that waited for it counts as a failed record in the stats.
+    fn buffer_exhausted(&self, size: usize, waited: &str, count: bool) -> Error {
+        if count {
+            self.shared
+                .driver
+                .refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let capacity = self.shared.config.buffer_memory;
+        let used = self.shared.driver.buffer.used();
+        Error::new(
+            ErrorKind::BufferExhausted,
+            format!(
+                "no buffer space for {size} bytes {waited} (buffer_memory {capacity}, {used} in use)"
+            ),
+        )
     }
 
     /// Queues a record. Waits only until the record is in the buffer: for
@@ -215,10 +278,61 @@ impl Producer {
     /// request size, and after `max_block` with
     /// [`ErrorKind::BufferExhausted`] (buffer still full) or
     /// [`ErrorKind::Timeout`] (topic unknown).
+    ///
+    /// When there is room and the topic is known, this returns without a
+    /// round trip to the producer's task.
     pub async fn send(&self, record: Record) -> Result<DeliveryFuture, Error> {
-        let (accepted, delivery) = self.submit(record, true)?;
-        accepted.await.map_err(|_| closed())??;
-        Ok(delivery)
+        self.check_open()?;
+        let max_block = self.shared.config.max_block;
+        let deadline = clock::now() + max_block;
+        let size = record.estimated_size();
+        if !self.fits_at_all(size) {
+            let (accepted, delivery) = self.submit(record, Some(deadline), None, true)?;
+            if let Some(accepted) = accepted {
+                accepted.await.map_err(|_| closed())??;
+            }
+            return Ok(delivery);
+        }
+        // Wait for acceptance only when the topic's metadata is unknown: the
+        // engine then holds the record until it arrives (up to max_block).
+        let (accepted, accepted_rx) = if self.topic_known(&record.topic) {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        let (delivered, rx) = oneshot::channel();
+        let commands = self.shared.driver.commands.clone();
+        // Runs when the record's buffer space is granted, in line order, so
+        // records that waited reach the engine in the order they asked.
+        let on_grant: OnGrant = Box::new(move |permit| {
+            // A closed channel drops the command: the delivery future then
+            // reports the producer as closed.
+            let _ = commands.send(Command::Send {
+                record,
+                deadline: Some(deadline),
+                accepted,
+                delivered,
+                permit: Some(permit),
+            });
+        });
+        if !self
+            .shared
+            .driver
+            .buffer
+            .reserve(size, max_block, on_grant)
+            .await
+        {
+            return Err(self.buffer_exhausted(
+                size,
+                &format!("within max_block ({max_block:?})"),
+                true,
+            ));
+        }
+        if let Some(accepted) = accepted_rx {
+            accepted.await.map_err(|_| closed())??;
+        }
+        Ok(DeliveryFuture { rx })
     }
 
     /// Like [`send`](Self::send) but never waits: when the buffer is full
@@ -226,25 +340,17 @@ impl Producer {
     /// that cannot be accepted for another reason (its topic's metadata is
     /// not known yet, say) fails through the returned future.
     pub fn try_send(&self, record: Record) -> Result<DeliveryFuture, Error> {
-        let queued = self
-            .shared
-            .driver
-            .stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .queued_bytes;
-        let size = record.estimated_size() as u64;
-        if queued + size > self.shared.config.buffer_memory as u64 {
-            return Err(Error::new(
-                ErrorKind::BufferExhausted,
-                format!(
-                    "no buffer space for {size} bytes ({queued} of {} in use)",
-                    self.shared.config.buffer_memory
-                ),
-            ));
-        }
-        let (accepted, delivery) = self.submit(record, false)?;
-        drop(accepted);
+        self.check_open()?;
+        let size = record.estimated_size();
+        let permit = if self.fits_at_all(size) {
+            match self.shared.driver.buffer.try_reserve(size) {
+                Some(permit) => Some(permit),
+                None => return Err(self.buffer_exhausted(size, "right now", false)),
+            }
+        } else {
+            None
+        };
+        let (_, delivery) = self.submit(record, None, permit, false)?;
         Ok(delivery)
     }
 
@@ -296,6 +402,10 @@ impl Producer {
         if let Some(health) = &self.shared.health {
             health.stop();
         }
+        self.shared
+            .driver
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
         let (done, rx) = oneshot::channel();
         if self
             .shared
@@ -317,12 +427,17 @@ impl Producer {
     /// partition and per broker in [`ProducerStats::partitions`] and
     /// [`ProducerStats::brokers`].
     pub fn stats(&self) -> ProducerStats {
-        self.shared
-            .driver
+        let driver = &self.shared.driver;
+        let mut stats = driver
             .stats
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        // The buffer as `send` sees it: every record from the moment it
+        // has its space until it settles.
+        stats.queued_bytes = driver.buffer.used() as u64;
+        stats.errors += driver.refused.load(std::sync::atomic::Ordering::Relaxed);
+        stats
     }
 }
 

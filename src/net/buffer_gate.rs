@@ -1,0 +1,250 @@
+//! The producer's buffer memory as `send` sees it: a byte budget handed out
+//! in strict arrival order. A record takes its share before it goes to the
+//! producer's task and gives it back when it settles (delivered or failed),
+//! so the buffer cap holds exactly and waiters are served first come, first
+//! served: a large waiter is not overtaken by later small ones, and a waiter
+//! whose space comes free is handed to the producer's task at that moment,
+//! in line. A `send` that finds room needs no round trip to the task.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+/// What a granted waiter does with its share: hand its record on.
+pub(crate) type OnGrant = Box<dyn FnOnce(Reservation) + Send>;
+
+struct Waiter {
+    id: u64,
+    size: usize,
+    on_grant: OnGrant,
+    granted: oneshot::Sender<()>,
+}
+
+struct State {
+    used: usize,
+    waiters: VecDeque<Waiter>,
+    next_id: u64,
+}
+
+/// A byte budget with a FIFO queue of waiters.
+pub(crate) struct BufferGate {
+    capacity: usize,
+    state: Mutex<State>,
+}
+
+/// A share of the budget; returned when dropped.
+pub(crate) struct Reservation {
+    gate: Arc<BufferGate>,
+    size: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.gate.release(self.size);
+    }
+}
+
+impl BufferGate {
+    pub(crate) fn new(capacity: usize) -> Arc<BufferGate> {
+        Arc::new(BufferGate {
+            capacity,
+            state: Mutex::new(State {
+                used: 0,
+                waiters: VecDeque::new(),
+                next_id: 0,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update is complete before the guard drops; a panic elsewhere
+        // cannot leave the state half-written.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes handed out and not yet returned.
+    pub(crate) fn used(&self) -> usize {
+        self.lock().used
+    }
+
+    /// `size` bytes now, if they are free and nobody waits before us.
+    pub(crate) fn try_reserve(self: &Arc<Self>, size: usize) -> Option<Reservation> {
+        let mut state = self.lock();
+        if state.waiters.is_empty() && state.used + size <= self.capacity {
+            state.used += size;
+            return Some(Reservation {
+                gate: Arc::clone(self),
+                size,
+            });
+        }
+        None
+    }
+
+    /// `size` bytes, waiting in line up to `timeout`. When the space comes
+    /// (at once, or when earlier records settle), `on_grant` runs with it,
+    /// in line order. Returns whether it ran; after a timeout it never will.
+    pub(crate) async fn reserve(
+        self: &Arc<Self>,
+        size: usize,
+        timeout: Duration,
+        on_grant: OnGrant,
+    ) -> bool {
+        let (id, granted) = {
+            let mut state = self.lock();
+            if state.waiters.is_empty() && state.used + size <= self.capacity {
+                state.used += size;
+                drop(state);
+                on_grant(Reservation {
+                    gate: Arc::clone(self),
+                    size,
+                });
+                return true;
+            }
+            let id = state.next_id;
+            state.next_id += 1;
+            let (tx, rx) = oneshot::channel();
+            state.waiters.push_back(Waiter {
+                id,
+                size,
+                on_grant,
+                granted: tx,
+            });
+            (id, rx)
+        };
+        if let Ok(Ok(())) = tokio::time::timeout(timeout, granted).await {
+            return true;
+        }
+        let removed = {
+            let mut state = self.lock();
+            match state.waiters.iter().position(|w| w.id == id) {
+                Some(at) => state.waiters.remove(at),
+                None => None,
+            }
+        };
+        match removed {
+            // Never granted; the line behind may move now.
+            Some(waiter) => {
+                drop(waiter);
+                self.grant_waiters();
+                false
+            }
+            // Granted just as the time ran out.
+            None => true,
+        }
+    }
+
+    fn release(self: &Arc<Self>, size: usize) {
+        {
+            let mut state = self.lock();
+            state.used = state.used.saturating_sub(size);
+        }
+        self.grant_waiters();
+    }
+
+    /// Hands space to waiters in order while the first one fits. Each grant
+    /// runs outside the lock (it may drop a reservation, which locks).
+    fn grant_waiters(self: &Arc<Self>) {
+        loop {
+            let waiter = {
+                let mut state = self.lock();
+                match state.waiters.front() {
+                    Some(front) if state.used + front.size <= self.capacity => {
+                        let waiter = state.waiters.pop_front();
+                        if let Some(w) = &waiter {
+                            state.used += w.size;
+                        }
+                        waiter
+                    }
+                    _ => None,
+                }
+            };
+            let Some(waiter) = waiter else {
+                return;
+            };
+            let reservation = Reservation {
+                gate: Arc::clone(self),
+                size: waiter.size,
+            };
+            (waiter.on_grant)(reservation);
+            let _ = waiter.granted.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use super::*;
+
+    fn keep(into: &Arc<StdMutex<Vec<(u32, Reservation)>>>, tag: u32) -> OnGrant {
+        let into = Arc::clone(into);
+        Box::new(move |r| into.lock().unwrap().push((tag, r)))
+    }
+
+    #[tokio::test]
+    async fn waiters_are_granted_in_order_and_never_overtaken() {
+        let gate = BufferGate::new(100);
+        let held = Arc::new(StdMutex::new(Vec::new()));
+        assert!(
+            gate.reserve(80, Duration::from_secs(1), keep(&held, 0))
+                .await
+        );
+        let big = tokio::spawn({
+            let (gate, held) = (Arc::clone(&gate), Arc::clone(&held));
+            async move {
+                gate.reserve(50, Duration::from_secs(5), keep(&held, 1))
+                    .await
+            }
+        });
+        let small = tokio::spawn({
+            let (gate, held) = (Arc::clone(&gate), Arc::clone(&held));
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                gate.reserve(10, Duration::from_secs(5), keep(&held, 2))
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // 20 bytes are free, but the waiter before needs 50.
+        assert!(
+            gate.try_reserve(10).is_none(),
+            "a later small record overtook a waiter"
+        );
+        assert_eq!(held.lock().unwrap().len(), 1);
+        assert_eq!(gate.used(), 80);
+        let first = held.lock().unwrap().remove(0);
+        drop(first);
+        assert!(big.await.unwrap());
+        assert!(small.await.unwrap());
+        let order: Vec<u32> = held.lock().unwrap().iter().map(|(t, _)| *t).collect();
+        assert_eq!(order, vec![1, 2], "granted in line order");
+        assert_eq!(gate.used(), 60);
+        held.lock().unwrap().clear();
+        assert_eq!(gate.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_gives_up_at_its_timeout_and_lets_the_line_move() {
+        let gate = BufferGate::new(100);
+        let held = gate.try_reserve(90).unwrap();
+        let ran = Arc::new(StdMutex::new(Vec::new()));
+        let started = tokio::time::Instant::now();
+        assert!(
+            !gate
+                .reserve(50, Duration::from_millis(50), keep(&ran, 1))
+                .await
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        let small = gate.try_reserve(10).unwrap();
+        assert_eq!(gate.used(), 100);
+        drop((held, small));
+        assert_eq!(gate.used(), 0);
+        assert!(
+            ran.lock().unwrap().is_empty(),
+            "a timed-out waiter is never granted"
+        );
+    }
+}

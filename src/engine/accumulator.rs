@@ -166,10 +166,8 @@ pub(crate) struct PartitionQueue {
     open_created: Option<Instant>,
     /// Sealed batches, oldest first.
     pub(crate) queue: VecDeque<Batch>,
-    /// Batches of this partition in flight.
-    pub(crate) in_flight: usize,
-    /// The `order` of each batch in flight (a count per order: the halves
-    /// of a split batch share one).
+    /// The `order` of each batch in flight, with a count per order (the
+    /// halves of a split batch share one).
     in_flight_orders: std::collections::BTreeMap<u64, u32>,
     /// The `order` of the next batch sealed.
     next_order: u64,
@@ -291,15 +289,18 @@ impl PartitionQueue {
         self.queue.insert(at, batch);
     }
 
+    /// Batches of this partition in flight.
+    fn in_flight(&self) -> usize {
+        self.in_flight_orders.values().map(|n| *n as usize).sum()
+    }
+
     /// A batch of this partition went out.
     pub(crate) fn sent(&mut self, order: u64) {
-        self.in_flight += 1;
         *self.in_flight_orders.entry(order).or_insert(0) += 1;
     }
 
     /// A batch of this partition is no longer in flight.
     pub(crate) fn settled(&mut self, order: u64) {
-        self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(n) = self.in_flight_orders.get_mut(&order) {
             *n -= 1;
             if *n == 0 {
@@ -327,10 +328,10 @@ impl PartitionQueue {
             1
         };
         match self.queue.front() {
-            Some(front) if front.attempts > 0 => self.in_flight == 0,
+            Some(front) if front.attempts > 0 => self.in_flight_orders.is_empty(),
             next => {
                 let next_order = next.map_or(self.next_order, |b| b.order);
-                self.in_flight < max_in_flight
+                self.in_flight() < max_in_flight
                     && self.in_flight_orders.keys().next().is_none_or(|oldest| {
                         next_order.saturating_sub(*oldest) < max_in_flight as u64
                     })

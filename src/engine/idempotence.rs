@@ -181,7 +181,8 @@ impl PartitionSequences {
             .is_some_and(|acked| log_start_offset > acked)
     }
 
-    fn reset(&mut self) {
+    /// Starts over (after a new identity: sequences begin at 0 again).
+    pub(crate) fn reset(&mut self) {
         *self = PartitionSequences::default();
     }
 }
@@ -507,11 +508,6 @@ impl Idempotence {
             ),
         )
     }
-}
-
-/// Resets a partition's sequences (after a new identity).
-pub(crate) fn reset(seq: &mut PartitionSequences) {
-    seq.reset();
 }
 
 #[cfg(test)]

@@ -523,7 +523,7 @@ impl Engine {
                     // A new identity: every partition numbers from 0 again.
                     for tq in self.topics.values_mut() {
                         for pq in &mut tq.partitions {
-                            super::idempotence::reset(&mut pq.sequences);
+                            pq.sequences.reset();
                         }
                     }
                     self.stamped_identity = Some(identity);
@@ -1286,8 +1286,7 @@ impl Engine {
                         ),
                     )
                     .with_possibly_persisted(true);
-                    self.unmute(&b);
-                    self.fail_records(&b.topic, b.partition, &b.batch.records, &err);
+                    self.fail_batch(&b, &err);
                     return;
                 }
                 SequenceVerdict::FailAndBump => {
@@ -1298,8 +1297,7 @@ impl Engine {
                     let base = stamp.map_or(0, |(_, base)| base);
                     let err =
                         Idempotence::gap_error(&b.topic, b.partition, base, sequences.expected());
-                    self.unmute(&b);
-                    self.fail_records(&b.topic, b.partition, &b.batch.records, &err);
+                    self.fail_batch(&b, &err);
                     return;
                 }
             }
@@ -1318,7 +1316,6 @@ impl Engine {
             } => {
                 let maybe = b.batch.maybe_persisted || possibly_persisted;
                 self.sequence_hole(&b);
-                self.unmute(&b);
                 let err = Error::new(
                     ErrorKind::DeliveryTimeout,
                     format!(
@@ -1327,18 +1324,12 @@ impl Engine {
                     ),
                 )
                 .with_possibly_persisted(maybe);
-                self.fail_records(&b.topic, b.partition, &b.batch.records, &err);
+                self.fail_batch(&b, &err);
             }
             RetryAction::Fail { possibly_persisted } => {
                 let maybe = b.batch.maybe_persisted || possibly_persisted;
                 self.sequence_hole(&b);
-                self.unmute(&b);
-                self.fail_records(
-                    &b.topic,
-                    b.partition,
-                    &b.batch.records,
-                    &error.clone_shallow().with_possibly_persisted(maybe),
-                );
+                self.fail_batch(&b, &error.clone_shallow().with_possibly_persisted(maybe));
                 if error.is_fatal() {
                     // Scenario 20: CLUSTER_AUTHORIZATION_FAILED and the like
                     // end the producer; late answers find nothing to resolve.
@@ -1417,6 +1408,13 @@ impl Engine {
             self.stats.leader_hint();
         }
         taken
+    }
+
+    /// A batch in flight fails for good: it settles and its records fail
+    /// with `error`.
+    fn fail_batch(&mut self, b: &InFlightBatch, error: &Error) {
+        self.unmute(b);
+        self.fail_records(&b.topic, b.partition, &b.batch.records, error);
     }
 
     /// A batch of the partition is no longer in flight (and will not be

@@ -117,6 +117,20 @@ impl Connections {
         Ok(conn)
     }
 
+    /// A connection to `node` for a request any broker can answer, or to
+    /// a bootstrap server when there is none or it cannot be reached.
+    async fn node_or_bootstrap(
+        &self,
+        node: Option<&(i32, String)>,
+    ) -> Result<Arc<BrokerConnection>, Error> {
+        if let Some((id, addr)) = node
+            && let Ok(conn) = self.get(*id, addr).await
+        {
+            return Ok(conn);
+        }
+        self.bootstrap().await
+    }
+
     async fn bootstrap(&self) -> Result<Arc<BrokerConnection>, Error> {
         let mut guard = self.bootstrap.lock().await;
         if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
@@ -608,13 +622,7 @@ impl Driver {
             } => {
                 tokio::spawn(async move {
                     let result = async {
-                        let conn = match &node {
-                            Some((id, addr)) => match connections.get(*id, addr).await {
-                                Ok(conn) => conn,
-                                Err(_) => connections.bootstrap().await?,
-                            },
-                            None => connections.bootstrap().await?,
-                        };
+                        let conn = connections.node_or_bootstrap(node.as_ref()).await?;
                         let Some(version) = conn.versions().get(ApiKey::InitProducerId) else {
                             // Scenario 26: a clear configuration error, at start-up.
                             return Err(Error::config(
@@ -648,13 +656,7 @@ impl Driver {
             Transmit::Metadata { id, node, topics } => {
                 tokio::spawn(async move {
                     let result = async {
-                        let conn = match &node {
-                            Some((id, addr)) => match connections.get(*id, addr).await {
-                                Ok(conn) => conn,
-                                Err(_) => connections.bootstrap().await?,
-                            },
-                            None => connections.bootstrap().await?,
-                        };
+                        let conn = connections.node_or_bootstrap(node.as_ref()).await?;
                         let request = MetadataRequest::default()
                             .with_topics(Some(
                                 topics

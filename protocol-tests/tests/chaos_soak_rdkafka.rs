@@ -10,6 +10,9 @@
 //!
 //! `SMARTKAFKA_SOAK_RECORDS` sets the soak's record count (default 100,000).
 
+mod common;
+
+use common::murmur2;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,36 +32,6 @@ use tokio::time::Instant;
 const TOPIC: &str = "soak";
 const PARTITIONS: i32 = 6;
 const SEED: u64 = 0x5eed_2024;
-
-/// Kafka's murmur2, as librdkafka's `murmur2_random` partitioner uses it.
-fn murmur2(data: &[u8]) -> u32 {
-    const M: u32 = 0x5bd1_e995;
-    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> 24;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    let rest = chunks.remainder();
-    if rest.len() >= 3 {
-        h ^= u32::from(rest[2]) << 16;
-    }
-    if rest.len() >= 2 {
-        h ^= u32::from(rest[1]) << 8;
-    }
-    if !rest.is_empty() {
-        h ^= u32::from(rest[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h
-}
 
 fn key(id: u64) -> String {
     format!("key-{}", id % 1000)

@@ -2,6 +2,9 @@
 //! (librdkafka): idempotent produce with every compression codec, consumption
 //! from the beginning with `assign`, metadata, and fault hooks.
 
+mod common;
+
+use common::murmur2;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -18,37 +21,6 @@ use rdkafka::{Offset, TopicPartitionList};
 const TOPIC: &str = "events";
 const PARTITIONS: i32 = 6;
 const DEADLINE: Duration = Duration::from_secs(25);
-
-/// Kafka's murmur2 (as used by the Java client and librdkafka's
-/// `murmur2_random` partitioner).
-fn murmur2(data: &[u8]) -> u32 {
-    const M: u32 = 0x5bd1_e995;
-    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> 24;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    let rest = chunks.remainder();
-    if rest.len() >= 3 {
-        h ^= u32::from(rest[2]) << 16;
-    }
-    if rest.len() >= 2 {
-        h ^= u32::from(rest[1]) << 8;
-    }
-    if !rest.is_empty() {
-        h ^= u32::from(rest[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h
-}
 
 fn expected_partition(key: &[u8], partitions: i32) -> i32 {
     ((murmur2(key) & 0x7fff_ffff) % partitions as u32) as i32

@@ -38,6 +38,7 @@ mod admin;
 pub mod blocking;
 pub mod compression;
 mod config;
+pub mod consumer;
 mod engine;
 mod error;
 pub mod health;

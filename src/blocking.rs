@@ -121,6 +121,41 @@ impl Producer {
         self.runtime.block_on(self.inner.flush())
     }
 
+    /// [`crate::Producer::init_transactions`].
+    pub fn init_transactions(&self) -> Result<(), Error> {
+        not_in_runtime()?;
+        self.runtime.block_on(self.inner.init_transactions())
+    }
+
+    /// [`crate::Producer::begin_transaction`].
+    pub fn begin_transaction(&self) -> Result<(), Error> {
+        not_in_runtime()?;
+        self.runtime.block_on(self.inner.begin_transaction())
+    }
+
+    /// [`crate::Producer::send_offsets_to_transaction`].
+    pub fn send_offsets_to_transaction(
+        &self,
+        offsets: Vec<crate::consumer::OffsetToCommit>,
+        group: crate::consumer::ConsumerGroupMetadata,
+    ) -> Result<(), Error> {
+        not_in_runtime()?;
+        self.runtime
+            .block_on(self.inner.send_offsets_to_transaction(offsets, group))
+    }
+
+    /// [`crate::Producer::commit_transaction`].
+    pub fn commit_transaction(&self) -> Result<(), Error> {
+        not_in_runtime()?;
+        self.runtime.block_on(self.inner.commit_transaction())
+    }
+
+    /// [`crate::Producer::abort_transaction`].
+    pub fn abort_transaction(&self) -> Result<(), Error> {
+        not_in_runtime()?;
+        self.runtime.block_on(self.inner.abort_transaction())
+    }
+
     /// Sends what is queued and stops, failing what is left after `timeout`.
     pub fn close(&self, timeout: Duration) -> Result<(), Error> {
         not_in_runtime()?;

@@ -49,6 +49,17 @@ pub enum ErrorKind {
     InvalidPartition,
     /// A record was not delivered within `delivery_timeout`.
     DeliveryTimeout,
+    /// Another producer with the same transactional id took over (it ran
+    /// `init_transactions` later): this producer is finished. Fatal.
+    Fenced,
+    /// The open transaction cannot commit (a record or a transactional
+    /// request failed): abort it, then carry on with a new one.
+    TransactionAbortable,
+    /// The record was not sent because its transaction was aborted.
+    TransactionAborted,
+    /// A transactional call made in the wrong state, such as a send before
+    /// `begin_transaction` or an abort while a commit's outcome is unknown.
+    InvalidTransactionState,
 }
 
 /// The error type of every fallible operation in smartkafka.
@@ -180,7 +191,11 @@ impl Error {
             | ErrorKind::UnsupportedApi
             | ErrorKind::Closed
             | ErrorKind::RecordTooLarge
-            | ErrorKind::InvalidPartition => false,
+            | ErrorKind::InvalidPartition
+            | ErrorKind::Fenced
+            | ErrorKind::TransactionAbortable
+            | ErrorKind::TransactionAborted
+            | ErrorKind::InvalidTransactionState => false,
         }
     }
 
@@ -189,7 +204,10 @@ impl Error {
     /// a closed client).
     pub fn is_fatal(&self) -> bool {
         match &self.inner.kind {
-            ErrorKind::Config { .. } | ErrorKind::UnsupportedApi | ErrorKind::Closed => true,
+            ErrorKind::Config { .. }
+            | ErrorKind::UnsupportedApi
+            | ErrorKind::Closed
+            | ErrorKind::Fenced => true,
             ErrorKind::Broker(code) => matches!(
                 *code,
                 KafkaCode::CLUSTER_AUTHORIZATION_FAILED
@@ -200,6 +218,18 @@ impl Error {
             ),
             _ => false,
         }
+    }
+
+    /// Whether the open transaction must be aborted (then the producer goes
+    /// on with a new one): true for [`ErrorKind::TransactionAbortable`].
+    ///
+    /// ```
+    /// # use smartkafka::{Error, ErrorKind};
+    /// let err = Error::config("transactional_id", "empty");
+    /// assert!(!err.is_abortable());
+    /// ```
+    pub fn is_abortable(&self) -> bool {
+        matches!(self.inner.kind, ErrorKind::TransactionAbortable)
     }
 
     /// Whether this is a configuration error.

@@ -412,6 +412,14 @@ impl Idempotence {
     }
 
     /// The producer cannot go on.
+    /// Takes an identity handed out elsewhere (by the transaction
+    /// coordinator, for a transactional producer).
+    pub(crate) fn adopt(&mut self, identity: ProducerIdentity) {
+        if !matches!(self.state, IdState::Fatal(_)) {
+            self.state = IdState::Ready(identity);
+        }
+    }
+
     pub(crate) fn set_fatal(&mut self, error: Error) {
         self.state = IdState::Fatal(error);
     }

@@ -11,6 +11,7 @@
 //! | `metadata_cache` | leaders and leader epochs (never backwards), refresh schedule |
 //! | `retry` | the retry decision table and backoff with jitter |
 //! | `stats` | counters: totals, per partition, per broker |
+//! | `txn` | the transactional state machine: coordinator, partitions added, offsets, commit and abort |
 //! | `partitioner` | where records go |
 
 // Without the tokio driver nothing drives the engine yet; it still builds
@@ -28,7 +29,9 @@ mod sim;
 #[cfg(test)]
 mod sim_scenarios;
 pub(crate) mod stats;
+pub(crate) mod txn;
 
 pub use producer::Acks;
 pub(crate) use producer::{Engine, EngineConfig, Event, SendFailure, Transmit};
+pub(crate) use txn::{CoordinatorKind, TxnAnswer, TxnOp, TxnRequest};
 pub use stats::{BrokerStats, PartitionStats, ProducerStats};

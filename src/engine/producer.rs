@@ -52,6 +52,7 @@ use super::idempotence::{BumpReason, Idempotence, ProducerIdentity, SequenceVerd
 use super::metadata_cache::MetadataCache;
 use super::retry::{Jitter, Outcome, RetryAction, classify};
 use super::stats::{ProducerStats, StatsBook};
+use super::txn::{Transactions, TxnAnswer, TxnEffect, TxnOp, TxnRequest};
 use crate::compression::Compression;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
@@ -111,6 +112,10 @@ pub(crate) struct EngineConfig {
     pub(crate) seed: u64,
     /// Idempotence (KIP-98): producer id, epochs and sequence numbers.
     pub(crate) idempotence: bool,
+    /// Transactions (KIP-98): the transactional id and the timeout the
+    /// coordinator aborts an open transaction after. Implies idempotence.
+    pub(crate) transactional_id: Option<String>,
+    pub(crate) transaction_timeout: Duration,
 }
 
 /// A request for the I/O layer to send.
@@ -141,6 +146,14 @@ pub(crate) enum Transmit {
         node: Option<(i32, String)>,
         topics: Vec<String>,
     },
+    /// A transactional request (see `txn`), to `node` (a coordinator) or
+    /// (`None`) any broker.
+    Txn {
+        id: u64,
+        node: Option<(i32, String)>,
+        transactional_id: String,
+        request: TxnRequest,
+    },
 }
 
 /// Why a request got no response.
@@ -169,6 +182,8 @@ pub(crate) enum Event {
     /// The producer cannot go on; every record failed with `error`, and so
     /// will every later one.
     Fatal { error: Error },
+    /// A transactional call (`Engine::transaction`) completed.
+    TxnDone { op: u64, result: Result<(), Error> },
 }
 
 /// One partition's answer in a Produce response.
@@ -242,6 +257,10 @@ pub(crate) struct Engine {
     stamped_identity: Option<ProducerIdentity>,
     /// Set once the producer failed fatally.
     fatal_error: Option<Error>,
+    /// `Some` for a transactional producer.
+    txn: Option<Transactions>,
+    /// The last token appended (a commit flushes up to it).
+    last_token: u64,
 }
 
 impl Engine {
@@ -278,6 +297,10 @@ impl Engine {
             initialised: false,
             stamped_identity: None,
             fatal_error: None,
+            txn: config.transactional_id.clone().map(|id| {
+                Transactions::new(id, config.transaction_timeout, config.retry_backoff)
+            }),
+            last_token: 0,
             config,
         }
     }
@@ -298,8 +321,13 @@ impl Engine {
         deadline: Option<Instant>,
     ) {
         self.now = Some(now);
+        self.last_token = self.last_token.max(token);
         if let Some(error) = &self.fatal_error {
             let error = error.clone_shallow().with_possibly_persisted(false);
+            self.fail_record(token, error);
+            return;
+        }
+        if let Some(Err(error)) = self.txn.as_ref().map(Transactions::check_send) {
             self.fail_record(token, error);
             return;
         }
@@ -354,24 +382,8 @@ impl Engine {
     /// responses are ignored.
     pub(crate) fn abort(&mut self, now: Instant, reason: &Error) {
         self.now = Some(now);
-        while let Some(w) = self.waiting.pop_front() {
-            self.held_records -= 1;
-            self.fail_record(w.token, reason.clone_shallow());
-        }
+        self.fail_unsent(reason);
         let mut failed: Vec<(String, i32, Vec<PendingRecord>, bool)> = Vec::new();
-        let mut unsent: Vec<(String, i32, Vec<PendingRecord>, bool)> = Vec::new();
-        for (topic, tq) in &mut self.topics {
-            for (p, pq) in tq.partitions.iter_mut().enumerate() {
-                for (records, maybe) in pq.take_all() {
-                    unsent.push((topic.clone(), p as i32, records, maybe));
-                }
-            }
-        }
-        for (topic, partition, records, maybe) in unsent {
-            let bytes: usize = records.iter().map(|r| r.reserved).sum();
-            self.release(&topic, partition, bytes);
-            failed.push((topic, partition, records, maybe));
-        }
         for (_, request) in std::mem::take(&mut self.in_flight) {
             for b in request.batches {
                 self.unmute(&b);
@@ -390,6 +402,37 @@ impl Engine {
                 &reason.clone_shallow().with_possibly_persisted(maybe),
             );
         }
+    }
+
+    /// Fails every record not in flight: waiting ones and queued batches
+    /// (a queued retry fails as possibly persisted). Returns whether a
+    /// failed batch held sequence numbers (it leaves a hole behind).
+    fn fail_unsent(&mut self, reason: &Error) -> bool {
+        let mut stamped = false;
+        while let Some(w) = self.waiting.pop_front() {
+            self.held_records -= 1;
+            self.fail_record(w.token, reason.clone_shallow());
+        }
+        let mut unsent: Vec<(String, i32, Vec<PendingRecord>, bool)> = Vec::new();
+        for (topic, tq) in &mut self.topics {
+            for (p, pq) in tq.partitions.iter_mut().enumerate() {
+                stamped |= pq.queue.iter().any(|b| b.stamp.is_some());
+                for (records, maybe) in pq.take_all() {
+                    unsent.push((topic.clone(), p as i32, records, maybe));
+                }
+            }
+        }
+        for (topic, partition, records, maybe) in unsent {
+            let bytes: usize = records.iter().map(|r| r.reserved).sum();
+            self.release(&topic, partition, bytes);
+            self.fail_records(
+                &topic,
+                partition,
+                &records,
+                &reason.clone_shallow().with_possibly_persisted(maybe),
+            );
+        }
+        stamped
     }
 
     /// A Metadata request finished.
@@ -516,26 +559,90 @@ impl Engine {
             self.pump(now);
             return;
         }
-        let before = self.stamped_identity;
         match idem.handle_response(now, result) {
-            Some(identity) => {
-                if before != Some(identity) {
-                    // A new identity: every partition numbers from 0 again.
-                    for tq in self.topics.values_mut() {
-                        for pq in &mut tq.partitions {
-                            pq.sequences.reset();
-                        }
-                    }
-                    self.stamped_identity = Some(identity);
-                }
-                if !self.initialised {
-                    self.initialised = true;
-                    self.events.push_back(Event::Initialised);
-                }
-            }
+            Some(identity) => self.adopt_identity(identity),
             None => {
                 if let Some(error) = idem.fatal().map(Error::clone_shallow) {
                     self.go_fatal(now, error);
+                }
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Batches go out under `identity` from now on.
+    fn adopt_identity(&mut self, identity: ProducerIdentity) {
+        if self.stamped_identity != Some(identity) {
+            // A new identity: every partition numbers from 0 again.
+            for tq in self.topics.values_mut() {
+                for pq in &mut tq.partitions {
+                    pq.sequences.reset();
+                }
+            }
+            self.stamped_identity = Some(identity);
+        }
+        if let Some(idem) = self.idempotence.as_mut() {
+            idem.adopt(identity);
+        }
+        if !self.initialised {
+            self.initialised = true;
+            self.events.push_back(Event::Initialised);
+        }
+    }
+
+    /// A transactional call (`init_transactions`, `begin_transaction`,
+    /// `send_offsets_to_transaction`, `commit_transaction`,
+    /// `abort_transaction`); `Event::TxnDone` with `op` reports its result.
+    pub(crate) fn transaction(&mut self, now: Instant, op: u64, call: TxnOp) {
+        self.now = Some(now);
+        let Some(txn) = self.txn.as_mut() else {
+            let error = Error::config(
+                "transactional_id",
+                "transactional calls need a producer built with a transactional id",
+            );
+            self.events.push_back(Event::TxnDone {
+                op,
+                result: Err(error),
+            });
+            return;
+        };
+        let commit = matches!(call, TxnOp::Commit);
+        let abort_started = txn.start(op, call);
+        if commit {
+            // A commit sends everything now, linger or not.
+            self.flush_mark = self.flush_mark.max(self.last_token);
+        }
+        if abort_started {
+            let reason = Error::new(
+                ErrorKind::TransactionAborted,
+                "the transaction was aborted before the record was sent",
+            );
+            if self.fail_unsent(&reason)
+                && let Some(txn) = self.txn.as_mut()
+            {
+                txn.sequences_broken();
+            }
+        }
+        self.pump(now);
+    }
+
+    /// A transactional request finished (`Err`: no answer).
+    pub(crate) fn handle_txn_response(
+        &mut self,
+        now: Instant,
+        id: u64,
+        result: Result<TxnAnswer, Error>,
+    ) {
+        self.now = Some(now);
+        if let Some(txn) = self.txn.as_mut() {
+            match txn.handle_answer(now, id, result) {
+                TxnEffect::None => {}
+                TxnEffect::Identity(identity) => self.adopt_identity(identity),
+                TxnEffect::Fatal => {
+                    let error = txn.fatal().map(Error::clone_shallow);
+                    if let Some(error) = error {
+                        self.go_fatal(now, error);
+                    }
                 }
             }
         }
@@ -624,6 +731,9 @@ impl Engine {
         {
             consider(t.max(now + Duration::from_millis(1)));
         }
+        if let Some(t) = self.txn.as_ref().and_then(Transactions::next_deadline) {
+            consider(t.max(now + Duration::from_millis(1)));
+        }
         next
     }
 
@@ -662,6 +772,35 @@ impl Engine {
         self.poll_metadata(now);
         self.poll_producer_id(now);
         self.drain(now);
+        self.poll_transactions(now);
+    }
+
+    /// Sends the transactional request the state machine wants, if any,
+    /// and reports completed calls.
+    fn poll_transactions(&mut self, now: Instant) {
+        let settled = self.held_records == 0 && self.in_flight.is_empty();
+        let id = self.next_id;
+        let Some(txn) = self.txn.as_mut() else {
+            return;
+        };
+        if let Some(out) = txn.poll_request(now, settled, id) {
+            self.next_id += 1;
+            self.transmits.push_back(Transmit::Txn {
+                id,
+                node: out.node,
+                transactional_id: txn.transactional_id().to_string(),
+                request: out.request,
+            });
+        }
+        self.report_txn_calls();
+    }
+
+    fn report_txn_calls(&mut self) {
+        if let Some(txn) = self.txn.as_mut() {
+            while let Some((op, result)) = txn.poll_done() {
+                self.events.push_back(Event::TxnDone { op, result });
+            }
+        }
     }
 
     /// Sends InitProducerId when the idempotence state machine wants one: at
@@ -671,6 +810,10 @@ impl Engine {
         let Some(idem) = self.idempotence.as_ref() else {
             return;
         };
+        if self.txn.is_some() {
+            // The transaction coordinator hands out the producer id.
+            return;
+        }
         let quiet = self.in_flight.is_empty()
             && idem
                 .resolving()
@@ -713,8 +856,12 @@ impl Engine {
             idem.set_fatal(error.clone_shallow());
         }
         self.fatal_error = Some(error.clone_shallow());
+        if let Some(txn) = self.txn.as_mut() {
+            txn.fail(error.clone_shallow());
+        }
         self.abort(now, &error);
         self.events.push_back(Event::Fatal { error });
+        self.report_txn_calls();
     }
 
     fn poll_metadata(&mut self, now: Instant) {
@@ -836,6 +983,9 @@ impl Engine {
         let pq = &mut tq.partitions[index];
         match pq.append(self.batch_config, now, &w.record, pending) {
             Ok((sealed_full, lost)) => {
+                if let Some(txn) = self.txn.as_mut() {
+                    txn.record_partition(&w.record.topic, partition);
+                }
                 pq.held_bytes += w.reserved as u64;
                 tq.held[index] = pq.held_bytes;
                 self.buffer_used += w.reserved;
@@ -875,10 +1025,8 @@ impl Engine {
         // A queued retry that expires leaves its sequences unused (scenario
         // 14 holds only for batches never stamped): a new epoch renumbers.
         for stamp in holes {
-            if Some(identity_of(stamp)) == self.stamped_identity
-                && let Some(idem) = self.idempotence.as_mut()
-            {
-                idem.request_bump(Some(identity_of(stamp)), BumpReason::SequenceHole);
+            if Some(identity_of(stamp)) == self.stamped_identity {
+                self.request_bump(Some(identity_of(stamp)), BumpReason::SequenceHole);
             }
         }
         for request in self.in_flight.values_mut() {
@@ -953,6 +1101,7 @@ impl Engine {
         };
         let hurry = self.buffer_blocked;
         let limit = self.partition_in_flight_limit();
+        let transactional = self.txn.is_some();
         let mut ready: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
         let mut leaderless = false;
         for (topic, tq) in &self.topics {
@@ -962,6 +1111,12 @@ impl Engine {
             for (p, pq) in tq.partitions.iter().enumerate() {
                 if pq.is_empty()
                     || !pq.ready(now, self.config.linger, self.flush_mark, hurry, limit)
+                {
+                    continue;
+                }
+                // A transaction's partition sends once the coordinator added it.
+                if let Some(txn) = &self.txn
+                    && !txn.may_send(topic, p as i32)
                 {
                     continue;
                 }
@@ -1039,7 +1194,7 @@ impl Engine {
                     match pq.take_next(now) {
                         Ok(Some(mut batch)) => {
                             if let Some(identity) = identity {
-                                stamp_batch(&mut batch, &mut pq.sequences, identity);
+                                stamp_batch(&mut batch, &mut pq.sequences, identity, transactional);
                             }
                             size += batch.sealed.len() + topic.len() + 32;
                             pq.sent(batch.order);
@@ -1140,8 +1295,17 @@ impl Engine {
         if !b.batch.maybe_persisted {
             self.not_written_behind(b);
         }
-        if let Some(idem) = self.idempotence.as_mut() {
-            idem.request_bump(Some(identity_of(stamp)), BumpReason::SequenceHole);
+        self.request_bump(Some(identity_of(stamp)), BumpReason::SequenceHole);
+    }
+
+    /// A sequence can no longer be trusted. Outside a transaction the epoch
+    /// is bumped once the partition is quiet; inside one the epoch stays
+    /// (scenario 36) and the abort bumps it.
+    fn request_bump(&mut self, stamped: Option<ProducerIdentity>, reason: BumpReason) {
+        if let Some(txn) = self.txn.as_mut() {
+            txn.sequences_broken();
+        } else if let Some(idem) = self.idempotence.as_mut() {
+            idem.request_bump(stamped, reason);
         }
     }
 
@@ -1241,6 +1405,20 @@ impl Engine {
             }
             return;
         }
+        if let (Some(txn), Outcome::Code(code)) = (&self.txn, outcome)
+            && super::txn::is_fatal_txn_code(code)
+        {
+            // Scenario 33: a zombie learns it was fenced at its next send.
+            let error = match code {
+                KafkaCode::PRODUCER_FENCED | KafkaCode::INVALID_PRODUCER_EPOCH => {
+                    super::txn::fenced(txn.transactional_id(), format_args!("Produce to {}-{}", b.topic, b.partition))
+                }
+                _ => error.clone_shallow(),
+            };
+            self.fail_batch(&b, &error.clone_shallow().with_possibly_persisted(false));
+            self.go_fatal(now, error);
+            return;
+        }
         if let (Some(idem), Outcome::Code(code)) = (&self.idempotence, outcome) {
             let sequences = self
                 .topics
@@ -1268,15 +1446,19 @@ impl Engine {
                         KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER => BumpReason::SequenceHole,
                         _ => BumpReason::InvalidEpoch,
                     };
-                    if let Some(idem) = self.idempotence.as_mut() {
-                        idem.request_bump(stamp.map(|(id, _)| id), reason);
+                    if self.txn.is_some() {
+                        // No bump inside a transaction: the batch fails,
+                        // and so does the transaction (scenario 36).
+                        self.request_bump(None, reason);
+                        let maybe = b.batch.maybe_persisted && !not_written;
+                        self.fail_batch(&b, &error.clone_shallow().with_possibly_persisted(maybe));
+                        return;
                     }
+                    self.request_bump(stamp.map(|(id, _)| id), reason);
                     return self.retry(now, b, false, false, error);
                 }
                 SequenceVerdict::Unresolvable => {
-                    if let Some(idem) = self.idempotence.as_mut() {
-                        idem.request_bump(stamp.map(|(id, _)| id), BumpReason::SequenceHole);
-                    }
+                    self.request_bump(stamp.map(|(id, _)| id), BumpReason::SequenceHole);
                     let err = Error::broker(
                         code,
                         format_args!(
@@ -1291,9 +1473,7 @@ impl Engine {
                 }
                 SequenceVerdict::FailAndBump => {
                     self.not_written_behind(&b);
-                    if let Some(idem) = self.idempotence.as_mut() {
-                        idem.request_bump(stamp.map(|(id, _)| id), BumpReason::SequenceGap);
-                    }
+                    self.request_bump(stamp.map(|(id, _)| id), BumpReason::SequenceGap);
                     let base = stamp.map_or(0, |(_, base)| base);
                     let err =
                         Idempotence::gap_error(&b.topic, b.partition, base, sequences.expected());
@@ -1455,6 +1635,9 @@ impl Engine {
     }
 
     fn fail_record(&mut self, token: u64, error: Error) {
+        if let Some(txn) = self.txn.as_mut() {
+            txn.record_failed(&error);
+        }
         self.stats.record_failed();
         self.events.push_back(Event::Failed { token, error });
     }
@@ -1481,6 +1664,7 @@ fn stamp_batch(
     batch: &mut super::accumulator::Batch,
     sequences: &mut super::idempotence::PartitionSequences,
     identity: ProducerIdentity,
+    transactional: bool,
 ) {
     let base_sequence = match batch.stamp {
         Some(s) if identity_of(s) == identity => s.base_sequence,
@@ -1488,7 +1672,7 @@ fn stamp_batch(
     };
     batch
         .sealed
-        .stamp(identity.producer_id, identity.epoch, base_sequence, false);
+        .stamp(identity.producer_id, identity.epoch, base_sequence, transactional);
     batch.stamp = Some(Stamp {
         producer_id: identity.producer_id,
         epoch: identity.epoch,
@@ -1532,6 +1716,8 @@ mod tests {
             partitioner: PartitionStrategy::Default,
             seed: 7,
             idempotence: false,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 

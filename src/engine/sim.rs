@@ -48,6 +48,8 @@ pub(crate) fn config() -> EngineConfig {
         partitioner: PartitionStrategy::Default,
         seed: 11,
         idempotence: true,
+        transactional_id: None,
+        transaction_timeout: Duration::from_secs(60),
     }
 }
 

@@ -35,7 +35,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::net::buffer_gate::{BufferGate, Reservation};
 
 use crate::config::ClientConfig;
-use crate::engine::{Engine, EngineConfig, Event, ProducerStats, SendFailure, Transmit};
+use crate::engine::{
+    Engine, EngineConfig, Event, ProducerStats, SendFailure, Transmit, TxnAnswer, TxnOp,
+};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
 use crate::net::clock;
@@ -74,6 +76,11 @@ pub(crate) enum Command {
     WaitReady {
         done: oneshot::Sender<Result<(), Error>>,
     },
+    /// A transactional call; `done` gets its result.
+    Txn {
+        call: TxnOp,
+        done: oneshot::Sender<Result<(), Error>>,
+    },
 }
 
 enum Response {
@@ -88,6 +95,10 @@ enum Response {
     InitProducerId {
         id: u64,
         result: Result<(i16, i64, i16), Error>,
+    },
+    Txn {
+        id: u64,
+        result: Result<TxnAnswer, Error>,
     },
 }
 
@@ -236,7 +247,8 @@ pub(crate) struct DriverHandle {
 
 /// Starts the driver task on the current runtime.
 pub(crate) fn spawn(client: ClientConfig, engine: EngineConfig) -> DriverHandle {
-    let idempotent = engine.idempotence;
+    // A transactional producer gets its id from `init_transactions`.
+    let wait_for_id = engine.idempotence && engine.transactional_id.is_none();
     let buffer = BufferGate::new(engine.buffer_memory);
     let known_topics = Arc::new(RwLock::new(BTreeSet::new()));
     let (commands, command_rx) = mpsc::unbounded_channel();
@@ -261,7 +273,9 @@ pub(crate) fn spawn(client: ClientConfig, engine: EngineConfig) -> DriverHandle 
         close_waiters: Vec::new(),
         aborted: 0,
         detail_published: None,
-        ready: !idempotent,
+        ready: !wait_for_id,
+        txn_waiters: BTreeMap::new(),
+        next_txn_op: 1,
         ready_waiters: Vec::new(),
         fatal: None,
         produce_queues: BTreeMap::new(),
@@ -308,6 +322,9 @@ struct Driver {
     ready_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
     /// The error that ended the producer, if any.
     fatal: Option<Error>,
+    /// Transactional calls waiting for their result, by call id.
+    txn_waiters: BTreeMap<u64, oneshot::Sender<Result<(), Error>>>,
+    next_txn_op: u64,
     /// Per broker, the ordered queue of its Produce requests.
     produce_queues: BTreeMap<i32, mpsc::UnboundedSender<ProduceJob>>,
     known_topics: Arc<RwLock<BTreeSet<String>>>,
@@ -391,6 +408,9 @@ impl Driver {
         for (_, done) in self.flush_waiters.drain(..) {
             let _ = done.send(());
         }
+        for (_, done) in std::mem::take(&mut self.txn_waiters) {
+            let _ = done.send(Err(Error::new(ErrorKind::Closed, "the producer is closed")));
+        }
         self.publish_stats();
     }
 
@@ -465,6 +485,16 @@ impl Driver {
                 }
                 (None, false) => self.ready_waiters.push(done),
             },
+            Command::Txn { call, done } => {
+                if self.closing {
+                    let _ = done.send(Err(Error::new(ErrorKind::Closed, "the producer is closed")));
+                    return;
+                }
+                let op = self.next_txn_op;
+                self.next_txn_op += 1;
+                self.txn_waiters.insert(op, done);
+                self.engine.transaction(now, op, call);
+            }
         }
     }
 
@@ -487,6 +517,7 @@ impl Driver {
                 self.engine
                     .handle_init_producer_id_response(now, id, result);
             }
+            Response::Txn { id, result } => self.engine.handle_txn_response(now, id, result),
         }
     }
 
@@ -513,6 +544,11 @@ impl Driver {
                         if let Some(reply) = p.delivered.take() {
                             let _ = reply.send(Ok(metadata));
                         }
+                    }
+                }
+                Event::TxnDone { op, result } => {
+                    if let Some(done) = self.txn_waiters.remove(&op) {
+                        let _ = done.send(result);
                     }
                 }
                 Event::Initialised => {
@@ -651,6 +687,21 @@ impl Driver {
                     }
                     .await;
                     let _ = responses.send(Response::InitProducerId { id, result });
+                });
+            }
+            Transmit::Txn {
+                id,
+                node,
+                transactional_id,
+                request,
+            } => {
+                tokio::spawn(async move {
+                    let result = async {
+                        let conn = connections.node_or_bootstrap(node.as_ref()).await?;
+                        super::txn_wire::send(&conn, &transactional_id, request).await
+                    }
+                    .await;
+                    let _ = responses.send(Response::Txn { id, result });
                 });
             }
             Transmit::Metadata { id, node, topics } => {

@@ -6,3 +6,4 @@ pub(crate) mod buffer_gate;
 pub(crate) mod clock;
 pub(crate) mod connection;
 pub(crate) mod driver;
+pub(crate) mod txn_wire;

@@ -74,6 +74,13 @@ pub struct ProducerConfig {
     /// and places records with a [`SmartPartitioner`](crate::health::SmartPartitioner)
     /// (the `partitioner` setting is then not used).
     pub smart: Option<SmartConfig>,
+    /// Transactions: with an id, the producer writes atomically across
+    /// partitions through `init_transactions`, `begin_transaction`,
+    /// `commit_transaction` and `abort_transaction`. Implies idempotence.
+    pub transactional_id: Option<String>,
+    /// How long the coordinator lets a transaction stay open before it
+    /// aborts it (default 60 s, sent with `init_transactions`).
+    pub transaction_timeout: Duration,
 }
 
 impl ProducerConfig {
@@ -104,6 +111,8 @@ impl ProducerConfig {
             seed: 0x5eed_cafe,
             enable_idempotence: None,
             smart: None,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 
@@ -238,6 +247,30 @@ impl ProducerConfig {
         self
     }
 
+    /// Makes the producer transactional (default: not): records are sent
+    /// inside transactions that commit or abort atomically, and a later
+    /// producer with the same id fences this one. Implies idempotence, so
+    /// `acks` must be all and `max_in_flight` at most 5.
+    ///
+    /// ```
+    /// use smartkafka::ProducerConfig;
+    /// let config = ProducerConfig::new("k:9092").transactional_id("billing-writer-1");
+    /// assert!(config.is_idempotent());
+    /// assert!(ProducerConfig::new("k:9092").transactional_id("").validate().is_err());
+    /// ```
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.transactional_id = Some(id.into());
+        self
+    }
+
+    /// How long an open transaction may last before the coordinator aborts
+    /// it (default 60 s; brokers cap it at `transaction.max.timeout.ms`,
+    /// 15 minutes by default).
+    pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.transaction_timeout = timeout;
+        self
+    }
+
     /// Lag-aware partitioning (default off): the producer watches the lag of
     /// `smart.group` on `smart.topics` in the background and sends keyless
     /// records to the partitions whose consumers keep up. See
@@ -255,6 +288,9 @@ impl ProducerConfig {
     /// assert!(!ProducerConfig::new("k:9092").acks(Acks::Leader).is_idempotent());
     /// ```
     pub fn is_idempotent(&self) -> bool {
+        if self.transactional_id.is_some() {
+            return self.enable_idempotence != Some(false);
+        }
         let compatible = self.acks == Acks::All && self.max_in_flight <= 5;
         self.enable_idempotence.unwrap_or(compatible)
     }
@@ -305,7 +341,25 @@ impl ProducerConfig {
         if self.max_in_flight == 0 {
             return Err(Error::config("max_in_flight", "must be at least 1"));
         }
-        if self.enable_idempotence == Some(true) {
+        if let Some(id) = &self.transactional_id {
+            if id.is_empty() {
+                return Err(Error::config("transactional_id", "must not be empty"));
+            }
+            if self.enable_idempotence == Some(false) {
+                return Err(Error::config(
+                    "idempotence",
+                    "a transactional producer is idempotent; do not turn idempotence off",
+                ));
+            }
+            let ms = self.transaction_timeout.as_millis();
+            if ms == 0 || ms > i32::MAX as u128 {
+                return Err(Error::config(
+                    "transaction_timeout",
+                    "must be between 1 ms and i32::MAX ms",
+                ));
+            }
+        }
+        if self.enable_idempotence == Some(true) || self.transactional_id.is_some() {
             if self.acks != Acks::All {
                 return Err(Error::config(
                     "acks",
@@ -362,6 +416,8 @@ impl ProducerConfig {
             partitioner: self.partitioner.clone(),
             seed: self.seed,
             idempotence: self.is_idempotent(),
+            transactional_id: self.transactional_id.clone(),
+            transaction_timeout: self.transaction_timeout,
         }
     }
 }
@@ -374,7 +430,13 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let base = || ProducerConfig::new("a:1");
-        let cases: [(ProducerConfig, &str); 9] = [
+        let txn = || base().transactional_id("t");
+        let cases: [(ProducerConfig, &str); 14] = [
+            (base().transactional_id(""), "transactional_id"),
+            (txn().idempotence(false), "idempotence"),
+            (txn().acks(Acks::Leader), "acks"),
+            (txn().max_in_flight(6), "max_in_flight"),
+            (txn().transaction_timeout(Duration::ZERO), "transaction_timeout"),
             (base().idempotence(true).acks(Acks::Leader), "acks"),
             (base().idempotence(true).max_in_flight(6), "max_in_flight"),
             (

@@ -18,6 +18,7 @@
 //! futures complete in that order.
 
 mod config;
+mod transactions;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,6 +31,7 @@ use tokio::sync::oneshot;
 use crate::net::buffer_gate::{OnGrant, Reservation};
 
 pub use self::config::ProducerConfig;
+pub use self::transactions::Transaction;
 use crate::compression::Compression;
 use crate::engine::{Acks, ProducerStats};
 use crate::error::{Error, ErrorKind};
@@ -156,7 +158,8 @@ impl Producer {
                 health,
             }),
         };
-        if producer.shared.config.is_idempotent() {
+        // A transactional producer takes its id in `init_transactions`.
+        if producer.shared.config.is_idempotent() && producer.shared.config.transactional_id.is_none() {
             producer.wait_ready().await?;
         }
         Ok(producer)
@@ -577,6 +580,15 @@ impl ProducerBuilder {
         /// Idempotence (default on unless `acks` or `max_in_flight` rule it
         /// out; turned on explicitly, a conflict is a configuration error).
         idempotence: bool;
+        /// Transaction timeout (default 60 s).
+        transaction_timeout: Duration;
+    }
+
+    /// Makes the producer transactional with this id (see
+    /// [`ProducerConfig::transactional_id`]).
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.config = self.config.transactional_id(id);
+        self
     }
 
     /// Lag-aware partitioning for the topics and consumer group in `smart`

@@ -1,0 +1,209 @@
+//! Transactional requests on the wire: builds FindCoordinator,
+//! InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and
+//! EndTxn from the engine's [`TxnRequest`] at the version negotiated with
+//! the broker, and turns the answers into [`TxnAnswer`]s. Decisions about
+//! what an answer means stay in the engine (`engine::txn`).
+
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, EndTxnRequest,
+    FindCoordinatorRequest, GroupId, InitProducerIdRequest, ProducerId, TopicName,
+    TransactionalId, TxnOffsetCommitRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::connection::BrokerConnection;
+use crate::engine::{CoordinatorKind, TxnAnswer, TxnRequest};
+use crate::error::{Error, ErrorKind};
+use crate::metadata::BrokerMetadata;
+
+fn text(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// Sends `request` for `transactional_id` on `conn` and decodes the answer.
+pub(crate) async fn send(
+    conn: &BrokerConnection,
+    transactional_id: &str,
+    request: TxnRequest,
+) -> Result<TxnAnswer, Error> {
+    let txn_id = TransactionalId(text(transactional_id));
+    match request {
+        TxnRequest::FindCoordinator { kind, key } => find_coordinator(conn, kind, &key).await,
+        TxnRequest::InitProducerId {
+            timeout_ms,
+            producer_id,
+            epoch,
+        } => {
+            let version = conn.versions().require(ApiKey::InitProducerId)?;
+            // Bumping a known epoch needs v3 (KIP-360).
+            let (producer_id, epoch) = if version >= 3 {
+                (producer_id, epoch)
+            } else {
+                (-1, -1)
+            };
+            let request = InitProducerIdRequest::default()
+                .with_transactional_id(Some(txn_id))
+                .with_transaction_timeout_ms(timeout_ms)
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch);
+            let response = conn.send(&request).await?;
+            Ok(TxnAnswer::ProducerId {
+                code: response.error_code,
+                producer_id: response.producer_id.0,
+                epoch: response.producer_epoch,
+            })
+        }
+        TxnRequest::AddPartitions {
+            identity,
+            partitions,
+        } => {
+            let request = AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(txn_id)
+                .with_v3_and_below_producer_id(ProducerId(identity.producer_id))
+                .with_v3_and_below_producer_epoch(identity.epoch)
+                .with_v3_and_below_topics(
+                    partitions
+                        .into_iter()
+                        .map(|(topic, partitions)| {
+                            AddPartitionsToTxnTopic::default()
+                                .with_name(TopicName(text(&topic)))
+                                .with_partitions(partitions)
+                        })
+                        .collect(),
+                );
+            let response = conn.send(&request).await?;
+            let mut results = Vec::new();
+            for topic in &response.results_by_topic_v3_and_below {
+                for p in &topic.results_by_partition {
+                    results.push((
+                        topic.name.0.to_string(),
+                        p.partition_index,
+                        p.partition_error_code,
+                    ));
+                }
+            }
+            Ok(TxnAnswer::Partitions(results))
+        }
+        TxnRequest::AddOffsets { identity, group_id } => {
+            let request = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(txn_id)
+                .with_producer_id(ProducerId(identity.producer_id))
+                .with_producer_epoch(identity.epoch)
+                .with_group_id(GroupId(text(&group_id)));
+            let response = conn.send(&request).await?;
+            Ok(TxnAnswer::Code(response.error_code))
+        }
+        TxnRequest::TxnOffsetCommit {
+            identity,
+            group,
+            offsets,
+        } => {
+            let mut topics: Vec<TxnOffsetCommitRequestTopic> = Vec::new();
+            for o in &offsets {
+                let partition = TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(o.partition)
+                    .with_committed_offset(o.offset)
+                    .with_committed_leader_epoch(-1)
+                    .with_committed_metadata(o.metadata.as_deref().map(text));
+                match topics.iter_mut().find(|t| t.name.0.as_str() == o.topic) {
+                    Some(t) => t.partitions.push(partition),
+                    None => topics.push(
+                        TxnOffsetCommitRequestTopic::default()
+                            .with_name(TopicName(text(&o.topic)))
+                            .with_partitions(vec![partition]),
+                    ),
+                }
+            }
+            // Generation, member and instance id (v3+, KIP-447) let the
+            // group coordinator fence a zombie consumer's offsets.
+            let request = TxnOffsetCommitRequest::default()
+                .with_transactional_id(txn_id)
+                .with_group_id(GroupId(text(&group.group_id)))
+                .with_producer_id(ProducerId(identity.producer_id))
+                .with_producer_epoch(identity.epoch)
+                .with_generation_id(group.generation_id)
+                .with_member_id(text(&group.member_id))
+                .with_group_instance_id(group.group_instance_id.as_deref().map(text))
+                .with_topics(topics);
+            let response = conn.send(&request).await?;
+            let mut results = Vec::new();
+            for topic in &response.topics {
+                for p in &topic.partitions {
+                    results.push((topic.name.0.to_string(), p.partition_index, p.error_code));
+                }
+            }
+            Ok(TxnAnswer::Partitions(results))
+        }
+        TxnRequest::EndTxn { identity, commit } => {
+            let request = EndTxnRequest::default()
+                .with_transactional_id(txn_id)
+                .with_producer_id(ProducerId(identity.producer_id))
+                .with_producer_epoch(identity.epoch)
+                .with_committed(commit);
+            let response = conn.send(&request).await?;
+            Ok(TxnAnswer::Code(response.error_code))
+        }
+    }
+}
+
+async fn find_coordinator(
+    conn: &BrokerConnection,
+    kind: CoordinatorKind,
+    key: &str,
+) -> Result<TxnAnswer, Error> {
+    let version = conn.versions().require(ApiKey::FindCoordinator)?;
+    let key_type = match kind {
+        CoordinatorKind::Group => 0,
+        CoordinatorKind::Transaction => 1,
+    };
+    if version == 0 && kind == CoordinatorKind::Transaction {
+        return Err(Error::new(
+            ErrorKind::UnsupportedApi,
+            "the broker's FindCoordinator v0 cannot look up a transaction coordinator",
+        ));
+    }
+    let mut request = FindCoordinatorRequest::default();
+    if version >= 1 {
+        request.key_type = key_type;
+    }
+    if version >= 4 {
+        request.coordinator_keys = vec![text(key)];
+    } else {
+        request.key = text(key);
+    }
+    let response = conn.send(&request).await?;
+    let (code, node, host, port) = if version >= 4 {
+        let entry = response.coordinators.first().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Protocol,
+                format!("FindCoordinator for `{key}` answered no coordinator"),
+            )
+        })?;
+        (
+            entry.error_code,
+            entry.node_id.0,
+            entry.host.to_string(),
+            entry.port,
+        )
+    } else {
+        (
+            response.error_code,
+            response.node_id.0,
+            response.host.to_string(),
+            response.port,
+        )
+    };
+    let port = u16::try_from(port).unwrap_or(0);
+    let addr = BrokerMetadata {
+        id: node,
+        host,
+        port,
+        rack: None,
+    }
+    .address();
+    Ok(TxnAnswer::Coordinator { code, node, addr })
+}

@@ -30,8 +30,10 @@ mod sim;
 mod sim_scenarios;
 pub(crate) mod stats;
 pub(crate) mod txn;
+#[cfg(test)]
+mod txn_scenarios;
 
 pub use producer::Acks;
 pub(crate) use producer::{Engine, EngineConfig, Event, SendFailure, Transmit};
-pub(crate) use txn::{CoordinatorKind, TxnAnswer, TxnOp, TxnRequest};
 pub use stats::{BrokerStats, PartitionStats, ProducerStats};
+pub(crate) use txn::{CoordinatorKind, TxnAnswer, TxnOp, TxnRequest};

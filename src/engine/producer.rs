@@ -297,9 +297,10 @@ impl Engine {
             initialised: false,
             stamped_identity: None,
             fatal_error: None,
-            txn: config.transactional_id.clone().map(|id| {
-                Transactions::new(id, config.transaction_timeout, config.retry_backoff)
-            }),
+            txn: config
+                .transactional_id
+                .clone()
+                .map(|id| Transactions::new(id, config.transaction_timeout, config.retry_backoff)),
             last_token: 0,
             config,
         }
@@ -1411,7 +1412,10 @@ impl Engine {
             // Scenario 33: a zombie learns it was fenced at its next send.
             let error = match code {
                 KafkaCode::PRODUCER_FENCED | KafkaCode::INVALID_PRODUCER_EPOCH => {
-                    super::txn::fenced(txn.transactional_id(), format_args!("Produce to {}-{}", b.topic, b.partition))
+                    super::txn::fenced(
+                        txn.transactional_id(),
+                        format_args!("Produce to {}-{}", b.topic, b.partition),
+                    )
                 }
                 _ => error.clone_shallow(),
             };
@@ -1670,9 +1674,12 @@ fn stamp_batch(
         Some(s) if identity_of(s) == identity => s.base_sequence,
         _ => sequences.assign(batch.sealed.record_count()),
     };
-    batch
-        .sealed
-        .stamp(identity.producer_id, identity.epoch, base_sequence, transactional);
+    batch.sealed.stamp(
+        identity.producer_id,
+        identity.epoch,
+        base_sequence,
+        transactional,
+    );
     batch.stamp = Some(Stamp {
         producer_id: identity.producer_id,
         epoch: identity.epoch,
@@ -1888,7 +1895,7 @@ mod tests {
             match t {
                 Transmit::Metadata { .. } => panic!("the hint made a metadata refresh needless"),
                 Transmit::Produce { node, addr, .. } => produce.push((node, addr)),
-                Transmit::InitProducerId { .. } => panic!("not idempotent"),
+                Transmit::InitProducerId { .. } | Transmit::Txn { .. } => panic!("not idempotent"),
             }
         }
         assert_eq!(
@@ -2003,7 +2010,7 @@ mod tests {
             match t {
                 Transmit::Metadata { id, .. } => meta_ids.push(id),
                 Transmit::Produce { .. } => produced.push(t),
-                Transmit::InitProducerId { .. } => panic!("not idempotent"),
+                Transmit::InitProducerId { .. } | Transmit::Txn { .. } => panic!("not idempotent"),
             }
         }
         assert_eq!(meta_ids.len(), 1);

@@ -450,12 +450,13 @@ impl Sim {
                         epoch,
                     },
                 ),
+                Transmit::Txn { .. } => panic!("the simulation models no transactions"),
             };
             self.conns.entry(node).or_default().push_back(pending);
         }
         while let Some(event) = self.engine.poll_event() {
             match event {
-                Event::Accepted { .. } => {}
+                Event::Accepted { .. } | Event::TxnDone { .. } => {}
                 Event::Delivered { token, metadata } => {
                     *self.reports.entry(token).or_default() += 1;
                     self.outcomes.insert(

@@ -360,7 +360,11 @@ impl Transactions {
                     "{} refused: the commit's outcome is unknown; call commit_transaction again to complete it",
                     op.name()
                 ));
-                (State::Committing(txn, EndPhase::Unknown), Some(Err(err)), false)
+                (
+                    State::Committing(txn, EndPhase::Unknown),
+                    Some(Err(err)),
+                    false,
+                )
             }
             (State::Abortable(txn, e), TxnOp::Commit | TxnOp::SendOffsets { .. }) => {
                 let err = abortable(format!(
@@ -410,10 +414,9 @@ impl Transactions {
     /// Whether `topic`-`partition`'s batches may go out now.
     pub(crate) fn may_send(&self, topic: &str, partition: i32) -> bool {
         match &self.state {
-            State::InTransaction(txn) | State::Committing(txn, EndPhase::Flushing) => txn
-                .added
-                .iter()
-                .any(|(t, p)| t == topic && *p == partition),
+            State::InTransaction(txn) | State::Committing(txn, EndPhase::Flushing) => {
+                txn.added.iter().any(|(t, p)| t == topic && *p == partition)
+            }
             _ => false,
         }
     }
@@ -427,7 +430,9 @@ impl Transactions {
         {
             return;
         }
-        self.to_abortable(abortable(format!("a record of the transaction failed: {error}")));
+        self.make_abortable(abortable(format!(
+            "a record of the transaction failed: {error}"
+        )));
     }
 
     /// A sequence can no longer be trusted (a refused or dropped batch
@@ -469,7 +474,12 @@ impl Transactions {
     /// The next request to send, if any. `settled` says whether every
     /// record of the producer has been delivered or failed (a commit or an
     /// abort waits for it).
-    pub(crate) fn poll_request(&mut self, now: Instant, settled: bool, id: u64) -> Option<Outgoing> {
+    pub(crate) fn poll_request(
+        &mut self,
+        now: Instant,
+        settled: bool,
+        id: u64,
+    ) -> Option<Outgoing> {
         if self.in_flight.is_some() || self.not_before.is_some_and(|t| now < t) {
             return None;
         }
@@ -479,7 +489,13 @@ impl Transactions {
         let node = match target {
             Target::Coordinator => match &self.coordinator {
                 Some(c) => Some(c.clone()),
-                None => return self.find(id, CoordinatorKind::Transaction, None),
+                None => {
+                    if sent == Sent::AddPartitions {
+                        // Built before the coordinator was known: next time.
+                        self.readd();
+                    }
+                    return self.find(id, CoordinatorKind::Transaction, None);
+                }
             },
             Target::Group(group) => match self.group_coordinators.get(&group) {
                 Some(c) => Some(c.clone()),
@@ -503,8 +519,12 @@ impl Transactions {
     /// records settled.
     fn finish_without_end_txn(&mut self, settled: bool) {
         let finished = match &self.state {
-            State::Committing(txn, EndPhase::Flushing) | State::Aborting(txn, EndPhase::Flushing) => {
-                settled && txn.adding.is_empty() && !txn.anything_added() && (txn.wanted.is_empty() || matches!(self.state, State::Aborting(..)))
+            State::Committing(txn, EndPhase::Flushing)
+            | State::Aborting(txn, EndPhase::Flushing) => {
+                settled
+                    && txn.adding.is_empty()
+                    && !txn.anything_added()
+                    && (txn.wanted.is_empty() || matches!(self.state, State::Aborting(..)))
             }
             _ => false,
         };
@@ -684,9 +704,10 @@ impl Transactions {
                 }
                 TxnEffect::None
             }
-            Some(KafkaCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED) => {
-                self.fatal_code(KafkaCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "FindCoordinator")
-            }
+            Some(KafkaCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED) => self.fatal_code(
+                KafkaCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                "FindCoordinator",
+            ),
             Some(KafkaCode::GROUP_AUTHORIZATION_FAILED) => {
                 self.offsets_failed(Error::broker(
                     KafkaCode::GROUP_AUTHORIZATION_FAILED,
@@ -791,7 +812,9 @@ impl Transactions {
                 return self.fatal_code(code, what);
             }
             let error = Error::broker(code, what);
-            self.to_abortable(abortable(format!("adding a partition to the transaction failed: {error}")));
+            self.make_abortable(abortable(format!(
+                "adding a partition to the transaction failed: {error}"
+            )));
             return TxnEffect::None;
         }
         if retry {
@@ -866,7 +889,9 @@ impl Transactions {
                 TxnEffect::None
             }
             Some(code) if is_fatal_txn_code(code) => self.fatal_code(code, "EndTxn"),
-            Some(code @ (KafkaCode::UNKNOWN_PRODUCER_ID | KafkaCode::INVALID_PRODUCER_ID_MAPPING)) => {
+            Some(
+                code @ (KafkaCode::UNKNOWN_PRODUCER_ID | KafkaCode::INVALID_PRODUCER_ID_MAPPING),
+            ) => {
                 // Scenario 34: the coordinator lost the producer. A commit
                 // cannot go on; an abort ends the transaction as far as this
                 // producer can tell, and a fresh epoch follows.
@@ -874,7 +899,7 @@ impl Transactions {
                     self.bump_after_abort = true;
                     self.end_completed();
                 } else {
-                    self.to_abortable(abortable(format!(
+                    self.make_abortable(abortable(format!(
                         "EndTxn(commit) failed: {}",
                         Error::broker(code, "EndTxn")
                     )));
@@ -892,7 +917,7 @@ impl Transactions {
             Some(code) => {
                 let error = Error::broker(code, "EndTxn");
                 if let State::Committing(..) = self.state {
-                    self.to_abortable(abortable(format!("EndTxn(commit) failed: {error}")));
+                    self.make_abortable(abortable(format!("EndTxn(commit) failed: {error}")));
                 } else {
                     self.fail(error);
                     return TxnEffect::Fatal;
@@ -961,24 +986,26 @@ impl Transactions {
         if let Some(txn) = self.txn_mut() {
             txn.offsets = None;
         }
-        self.to_abortable(abortable(format!(
+        self.make_abortable(abortable(format!(
             "sending offsets to the transaction failed: {error}"
         )));
     }
 
     fn fatal_code(&mut self, code: KafkaCode, what: impl std::fmt::Display) -> TxnEffect {
         let error = match code {
-            KafkaCode::PRODUCER_FENCED | KafkaCode::INVALID_PRODUCER_EPOCH => fenced(&self.transactional_id, what),
+            KafkaCode::PRODUCER_FENCED | KafkaCode::INVALID_PRODUCER_EPOCH => {
+                fenced(&self.transactional_id, what)
+            }
             _ => Error::broker(code, what),
         };
         self.fail(error);
         TxnEffect::Fatal
     }
 
-    fn to_abortable(&mut self, error: Error) {
+    fn make_abortable(&mut self, error: Error) {
         let state = std::mem::replace(&mut self.state, State::Uninitialised);
         self.state = match state {
-            State::InTransaction(txn) | State::Committing(txn, EndPhase::Flushing) => {
+            State::InTransaction(txn) | State::Committing(txn, _) => {
                 if let Some((op_id, _)) = self.op.take() {
                     self.done.push_back((op_id, Err(error.clone_shallow())));
                 }

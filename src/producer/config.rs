@@ -436,7 +436,10 @@ mod tests {
             (txn().idempotence(false), "idempotence"),
             (txn().acks(Acks::Leader), "acks"),
             (txn().max_in_flight(6), "max_in_flight"),
-            (txn().transaction_timeout(Duration::ZERO), "transaction_timeout"),
+            (
+                txn().transaction_timeout(Duration::ZERO),
+                "transaction_timeout",
+            ),
             (base().idempotence(true).acks(Acks::Leader), "acks"),
             (base().idempotence(true).max_in_flight(6), "max_in_flight"),
             (

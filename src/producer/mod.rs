@@ -159,7 +159,9 @@ impl Producer {
             }),
         };
         // A transactional producer takes its id in `init_transactions`.
-        if producer.shared.config.is_idempotent() && producer.shared.config.transactional_id.is_none() {
+        if producer.shared.config.is_idempotent()
+            && producer.shared.config.transactional_id.is_none()
+        {
             producer.wait_ready().await?;
         }
         Ok(producer)

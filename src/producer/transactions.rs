@@ -99,7 +99,9 @@ impl Producer {
             Ok(Err(_)) => Err(closed()),
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
-                format!("{what} did not finish within max_block ({max_block:?}); call it again to resume"),
+                format!(
+                    "{what} did not finish within max_block ({max_block:?}); call it again to resume"
+                ),
             )),
         }
     }

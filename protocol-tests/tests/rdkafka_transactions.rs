@@ -25,6 +25,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Runtime;
+use tokio::time::Instant;
 
 const TOPIC: &str = "txn";
 const PARTITIONS: i32 = 6;
@@ -101,7 +102,7 @@ fn read_all(cluster: &FakeCluster, isolation: &str) -> HashMap<i32, Vec<String>>
     consumer.assign(&tpl).expect("assign");
     let mut out: HashMap<i32, Vec<String>> = HashMap::new();
     let mut at_end = vec![false; PARTITIONS as usize];
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     while at_end.iter().any(|e| !e) {
         assert!(
             started.elapsed() < TIMEOUT,
@@ -243,7 +244,7 @@ fn read_committed_truth() {
     let mut everything: HashMap<i32, Vec<String>> = HashMap::new();
     let mut aborted = 0;
     let mut records = 0;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     for t in 0..count {
         let n = 1 + rng.below(100) as usize;
         let commit = rng.below(3) != 0;
@@ -287,7 +288,7 @@ fn read_committed_truth() {
         aborted
     );
     assert_eq!(committed_in_log(&cluster), committed);
-    let read = std::time::Instant::now();
+    let read = Instant::now();
     assert_eq!(read_all(&cluster, "read_committed"), committed);
     assert_eq!(read_all(&cluster, "read_uncommitted"), everything);
     eprintln!(
@@ -457,7 +458,7 @@ fn timed_out_transactions_are_aborted_by_the_coordinator() {
     p.flush(TIMEOUT).expect("flush");
     assert!(cluster.last_stable_offset(TOPIC, 0) < cluster.high_watermark(TOPIC, 0));
 
-    let waited = std::time::Instant::now();
+    let waited = Instant::now();
     while cluster.transaction_state("slow").expect("state").status
         != TransactionStatus::CompleteAbort
     {
@@ -581,7 +582,7 @@ fn transactional_faults_are_retried() {
     assert!(cluster.committed_records(TOPIC, 3).is_empty());
     assert_eq!(cluster.last_stable_offset(TOPIC, 3), 0);
     cluster.set_transaction_marker_delay(Duration::ZERO);
-    let waited = std::time::Instant::now();
+    let waited = Instant::now();
     while cluster.transaction_state("faulty").expect("state").status
         != TransactionStatus::CompleteCommit
     {

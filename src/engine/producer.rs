@@ -44,7 +44,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
 
 use super::accumulator::{PartitionQueue, PendingRecord, Stamp};
@@ -1249,6 +1249,9 @@ impl Engine {
         }
         let timeout_ms = i32::try_from(self.config.request_timeout.as_millis()).unwrap_or(i32::MAX);
         let request = ProduceRequest::default()
+            .with_transactional_id(self.txn.as_ref().map(|t| {
+                TransactionalId(StrBytes::from_string(t.transactional_id().to_string()))
+            }))
             .with_acks(self.config.acks.as_i16())
             .with_timeout_ms(timeout_ms)
             .with_topic_data(topics);

@@ -2,9 +2,10 @@
 //!
 //! [`FakeCluster`] starts its brokers on ephemeral `127.0.0.1` ports, exposes
 //! their addresses, lets tests change the cluster (topics, leaders, advertised
-//! versions, faults, producer state, retention, connection lifetimes) and read
-//! what it stored (records, raw batches, offsets, the request journal, chaos
-//! counters). Dropping it stops every broker and connection task.
+//! versions, faults, producer state, retention, connection lifetimes,
+//! transaction coordinators) and read what it stored (records, raw batches,
+//! transaction markers and the committed view, offsets, transaction states,
+//! the request journal, chaos counters). Dropping it stops every broker and connection task.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,9 +19,10 @@ use tokio::task::AbortHandle;
 
 use crate::chaos::ConnectionLifetime;
 use crate::faults::Fault;
-use crate::log::{ProducerStateRules, StoredRecord};
+use crate::log::{ControlMarker, ProducerStateRules, StoredRecord};
 use crate::server::run_broker;
 use crate::state::{BrokerInfo, ClusterState, CommittedOffset, RequestRecord, Shared};
+use crate::txn::TransactionState;
 use crate::versions::ApiVersionTable;
 
 type VersionEdit = (Option<i32>, Box<dyn Fn(&mut ApiVersionTable) + Send>);
@@ -33,6 +35,7 @@ pub struct FakeClusterBuilder {
     version_edits: Vec<VersionEdit>,
     connection_lifetime: Option<ConnectionLifetime>,
     producer_state_rules: ProducerStateRules,
+    max_transaction_timeout: Duration,
 }
 
 impl std::fmt::Debug for FakeClusterBuilder {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for FakeClusterBuilder {
             .field("version_edits", &self.version_edits.len())
             .field("connection_lifetime", &self.connection_lifetime)
             .field("producer_state_rules", &self.producer_state_rules)
+            .field("max_transaction_timeout", &self.max_transaction_timeout)
             .finish()
     }
 }
@@ -57,6 +61,7 @@ impl Default for FakeClusterBuilder {
             version_edits: Vec::new(),
             connection_lifetime: None,
             producer_state_rules: ProducerStateRules::default(),
+            max_transaction_timeout: Duration::from_secs(900),
         }
     }
 }
@@ -108,6 +113,13 @@ impl FakeClusterBuilder {
         self
     }
 
+    /// The longest transaction timeout InitProducerId accepts (Kafka's
+    /// `transaction.max.timeout.ms`, 15 minutes by default).
+    pub fn max_transaction_timeout(mut self, max: Duration) -> Self {
+        self.max_transaction_timeout = max;
+        self
+    }
+
     /// Binds the brokers and starts serving.
     ///
     /// # Panics
@@ -139,6 +151,8 @@ impl FakeClusterBuilder {
         let mut state = ClusterState::new(brokers);
         state.auto_create_partitions = self.auto_create_partitions;
         state.producer_state_rules = self.producer_state_rules;
+        state.max_transaction_timeout_ms =
+            i32::try_from(self.max_transaction_timeout.as_millis()).unwrap_or(i32::MAX);
         for (name, partitions) in &self.topics {
             if let Err(e) = state.create_topic(name, *partitions) {
                 panic!("cannot create topic {name:?} with {partitions} partitions: {e}");
@@ -153,10 +167,28 @@ impl FakeClusterBuilder {
             tasks.push(handle.abort_handle());
             addrs.push((id, addr));
         }
+        tasks.push(tokio::spawn(run_transaction_timer(Arc::clone(&shared))).abort_handle());
         FakeCluster {
             shared,
             tasks,
             addrs,
+        }
+    }
+}
+
+/// How often the coordinator checks transaction timeouts and delayed markers
+/// between requests.
+const TRANSACTION_TICK: Duration = Duration::from_millis(10);
+
+/// Completes delayed transactions and aborts timed-out ones until aborted.
+async fn run_transaction_timer(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(TRANSACTION_TICK).await;
+        let appended = shared
+            .state()
+            .tick_transactions(tokio::time::Instant::now());
+        if appended {
+            shared.notify_data();
         }
     }
 }
@@ -261,8 +293,9 @@ impl FakeCluster {
         part.leader_epoch
     }
 
-    /// Every record stored in a partition, in offset order (empty if the
-    /// partition does not exist).
+    /// Every data record stored in a partition, in offset order (empty if
+    /// the partition does not exist). Transaction markers are not records
+    /// here; see [`Self::control_markers`].
     pub fn records(&self, topic: &str, partition: i32) -> Vec<StoredRecord> {
         self.shared
             .state()
@@ -493,5 +526,90 @@ impl FakeCluster {
     /// request, its response never written.
     pub fn connections_killed_after_produce(&self) -> u64 {
         self.shared.chaos.killed_after_produce()
+    }
+
+    /// The data records a read_committed consumer reading the partition from
+    /// its log start sees: below the last stable offset, without records of
+    /// aborted transactions, in offset order (empty if the partition does not
+    /// exist). Computed from the log and its markers.
+    pub fn committed_records(&self, topic: &str, partition: i32) -> Vec<StoredRecord> {
+        self.shared
+            .state()
+            .partition(topic, partition)
+            .map(|p| p.log.committed_records())
+            .unwrap_or_default()
+    }
+
+    /// The commit and abort markers in a partition, in offset order.
+    pub fn control_markers(&self, topic: &str, partition: i32) -> Vec<ControlMarker> {
+        self.shared
+            .state()
+            .partition(topic, partition)
+            .map(|p| p.log.control_markers())
+            .unwrap_or_default()
+    }
+
+    /// Last stable offset of a partition (the first offset of its earliest
+    /// open transaction, else the high watermark), or -1 if it does not exist.
+    pub fn last_stable_offset(&self, topic: &str, partition: i32) -> i64 {
+        self.shared
+            .state()
+            .partition(topic, partition)
+            .map_or(-1, |p| p.log.last_stable_offset())
+    }
+
+    /// The coordinator's view of transactional id `transactional_id`, if an
+    /// InitProducerId has registered it.
+    pub fn transaction_state(&self, transactional_id: &str) -> Option<TransactionState> {
+        self.shared.state().transaction_snapshot(transactional_id)
+    }
+
+    /// The broker coordinating transactional id `transactional_id`.
+    pub fn transaction_coordinator(&self, transactional_id: &str) -> i32 {
+        self.shared.state().txn_coordinator(transactional_id).0
+    }
+
+    /// Moves the transaction coordinator of `transactional_id` to broker
+    /// `broker_id`, keeping its state, as a coordinator partition moving to
+    /// another broker would: from now on FindCoordinator names the new broker
+    /// and the old one answers `NOT_COORDINATOR` for this id. Bumps the
+    /// coordinator epoch written into later markers. Returns the new
+    /// coordinator epoch.
+    ///
+    /// # Panics
+    ///
+    /// If the broker does not exist.
+    pub fn move_transaction_coordinator(&self, transactional_id: &str, broker_id: i32) -> i32 {
+        let mut state = self.shared.state();
+        assert!(state.broker(broker_id).is_some(), "no broker {broker_id}");
+        let (_, epoch) = state.txn_coordinator(transactional_id);
+        state
+            .txn_coordinators
+            .insert(transactional_id.to_owned(), (broker_id, epoch + 1));
+        epoch + 1
+    }
+
+    /// How long the coordinator takes to write the markers of a transaction
+    /// after EndTxn (or a coordinator-initiated abort); zero (the default)
+    /// writes them before answering. Meanwhile the transaction is
+    /// `PrepareCommit`/`PrepareAbort`: AddPartitionsToTxn, AddOffsetsToTxn,
+    /// InitProducerId and a repeated EndTxn get `CONCURRENT_TRANSACTIONS`,
+    /// and the partitions' last stable offset stays put.
+    pub fn set_transaction_marker_delay(&self, delay: Duration) {
+        self.shared.state().marker_delay = delay;
+    }
+
+    /// Runs the coordinator's timeout check now: every transaction open
+    /// longer than its timeout is aborted (epoch bumped, abort markers
+    /// written). The cluster also does this before every request and every
+    /// 10 ms.
+    pub fn abort_expired_transactions(&self) {
+        if self
+            .shared
+            .state()
+            .tick_transactions(tokio::time::Instant::now())
+        {
+            self.shared.notify_data();
+        }
     }
 }

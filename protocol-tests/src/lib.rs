@@ -22,7 +22,17 @@
 //! ```
 //!
 //! Implemented APIs: ApiVersions, Metadata, CreateTopics, Produce, Fetch,
-//! ListOffsets, InitProducerId, FindCoordinator, OffsetFetch and OffsetCommit.
+//! ListOffsets, InitProducerId, FindCoordinator, OffsetFetch, OffsetCommit,
+//! AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and TxnOffsetCommit.
+//!
+//! Transactions follow Kafka's coordinator (see [`txn`]): transactional
+//! producer ids and epochs with fencing, partitions and groups added to a
+//! transaction, commit and abort markers, pending transactional offsets,
+//! transaction timeouts, the last stable offset and read_committed Fetch and
+//! ListOffsets. [`FakeCluster::committed_records`] is what a read_committed
+//! reader sees; [`FakeCluster::move_transaction_coordinator`] and
+//! [`FakeCluster::set_transaction_marker_delay`] stage coordinator moves and
+//! slow commits, and [faults](Fault) apply to every transactional API.
 //!
 //! Beyond per-request [faults](Fault), the cluster can prove an idempotent
 //! producer correct under sustained failure: [producer state](log) with
@@ -34,7 +44,8 @@
 //!
 //! Modules: [`cluster`] (the handle and builder), `server` (accept loops and
 //! connections), `handlers` (one module per API), [`log`] (batch validation
-//! and partition logs), `state` (shared cluster state), [`faults`],
+//! and partition logs, with their transactional side), [`txn`] (transaction
+//! coordinator state), `state` (shared cluster state), [`faults`],
 //! [`chaos`], [`checker`] and [`versions`].
 
 #![forbid(unsafe_code)]
@@ -48,14 +59,18 @@ mod handlers;
 pub mod log;
 mod server;
 mod state;
+pub mod txn;
 pub mod versions;
 
 pub use chaos::ConnectionLifetime;
 pub use checker::{Checker, Outcome, Report};
 pub use cluster::{FakeCluster, FakeClusterBuilder};
 pub use faults::{Fault, FaultAction};
-pub use log::{BatchError, BatchHeader, ProducerStateRules, StoredRecord};
+pub use log::{BatchError, BatchHeader, ControlMarker, ProducerStateRules, StoredRecord};
 pub use state::RequestRecord;
+pub use txn::{
+    CompletedTransaction, EndCause, TransactionOutcome, TransactionState, TransactionStatus,
+};
 pub use versions::{ApiVersionTable, IMPLEMENTED_APIS};
 
 /// Re-export of the protocol crate the fake cluster decodes with, so tests

@@ -29,6 +29,11 @@
 //!
 //! A producer the partition has no state for (never seen, expired, or removed
 //! with its records) is treated as [`ProducerStateRules`] says.
+//!
+//! Transactions: a partition tracks the first offset of every open
+//! transaction (for the last stable offset), the commit and abort
+//! [markers](ControlMarker) the coordinator writes, and the aborted
+//! transactions Fetch reports to read_committed consumers.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -449,7 +454,10 @@ fn walk_records(data: &Bytes, count: i32) -> Result<Vec<WalkedRecord>, BatchErro
 pub(crate) struct StoredBatch {
     pub last_offset: i64,
     pub raw: Bytes,
+    /// The data records (empty for a control batch).
     pub records: Vec<StoredRecord>,
+    /// The marker, for a control batch written by the transaction coordinator.
+    pub control: Option<ControlMarker>,
 }
 
 /// A recent batch of one producer, for duplicate detection.
@@ -485,6 +493,10 @@ pub(crate) struct PartitionLog {
     next_offset: i64,
     producers: HashMap<i64, ProducerState>,
     duplicates: u64,
+    /// First offset of each producer's open transaction on this partition.
+    ongoing: HashMap<i64, i64>,
+    /// Transactions ended by an abort marker.
+    aborted: Vec<AbortedTxn>,
 }
 
 impl PartitionLog {
@@ -597,8 +609,12 @@ impl PartitionLog {
             last_offset,
             raw: raw.freeze(),
             records,
+            control: None,
         });
         self.next_offset = last_offset + 1;
+        if h.is_transactional() && h.producer_id >= 0 {
+            self.note_transactional(h.producer_id, base_offset);
+        }
         if h.producer_id >= 0 {
             let state = self.producers.entry(h.producer_id).or_default();
             if state.epoch != h.producer_epoch {
@@ -664,20 +680,6 @@ impl PartitionLog {
         Ok(before)
     }
 
-    /// Concatenated raw batches starting with the one holding `offset`, up to
-    /// roughly `max_bytes` (the first batch is always included whole).
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Bytes {
-        let start = self.batches.partition_point(|b| b.last_offset < offset);
-        let mut out = BytesMut::new();
-        for batch in &self.batches[start..] {
-            if !out.is_empty() && out.len() + batch.raw.len() > max_bytes {
-                break;
-            }
-            out.extend_from_slice(&batch.raw);
-        }
-        out.freeze()
-    }
-
     /// First offset whose timestamp is at least `timestamp`, with that timestamp.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Option<(i64, i64)> {
         self.batches
@@ -700,3 +702,9 @@ impl PartitionLog {
 #[cfg(test)]
 #[path = "log_tests.rs"]
 mod tests;
+
+#[path = "log_txn.rs"]
+mod txn;
+
+use txn::AbortedTxn;
+pub use txn::ControlMarker;

@@ -2,13 +2,15 @@
 //!
 //! [`ClusterState`] holds the brokers (with their advertised API versions), the
 //! topics and their partitions (leader, leader epoch, log), the producer id
-//! allocator and committed consumer group offsets. It lives behind one mutex in
+//! allocator, the transaction coordinator's state (see [`crate::txn`]) and
+//! committed consumer group offsets. It lives behind one mutex in
 //! [`Shared`], which also carries the fault registry, the request journal and
 //! the "new data" signal long-polling fetches wait on. The mutexes are never
 //! held across an `.await`.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use indexmap::IndexMap;
 use kafka_protocol::ResponseError;
@@ -19,6 +21,7 @@ use uuid::Uuid;
 use crate::chaos::Chaos;
 use crate::faults::FaultRegistry;
 use crate::log::{PartitionLog, ProducerStateRules};
+use crate::txn::Transaction;
 use crate::versions::ApiVersionTable;
 
 /// One broker's identity and configuration.
@@ -77,6 +80,16 @@ pub(crate) struct ClusterState {
     next_leader: usize,
     next_producer_id: i64,
     pub transactional_ids: HashMap<String, TransactionalProducer>,
+    /// Transaction coordinator state per transactional id.
+    pub transactions: HashMap<String, Transaction>,
+    /// Transaction coordinators moved away from their hashed broker:
+    /// `(broker id, coordinator epoch)`.
+    pub txn_coordinators: HashMap<String, (i32, i32)>,
+    /// How long the coordinator takes to write transaction markers.
+    pub marker_delay: Duration,
+    /// `transaction.max.timeout.ms`: InitProducerId with a longer timeout
+    /// gets `INVALID_TRANSACTION_TIMEOUT`.
+    pub max_transaction_timeout_ms: i32,
     /// How partitions treat producers they hold no state for.
     pub producer_state_rules: ProducerStateRules,
     pub committed: HashMap<(String, String, i32), CommittedOffset>,
@@ -93,6 +106,10 @@ impl ClusterState {
             next_leader: 0,
             next_producer_id: 1000,
             transactional_ids: HashMap::new(),
+            transactions: HashMap::new(),
+            txn_coordinators: HashMap::new(),
+            marker_delay: Duration::ZERO,
+            max_transaction_timeout_ms: 900_000,
             producer_state_rules: ProducerStateRules::default(),
             committed: HashMap::new(),
         }

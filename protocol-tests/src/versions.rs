@@ -21,6 +21,10 @@ pub const IMPLEMENTED_APIS: &[ApiKey] = &[
     ApiKey::ApiVersions,
     ApiKey::CreateTopics,
     ApiKey::InitProducerId,
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::AddOffsetsToTxn,
+    ApiKey::EndTxn,
+    ApiKey::TxnOffsetCommit,
 ];
 
 /// The API keys and version ranges one broker advertises.
@@ -36,12 +40,17 @@ pub struct ApiVersionTable {
 ///
 /// kafka-protocol 0.18 lists OffsetFetch and OffsetCommit v10 (topic ids) but
 /// cannot decode their topic entries, and InitProducerId v6 while its request
-/// type stops at v5, so those are capped to what decodes.
+/// type stops at v5, so those are capped to what decodes. The transactional
+/// APIs stop before transactions v2 (KIP-890 part 2): AddPartitionsToTxn at
+/// v3 (v4+ is the broker-to-broker batched form), EndTxn and TxnOffsetCommit
+/// at v4 (v5 is transactions v2); AddOffsetsToTxn goes to its v4.
 fn implemented_range(key: ApiKey) -> (i16, i16) {
     let range = key.valid_versions();
     let max = match key {
         ApiKey::OffsetFetch | ApiKey::OffsetCommit => range.max.min(9),
         ApiKey::InitProducerId => range.max.min(5),
+        ApiKey::AddPartitionsToTxn => range.max.min(3),
+        ApiKey::EndTxn | ApiKey::TxnOffsetCommit => range.max.min(4),
         _ => range.max,
     };
     (range.min, max)

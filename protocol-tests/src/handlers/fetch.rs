@@ -4,15 +4,21 @@
 //! always returned whole so consumers make progress), reports the high
 //! watermark and log start offset, checks leadership and leader epochs, and
 //! long-polls up to `max_wait_ms` when fewer than `min_bytes` are available.
+//!
+//! With `isolation_level` 1 (read_committed, v4+) it returns only batches
+//! below the last stable offset, with the aborted transactions overlapping
+//! the returned range; it does not filter aborted records, which is the
+//! client's job, exactly as Kafka. Every version from v4 reports the last
+//! stable offset.
 
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+    AbortedTransaction, FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ProducerId};
 use tokio::time::Instant;
 
 use super::Ctx;
@@ -63,6 +69,7 @@ fn build(ctx: &Ctx<'_>, request: &FetchRequest) -> (FetchResponse, usize, bool) 
     let v = ctx.version;
     let state = ctx.shared.state();
     let budget = usize::try_from(request.max_bytes).unwrap_or(0).max(1);
+    let read_committed = v >= 4 && request.isolation_level == 1;
     let mut total = 0usize;
     let mut any_error = false;
     let mut topics = Vec::with_capacity(request.topics.len());
@@ -105,24 +112,41 @@ fn build(ctx: &Ctx<'_>, request: &FetchRequest) -> (FetchResponse, usize, bool) 
             }
             let log = &part.log;
             let hwm = log.high_watermark();
+            let lso = log.last_stable_offset();
             let start = log.log_start_offset();
             let mut data = PartitionData::default()
                 .with_partition_index(index)
                 .with_high_watermark(hwm)
-                .with_last_stable_offset(hwm)
-                .with_log_start_offset(start);
+                .with_last_stable_offset(lso)
+                .with_log_start_offset(start)
+                .with_aborted_transactions(None);
             if p.fetch_offset < start || p.fetch_offset > hwm {
                 any_error = true;
                 data.error_code = ResponseError::OffsetOutOfRange.code();
                 partitions.push(data);
                 continue;
             }
+            let limit = if read_committed { lso } else { hwm };
             let partition_budget = usize::try_from(p.partition_max_bytes).unwrap_or(0);
             let remaining = budget.saturating_sub(total).min(partition_budget);
-            if p.fetch_offset < hwm && (total == 0 || remaining > 0) {
-                let bytes = log.read(p.fetch_offset, remaining);
+            let mut end = p.fetch_offset;
+            if p.fetch_offset < limit && (total == 0 || remaining > 0) {
+                let (bytes, upto) = log.read_until(p.fetch_offset, remaining, limit);
                 total += bytes.len();
+                end = upto;
                 data.records = Some(bytes);
+            }
+            if read_committed && v >= 4 {
+                data.aborted_transactions = Some(
+                    log.aborted_between(p.fetch_offset, end)
+                        .into_iter()
+                        .map(|(producer_id, first_offset)| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(producer_id))
+                                .with_first_offset(first_offset)
+                        })
+                        .collect(),
+                );
             }
             partitions.push(data);
         }

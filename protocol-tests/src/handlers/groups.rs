@@ -4,7 +4,10 @@
 //! Enough for consumers that `assign` partitions with a `group.id` set: the
 //! coordinator is a fixed broker per key, commits are stored as sent and
 //! fetches answer offset -1 for partitions without a commit. Group membership
-//! (JoinGroup, SyncGroup, Heartbeat) is not implemented.
+//! (JoinGroup, SyncGroup, Heartbeat) is not implemented. FindCoordinator also
+//! locates transaction coordinators (key type 1). OffsetFetch v7+ with
+//! `require_stable` answers `UNSTABLE_OFFSET_COMMIT` for partitions with an
+//! offset pending in an open transaction.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
@@ -22,16 +25,33 @@ use kafka_protocol::messages::{
 use super::{Ctx, sb, tn};
 use crate::state::{ClusterState, CommittedOffset};
 
-fn coordinator_entry(state: &ClusterState, key: &str, code: i16) -> Coordinator {
+/// Coordinator key types.
+const GROUP: i8 = 0;
+const TRANSACTION: i8 = 1;
+
+fn coordinator_entry(state: &ClusterState, key_type: i8, key: &str, code: i16) -> Coordinator {
+    let mut code = code;
+    if code == 0
+        && (!matches!(key_type, GROUP | TRANSACTION) || key_type == TRANSACTION && key.is_empty())
+    {
+        code = ResponseError::InvalidRequest.code();
+    }
     let mut entry = Coordinator::default()
         .with_key(sb(key))
         .with_error_code(code);
-    if code == 0 {
-        let broker = state.coordinator_for(key);
+    let broker = if key_type == TRANSACTION {
+        state.broker(state.txn_coordinator(key).0)
+    } else {
+        Some(state.coordinator_for(key))
+    };
+    if let (0, Some(broker)) = (code, broker) {
         entry.node_id = BrokerId(broker.id);
         entry.host = sb(&broker.host);
         entry.port = i32::from(broker.port);
     } else {
+        if code == 0 {
+            entry.error_code = ResponseError::CoordinatorNotAvailable.code();
+        }
         entry.node_id = BrokerId(-1);
         entry.port = -1;
     }
@@ -48,23 +68,25 @@ fn coordinator_response(
         let coordinators = request
             .coordinator_keys
             .iter()
-            .map(|k| coordinator_entry(&state, k.as_str(), code))
+            .map(|k| coordinator_entry(&state, request.key_type, k.as_str(), code))
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let entry = coordinator_entry(&state, request.key.as_str(), code);
+    let entry = coordinator_entry(&state, request.key_type, request.key.as_str(), code);
+    let code = entry.error_code;
     let mut response = FindCoordinatorResponse::default()
         .with_error_code(code)
         .with_node_id(entry.node_id)
         .with_host(entry.host)
         .with_port(entry.port);
     if ctx.version >= 1 && code != 0 {
-        response.error_message = Some(sb("injected error"));
+        response.error_message = Some(sb("coordinator lookup failed"));
     }
     response
 }
 
-/// Answers a FindCoordinator request (group and transaction keys alike).
+/// Answers a FindCoordinator request: key type 0 (group) or 1
+/// (transactional id, placed by [`ClusterState::txn_coordinator`]).
 pub(super) fn find_coordinator(
     ctx: &Ctx<'_>,
     request: FindCoordinatorRequest,
@@ -131,6 +153,8 @@ fn committed_for(
     }
 }
 
+const UNSTABLE: i16 = ResponseError::UnstableOffsetCommit.code();
+
 fn fetch_partition(
     v: i16,
     p: i32,
@@ -182,7 +206,13 @@ fn offset_fetch_response(
                                     parts
                                         .into_iter()
                                         .map(|(p, c)| {
-                                            let f = fetch_partition(v, p, c.as_ref(), 0);
+                                            let unstable = request.require_stable
+                                                && state.has_pending_offset(group, &topic, p);
+                                            let f = if unstable {
+                                                fetch_partition(v, p, None, UNSTABLE)
+                                            } else {
+                                                fetch_partition(v, p, c.as_ref(), 0)
+                                            };
                                             OffsetFetchResponsePartitions::default()
                                                 .with_partition_index(f.partition_index)
                                                 .with_committed_offset(f.committed_offset)
@@ -190,6 +220,7 @@ fn offset_fetch_response(
                                                     f.committed_leader_epoch,
                                                 )
                                                 .with_metadata(f.metadata)
+                                                .with_error_code(f.error_code)
                                         })
                                         .collect(),
                                 )
@@ -236,7 +267,17 @@ fn offset_fetch_response(
                     .with_partitions(
                         parts
                             .into_iter()
-                            .map(|(p, c)| fetch_partition(v, p, c.as_ref(), partition_code))
+                            .map(|(p, c)| {
+                                if v >= 7
+                                    && top_code == 0
+                                    && request.require_stable
+                                    && state.has_pending_offset(group, &topic, p)
+                                {
+                                    fetch_partition(v, p, None, UNSTABLE)
+                                } else {
+                                    fetch_partition(v, p, c.as_ref(), partition_code)
+                                }
+                            })
                             .collect(),
                     )
             })

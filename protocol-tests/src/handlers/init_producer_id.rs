@@ -14,20 +14,25 @@
 //!   current id and epoch unchanged. Anything else is fenced:
 //!   `PRODUCER_FENCED` from v4 (KIP-588), `INVALID_PRODUCER_EPOCH` before.
 //!
-//! The transaction coordinator itself (transactions, markers) is not
-//! implemented.
+//! - A transactional id is only served by its transaction coordinator
+//!   (`NOT_COORDINATOR` elsewhere), and its `transaction_timeout_ms` must be
+//!   positive and at most the cluster's maximum
+//!   (`INVALID_TRANSACTION_TIMEOUT`).
+//! - If a transaction is in progress for the id, the coordinator bumps the
+//!   epoch (fencing the producer that opened it), aborts it (writing abort
+//!   markers) and answers `CONCURRENT_TRANSACTIONS`; the retry then bumps the
+//!   epoch again and succeeds, as with Kafka. While markers are being
+//!   written it answers `CONCURRENT_TRANSACTIONS`.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
 
+use tokio::time::Instant;
+
 use super::Ctx;
 use crate::state::{ClusterState, TransactionalProducer};
-
-/// Kafka's `TransactionMetadata.isEpochExhausted`.
-fn epoch_exhausted(epoch: i16) -> bool {
-    epoch >= i16::MAX - 1
-}
+use crate::txn::{EndCause, Transaction, TransactionOutcome, TransactionStatus, epoch_exhausted};
 
 /// Answers an InitProducerId request.
 pub(super) fn handle(ctx: &Ctx<'_>, request: InitProducerIdRequest) -> InitProducerIdResponse {
@@ -37,11 +42,23 @@ pub(super) fn handle(ctx: &Ctx<'_>, request: InitProducerIdRequest) -> InitProdu
         (id, epoch) => Some((id, epoch)),
     };
     let mut state = ctx.shared.state();
+    let mut appended = false;
     let result = match &request.transactional_id {
         None => Ok((state.allocate_producer_id(), 0)),
         Some(txn) if txn.0.is_empty() => Err(ResponseError::InvalidRequest),
-        Some(txn) => transactional(&mut state, txn.0.as_str(), expected),
+        Some(txn) => coordinate(
+            ctx,
+            &mut state,
+            txn.0.as_str(),
+            request.transaction_timeout_ms,
+            expected,
+            &mut appended,
+        ),
     };
+    drop(state);
+    if appended {
+        ctx.shared.notify_data();
+    }
     match result {
         Ok((id, epoch)) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
@@ -53,9 +70,59 @@ pub(super) fn handle(ctx: &Ctx<'_>, request: InitProducerIdRequest) -> InitProdu
     }
 }
 
+/// InitProducerId at the transaction coordinator: placement, timeout and
+/// the transaction in progress, then the epoch transition.
+fn coordinate(
+    ctx: &Ctx<'_>,
+    state: &mut ClusterState,
+    txn: &str,
+    timeout_ms: i32,
+    expected: Option<(i64, i16)>,
+    appended: &mut bool,
+) -> Result<(i64, i16), ResponseError> {
+    if state.txn_coordinator(txn).0 != ctx.broker_id {
+        return Err(ResponseError::NotCoordinator);
+    }
+    if timeout_ms <= 0 || timeout_ms > state.max_transaction_timeout_ms {
+        return Err(ResponseError::InvalidTransactionTimeout);
+    }
+    let status = state.transactions.get(txn).map(|t| t.status);
+    match status {
+        Some(TransactionStatus::PrepareCommit | TransactionStatus::PrepareAbort) => {
+            return Err(ResponseError::ConcurrentTransactions);
+        }
+        Some(TransactionStatus::Ongoing) => {
+            let current = state.transactional_ids.get(txn).copied();
+            if let (Some((id, epoch)), Some(current)) = (expected, current)
+                && (id != current.producer_id || epoch != current.epoch)
+            {
+                return Err(ResponseError::ProducerFenced);
+            }
+            *appended = state.end_transaction(
+                txn,
+                TransactionOutcome::Abort,
+                EndCause::InitProducerId,
+                true,
+                Instant::now(),
+            );
+            return Err(ResponseError::ConcurrentTransactions);
+        }
+        _ => {}
+    }
+    let result = transactional(state, txn, expected)?;
+    let t = state
+        .transactions
+        .entry(txn.to_owned())
+        .or_insert_with(|| Transaction::new(timeout_ms));
+    t.status = TransactionStatus::Empty;
+    t.timeout_ms = timeout_ms;
+    t.started = None;
+    Ok(result)
+}
+
 /// The coordinator's InitProducerId transition for a transactional id
 /// (`TransactionCoordinator.prepareInitProducerIdTransit`, with no
-/// transaction ever in progress).
+/// transaction in progress).
 fn transactional(
     state: &mut ClusterState,
     txn: &str,

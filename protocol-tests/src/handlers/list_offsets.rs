@@ -1,4 +1,5 @@
 //! ListOffsets: earliest, latest, max-timestamp and by-timestamp lookups.
+//! Latest is the last stable offset for read_committed requests (v2+).
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::ListOffsetsRequest;
@@ -57,6 +58,9 @@ pub(super) fn handle(ctx: &Ctx<'_>, request: ListOffsetsRequest) -> ListOffsetsR
                     }
                     let log = &part.log;
                     let (offset, timestamp) = match p.timestamp {
+                        LATEST if ctx.version >= 2 && request.isolation_level == 1 => {
+                            (log.last_stable_offset(), -1)
+                        }
                         LATEST | LATEST_TIERED => (log.high_watermark(), -1),
                         EARLIEST | EARLIEST_LOCAL => (log.log_start_offset(), -1),
                         MAX_TIMESTAMP => log.max_timestamp().unwrap_or((-1, -1)),

@@ -15,6 +15,7 @@ mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod txn;
 
 use std::sync::Arc;
 
@@ -112,6 +113,13 @@ pub(crate) async fn handle_frame(shared: &Arc<Shared>, broker_id: i32, mut body:
         client_id: header.client_id.as_ref().map(|s| s.as_str().to_owned()),
     });
 
+    {
+        let mut state = shared.state();
+        if state.tick_transactions(tokio::time::Instant::now()) {
+            drop(state);
+            shared.notify_data();
+        }
+    }
     let triggered = shared.faults().take(broker_id, api_key);
     if let Some(delay) = triggered.and_then(|t| t.delay) {
         tokio::time::sleep(delay).await;
@@ -174,6 +182,14 @@ async fn dispatch(ctx: &Ctx<'_>, request: RequestKind) -> Option<ResponseKind> {
         }
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(groups::offset_fetch(ctx, r)),
         RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(groups::offset_commit(ctx, r)),
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions(ctx, r))
+        }
+        RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(txn::add_offsets(ctx, r)),
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(ctx, r)),
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(ctx, r))
+        }
         _ => return None,
     })
 }
@@ -209,6 +225,16 @@ fn error_response(ctx: &Ctx<'_>, request: &RequestKind, code: i16) -> ResponseKi
         }
         RequestKind::OffsetCommit(r) => {
             ResponseKind::OffsetCommit(groups::offset_commit_error(ctx, r, code))
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions_error(r, code))
+        }
+        RequestKind::AddOffsetsToTxn(_) => {
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets_error(code))
+        }
+        RequestKind::EndTxn(_) => ResponseKind::EndTxn(txn::end_txn_error(code)),
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit_error(r, code))
         }
         // Unreachable in practice: only implemented APIs are advertised and decoded.
         _ => ResponseKind::ApiVersions(api_versions::response(&Default::default(), code)),

@@ -1,5 +1,13 @@
 //! Produce: validates each partition's record batch, checks leadership and
 //! idempotent producer sequences, appends, and returns base offsets.
+//!
+//! A transactional batch is checked against the transaction coordinator's
+//! state first, as a Kafka 3.6+ broker verifies it (KIP-890 part 1): the
+//! request's transactional id must map to the batch's producer id
+//! (`INVALID_PRODUCER_ID_MAPPING` otherwise), at the batch's epoch
+//! (`INVALID_PRODUCER_EPOCH` otherwise, so a fenced zombie writes nothing),
+//! and the partition must have been added to the ongoing transaction
+//! (`INVALID_TXN_STATE` otherwise).
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{
@@ -8,8 +16,9 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{BrokerId, ProduceRequest};
 
 use super::{Ctx, sb};
-use crate::log::{AppendOutcome, validate_batch};
+use crate::log::{AppendOutcome, BatchHeader, validate_batch};
 use crate::state::ClusterState;
+use crate::txn::TransactionStatus;
 
 fn partition_error(index: i32, code: i16) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
@@ -45,6 +54,35 @@ fn topic_response(
         response.name = topic.name.clone();
     }
     response
+}
+
+/// Checks a transactional batch against the coordinator's state.
+fn check_transactional(
+    state: &ClusterState,
+    txn: Option<&str>,
+    header: &BatchHeader,
+    topic: &str,
+    partition: i32,
+) -> Result<(), i16> {
+    let mapping = ResponseError::InvalidProducerIdMapping.code();
+    let txn = txn.filter(|t| !t.is_empty()).ok_or(mapping)?;
+    state.check_txn_producer(
+        txn,
+        header.producer_id,
+        header.producer_epoch,
+        ResponseError::InvalidProducerEpoch.code(),
+    )?;
+    let added = state.transactions.get(txn).is_some_and(|t| {
+        t.status == TransactionStatus::Ongoing
+            && t.partitions
+                .iter()
+                .any(|(tp, p)| tp == topic && *p == partition)
+    });
+    if added {
+        Ok(())
+    } else {
+        Err(ResponseError::InvalidTxnState.code())
+    }
 }
 
 /// Handles a Produce request. Always returns a response; the caller drops it
@@ -111,6 +149,21 @@ pub(super) fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse 
                         partitions.push(response);
                         continue;
                     }
+                };
+                if batch.header.is_transactional()
+                    && let Err(code) = check_transactional(
+                        &state,
+                        request.transactional_id.as_ref().map(|t| t.0.as_str()),
+                        &batch.header,
+                        name,
+                        index,
+                    )
+                {
+                    partitions.push(partition_error(index, code));
+                    continue;
+                }
+                let Some(partition) = state.partition_mut(name, index) else {
+                    continue;
                 };
                 let epoch = partition.leader_epoch;
                 match partition.log.append(batch, epoch, rules) {

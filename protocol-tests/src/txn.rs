@@ -1,0 +1,354 @@
+//! Transaction coordinator state.
+//!
+//! The coordinator keeps, per transactional id, the producer it maps to
+//! (`TransactionalProducer` in the cluster state) and a [`Transaction`]: its
+//! status, timeout, the partitions and groups added to the transaction in
+//! progress, and the offsets committed in it (pending, invisible to
+//! OffsetFetch until the commit). Ending a transaction writes a commit or
+//! abort marker into every added partition, then applies or discards the
+//! pending offsets.
+//!
+//! Statuses follow Kafka's `TransactionState`: `Empty` after
+//! InitProducerId, `Ongoing` from the first AddPartitionsToTxn or
+//! AddOffsetsToTxn, `PrepareCommit`/`PrepareAbort` while the markers are being
+//! written, then `CompleteCommit`/`CompleteAbort`. Markers are written at once
+//! unless [`FakeCluster::set_transaction_marker_delay`] asks for a delay;
+//! during it the coordinator answers `CONCURRENT_TRANSACTIONS`.
+//!
+//! A transaction open for longer than its timeout is aborted by the
+//! coordinator, which bumps the producer epoch first so the producer is
+//! fenced, as Kafka's timed-out transaction cleanup does. The cluster checks
+//! before handling every request and every 10 ms in the background.
+//!
+//! [`FakeCluster::set_transaction_marker_delay`]: crate::FakeCluster::set_transaction_marker_delay
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::state::{ClusterState, CommittedOffset};
+
+/// Where a transaction is in its life (Kafka's `TransactionState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionStatus {
+    /// No transaction in progress (after InitProducerId).
+    Empty,
+    /// Partitions or groups have been added.
+    Ongoing,
+    /// Committing: markers being written.
+    PrepareCommit,
+    /// Aborting: markers being written.
+    PrepareAbort,
+    /// The last transaction committed.
+    CompleteCommit,
+    /// The last transaction aborted.
+    CompleteAbort,
+}
+
+/// How a transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionOutcome {
+    /// Committed.
+    Commit,
+    /// Aborted.
+    Abort,
+}
+
+/// Why a transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndCause {
+    /// An EndTxn request from the producer.
+    EndTxn,
+    /// The coordinator aborted it after its timeout.
+    Timeout,
+    /// An InitProducerId for the same transactional id aborted it.
+    InitProducerId,
+}
+
+/// A finished transaction, as the coordinator recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedTransaction {
+    /// Producer id of the markers.
+    pub producer_id: i64,
+    /// Producer epoch of the markers (one above the producer's for
+    /// coordinator-initiated aborts).
+    pub producer_epoch: i16,
+    /// Commit or abort.
+    pub outcome: TransactionOutcome,
+    /// Why it ended.
+    pub cause: EndCause,
+    /// The partitions markers were written to, in the order they were added.
+    pub partitions: Vec<(String, i32)>,
+    /// The groups whose offsets were part of it.
+    pub groups: Vec<String>,
+}
+
+/// A snapshot of one transactional id at the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionState {
+    /// The producer id the transactional id maps to.
+    pub producer_id: i64,
+    /// Its current epoch.
+    pub producer_epoch: i16,
+    /// Where the current transaction is.
+    pub status: TransactionStatus,
+    /// The transaction timeout given to InitProducerId.
+    pub timeout: Duration,
+    /// Partitions added to the transaction in progress, in order.
+    pub partitions: Vec<(String, i32)>,
+    /// Groups added to the transaction in progress.
+    pub groups: Vec<String>,
+    /// Offsets committed in the transaction in progress:
+    /// `(group, topic, partition, offset)`.
+    pub pending_offsets: Vec<(String, String, i32, i64)>,
+    /// The broker coordinating the transactional id.
+    pub coordinator: i32,
+    /// Every transaction this id finished, oldest first.
+    pub history: Vec<CompletedTransaction>,
+}
+
+/// The coordinator's record of one transactional id.
+#[derive(Debug, Clone)]
+pub(crate) struct Transaction {
+    pub status: TransactionStatus,
+    pub timeout_ms: i32,
+    /// When the transaction in progress became `Ongoing`.
+    pub started: Option<Instant>,
+    pub partitions: Vec<(String, i32)>,
+    pub groups: Vec<String>,
+    /// `(group, topic, partition, offset)`, latest last.
+    pub pending_offsets: Vec<(String, String, i32, CommittedOffset)>,
+    /// When the markers of a `Prepare*` transaction are written.
+    pub completes_at: Option<Instant>,
+    /// Why the transaction being completed ends.
+    pub ending: EndCause,
+    pub history: Vec<CompletedTransaction>,
+}
+
+impl Transaction {
+    pub fn new(timeout_ms: i32) -> Self {
+        Self {
+            status: TransactionStatus::Empty,
+            timeout_ms,
+            started: None,
+            partitions: Vec::new(),
+            groups: Vec::new(),
+            pending_offsets: Vec::new(),
+            completes_at: None,
+            ending: EndCause::EndTxn,
+            history: Vec::new(),
+        }
+    }
+
+    /// Whether markers are still being written.
+    pub fn is_completing(&self) -> bool {
+        matches!(
+            self.status,
+            TransactionStatus::PrepareCommit | TransactionStatus::PrepareAbort
+        )
+    }
+
+    /// Moves to `Ongoing`, starting the timeout clock if it was not.
+    pub fn make_ongoing(&mut self, now: Instant) {
+        if self.status != TransactionStatus::Ongoing {
+            self.status = TransactionStatus::Ongoing;
+            self.started = Some(now);
+        }
+    }
+}
+
+/// Kafka's `TransactionMetadata.isEpochExhausted`.
+pub(crate) fn epoch_exhausted(epoch: i16) -> bool {
+    epoch >= i16::MAX - 1
+}
+
+impl ClusterState {
+    /// The broker coordinating transactional id `txn` and its coordinator
+    /// epoch (bumped each time the coordinator moves).
+    pub fn txn_coordinator(&self, txn: &str) -> (i32, i32) {
+        match self.txn_coordinators.get(txn) {
+            Some(&placed) => placed,
+            None => (self.coordinator_for(txn).id, 0),
+        }
+    }
+
+    /// Starts ending the transaction of `txn` with `outcome`. When `fence`
+    /// is set the producer epoch is bumped first (coordinator-initiated
+    /// aborts). Writes the markers at once unless a marker delay is set.
+    /// Returns whether anything was appended to a log.
+    pub fn end_transaction(
+        &mut self,
+        txn: &str,
+        outcome: TransactionOutcome,
+        cause: EndCause,
+        fence: bool,
+        now: Instant,
+    ) -> bool {
+        if fence && let Some(producer) = self.transactional_ids.get_mut(txn) {
+            if !epoch_exhausted(producer.epoch) {
+                producer.epoch += 1;
+            }
+            producer.last_epoch = -1;
+        }
+        let delay = self.marker_delay;
+        let Some(t) = self.transactions.get_mut(txn) else {
+            return false;
+        };
+        t.status = match outcome {
+            TransactionOutcome::Commit => TransactionStatus::PrepareCommit,
+            TransactionOutcome::Abort => TransactionStatus::PrepareAbort,
+        };
+        t.ending = cause;
+        if delay.is_zero() {
+            self.write_markers(txn)
+        } else {
+            t.completes_at = Some(now + delay);
+            false
+        }
+    }
+
+    /// Writes the markers of a `Prepare*` transaction and completes it.
+    fn write_markers(&mut self, txn: &str) -> bool {
+        let Some(producer) = self.transactional_ids.get(txn).copied() else {
+            return false;
+        };
+        let (_, coordinator_epoch) = self.txn_coordinator(txn);
+        let Some(t) = self.transactions.get_mut(txn) else {
+            return false;
+        };
+        let commit = t.status == TransactionStatus::PrepareCommit;
+        let partitions = std::mem::take(&mut t.partitions);
+        let groups = std::mem::take(&mut t.groups);
+        let offsets = std::mem::take(&mut t.pending_offsets);
+        t.status = if commit {
+            TransactionStatus::CompleteCommit
+        } else {
+            TransactionStatus::CompleteAbort
+        };
+        t.started = None;
+        t.completes_at = None;
+        t.history.push(CompletedTransaction {
+            producer_id: producer.producer_id,
+            producer_epoch: producer.epoch,
+            outcome: if commit {
+                TransactionOutcome::Commit
+            } else {
+                TransactionOutcome::Abort
+            },
+            cause: t.ending,
+            partitions: partitions.clone(),
+            groups,
+        });
+        let mut appended = false;
+        for (topic, index) in &partitions {
+            if let Some(part) = self.partition_mut(topic, *index) {
+                let leader_epoch = part.leader_epoch;
+                part.log.append_marker(
+                    producer.producer_id,
+                    producer.epoch,
+                    commit,
+                    coordinator_epoch,
+                    leader_epoch,
+                );
+                appended = true;
+            }
+        }
+        if commit {
+            for (group, topic, partition, offset) in offsets {
+                self.committed.insert((group, topic, partition), offset);
+            }
+        }
+        appended
+    }
+
+    /// Completes due `Prepare*` transactions and aborts timed-out ones.
+    /// Returns whether anything was appended to a log.
+    pub fn tick_transactions(&mut self, now: Instant) -> bool {
+        let mut due = Vec::new();
+        let mut expired = Vec::new();
+        for (id, t) in &self.transactions {
+            if t.is_completing() && t.completes_at.is_some_and(|at| at <= now) {
+                due.push(id.clone());
+            } else if t.status == TransactionStatus::Ongoing
+                && t.started.is_some_and(|s| {
+                    now >= s + Duration::from_millis(u64::try_from(t.timeout_ms).unwrap_or(0))
+                })
+            {
+                expired.push(id.clone());
+            }
+        }
+        let mut appended = false;
+        for id in due {
+            appended |= self.write_markers(&id);
+        }
+        for id in expired {
+            appended |=
+                self.end_transaction(&id, TransactionOutcome::Abort, EndCause::Timeout, true, now);
+        }
+        appended
+    }
+
+    /// Whether an open transaction holds a pending offset for the partition.
+    pub fn has_pending_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.transactions.values().any(|t| {
+            t.pending_offsets
+                .iter()
+                .any(|(g, tp, p, _)| g == group && tp == topic && *p == partition)
+        })
+    }
+
+    /// Checks that `(producer_id, epoch)` is the current producer of `txn`:
+    /// `INVALID_PRODUCER_ID_MAPPING` for an unknown id or another producer
+    /// id, `fenced` for another epoch.
+    pub fn check_txn_producer(
+        &self,
+        txn: &str,
+        producer_id: i64,
+        epoch: i16,
+        fenced: i16,
+    ) -> Result<(), i16> {
+        let mapping = kafka_protocol::ResponseError::InvalidProducerIdMapping.code();
+        let Some(current) = self.transactional_ids.get(txn) else {
+            return Err(mapping);
+        };
+        if !self.transactions.contains_key(txn) || current.producer_id != producer_id {
+            return Err(mapping);
+        }
+        if current.epoch != epoch {
+            return Err(fenced);
+        }
+        Ok(())
+    }
+
+    /// A snapshot of transactional id `txn`.
+    pub fn transaction_snapshot(&self, txn: &str) -> Option<TransactionState> {
+        let producer = self.transactional_ids.get(txn)?;
+        let t = self.transactions.get(txn)?;
+        Some(TransactionState {
+            producer_id: producer.producer_id,
+            producer_epoch: producer.epoch,
+            status: t.status,
+            timeout: Duration::from_millis(u64::try_from(t.timeout_ms).unwrap_or(0)),
+            partitions: t.partitions.clone(),
+            groups: t.groups.clone(),
+            pending_offsets: t
+                .pending_offsets
+                .iter()
+                .map(|(g, tp, p, c)| (g.clone(), tp.clone(), *p, c.offset))
+                .collect(),
+            coordinator: self.txn_coordinator(txn).0,
+            history: t.history.clone(),
+        })
+    }
+}
+
+/// The error a stale epoch gets from a transactional API: `PRODUCER_FENCED`
+/// from the version KIP-588 introduced it in, `INVALID_PRODUCER_EPOCH` before.
+pub(crate) fn fenced_code(version: i16, since: i16) -> i16 {
+    use kafka_protocol::ResponseError;
+    if version >= since {
+        ResponseError::ProducerFenced.code()
+    } else {
+        ResponseError::InvalidProducerEpoch.code()
+    }
+}

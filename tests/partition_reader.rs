@@ -549,3 +549,279 @@ async fn assignment_and_seek_errors_are_typed() {
         .unwrap_err();
     assert!(err.is_config() && err.is_fatal(), "{err}");
 }
+
+mod transactions {
+    //! read_committed against real transaction markers: two transactional
+    //! rust-rdkafka producers commit and abort interleaved transactions on
+    //! the fake cluster's transaction coordinator.
+
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use protocol_tests::FakeCluster;
+    use rdkafka::ClientConfig as RdConfig;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
+    use smartkafka::consumer::{IsolationLevel, PartitionReader, StartOffset};
+
+    use super::{config, read_exactly};
+
+    const TOPIC: &str = "txn";
+    const PARTITIONS: i32 = 2;
+    const TIMEOUT: Duration = Duration::from_secs(20);
+
+    type TxnProducer = ThreadedProducer<DefaultProducerContext>;
+
+    fn blocking<T>(f: impl FnOnce() -> T) -> T {
+        tokio::task::block_in_place(f)
+    }
+
+    fn producer(bootstrap: &str, id: &str) -> TxnProducer {
+        blocking(|| {
+            let p: TxnProducer = RdConfig::new()
+                .set("bootstrap.servers", bootstrap)
+                .set("transactional.id", id)
+                .set("linger.ms", "1")
+                .set("retry.backoff.ms", "20")
+                .create()
+                .expect("transactional producer");
+            p.init_transactions(TIMEOUT).expect("init_transactions");
+            p
+        })
+    }
+
+    /// Sends `values` to `partition` and waits until they are in the log,
+    /// so the log order across producers is the order of these calls.
+    fn send(p: &TxnProducer, partition: i32, values: &[String]) {
+        blocking(|| {
+            for v in values {
+                let record = BaseRecord::to(TOPIC).partition(partition).key(v).payload(v);
+                if let Err((e, _)) = p.send(record) {
+                    panic!("enqueue {v}: {e}");
+                }
+            }
+            p.flush(TIMEOUT).expect("flush");
+        });
+    }
+
+    /// A tiny deterministic generator (xorshift).
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    /// The values a reader returns, per partition, in order; with offsets.
+    async fn read(
+        bootstrap: &str,
+        isolation: IsolationLevel,
+        partition_bytes: usize,
+        count: usize,
+    ) -> (BTreeMap<i32, Vec<(i64, String)>>, PartitionReader) {
+        let mut reader = PartitionReader::connect(
+            config(bootstrap)
+                .isolation_level(isolation)
+                .max_partition_bytes(partition_bytes),
+        )
+        .await
+        .unwrap();
+        reader
+            .assign(
+                &(0..PARTITIONS)
+                    .map(|p| (TOPIC, p, StartOffset::Earliest))
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .unwrap();
+        let mut out: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+        for r in read_exactly(&mut reader, count).await {
+            let value = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
+            out.entry(r.partition).or_default().push((r.offset, value));
+        }
+        (out, reader)
+    }
+
+    fn values(map: &BTreeMap<i32, Vec<(i64, String)>>) -> BTreeMap<i32, Vec<String>> {
+        map.iter()
+            .map(|(p, list)| (*p, list.iter().map(|(_, v)| v.clone()).collect()))
+            .collect()
+    }
+
+    fn truth(cluster: &FakeCluster) -> BTreeMap<i32, Vec<(i64, String)>> {
+        (0..PARTITIONS)
+            .map(|p| {
+                let list = cluster
+                    .committed_records(TOPIC, p)
+                    .into_iter()
+                    .map(|r| {
+                        (
+                            r.offset,
+                            String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
+                        )
+                    })
+                    .collect();
+                (p, list)
+            })
+            .filter(|(_, list): &(i32, Vec<(i64, String)>)| !list.is_empty())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn read_committed_sees_exactly_the_committed_records_of_interleaved_transactions() {
+        let cluster = FakeCluster::builder()
+            .brokers(3)
+            .topic(TOPIC, PARTITIONS)
+            .build()
+            .await;
+        let bootstrap = cluster.bootstrap_servers();
+        let producers = [producer(&bootstrap, "txn-a"), producer(&bootstrap, "txn-b")];
+
+        // Both producers keep a transaction open most of the time, so their
+        // batches interleave in both partitions; each transaction ends in a
+        // commit (two in three) or an abort.
+        let mut rng = Rng(0x5eed_7a11_c0ff_ee01);
+        let mut open: [Option<usize>; 2] = [None, None];
+        let mut next_txn = 0usize;
+        let mut committed_txns = Vec::new();
+        // Per partition, in log order: (transaction, value).
+        let mut log: BTreeMap<i32, Vec<(usize, String)>> = BTreeMap::new();
+        for step in 0..60 {
+            let who = rng.below(2) as usize;
+            let p = &producers[who];
+            let txn = *open[who].get_or_insert_with(|| {
+                blocking(|| p.begin_transaction().expect("begin"));
+                next_txn += 1;
+                next_txn
+            });
+            let partition = rng.below(PARTITIONS as u64) as i32;
+            let batch: Vec<String> = (0..1 + rng.below(4))
+                .map(|i| format!("t{txn}-s{step}-r{i}"))
+                .collect();
+            send(p, partition, &batch);
+            log.entry(partition)
+                .or_default()
+                .extend(batch.into_iter().map(|v| (txn, v)));
+            if rng.below(3) == 0 {
+                let txn = open[who].take().unwrap();
+                if rng.below(3) == 0 {
+                    blocking(|| p.abort_transaction(TIMEOUT).expect("abort"));
+                } else {
+                    blocking(|| p.commit_transaction(TIMEOUT).expect("commit"));
+                    committed_txns.push(txn);
+                }
+            }
+        }
+        for (who, txn) in open.iter_mut().enumerate() {
+            if let Some(txn) = txn.take() {
+                blocking(|| producers[who].commit_transaction(TIMEOUT).expect("commit"));
+                committed_txns.push(txn);
+            }
+        }
+        let aborted_count = next_txn - committed_txns.len();
+        assert!(
+            aborted_count >= 2,
+            "the run aborts transactions ({aborted_count})"
+        );
+        let committed: BTreeMap<i32, Vec<String>> = log
+            .iter()
+            .map(|(p, list)| {
+                let kept = list
+                    .iter()
+                    .filter(|(txn, _)| committed_txns.contains(txn))
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                (*p, kept)
+            })
+            .collect();
+        let everything: BTreeMap<i32, Vec<String>> = log
+            .iter()
+            .map(|(p, list)| (*p, list.iter().map(|(_, v)| v.clone()).collect()))
+            .collect();
+        let count = |m: &BTreeMap<i32, Vec<String>>| m.values().map(Vec::len).sum::<usize>();
+
+        // read_committed, with fetches of a batch or so (transactions span
+        // many fetches) and with the default size.
+        for partition_bytes in [200, 1024 * 1024] {
+            let (read, reader) = read(
+                &bootstrap,
+                IsolationLevel::ReadCommitted,
+                partition_bytes,
+                count(&committed),
+            )
+            .await;
+            assert_eq!(
+                values(&read),
+                committed,
+                "partition_bytes {partition_bytes}"
+            );
+            assert_eq!(read, truth(&cluster), "the fake cluster's own view");
+            for p in 0..PARTITIONS {
+                // Past the last markers too.
+                assert_eq!(
+                    reader.position(TOPIC, p),
+                    Some(cluster.high_watermark(TOPIC, p))
+                );
+            }
+        }
+        let (read, _) = read(
+            &bootstrap,
+            IsolationLevel::ReadUncommitted,
+            200,
+            count(&everything),
+        )
+        .await;
+        assert_eq!(values(&read), everything);
+
+        // An open transaction holds back read_committed at its first offset,
+        // even records committed after it; read_uncommitted sees them all.
+        let mut committed_reader = PartitionReader::connect(config(&bootstrap)).await.unwrap();
+        committed_reader
+            .assign(&[(TOPIC, 0, StartOffset::Latest)])
+            .await
+            .unwrap();
+        let mut uncommitted_reader = PartitionReader::connect(
+            config(&bootstrap).isolation_level(IsolationLevel::ReadUncommitted),
+        )
+        .await
+        .unwrap();
+        uncommitted_reader
+            .assign(&[(TOPIC, 0, StartOffset::Latest)])
+            .await
+            .unwrap();
+        let open_values = vec!["open-1".to_string(), "open-2".to_string()];
+        let later_values = vec!["later-1".to_string()];
+        blocking(|| producers[0].begin_transaction().expect("begin"));
+        send(&producers[0], 0, &open_values);
+        blocking(|| producers[1].begin_transaction().expect("begin"));
+        send(&producers[1], 0, &later_values);
+        blocking(|| producers[1].commit_transaction(TIMEOUT).expect("commit"));
+        assert!(
+            committed_reader
+                .poll(Duration::from_millis(400))
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing past the last stable offset"
+        );
+        let seen: Vec<String> = read_exactly(&mut uncommitted_reader, 3)
+            .await
+            .into_iter()
+            .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+            .collect();
+        assert_eq!(seen, ["open-1", "open-2", "later-1"]);
+        blocking(|| producers[0].commit_transaction(TIMEOUT).expect("commit"));
+        let seen: Vec<String> = read_exactly(&mut committed_reader, 3)
+            .await
+            .into_iter()
+            .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+            .collect();
+        assert_eq!(seen, ["open-1", "open-2", "later-1"]);
+        assert_eq!(
+            committed_reader.last_stable_offset(TOPIC, 0),
+            Some(cluster.high_watermark(TOPIC, 0))
+        );
+    }
+}

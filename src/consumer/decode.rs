@@ -149,7 +149,7 @@ fn decode_batch(
         let record = batch
             .control_record(scratch)
             .map_err(|e: RecordsError| fail(&e).with_source(e))?;
-        Some(match record.and_then(|r| Some(r.kind)) {
+        Some(match record.map(|r| r.kind) {
             Some(ControlRecordType::Abort) => Marker::Abort,
             _ => Marker::Other,
         })

@@ -38,6 +38,10 @@ use crate::records::ReadOptions;
 
 type TopicPartition = (String, i32);
 
+/// Partitions (topic, partition, leader epoch) to look up, per leader and
+/// ListOffsets timestamp.
+type OffsetLookups = BTreeMap<(i32, i64), Vec<(String, i32, i32)>>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Position {
     /// Not resolved yet.
@@ -668,7 +672,7 @@ impl PartitionReader {
             }
         }
         // Log start and end offsets, per leader.
-        let mut lookups: BTreeMap<(i32, i64), Vec<(String, i32, i32)>> = BTreeMap::new();
+        let mut lookups: OffsetLookups = BTreeMap::new();
         for ((topic, partition), state) in &self.assignment {
             let timestamp = match state.position {
                 Position::Pending(StartOffset::Earliest) => EARLIEST_TIMESTAMP,

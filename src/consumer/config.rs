@@ -108,7 +108,9 @@ pub struct ReaderConfig {
     /// Record bytes asked for per partition and Fetch (default 1 MiB).
     pub max_partition_bytes: usize,
     /// Record bytes asked for per Fetch, all partitions together
-    /// (default 50 MiB). Also bounds the records one `poll` decodes.
+    /// (default 50 MiB). Also bounds the records one `poll` decodes: past
+    /// it, each further partition decodes at most one batch (so every
+    /// partition makes progress), and the rest is fetched again later.
     pub max_fetch_bytes: usize,
     /// Largest size one compressed batch may decompress to (default
     /// 64 MiB).

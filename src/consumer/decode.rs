@@ -398,6 +398,39 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_decompressing_past_the_limit_is_an_error() {
+        // 20 records of 2 KiB of zeros: tiny compressed, 40 KiB inflated.
+        let mut config = BatchConfig::new(Compression::Zstd);
+        config.max_batch_bytes = 1 << 20;
+        let mut builder = BatchBuilder::new(config, 0);
+        let zeros = vec![0u8; 2048];
+        for _ in 0..20 {
+            let outcome = builder.try_append(0, None, Some(&zeros), &[]).unwrap();
+            assert_eq!(outcome, AppendOutcome::Appended);
+        }
+        let bytes = builder.seal().unwrap().bytes().to_vec();
+        assert!(bytes.len() < 4096, "compressed to {} bytes", bytes.len());
+        let options = ReadOptions {
+            max_decompressed_bytes: 16 * 1024,
+            verify_crc: true,
+        };
+        let decoded = decode_partition(
+            "t",
+            0,
+            0,
+            &bytes,
+            &mut AbortedFilter::read_uncommitted(),
+            options,
+            usize::MAX,
+        );
+        assert!(decoded.records.is_empty());
+        let err = decoded.error.expect("over the decompression limit");
+        assert_eq!(err.kind(), &ErrorKind::Protocol);
+        let decoded = decode(&bytes, 0);
+        assert_eq!(decoded.records.len(), 20, "within the default limit");
+    }
+
+    #[test]
     fn random_bytes_never_panic_and_never_move_the_position_back() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {

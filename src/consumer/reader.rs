@@ -333,7 +333,7 @@ impl PartitionReader {
                 Ok(records) if !records.is_empty() => return Ok(records),
                 Ok(_) => {}
                 Err(e) if e.is_retriable() => {
-                    tracing::debug!(error = %e, "reader round failed; retrying");
+                    tracing::warn!(error = %e, "reader round failed; retrying");
                     self.metadata_stale = true;
                     let left = timeout.saturating_sub(started.elapsed());
                     tokio::time::sleep(self.config.retry_backoff.min(left)).await;
@@ -468,8 +468,11 @@ impl PartitionReader {
                         state.position = Position::Pending(start);
                         continue;
                     }
+                    // Leadership and availability errors, and (as the Java
+                    // consumer does) an unknown server error: retry after
+                    // finding the leader again.
                     Some(code)
-                        if code.is_retriable() || code == KafkaCode::REPLICA_NOT_AVAILABLE =>
+                        if code.is_retriable() || code == KafkaCode::UNKNOWN_SERVER_ERROR =>
                     {
                         tracing::debug!(topic = %key.0, partition = key.1, %code, "fetch error; refreshing metadata");
                         match fetched.current_leader {

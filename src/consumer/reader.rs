@@ -312,6 +312,9 @@ impl PartitionReader {
     /// Waits up to `timeout` for records and returns those available,
     /// possibly none when the timeout passes.
     ///
+    /// Positions move only once the answers of a round are all in, so a
+    /// `poll` future dropped before it completes skips no records.
+    ///
     /// Retriable failures (lost connections, leader changes, timeouts) are
     /// retried within `timeout` after a metadata refresh. Other errors are
     /// returned: a malformed batch ([`ErrorKind::Protocol`], the position
@@ -416,9 +419,15 @@ impl PartitionReader {
         let mut records = Vec::new();
         let mut budget = self.config.max_fetch_bytes;
         let mut fatal = None;
+        // Every answer is in before any position moves, so a poll dropped
+        // while waiting loses nothing.
+        let mut answers = Vec::with_capacity(in_flight.len());
         for fetch in in_flight {
             let node = fetch.broker();
-            let partitions = match fetch.wait().await {
+            answers.push((node, fetch.wait().await));
+        }
+        for (node, answer) in answers {
+            let partitions = match answer {
                 Ok(partitions) => partitions,
                 Err(e) => {
                     if e.is_retriable() {

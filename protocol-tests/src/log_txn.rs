@@ -100,12 +100,6 @@ pub(crate) fn control_batch(
     out.freeze()
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl PartitionLog {
     /// Notes that `producer_id` wrote transactional data at `offset`: the
     /// first such offset opens its transaction on this partition.
@@ -114,14 +108,15 @@ impl PartitionLog {
     }
 
     /// The last stable offset: the first offset of the earliest open
-    /// transaction, or the high watermark when none is open.
+    /// transaction, or the high watermark when none is open (never below
+    /// the log start offset).
     pub fn last_stable_offset(&self) -> i64 {
         self.ongoing
             .values()
             .copied()
             .min()
             .unwrap_or(self.next_offset)
-            .min(self.next_offset)
+            .clamp(self.log_start_offset, self.next_offset)
     }
 
     /// Appends a commit or abort marker for `producer_id`, closing its
@@ -137,6 +132,14 @@ impl PartitionLog {
         leader_epoch: i32,
     ) -> i64 {
         let offset = self.next_offset;
+        // The marker carries the latest record timestamp in the log (a real
+        // broker uses its clock; this keeps markers deterministic).
+        let timestamp = self
+            .batches
+            .iter()
+            .rev()
+            .find_map(|b| b.records.iter().map(|r| r.timestamp).max())
+            .unwrap_or(0);
         let raw = control_batch(
             offset,
             leader_epoch,
@@ -144,7 +147,7 @@ impl PartitionLog {
             producer_epoch,
             commit,
             coordinator_epoch,
-            now_ms(),
+            timestamp,
         );
         self.batches.push(StoredBatch {
             last_offset: offset,

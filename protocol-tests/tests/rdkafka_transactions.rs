@@ -3,7 +3,8 @@
 //! aborts read back with read_committed and read_uncommitted consumers, a
 //! seeded run of many transactions checked record by record, offsets sent to
 //! transactions, zombie fencing, the transaction timeout, a coordinator
-//! moving mid-transaction and faults on the transactional APIs.
+//! moving mid-transaction, faults on the transactional APIs and a record
+//! failing inside a transaction.
 //!
 //! Every check reads the outcome back: from an rdkafka consumer and from the
 //! fake cluster's own log ([`FakeCluster::committed_records`], the markers
@@ -25,6 +26,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Runtime;
+use tokio::time::Instant;
 
 const TOPIC: &str = "txn";
 const PARTITIONS: i32 = 6;
@@ -101,7 +103,7 @@ fn read_all(cluster: &FakeCluster, isolation: &str) -> HashMap<i32, Vec<String>>
     consumer.assign(&tpl).expect("assign");
     let mut out: HashMap<i32, Vec<String>> = HashMap::new();
     let mut at_end = vec![false; PARTITIONS as usize];
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     while at_end.iter().any(|e| !e) {
         assert!(
             started.elapsed() < TIMEOUT,
@@ -243,7 +245,7 @@ fn read_committed_truth() {
     let mut everything: HashMap<i32, Vec<String>> = HashMap::new();
     let mut aborted = 0;
     let mut records = 0;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     for t in 0..count {
         let n = 1 + rng.below(100) as usize;
         let commit = rng.below(3) != 0;
@@ -287,7 +289,7 @@ fn read_committed_truth() {
         aborted
     );
     assert_eq!(committed_in_log(&cluster), committed);
-    let read = std::time::Instant::now();
+    let read = Instant::now();
     assert_eq!(read_all(&cluster, "read_committed"), committed);
     assert_eq!(read_all(&cluster, "read_uncommitted"), everything);
     eprintln!(
@@ -408,6 +410,11 @@ fn a_zombie_is_fenced() {
         .commit_transaction(TIMEOUT)
         .expect_err("a fenced producer cannot commit");
     assert!(is_fenced(&err), "fatal fencing error, got {err}");
+    assert_eq!(
+        cluster.request_count(ApiKey::EndTxn),
+        2,
+        "the zombie learned of the fencing from its EndTxn"
+    );
     let _ = zombie.begin_transaction();
     let _ = zombie.send(
         BaseRecord::to(TOPIC)
@@ -457,7 +464,7 @@ fn timed_out_transactions_are_aborted_by_the_coordinator() {
     p.flush(TIMEOUT).expect("flush");
     assert!(cluster.last_stable_offset(TOPIC, 0) < cluster.high_watermark(TOPIC, 0));
 
-    let waited = std::time::Instant::now();
+    let waited = Instant::now();
     while cluster.transaction_state("slow").expect("state").status
         != TransactionStatus::CompleteAbort
     {
@@ -581,7 +588,7 @@ fn transactional_faults_are_retried() {
     assert!(cluster.committed_records(TOPIC, 3).is_empty());
     assert_eq!(cluster.last_stable_offset(TOPIC, 3), 0);
     cluster.set_transaction_marker_delay(Duration::ZERO);
-    let waited = std::time::Instant::now();
+    let waited = Instant::now();
     while cluster.transaction_state("faulty").expect("state").status
         != TransactionStatus::CompleteCommit
     {
@@ -618,5 +625,57 @@ fn transactional_faults_are_retried() {
     assert_eq!(
         without_empty(read_all(&cluster, "read_committed")),
         expected
+    );
+}
+
+#[test]
+fn a_failed_record_makes_the_transaction_abortable() {
+    let rt = runtime();
+    let cluster = cluster(&rt, 3);
+    let p = producer(&cluster, "abortable");
+    p.begin_transaction().expect("begin");
+    send(&p, 0, "kept-out-0");
+    p.flush(TIMEOUT).expect("flush");
+    // The next batch fails for good: the transaction can only abort.
+    cluster.inject(Fault::new(ApiKey::Produce).error(ResponseError::InvalidRecord));
+    send(&p, 1, "failed-1");
+    let _ = p.flush(TIMEOUT);
+    let err = p
+        .commit_transaction(TIMEOUT)
+        .expect_err("a transaction with a failed record cannot commit");
+    match &err {
+        KafkaError::Transaction(r) => assert!(r.txn_requires_abort(), "abortable, got {err}"),
+        other => panic!("transaction error expected, got {other}"),
+    }
+    p.abort_transaction(TIMEOUT).expect("abort");
+
+    p.begin_transaction().expect("begin");
+    send(&p, 0, "next-0");
+    send(&p, 1, "next-1");
+    p.commit_transaction(TIMEOUT)
+        .expect("the next transaction commits");
+
+    let expected: HashMap<i32, Vec<String>> = [(0, "next-0"), (1, "next-1")]
+        .into_iter()
+        .map(|(p, v)| (p, vec![v.to_owned()]))
+        .collect();
+    assert_eq!(committed_in_log(&cluster), expected);
+    assert_eq!(
+        without_empty(read_all(&cluster, "read_committed")),
+        expected
+    );
+    let history = cluster
+        .transaction_state("abortable")
+        .expect("state")
+        .history;
+    let outcomes: Vec<TransactionOutcome> = history.iter().map(|h| h.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![TransactionOutcome::Abort, TransactionOutcome::Commit]
+    );
+    assert_eq!(
+        cluster.records(TOPIC, 0).len(),
+        2,
+        "the aborted record stays in the log, hidden by its marker"
     );
 }

@@ -6,7 +6,9 @@
 //! ```text
 //!   your code ──► Producer ──► net: driver task ──► engine (sans-IO: metadata cache,
 //!             │                     │               accumulator, retries, partitioner)
-//!             └─► AdminClient ──────┤
+//!             ├─► AdminClient ──────┤
+//!             └─► PartitionReader ──┤ consumer: fetcher per broker, batch decoding,
+//!                                   │           read_committed filter
 //!                                   ▼ one pipelined connection per broker
 //!                                   │  bytes in, bytes out
 //!                                   ▼
@@ -23,6 +25,7 @@
 //! | producer | [`Producer`], [`blocking::Producer`] | send / delivery futures, flush, close, stats; configuration in [`ProducerConfig`] |
 //! | records | [`Record`], [`RecordMetadata`] | what is sent and where it landed |
 //! | admin | [`AdminClient`] | metadata, topic creation, offset lookups |
+//! | consumer | [`consumer`] | the [`consumer::PartitionReader`] (assigned partitions from chosen offsets, read_committed filtering of aborted transactions, positions as offsets to commit); group metadata for transactional producers |
 //! | smart partitioning | [`health`] | consumer lag per partition, health scores, the lag-aware [`health::SmartPartitioner`] and its background [`health::HealthManager`] (with the `tokio-runtime` feature) |
 //! | engine | `engine` (private), [`partitioner`] | sans-IO accumulator, metadata cache, retries; Java-compatible murmur2 with sticky keyless placement (KIP-794), librdkafka-compatible crc32, round-robin, custom |
 //!

@@ -108,14 +108,15 @@ impl PartitionLog {
     }
 
     /// The last stable offset: the first offset of the earliest open
-    /// transaction, or the high watermark when none is open.
+    /// transaction, or the high watermark when none is open (never below
+    /// the log start offset).
     pub fn last_stable_offset(&self) -> i64 {
         self.ongoing
             .values()
             .copied()
             .min()
             .unwrap_or(self.next_offset)
-            .min(self.next_offset)
+            .clamp(self.log_start_offset, self.next_offset)
     }
 
     /// Appends a commit or abort marker for `producer_id`, closing its

@@ -1,7 +1,7 @@
 //! Transaction coordinator state.
 //!
 //! The coordinator keeps, per transactional id, the producer it maps to
-//! (`TransactionalProducer` in the cluster state) and a [`Transaction`]: its
+//! (`TransactionalProducer` in the cluster state) and a `Transaction`: its
 //! status, timeout, the partitions and groups added to the transaction in
 //! progress, and the offsets committed in it (pending, invisible to
 //! OffsetFetch until the commit). Ending a transaction writes a commit or
@@ -20,7 +20,47 @@
 //! fenced, as Kafka's timed-out transaction cleanup does. The cluster checks
 //! before handling every request and every 10 ms in the background.
 //!
+//! # Staging transactional failures
+//!
+//! Every transactional API (FindCoordinator, InitProducerId,
+//! AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn) takes
+//! [`Fault`](crate::Fault)s: an error code instead of applying, a delay, a
+//! connection dropped before applying, or dropped right after applying (the
+//! outcome is lost). With the cluster's own hooks that stages the fault
+//! scenarios for transactions:
+//!
+//! - Coordinator churn: `Fault::new(ApiKey::EndTxn).error(NotCoordinator)`
+//!   (or `CoordinatorNotAvailable`, `CoordinatorLoadInProgress`) on any of
+//!   the APIs above, `.times(n)` for a longer outage.
+//! - The coordinator moving or its broker dying mid-transaction:
+//!   [`FakeCluster::move_transaction_coordinator`], optionally with
+//!   `.broker(old).drop_connection().times(n)` faults on the old broker.
+//! - `CONCURRENT_TRANSACTIONS`: injected, or for real with
+//!   [`FakeCluster::set_transaction_marker_delay`] (the next transaction's
+//!   AddPartitionsToTxn meets it while markers are written), or with a second
+//!   InitProducerId while a transaction is open.
+//! - Fencing: a second producer calling InitProducerId with the same
+//!   transactional id (a real zombie), or injected `ProducerFenced` /
+//!   `InvalidProducerEpoch`.
+//! - Abortable errors: `UnknownProducerId` or `InvalidProducerIdMapping` on
+//!   EndTxn, `TopicAuthorizationFailed` on AddPartitionsToTxn,
+//!   `GroupAuthorizationFailed` on AddOffsetsToTxn or TxnOffsetCommit;
+//!   `TransactionalIdAuthorizationFailed` on InitProducerId for the fatal
+//!   case.
+//! - A record failing inside a transaction, or `OUT_OF_ORDER_SEQUENCE_NUMBER`:
+//!   a Produce fault with that error.
+//! - EndTxn outcome unknown: `Fault::new(ApiKey::EndTxn).drop_after_apply()`
+//!   (committed, answer lost: the retry succeeds, switching to abort gets
+//!   `INVALID_TXN_STATE`), `.delay(..)` past the client's timeout, or
+//!   `.error_code(-1)` (UNKNOWN_SERVER_ERROR, not applied).
+//! - AddPartitionsToTxn bookkeeping: a delayed AddPartitionsToTxn fault, then
+//!   [`FakeCluster::transaction_state`] and the request journal show what was
+//!   added, when EndTxn came, and [`TransactionState::history`] every
+//!   transaction's partitions and outcome.
+//!
 //! [`FakeCluster::set_transaction_marker_delay`]: crate::FakeCluster::set_transaction_marker_delay
+//! [`FakeCluster::move_transaction_coordinator`]: crate::FakeCluster::move_transaction_coordinator
+//! [`FakeCluster::transaction_state`]: crate::FakeCluster::transaction_state
 
 use std::time::Duration;
 
@@ -202,7 +242,11 @@ impl ClusterState {
         if delay.is_zero() {
             self.write_markers(txn)
         } else {
-            t.completes_at = Some(now + delay);
+            // A delay too long to represent never completes on its own.
+            t.completes_at = Some(
+                now.checked_add(delay)
+                    .unwrap_or(now + Duration::from_secs(86_400 * 365)),
+            );
             false
         }
     }
@@ -271,7 +315,9 @@ impl ClusterState {
                 due.push(id.clone());
             } else if t.status == TransactionStatus::Ongoing
                 && t.started.is_some_and(|s| {
-                    now >= s + Duration::from_millis(u64::try_from(t.timeout_ms).unwrap_or(0))
+                    let timeout = Duration::from_millis(u64::try_from(t.timeout_ms).unwrap_or(0));
+                    s.checked_add(timeout)
+                        .is_some_and(|deadline| now >= deadline)
                 })
             {
                 expired.push(id.clone());

@@ -3,7 +3,8 @@
 //! aborts read back with read_committed and read_uncommitted consumers, a
 //! seeded run of many transactions checked record by record, offsets sent to
 //! transactions, zombie fencing, the transaction timeout, a coordinator
-//! moving mid-transaction and faults on the transactional APIs.
+//! moving mid-transaction, faults on the transactional APIs and a record
+//! failing inside a transaction.
 //!
 //! Every check reads the outcome back: from an rdkafka consumer and from the
 //! fake cluster's own log ([`FakeCluster::committed_records`], the markers
@@ -409,6 +410,11 @@ fn a_zombie_is_fenced() {
         .commit_transaction(TIMEOUT)
         .expect_err("a fenced producer cannot commit");
     assert!(is_fenced(&err), "fatal fencing error, got {err}");
+    assert_eq!(
+        cluster.request_count(ApiKey::EndTxn),
+        2,
+        "the zombie learned of the fencing from its EndTxn"
+    );
     let _ = zombie.begin_transaction();
     let _ = zombie.send(
         BaseRecord::to(TOPIC)
@@ -619,5 +625,57 @@ fn transactional_faults_are_retried() {
     assert_eq!(
         without_empty(read_all(&cluster, "read_committed")),
         expected
+    );
+}
+
+#[test]
+fn a_failed_record_makes_the_transaction_abortable() {
+    let rt = runtime();
+    let cluster = cluster(&rt, 3);
+    let p = producer(&cluster, "abortable");
+    p.begin_transaction().expect("begin");
+    send(&p, 0, "kept-out-0");
+    p.flush(TIMEOUT).expect("flush");
+    // The next batch fails for good: the transaction can only abort.
+    cluster.inject(Fault::new(ApiKey::Produce).error(ResponseError::InvalidRecord));
+    send(&p, 1, "failed-1");
+    let _ = p.flush(TIMEOUT);
+    let err = p
+        .commit_transaction(TIMEOUT)
+        .expect_err("a transaction with a failed record cannot commit");
+    match &err {
+        KafkaError::Transaction(r) => assert!(r.txn_requires_abort(), "abortable, got {err}"),
+        other => panic!("transaction error expected, got {other}"),
+    }
+    p.abort_transaction(TIMEOUT).expect("abort");
+
+    p.begin_transaction().expect("begin");
+    send(&p, 0, "next-0");
+    send(&p, 1, "next-1");
+    p.commit_transaction(TIMEOUT)
+        .expect("the next transaction commits");
+
+    let expected: HashMap<i32, Vec<String>> = [(0, "next-0"), (1, "next-1")]
+        .into_iter()
+        .map(|(p, v)| (p, vec![v.to_owned()]))
+        .collect();
+    assert_eq!(committed_in_log(&cluster), expected);
+    assert_eq!(
+        without_empty(read_all(&cluster, "read_committed")),
+        expected
+    );
+    let history = cluster
+        .transaction_state("abortable")
+        .expect("state")
+        .history;
+    let outcomes: Vec<TransactionOutcome> = history.iter().map(|h| h.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![TransactionOutcome::Abort, TransactionOutcome::Commit]
+    );
+    assert_eq!(
+        cluster.records(TOPIC, 0).len(),
+        2,
+        "the aborted record stays in the log, hidden by its marker"
     );
 }

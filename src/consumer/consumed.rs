@@ -1,0 +1,47 @@
+//! [`ConsumedRecord`]: one record as a reader hands it to the application.
+
+use bytes::Bytes;
+
+use crate::record::Header;
+use crate::records::TimestampType;
+
+/// A record read from a partition.
+///
+/// Keys, values and headers are copied out of the Fetch response, so a
+/// record kept by the application does not hold the response's buffer.
+///
+/// ```
+/// # fn show(record: &smartkafka::consumer::ConsumedRecord) {
+/// println!(
+///     "{}-{}@{}: {:?}",
+///     record.topic, record.partition, record.offset, record.value
+/// );
+/// let trace = record.headers.iter().find(|h| h.key == "trace-id");
+/// # let _ = trace;
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumedRecord {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The record's offset in its partition.
+    pub offset: i64,
+    /// Milliseconds since the Unix epoch; what it means is in
+    /// `timestamp_type`.
+    pub timestamp: i64,
+    /// Whether the producer or the broker set the timestamp.
+    pub timestamp_type: TimestampType,
+    /// The key; `None` for a keyless record.
+    pub key: Option<Bytes>,
+    /// The value; `None` is a null value (a tombstone on compacted topics).
+    pub value: Option<Bytes>,
+    /// The headers, in order. A header name that is not UTF-8 is converted
+    /// lossily.
+    pub headers: Vec<Header>,
+    /// The partition leader epoch the batch was written in, when the broker
+    /// stamped one.
+    pub leader_epoch: Option<i32>,
+}

@@ -1,0 +1,264 @@
+//! One broker's side of reading: a connection, and the Fetch and
+//! ListOffsets requests for the partitions read from that broker.
+//!
+//! A [`Fetcher`] knows nothing of assignments or positions: it is handed
+//! the partitions and offsets to ask for and returns what the broker said,
+//! per partition, with the error code left for the caller to act on. It
+//! uses no fetch session (every Fetch is a full request with session epoch
+//! -1, KIP-227), so a group consumer can later move partitions between
+//! brokers freely. Partitions in a response that were not asked for are
+//! dropped.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::aborted::AbortedTransaction;
+use super::config::IsolationLevel;
+use crate::config::ClientConfig;
+use crate::error::Error;
+use crate::net::connection::{BrokerConnection, PendingResponse};
+use crate::protocol::KafkaCode;
+
+/// ListOffsets' timestamp for the log start offset.
+pub(crate) const EARLIEST_TIMESTAMP: i64 = -2;
+/// ListOffsets' timestamp for the end of the log.
+pub(crate) const LATEST_TIMESTAMP: i64 = -1;
+
+/// One partition to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FetchTarget {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    /// The leader epoch the reader knows, or -1.
+    pub(crate) leader_epoch: i32,
+}
+
+/// The request-wide settings of a Fetch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FetchParams {
+    pub(crate) max_wait_ms: i32,
+    pub(crate) min_bytes: i32,
+    pub(crate) max_bytes: i32,
+    pub(crate) partition_max_bytes: i32,
+    pub(crate) isolation: IsolationLevel,
+}
+
+/// What the broker answered for one partition.
+#[derive(Debug, Clone)]
+pub(crate) struct FetchedPartition {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) error: Option<KafkaCode>,
+    pub(crate) high_watermark: i64,
+    pub(crate) last_stable_offset: i64,
+    pub(crate) log_start_offset: i64,
+    pub(crate) aborted: Vec<AbortedTransaction>,
+    pub(crate) preferred_read_replica: Option<i32>,
+    /// The leader and its epoch, when the broker names them (v12+, with
+    /// `NOT_LEADER_OR_FOLLOWER` or `FENCED_LEADER_EPOCH`).
+    pub(crate) current_leader: Option<(i32, i32)>,
+    pub(crate) records: Bytes,
+}
+
+/// A Fetch written to a broker, waiting for its answer.
+pub(crate) struct InFlightFetch {
+    broker: i32,
+    asked: HashSet<(String, i32)>,
+    pending: PendingResponse<FetchRequest>,
+}
+
+impl InFlightFetch {
+    /// The broker asked.
+    pub(crate) fn broker(&self) -> i32 {
+        self.broker
+    }
+
+    /// Waits for the answer: the partitions asked for, in response order.
+    pub(crate) async fn wait(self) -> Result<Vec<FetchedPartition>, Error> {
+        let response = self.pending.wait().await?;
+        read_response(self.broker, &self.asked, response)
+    }
+}
+
+fn read_response(
+    broker: i32,
+    asked: &HashSet<(String, i32)>,
+    response: FetchResponse,
+) -> Result<Vec<FetchedPartition>, Error> {
+    if let Some(code) = KafkaCode::from_i16(response.error_code) {
+        return Err(Error::broker(
+            code,
+            format_args!("fetch from broker {broker}"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for topic in response.responses {
+        let name = topic.topic.0.to_string();
+        for p in topic.partitions {
+            let key = (name.clone(), p.partition_index);
+            if !asked.contains(&key) || !seen.insert(key) {
+                continue;
+            }
+            let current_leader = (p.current_leader.leader_id.0 >= 0)
+                .then_some((p.current_leader.leader_id.0, p.current_leader.leader_epoch));
+            out.push(FetchedPartition {
+                topic: name.clone(),
+                partition: p.partition_index,
+                error: KafkaCode::from_i16(p.error_code),
+                high_watermark: p.high_watermark,
+                last_stable_offset: p.last_stable_offset,
+                log_start_offset: p.log_start_offset,
+                aborted: p
+                    .aborted_transactions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|a| AbortedTransaction {
+                        first_offset: a.first_offset,
+                        producer_id: a.producer_id.0,
+                    })
+                    .collect(),
+                preferred_read_replica: (p.preferred_read_replica.0 >= 0)
+                    .then_some(p.preferred_read_replica.0),
+                current_leader,
+                records: p.records.unwrap_or_default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The connection to one broker, for reading.
+pub(crate) struct Fetcher {
+    broker: i32,
+    conn: Arc<BrokerConnection>,
+}
+
+impl Fetcher {
+    /// Connects to broker `broker` at `addr`.
+    pub(crate) async fn connect(
+        broker: i32,
+        addr: &str,
+        config: &ClientConfig,
+    ) -> Result<Fetcher, Error> {
+        let conn = BrokerConnection::connect(addr, config).await?;
+        Ok(Fetcher {
+            broker,
+            conn: Arc::new(conn),
+        })
+    }
+
+    /// Whether the connection is gone (the next use would fail).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
+
+    /// Writes one Fetch for `targets` (at the negotiated version, v4 at
+    /// least, so record batches are v2), without waiting for the answer.
+    pub(crate) fn start_fetch(
+        &self,
+        targets: &[FetchTarget],
+        params: &FetchParams,
+    ) -> Result<InFlightFetch, Error> {
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        let mut asked = HashSet::new();
+        for target in targets {
+            asked.insert((target.topic.clone(), target.partition));
+            let partition = FetchPartition::default()
+                .with_partition(target.partition)
+                .with_current_leader_epoch(target.leader_epoch)
+                .with_fetch_offset(target.offset)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(params.partition_max_bytes);
+            match topics
+                .iter_mut()
+                .find(|t| t.topic.0.as_str() == target.topic)
+            {
+                Some(topic) => topic.partitions.push(partition),
+                None => topics.push(
+                    FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(target.topic.clone())))
+                        .with_partitions(vec![partition]),
+                ),
+            }
+        }
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(params.max_wait_ms)
+            .with_min_bytes(params.min_bytes)
+            .with_max_bytes(params.max_bytes)
+            .with_isolation_level(params.isolation.as_i8())
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(topics);
+        let pending = self.conn.begin(&request)?;
+        Ok(InFlightFetch {
+            broker: self.broker,
+            asked,
+            pending,
+        })
+    }
+
+    /// Looks up an offset (`timestamp`: [`EARLIEST_TIMESTAMP`],
+    /// [`LATEST_TIMESTAMP`] or milliseconds) for each of `partitions`
+    /// (topic, partition, leader epoch), answering per partition with the
+    /// offset or the broker's error code.
+    pub(crate) async fn list_offsets(
+        &self,
+        partitions: &[(String, i32, i32)],
+        timestamp: i64,
+        isolation: IsolationLevel,
+    ) -> Result<Vec<(String, i32, Result<i64, KafkaCode>)>, Error> {
+        let mut topics: Vec<ListOffsetsTopic> = Vec::new();
+        let mut asked = HashSet::new();
+        for (topic, partition, epoch) in partitions {
+            asked.insert((topic.clone(), *partition));
+            let entry = ListOffsetsPartition::default()
+                .with_partition_index(*partition)
+                .with_current_leader_epoch(*epoch)
+                .with_timestamp(timestamp);
+            match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+                Some(t) => t.partitions.push(entry),
+                None => topics.push(
+                    ListOffsetsTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                        .with_partitions(vec![entry]),
+                ),
+            }
+        }
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(isolation.as_i8())
+            .with_topics(topics);
+        let response = self.conn.send(&request).await?;
+        let mut out = Vec::new();
+        for topic in response.topics {
+            let name = topic.name.0.to_string();
+            for p in topic.partitions {
+                if !asked.remove(&(name.clone(), p.partition_index)) {
+                    continue;
+                }
+                let result = match KafkaCode::from_i16(p.error_code) {
+                    Some(code) => Err(code),
+                    None if p.offset < 0 => Err(KafkaCode::OFFSET_NOT_AVAILABLE),
+                    None => Ok(p.offset),
+                };
+                out.push((name.clone(), p.partition_index, result));
+            }
+        }
+        // A partition the broker left out of its answer is retried later.
+        for (topic, partition) in asked {
+            out.push((topic, partition, Err(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)));
+        }
+        Ok(out)
+    }
+}

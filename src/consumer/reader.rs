@@ -1,0 +1,749 @@
+//! [`PartitionReader`]: reads a fixed set of partitions, each from a start
+//! offset the application chooses, without joining a consumer group.
+//!
+//! This module owns the assignment bookkeeping: per partition its position
+//! (or the [`StartOffset`] still to resolve), its leader and leader epoch,
+//! a preferred read replica when a broker names one (KIP-392), and the
+//! latest watermarks. Each `poll` round refreshes metadata when something
+//! went stale, resolves pending start offsets (ListOffsets at the leader,
+//! OffsetFetch at the group coordinator through the [`AdminClient`]),
+//! writes one Fetch to every broker that serves assigned partitions (all
+//! of them queued before any answer is awaited), and hands each answer to
+//! [`super::decode`]. The per-broker requests live in [`super::fetcher`].
+//!
+//! Errors in one partition do not stop the others: leadership errors mark
+//! metadata stale and the partition is retried in the next round;
+//! `OFFSET_OUT_OF_RANGE` resets the position per
+//! [`ReaderConfig::auto_offset_reset`]; a malformed batch stops its
+//! partition at that batch and is reported (after the records read before
+//! it, if any, have been returned).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use super::aborted::AbortedFilter;
+use super::config::{AutoOffsetReset, IsolationLevel, ReaderConfig, StartOffset};
+use super::consumed::ConsumedRecord;
+use super::decode::decode_partition;
+use super::fetcher::{
+    EARLIEST_TIMESTAMP, FetchParams, FetchTarget, Fetcher, InFlightFetch, LATEST_TIMESTAMP,
+};
+use super::group_metadata::{ConsumerGroupMetadata, OffsetToCommit};
+use crate::admin::AdminClient;
+use crate::error::{Error, ErrorKind};
+use crate::protocol::KafkaCode;
+use crate::records::ReadOptions;
+
+type TopicPartition = (String, i32);
+
+/// Partitions (topic, partition, leader epoch) to look up, per leader and
+/// ListOffsets timestamp.
+type OffsetLookups = BTreeMap<(i32, i64), Vec<(String, i32, i32)>>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Position {
+    /// Not resolved yet.
+    Pending(StartOffset),
+    /// The offset of the next record to read.
+    At(i64),
+}
+
+#[derive(Debug, Clone)]
+struct PartitionState {
+    position: Position,
+    leader: Option<i32>,
+    leader_epoch: i32,
+    preferred_replica: Option<i32>,
+    high_watermark: Option<i64>,
+    last_stable_offset: Option<i64>,
+}
+
+impl PartitionState {
+    fn new(start: StartOffset) -> PartitionState {
+        let position = match start {
+            StartOffset::Offset(offset) => Position::At(offset),
+            other => Position::Pending(other),
+        };
+        PartitionState {
+            position,
+            leader: None,
+            leader_epoch: -1,
+            preferred_replica: None,
+            high_watermark: None,
+            last_stable_offset: None,
+        }
+    }
+
+    /// The broker to fetch from: the preferred read replica if the broker
+    /// named one that is known, else the leader.
+    fn fetch_node(&self, brokers: &BTreeMap<i32, String>) -> Option<i32> {
+        self.preferred_replica
+            .filter(|id| brokers.contains_key(id))
+            .or(self.leader)
+    }
+
+    fn forget_leader(&mut self) {
+        self.leader = None;
+        self.preferred_replica = None;
+    }
+}
+
+/// Reads assigned partitions from chosen offsets, with read_committed
+/// filtering of aborted transactions by default.
+///
+/// A reader does not join a consumer group and commits nothing itself; its
+/// positions can be committed in a transaction by a transactional producer
+/// (see [`offsets_to_commit`](Self::offsets_to_commit) and
+/// [`group_metadata`](Self::group_metadata)).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), smartkafka::Error> {
+/// use std::time::Duration;
+/// use smartkafka::consumer::{PartitionReader, ReaderConfig, StartOffset};
+///
+/// let config = ReaderConfig::new("localhost:9092").group_id("billing");
+/// let mut reader = PartitionReader::connect(config).await?;
+/// reader
+///     .assign(&[
+///         ("orders", 0, StartOffset::Committed("billing".into())),
+///         ("orders", 1, StartOffset::Earliest),
+///     ])
+///     .await?;
+/// loop {
+///     for record in reader.poll(Duration::from_secs(1)).await? {
+///         println!("{}-{}@{}: {:?}", record.topic, record.partition, record.offset, record.value);
+///     }
+///     let _next = reader.offsets_to_commit();
+/// #   break;
+/// }
+/// # Ok(()) }
+/// ```
+pub struct PartitionReader {
+    config: ReaderConfig,
+    admin: AdminClient,
+    fetchers: BTreeMap<i32, Fetcher>,
+    brokers: BTreeMap<i32, String>,
+    assignment: IndexMap<TopicPartition, PartitionState>,
+    metadata_stale: bool,
+    /// An error met after records were read in the same round, reported by
+    /// the next `poll`.
+    deferred_error: Option<Error>,
+}
+
+impl std::fmt::Debug for PartitionReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionReader")
+            .field("isolation_level", &self.config.isolation_level)
+            .field("assignment", &self.assignment.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionReader {
+    /// Validates `config` and connects to the cluster (the first reachable
+    /// bootstrap server). Nothing is assigned yet.
+    pub async fn connect(config: ReaderConfig) -> Result<PartitionReader, Error> {
+        config.validate()?;
+        let admin = AdminClient::connect(config.client.clone()).await?;
+        Ok(PartitionReader {
+            config,
+            admin,
+            fetchers: BTreeMap::new(),
+            brokers: BTreeMap::new(),
+            assignment: IndexMap::new(),
+            metadata_stale: true,
+            deferred_error: None,
+        })
+    }
+
+    /// The settings the reader was built with.
+    pub fn config(&self) -> &ReaderConfig {
+        &self.config
+    }
+
+    /// Replaces the assignment with `partitions`, each starting at its
+    /// [`StartOffset`], and resolves the start offsets now.
+    ///
+    /// Fails if a topic or partition does not exist, if an offset is
+    /// negative, or if a start offset cannot be looked up; the assignment
+    /// is then left empty.
+    pub async fn assign(&mut self, partitions: &[(&str, i32, StartOffset)]) -> Result<(), Error> {
+        self.assignment.clear();
+        self.deferred_error = None;
+        let mut assignment = IndexMap::new();
+        for (topic, partition, start) in partitions {
+            if let StartOffset::Offset(offset) = start
+                && *offset < 0
+            {
+                return Err(Error::new(
+                    ErrorKind::InvalidPartition,
+                    format!("{topic}-{partition}: start offset {offset} is negative"),
+                ));
+            }
+            if let StartOffset::Committed(group) = start
+                && group.is_empty()
+            {
+                return Err(Error::config(
+                    "group_id",
+                    "the group of a committed start offset is empty",
+                ));
+            }
+            assignment.insert(
+                ((*topic).to_string(), *partition),
+                PartitionState::new(start.clone()),
+            );
+        }
+        self.assignment = assignment;
+        self.metadata_stale = true;
+        let result = async {
+            self.refresh_metadata().await?;
+            for ((topic, partition), state) in &self.assignment {
+                if state.leader.is_none() {
+                    return Err(Error::broker(
+                        KafkaCode::LEADER_NOT_AVAILABLE,
+                        format_args!("{topic}-{partition}"),
+                    ));
+                }
+            }
+            // A start offset that cannot be looked up right now (a leader
+            // moving) is looked up again by `poll`.
+            match self.resolve_positions().await {
+                Err(e) if !e.is_retriable() => Err(e),
+                _ => Ok(()),
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            self.assignment.clear();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The assigned partitions, in assignment order.
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        self.assignment.keys().cloned().collect()
+    }
+
+    /// The offset of the next record `poll` returns for a partition; `None`
+    /// if it is not assigned or its start offset is not resolved yet.
+    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
+        match self
+            .assignment
+            .get(&(topic.to_string(), partition))?
+            .position
+        {
+            Position::At(offset) => Some(offset),
+            Position::Pending(_) => None,
+        }
+    }
+
+    /// Every resolved position, in assignment order.
+    pub fn positions(&self) -> Vec<(String, i32, i64)> {
+        self.assignment
+            .iter()
+            .filter_map(|((topic, partition), state)| match state.position {
+                Position::At(offset) => Some((topic.clone(), *partition, offset)),
+                Position::Pending(_) => None,
+            })
+            .collect()
+    }
+
+    /// The latest high watermark a Fetch reported for a partition.
+    pub fn high_watermark(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.assignment
+            .get(&(topic.to_string(), partition))?
+            .high_watermark
+    }
+
+    /// The latest last stable offset a Fetch reported for a partition (the
+    /// end of what read_committed can read).
+    pub fn last_stable_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.assignment
+            .get(&(topic.to_string(), partition))?
+            .last_stable_offset
+    }
+
+    /// The current positions as offsets to commit (the next offset to read
+    /// per partition), for
+    /// `send_offsets_to_transaction(reader.offsets_to_commit(), reader.group_metadata())`.
+    pub fn offsets_to_commit(&self) -> Vec<OffsetToCommit> {
+        self.positions()
+            .into_iter()
+            .map(|(topic, partition, offset)| OffsetToCommit::new(topic, partition, offset))
+            .collect()
+    }
+
+    /// The group of [`ReaderConfig::group_id`], without generation or
+    /// member (the reader is not a group member); `None` without a group.
+    pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        self.config
+            .group_id
+            .as_ref()
+            .map(ConsumerGroupMetadata::new)
+    }
+
+    /// Moves an assigned partition's position to `offset`: the next `poll`
+    /// reads from there. An offset outside the log is handled by
+    /// [`ReaderConfig::auto_offset_reset`] when fetched.
+    pub fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), Error> {
+        if offset < 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidPartition,
+                format!("{topic}-{partition}: cannot seek to negative offset {offset}"),
+            ));
+        }
+        let state = self
+            .assignment
+            .get_mut(&(topic.to_string(), partition))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidPartition,
+                    format!("{topic}-{partition} is not assigned"),
+                )
+            })?;
+        state.position = Position::At(offset);
+        self.deferred_error = None;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for records and returns those available,
+    /// possibly none when the timeout passes.
+    ///
+    /// Positions move only once the answers of a round are all in, so a
+    /// `poll` future dropped before it completes skips no records.
+    ///
+    /// Retriable failures (lost connections, leader changes, timeouts) are
+    /// retried within `timeout` after a metadata refresh. Other errors are
+    /// returned: a malformed batch ([`ErrorKind::Protocol`], the position
+    /// stays at it so [`seek`](Self::seek) can move past it), an
+    /// authorisation failure, `OFFSET_OUT_OF_RANGE` when
+    /// [`AutoOffsetReset::None`] is set.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumedRecord>, Error> {
+        if let Some(e) = self.deferred_error.take() {
+            return Err(e);
+        }
+        let started = crate::net::clock::now();
+        if self.assignment.is_empty() {
+            tokio::time::sleep(timeout).await;
+            return Ok(Vec::new());
+        }
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            match self.round(left).await {
+                Ok(records) if !records.is_empty() => return Ok(records),
+                Ok(_) => {}
+                Err(e) if e.is_retriable() => {
+                    tracing::warn!(error = %e, "reader round failed; retrying");
+                    self.metadata_stale = true;
+                    let left = timeout.saturating_sub(started.elapsed());
+                    tokio::time::sleep(self.config.retry_backoff.min(left)).await;
+                }
+                Err(e) => return Err(e),
+            }
+            if let Some(e) = self.deferred_error.take() {
+                return Err(e);
+            }
+            if started.elapsed() >= timeout {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    /// One round: metadata and positions as needed, one Fetch per broker.
+    async fn round(&mut self, wait: Duration) -> Result<Vec<ConsumedRecord>, Error> {
+        // A partition whose metadata or start offset is missing is left
+        // out of this round; the others are fetched all the same.
+        let mut last_error = None;
+        if self.metadata_stale || self.assignment.values().any(|s| s.leader.is_none()) {
+            match self.refresh_metadata().await {
+                Err(e) if !e.is_retriable() => return Err(e),
+                Err(e) => last_error = Some(e),
+                Ok(()) => {}
+            }
+        }
+        match self.resolve_positions().await {
+            Err(e) if !e.is_retriable() => return Err(e),
+            Err(e) => last_error = Some(e),
+            Ok(()) => {}
+        }
+
+        let mut by_node: BTreeMap<i32, Vec<FetchTarget>> = BTreeMap::new();
+        for ((topic, partition), state) in &self.assignment {
+            let (Position::At(offset), Some(node)) =
+                (&state.position, state.fetch_node(&self.brokers))
+            else {
+                continue;
+            };
+            by_node.entry(node).or_default().push(FetchTarget {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: *offset,
+                leader_epoch: state.leader_epoch,
+            });
+        }
+        if by_node.is_empty() {
+            return match last_error {
+                Some(e) => Err(e),
+                None => {
+                    tokio::time::sleep(self.config.retry_backoff.min(wait)).await;
+                    Ok(Vec::new())
+                }
+            };
+        }
+        let params = FetchParams {
+            max_wait_ms: i32::try_from(self.config.max_wait.min(wait).as_millis())
+                .unwrap_or(i32::MAX),
+            min_bytes: i32::try_from(self.config.min_bytes).unwrap_or(i32::MAX),
+            max_bytes: i32::try_from(self.config.max_fetch_bytes).unwrap_or(i32::MAX),
+            partition_max_bytes: i32::try_from(self.config.max_partition_bytes).unwrap_or(i32::MAX),
+            isolation: self.config.isolation_level,
+        };
+        // Queue every Fetch before awaiting any, so brokers work in parallel.
+        let mut in_flight: Vec<InFlightFetch> = Vec::new();
+        for (node, targets) in &by_node {
+            match self.fetcher(*node).await {
+                Ok(fetcher) => match fetcher.start_fetch(targets, &params) {
+                    Ok(fetch) => in_flight.push(fetch),
+                    Err(e) => last_error = Some(self.broker_failed(*node, e)),
+                },
+                Err(e) => last_error = Some(self.broker_failed(*node, e)),
+            }
+        }
+        let options = ReadOptions {
+            max_decompressed_bytes: self.config.max_decompressed_batch_bytes,
+            verify_crc: true,
+        };
+        let mut records = Vec::new();
+        let mut budget = self.config.max_fetch_bytes;
+        let mut fatal = None;
+        // Every answer is in before any position moves, so a poll dropped
+        // while waiting loses nothing.
+        let mut answers = Vec::with_capacity(in_flight.len());
+        for fetch in in_flight {
+            let node = fetch.broker();
+            answers.push((node, fetch.wait().await));
+        }
+        for (node, answer) in answers {
+            let partitions = match answer {
+                Ok(partitions) => partitions,
+                Err(e) => {
+                    if e.is_retriable() {
+                        last_error = Some(self.broker_failed(node, e));
+                        continue;
+                    }
+                    fatal.get_or_insert(e);
+                    continue;
+                }
+            };
+            for fetched in partitions {
+                let key = (fetched.topic.clone(), fetched.partition);
+                let isolation = self.config.isolation_level;
+                let reset = self.config.auto_offset_reset;
+                let Some(state) = self.assignment.get_mut(&key) else {
+                    continue;
+                };
+                let Position::At(position) = state.position else {
+                    continue;
+                };
+                match fetched.error {
+                    None => {}
+                    Some(KafkaCode::OFFSET_OUT_OF_RANGE) if state.preferred_replica.is_some() => {
+                        // A follower may lag the leader: ask the leader.
+                        state.preferred_replica = None;
+                        continue;
+                    }
+                    Some(KafkaCode::OFFSET_OUT_OF_RANGE) => {
+                        let start = match reset {
+                            AutoOffsetReset::Earliest => StartOffset::Earliest,
+                            AutoOffsetReset::Latest => StartOffset::Latest,
+                            AutoOffsetReset::None => {
+                                fatal.get_or_insert(Error::broker(
+                                    KafkaCode::OFFSET_OUT_OF_RANGE,
+                                    format_args!(
+                                        "{}-{} at offset {position} (log start {}, high watermark {})",
+                                        key.0, key.1, fetched.log_start_offset, fetched.high_watermark
+                                    ),
+                                ));
+                                continue;
+                            }
+                        };
+                        tracing::info!(
+                            topic = %key.0, partition = key.1, position, reset = ?start,
+                            "offset out of range; resetting"
+                        );
+                        state.position = Position::Pending(start);
+                        continue;
+                    }
+                    // Leadership and availability errors, and (as the Java
+                    // consumer does) an unknown server error: retry after
+                    // finding the leader again.
+                    Some(code)
+                        if code.is_retriable() || code == KafkaCode::UNKNOWN_SERVER_ERROR =>
+                    {
+                        tracing::debug!(topic = %key.0, partition = key.1, %code, "fetch error; refreshing metadata");
+                        match fetched.current_leader {
+                            Some((leader, epoch))
+                                if epoch > state.leader_epoch
+                                    && self.brokers.contains_key(&leader) =>
+                            {
+                                state.leader = Some(leader);
+                                state.leader_epoch = epoch;
+                                state.preferred_replica = None;
+                            }
+                            _ => {
+                                state.forget_leader();
+                                self.metadata_stale = true;
+                            }
+                        }
+                        last_error = Some(Error::broker(
+                            code,
+                            format_args!("fetch {}-{}", key.0, key.1),
+                        ));
+                        continue;
+                    }
+                    Some(code) => {
+                        fatal.get_or_insert(Error::broker(
+                            code,
+                            format_args!("fetch {}-{} at offset {position}", key.0, key.1),
+                        ));
+                        continue;
+                    }
+                }
+                if fetched.high_watermark >= 0 {
+                    state.high_watermark = Some(fetched.high_watermark);
+                }
+                if fetched.last_stable_offset >= 0 {
+                    state.last_stable_offset = Some(fetched.last_stable_offset);
+                }
+                if let Some(replica) = fetched.preferred_read_replica
+                    && Some(replica) != state.preferred_replica
+                {
+                    state.preferred_replica = Some(replica);
+                    if !self.brokers.contains_key(&replica) {
+                        self.metadata_stale = true;
+                    }
+                }
+                let mut filter = match isolation {
+                    IsolationLevel::ReadCommitted => {
+                        AbortedFilter::read_committed(fetched.aborted.iter().copied())
+                    }
+                    IsolationLevel::ReadUncommitted => AbortedFilter::read_uncommitted(),
+                };
+                let decoded = decode_partition(
+                    &key.0,
+                    key.1,
+                    position,
+                    &fetched.records,
+                    &mut filter,
+                    options,
+                    budget,
+                );
+                budget = budget.saturating_sub(decoded.bytes);
+                state.position = Position::At(decoded.next_position);
+                if let Some(e) = decoded.error {
+                    if decoded.records.is_empty() {
+                        fatal.get_or_insert(e);
+                    } else {
+                        self.deferred_error.get_or_insert(e);
+                    }
+                }
+                records.extend(decoded.records);
+            }
+        }
+        if let Some(e) = fatal {
+            if records.is_empty() {
+                return Err(e);
+            }
+            self.deferred_error.get_or_insert(e);
+        }
+        if records.is_empty()
+            && let Some(e) = last_error
+        {
+            return Err(e);
+        }
+        Ok(records)
+    }
+
+    /// Drops a broker's connection after a failure and marks metadata stale.
+    fn broker_failed(&mut self, node: i32, error: Error) -> Error {
+        tracing::debug!(broker = node, %error, "fetching failed");
+        self.fetchers.remove(&node);
+        for state in self.assignment.values_mut() {
+            if state.fetch_node(&self.brokers) == Some(node) {
+                state.preferred_replica = None;
+            }
+        }
+        self.metadata_stale = true;
+        error
+    }
+
+    async fn fetcher(&mut self, node: i32) -> Result<&Fetcher, Error> {
+        if self.fetchers.get(&node).is_some_and(Fetcher::is_closed) {
+            self.fetchers.remove(&node);
+        }
+        if !self.fetchers.contains_key(&node) {
+            let addr = self.brokers.get(&node).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NoBrokerAvailable,
+                    format!("unknown broker {node}"),
+                )
+            })?;
+            let fetcher = Fetcher::connect(node, addr, &self.config.client).await?;
+            self.fetchers.insert(node, fetcher);
+        }
+        self.fetchers
+            .get(&node)
+            .ok_or_else(|| Error::new(ErrorKind::NoBrokerAvailable, format!("broker {node}")))
+    }
+
+    /// Reads metadata for the assigned topics: brokers, leaders, epochs.
+    async fn refresh_metadata(&mut self) -> Result<(), Error> {
+        let mut topics: Vec<&str> = self.assignment.keys().map(|(t, _)| t.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        let metadata = self.admin.metadata(Some(&topics)).await?;
+        self.brokers = metadata
+            .brokers
+            .iter()
+            .map(|b| (b.id, b.address()))
+            .collect();
+        self.fetchers.retain(|id, _| metadata.broker(*id).is_some());
+        let mut first_error = None;
+        for ((topic, partition), state) in &mut self.assignment {
+            let Some(t) = metadata.topic(topic) else {
+                state.forget_leader();
+                first_error.get_or_insert(Error::broker(
+                    KafkaCode::UNKNOWN_TOPIC_OR_PARTITION,
+                    format_args!("topic `{topic}`"),
+                ));
+                continue;
+            };
+            if let Some(code) = t.error {
+                state.forget_leader();
+                first_error.get_or_insert(Error::broker(code, format_args!("topic `{topic}`")));
+                continue;
+            }
+            let Some(p) = t.partitions.iter().find(|p| p.id == *partition) else {
+                state.forget_leader();
+                first_error.get_or_insert(Error::new(
+                    ErrorKind::InvalidPartition,
+                    format!(
+                        "{topic}-{partition}: the topic has {} partitions",
+                        t.partitions.len()
+                    ),
+                ));
+                continue;
+            };
+            let epoch = p.leader_epoch.unwrap_or(-1);
+            // Never go back to an older leader epoch than one already seen.
+            if epoch < state.leader_epoch && state.leader.is_some() {
+                continue;
+            }
+            if state.leader != p.leader {
+                state.preferred_replica = None;
+            }
+            state.leader = p.leader.filter(|id| self.brokers.contains_key(id));
+            state.leader_epoch = epoch;
+        }
+        self.metadata_stale = false;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Resolves every pending start offset it can: committed offsets first
+    /// (a partition without one starts at the log start), then log start
+    /// and end offsets at the leaders.
+    async fn resolve_positions(&mut self) -> Result<(), Error> {
+        // Committed offsets, per group and topic.
+        let mut committed: BTreeMap<(String, String), Vec<i32>> = BTreeMap::new();
+        for ((topic, partition), state) in &self.assignment {
+            if let Position::Pending(StartOffset::Committed(group)) = &state.position {
+                committed
+                    .entry((group.clone(), topic.clone()))
+                    .or_default()
+                    .push(*partition);
+            }
+        }
+        for ((group, topic), partitions) in committed {
+            let offsets = self
+                .admin
+                .committed_offsets(&group, &topic, &partitions)
+                .await?;
+            for (partition, offset) in offsets {
+                if let Some(state) = self.assignment.get_mut(&(topic.clone(), partition)) {
+                    state.position = match offset {
+                        Some(offset) => Position::At(offset),
+                        None => Position::Pending(StartOffset::Earliest),
+                    };
+                }
+            }
+        }
+        // Log start and end offsets, per leader.
+        let mut lookups: OffsetLookups = BTreeMap::new();
+        for ((topic, partition), state) in &self.assignment {
+            let timestamp = match state.position {
+                Position::Pending(StartOffset::Earliest) => EARLIEST_TIMESTAMP,
+                Position::Pending(StartOffset::Latest) => LATEST_TIMESTAMP,
+                _ => continue,
+            };
+            let Some(leader) = state.leader else { continue };
+            lookups.entry((leader, timestamp)).or_default().push((
+                topic.clone(),
+                *partition,
+                state.leader_epoch,
+            ));
+        }
+        let mut last_error = None;
+        let isolation = self.config.isolation_level;
+        for ((leader, timestamp), partitions) in lookups {
+            let fetcher = match self.fetcher(leader).await {
+                Ok(fetcher) => fetcher,
+                Err(e) => {
+                    last_error = Some(self.broker_failed(leader, e));
+                    continue;
+                }
+            };
+            let answers = match fetcher
+                .list_offsets(&partitions, timestamp, isolation)
+                .await
+            {
+                Ok(answers) => answers,
+                Err(e) => {
+                    last_error = Some(self.broker_failed(leader, e));
+                    continue;
+                }
+            };
+            for (topic, partition, answer) in answers {
+                let Some(state) = self.assignment.get_mut(&(topic.clone(), partition)) else {
+                    continue;
+                };
+                match answer {
+                    Ok(offset) => state.position = Position::At(offset),
+                    Err(code) if code.is_retriable() => {
+                        state.forget_leader();
+                        self.metadata_stale = true;
+                        last_error = Some(Error::broker(
+                            code,
+                            format_args!("looking up the start offset of {topic}-{partition}"),
+                        ));
+                    }
+                    Err(code) => {
+                        return Err(Error::broker(
+                            code,
+                            format_args!("looking up the start offset of {topic}-{partition}"),
+                        ));
+                    }
+                }
+            }
+        }
+        match last_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

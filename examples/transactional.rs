@@ -21,10 +21,11 @@
 //! producer.init_transactions()           fences an older worker, aborts what it left open
 //! loop:
 //!     records = reader.poll()            from the group's committed offsets
-//!     producer.begin_transaction()
-//!     send(transform(record)) for each
-//!     producer.send_offsets_to_transaction(reader.offsets_to_commit(), group)
-//!     producer.commit_transaction()      output and offsets, or neither
+//!     for each chunk of 100 records:
+//!         producer.begin_transaction()
+//!         send(transform(record)) for each
+//!         producer.send_offsets_to_transaction(next offsets of the chunk, group)
+//!         producer.commit_transaction()  output and offsets, or neither
 //! ```
 
 // The clock rule is for the library's engine; an example may time itself.
@@ -35,7 +36,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use smartkafka::consumer::{
-    ConsumerGroupMetadata, IsolationLevel, PartitionReader, ReaderConfig, StartOffset,
+    ConsumerGroupMetadata, IsolationLevel, OffsetToCommit, PartitionReader, ReaderConfig,
+    StartOffset,
 };
 use smartkafka::{AdminClient, ClientConfig, NewTopic, Producer, Record};
 
@@ -44,6 +46,7 @@ const OUTPUT: &str = "output";
 const PARTITIONS: i32 = 3;
 const GROUP: &str = "uppercaser";
 const TRANSACTIONAL_ID: &str = "uppercaser-0";
+const RECORDS_PER_TRANSACTION: usize = 100;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -51,7 +54,9 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("worker") {
-        let bootstrap = args.get(2).ok_or("usage: transactional worker <bootstrap>")?;
+        let bootstrap = args
+            .get(2)
+            .ok_or("usage: transactional worker <bootstrap>")?;
         return worker(bootstrap).await;
     }
     supervise().await
@@ -93,23 +98,34 @@ async fn worker(bootstrap: &str) -> Result<()> {
             continue;
         }
         idle_polls = 0;
-        producer.begin_transaction().await?;
-        for r in &records {
-            let value = r
-                .value
-                .as_ref()
-                .map(|v| String::from_utf8_lossy(v).to_uppercase())
-                .unwrap_or_default();
-            let mut out = Record::new(OUTPUT).value(value);
-            if let Some(key) = &r.key {
-                out = out.key(key.clone());
+        // Small transactions, so that a crash lands in the middle of some.
+        for chunk in records.chunks(RECORDS_PER_TRANSACTION) {
+            producer.begin_transaction().await?;
+            let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+            for r in chunk {
+                let value = r
+                    .value
+                    .as_ref()
+                    .map(|v| String::from_utf8_lossy(v).to_uppercase())
+                    .unwrap_or_default();
+                let mut out = Record::new(OUTPUT).value(value);
+                if let Some(key) = &r.key {
+                    out = out.key(key.clone());
+                }
+                // Delivery is confirmed by the commit below.
+                let _delivery = producer.send(out).await?;
+                next.insert(r.partition, r.offset + 1);
             }
-            producer.send(out).await?;
+            // The positions after this chunk: committed with its output.
+            let offsets = next
+                .into_iter()
+                .map(|(partition, offset)| OffsetToCommit::new(INPUT, partition, offset))
+                .collect();
+            producer
+                .send_offsets_to_transaction(offsets, group.clone())
+                .await?;
+            producer.commit_transaction().await?;
         }
-        producer
-            .send_offsets_to_transaction(reader.offsets_to_commit(), group.clone())
-            .await?;
-        producer.commit_transaction().await?;
     }
     producer.close(Duration::from_secs(10)).await?;
     Ok(())
@@ -127,7 +143,10 @@ async fn supervise() -> Result<()> {
                 .brokers(3)
                 .build()
                 .await;
-            println!("embedded 3-broker cluster at {}", cluster.bootstrap_servers());
+            println!(
+                "embedded 3-broker cluster at {}",
+                cluster.bootstrap_servers()
+            );
             (cluster.bootstrap_servers(), Some(cluster))
         }
     };
@@ -140,7 +159,10 @@ async fn supervise() -> Result<()> {
         .await?;
 
     // The input: distinct values, so the check can name what went wrong.
-    let producer = Producer::builder().bootstrap_servers(&bootstrap).build().await?;
+    let producer = Producer::builder()
+        .bootstrap_servers(&bootstrap)
+        .build()
+        .await?;
     let mut deliveries = Vec::with_capacity(records);
     for i in 0..records {
         let record = Record::new(INPUT)
@@ -157,7 +179,7 @@ async fn supervise() -> Result<()> {
     let started = Instant::now();
     let mut first = spawn_worker(&bootstrap)?;
     let target = records / 3;
-    let mut progress = output_reader(&bootstrap).await?;
+    let mut progress = output_reader(&bootstrap, IsolationLevel::ReadCommitted).await?;
     let mut done = 0;
     loop {
         done += progress.poll(Duration::from_millis(50)).await?.len();
@@ -176,9 +198,19 @@ async fn supervise() -> Result<()> {
     if !status.success() {
         return Err(format!("the restarted worker failed: {status}").into());
     }
-    println!("restarted pipeline drained the input in {:.1?} in total", started.elapsed());
+    println!(
+        "restarted pipeline drained the input in {:.1?} in total",
+        started.elapsed()
+    );
 
-    let output = read_output(&bootstrap).await?;
+    let output = read_output(&bootstrap, IsolationLevel::ReadCommitted).await?;
+    let in_log = read_output(&bootstrap, IsolationLevel::ReadUncommitted)
+        .await?
+        .len();
+    println!(
+        "the output log holds {in_log} records; {} of them from transactions the kill interrupted, aborted and invisible to read_committed",
+        in_log.saturating_sub(output.len())
+    );
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for v in &output {
         *seen.entry(v.clone()).or_default() += 1;
@@ -213,10 +245,10 @@ fn spawn_worker(bootstrap: &str) -> Result<Child> {
         .spawn()?)
 }
 
-async fn output_reader(bootstrap: &str) -> Result<PartitionReader> {
+async fn output_reader(bootstrap: &str, isolation: IsolationLevel) -> Result<PartitionReader> {
     let mut reader = PartitionReader::connect(
         ReaderConfig::new(bootstrap)
-            .isolation_level(IsolationLevel::ReadCommitted)
+            .isolation_level(isolation)
             .max_wait(Duration::from_millis(50)),
     )
     .await?;
@@ -227,9 +259,10 @@ async fn output_reader(bootstrap: &str) -> Result<PartitionReader> {
     Ok(reader)
 }
 
-/// Every committed output value, read until two polls in a row are empty.
-async fn read_output(bootstrap: &str) -> Result<Vec<String>> {
-    let mut reader = output_reader(bootstrap).await?;
+/// Every output value visible at `isolation`, read until two polls in a
+/// row are empty.
+async fn read_output(bootstrap: &str, isolation: IsolationLevel) -> Result<Vec<String>> {
+    let mut reader = output_reader(bootstrap, isolation).await?;
     let mut out = Vec::new();
     let mut empty = 0;
     while empty < 2 {
@@ -238,9 +271,9 @@ async fn read_output(bootstrap: &str) -> Result<Vec<String>> {
             empty += 1;
         }
         out.extend(
-            batch
-                .into_iter()
-                .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()),
+            batch.into_iter().map(|r| {
+                String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
+            }),
         );
     }
     Ok(out)

@@ -408,4 +408,25 @@ mod tests {
             record_count: 1,
         }
     }
+
+    #[test]
+    fn control_batches_decode_as_markers() {
+        for commit in [false, true] {
+            let raw = control_batch(42, 3, 1000, 7, commit, 5, 1_700_000_000_000);
+            let mut buf = raw.clone();
+            let decoded = RecordBatchDecoder::decode(&mut buf).expect("decodes");
+            assert_eq!(decoded.records.len(), 1);
+            let r = &decoded.records[0];
+            assert!(r.control && r.transactional);
+            assert_eq!((r.offset, r.producer_id, r.producer_epoch), (42, 1000, 7));
+            let key = r.key.clone().expect("key");
+            assert_eq!(key.as_ref(), &[0, 0, 0, u8::from(commit)]);
+            let value = r.value.clone().expect("value");
+            assert_eq!(value.as_ref(), &[0, 0, 0, 0, 0, 5]);
+            let crc = u32::from_be_bytes([raw[17], raw[18], raw[19], raw[20]]);
+            assert_eq!(crc, crc32c::crc32c(&raw[21..]));
+            let len = i32::from_be_bytes([raw[8], raw[9], raw[10], raw[11]]);
+            assert_eq!(len as usize + 12, raw.len());
+        }
+    }
 }

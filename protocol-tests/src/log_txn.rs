@@ -263,9 +263,151 @@ impl StoredBatch {
 
 #[cfg(test)]
 mod tests {
-    use kafka_protocol::records::RecordBatchDecoder;
+    use indexmap::IndexMap;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
+    };
 
+    use super::super::{BatchHeader, ProducerStateRules, validate_batch};
     use super::*;
+
+    /// Appends `values` as one batch of `producer_id` (transactional when
+    /// asked), with sequences starting at `seq`.
+    fn append(
+        log: &mut PartitionLog,
+        producer_id: i64,
+        seq: i32,
+        transactional: bool,
+        values: &[&str],
+    ) {
+        let records: Vec<Record> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                transactional,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: seq + i as i32,
+                timestamp: 1_700_000_000_000,
+                key: None,
+                value: Some(Bytes::copy_from_slice(v.as_bytes())),
+                headers: IndexMap::new(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .expect("encode");
+        let batch = validate_batch(&buf.freeze()).expect("valid");
+        log.append(batch, 0, ProducerStateRules::Current)
+            .expect("append");
+    }
+
+    fn values(records: &[StoredRecord]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| String::from_utf8(r.value.clone().expect("value").to_vec()).expect("utf8"))
+            .collect()
+    }
+
+    #[test]
+    fn interleaved_transactions_resolve_by_their_markers() {
+        let mut log = PartitionLog::default();
+        append(&mut log, -1, -1, false, &["plain-0"]); // 0
+        append(&mut log, 7, 0, true, &["a-1", "a-2"]); // 1-2
+        append(&mut log, 8, 0, true, &["b-3"]); // 3
+        append(&mut log, -1, -1, false, &["plain-4"]); // 4
+        append(&mut log, 7, 2, true, &["a-5"]); // 5
+        assert_eq!(log.last_stable_offset(), 1, "producer 7 opened first");
+        assert_eq!(values(&log.committed_records()), vec!["plain-0"]);
+
+        // Producer 8 aborts: the LSO still waits for producer 7.
+        assert_eq!(log.append_marker(8, 0, false, 0, 0), 6);
+        assert_eq!(log.last_stable_offset(), 1);
+        assert_eq!(log.aborted_between(0, 7), vec![(8, 3)]);
+        assert_eq!(log.aborted_between(4, 7), vec![(8, 3)], "ends after 4");
+        assert!(log.aborted_between(7, 9).is_empty());
+        assert!(log.aborted_between(0, 3).is_empty(), "starts at 3");
+
+        // Producer 7 commits: everything is stable, its records and the
+        // plain ones are visible in offset order, producer 8's are not.
+        assert_eq!(log.append_marker(7, 0, true, 0, 0), 7);
+        assert_eq!(log.last_stable_offset(), 8);
+        assert_eq!(
+            values(&log.committed_records()),
+            vec!["plain-0", "a-1", "a-2", "plain-4", "a-5"]
+        );
+        let markers = log.control_markers();
+        assert_eq!(
+            markers
+                .iter()
+                .map(|m| (m.offset, m.producer_id, m.commit))
+                .collect::<Vec<_>>(),
+            vec![(6, 8, false), (7, 7, true)]
+        );
+        // read_committed reads stop before batches at or past the limit.
+        let (_, end) = log.read_until(0, usize::MAX, 3);
+        assert_eq!(end, 3);
+        let (bytes, end) = log.read_until(6, usize::MAX, 8);
+        assert_eq!(end, 8);
+        let mut buf = bytes;
+        let mut offsets = Vec::new();
+        while !buf.is_empty() {
+            let b = RecordBatchDecoder::decode(&mut buf).expect("decode");
+            offsets.extend(b.records.iter().map(|r| (r.offset, r.control)));
+        }
+        assert_eq!(offsets, vec![(6, true), (7, true)]);
+
+        // A new transaction of producer 8 after its abort is tracked afresh.
+        append(&mut log, 8, 1, true, &["b-8"]);
+        assert_eq!(log.last_stable_offset(), 8);
+        assert_eq!(log.append_marker(8, 0, true, 0, 0), 9);
+        assert_eq!(
+            values(&log.committed_records()).last().map(String::as_str),
+            Some("b-8")
+        );
+    }
+
+    #[test]
+    fn markers_raise_the_producer_epoch() {
+        let mut log = PartitionLog::default();
+        append(&mut log, 7, 0, true, &["a"]);
+        // A coordinator-initiated abort under a bumped epoch fences epoch 0.
+        log.append_marker(7, 1, false, 0, 0);
+        let h = epoch_zero_header(7);
+        assert_eq!(
+            log.check_sequence(&h, ProducerStateRules::Current),
+            Err(kafka_protocol::ResponseError::InvalidProducerEpoch.code())
+        );
+    }
+
+    /// The header of a transactional batch of `producer_id` at epoch 0.
+    fn epoch_zero_header(producer_id: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset: 0,
+            partition_leader_epoch: 0,
+            attributes: 0x10,
+            last_offset_delta: 0,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            producer_id,
+            producer_epoch: 0,
+            base_sequence: 1,
+            record_count: 1,
+        }
+    }
 
     #[test]
     fn control_batches_decode_as_markers() {

@@ -274,10 +274,13 @@ fn read_committed_truth() {
         "read_committed_truth: {count} transactions ({aborted} aborted, {records} records) in {:?}",
         started.elapsed()
     );
-    assert!(
-        aborted > count / 5 && aborted < count / 2,
-        "{aborted} aborted"
-    );
+    if count >= 30 {
+        // About a third aborted (only meaningful for larger runs).
+        assert!(
+            aborted > count / 5 && aborted < count / 2,
+            "{aborted} aborted"
+        );
+    }
 
     let history = cluster.transaction_state("truth").expect("state").history;
     assert_eq!(history.len(), count);

@@ -232,3 +232,38 @@ fn blocking_smart_partitioner_avoids_a_stalled_partition() {
     assert!(producer.health_summary().is_some());
     producer.close(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn blocking_transactions_commit_and_abort() {
+    let (_rt, cluster) = fake();
+    let producer = Producer::new(
+        ProducerConfig::new(&cluster.bootstrap_servers()).transactional_id("blocking"),
+    )
+    .unwrap();
+    producer.init_transactions().unwrap();
+    producer.begin_transaction().unwrap();
+    let kept = producer
+        .send(Record::new("t").partition(0).value("kept"))
+        .unwrap();
+    producer.commit_transaction().unwrap();
+    kept.wait().unwrap();
+    producer.begin_transaction().unwrap();
+    let dropped = producer
+        .send(Record::new("t").partition(0).value("dropped"))
+        .unwrap();
+    producer.flush().unwrap();
+    dropped.wait().unwrap();
+    producer.abort_transaction().unwrap();
+    let visible: Vec<Vec<u8>> = cluster
+        .committed_records("t", 0)
+        .into_iter()
+        .map(|r| r.value.unwrap().to_vec())
+        .collect();
+    assert_eq!(visible, vec![b"kept".to_vec()]);
+    // Outside a transaction, a send is refused with the state named.
+    let err = producer
+        .send(Record::new("t").value("outside"))
+        .and_then(|h| h.wait().map(|_| ()))
+        .unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::InvalidTransactionState, "{err}");
+}

@@ -358,3 +358,146 @@ async fn a_transaction_past_its_timeout_is_aborted_by_the_coordinator() {
     assert!(err.is_fatal(), "{err}");
     assert!(read(&cluster, "read_committed").await.is_empty());
 }
+
+/// Scenarios 30, 32 and 34 on the fake coordinator: churn and
+/// CONCURRENT_TRANSACTIONS on every transactional API are retried until
+/// the operation succeeds; a group authorisation failure on
+/// TxnOffsetCommit makes the transaction abortable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_30_32_34_transactional_errors_per_api() {
+    let cluster = cluster().await;
+    let p = producer(&cluster, "churn").await;
+    for api in [ApiKey::FindCoordinator, ApiKey::InitProducerId] {
+        cluster.inject(Fault::new(api).error(ResponseError::CoordinatorLoadInProgress));
+    }
+    p.init_transactions().await.unwrap();
+    for api in [
+        ApiKey::AddPartitionsToTxn,
+        ApiKey::AddOffsetsToTxn,
+        ApiKey::EndTxn,
+    ] {
+        cluster.inject(Fault::new(api).error(ResponseError::NotCoordinator));
+        cluster.inject(Fault::new(api).error(ResponseError::ConcurrentTransactions));
+        cluster.inject(Fault::new(api).error(ResponseError::CoordinatorNotAvailable));
+    }
+    cluster.inject(
+        Fault::new(ApiKey::TxnOffsetCommit).error(ResponseError::CoordinatorLoadInProgress),
+    );
+    p.begin_transaction().await.unwrap();
+    let sent = send_delivered(&p, &["a".to_string(), "b".to_string()]).await;
+    let group = ConsumerGroupMetadata::new("g");
+    p.send_offsets_to_transaction(vec![OffsetToCommit::new(TOPIC, 0, 5)], group.clone())
+        .await
+        .unwrap();
+    p.commit_transaction().await.unwrap();
+    assert_eq!(cluster.pending_faults(), 0, "every injected fault was met");
+    assert_eq!(read(&cluster, "read_committed").await, by_partition(&sent));
+    assert_eq!(cluster.committed_offset("g", TOPIC, 0), Some(5));
+
+    p.begin_transaction().await.unwrap();
+    cluster
+        .inject(Fault::new(ApiKey::TxnOffsetCommit).error(ResponseError::GroupAuthorizationFailed));
+    let err = p
+        .send_offsets_to_transaction(vec![OffsetToCommit::new(TOPIC, 0, 9)], group)
+        .await
+        .unwrap_err();
+    assert!(err.is_abortable(), "{err}");
+    p.abort_transaction().await.unwrap();
+    assert_eq!(cluster.committed_offset("g", TOPIC, 0), Some(5));
+}
+
+/// Scenario 36: OUT_OF_ORDER_SEQUENCE inside a transaction makes it
+/// abortable without an epoch bump; further sends are refused until the
+/// abort, which then bumps the epoch; the next transaction commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_36_out_of_order_in_a_transaction() {
+    let cluster = cluster().await;
+    let p = producer(&cluster, "oos").await;
+    p.init_transactions().await.unwrap();
+    let epoch = cluster.transaction_state("oos").unwrap().producer_epoch;
+    p.begin_transaction().await.unwrap();
+    cluster.inject(Fault::new(ApiKey::Produce).error(ResponseError::OutOfOrderSequenceNumber));
+    let f = p
+        .send(Record::new(TOPIC).partition(1).value("refused"))
+        .await
+        .unwrap();
+    assert!(f.await.is_err());
+    assert_eq!(
+        cluster.transaction_state("oos").unwrap().producer_epoch,
+        epoch,
+        "no bump mid-transaction"
+    );
+    let refused = match p.send(Record::new(TOPIC).partition(2).value("more")).await {
+        Ok(f) => f.await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert!(refused.is_abortable(), "{refused}");
+    p.abort_transaction().await.unwrap();
+    assert!(
+        cluster.transaction_state("oos").unwrap().producer_epoch > epoch,
+        "bumped after the abort"
+    );
+    p.begin_transaction().await.unwrap();
+    let sent = send_delivered(&p, &["after".to_string()]).await;
+    p.commit_transaction().await.unwrap();
+    assert_eq!(read(&cluster, "read_committed").await, by_partition(&sent));
+}
+
+/// Scenario 38: with AddPartitionsToTxn slow, partitions arriving meanwhile
+/// wait for the next add, no Produce goes to a partition before its add,
+/// and EndTxn follows every add.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_38_add_partitions_bookkeeping_in_the_request_journal() {
+    let cluster = cluster().await;
+    let p = producer(&cluster, "adds").await;
+    p.init_transactions().await.unwrap();
+    cluster.inject(
+        Fault::new(ApiKey::AddPartitionsToTxn)
+            .delay(Duration::from_millis(300))
+            .times(1),
+    );
+    p.begin_transaction().await.unwrap();
+    let mut futures = Vec::new();
+    for partition in 0..PARTITIONS {
+        futures.push(
+            p.send(
+                Record::new(TOPIC)
+                    .partition(partition)
+                    .value(format!("p{partition}")),
+            )
+            .await
+            .unwrap(),
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    p.commit_transaction().await.unwrap();
+    for f in futures {
+        f.await.unwrap();
+    }
+    let journal: Vec<ApiKey> = cluster
+        .requests()
+        .into_iter()
+        .map(|r| r.api_key)
+        .filter(|k| {
+            matches!(
+                k,
+                ApiKey::AddPartitionsToTxn | ApiKey::Produce | ApiKey::EndTxn
+            )
+        })
+        .collect();
+    let adds = journal
+        .iter()
+        .filter(|k| **k == ApiKey::AddPartitionsToTxn)
+        .count();
+    assert_eq!(
+        adds, 2,
+        "one slow add, then one for everything that arrived: {journal:?}"
+    );
+    assert_eq!(journal.first(), Some(&ApiKey::AddPartitionsToTxn));
+    assert_eq!(journal.last(), Some(&ApiKey::EndTxn));
+    let state = cluster.transaction_state("adds").unwrap();
+    let last = state.history.last().expect("a finished transaction");
+    assert_eq!(last.partitions.len(), PARTITIONS as usize, "{last:?}");
+    let seen = read(&cluster, "read_committed").await;
+    assert_eq!(seen.len(), PARTITIONS as usize);
+}

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use indexmap::IndexMap;
+use kafka_protocol::protocol::StrBytes;
 
 use super::aborted::AbortedFilter;
 use super::config::{AutoOffsetReset, IsolationLevel, ReaderConfig, StartOffset};
@@ -400,6 +401,7 @@ impl PartitionReader {
             max_bytes: i32::try_from(self.config.max_fetch_bytes).unwrap_or(i32::MAX),
             partition_max_bytes: i32::try_from(self.config.max_partition_bytes).unwrap_or(i32::MAX),
             isolation: self.config.isolation_level,
+            rack: self.config.client_rack.clone().map(StrBytes::from_string),
         };
         // Queue every Fetch before awaiting any, so brokers work in parallel.
         let mut in_flight: Vec<InFlightFetch> = Vec::new();

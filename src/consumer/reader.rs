@@ -316,6 +316,12 @@ impl PartitionReader {
     /// Positions move only once the answers of a round are all in, so a
     /// `poll` future dropped before it completes skips no records.
     ///
+    /// `timeout` bounds the waiting for records (the Fetch `max_wait` is
+    /// cut to what is left of it); connecting to a broker, metadata and
+    /// offset lookups are bounded by the connect and request timeouts of
+    /// [`ReaderConfig::client`], so a round that has to reconnect may end
+    /// after `timeout`.
+    ///
     /// Retriable failures (lost connections, leader changes, timeouts) are
     /// retried within `timeout` after a metadata refresh. Other errors are
     /// returned: a malformed batch ([`ErrorKind::Protocol`], the position

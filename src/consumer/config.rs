@@ -118,6 +118,11 @@ pub struct ReaderConfig {
     /// Pause between rounds of a `poll` after a retriable error (default
     /// 100 ms).
     pub retry_backoff: Duration,
+    /// The rack this reader runs in (the Java client's `client.rack`), sent
+    /// with every Fetch (v11+) so a broker configured with a replica
+    /// selector can point the reader at a replica in the same rack
+    /// (KIP-392). `None` (the default) always reads from leaders.
+    pub client_rack: Option<String>,
 }
 
 impl ReaderConfig {
@@ -140,6 +145,7 @@ impl ReaderConfig {
             max_fetch_bytes: 50 * 1024 * 1024,
             max_decompressed_batch_bytes: 64 * 1024 * 1024,
             retry_backoff: Duration::from_millis(100),
+            client_rack: None,
         }
     }
 
@@ -209,6 +215,12 @@ impl ReaderConfig {
         self
     }
 
+    /// The rack this reader runs in, for reading from a nearby replica.
+    pub fn client_rack(mut self, rack: impl Into<String>) -> Self {
+        self.client_rack = Some(rack.into());
+        self
+    }
+
     /// Checks every field; the error names the first field at fault.
     pub fn validate(&self) -> Result<(), Error> {
         self.client.validate()?;
@@ -244,6 +256,13 @@ impl ReaderConfig {
                 "max_decompressed_batch_bytes",
                 "must be at least 1 byte",
             ));
+        }
+        if self
+            .client_rack
+            .as_ref()
+            .is_some_and(|r| r.len() > i16::MAX as usize)
+        {
+            return Err(Error::config("client_rack", "longer than 32767 bytes"));
         }
         if self.group_id.as_deref() == Some("") {
             return Err(Error::config("group_id", "must not be empty"));

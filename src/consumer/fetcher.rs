@@ -43,13 +43,15 @@ pub(crate) struct FetchTarget {
 }
 
 /// The request-wide settings of a Fetch.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct FetchParams {
     pub(crate) max_wait_ms: i32,
     pub(crate) min_bytes: i32,
     pub(crate) max_bytes: i32,
     pub(crate) partition_max_bytes: i32,
     pub(crate) isolation: IsolationLevel,
+    /// The reader's rack, for a preferred read replica (KIP-392).
+    pub(crate) rack: Option<StrBytes>,
 }
 
 /// What the broker answered for one partition.
@@ -199,6 +201,7 @@ impl Fetcher {
             .with_isolation_level(params.isolation.as_i8())
             .with_session_id(0)
             .with_session_epoch(-1)
+            .with_rack_id(params.rack.clone().unwrap_or_default())
             .with_topics(topics);
         let pending = self.conn.begin(&request)?;
         Ok(InFlightFetch {

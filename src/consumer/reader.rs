@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use indexmap::IndexMap;
+use kafka_protocol::protocol::StrBytes;
 
 use super::aborted::AbortedFilter;
 use super::config::{AutoOffsetReset, IsolationLevel, ReaderConfig, StartOffset};
@@ -315,6 +316,12 @@ impl PartitionReader {
     /// Positions move only once the answers of a round are all in, so a
     /// `poll` future dropped before it completes skips no records.
     ///
+    /// `timeout` bounds the waiting for records (the Fetch `max_wait` is
+    /// cut to what is left of it); connecting to a broker, metadata and
+    /// offset lookups are bounded by the connect and request timeouts of
+    /// [`ReaderConfig::client`], so a round that has to reconnect may end
+    /// after `timeout`.
+    ///
     /// Retriable failures (lost connections, leader changes, timeouts) are
     /// retried within `timeout` after a metadata refresh. Other errors are
     /// returned: a malformed batch ([`ErrorKind::Protocol`], the position
@@ -400,6 +407,7 @@ impl PartitionReader {
             max_bytes: i32::try_from(self.config.max_fetch_bytes).unwrap_or(i32::MAX),
             partition_max_bytes: i32::try_from(self.config.max_partition_bytes).unwrap_or(i32::MAX),
             isolation: self.config.isolation_level,
+            rack: self.config.client_rack.clone().map(StrBytes::from_string),
         };
         // Queue every Fetch before awaiting any, so brokers work in parallel.
         let mut in_flight: Vec<InFlightFetch> = Vec::new();

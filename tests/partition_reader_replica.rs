@@ -1,0 +1,114 @@
+//! Fetching from a follower (KIP-392): with a client rack set, a leader
+//! that names a preferred read replica is left for that replica, whose
+//! records are read; without one, the reader stays at the leader.
+
+mod scripted_broker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::BrokerId;
+use scripted_broker::{ScriptedCluster, TOPIC, partition_data, serve_log};
+use smartkafka::consumer::{PartitionReader, ReaderConfig, StartOffset};
+use smartkafka::records::{AppendOutcome, BatchBuilder, BatchConfig};
+
+const LEADER: i32 = 0;
+const REPLICA: i32 = 2;
+
+fn log() -> Vec<(i64, Bytes)> {
+    (0..3i64)
+        .map(|b| {
+            let mut builder = BatchBuilder::new(BatchConfig::default(), 1_700_000_000_000);
+            for i in 0..4 {
+                let value = format!("batch {b} record {i}");
+                let outcome = builder
+                    .try_append(1_700_000_000_000, None, Some(value.as_bytes()), &[])
+                    .unwrap();
+                assert_eq!(outcome, AppendOutcome::Appended);
+            }
+            let mut bytes = builder.seal().unwrap().bytes().to_vec();
+            bytes[..8].copy_from_slice(&(b * 4).to_be_bytes());
+            (b * 4 + 3, Bytes::from(bytes))
+        })
+        .collect()
+}
+
+/// Three brokers; the leader sends readers in rack `east` to the replica.
+async fn cluster() -> ScriptedCluster {
+    let log = log();
+    ScriptedCluster::start(
+        3,
+        LEADER,
+        Arc::new(move |broker, offset, rack| {
+            if broker == LEADER && rack == "east" {
+                let mut data = partition_data(Bytes::new(), 12);
+                data.preferred_read_replica = BrokerId(REPLICA);
+                data
+            } else {
+                partition_data(serve_log(&log, offset), 12)
+            }
+        }),
+    )
+    .await
+}
+
+async fn read_all(config: ReaderConfig) -> Vec<String> {
+    let mut reader = PartitionReader::connect(config.max_wait(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    reader
+        .assign(&[(TOPIC, 0, StartOffset::Earliest)])
+        .await
+        .unwrap();
+    let mut values = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while values.len() < 12 && tokio::time::Instant::now() < deadline {
+        for r in reader.poll(Duration::from_millis(500)).await.unwrap() {
+            values.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+        }
+    }
+    assert_eq!(reader.position(TOPIC, 0), Some(12));
+    values
+}
+
+fn expected() -> Vec<String> {
+    (0..3)
+        .flat_map(|b| (0..4).map(move |i| format!("batch {b} record {i}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_with_a_rack_reads_from_the_preferred_replica() {
+    let cluster = cluster().await;
+    let values = read_all(ReaderConfig::new(&cluster.bootstrap).client_rack("east")).await;
+    assert_eq!(values, expected());
+    let fetches = cluster.fetches();
+    assert_eq!(
+        fetches[0].broker, LEADER,
+        "first at the leader: {fetches:?}"
+    );
+    assert!(fetches.iter().all(|f| f.rack == "east"));
+    // The leader answered without records; everything came from the
+    // replica, starting at the first offset.
+    assert_eq!(fetches[1].broker, REPLICA, "{fetches:?}");
+    assert_eq!(fetches[1].offset, 0, "{fetches:?}");
+    assert!(
+        fetches[1..].iter().all(|f| f.broker == REPLICA),
+        "{fetches:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_without_a_rack_reads_from_the_leader() {
+    let cluster = cluster().await;
+    let values = read_all(ReaderConfig::new(&cluster.bootstrap)).await;
+    assert_eq!(values, expected());
+    let fetches = cluster.fetches();
+    assert!(
+        fetches
+            .iter()
+            .all(|f| f.broker == LEADER && f.rack.is_empty()),
+        "{fetches:?}"
+    );
+}

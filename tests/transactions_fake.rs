@@ -64,7 +64,7 @@ fn read_all(bootstrap: &str, isolation: &str) -> HashMap<i32, Vec<String>> {
     consumer.assign(&tpl).unwrap();
     let mut out: HashMap<i32, Vec<String>> = HashMap::new();
     let mut at_end = vec![false; PARTITIONS as usize];
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     while at_end.iter().any(|e| !e) {
         assert!(started.elapsed() < TIMEOUT, "{isolation} reader timed out");
         match consumer.poll(Duration::from_millis(100)) {

@@ -1248,13 +1248,14 @@ impl Engine {
             }
         }
         let timeout_ms = i32::try_from(self.config.request_timeout.as_millis()).unwrap_or(i32::MAX);
-        let request = ProduceRequest::default()
-            .with_transactional_id(self.txn.as_ref().map(|t| {
-                TransactionalId(StrBytes::from_string(t.transactional_id().to_string()))
-            }))
-            .with_acks(self.config.acks.as_i16())
-            .with_timeout_ms(timeout_ms)
-            .with_topic_data(topics);
+        let request =
+            ProduceRequest::default()
+                .with_transactional_id(self.txn.as_ref().map(|t| {
+                    TransactionalId(StrBytes::from_string(t.transactional_id().to_string()))
+                }))
+                .with_acks(self.config.acks.as_i16())
+                .with_timeout_ms(timeout_ms)
+                .with_topic_data(topics);
         *self.node_in_flight.entry(node).or_insert(0) += 1;
         let bytes = batches.iter().map(|b| b.batch.sealed.len()).sum();
         self.stats.request_sent(node, bytes);

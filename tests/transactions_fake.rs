@@ -501,3 +501,26 @@ async fn fault_38_add_partitions_bookkeeping_in_the_request_journal() {
     let seen = read(&cluster, "read_committed").await;
     assert_eq!(seen.len(), PARTITIONS as usize);
 }
+
+/// The transaction guard: committed with `commit()`, aborted when dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_commits_or_aborts_when_dropped() {
+    let cluster = cluster().await;
+    let p = producer(&cluster, "guard").await;
+    p.init_transactions().await.unwrap();
+    let txn = p.transaction().await.unwrap();
+    let dropped = send_delivered(&p, &["dropped".to_string()]).await;
+    drop(txn);
+    let txn = p.transaction().await.unwrap();
+    let kept = send_delivered(&p, &["kept".to_string()]).await;
+    txn.commit().await.unwrap();
+    assert_eq!(read(&cluster, "read_committed").await, by_partition(&kept));
+    let mut everything = dropped;
+    everything.extend(kept);
+    let uncommitted: usize = read(&cluster, "read_uncommitted")
+        .await
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(uncommitted, everything.len());
+}

@@ -607,24 +607,33 @@ impl Engine {
             });
             return;
         };
-        let commit = matches!(call, TxnOp::Commit);
-        let abort_started = txn.start(op, call);
-        if commit {
+        if matches!(call, TxnOp::Commit) {
             // A commit sends everything now, linger or not.
             self.flush_mark = self.flush_mark.max(self.last_token);
         }
-        if abort_started {
-            let reason = Error::new(
-                ErrorKind::TransactionAborted,
-                "the transaction was aborted before the record was sent",
-            );
-            if self.fail_unsent(&reason)
-                && let Some(txn) = self.txn.as_mut()
-            {
-                txn.sequences_broken();
-            }
-        }
+        txn.start(op, call);
         self.pump(now);
+    }
+
+    /// An abort that started fails the records not sent yet (those in
+    /// flight finish; the abort waits for them).
+    fn fail_unsent_on_abort(&mut self) {
+        if !self
+            .txn
+            .as_mut()
+            .is_some_and(Transactions::take_abort_started)
+        {
+            return;
+        }
+        let reason = Error::new(
+            ErrorKind::TransactionAborted,
+            "the transaction was aborted before the record was sent",
+        );
+        if self.fail_unsent(&reason)
+            && let Some(txn) = self.txn.as_mut()
+        {
+            txn.sequences_broken();
+        }
     }
 
     /// A transactional request finished (`Err`: no answer).
@@ -779,21 +788,32 @@ impl Engine {
     /// Sends the transactional request the state machine wants, if any,
     /// and reports completed calls.
     fn poll_transactions(&mut self, now: Instant) {
-        let settled = self.held_records == 0 && self.in_flight.is_empty();
-        let id = self.next_id;
-        let Some(txn) = self.txn.as_mut() else {
-            return;
-        };
-        if let Some(out) = txn.poll_request(now, settled, id) {
-            self.next_id += 1;
-            self.transmits.push_back(Transmit::Txn {
-                id,
-                node: out.node,
-                transactional_id: txn.transactional_id().to_string(),
-                request: out.request,
-            });
+        loop {
+            let Some(txn) = self.txn.as_mut() else {
+                return;
+            };
+            txn.start_queued();
+            self.fail_unsent_on_abort();
+            let settled = self.held_records == 0 && self.in_flight.is_empty();
+            let id = self.next_id;
+            let Some(txn) = self.txn.as_mut() else {
+                return;
+            };
+            if let Some(out) = txn.poll_request(now, settled, id) {
+                self.next_id += 1;
+                self.transmits.push_back(Transmit::Txn {
+                    id,
+                    node: out.node,
+                    transactional_id: txn.transactional_id().to_string(),
+                    request: out.request,
+                });
+            }
+            let more = txn.has_startable_call();
+            self.report_txn_calls();
+            if !more {
+                return;
+            }
         }
-        self.report_txn_calls();
     }
 
     fn report_txn_calls(&mut self) {

@@ -260,6 +260,10 @@ pub(crate) struct Transactions {
     op: Option<(u64, TxnOp)>,
     /// Calls completed, for the engine to report.
     done: VecDeque<(u64, Result<(), Error>)>,
+    /// Calls waiting for the one in progress.
+    queued: VecDeque<(u64, TxnOp)>,
+    /// An abort started: the engine fails the unsent records.
+    abort_started: bool,
     /// The abort must bump the epoch (a sequence error, or a failed batch
     /// that held sequences): the next transaction numbers afresh.
     bump_after_abort: bool,
@@ -279,6 +283,8 @@ impl Transactions {
             not_before: None,
             op: None,
             done: VecDeque::new(),
+            queued: VecDeque::new(),
+            abort_started: false,
             bump_after_abort: false,
         }
     }
@@ -289,13 +295,15 @@ impl Transactions {
     }
 
     /// Starts a call. Calls that complete at once (or fail at once) queue
-    /// their result; the others complete through later answers. Returns
-    /// whether the engine must fail its unsent records (an abort starts).
-    pub(crate) fn start(&mut self, op_id: u64, op: TxnOp) -> bool {
+    /// their result; the others complete through later answers. A call
+    /// made while another is in progress waits for it (a transaction guard
+    /// dropped just before `begin_transaction`, say), except the same call
+    /// again, which takes over the pending one.
+    pub(crate) fn start(&mut self, op_id: u64, op: TxnOp) {
         if let State::Fatal(e) = &self.state {
             let e = e.clone_shallow();
             self.done.push_back((op_id, Err(e)));
-            return false;
+            return;
         }
         if let Some((pending_id, pending)) = &self.op {
             if pending.same_kind(&op) {
@@ -310,15 +318,10 @@ impl Transactions {
                     ))),
                 ));
                 self.op = Some((op_id, op));
-                return false;
+                return;
             }
-            let message = format!(
-                "{} called while {} is still in progress",
-                op.name(),
-                pending.name()
-            );
-            self.done.push_back((op_id, Err(invalid_state(message))));
-            return false;
+            self.queued.push_back((op_id, op));
+            return;
         }
         let state = std::mem::replace(&mut self.state, State::Uninitialised);
         let (state, result, fail_unsent) = match (state, &op) {
@@ -382,7 +385,28 @@ impl Transactions {
         if let Some(result) = result {
             self.done.push_back((op_id, result));
         }
-        fail_unsent
+        self.abort_started |= fail_unsent;
+    }
+
+    /// Starts the calls that waited for the one in progress, once it is done.
+    pub(crate) fn start_queued(&mut self) {
+        while self.op.is_none() {
+            let Some((op_id, op)) = self.queued.pop_front() else {
+                break;
+            };
+            self.start(op_id, op);
+        }
+    }
+
+    /// Whether a waiting call can start now (the one before it finished).
+    pub(crate) fn has_startable_call(&self) -> bool {
+        self.op.is_none() && !self.queued.is_empty()
+    }
+
+    /// Whether an abort started since the last call: the engine then fails
+    /// the records not sent yet.
+    pub(crate) fn take_abort_started(&mut self) -> bool {
+        std::mem::take(&mut self.abort_started)
     }
 
     /// Whether records are accepted now; the error says why not.
@@ -448,6 +472,9 @@ impl Transactions {
             return;
         }
         if let Some((op_id, _)) = self.op.take() {
+            self.done.push_back((op_id, Err(error.clone_shallow())));
+        }
+        for (op_id, _) in std::mem::take(&mut self.queued) {
             self.done.push_back((op_id, Err(error.clone_shallow())));
         }
         self.state = State::Fatal(error);

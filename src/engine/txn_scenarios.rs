@@ -811,3 +811,27 @@ fn offsets_go_to_the_group_coordinator_and_count_as_added() {
     h.call_ok(TxnOp::Commit);
     assert_eq!(h.log, vec![Out::End { commit: true }]);
 }
+
+#[test]
+fn a_call_made_while_another_is_in_progress_waits_for_it() {
+    let mut h = Harness::in_transaction();
+    h.send(0);
+    h.run(|out| match out {
+        Out::Add(_) => Reply::Hold,
+        _ => Reply::Ok,
+    });
+    let abort = h.call(TxnOp::Abort);
+    let begin = h.call(TxnOp::Begin);
+    h.run(|_| Reply::Ok);
+    assert!(h.result(abort).is_none() && h.result(begin).is_none());
+    h.release_held();
+    h.run(|_| Reply::Ok);
+    assert!(matches!(h.result(abort), Some(Ok(()))));
+    assert!(
+        matches!(h.result(begin), Some(Ok(()))),
+        "{:?}",
+        h.result(begin)
+    );
+    let position = |op| h.results.iter().position(|(id, _)| *id == op).unwrap();
+    assert!(position(abort) < position(begin), "in call order");
+}

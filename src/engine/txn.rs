@@ -427,7 +427,11 @@ impl Transactions {
     /// A record for `topic`-`partition` was accepted: the partition joins
     /// the transaction (in the next AddPartitionsToTxn).
     pub(crate) fn record_partition(&mut self, topic: &str, partition: i32) {
-        if let State::InTransaction(txn) = &mut self.state {
+        // A record that waited for metadata may be accepted once the
+        // commit has started: its partition still joins.
+        if let State::InTransaction(txn) | State::Committing(txn, EndPhase::Flushing) =
+            &mut self.state
+        {
             let key = (topic.to_string(), partition);
             if !txn.added.contains(&key) && !txn.adding.contains(&key) {
                 txn.wanted.insert(key);

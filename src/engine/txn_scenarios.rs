@@ -835,3 +835,24 @@ fn a_call_made_while_another_is_in_progress_waits_for_it() {
     let position = |op| h.results.iter().position(|(id, _)| *id == op).unwrap();
     assert!(position(abort) < position(begin), "in call order");
 }
+
+#[test]
+fn a_record_waiting_for_metadata_when_the_commit_starts_still_commits() {
+    let mut h = Harness::in_transaction();
+    // The first record of the topic waits for its metadata; the commit
+    // starts before the metadata answer.
+    let token = h.send(0);
+    let commit = h.call(TxnOp::Commit);
+    h.run(|_| Reply::Ok);
+    assert!(
+        matches!(h.result(commit), Some(Ok(()))),
+        "{:?}",
+        h.result(commit)
+    );
+    assert!(h.delivered.contains(&token));
+    assert!(
+        h.log.iter().any(|o| matches!(o, Out::Add(_))),
+        "{:?}",
+        h.log
+    );
+}

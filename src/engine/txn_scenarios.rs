@@ -277,8 +277,11 @@ impl Harness {
         let now = self.now;
         match (t, reply) {
             (t, Reply::Hold) => self.held.push(t),
-            (Transmit::Metadata { id, .. }, _) => {
-                self.e.handle_metadata_response(now, id, Ok(metadata()));
+            (Transmit::Metadata { id, topics, .. }, _) => {
+                // Only the topics asked for, as a broker answers.
+                let mut answer = metadata();
+                answer.topics.retain(|name, _| topics.contains(name));
+                self.e.handle_metadata_response(now, id, Ok(answer));
             }
             (Transmit::Produce { id, request, .. }, reply) => {
                 let result = match reply {
@@ -842,7 +845,12 @@ fn a_record_waiting_for_metadata_when_the_commit_starts_still_commits() {
     // The first record of the topic waits for its metadata; the commit
     // starts before the metadata answer.
     let token = h.send(0);
+    h.run(|out| match out {
+        Out::Metadata => Reply::Hold,
+        _ => Reply::Ok,
+    });
     let commit = h.call(TxnOp::Commit);
+    h.release_held();
     h.run(|_| Reply::Ok);
     assert!(
         matches!(h.result(commit), Some(Ok(()))),

@@ -22,12 +22,12 @@
 //! |---|---|---|
 //! | wire | [`protocol`] | framing with a size cap, correlation ids, version negotiation, the error-code table, bounded decoding |
 //! | I/O | `net` (private) | sockets, pipelined connections, timeouts, the clock |
-//! | producer | [`Producer`], [`blocking::Producer`] | send / delivery futures, flush, close, stats; configuration in [`ProducerConfig`] |
+//! | producer | [`Producer`], [`blocking::Producer`] | send / delivery futures, flush, close, stats; transactions (`init_transactions`, `begin_transaction`, `send_offsets_to_transaction`, `commit_transaction`, `abort_transaction`, the [`Transaction`] guard); configuration in [`ProducerConfig`] |
 //! | records | [`Record`], [`RecordMetadata`] | what is sent and where it landed |
 //! | admin | [`AdminClient`] | metadata, topic creation, offset lookups |
 //! | consumer | [`consumer`] | the [`consumer::PartitionReader`] (assigned partitions from chosen offsets, read_committed filtering of aborted transactions, positions as offsets to commit); group metadata for transactional producers |
 //! | smart partitioning | [`health`] | consumer lag per partition, health scores, the lag-aware [`health::SmartPartitioner`] and its background [`health::HealthManager`] (with the `tokio-runtime` feature) |
-//! | engine | `engine` (private), [`partitioner`] | sans-IO accumulator, metadata cache, retries; Java-compatible murmur2 with sticky keyless placement (KIP-794), librdkafka-compatible crc32, round-robin, custom |
+//! | engine | `engine` (private), [`partitioner`] | sans-IO accumulator, metadata cache, retries, idempotence and transaction state machines; Java-compatible murmur2 with sticky keyless placement (KIP-794), librdkafka-compatible crc32, round-robin, custom |
 //!
 //! Every response is checked by [`protocol::guard`] before it is decoded, so
 //! bytes from the network can neither panic the client nor make it allocate

@@ -16,8 +16,8 @@ use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, FindCoordinatorRequest, GroupId, ListOffsetsRequest,
-    MetadataRequest, OffsetFetchRequest, TopicName,
+    ApiKey, BrokerId, CreateTopicsRequest, GroupId, ListOffsetsRequest, MetadataRequest,
+    OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Mutex;
@@ -354,38 +354,17 @@ impl AdminClient {
     /// the known brokers so later calls can reach it.
     pub async fn find_coordinator(&self, group: &str) -> Result<i32, Error> {
         let conn = self.any_connection().await?;
-        let version = conn.versions().require(ApiKey::FindCoordinator)?;
-        let mut request = FindCoordinatorRequest::default();
-        if version >= 1 {
-            request.key_type = 0; // GROUP
-        }
-        if version >= 4 {
-            request.coordinator_keys = vec![StrBytes::from_string(group.to_string())];
-        } else {
-            request.key = StrBytes::from_string(group.to_string());
-        }
-        let response = conn.send(&request).await?;
-        let (code, node, host, port) = if version >= 4 {
-            let entry = response.coordinators.first().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Protocol,
-                    format!("FindCoordinator for group `{group}` answered no coordinator"),
-                )
-            })?;
-            (
-                entry.error_code,
-                entry.node_id.0,
-                entry.host.to_string(),
-                entry.port,
-            )
-        } else {
-            (
-                response.error_code,
-                response.node_id.0,
-                response.host.to_string(),
-                response.port,
-            )
-        };
+        let crate::net::txn_wire::FoundCoordinator {
+            code,
+            node,
+            host,
+            port,
+        } = crate::net::txn_wire::lookup_coordinator(
+            &conn,
+            crate::engine::CoordinatorKind::Group,
+            group,
+        )
+        .await?;
         if let Some(code) = KafkaCode::from_i16(code) {
             return Err(Error::broker(
                 code,

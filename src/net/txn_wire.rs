@@ -155,11 +155,37 @@ async fn find_coordinator(
     kind: CoordinatorKind,
     key: &str,
 ) -> Result<TxnAnswer, Error> {
+    let found = lookup_coordinator(conn, kind, key).await?;
+    let addr = BrokerMetadata {
+        id: found.node,
+        host: found.host,
+        port: u16::try_from(found.port).unwrap_or(0),
+        rack: None,
+    }
+    .address();
+    Ok(TxnAnswer::Coordinator {
+        code: found.code,
+        node: found.node,
+        addr,
+    })
+}
+
+/// A FindCoordinator answer: the error code and the coordinator.
+pub(crate) struct FoundCoordinator {
+    pub(crate) code: i16,
+    pub(crate) node: i32,
+    pub(crate) host: String,
+    pub(crate) port: i32,
+}
+
+/// FindCoordinator for one key at the negotiated version: the single-key
+/// form below v4, the batched `coordinator_keys` form from v4 on.
+pub(crate) async fn lookup_coordinator(
+    conn: &BrokerConnection,
+    kind: CoordinatorKind,
+    key: &str,
+) -> Result<FoundCoordinator, Error> {
     let version = conn.versions().require(ApiKey::FindCoordinator)?;
-    let key_type = match kind {
-        CoordinatorKind::Group => 0,
-        CoordinatorKind::Transaction => 1,
-    };
     if version == 0 && kind == CoordinatorKind::Transaction {
         return Err(Error::new(
             ErrorKind::UnsupportedApi,
@@ -168,7 +194,10 @@ async fn find_coordinator(
     }
     let mut request = FindCoordinatorRequest::default();
     if version >= 1 {
-        request.key_type = key_type;
+        request.key_type = match kind {
+            CoordinatorKind::Group => 0,
+            CoordinatorKind::Transaction => 1,
+        };
     }
     if version >= 4 {
         request.coordinator_keys = vec![text(key)];
@@ -176,34 +205,24 @@ async fn find_coordinator(
         request.key = text(key);
     }
     let response = conn.send(&request).await?;
-    let (code, node, host, port) = if version >= 4 {
+    if version >= 4 {
         let entry = response.coordinators.first().ok_or_else(|| {
             Error::new(
                 ErrorKind::Protocol,
                 format!("FindCoordinator for `{key}` answered no coordinator"),
             )
         })?;
-        (
-            entry.error_code,
-            entry.node_id.0,
-            entry.host.to_string(),
-            entry.port,
-        )
-    } else {
-        (
-            response.error_code,
-            response.node_id.0,
-            response.host.to_string(),
-            response.port,
-        )
-    };
-    let port = u16::try_from(port).unwrap_or(0);
-    let addr = BrokerMetadata {
-        id: node,
-        host,
-        port,
-        rack: None,
+        return Ok(FoundCoordinator {
+            code: entry.error_code,
+            node: entry.node_id.0,
+            host: entry.host.to_string(),
+            port: entry.port,
+        });
     }
-    .address();
-    Ok(TxnAnswer::Coordinator { code, node, addr })
+    Ok(FoundCoordinator {
+        code: response.error_code,
+        node: response.node_id.0,
+        host: response.host.to_string(),
+        port: response.port,
+    })
 }

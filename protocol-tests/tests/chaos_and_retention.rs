@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
 use protocol_tests::kafka_protocol::ResponseError;
 use protocol_tests::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -15,105 +15,34 @@ use protocol_tests::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use protocol_tests::kafka_protocol::messages::*;
-use protocol_tests::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use protocol_tests::kafka_protocol::protocol::StrBytes;
 use protocol_tests::kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use protocol_tests::{ConnectionLifetime, FakeCluster, ProducerStateRules};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+mod raw;
+use raw::Conn;
 use tokio::time::Instant;
 
 const MS: Duration = Duration::from_millis(1);
 
-/// A minimal client connection speaking raw frames.
-struct Conn {
-    stream: TcpStream,
-    correlation: i32,
-}
-
-impl Conn {
-    async fn open(cluster: &FakeCluster, broker: i32) -> Self {
-        let addr = cluster
-            .broker_addrs()
-            .into_iter()
-            .find(|(id, _)| *id == broker)
-            .expect("broker")
-            .1;
-        Self {
-            stream: TcpStream::connect(addr).await.expect("connect"),
-            correlation: 0,
+/// Calls ApiVersions every 10 ms until the broker closes the connection;
+/// returns how many calls were answered.
+async fn ping_until_closed(conn: &mut Conn, limit: Duration) -> usize {
+    let started = Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < limit {
+        let r: Option<ApiVersionsResponse> = conn
+            .try_call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+            .await;
+        if r.is_none() {
+            return answered;
         }
+        answered += 1;
+        tokio::time::sleep(10 * MS).await;
     }
-
-    /// Sends a request; `false` if the connection is already closed.
-    async fn send<R: Encodable>(&mut self, key: ApiKey, version: i16, request: &R) -> bool {
-        self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("chaos-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, key.request_header_version(version))
-            .expect("encode header");
-        request.encode(&mut body, version).expect("encode request");
-        let mut frame = BytesMut::new();
-        frame.put_u32(body.len() as u32);
-        frame.extend_from_slice(&body);
-        self.stream.write_all(&frame).await.is_ok()
-    }
-
-    /// The next response frame body, or `None` once the broker closed.
-    async fn frame(&mut self) -> Option<Bytes> {
-        let read = async {
-            let mut size = [0u8; 4];
-            self.stream.read_exact(&mut size).await.ok()?;
-            let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
-            self.stream.read_exact(&mut body).await.ok()?;
-            Some(Bytes::from(body))
-        };
-        tokio::time::timeout(Duration::from_secs(5), read)
-            .await
-            .expect("broker answers or closes in time")
-    }
-
-    /// Sends a request and decodes its response; `None` if the broker
-    /// closed the connection instead.
-    async fn call<R: Encodable, T: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        request: &R,
-    ) -> Option<T> {
-        if !self.send(key, version, request).await {
-            return None;
-        }
-        let mut body = self.frame().await?;
-        let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
-            .expect("decode response header");
-        assert_eq!(header.correlation_id, self.correlation);
-        Some(T::decode(&mut body, version).expect("decode response"))
-    }
-
-    /// Calls ApiVersions every 10 ms until the broker closes the connection;
-    /// returns how many calls were answered.
-    async fn ping_until_closed(&mut self, limit: Duration) -> usize {
-        let started = Instant::now();
-        let mut answered = 0;
-        while started.elapsed() < limit {
-            let r: Option<ApiVersionsResponse> = self
-                .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-                .await;
-            if r.is_none() {
-                return answered;
-            }
-            answered += 1;
-            tokio::time::sleep(10 * MS).await;
-        }
-        panic!("connection still open after {limit:?} ({answered} calls answered)");
-    }
+    panic!("connection still open after {limit:?} ({answered} calls answered)");
 }
 
 fn batch(producer_id: i64, epoch: i16, base_sequence: i32, count: usize) -> Bytes {
@@ -174,7 +103,7 @@ fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {
 /// log start offset)`, or `None` if the connection closed instead.
 async fn produce(conn: &mut Conn, topic: &str, records: Bytes) -> Option<(i16, i64, i64)> {
     let response: ProduceResponse = conn
-        .call(ApiKey::Produce, 9, &produce_request(topic, records))
+        .try_call(ApiKey::Produce, 9, &produce_request(topic, records))
         .await?;
     let p = &response.responses[0].partition_responses[0];
     Some((p.error_code, p.base_offset, p.log_start_offset))
@@ -224,7 +153,7 @@ async fn connection_can_end_right_after_applying_a_produce() {
     // requests are still answered...
     tokio::time::sleep_until(conn_started + 300 * MS).await;
     let r: Option<ApiVersionsResponse> = conn
-        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .try_call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
         .await;
     assert!(
         r.is_some(),
@@ -256,7 +185,7 @@ async fn connection_waiting_for_a_produce_still_ends() {
         .await;
     let started = Instant::now();
     let mut conn = Conn::open(&cluster, 1).await;
-    let answered = conn.ping_until_closed(Duration::from_secs(2)).await;
+    let answered = ping_until_closed(&mut conn, Duration::from_secs(2)).await;
     // Deadline at 100 ms, then another `max` (100 ms) of grace.
     let lived = started.elapsed();
     assert!(lived >= 190 * MS && lived < 1000 * MS, "lived {lived:?}");
@@ -276,7 +205,7 @@ async fn lifetimes_switch_on_and_off_at_run_time() {
     assert_eq!(cluster.connection_lifetime(), Some(lifetime));
     // The open connection is re-planned: it ends within 2 x max from now.
     let switched = Instant::now();
-    conn.ping_until_closed(Duration::from_secs(2)).await;
+    ping_until_closed(&mut conn, Duration::from_secs(2)).await;
     assert!(switched.elapsed() >= 45 * MS, "{:?}", switched.elapsed());
     assert_eq!(cluster.connections_killed(), 1);
 
@@ -284,7 +213,7 @@ async fn lifetimes_switch_on_and_off_at_run_time() {
     let mut conn = Conn::open(&cluster, 1).await;
     for _ in 0..20 {
         let r: Option<ApiVersionsResponse> = conn
-            .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+            .try_call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
             .await;
         assert!(r.is_some(), "no lifetime once switched off");
         tokio::time::sleep(10 * MS).await;
@@ -307,7 +236,7 @@ async fn many_connections_all_die_within_their_lifetimes() {
         let mut conn = Conn::open(&cluster, addr_broker).await;
         tasks.push(tokio::spawn(async move {
             let started = Instant::now();
-            conn.ping_until_closed(Duration::from_secs(2)).await;
+            ping_until_closed(&mut conn, Duration::from_secs(2)).await;
             started.elapsed()
         }));
     }
@@ -366,7 +295,7 @@ async fn delete_records_raises_the_log_start_offset_everywhere() {
                 ]),
         ]);
     let r: ListOffsetsResponse = conn
-        .call(ApiKey::ListOffsets, 7, &request)
+        .try_call(ApiKey::ListOffsets, 7, &request)
         .await
         .expect("answered");
     assert_eq!(r.topics[0].partitions[0].offset, 4);
@@ -389,14 +318,14 @@ async fn delete_records_raises_the_log_start_offset_everywhere() {
             ])
     };
     let r: FetchResponse = conn
-        .call(ApiKey::Fetch, 11, &fetch(2))
+        .try_call(ApiKey::Fetch, 11, &fetch(2))
         .await
         .expect("answered");
     let p = &r.responses[0].partitions[0];
     assert_eq!(p.error_code, ResponseError::OffsetOutOfRange.code());
     assert_eq!(p.log_start_offset, 4);
     let r: FetchResponse = conn
-        .call(ApiKey::Fetch, 11, &fetch(4))
+        .try_call(ApiKey::Fetch, 11, &fetch(4))
         .await
         .expect("answered");
     assert_eq!(r.responses[0].partitions[0].error_code, 0);

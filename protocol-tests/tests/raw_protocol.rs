@@ -15,91 +15,14 @@ use protocol_tests::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use protocol_tests::kafka_protocol::messages::*;
-use protocol_tests::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use protocol_tests::kafka_protocol::protocol::{Encodable, StrBytes};
 use protocol_tests::kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use protocol_tests::{FakeCluster, Fault};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-/// A minimal client connection speaking raw frames.
-struct Conn {
-    stream: TcpStream,
-    correlation: i32,
-}
-
-impl Conn {
-    async fn open(cluster: &FakeCluster, broker: i32) -> Self {
-        let addr = cluster
-            .broker_addrs()
-            .into_iter()
-            .find(|(id, _)| *id == broker)
-            .expect("broker")
-            .1;
-        Self {
-            stream: TcpStream::connect(addr).await.expect("connect"),
-            correlation: 0,
-        }
-    }
-
-    async fn send<R: Encodable>(&mut self, key: ApiKey, version: i16, request: &R) -> i32 {
-        self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("raw-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, key.request_header_version(version))
-            .expect("encode header");
-        request
-            .encode(&mut body, version)
-            .unwrap_or_else(|e| panic!("encode {key:?} v{version}: {e}"));
-        self.send_raw(&body).await;
-        self.correlation
-    }
-
-    async fn send_raw(&mut self, body: &[u8]) {
-        let mut frame = BytesMut::new();
-        frame.put_u32(body.len() as u32);
-        frame.extend_from_slice(body);
-        self.stream.write_all(&frame).await.expect("write");
-    }
-
-    /// The next response frame body, or `None` once the broker closed.
-    async fn frame(&mut self) -> Option<Bytes> {
-        let read = async {
-            let mut size = [0u8; 4];
-            self.stream.read_exact(&mut size).await.ok()?;
-            let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
-            self.stream.read_exact(&mut body).await.ok()?;
-            Some(Bytes::from(body))
-        };
-        tokio::time::timeout(Duration::from_secs(5), read)
-            .await
-            .expect("broker answers or closes in time")
-    }
-
-    async fn recv<T: Decodable>(&mut self, key: ApiKey, version: i16, correlation: i32) -> T {
-        let mut body = self.frame().await.expect("response frame");
-        let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
-            .expect("decode response header");
-        assert_eq!(header.correlation_id, correlation);
-        T::decode(&mut body, version).unwrap_or_else(|e| panic!("decode {key:?} v{version}: {e}"))
-    }
-
-    async fn call<R: Encodable, T: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        request: &R,
-    ) -> T {
-        let correlation = self.send(key, version, request).await;
-        self.recv(key, version, correlation).await
-    }
-}
+mod raw;
+use raw::Conn;
 
 fn batch(producer_id: i64, epoch: i16, base_sequence: i32, values: &[&str]) -> Bytes {
     let records: Vec<Record> = values
@@ -721,7 +644,7 @@ async fn hostile_input_closes_only_that_connection() {
     ];
     for frame in frames {
         let mut conn = Conn::open(&cluster, 1).await;
-        conn.stream.write_all(&frame).await.expect("write");
+        conn.write_unframed(&frame).await;
         assert!(conn.frame().await.is_none(), "closed after {frame:?}");
     }
     // Every truncation of valid requests. (Bodies are not fuzzed at random:

@@ -23,13 +23,14 @@ use protocol_tests::kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use protocol_tests::kafka_protocol::messages::*;
-use protocol_tests::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use protocol_tests::kafka_protocol::protocol::StrBytes;
 use protocol_tests::kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use protocol_tests::{EndCause, FakeCluster, Fault, TransactionOutcome, TransactionStatus};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+mod raw;
+use raw::Conn;
 
 const T: &str = "t";
 
@@ -39,79 +40,6 @@ const MAPPING: i16 = ResponseError::InvalidProducerIdMapping.code();
 const TXN_STATE: i16 = ResponseError::InvalidTxnState.code();
 const CONCURRENT: i16 = ResponseError::ConcurrentTransactions.code();
 const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
-
-/// A minimal client connection speaking raw frames.
-struct Conn {
-    stream: TcpStream,
-    correlation: i32,
-}
-
-impl Conn {
-    async fn open(cluster: &FakeCluster, broker: i32) -> Self {
-        let addr = cluster
-            .broker_addrs()
-            .into_iter()
-            .find(|(id, _)| *id == broker)
-            .expect("broker")
-            .1;
-        Self {
-            stream: TcpStream::connect(addr).await.expect("connect"),
-            correlation: 0,
-        }
-    }
-
-    async fn send<R: Encodable>(&mut self, key: ApiKey, version: i16, request: &R) -> i32 {
-        self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("txn-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, key.request_header_version(version))
-            .expect("encode header");
-        request
-            .encode(&mut body, version)
-            .unwrap_or_else(|e| panic!("encode {key:?} v{version}: {e}"));
-        self.send_raw(&body).await;
-        self.correlation
-    }
-
-    async fn send_raw(&mut self, body: &[u8]) {
-        let mut frame = BytesMut::new();
-        frame.put_u32(body.len() as u32);
-        frame.extend_from_slice(body);
-        self.stream.write_all(&frame).await.expect("write");
-    }
-
-    async fn frame(&mut self) -> Option<Bytes> {
-        let read = async {
-            let mut size = [0u8; 4];
-            self.stream.read_exact(&mut size).await.ok()?;
-            let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
-            self.stream.read_exact(&mut body).await.ok()?;
-            Some(Bytes::from(body))
-        };
-        tokio::time::timeout(Duration::from_secs(5), read)
-            .await
-            .expect("broker answers or closes in time")
-    }
-
-    async fn call<R: Encodable, D: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        request: &R,
-    ) -> D {
-        let correlation = self.send(key, version, request).await;
-        let mut body = self.frame().await.expect("response frame");
-        let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
-            .expect("decode response header");
-        assert_eq!(header.correlation_id, correlation);
-        D::decode(&mut body, version).unwrap_or_else(|e| panic!("decode {key:?} v{version}: {e}"))
-    }
-}
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_owned())

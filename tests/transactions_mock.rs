@@ -52,8 +52,15 @@ async fn send_values(producer: &Producer, prefix: &str, n: usize) -> Vec<String>
     values
 }
 
-fn read_values(bootstrap: String, expected: usize) -> Vec<String> {
-    let mut values: Vec<String> = consume_all(&bootstrap, "t", PARTITIONS, expected)
+/// Every value in the log (read_uncommitted: the mock writes no markers),
+/// sorted, once `expected` records arrived.
+async fn read_values(cluster: &Mock, expected: usize) -> Vec<String> {
+    let bootstrap = cluster.bootstrap_servers();
+    let records =
+        tokio::task::spawn_blocking(move || consume_all(&bootstrap, "t", PARTITIONS, expected))
+            .await
+            .unwrap();
+    let mut values: Vec<String> = records
         .into_iter()
         .map(|r| String::from_utf8(r.value.unwrap()).unwrap())
         .collect();
@@ -77,12 +84,7 @@ async fn commit_writes_every_record_once() {
         sent.extend(send_values(&p, &format!("txn{t}"), 50).await);
         p.commit_transaction().await.unwrap();
     }
-    let read = {
-        let b = cluster.bootstrap_servers();
-        tokio::task::spawn_blocking(move || read_values(b, 150))
-    }
-    .await
-    .unwrap();
+    let read = read_values(&cluster, 150).await;
     assert_eq!(read, sorted(sent));
 }
 
@@ -141,16 +143,11 @@ async fn abort_discards_unsent_records_and_the_next_transaction_works() {
     p.begin_transaction().await.unwrap();
     let sent = send_values(&p, "after", 30).await;
     p.commit_transaction().await.unwrap();
-    let bootstrap = cluster.bootstrap_servers();
-    let got = tokio::task::spawn_blocking(move || consume_all(&bootstrap, "t", PARTITIONS, 30))
+    let after: Vec<String> = read_values(&cluster, 30)
         .await
-        .unwrap();
-    let mut after: Vec<String> = got
         .into_iter()
-        .map(|r| String::from_utf8(r.value.unwrap()).unwrap())
         .filter(|v| v.starts_with("after"))
         .collect();
-    after.sort();
     assert_eq!(after, sorted(sent));
 }
 
@@ -177,12 +174,7 @@ async fn fault_30_32_coordinator_churn_and_concurrent_transactions_are_retried()
     p.begin_transaction().await.unwrap();
     let sent = send_values(&p, "churn", 40).await;
     p.commit_transaction().await.unwrap();
-    let read = {
-        let b = cluster.bootstrap_servers();
-        tokio::task::spawn_blocking(move || read_values(b, 40))
-    }
-    .await
-    .unwrap();
+    let read = read_values(&cluster, 40).await;
     assert_eq!(read, sorted(sent));
 }
 
@@ -204,12 +196,7 @@ async fn fault_31_coordinator_moves_mid_transaction() {
         .unwrap();
     sent.extend(send_values(&p, "after", 20).await);
     p.commit_transaction().await.unwrap();
-    let read = {
-        let b = cluster.bootstrap_servers();
-        tokio::task::spawn_blocking(move || read_values(b, 40))
-    }
-    .await
-    .unwrap();
+    let read = read_values(&cluster, 40).await;
     assert_eq!(read, sorted(sent));
 }
 
@@ -328,11 +315,6 @@ async fn fault_37_unknown_end_txn_outcome_needs_the_same_call_again() {
         "{refused}"
     );
     p.commit_transaction().await.unwrap();
-    let read = {
-        let b = cluster.bootstrap_servers();
-        tokio::task::spawn_blocking(move || read_values(b, 10))
-    }
-    .await
-    .unwrap();
+    let read = read_values(&cluster, 10).await;
     assert_eq!(read, sorted(sent));
 }

@@ -318,3 +318,69 @@ async fn fault_37_unknown_end_txn_outcome_needs_the_same_call_again() {
     let read = read_values(&cluster, 10).await;
     assert_eq!(read, sorted(sent));
 }
+
+/// Scenario 35: a record fails inside the transaction; the commit fails as
+/// abortable, the abort succeeds and the next transaction commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_35_failed_record_then_abort_and_go_on() {
+    let cluster = mock();
+    let p = producer(&cluster, "record-fails").await;
+    p.init_transactions().await.unwrap();
+    p.begin_transaction().await.unwrap();
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD],
+    );
+    let bad = p
+        .send(Record::new("t").partition(0).value("bad"))
+        .await
+        .unwrap();
+    assert!(bad.await.is_err());
+    let err = p.commit_transaction().await.unwrap_err();
+    assert!(err.is_abortable(), "{err}");
+    p.abort_transaction().await.unwrap();
+    p.begin_transaction().await.unwrap();
+    let sent = send_values(&p, "good", 10).await;
+    p.commit_transaction().await.unwrap();
+    let read: Vec<String> = read_values(&cluster, 10)
+        .await
+        .into_iter()
+        .filter(|v| v.starts_with("good"))
+        .collect();
+    assert_eq!(read, sorted(sent));
+}
+
+/// Scenario 36: OUT_OF_ORDER_SEQUENCE_NUMBER inside the transaction makes it
+/// abortable with no epoch bump before the abort; later sends are refused
+/// until the abort, and the next transaction commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_36_out_of_order_sequence_then_abort_and_go_on() {
+    let cluster = mock();
+    let p = producer(&cluster, "oos").await;
+    p.init_transactions().await.unwrap();
+    p.begin_transaction().await.unwrap();
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    let bad = p
+        .send(Record::new("t").partition(1).value("oos"))
+        .await
+        .unwrap();
+    assert!(bad.await.is_err());
+    let refused = match p.send(Record::new("t").partition(2).value("more")).await {
+        Ok(f) => f.await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert!(refused.is_abortable(), "{refused}");
+    p.abort_transaction().await.unwrap();
+    p.begin_transaction().await.unwrap();
+    let sent = send_values(&p, "next", 10).await;
+    p.commit_transaction().await.unwrap();
+    let read: Vec<String> = read_values(&cluster, 10)
+        .await
+        .into_iter()
+        .filter(|v| v.starts_with("next"))
+        .collect();
+    assert_eq!(read, sorted(sent));
+}

@@ -148,6 +148,10 @@ struct Args {
     /// Produce for this many seconds instead of a record count.
     #[arg(long)]
     duration: Option<f64>,
+    /// Send at most this many records per second (default: as fast as
+    /// possible). A paced run measures delivery latency rather than queueing.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Value size in bytes.
     #[arg(long, default_value_t = 100)]
     size: usize,
@@ -685,10 +689,12 @@ fn progress_bar(args: &Args, progress: Arc<Progress>) -> Option<std::thread::Joi
     }))
 }
 
-/// When the sending loop stops.
+/// When the sending loop stops, and how it is paced.
 struct Stop {
     records: u64,
     until: Option<Instant>,
+    start: Instant,
+    rate: Option<f64>,
 }
 
 impl Stop {
@@ -697,12 +703,26 @@ impl Stop {
             Some(secs) => Stop {
                 records: u64::MAX,
                 until: Some(start + Duration::from_secs_f64(secs)),
+                start,
+                rate: args.rate,
             },
             None => Stop {
                 records: args.records,
                 until: None,
+                start,
+                rate: args.rate,
             },
         }
+    }
+
+    /// With `--rate`, how long to wait before record `i` (checked every 16).
+    fn pause(&self, i: u64) -> Option<Duration> {
+        let rate = self.rate?;
+        if i % 16 != 0 {
+            return None;
+        }
+        let due = self.start + Duration::from_secs_f64(i as f64 / rate);
+        due.checked_duration_since(Instant::now())
     }
 
     /// Checked every record; reads the clock every 1024.
@@ -750,45 +770,78 @@ struct Collected {
     last_ack: Option<Instant>,
 }
 
-/// Awaits delivery futures handed over in chunks, all at once
-/// (`FuturesUnordered`), and records each one's latency as it completes.
-async fn collect(
+impl Collected {
+    fn new() -> Collected {
+        Collected {
+            latency: Histogram::new(),
+            acked: 0,
+            value_bytes: 0,
+            errors: 0,
+            first_error: None,
+            last_ack: None,
+        }
+    }
+
+    fn settle(
+        &mut self,
+        sent: Instant,
+        result: Result<smartkafka::RecordMetadata, smartkafka::Error>,
+        value_size: u64,
+        progress: &Progress,
+    ) {
+        match result {
+            Ok(_) => {
+                let now = Instant::now();
+                self.acked += 1;
+                self.value_bytes += value_size;
+                self.latency
+                    .record(now.saturating_duration_since(sent).as_micros() as u64);
+                self.last_ack = Some(now);
+                if self.acked % 4096 == 0 {
+                    progress.acked.fetch_add(4096, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+/// Awaits the delivery futures of one partition in send order: they
+/// complete in that order, so awaiting them one by one times each exactly,
+/// and a whole batch costs one wake-up.
+async fn collect_in_order(
     mut chunks: tokio::sync::mpsc::UnboundedReceiver<Vec<Pending>>,
     value_size: u64,
     progress: Arc<Progress>,
 ) -> Collected {
-    let mut out = Collected {
-        latency: Histogram::new(),
-        acked: 0,
-        value_bytes: 0,
-        errors: 0,
-        first_error: None,
-        last_ack: None,
-    };
+    let mut out = Collected::new();
+    while let Some(chunk) = chunks.recv().await {
+        for (sent, delivery) in chunk {
+            let result = delivery.await;
+            out.settle(sent, result, value_size, &progress);
+        }
+    }
+    out
+}
+
+/// Awaits delivery futures in any order (`FuturesUnordered`), for keyless
+/// records whose partition the sender does not know.
+async fn collect_unordered(
+    mut chunks: tokio::sync::mpsc::UnboundedReceiver<Vec<Pending>>,
+    value_size: u64,
+    progress: Arc<Progress>,
+) -> Collected {
+    let mut out = Collected::new();
     let mut pending = FuturesUnordered::new();
     let mut open = true;
     loop {
         tokio::select! {
             biased;
             Some((sent, result)) = pending.next(), if !pending.is_empty() => {
-                let now = Instant::now();
-                let result: Result<smartkafka::RecordMetadata, smartkafka::Error> = result;
-                match result {
-                    Ok(_) => {
-                        out.acked += 1;
-                        out.value_bytes += value_size;
-                        let sent: Instant = sent;
-                        out.latency.record(now.saturating_duration_since(sent).as_micros() as u64);
-                        out.last_ack = Some(now);
-                        if out.acked % 4096 == 0 {
-                            progress.acked.fetch_add(4096, Ordering::Relaxed);
-                        }
-                    }
-                    Err(e) => {
-                        out.errors += 1;
-                        out.first_error.get_or_insert_with(|| e.to_string());
-                    }
-                }
+                out.settle(sent, result, value_size, &progress);
             }
             chunk = chunks.recv(), if open => match chunk {
                 Some(chunk) => {
@@ -869,27 +922,56 @@ fn run_smartkafka(
             .await?;
         let bar = progress_bar(args, Arc::clone(progress));
 
-        let collectors = args.threads.unwrap_or(2).max(1);
+        // Keyed records: one in-order collector per partition (the lane is
+        // the murmur2 partition the producer computes too). Keyless: one
+        // unordered collector.
+        let keyed = args.key_pattern != KeyPattern::None;
+        let collectors = if keyed {
+            args.partitions.max(1) as usize
+        } else {
+            1
+        };
         let mut lanes = Vec::with_capacity(collectors);
         let mut tasks = Vec::with_capacity(collectors);
         for _ in 0..collectors {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             lanes.push(tx);
-            tasks.push(tokio::spawn(collect(
-                rx,
-                args.size as u64,
-                Arc::clone(progress),
-            )));
+            let progress = Arc::clone(progress);
+            let size = args.size as u64;
+            tasks.push(if keyed {
+                tokio::spawn(collect_in_order(rx, size, progress))
+            } else {
+                tokio::spawn(collect_unordered(rx, size, progress))
+            });
         }
+        let lane_of = |i: u64| -> usize {
+            match payloads.key(i) {
+                Some(key) => smartkafka::partitioner::murmur2_partition(key, collectors as u32)
+                    .map_or(0, |p| p as usize),
+                None => 0,
+            }
+        };
 
-        const CHUNK: usize = 128;
+        const CHUNK: usize = 64;
         let (cpu0, _) = rusage();
         let start = Instant::now();
         let stop = Stop::new(args, start);
-        let mut chunk: Vec<Pending> = Vec::with_capacity(CHUNK);
-        let mut lane = 0;
+        let mut chunks: Vec<Vec<Pending>> =
+            (0..collectors).map(|_| Vec::with_capacity(CHUNK)).collect();
+        let hand_over = |chunks: &mut Vec<Vec<Pending>>, lane: usize| {
+            let chunk = std::mem::replace(&mut chunks[lane], Vec::with_capacity(CHUNK));
+            let _ = lanes[lane].send(chunk);
+        };
         let mut i = 0u64;
         while !stop.done(i) {
+            if let Some(pause) = stop.pause(i) {
+                for lane in 0..collectors {
+                    if !chunks[lane].is_empty() {
+                        hand_over(&mut chunks, lane);
+                    }
+                }
+                tokio::time::sleep(pause).await;
+            }
             let mut record = Record::new(args.topic.as_str()).value(payloads.value(i).clone());
             if let Some(key) = payloads.key(i) {
                 record = record.key(key.clone());
@@ -899,10 +981,10 @@ fn run_smartkafka(
                 Ok(delivery) => delivery,
                 Err(e) if *e.kind() == ErrorKind::BufferExhausted => {
                     // Full: hand over what we hold, then wait for space.
-                    if !chunk.is_empty() {
-                        let _ = lanes[lane]
-                            .send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
-                        lane = (lane + 1) % lanes.len();
+                    for lane in 0..collectors {
+                        if !chunks[lane].is_empty() {
+                            hand_over(&mut chunks, lane);
+                        }
                     }
                     let mut record =
                         Record::new(args.topic.as_str()).value(payloads.value(i).clone());
@@ -913,15 +995,17 @@ fn run_smartkafka(
                 }
                 Err(e) => return Err(e.into()),
             };
-            chunk.push((sent, delivery));
-            if chunk.len() == CHUNK {
-                let _ = lanes[lane].send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
-                lane = (lane + 1) % lanes.len();
+            let lane = lane_of(i);
+            chunks[lane].push((sent, delivery));
+            if chunks[lane].len() == CHUNK || args.rate.is_some() {
+                hand_over(&mut chunks, lane);
             }
             i += 1;
         }
-        if !chunk.is_empty() {
-            let _ = lanes[lane].send(chunk);
+        for lane in 0..collectors {
+            if !chunks[lane].is_empty() {
+                hand_over(&mut chunks, lane);
+            }
         }
         drop(lanes);
         let mut latency = Histogram::new();
@@ -1110,6 +1194,9 @@ fn run_rdkafka(
     let stop = Stop::new(args, start);
     let mut i = 0u64;
     while !stop.done(i) {
+        if let Some(pause) = stop.pause(i) {
+            std::thread::sleep(pause);
+        }
         let value = payloads.value(i);
         let sent = Instant::now().saturating_duration_since(origin).as_nanos() as usize;
         let mut record = BaseRecord::with_opaque_to(&args.topic, sent).payload(&value[..]);

@@ -53,7 +53,12 @@ for scenario in "${scenarios[@]}"; do
             line=$("$bin" --client "$client" --records "$records" --label "$label" \
                    "${common[@]}" $extra) || { echo "run failed: $client $label" >&2; exit 1; }
             echo "$line" >> "$results"
-            python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(f"{r[\"label\"]:<20} run {sys.argv[2]} {r[\"client\"]:<10} {r[\"records_per_sec\"]:>12,.0f} rec/s {r[\"cpu_us_per_record\"]:6.2f} us/rec  p99 {r[\"p99_ms\"]:8.2f} ms  rss {r[\"peak_rss_kb\"]/1024:6.1f} MiB")' "$line" "$run"
+            python3 - "$line" "$run" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"{r['label']:<20} run {sys.argv[2]} {r['client']:<10} {r['records_per_sec']:>12,.0f} rec/s"
+      f" {r['cpu_us_per_record']:6.2f} us/rec  p99 {r['p99_ms']:8.2f} ms  rss {r['peak_rss_kb'] / 1024:6.1f} MiB")
+PY
         done
     done
 done

@@ -139,6 +139,10 @@ impl BufferGate {
         {
             let mut state = self.lock();
             state.used = state.used.saturating_sub(size);
+            // Nobody waits (the common case): one lock, done.
+            if state.waiters.is_empty() {
+                return;
+            }
         }
         self.grant_waiters();
     }

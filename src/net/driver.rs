@@ -33,6 +33,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::net::buffer_gate::{BufferGate, Reservation};
+use crate::net::compress::{Outbound, WireSizes};
 
 use crate::config::ClientConfig;
 use crate::engine::{Engine, EngineConfig, Event, ProducerStats, SendFailure, Transmit};
@@ -89,6 +90,9 @@ enum Response {
         id: u64,
         result: Result<(i16, i64, i16), Error>,
     },
+    /// Sizes of request `id`'s batches as compressed on the way out; sent
+    /// before the request is written, so before its answer.
+    WireSizes { id: u64, sizes: WireSizes },
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<BrokerConnection>>>>;
@@ -174,9 +178,30 @@ async fn dispatch_produce(
     mut jobs: mpsc::UnboundedReceiver<ProduceJob>,
     connections: Arc<Connections>,
     responses: mpsc::UnboundedSender<Response>,
+    outbound: Option<Outbound>,
 ) {
-    while let Some(job) = jobs.recv().await {
+    while let Some(mut job) = jobs.recv().await {
         let id = job.id;
+        if let Some(outbound) = outbound {
+            match outbound.compress(std::mem::take(&mut job.request)).await {
+                Ok((request, sizes)) => {
+                    job.request = request;
+                    if !sizes.is_empty() {
+                        let _ = responses.send(Response::WireSizes { id, sizes });
+                    }
+                }
+                Err(error) => {
+                    let _ = responses.send(Response::Produce {
+                        id,
+                        result: Err(SendFailure {
+                            error,
+                            written: false,
+                        }),
+                    });
+                    continue;
+                }
+            }
+        }
         let fail = |error, written| {
             let _ = responses.send(Response::Produce {
                 id,
@@ -235,8 +260,10 @@ pub(crate) struct DriverHandle {
 }
 
 /// Starts the driver task on the current runtime.
-pub(crate) fn spawn(client: ClientConfig, engine: EngineConfig) -> DriverHandle {
+pub(crate) fn spawn(client: ClientConfig, mut engine: EngineConfig) -> DriverHandle {
     let idempotent = engine.idempotence;
+    // Batches are compressed by the dispatch tasks, not by the engine.
+    let outbound = Outbound::take_from(&mut engine);
     let buffer = BufferGate::new(engine.buffer_memory);
     let known_topics = Arc::new(RwLock::new(BTreeSet::new()));
     let (commands, command_rx) = mpsc::unbounded_channel();
@@ -265,6 +292,8 @@ pub(crate) fn spawn(client: ClientConfig, engine: EngineConfig) -> DriverHandle 
         ready_waiters: Vec::new(),
         fatal: None,
         produce_queues: BTreeMap::new(),
+        outbound,
+        accept_waiters: 0,
         known_topics: Arc::clone(&known_topics),
         stats: Arc::clone(&stats),
     };
@@ -310,6 +339,10 @@ struct Driver {
     fatal: Option<Error>,
     /// Per broker, the ordered queue of its Produce requests.
     produce_queues: BTreeMap<i32, mpsc::UnboundedSender<ProduceJob>>,
+    /// The codec batches are compressed with on the way out, if any.
+    outbound: Option<Outbound>,
+    /// Pending records whose sender waits for acceptance.
+    accept_waiters: usize,
     known_topics: Arc<RwLock<BTreeSet<String>>>,
 }
 
@@ -353,13 +386,18 @@ impl Driver {
                 command = self.command_rx.recv(), if self.commands_open => {
                     match command {
                         Some(command) => {
-                            self.on_command(command);
+                            // One clock reading and one engine pass for the
+                            // whole run of commands waiting now.
+                            let now = clock::now();
+                            let unix_millis = clock::unix_millis();
+                            self.on_command(command, now, unix_millis);
                             for _ in 0..1024 {
                                 match self.command_rx.try_recv() {
-                                    Ok(command) => self.on_command(command),
+                                    Ok(command) => self.on_command(command, now, unix_millis),
                                     Err(_) => break,
                                 }
                             }
+                            self.engine.handle_timeout(now);
                         }
                         None => {
                             // Every handle is gone: send what is left, then stop.
@@ -406,8 +444,9 @@ impl Driver {
         self.aborted += before - self.pending.len();
     }
 
-    fn on_command(&mut self, command: Command) {
-        let now = clock::now();
+    /// Takes one command. Records are appended without an engine pass; the
+    /// caller runs one (`handle_timeout`) after a run of commands.
+    fn on_command(&mut self, command: Command, now: Instant, unix_millis: i64) {
         match command {
             Command::Send {
                 record,
@@ -430,6 +469,7 @@ impl Driver {
                 }
                 let token = self.next_token;
                 self.next_token += 1;
+                self.accept_waiters += usize::from(accepted.is_some());
                 self.pending.insert(
                     token,
                     PendingRecord {
@@ -439,7 +479,7 @@ impl Driver {
                     },
                 );
                 self.engine
-                    .append(now, clock::unix_millis(), record, token, deadline);
+                    .append_deferred(now, unix_millis, record, token, deadline);
             }
             Command::Flush { done } => {
                 let mark = self.next_token - 1;
@@ -487,6 +527,7 @@ impl Driver {
                 self.engine
                     .handle_init_producer_id_response(now, id, result);
             }
+            Response::WireSizes { id, sizes } => self.engine.note_wire_sizes(id, &sizes),
         }
     }
 
@@ -498,15 +539,19 @@ impl Driver {
         self.publish_stats();
         while let Some(event) = self.engine.poll_event() {
             match event {
-                Event::Accepted { token } => {
+                // Most records have nobody waiting for acceptance: no lookup.
+                Event::Accepted { token } if self.accept_waiters > 0 => {
                     if let Some(reply) =
                         self.pending.get_mut(&token).and_then(|p| p.accepted.take())
                     {
+                        self.accept_waiters -= 1;
                         let _ = reply.send(Ok(()));
                     }
                 }
+                Event::Accepted { .. } => {}
                 Event::Delivered { token, metadata } => {
                     if let Some(mut p) = self.pending.remove(&token) {
+                        self.accept_waiters -= usize::from(p.accepted.is_some());
                         // Space first, so a caller woken by the delivery
                         // finds it free.
                         drop(p.permit.take());
@@ -534,7 +579,10 @@ impl Driver {
                         // `try_send` does not listen there, so then it goes
                         // to the delivery future.
                         let unheard = match p.accepted.take() {
-                            Some(reply) => reply.send(Err(error)).err().and_then(Result::err),
+                            Some(reply) => {
+                                self.accept_waiters -= 1;
+                                reply.send(Err(error)).err().and_then(Result::err)
+                            }
                             None => Some(error),
                         };
                         if let (Some(error), Some(reply)) = (unheard, p.delivered.take()) {
@@ -600,6 +648,7 @@ impl Driver {
                         rx,
                         Arc::clone(&connections),
                         responses.clone(),
+                        self.outbound,
                     ));
                     tx
                 });

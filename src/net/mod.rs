@@ -4,5 +4,6 @@
 
 pub(crate) mod buffer_gate;
 pub(crate) mod clock;
+pub(crate) mod compress;
 pub(crate) mod connection;
 pub(crate) mod driver;

@@ -42,7 +42,19 @@ pub(crate) struct Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.gate.release(self.size);
+        if self.size > 0 {
+            self.gate.release(self.size);
+        }
+    }
+}
+
+impl Reservation {
+    /// Takes over `other`'s share (of the same gate), so that both are
+    /// returned with one release.
+    pub(crate) fn absorb(&mut self, mut other: Reservation) {
+        debug_assert!(Arc::ptr_eq(&self.gate, &other.gate));
+        self.size += other.size;
+        other.size = 0;
     }
 }
 

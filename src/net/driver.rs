@@ -294,6 +294,7 @@ pub(crate) fn spawn(client: ClientConfig, mut engine: EngineConfig) -> DriverHan
         produce_queues: BTreeMap::new(),
         outbound,
         accept_waiters: 0,
+        reports: Vec::new(),
         known_topics: Arc::clone(&known_topics),
         stats: Arc::clone(&stats),
     };
@@ -343,6 +344,9 @@ struct Driver {
     outbound: Option<Outbound>,
     /// Pending records whose sender waits for acceptance.
     accept_waiters: usize,
+    /// Delivery reports of the run of deliveries being handled (kept for
+    /// its allocation).
+    reports: Vec<(DeliveryReply, RecordMetadata)>,
     known_topics: Arc<RwLock<BTreeSet<String>>>,
 }
 
@@ -537,7 +541,16 @@ impl Driver {
         }
         // Counters first, so a caller woken by an event sees them updated.
         self.publish_stats();
+        let mut freed: Option<Reservation> = None;
+        let mut reports = std::mem::take(&mut self.reports);
         while let Some(event) = self.engine.poll_event() {
+            if !matches!(event, Event::Delivered { .. }) {
+                // Space first, so a caller woken by a delivery finds it free.
+                drop(freed.take());
+                for (reply, metadata) in reports.drain(..) {
+                    let _ = reply.send(Ok(metadata));
+                }
+            }
             match event {
                 // Most records have nobody waiting for acceptance: no lookup.
                 Event::Accepted { token } if self.accept_waiters > 0 => {
@@ -552,11 +565,15 @@ impl Driver {
                 Event::Delivered { token, metadata } => {
                     if let Some(mut p) = self.pending.remove(&token) {
                         self.accept_waiters -= usize::from(p.accepted.is_some());
-                        // Space first, so a caller woken by the delivery
-                        // finds it free.
-                        drop(p.permit.take());
+                        // A run of deliveries (a batch) returns its space in
+                        // one release, before any of them is reported.
+                        match (&mut freed, p.permit.take()) {
+                            (Some(all), Some(permit)) => all.absorb(permit),
+                            (all @ None, permit) => *all = permit,
+                            (Some(_), None) => {}
+                        }
                         if let Some(reply) = p.delivered.take() {
-                            let _ = reply.send(Ok(metadata));
+                            reports.push((reply, metadata));
                         }
                     }
                 }
@@ -592,6 +609,11 @@ impl Driver {
                 }
             }
         }
+        drop(freed);
+        for (reply, metadata) in reports.drain(..) {
+            let _ = reply.send(Ok(metadata));
+        }
+        self.reports = reports;
         let oldest = self.pending.keys().next().copied();
         let mut i = 0;
         while i < self.flush_waiters.len() {

@@ -718,7 +718,7 @@ impl Stop {
     /// With `--rate`, how long to wait before record `i` (checked every 16).
     fn pause(&self, i: u64) -> Option<Duration> {
         let rate = self.rate?;
-        if i % 16 != 0 {
+        if !i.is_multiple_of(16) {
             return None;
         }
         let due = self.start + Duration::from_secs_f64(i as f64 / rate);
@@ -728,7 +728,7 @@ impl Stop {
     /// Checked every record; reads the clock every 1024.
     fn done(&self, i: u64) -> bool {
         i >= self.records
-            || (i % 1024 == 0 && self.until.is_some_and(|until| Instant::now() >= until))
+            || (i.is_multiple_of(1024) && self.until.is_some_and(|until| Instant::now() >= until))
     }
 }
 
@@ -797,7 +797,7 @@ impl Collected {
                 self.latency
                     .record(now.saturating_duration_since(sent).as_micros() as u64);
                 self.last_ack = Some(now);
-                if self.acked % 4096 == 0 {
+                if self.acked.is_multiple_of(4096) {
                     progress.acked.fetch_add(4096, Ordering::Relaxed);
                 }
             }
@@ -1095,7 +1095,7 @@ impl rdkafka::producer::ProducerContext for RdContext {
                     .latency
                     .record(now.saturating_duration_since(sent).as_micros() as u64);
                 state.last_ack = Some(now);
-                if state.acked % 4096 == 0 {
+                if state.acked.is_multiple_of(4096) {
                     self.progress.acked.fetch_add(4096, Ordering::Relaxed);
                 }
             }

@@ -76,7 +76,10 @@ mod tests {
 
     struct SealedBatchBytes(Bytes);
 
-    fn records_of(bytes: &[u8]) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    /// (timestamp, key, value) of each record.
+    type Records = Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)>;
+
+    fn records_of(bytes: &[u8]) -> Records {
         let batch = BatchReader::new(bytes).next().unwrap().unwrap();
         let mut scratch = Vec::new();
         batch

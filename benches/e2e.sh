@@ -11,7 +11,7 @@
 #   SCALE=0.1 bash benches/e2e.sh        # a tenth of the records (a quick look)
 #
 # Output: target/e2e/results.jsonl (one JSON line per run) and
-# target/e2e/summary.md (the table).
+# target/e2e/summary.md (a one-line-per-scenario table, then every metric).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,4 +63,8 @@ PY
     done
 done
 
-python3 benches/summarize.py e2e "$results" | tee "$OUT/summary.md"
+{
+    python3 benches/summarize.py e2e-compact "$results"
+    echo
+    python3 benches/summarize.py e2e "$results"
+} | tee "$OUT/summary.md"

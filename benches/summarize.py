@@ -7,6 +7,8 @@ Two inputs:
   that `examples/perf --json` prints:
 
       python3 benches/summarize.py e2e target/e2e/results.jsonl
+      python3 benches/summarize.py e2e-compact target/e2e/results.jsonl
+
 
   For every scenario (the `label` of the runs) it prints, per client, the
   median over the runs with the range (min-max) of records/s, MB/s, client CPU
@@ -87,7 +89,7 @@ E2E_METRICS = [
 ]
 
 
-def e2e(path):
+def e2e_runs(path):
     runs = {}
     order = []
     for line in Path(path).read_text().splitlines():
@@ -99,7 +101,47 @@ def e2e(path):
             order.append(r["label"])
             runs[r["label"]] = {"smartkafka": [], "rdkafka": []}
         runs[r["label"]][r["client"]].append(r)
-    value = lambda r, key: r[key] / 1024 if key == "peak_rss_kb" else r[key]
+    return runs, order
+
+
+def e2e_value(r, key):
+    return r[key] / 1024 if key == "peak_rss_kb" else r[key]
+
+
+def e2e_cell(ours, peer, key, fmt):
+    """(ours, peer, ratio) as median (range) strings."""
+    a = [e2e_value(r, key) for r in ours]
+    b = [e2e_value(r, key) for r in peer]
+    ratios = [x / y for x, y in zip(a, b) if y]
+    return (
+        spread(a, fmt) if a else "-",
+        spread(b, fmt) if b else "-",
+        spread(ratios, "{:.2f}") + "x" if ratios else "-",
+    )
+
+
+def e2e_compact(path):
+    """One line per scenario: records/s, CPU us/record, p99 and ratios."""
+    runs, order = e2e_runs(path)
+    print(
+        "| scenario | records/s smartkafka | records/s rdkafka | ratio "
+        "| CPU us/rec smartkafka | CPU us/rec rdkafka | ratio "
+        "| p99 ms smartkafka | p99 ms rdkafka | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label in order:
+        ours, peer = runs[label]["smartkafka"], runs[label]["rdkafka"]
+        n = min(len(ours), len(peer))
+        ours, peer = ours[:n], peer[:n]
+        cells = []
+        for key, fmt in (("records_per_sec", "{:,.0f}"), ("cpu_us_per_record", "{:.2f}"), ("p99_ms", "{:.2f}")):
+            cells.extend(e2e_cell(ours, peer, key, fmt))
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def e2e(path):
+    runs, order = e2e_runs(path)
+    value = e2e_value
     print("| scenario | metric | smartkafka | rdkafka | ratio smartkafka/rdkafka |")
     print("|---|---|---|---|---|")
     for label in order:
@@ -121,6 +163,9 @@ def e2e(path):
 def main(argv):
     if len(argv) >= 3 and argv[1] == "e2e":
         e2e(argv[2])
+        return
+    if len(argv) >= 3 and argv[1] == "e2e-compact":
+        e2e_compact(argv[2])
         return
     if len(argv) < 3:
         sys.exit(__doc__)

@@ -674,16 +674,25 @@ fn progress_bar(args: &Args, progress: Arc<Progress>) -> Option<std::thread::Joi
         None => indicatif::ProgressBar::new(args.records),
         Some(_) => indicatif::ProgressBar::new_spinner(),
     };
+    let template = match args.duration {
+        None => "{spinner} [{elapsed_precise}] {bar:40} {human_pos}/{human_len} acked, {msg}",
+        Some(_) => "{spinner} [{elapsed_precise}] {human_pos} acked, {msg}",
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} acked, {per_sec}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     Some(std::thread::spawn(move || {
+        let started = Instant::now();
+        let (mut last, mut last_at) = (0, started);
         while !progress.done.load(Ordering::Relaxed) {
-            bar.set_position(progress.acked.load(Ordering::Relaxed));
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(200));
+            let acked = progress.acked.load(Ordering::Relaxed);
+            let now = Instant::now();
+            let rate = (acked - last) as f64 / now.duration_since(last_at).as_secs_f64();
+            (last, last_at) = (acked, now);
+            bar.set_position(acked);
+            bar.set_message(format!("{rate:.0} records/s"));
         }
         bar.finish_and_clear();
     }))
@@ -745,6 +754,9 @@ fn run(args: &Args) -> Result<Report, BoxError> {
         || args.bootstrap.clone().unwrap_or_default(),
         |s| s.bootstrap.clone(),
     );
+    if spawned.is_none() {
+        create_topic(args, &bootstrap)?;
+    }
     let payloads = Payloads::new(args);
     let progress = Arc::new(Progress::default());
     let report = match args.client {
@@ -754,6 +766,32 @@ fn run(args: &Args) -> Result<Report, BoxError> {
     progress.done.store(true, Ordering::Relaxed);
     drop(spawned);
     report
+}
+
+/// Creates the topic on an external cluster, unless it exists.
+fn create_topic(args: &Args, bootstrap: &str) -> Result<(), BoxError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let admin = smartkafka::AdminClient::connect(
+            smartkafka::ClientConfig::new(bootstrap).client_id("perf"),
+        )
+        .await?;
+        match admin
+            .create_topics(&[smartkafka::NewTopic::new(&args.topic, args.partitions)])
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e)
+                if e.kafka_code()
+                    == Some(smartkafka::protocol::KafkaCode::TOPIC_ALREADY_EXISTS) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
 }
 
 // ---------------------------------------------------------------- smartkafka
@@ -872,21 +910,6 @@ fn run_smartkafka(
     }
     let runtime = builder.enable_all().build()?;
     runtime.block_on(async {
-        let admin = smartkafka::AdminClient::connect(
-            smartkafka::ClientConfig::new(bootstrap).client_id("perf"),
-        )
-        .await?;
-        match admin
-            .create_topics(&[smartkafka::NewTopic::new(&args.topic, args.partitions)])
-            .await
-        {
-            Ok(()) => {}
-            Err(e)
-                if e.kafka_code()
-                    == Some(smartkafka::protocol::KafkaCode::TOPIC_ALREADY_EXISTS) => {}
-            // The mock cluster, for one, already has it.
-            Err(_) => {}
-        }
         let mut builder = Producer::builder()
             .bootstrap_servers(bootstrap)
             .client_id("perf")

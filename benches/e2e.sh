@@ -9,6 +9,7 @@
 #   bash benches/e2e.sh                  # 5 alternations, mock cluster
 #   RUNS=7 BROKER=fake bash benches/e2e.sh
 #   SCALE=0.1 bash benches/e2e.sh        # a tenth of the records (a quick look)
+#   ONLY=linger0 bash benches/e2e.sh     # only the scenarios whose label has this
 #
 # Output: target/e2e/results.jsonl (one JSON line per run) and
 # target/e2e/summary.md (a one-line-per-scenario table, then every metric).
@@ -18,6 +19,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 BROKER=${BROKER:-mock}
 SCALE=${SCALE:-1}
+ONLY=${ONLY:-}
 OUT=${OUT:-target/e2e}
 mkdir -p "$OUT"
 results="$OUT/results.jsonl"
@@ -44,6 +46,7 @@ scenarios=(
 
 for scenario in "${scenarios[@]}"; do
     IFS='|' read -r label records extra <<<"$scenario"
+    [[ -z "$ONLY" || "$label" == *"$ONLY"* ]] || continue
     for run in $(seq 1 "$RUNS"); do
         # Alternate which client goes first, so neither always runs on a
         # machine warmed (or loaded) by the other.

@@ -995,7 +995,10 @@ fn run_smartkafka(
                         hand_over(&mut chunks, lane);
                     }
                 }
-                tokio::time::sleep(pause).await;
+                // The same pacing as the rdkafka loop: this task runs on the
+                // main thread (block_on), not on a runtime worker, and the
+                // thread's sleep is finer than tokio's 1 ms timer.
+                std::thread::sleep(pause);
             }
             let mut record = Record::new(args.topic.as_str()).value(payloads.value(i).clone());
             if let Some(key) = payloads.key(i) {

@@ -110,6 +110,14 @@ impl Connections {
         Arc::clone(slots.entry(node).or_default())
     }
 
+    /// The open connection to `node`, if there is one and nobody is
+    /// opening it right now; never waits.
+    fn cached(&self, node: i32) -> Option<Arc<BrokerConnection>> {
+        let slot = self.slot(node);
+        let guard = slot.try_lock().ok()?;
+        guard.as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
     async fn get(&self, node: i32, addr: &str) -> Result<Arc<BrokerConnection>, Error> {
         let slot = self.slot(node);
         let mut guard = slot.lock().await;
@@ -179,6 +187,7 @@ async fn dispatch_produce(
     connections: Arc<Connections>,
     responses: mpsc::UnboundedSender<Response>,
     outbound: Option<Outbound>,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     while let Some(mut job) = jobs.recv().await {
         let id = job.id;
@@ -198,49 +207,76 @@ async fn dispatch_produce(
                             written: false,
                         }),
                     });
+                    busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                     continue;
                 }
             }
         }
-        let fail = |error, written| {
-            let _ = responses.send(Response::Produce {
-                id,
-                result: Err(SendFailure { error, written }),
-            });
-        };
-        let conn = match connections.get(node, &job.addr).await {
-            Ok(conn) => conn,
+        match connections.get(node, &job.addr).await {
+            Ok(conn) => write_produce(&conn, &job, &responses),
             Err(error) => {
-                fail(error, false);
-                continue;
+                let _ = responses.send(Response::Produce {
+                    id,
+                    result: Err(SendFailure {
+                        error,
+                        written: false,
+                    }),
+                });
             }
-        };
-        if !job.expects_response {
-            let result = conn
-                .send_without_response(&job.request)
-                .map(|()| ProduceResponse::default())
-                .map_err(|error| SendFailure {
+        }
+        // Done with this job: the driver may write directly again once
+        // nothing is queued here.
+        busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Queues one Produce request on `conn` and has its answer sent to the
+/// driver when it comes.
+fn write_produce(
+    conn: &BrokerConnection,
+    job: &ProduceJob,
+    responses: &mpsc::UnboundedSender<Response>,
+) {
+    let id = job.id;
+    if !job.expects_response {
+        let result = conn
+            .send_without_response(&job.request)
+            .map(|()| ProduceResponse::default())
+            .map_err(|error| SendFailure {
+                error,
+                written: true,
+            });
+        let _ = responses.send(Response::Produce { id, result });
+        return;
+    }
+    match conn.begin(&job.request) {
+        Ok(pending) => {
+            let responses = responses.clone();
+            tokio::spawn(async move {
+                let result = pending.wait().await.map_err(|error| SendFailure {
                     error,
                     written: true,
                 });
-            let _ = responses.send(Response::Produce { id, result });
-            continue;
+                let _ = responses.send(Response::Produce { id, result });
+            });
         }
-        match conn.begin(&job.request) {
-            Ok(pending) => {
-                let responses = responses.clone();
-                tokio::spawn(async move {
-                    let result = pending.wait().await.map_err(|error| SendFailure {
-                        error,
-                        written: true,
-                    });
-                    let _ = responses.send(Response::Produce { id, result });
-                });
-            }
-            // Not queued on the connection: nothing was written.
-            Err(error) => fail(error, false),
+        // Not queued on the connection: nothing was written.
+        Err(error) => {
+            let _ = responses.send(Response::Produce {
+                id,
+                result: Err(SendFailure {
+                    error,
+                    written: false,
+                }),
+            });
         }
     }
+}
+
+/// One broker's dispatch queue.
+struct ProduceQueue {
+    jobs: mpsc::UnboundedSender<ProduceJob>,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What producer handles share with the driver.
@@ -339,7 +375,9 @@ struct Driver {
     /// The error that ended the producer, if any.
     fatal: Option<Error>,
     /// Per broker, the ordered queue of its Produce requests.
-    produce_queues: BTreeMap<i32, mpsc::UnboundedSender<ProduceJob>>,
+    /// With the number of its requests not yet queued on the connection
+    /// (waiting in the queue or being handled by the dispatch task).
+    produce_queues: BTreeMap<i32, ProduceQueue>,
     /// The codec batches are compressed with on the way out, if any.
     outbound: Option<Outbound>,
     /// Pending records whose sender waits for acceptance.
@@ -663,18 +701,34 @@ impl Driver {
                     request,
                     expects_response,
                 };
+                let outbound = self.outbound;
                 let queue = self.produce_queues.entry(node).or_insert_with(|| {
-                    let (tx, rx) = mpsc::unbounded_channel();
+                    let (jobs, rx) = mpsc::unbounded_channel();
+                    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
                     tokio::spawn(dispatch_produce(
                         node,
                         rx,
                         Arc::clone(&connections),
                         responses.clone(),
-                        self.outbound,
+                        outbound,
+                        Arc::clone(&busy),
                     ));
-                    tx
+                    ProduceQueue { jobs, busy }
                 });
-                if let Err(mpsc::error::SendError(job)) = queue.send(job) {
+                // Nothing to compress, nothing queued before it and the
+                // connection open: write it from here, which saves a hop
+                // through the dispatch task. Only the driver adds jobs, so
+                // an idle queue stays idle until this returns.
+                if outbound.is_none()
+                    && queue.busy.load(std::sync::atomic::Ordering::Acquire) == 0
+                    && let Some(conn) = connections.cached(node)
+                {
+                    write_produce(&conn, &job, &responses);
+                    return;
+                }
+                queue.busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                if let Err(mpsc::error::SendError(job)) = queue.jobs.send(job) {
+                    queue.busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                     let failure = SendFailure {
                         error: Error::new(ErrorKind::Closed, "the producer is closing"),
                         written: false,

@@ -1,7 +1,23 @@
 #!/usr/bin/env python3
-"""Summarizes alternated runs of the `record_batch` benchmark as a Markdown table.
+"""Summarizes alternated benchmark runs as Markdown tables.
 
-Usage (from the repository root):
+Two inputs:
+
+- the end-to-end producer benchmark (`benches/e2e.sh`), from the JSON lines
+  that `examples/perf --json` prints:
+
+      python3 benches/summarize.py e2e target/e2e/results.jsonl
+      python3 benches/summarize.py e2e-compact target/e2e/results.jsonl
+
+
+  For every scenario (the `label` of the runs) it prints, per client, the
+  median over the runs with the range (min-max) of records/s, MB/s, client CPU
+  us/record, peak RSS, and p50/p99 delivery latency, and the ratio
+  smartkafka/rdkafka of each, computed from the run pairs (run i of one
+  client against run i of the other, measured side by side) and then
+  summarized the same way.
+
+- the `record_batch` encode benchmark:
 
     for i in 1 2 3 4 5; do
         cargo bench --bench record_batch -- --save-baseline run$i | tee target/record_batch-run$i.log
@@ -62,7 +78,95 @@ def allocations(log):
     return out
 
 
+E2E_METRICS = [
+    # key, header, format, higher is better
+    ("records_per_sec", "records/s", "{:,.0f}", True),
+    ("mb_per_sec", "MB/s", "{:.1f}", True),
+    ("cpu_us_per_record", "CPU us/record", "{:.2f}", False),
+    ("peak_rss_kb", "peak RSS MiB", "{:.0f}", False),
+    ("p50_ms", "p50 ms", "{:.2f}", False),
+    ("p99_ms", "p99 ms", "{:.2f}", False),
+]
+
+
+def e2e_runs(path):
+    runs = {}
+    order = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        r = json.loads(line)
+        if r["label"] not in runs:
+            order.append(r["label"])
+            runs[r["label"]] = {"smartkafka": [], "rdkafka": []}
+        runs[r["label"]][r["client"]].append(r)
+    return runs, order
+
+
+def e2e_value(r, key):
+    return r[key] / 1024 if key == "peak_rss_kb" else r[key]
+
+
+def e2e_cell(ours, peer, key, fmt):
+    """(ours, peer, ratio) as median (range) strings."""
+    a = [e2e_value(r, key) for r in ours]
+    b = [e2e_value(r, key) for r in peer]
+    ratios = [x / y for x, y in zip(a, b) if y]
+    return (
+        spread(a, fmt) if a else "-",
+        spread(b, fmt) if b else "-",
+        spread(ratios, "{:.2f}") + "x" if ratios else "-",
+    )
+
+
+def e2e_compact(path):
+    """One line per scenario: records/s, CPU us/record, p99 and ratios."""
+    runs, order = e2e_runs(path)
+    print(
+        "| scenario | records/s smartkafka | records/s rdkafka | ratio "
+        "| CPU us/rec smartkafka | CPU us/rec rdkafka | ratio "
+        "| p99 ms smartkafka | p99 ms rdkafka | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label in order:
+        ours, peer = runs[label]["smartkafka"], runs[label]["rdkafka"]
+        n = min(len(ours), len(peer))
+        ours, peer = ours[:n], peer[:n]
+        cells = []
+        for key, fmt in (("records_per_sec", "{:,.0f}"), ("cpu_us_per_record", "{:.2f}"), ("p99_ms", "{:.2f}")):
+            cells.extend(e2e_cell(ours, peer, key, fmt))
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def e2e(path):
+    runs, order = e2e_runs(path)
+    value = e2e_value
+    print("| scenario | metric | smartkafka | rdkafka | ratio smartkafka/rdkafka |")
+    print("|---|---|---|---|---|")
+    for label in order:
+        ours, peer = runs[label]["smartkafka"], runs[label]["rdkafka"]
+        n = min(len(ours), len(peer))
+        errors = sum(r["errors"] for r in ours + peer)
+        for key, header, fmt, _ in E2E_METRICS:
+            a = [value(r, key) for r in ours]
+            b = [value(r, key) for r in peer]
+            ratios = [x / y for x, y in zip(a[:n], b[:n]) if y]
+            ratio = spread(ratios, "{:.2f}") + "x" if ratios else "-"
+            name = f"{label} ({n} runs{', ERRORS %d' % errors if errors else ''})"
+            print(
+                f"| {name} | {header} | {spread(a, fmt) if a else '-'} "
+                f"| {spread(b, fmt) if b else '-'} | {ratio} |"
+            )
+
+
 def main(argv):
+    if len(argv) >= 3 and argv[1] == "e2e":
+        e2e(argv[2])
+        return
+    if len(argv) >= 3 and argv[1] == "e2e-compact":
+        e2e_compact(argv[2])
+        return
     if len(argv) < 3:
         sys.exit(__doc__)
     allocs = allocations(argv[1])

@@ -37,28 +37,31 @@ fn corrupt(detail: impl std::fmt::Display) -> CompressionError {
     CompressionError::corrupt(Compression::Lz4, detail)
 }
 
+/// Compresses `input` as an lz4 frame appended to `out`. Each block is
+/// compressed into `room` (grown to the worst case once, then reused), so
+/// `out` receives only the bytes written.
 pub(super) fn compress_frame(
     table: &mut CompressTable,
+    room: &mut Vec<u8>,
     input: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), CompressionError> {
     out.extend_from_slice(&HEADER);
     for block in input.chunks(BLOCK_SIZE) {
-        let size_at = out.len();
-        let data_at = size_at + 4;
-        out.resize(data_at + get_maximum_output_size(block.len()), 0);
-        let written = compress_into_with_table(block, &mut out[data_at..], table)
+        let bound = get_maximum_output_size(block.len());
+        if room.len() < bound {
+            room.resize(bound, 0);
+        }
+        let written = compress_into_with_table(block, &mut room[..bound], table)
             .map_err(|e| CompressionError::failed(Compression::Lz4, e))?;
         // Blocks are at most 64 KiB, so these lengths fit in 31 bits.
-        let size = if written < block.len() {
-            out.truncate(data_at + written);
-            written as u32
+        if written < block.len() {
+            out.extend_from_slice(&(written as u32).to_le_bytes());
+            out.extend_from_slice(&room[..written]);
         } else {
-            out.truncate(data_at);
+            out.extend_from_slice(&(block.len() as u32 | UNCOMPRESSED_FLAG).to_le_bytes());
             out.extend_from_slice(block);
-            block.len() as u32 | UNCOMPRESSED_FLAG
-        };
-        out[size_at..data_at].copy_from_slice(&size.to_le_bytes());
+        }
     }
     out.extend_from_slice(&0u32.to_le_bytes());
     Ok(())

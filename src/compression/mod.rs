@@ -223,6 +223,9 @@ pub struct Compressor {
     snappy: Option<snap::raw::Encoder>,
     lz4: Option<Box<lz4_flex::block::CompressTable>>,
     zstd: Option<zstd_codec::ZstdState>,
+    /// Output room for one lz4 or snappy block. It only grows, so the
+    /// worst-case size is zeroed once rather than before every block.
+    block: Vec<u8>,
 }
 
 impl fmt::Debug for Compressor {
@@ -267,13 +270,13 @@ impl Compressor {
             }
             Compression::Snappy => {
                 let encoder = self.snappy.get_or_insert_with(snap::raw::Encoder::new);
-                snappy::compress_xerial(encoder, input, out)
+                snappy::compress_xerial(encoder, &mut self.block, input, out)
             }
             Compression::Lz4 => {
                 let table = self
                     .lz4
                     .get_or_insert_with(|| Box::new(lz4_flex::block::CompressTable::default()));
-                lz4::compress_frame(table, input, out)
+                lz4::compress_frame(table, &mut self.block, input, out)
             }
             Compression::Zstd => {
                 let level = zstd_codec::clamp_level(level);

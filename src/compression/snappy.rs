@@ -33,23 +33,28 @@ fn corrupt(detail: impl std::fmt::Display) -> CompressionError {
     CompressionError::corrupt(Compression::Snappy, detail)
 }
 
+/// Compresses `input` in xerial framing appended to `out`. Each block is
+/// compressed into `room` (grown to the worst case once, then reused), so
+/// `out` receives only the bytes written.
 pub(super) fn compress_xerial(
     encoder: &mut Encoder,
+    room: &mut Vec<u8>,
     input: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), CompressionError> {
     out.extend_from_slice(&XERIAL_HEADER);
     for block in input.chunks(BLOCK_SIZE) {
-        let len_at = out.len();
-        let data_at = len_at + 4;
-        out.resize(data_at + max_compress_len(block.len()), 0);
+        let bound = max_compress_len(block.len());
+        if room.len() < bound {
+            room.resize(bound, 0);
+        }
         let written = encoder
-            .compress(block, &mut out[data_at..])
+            .compress(block, &mut room[..bound])
             .map_err(|e| CompressionError::failed(Compression::Snappy, e))?;
-        out.truncate(data_at + written);
         // A block holds at most 32 KiB of input, so its compressed length fits.
-        let written = u32::try_from(written).map_err(|_| corrupt("block too long"))?;
-        out[len_at..data_at].copy_from_slice(&written.to_be_bytes());
+        let len = u32::try_from(written).map_err(|_| corrupt("block too long"))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&room[..written]);
     }
     Ok(())
 }

@@ -77,6 +77,9 @@ pub(crate) struct Batch {
     pub(crate) maybe_persisted: bool,
     /// Not to be sent again before this instant (retry backoff).
     pub(crate) retry_at: Option<Instant>,
+    /// Its size as last written, when the network layer compressed it on
+    /// the way out (the stats count bytes on the wire).
+    pub(crate) wire_len: Option<usize>,
 }
 
 impl Batch {
@@ -146,6 +149,7 @@ impl Batch {
             attempts: self.attempts,
             maybe_persisted: false,
             retry_at: None,
+            wire_len: None,
         };
         let second_stamp = self.stamp.map(|s| Stamp {
             base_sequence: super::idempotence::add_sequence(s.base_sequence, first_half as i32),
@@ -269,6 +273,7 @@ impl PartitionQueue {
                 attempts: 0,
                 maybe_persisted: false,
                 retry_at: None,
+                wire_len: None,
             })),
             Err(e) => {
                 let base = builder.base_timestamp();

@@ -313,7 +313,23 @@ impl Engine {
     /// epoch) stamps records without a timestamp. With `deadline` the record
     /// may wait for metadata and buffer space until then; without, it fails
     /// at once if it cannot be accepted now.
+    #[cfg_attr(not(test), allow(dead_code))] // the driver defers; tests and the simulation do not
     pub(crate) fn append(
+        &mut self,
+        now: Instant,
+        timestamp_now: i64,
+        record: Record,
+        token: u64,
+        deadline: Option<Instant>,
+    ) {
+        self.append_deferred(now, timestamp_now, record, token, deadline);
+        self.pump(now);
+    }
+
+    /// [`append`](Self::append) without acting on it yet: the record waits
+    /// until the next input or [`handle_timeout`](Self::handle_timeout),
+    /// so a run of appends costs one pass over the partitions.
+    pub(crate) fn append_deferred(
         &mut self,
         now: Instant,
         timestamp_now: i64,
@@ -369,7 +385,6 @@ impl Engine {
             reserved,
             deadline,
         });
-        self.pump(now);
     }
 
     /// Makes every record appended so far ready to send, ignoring linger.
@@ -686,6 +701,23 @@ impl Engine {
         self.stamped_identity
     }
 
+    /// The network layer compressed request `id`'s batches on their way
+    /// out: `sizes` holds (topic, partition, bytes written) of each, for the
+    /// stats.
+    pub(crate) fn note_wire_sizes(&mut self, id: u64, sizes: &[(String, i32, usize)]) {
+        let Some(request) = self.in_flight.get_mut(&id) else {
+            return;
+        };
+        for b in &mut request.batches {
+            if let Some((_, _, len)) = sizes
+                .iter()
+                .find(|(topic, partition, _)| *partition == b.partition && *topic == b.topic)
+            {
+                b.batch.wire_len = Some(*len);
+            }
+        }
+    }
+
     /// Time passed.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.pump(now);
@@ -970,7 +1002,14 @@ impl Engine {
             return;
         };
         let count = info.partitions.len();
-        let tq = self.topics.entry(w.record.topic.clone()).or_default();
+        // Look up before inserting: the topic's name is copied only once.
+        if !self.topics.contains_key(&w.record.topic) {
+            self.topics
+                .insert(w.record.topic.clone(), TopicQueues::default());
+        }
+        let Some(tq) = self.topics.get_mut(&w.record.topic) else {
+            return;
+        };
         if tq.partitions.len() < count {
             tq.partitions.resize_with(count, PartitionQueue::default);
             tq.held.resize(count, 0);
@@ -1366,7 +1405,7 @@ impl Engine {
             &b.topic,
             b.partition,
             b.batch.records.len(),
-            b.batch.sealed.len(),
+            b.batch.wire_len.unwrap_or_else(|| b.batch.sealed.len()),
         );
         self.settle_delivered(b.batch.records.len() as u64);
         for (i, r) in b.batch.records.iter().enumerate() {

@@ -7,6 +7,7 @@
 //! in line. A `send` that finds room needs no round trip to the task.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,14 +24,23 @@ struct Waiter {
 }
 
 struct State {
-    used: usize,
     waiters: VecDeque<Waiter>,
     next_id: u64,
 }
 
 /// A byte budget with a FIFO queue of waiters.
+///
+/// The budget itself is an atomic counter, so a reservation that fits while
+/// nobody waits, and a release while nobody waits, take no lock. The line
+/// of waiters is behind the lock. Both sides use sequentially consistent
+/// operations on `used` and `queued`: a release that does not see a new
+/// waiter happened before the waiter's own re-check, which then sees the
+/// freed space.
 pub(crate) struct BufferGate {
     capacity: usize,
+    used: AtomicUsize,
+    /// Waiters in line (the length of `state.waiters`).
+    queued: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -42,7 +52,19 @@ pub(crate) struct Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.gate.release(self.size);
+        if self.size > 0 {
+            self.gate.release(self.size);
+        }
+    }
+}
+
+impl Reservation {
+    /// Takes over `other`'s share (of the same gate), so that both are
+    /// returned with one release.
+    pub(crate) fn absorb(&mut self, mut other: Reservation) {
+        debug_assert!(Arc::ptr_eq(&self.gate, &other.gate));
+        self.size += other.size;
+        other.size = 0;
     }
 }
 
@@ -50,12 +72,22 @@ impl BufferGate {
     pub(crate) fn new(capacity: usize) -> Arc<BufferGate> {
         Arc::new(BufferGate {
             capacity,
+            used: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
             state: Mutex::new(State {
-                used: 0,
                 waiters: VecDeque::new(),
                 next_id: 0,
             }),
         })
+    }
+
+    /// Adds `size` to the budget in use if it fits.
+    fn take(&self, size: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                (used.saturating_add(size) <= self.capacity).then(|| used + size)
+            })
+            .is_ok()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -66,14 +98,12 @@ impl BufferGate {
 
     /// Bytes handed out and not yet returned.
     pub(crate) fn used(&self) -> usize {
-        self.lock().used
+        self.used.load(Ordering::SeqCst)
     }
 
     /// `size` bytes now, if they are free and nobody waits before us.
     pub(crate) fn try_reserve(self: &Arc<Self>, size: usize) -> Option<Reservation> {
-        let mut state = self.lock();
-        if state.waiters.is_empty() && state.used + size <= self.capacity {
-            state.used += size;
+        if self.queued.load(Ordering::SeqCst) == 0 && self.take(size) {
             return Some(Reservation {
                 gate: Arc::clone(self),
                 size,
@@ -93,8 +123,7 @@ impl BufferGate {
     ) -> bool {
         let (id, granted) = {
             let mut state = self.lock();
-            if state.waiters.is_empty() && state.used + size <= self.capacity {
-                state.used += size;
+            if state.waiters.is_empty() && self.take(size) {
                 drop(state);
                 on_grant(Reservation {
                     gate: Arc::clone(self),
@@ -111,17 +140,25 @@ impl BufferGate {
                 on_grant,
                 granted: tx,
             });
+            self.queued.fetch_add(1, Ordering::SeqCst);
             (id, rx)
         };
+        // Space freed between the check above and joining the line was
+        // released without seeing us: look again.
+        self.grant_waiters();
         if let Ok(Ok(())) = tokio::time::timeout(timeout, granted).await {
             return true;
         }
         let removed = {
             let mut state = self.lock();
-            match state.waiters.iter().position(|w| w.id == id) {
+            let removed = match state.waiters.iter().position(|w| w.id == id) {
                 Some(at) => state.waiters.remove(at),
                 None => None,
+            };
+            if removed.is_some() {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
             }
+            removed
         };
         match removed {
             // Never granted; the line behind may move now.
@@ -136,11 +173,11 @@ impl BufferGate {
     }
 
     fn release(self: &Arc<Self>, size: usize) {
-        {
-            let mut state = self.lock();
-            state.used = state.used.saturating_sub(size);
+        self.used.fetch_sub(size, Ordering::SeqCst);
+        // Nobody waits (the common case): no lock.
+        if self.queued.load(Ordering::SeqCst) > 0 {
+            self.grant_waiters();
         }
-        self.grant_waiters();
     }
 
     /// Hands space to waiters in order while the first one fits. Each grant
@@ -150,12 +187,9 @@ impl BufferGate {
             let waiter = {
                 let mut state = self.lock();
                 match state.waiters.front() {
-                    Some(front) if state.used + front.size <= self.capacity => {
-                        let waiter = state.waiters.pop_front();
-                        if let Some(w) = &waiter {
-                            state.used += w.size;
-                        }
-                        waiter
+                    Some(front) if self.take(front.size) => {
+                        self.queued.fetch_sub(1, Ordering::SeqCst);
+                        state.waiters.pop_front()
                     }
                     _ => None,
                 }

@@ -33,6 +33,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::net::buffer_gate::{BufferGate, Reservation};
+use crate::net::compress::{Outbound, WireSizes};
 
 use crate::config::ClientConfig;
 use crate::engine::{
@@ -100,6 +101,9 @@ enum Response {
         id: u64,
         result: Result<TxnAnswer, Error>,
     },
+    /// Sizes of request `id`'s batches as compressed on the way out; sent
+    /// before the request is written, so before its answer.
+    WireSizes { id: u64, sizes: WireSizes },
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<BrokerConnection>>>>;
@@ -115,6 +119,14 @@ impl Connections {
     fn slot(&self, node: i32) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(slots.entry(node).or_default())
+    }
+
+    /// The open connection to `node`, if there is one and nobody is
+    /// opening it right now; never waits.
+    fn cached(&self, node: i32) -> Option<Arc<BrokerConnection>> {
+        let slot = self.slot(node);
+        let guard = slot.try_lock().ok()?;
+        guard.as_ref().filter(|c| !c.is_closed()).cloned()
     }
 
     async fn get(&self, node: i32, addr: &str) -> Result<Arc<BrokerConnection>, Error> {
@@ -185,48 +197,97 @@ async fn dispatch_produce(
     mut jobs: mpsc::UnboundedReceiver<ProduceJob>,
     connections: Arc<Connections>,
     responses: mpsc::UnboundedSender<Response>,
+    outbound: Option<Outbound>,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    while let Some(job) = jobs.recv().await {
+    while let Some(mut job) = jobs.recv().await {
         let id = job.id;
-        let fail = |error, written| {
-            let _ = responses.send(Response::Produce {
-                id,
-                result: Err(SendFailure { error, written }),
-            });
-        };
-        let conn = match connections.get(node, &job.addr).await {
-            Ok(conn) => conn,
-            Err(error) => {
-                fail(error, false);
-                continue;
+        if let Some(outbound) = outbound {
+            match outbound.compress(std::mem::take(&mut job.request)).await {
+                Ok((request, sizes)) => {
+                    job.request = request;
+                    if !sizes.is_empty() {
+                        let _ = responses.send(Response::WireSizes { id, sizes });
+                    }
+                }
+                Err(error) => {
+                    let _ = responses.send(Response::Produce {
+                        id,
+                        result: Err(SendFailure {
+                            error,
+                            written: false,
+                        }),
+                    });
+                    busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                    continue;
+                }
             }
-        };
-        if !job.expects_response {
-            let result = conn
-                .send_without_response(&job.request)
-                .map(|()| ProduceResponse::default())
-                .map_err(|error| SendFailure {
+        }
+        match connections.get(node, &job.addr).await {
+            Ok(conn) => write_produce(&conn, &job, &responses),
+            Err(error) => {
+                let _ = responses.send(Response::Produce {
+                    id,
+                    result: Err(SendFailure {
+                        error,
+                        written: false,
+                    }),
+                });
+            }
+        }
+        // Done with this job: the driver may write directly again once
+        // nothing is queued here.
+        busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Queues one Produce request on `conn` and has its answer sent to the
+/// driver when it comes.
+fn write_produce(
+    conn: &BrokerConnection,
+    job: &ProduceJob,
+    responses: &mpsc::UnboundedSender<Response>,
+) {
+    let id = job.id;
+    if !job.expects_response {
+        let result = conn
+            .send_without_response(&job.request)
+            .map(|()| ProduceResponse::default())
+            .map_err(|error| SendFailure {
+                error,
+                written: true,
+            });
+        let _ = responses.send(Response::Produce { id, result });
+        return;
+    }
+    match conn.begin(&job.request) {
+        Ok(pending) => {
+            let responses = responses.clone();
+            tokio::spawn(async move {
+                let result = pending.wait().await.map_err(|error| SendFailure {
                     error,
                     written: true,
                 });
-            let _ = responses.send(Response::Produce { id, result });
-            continue;
+                let _ = responses.send(Response::Produce { id, result });
+            });
         }
-        match conn.begin(&job.request) {
-            Ok(pending) => {
-                let responses = responses.clone();
-                tokio::spawn(async move {
-                    let result = pending.wait().await.map_err(|error| SendFailure {
-                        error,
-                        written: true,
-                    });
-                    let _ = responses.send(Response::Produce { id, result });
-                });
-            }
-            // Not queued on the connection: nothing was written.
-            Err(error) => fail(error, false),
+        // Not queued on the connection: nothing was written.
+        Err(error) => {
+            let _ = responses.send(Response::Produce {
+                id,
+                result: Err(SendFailure {
+                    error,
+                    written: false,
+                }),
+            });
         }
     }
+}
+
+/// One broker's dispatch queue.
+struct ProduceQueue {
+    jobs: mpsc::UnboundedSender<ProduceJob>,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What producer handles share with the driver.
@@ -246,9 +307,11 @@ pub(crate) struct DriverHandle {
 }
 
 /// Starts the driver task on the current runtime.
-pub(crate) fn spawn(client: ClientConfig, engine: EngineConfig) -> DriverHandle {
+pub(crate) fn spawn(client: ClientConfig, mut engine: EngineConfig) -> DriverHandle {
     // A transactional producer gets its id from `init_transactions`.
     let wait_for_id = engine.idempotence && engine.transactional_id.is_none();
+    // Batches are compressed by the dispatch tasks, not by the engine.
+    let outbound = Outbound::take_from(&mut engine);
     let buffer = BufferGate::new(engine.buffer_memory);
     let known_topics = Arc::new(RwLock::new(BTreeSet::new()));
     let (commands, command_rx) = mpsc::unbounded_channel();
@@ -279,6 +342,9 @@ pub(crate) fn spawn(client: ClientConfig, engine: EngineConfig) -> DriverHandle 
         ready_waiters: Vec::new(),
         fatal: None,
         produce_queues: BTreeMap::new(),
+        outbound,
+        accept_waiters: 0,
+        reports: Vec::new(),
         known_topics: Arc::clone(&known_topics),
         stats: Arc::clone(&stats),
     };
@@ -326,7 +392,16 @@ struct Driver {
     txn_waiters: BTreeMap<u64, oneshot::Sender<Result<(), Error>>>,
     next_txn_op: u64,
     /// Per broker, the ordered queue of its Produce requests.
-    produce_queues: BTreeMap<i32, mpsc::UnboundedSender<ProduceJob>>,
+    /// With the number of its requests not yet queued on the connection
+    /// (waiting in the queue or being handled by the dispatch task).
+    produce_queues: BTreeMap<i32, ProduceQueue>,
+    /// The codec batches are compressed with on the way out, if any.
+    outbound: Option<Outbound>,
+    /// Pending records whose sender waits for acceptance.
+    accept_waiters: usize,
+    /// Delivery reports of the run of deliveries being handled (kept for
+    /// its allocation).
+    reports: Vec<(DeliveryReply, RecordMetadata)>,
     known_topics: Arc<RwLock<BTreeSet<String>>>,
 }
 
@@ -370,13 +445,18 @@ impl Driver {
                 command = self.command_rx.recv(), if self.commands_open => {
                     match command {
                         Some(command) => {
-                            self.on_command(command);
+                            // One clock reading and one engine pass for the
+                            // whole run of commands waiting now.
+                            let now = clock::now();
+                            let unix_millis = clock::unix_millis();
+                            self.on_command(command, now, unix_millis);
                             for _ in 0..1024 {
                                 match self.command_rx.try_recv() {
-                                    Ok(command) => self.on_command(command),
+                                    Ok(command) => self.on_command(command, now, unix_millis),
                                     Err(_) => break,
                                 }
                             }
+                            self.engine.handle_timeout(now);
                         }
                         None => {
                             // Every handle is gone: send what is left, then stop.
@@ -426,8 +506,9 @@ impl Driver {
         self.aborted += before - self.pending.len();
     }
 
-    fn on_command(&mut self, command: Command) {
-        let now = clock::now();
+    /// Takes one command. Records are appended without an engine pass; the
+    /// caller runs one (`handle_timeout`) after a run of commands.
+    fn on_command(&mut self, command: Command, now: Instant, unix_millis: i64) {
         match command {
             Command::Send {
                 record,
@@ -450,6 +531,7 @@ impl Driver {
                 }
                 let token = self.next_token;
                 self.next_token += 1;
+                self.accept_waiters += usize::from(accepted.is_some());
                 self.pending.insert(
                     token,
                     PendingRecord {
@@ -459,7 +541,7 @@ impl Driver {
                     },
                 );
                 self.engine
-                    .append(now, clock::unix_millis(), record, token, deadline);
+                    .append_deferred(now, unix_millis, record, token, deadline);
             }
             Command::Flush { done } => {
                 let mark = self.next_token - 1;
@@ -518,6 +600,7 @@ impl Driver {
                     .handle_init_producer_id_response(now, id, result);
             }
             Response::Txn { id, result } => self.engine.handle_txn_response(now, id, result),
+            Response::WireSizes { id, sizes } => self.engine.note_wire_sizes(id, &sizes),
         }
     }
 
@@ -527,22 +610,39 @@ impl Driver {
         }
         // Counters first, so a caller woken by an event sees them updated.
         self.publish_stats();
+        let mut freed: Option<Reservation> = None;
+        let mut reports = std::mem::take(&mut self.reports);
         while let Some(event) = self.engine.poll_event() {
+            if !matches!(event, Event::Delivered { .. }) {
+                // Space first, so a caller woken by a delivery finds it free.
+                drop(freed.take());
+                for (reply, metadata) in reports.drain(..) {
+                    let _ = reply.send(Ok(metadata));
+                }
+            }
             match event {
-                Event::Accepted { token } => {
+                // Most records have nobody waiting for acceptance: no lookup.
+                Event::Accepted { token } if self.accept_waiters > 0 => {
                     if let Some(reply) =
                         self.pending.get_mut(&token).and_then(|p| p.accepted.take())
                     {
+                        self.accept_waiters -= 1;
                         let _ = reply.send(Ok(()));
                     }
                 }
+                Event::Accepted { .. } => {}
                 Event::Delivered { token, metadata } => {
                     if let Some(mut p) = self.pending.remove(&token) {
-                        // Space first, so a caller woken by the delivery
-                        // finds it free.
-                        drop(p.permit.take());
+                        self.accept_waiters -= usize::from(p.accepted.is_some());
+                        // A run of deliveries (a batch) returns its space in
+                        // one release, before any of them is reported.
+                        match (&mut freed, p.permit.take()) {
+                            (Some(all), Some(permit)) => all.absorb(permit),
+                            (all @ None, permit) => *all = permit,
+                            (Some(_), None) => {}
+                        }
                         if let Some(reply) = p.delivered.take() {
-                            let _ = reply.send(Ok(metadata));
+                            reports.push((reply, metadata));
                         }
                     }
                 }
@@ -570,7 +670,10 @@ impl Driver {
                         // `try_send` does not listen there, so then it goes
                         // to the delivery future.
                         let unheard = match p.accepted.take() {
-                            Some(reply) => reply.send(Err(error)).err().and_then(Result::err),
+                            Some(reply) => {
+                                self.accept_waiters -= 1;
+                                reply.send(Err(error)).err().and_then(Result::err)
+                            }
                             None => Some(error),
                         };
                         if let (Some(error), Some(reply)) = (unheard, p.delivered.take()) {
@@ -580,6 +683,11 @@ impl Driver {
                 }
             }
         }
+        drop(freed);
+        for (reply, metadata) in reports.drain(..) {
+            let _ = reply.send(Ok(metadata));
+        }
+        self.reports = reports;
         let oldest = self.pending.keys().next().copied();
         let mut i = 0;
         while i < self.flush_waiters.len() {
@@ -629,17 +737,34 @@ impl Driver {
                     request,
                     expects_response,
                 };
+                let outbound = self.outbound;
                 let queue = self.produce_queues.entry(node).or_insert_with(|| {
-                    let (tx, rx) = mpsc::unbounded_channel();
+                    let (jobs, rx) = mpsc::unbounded_channel();
+                    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
                     tokio::spawn(dispatch_produce(
                         node,
                         rx,
                         Arc::clone(&connections),
                         responses.clone(),
+                        outbound,
+                        Arc::clone(&busy),
                     ));
-                    tx
+                    ProduceQueue { jobs, busy }
                 });
-                if let Err(mpsc::error::SendError(job)) = queue.send(job) {
+                // Nothing to compress, nothing queued before it and the
+                // connection open: write it from here, which saves a hop
+                // through the dispatch task. Only the driver adds jobs, so
+                // an idle queue stays idle until this returns.
+                if outbound.is_none()
+                    && queue.busy.load(std::sync::atomic::Ordering::Acquire) == 0
+                    && let Some(conn) = connections.cached(node)
+                {
+                    write_produce(&conn, &job, &responses);
+                    return;
+                }
+                queue.busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                if let Err(mpsc::error::SendError(job)) = queue.jobs.send(job) {
+                    queue.busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                     let failure = SendFailure {
                         error: Error::new(ErrorKind::Closed, "the producer is closing"),
                         written: false,

@@ -4,6 +4,7 @@
 
 pub(crate) mod buffer_gate;
 pub(crate) mod clock;
+pub(crate) mod compress;
 pub(crate) mod connection;
 pub(crate) mod driver;
 pub(crate) mod txn_wire;

@@ -60,10 +60,12 @@
 //! markers is a version (int16) and the coordinator epoch (int32).
 
 mod builder;
+mod compress;
 mod reader;
 mod varint;
 
 pub use builder::{AppendOutcome, BatchBuilder, BatchConfig, SealedBatch};
+pub use compress::compress_batch;
 pub use reader::{
     Batch, BatchHeader, BatchReader, ControlRecord, ControlRecordType, Header, Headers,
     ReadOptions, Record, Records,

@@ -1,0 +1,1284 @@
+//! A producer load generator, in the manner of `kafka-producer-perf-test` and
+//! `rdkafka_performance`, for smartkafka and rust-rdkafka alike.
+//!
+//! ```text
+//! cargo build --release --example perf
+//! target/release/examples/perf --client smartkafka --spawn mock --records 1000000 --size 100
+//! target/release/examples/perf --client rdkafka    --spawn mock --records 1000000 --size 100
+//! target/release/examples/perf --client smartkafka --bootstrap localhost:9092 --topic events --duration 30
+//! ```
+//!
+//! `--spawn mock|fake` runs the broker (the librdkafka mock cluster, or the
+//! fake cluster of `protocol-tests`) as a separate child process: this same
+//! binary in its hidden `--serve` mode, which prints the bootstrap address and
+//! runs until its standard input closes. The client's CPU time and peak RSS
+//! (getrusage of this process) then do not include the broker's.
+//!
+//! Payloads come from a pool of distinct JSON-like events of exactly `--size`
+//! bytes, built before the clock starts. Only acknowledged records count; any
+//! failed record makes the exit code non-zero.
+
+// The clock rule is for the library's engine; a load generator times itself.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Client {
+    Smartkafka,
+    Rdkafka,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Broker {
+    /// The librdkafka mock cluster.
+    Mock,
+    /// smartkafka's fake cluster (`protocol-tests`).
+    Fake,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Codec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Codec {
+    fn name(self) -> &'static str {
+        match self {
+            Codec::None => "none",
+            Codec::Gzip => "gzip",
+            Codec::Snappy => "snappy",
+            Codec::Lz4 => "lz4",
+            Codec::Zstd => "zstd",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AcksArg {
+    #[value(name = "0")]
+    None,
+    #[value(name = "1")]
+    Leader,
+    #[value(name = "all", alias = "-1")]
+    All,
+}
+
+/// How records are keyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyPattern {
+    /// No key (the sticky partitioner spreads them).
+    None,
+    /// A random key per record, from a pool of 65,536.
+    Random,
+    /// `key-<i mod N>`.
+    SequentialMod(u64),
+}
+
+impl FromStr for KeyPattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => return Ok(KeyPattern::None),
+            "random" => return Ok(KeyPattern::Random),
+            _ => {}
+        }
+        let n = s
+            .strip_prefix("sequential-mod")
+            .map(|rest| rest.trim_start_matches([':', '=', ' ']))
+            .ok_or_else(|| format!("`{s}`: expected none, random or sequential-mod:N"))?;
+        match n.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(KeyPattern::SequentialMod(n)),
+            _ => Err(format!(
+                "`{s}`: N in sequential-mod:N must be a positive number"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyPattern::None => write!(f, "none"),
+            KeyPattern::Random => write!(f, "random"),
+            KeyPattern::SequentialMod(n) => write!(f, "sequential-mod:{n}"),
+        }
+    }
+}
+
+/// Producer load generator for smartkafka and rust-rdkafka.
+#[derive(Debug, Parser)]
+#[command(name = "perf", version)]
+struct Args {
+    /// Which client produces.
+    #[arg(long, value_enum, default_value = "smartkafka")]
+    client: Client,
+    /// An external cluster (`host:port,...`).
+    #[arg(long, conflicts_with = "spawn")]
+    bootstrap: Option<String>,
+    /// Start a broker as a separate child process.
+    #[arg(long, value_enum)]
+    spawn: Option<Broker>,
+    /// Brokers in a spawned cluster.
+    #[arg(long, default_value_t = 3)]
+    brokers: usize,
+    /// Topic to produce to (created with `--partitions` if missing).
+    #[arg(long, default_value = "perf")]
+    topic: String,
+    /// Partitions of the topic.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Records to produce.
+    #[arg(long, default_value_t = 1_000_000, conflicts_with = "duration")]
+    records: u64,
+    /// Produce for this many seconds instead of a record count.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Send at most this many records per second (default: as fast as
+    /// possible). A paced run measures delivery latency rather than queueing.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Distinct values in the payload pool.
+    #[arg(long, default_value_t = 4096)]
+    pool: usize,
+    /// none | random | sequential-mod:N.
+    #[arg(long, default_value = "sequential-mod:10000")]
+    key_pattern: KeyPattern,
+    /// Acknowledgements: 0, 1 or all.
+    #[arg(long, value_enum, default_value = "all")]
+    acks: AcksArg,
+    /// Idempotence (enable.idempotence).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    idempotence: bool,
+    /// Compression codec.
+    #[arg(long, value_enum, default_value = "none")]
+    compression: Codec,
+    /// Compression level (default: the codec's).
+    #[arg(long)]
+    level: Option<i32>,
+    /// linger.ms.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// batch.size in bytes.
+    #[arg(long, default_value_t = 65_536)]
+    batch_size: usize,
+    /// Buffer for records not yet acknowledged, MiB (smartkafka
+    /// buffer_memory; rdkafka queue.buffering.max.kbytes).
+    #[arg(long, default_value_t = 64)]
+    buffer_mb: usize,
+    /// rdkafka queue.buffering.max.messages.
+    #[arg(long, default_value_t = 1_000_000)]
+    queue_messages: usize,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 5)]
+    max_in_flight: usize,
+    /// Worker threads of smartkafka's tokio runtime (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// A label for the run, copied into the JSON summary.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Print a one-line JSON summary instead of text.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Internal: run a broker (mock or fake), print its bootstrap address,
+    /// serve until stdin closes.
+    #[arg(long, value_enum, hide = true)]
+    serve: Option<Broker>,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Some(broker) = args.serve {
+        serve(broker, &args);
+        return;
+    }
+    match run(&args) {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.json(&args));
+            } else {
+                report.print(&args);
+            }
+            if report.errors > 0 || report.acked != report.sent {
+                eprintln!(
+                    "perf: {} of {} records acknowledged, {} errors",
+                    report.acked, report.sent, report.errors
+                );
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            eprintln!("perf: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+// ---------------------------------------------------------------- broker
+
+/// The hidden `--serve` mode: the broker in its own process.
+fn serve(broker: Broker, args: &Args) {
+    let stop = || {
+        // Runs until the parent closes our stdin (or kills us).
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+    };
+    let announce = |bootstrap: &str| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{bootstrap}");
+        let _ = out.flush();
+    };
+    match broker {
+        Broker::Mock => {
+            let cluster = rdkafka::mocking::MockCluster::new(args.brokers as i32)
+                .expect("librdkafka mock cluster");
+            cluster
+                .create_topic(&args.topic, args.partitions, 1)
+                .expect("create the topic on the mock cluster");
+            announce(&cluster.bootstrap_servers());
+            stop();
+        }
+        Broker::Fake => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let cluster = runtime.block_on(
+                protocol_tests::FakeCluster::builder()
+                    .brokers(args.brokers)
+                    .topic(&args.topic, args.partitions)
+                    .build(),
+            );
+            announce(&cluster.bootstrap_servers());
+            stop();
+            drop(cluster);
+        }
+    }
+}
+
+/// A broker child process; closing its stdin stops it.
+struct Spawned {
+    child: Child,
+    bootstrap: String,
+}
+
+impl Spawned {
+    fn start(broker: Broker, args: &Args) -> Result<Spawned, BoxError> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .arg("--serve")
+            .arg(match broker {
+                Broker::Mock => "mock",
+                Broker::Fake => "fake",
+            })
+            .args(["--brokers", &args.brokers.to_string()])
+            .args(["--topic", &args.topic])
+            .args(["--partitions", &args.partitions.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout from the broker")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let bootstrap = line.trim().to_owned();
+        if bootstrap.is_empty() {
+            let _ = child.kill();
+            return Err("the broker process exited without an address".into());
+        }
+        Ok(Spawned { child, bootstrap })
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- payloads
+
+/// A small xorshift generator: payloads and keys need variety, not quality.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const WORDS: &[&str] = &[
+    "alpha", "bravo", "checkout", "delta", "basket", "search", "mobile", "desktop", "premium",
+    "trial", "renewal", "europe", "america", "asia", "shipping", "express", "standard", "coupon",
+    "refund", "review", "gift", "order", "session", "banner", "widget", "account", "profile",
+    "settings", "invoice", "payment",
+];
+const EVENTS: &[&str] = &[
+    "page_view",
+    "click",
+    "add_to_cart",
+    "purchase",
+    "login",
+    "logout",
+    "search",
+    "signup",
+];
+const PATHS: &[&str] = &[
+    "/",
+    "/products",
+    "/products/item",
+    "/cart",
+    "/checkout",
+    "/account/orders",
+    "/search",
+    "/help/faq",
+];
+
+/// One JSON-like event of exactly `size` bytes (for sizes of 2 or more).
+fn event(rng: &mut Rng, n: usize, size: usize) -> Vec<u8> {
+    let mut s = format!(
+        r#"{{"id":"{:016x}","seq":{n},"user":"user-{}","event":"{}","path":"{}","amount":{}.{:02},"ts":{},"tags":["#,
+        rng.next(),
+        rng.below(100_000),
+        EVENTS[rng.below(EVENTS.len() as u64) as usize],
+        PATHS[rng.below(PATHS.len() as u64) as usize],
+        rng.below(10_000),
+        rng.below(100),
+        1_700_000_000_000u64 + rng.below(100_000_000),
+    );
+    let mut first = true;
+    while s.len() + 3 < size {
+        if !first {
+            s.push(',');
+        }
+        first = false;
+        s.push('"');
+        s.push_str(WORDS[rng.below(WORDS.len() as u64) as usize]);
+        s.push('"');
+    }
+    s.push_str("]}");
+    let mut bytes = s.into_bytes();
+    if bytes.len() > size {
+        bytes.truncate(size.saturating_sub(1));
+        if size > 0 {
+            bytes.push(b'}');
+        }
+    }
+    while bytes.len() < size {
+        bytes.insert(bytes.len() - 1, b' ');
+    }
+    bytes
+}
+
+struct Payloads {
+    values: Vec<Bytes>,
+    keys: Vec<Bytes>,
+    pattern: KeyPattern,
+}
+
+impl Payloads {
+    fn new(args: &Args) -> Payloads {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let values = (0..args.pool.max(1))
+            .map(|n| Bytes::from(event(&mut rng, n, args.size)))
+            .collect();
+        let keys = match args.key_pattern {
+            KeyPattern::None => Vec::new(),
+            KeyPattern::Random => (0..65_536)
+                .map(|_| Bytes::from(format!("{:016x}", rng.next())))
+                .collect(),
+            KeyPattern::SequentialMod(n) => {
+                (0..n).map(|i| Bytes::from(format!("key-{i}"))).collect()
+            }
+        };
+        Payloads {
+            values,
+            keys,
+            pattern: args.key_pattern,
+        }
+    }
+
+    fn value(&self, i: u64) -> &Bytes {
+        &self.values[(i % self.values.len() as u64) as usize]
+    }
+
+    fn key(&self, i: u64) -> Option<&Bytes> {
+        match self.pattern {
+            KeyPattern::None => None,
+            // A multiplicative hash of the index: random-looking, no state.
+            KeyPattern::Random => {
+                let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 48;
+                Some(&self.keys[h as usize])
+            }
+            KeyPattern::SequentialMod(_) => Some(&self.keys[(i % self.keys.len() as u64) as usize]),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- latency
+
+/// A log-linear histogram of microseconds (about 0.2 % resolution).
+struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+    max: u64,
+}
+
+impl Histogram {
+    const LINEAR: u64 = 1024;
+    const SUB: u64 = 512;
+
+    fn new() -> Histogram {
+        Histogram {
+            counts: vec![0; (Self::LINEAR + 44 * Self::SUB) as usize],
+            total: 0,
+            max: 0,
+        }
+    }
+
+    fn index(v: u64) -> usize {
+        if v < Self::LINEAR {
+            return v as usize;
+        }
+        let e = 63 - u64::from(v.leading_zeros()); // >= 10
+        let top = v >> (e - 9); // 512..=1023
+        (Self::LINEAR + (e - 10) * Self::SUB + (top - Self::SUB)) as usize
+    }
+
+    fn value(index: usize) -> u64 {
+        let i = index as u64;
+        if i < Self::LINEAR {
+            return i;
+        }
+        let e = (i - Self::LINEAR) / Self::SUB + 10;
+        let top = (i - Self::LINEAR) % Self::SUB + Self::SUB;
+        (top << (e - 9)) + (1 << (e - 9)) / 2
+    }
+
+    fn record(&mut self, micros: u64) {
+        let i = Self::index(micros).min(self.counts.len() - 1);
+        self.counts[i] += 1;
+        self.total += 1;
+        self.max = self.max.max(micros);
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.total += other.total;
+        self.max = self.max.max(other.max);
+    }
+
+    /// The `q` quantile in milliseconds.
+    fn quantile_ms(&self, q: f64) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Self::value(i).min(self.max) as f64 / 1000.0;
+            }
+        }
+        self.max as f64 / 1000.0
+    }
+}
+
+// ---------------------------------------------------------------- the run
+
+struct Report {
+    client: Client,
+    sent: u64,
+    acked: u64,
+    errors: u64,
+    first_error: Option<String>,
+    value_bytes: u64,
+    seconds: f64,
+    cpu_seconds: f64,
+    peak_rss_kb: i64,
+    latency: Histogram,
+    notes: String,
+}
+
+impl Report {
+    fn records_per_sec(&self) -> f64 {
+        self.acked as f64 / self.seconds
+    }
+
+    fn mb_per_sec(&self) -> f64 {
+        self.value_bytes as f64 / self.seconds / 1e6
+    }
+
+    fn cpu_us_per_record(&self) -> f64 {
+        self.cpu_seconds * 1e6 / self.acked.max(1) as f64
+    }
+
+    fn print(&self, args: &Args) {
+        let client = match self.client {
+            Client::Smartkafka => "smartkafka",
+            Client::Rdkafka => "rdkafka",
+        };
+        println!(
+            "{client}: {} records of {} B ({}, acks={:?}, idempotence={}, linger {} ms, batch {} B, keys {})",
+            self.acked,
+            args.size,
+            args.compression.name(),
+            args.acks,
+            args.idempotence,
+            args.linger_ms,
+            args.batch_size,
+            args.key_pattern
+        );
+        println!(
+            "  {:.0} records/s, {:.1} MB/s, {:.2} s",
+            self.records_per_sec(),
+            self.mb_per_sec(),
+            self.seconds
+        );
+        println!(
+            "  client CPU {:.3} us/record ({:.2} s user+sys), peak RSS {:.1} MiB",
+            self.cpu_us_per_record(),
+            self.cpu_seconds,
+            self.peak_rss_kb as f64 / 1024.0
+        );
+        println!(
+            "  delivery latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.latency.quantile_ms(0.50),
+            self.latency.quantile_ms(0.99),
+            self.latency.max as f64 / 1000.0
+        );
+        if !self.notes.is_empty() {
+            println!("  {}", self.notes);
+        }
+        println!(
+            "  errors {}{}",
+            self.errors,
+            self.first_error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" (first: {e})"))
+        );
+    }
+
+    fn json(&self, args: &Args) -> String {
+        let client = match self.client {
+            Client::Smartkafka => "smartkafka",
+            Client::Rdkafka => "rdkafka",
+        };
+        let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        format!(
+            concat!(
+                "{{\"label\":\"{}\",\"client\":\"{}\",\"size\":{},\"compression\":\"{}\",\"level\":{},",
+                "\"acks\":\"{:?}\",\"idempotence\":{},\"linger_ms\":{},\"batch_size\":{},\"partitions\":{},",
+                "\"keys\":\"{}\",\"sent\":{},\"acked\":{},\"errors\":{},\"seconds\":{:.4},",
+                "\"records_per_sec\":{:.1},\"mb_per_sec\":{:.3},\"cpu_seconds\":{:.4},",
+                "\"cpu_us_per_record\":{:.4},\"peak_rss_kb\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},",
+                "\"max_ms\":{:.3},\"first_error\":{}}}"
+            ),
+            escape(&args.label),
+            client,
+            args.size,
+            args.compression.name(),
+            args.level.map_or("null".to_owned(), |l| l.to_string()),
+            args.acks,
+            args.idempotence,
+            args.linger_ms,
+            args.batch_size,
+            args.partitions,
+            args.key_pattern,
+            self.sent,
+            self.acked,
+            self.errors,
+            self.seconds,
+            self.records_per_sec(),
+            self.mb_per_sec(),
+            self.cpu_seconds,
+            self.cpu_us_per_record(),
+            self.peak_rss_kb,
+            self.latency.quantile_ms(0.50),
+            self.latency.quantile_ms(0.99),
+            self.latency.max as f64 / 1000.0,
+            self.first_error
+                .as_ref()
+                .map_or("null".to_owned(), |e| format!("\"{}\"", escape(e))),
+        )
+    }
+}
+
+/// user + sys CPU seconds of this process so far, and its peak RSS in KiB.
+fn rusage() -> (f64, i64) {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    (
+        secs(usage.user_time()) + secs(usage.system_time()),
+        usage.max_rss(),
+    )
+}
+
+/// Counters shared with the progress bar.
+#[derive(Default)]
+struct Progress {
+    acked: AtomicU64,
+    done: AtomicBool,
+}
+
+fn progress_bar(args: &Args, progress: Arc<Progress>) -> Option<std::thread::JoinHandle<()>> {
+    if args.quiet || args.json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match args.duration {
+        None => indicatif::ProgressBar::new(args.records),
+        Some(_) => indicatif::ProgressBar::new_spinner(),
+    };
+    let template = match args.duration {
+        None => "{spinner} [{elapsed_precise}] {bar:40} {human_pos}/{human_len} acked, {msg}",
+        Some(_) => "{spinner} [{elapsed_precise}] {human_pos} acked, {msg}",
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(std::thread::spawn(move || {
+        let started = Instant::now();
+        let (mut last, mut last_at) = (0, started);
+        while !progress.done.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            let acked = progress.acked.load(Ordering::Relaxed);
+            let now = Instant::now();
+            let rate = (acked - last) as f64 / now.duration_since(last_at).as_secs_f64();
+            (last, last_at) = (acked, now);
+            bar.set_position(acked);
+            bar.set_message(format!("{rate:.0} records/s"));
+        }
+        bar.finish_and_clear();
+    }))
+}
+
+/// When the sending loop stops, and how it is paced.
+struct Stop {
+    records: u64,
+    until: Option<Instant>,
+    start: Instant,
+    rate: Option<f64>,
+}
+
+impl Stop {
+    fn new(args: &Args, start: Instant) -> Stop {
+        match args.duration {
+            Some(secs) => Stop {
+                records: u64::MAX,
+                until: Some(start + Duration::from_secs_f64(secs)),
+                start,
+                rate: args.rate,
+            },
+            None => Stop {
+                records: args.records,
+                until: None,
+                start,
+                rate: args.rate,
+            },
+        }
+    }
+
+    /// With `--rate`, how long to wait before record `i` (checked every 16).
+    fn pause(&self, i: u64) -> Option<Duration> {
+        let rate = self.rate?;
+        if !i.is_multiple_of(16) {
+            return None;
+        }
+        let due = self.start + Duration::from_secs_f64(i as f64 / rate);
+        due.checked_duration_since(Instant::now())
+    }
+
+    /// Checked every record; reads the clock every 1024.
+    fn done(&self, i: u64) -> bool {
+        i >= self.records
+            || (i.is_multiple_of(1024) && self.until.is_some_and(|until| Instant::now() >= until))
+    }
+}
+
+fn run(args: &Args) -> Result<Report, BoxError> {
+    if args.size < 2 {
+        return Err("--size must be at least 2".into());
+    }
+    let spawned = match (args.spawn, &args.bootstrap) {
+        (Some(broker), _) => Some(Spawned::start(broker, args)?),
+        (None, Some(_)) => None,
+        (None, None) => return Err("give --bootstrap ADDR or --spawn mock|fake".into()),
+    };
+    let bootstrap = spawned.as_ref().map_or_else(
+        || args.bootstrap.clone().unwrap_or_default(),
+        |s| s.bootstrap.clone(),
+    );
+    if spawned.is_none() {
+        create_topic(args, &bootstrap)?;
+    }
+    let payloads = Payloads::new(args);
+    let progress = Arc::new(Progress::default());
+    let report = match args.client {
+        Client::Smartkafka => run_smartkafka(args, &bootstrap, &payloads, &progress),
+        Client::Rdkafka => run_rdkafka(args, &bootstrap, &payloads, &progress),
+    };
+    progress.done.store(true, Ordering::Relaxed);
+    drop(spawned);
+    report
+}
+
+/// Creates the topic on an external cluster, unless it exists.
+fn create_topic(args: &Args, bootstrap: &str) -> Result<(), BoxError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let admin = smartkafka::AdminClient::connect(
+            smartkafka::ClientConfig::new(bootstrap).client_id("perf"),
+        )
+        .await?;
+        match admin
+            .create_topics(&[smartkafka::NewTopic::new(&args.topic, args.partitions)])
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e)
+                if e.kafka_code()
+                    == Some(smartkafka::protocol::KafkaCode::TOPIC_ALREADY_EXISTS) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+}
+
+// ---------------------------------------------------------------- smartkafka
+
+type Pending = (Instant, smartkafka::DeliveryFuture);
+
+/// What one collector task saw.
+struct Collected {
+    latency: Histogram,
+    acked: u64,
+    value_bytes: u64,
+    errors: u64,
+    first_error: Option<String>,
+    last_ack: Option<Instant>,
+}
+
+impl Collected {
+    fn new() -> Collected {
+        Collected {
+            latency: Histogram::new(),
+            acked: 0,
+            value_bytes: 0,
+            errors: 0,
+            first_error: None,
+            last_ack: None,
+        }
+    }
+
+    fn settle(
+        &mut self,
+        sent: Instant,
+        result: Result<smartkafka::RecordMetadata, smartkafka::Error>,
+        value_size: u64,
+        progress: &Progress,
+    ) {
+        match result {
+            Ok(_) => {
+                let now = Instant::now();
+                self.acked += 1;
+                self.value_bytes += value_size;
+                self.latency
+                    .record(now.saturating_duration_since(sent).as_micros() as u64);
+                self.last_ack = Some(now);
+                if self.acked.is_multiple_of(4096) {
+                    progress.acked.fetch_add(4096, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+/// Awaits the delivery futures of one partition in send order: they
+/// complete in that order, so awaiting them one by one times each exactly,
+/// and a whole batch costs one wake-up.
+async fn collect_in_order(
+    mut chunks: tokio::sync::mpsc::UnboundedReceiver<Vec<Pending>>,
+    value_size: u64,
+    progress: Arc<Progress>,
+) -> Collected {
+    let mut out = Collected::new();
+    while let Some(chunk) = chunks.recv().await {
+        for (sent, delivery) in chunk {
+            let result = delivery.await;
+            out.settle(sent, result, value_size, &progress);
+        }
+    }
+    out
+}
+
+/// Awaits delivery futures in any order (`FuturesUnordered`), for keyless
+/// records whose partition the sender does not know.
+async fn collect_unordered(
+    mut chunks: tokio::sync::mpsc::UnboundedReceiver<Vec<Pending>>,
+    value_size: u64,
+    progress: Arc<Progress>,
+) -> Collected {
+    let mut out = Collected::new();
+    let mut pending = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some((sent, result)) = pending.next(), if !pending.is_empty() => {
+                out.settle(sent, result, value_size, &progress);
+            }
+            chunk = chunks.recv(), if open => match chunk {
+                Some(chunk) => {
+                    for (sent, delivery) in chunk {
+                        pending.push(async move { (sent, delivery.await) });
+                    }
+                }
+                None => open = false,
+            },
+            else => break,
+        }
+    }
+    out
+}
+
+fn run_smartkafka(
+    args: &Args,
+    bootstrap: &str,
+    payloads: &Payloads,
+    progress: &Arc<Progress>,
+) -> Result<Report, BoxError> {
+    use smartkafka::compression::Compression;
+    use smartkafka::{Acks, ErrorKind, Producer, Record};
+
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        builder.worker_threads(n);
+    }
+    let runtime = builder.enable_all().build()?;
+    runtime.block_on(async {
+        let mut builder = Producer::builder()
+            .bootstrap_servers(bootstrap)
+            .client_id("perf")
+            .acks(match args.acks {
+                AcksArg::None => Acks::None,
+                AcksArg::Leader => Acks::Leader,
+                AcksArg::All => Acks::All,
+            })
+            .idempotence(args.idempotence)
+            .linger(Duration::from_millis(args.linger_ms))
+            .batch_size(args.batch_size)
+            .buffer_memory(args.buffer_mb << 20)
+            .max_in_flight(args.max_in_flight)
+            .compression(match args.compression {
+                Codec::None => Compression::None,
+                Codec::Gzip => Compression::Gzip,
+                Codec::Snappy => Compression::Snappy,
+                Codec::Lz4 => Compression::Lz4,
+                Codec::Zstd => Compression::Zstd,
+            });
+        if let Some(level) = args.level {
+            builder = builder.compression_level(level);
+        }
+        let producer = builder.build().await?;
+        // Warm the topic's metadata so the first send does not wait for it.
+        producer
+            .send(
+                Record::new(args.topic.as_str())
+                    .key("warm-up")
+                    .value("warm-up"),
+            )
+            .await?
+            .await?;
+        let bar = progress_bar(args, Arc::clone(progress));
+
+        // Keyed records: one in-order collector per partition (the lane is
+        // the murmur2 partition the producer computes too). Keyless: one
+        // unordered collector.
+        let keyed = args.key_pattern != KeyPattern::None;
+        let collectors = if keyed {
+            args.partitions.max(1) as usize
+        } else {
+            1
+        };
+        let mut lanes = Vec::with_capacity(collectors);
+        let mut tasks = Vec::with_capacity(collectors);
+        for _ in 0..collectors {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            lanes.push(tx);
+            let progress = Arc::clone(progress);
+            let size = args.size as u64;
+            tasks.push(if keyed {
+                tokio::spawn(collect_in_order(rx, size, progress))
+            } else {
+                tokio::spawn(collect_unordered(rx, size, progress))
+            });
+        }
+        let lane_of = |i: u64| -> usize {
+            match payloads.key(i) {
+                Some(key) => smartkafka::partitioner::murmur2_partition(key, collectors as u32)
+                    .map_or(0, |p| p as usize),
+                None => 0,
+            }
+        };
+
+        // 32 pending deliveries (768 bytes): a chunk stays a small
+        // allocation for the allocator.
+        const CHUNK: usize = 32;
+        let (cpu0, _) = rusage();
+        let start = Instant::now();
+        let stop = Stop::new(args, start);
+        let mut chunks: Vec<Vec<Pending>> =
+            (0..collectors).map(|_| Vec::with_capacity(CHUNK)).collect();
+        let hand_over = |chunks: &mut Vec<Vec<Pending>>, lane: usize| {
+            let chunk = std::mem::replace(&mut chunks[lane], Vec::with_capacity(CHUNK));
+            let _ = lanes[lane].send(chunk);
+        };
+        let mut i = 0u64;
+        while !stop.done(i) {
+            if let Some(pause) = stop.pause(i) {
+                for lane in 0..collectors {
+                    if !chunks[lane].is_empty() {
+                        hand_over(&mut chunks, lane);
+                    }
+                }
+                // The same pacing as the rdkafka loop: this task runs on the
+                // main thread (block_on), not on a runtime worker, and the
+                // thread's sleep is finer than tokio's 1 ms timer.
+                std::thread::sleep(pause);
+            }
+            let mut record = Record::new(args.topic.as_str()).value(payloads.value(i).clone());
+            if let Some(key) = payloads.key(i) {
+                record = record.key(key.clone());
+            }
+            let sent = Instant::now();
+            let delivery = match producer.try_send(record) {
+                Ok(delivery) => delivery,
+                Err(e) if *e.kind() == ErrorKind::BufferExhausted => {
+                    // Full: hand over what we hold, then wait for space.
+                    for lane in 0..collectors {
+                        if !chunks[lane].is_empty() {
+                            hand_over(&mut chunks, lane);
+                        }
+                    }
+                    let mut record =
+                        Record::new(args.topic.as_str()).value(payloads.value(i).clone());
+                    if let Some(key) = payloads.key(i) {
+                        record = record.key(key.clone());
+                    }
+                    producer.send(record).await?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let lane = lane_of(i);
+            chunks[lane].push((sent, delivery));
+            if chunks[lane].len() == CHUNK || args.rate.is_some() {
+                hand_over(&mut chunks, lane);
+            }
+            i += 1;
+        }
+        for lane in 0..collectors {
+            if !chunks[lane].is_empty() {
+                hand_over(&mut chunks, lane);
+            }
+        }
+        drop(lanes);
+        let mut latency = Histogram::new();
+        let (mut acked, mut value_bytes, mut errors) = (0, 0, 0);
+        let mut first_error = None;
+        let mut end = start;
+        for task in tasks {
+            let c = task.await?;
+            latency.merge(&c.latency);
+            acked += c.acked;
+            value_bytes += c.value_bytes;
+            errors += c.errors;
+            first_error = first_error.or(c.first_error);
+            if let Some(t) = c.last_ack {
+                end = end.max(t);
+            }
+        }
+        let seconds = end.saturating_duration_since(start).as_secs_f64();
+        let (cpu1, peak_rss_kb) = rusage();
+        progress.done.store(true, Ordering::Relaxed);
+        if let Some(bar) = bar {
+            let _ = bar.join();
+        }
+        let stats = producer.stats();
+        producer.close(Duration::from_secs(10)).await?;
+        Ok(Report {
+            client: Client::Smartkafka,
+            sent: i,
+            acked,
+            errors: errors + stats.errors,
+            first_error,
+            value_bytes,
+            seconds,
+            cpu_seconds: cpu1 - cpu0,
+            peak_rss_kb,
+            latency,
+            notes: format!(
+                "{} batches, {} requests, {} records and {} bytes per batch, {} retries",
+                stats.batches_sent,
+                stats.requests_sent,
+                stats.avg_batch_records(),
+                stats.avg_batch_bytes(),
+                stats.retries
+            ),
+        })
+    })
+}
+
+// ---------------------------------------------------------------- rdkafka
+
+/// Delivery reports of the rdkafka producer, on its polling thread.
+struct RdContext {
+    start: Instant,
+    value_size: u64,
+    progress: Arc<Progress>,
+    state: Mutex<RdState>,
+}
+
+struct RdState {
+    latency: Histogram,
+    acked: u64,
+    errors: u64,
+    first_error: Option<String>,
+    last_ack: Option<Instant>,
+}
+
+impl rdkafka::ClientContext for RdContext {}
+
+impl rdkafka::producer::ProducerContext for RdContext {
+    /// Nanoseconds from the start of the run to the send.
+    type DeliveryOpaque = usize;
+
+    fn delivery(
+        &self,
+        result: &rdkafka::message::DeliveryResult<'_>,
+        sent_nanos: Self::DeliveryOpaque,
+    ) {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(_) => {
+                state.acked += 1;
+                let sent = self.start + Duration::from_nanos(sent_nanos as u64);
+                state
+                    .latency
+                    .record(now.saturating_duration_since(sent).as_micros() as u64);
+                state.last_ack = Some(now);
+                if state.acked.is_multiple_of(4096) {
+                    self.progress.acked.fetch_add(4096, Ordering::Relaxed);
+                }
+            }
+            Err((e, _)) => {
+                state.errors += 1;
+                state.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+fn run_rdkafka(
+    args: &Args,
+    bootstrap: &str,
+    payloads: &Payloads,
+    progress: &Arc<Progress>,
+) -> Result<Report, BoxError> {
+    use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
+    use rdkafka::types::RDKafkaErrorCode;
+    use rdkafka::util::Timeout;
+
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "perf")
+        .set(
+            "acks",
+            match args.acks {
+                AcksArg::None => "0",
+                AcksArg::Leader => "1",
+                AcksArg::All => "all",
+            },
+        )
+        .set("enable.idempotence", args.idempotence.to_string())
+        .set("linger.ms", args.linger_ms.to_string())
+        .set("batch.size", args.batch_size.to_string())
+        .set(
+            "queue.buffering.max.kbytes",
+            (args.buffer_mb * 1024).to_string(),
+        )
+        .set(
+            "queue.buffering.max.messages",
+            args.queue_messages.to_string(),
+        )
+        .set(
+            "max.in.flight.requests.per.connection",
+            args.max_in_flight.to_string(),
+        )
+        // The Java client's (and smartkafka's) partitioner for keyed records.
+        .set("partitioner", "murmur2_random")
+        .set("compression.type", args.compression.name());
+    if let Some(level) = args.level {
+        config.set("compression.level", level.to_string());
+    }
+    let context = RdContext {
+        start: Instant::now(),
+        value_size: args.size as u64,
+        progress: Arc::clone(progress),
+        state: Mutex::new(RdState {
+            latency: Histogram::new(),
+            acked: 0,
+            errors: 0,
+            first_error: None,
+            last_ack: None,
+        }),
+    };
+    let producer: ThreadedProducer<RdContext> = config.create_with_context(context)?;
+    // Connect and learn the topic before the clock starts, then deliver one
+    // record so the producer id is in place too.
+    producer
+        .client()
+        .fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
+    producer
+        .send(
+            BaseRecord::with_opaque_to(&args.topic, 0usize)
+                .key("warm-up")
+                .payload("warm-up"),
+        )
+        .map_err(|(e, _)| e)?;
+    producer.flush(Timeout::After(Duration::from_secs(10)))?;
+    {
+        let mut state = producer
+            .context()
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        state.latency = Histogram::new();
+        state.acked = 0;
+        state.errors = 0;
+        state.first_error = None;
+        state.last_ack = None;
+    }
+    let bar = progress_bar(args, Arc::clone(progress));
+
+    let origin = producer.context().start;
+    let (cpu0, _) = rusage();
+    let start = Instant::now();
+    let stop = Stop::new(args, start);
+    let mut i = 0u64;
+    while !stop.done(i) {
+        if let Some(pause) = stop.pause(i) {
+            std::thread::sleep(pause);
+        }
+        let value = payloads.value(i);
+        let sent = Instant::now().saturating_duration_since(origin).as_nanos() as usize;
+        let mut record = BaseRecord::with_opaque_to(&args.topic, sent).payload(&value[..]);
+        if let Some(key) = payloads.key(i) {
+            record = record.key(&key[..]);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        i += 1;
+    }
+    producer.flush(Timeout::After(Duration::from_secs(120)))?;
+    let (cpu1, peak_rss_kb) = rusage();
+    progress.done.store(true, Ordering::Relaxed);
+    if let Some(bar) = bar {
+        let _ = bar.join();
+    }
+    let state = std::mem::replace(
+        &mut *producer
+            .context()
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+        RdState {
+            latency: Histogram::new(),
+            acked: 0,
+            errors: 0,
+            first_error: None,
+            last_ack: None,
+        },
+    );
+    let end = state.last_ack.unwrap_or(start);
+    let value_bytes = state.acked * producer.context().value_size;
+    Ok(Report {
+        client: Client::Rdkafka,
+        sent: i,
+        acked: state.acked,
+        errors: state.errors,
+        first_error: state.first_error,
+        value_bytes,
+        seconds: end.saturating_duration_since(start).as_secs_f64(),
+        cpu_seconds: cpu1 - cpu0,
+        peak_rss_kb,
+        latency: state.latency,
+        notes: String::new(),
+    })
+}

@@ -133,7 +133,8 @@ fn by_partition(sent: &[(i32, String)]) -> HashMap<i32, Vec<String>> {
 }
 
 /// Read-committed truth: many transactions of 1 to 100 records over 6
-/// partitions, a random third aborted (after their records were written).
+/// partitions, a random third aborted (after their records were written),
+/// lz4-compressed.
 /// A read_committed reader sees exactly the committed records, in order;
 /// a read_uncommitted reader sees every record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +144,16 @@ async fn read_committed_truth_over_many_transactions() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let cluster = cluster().await;
-    let p = producer(&cluster, "truth").await;
+    // Compressed, so that transactional batches also go through the
+    // compression done on the way out.
+    let p = Producer::builder()
+        .bootstrap_servers(&cluster.bootstrap_servers())
+        .transactional_id("truth")
+        .compression(smartkafka::compression::Compression::Lz4)
+        .linger(Duration::from_millis(1))
+        .build()
+        .await
+        .unwrap();
     p.init_transactions().await.unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(98);
     let mut committed: Vec<(i32, String)> = Vec::new();
@@ -171,6 +181,14 @@ async fn read_committed_truth_over_many_transactions() {
         started.elapsed()
     );
     assert!(aborts > transactions / 5 && commits > transactions / 2);
+    let lz4_batches = (0..PARTITIONS)
+        .flat_map(|p| cluster.raw_batches(TOPIC, p))
+        .filter(|b| b.len() > 22 && i16::from_be_bytes([b[21], b[22]]) & 0x07 == 3)
+        .count();
+    assert!(
+        lz4_batches > 0,
+        "transactional batches went out lz4-compressed"
+    );
     let want_committed = by_partition(&committed);
     assert_eq!(
         committed_in_log(&cluster),

@@ -77,7 +77,8 @@ pub(crate) enum TxnOp {
 }
 
 impl TxnOp {
-    fn name(&self) -> &'static str {
+    /// The API method this call is, for messages.
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             TxnOp::Init => "init_transactions",
             TxnOp::Begin => "begin_transaction",
@@ -179,11 +180,11 @@ pub(crate) enum TxnEffect {
 #[derive(Debug, Default)]
 struct Txn {
     /// Added by the coordinator: their records may be sent.
-    added: BTreeSet<(String, i32)>,
+    added: PartitionSet,
     /// In the AddPartitionsToTxn request in flight.
-    adding: BTreeSet<(String, i32)>,
+    adding: PartitionSet,
     /// Records arrived for these; they go in the next add.
-    wanted: BTreeSet<(String, i32)>,
+    wanted: PartitionSet,
     /// AddOffsetsToTxn succeeded: EndTxn is needed even with no partition.
     offsets_added: bool,
     /// A `send_offsets_to_transaction` in progress.
@@ -193,6 +194,45 @@ struct Txn {
 impl Txn {
     fn anything_added(&self) -> bool {
         !self.added.is_empty() || self.offsets_added
+    }
+}
+
+/// Partitions by topic. Looked up by `&str` for every record and every
+/// drained partition, so a lookup allocates nothing.
+#[derive(Debug, Default)]
+struct PartitionSet(BTreeMap<String, BTreeSet<i32>>);
+
+impl PartitionSet {
+    fn contains(&self, topic: &str, partition: i32) -> bool {
+        self.0.get(topic).is_some_and(|ps| ps.contains(&partition))
+    }
+
+    fn insert(&mut self, topic: &str, partition: i32) {
+        match self.0.get_mut(topic) {
+            Some(ps) => {
+                ps.insert(partition);
+            }
+            None => {
+                self.0
+                    .insert(topic.to_string(), BTreeSet::from([partition]));
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn extend(&mut self, other: PartitionSet) {
+        for (topic, partitions) in other.0 {
+            self.0.entry(topic).or_default().extend(partitions);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, i32)> {
+        self.0
+            .iter()
+            .flat_map(|(t, ps)| ps.iter().map(move |p| (t.as_str(), *p)))
     }
 }
 
@@ -431,11 +471,10 @@ impl Transactions {
         // commit has started: its partition still joins.
         if let State::InTransaction(txn) | State::Committing(txn, EndPhase::Flushing) =
             &mut self.state
+            && !txn.added.contains(topic, partition)
+            && !txn.adding.contains(topic, partition)
         {
-            let key = (topic.to_string(), partition);
-            if !txn.added.contains(&key) && !txn.adding.contains(&key) {
-                txn.wanted.insert(key);
-            }
+            txn.wanted.insert(topic, partition);
         }
     }
 
@@ -443,7 +482,7 @@ impl Transactions {
     pub(crate) fn may_send(&self, topic: &str, partition: i32) -> bool {
         match &self.state {
             State::InTransaction(txn) | State::Committing(txn, EndPhase::Flushing) => {
-                txn.added.iter().any(|(t, p)| t == topic && *p == partition)
+                txn.added.contains(topic, partition)
             }
             _ => false,
         }
@@ -584,13 +623,12 @@ impl Transactions {
                 let identity = identity?;
                 if !txn.wanted.is_empty() {
                     txn.adding = std::mem::take(&mut txn.wanted);
-                    let mut partitions: Vec<(String, Vec<i32>)> = Vec::new();
-                    for (topic, p) in &txn.adding {
-                        match partitions.last_mut() {
-                            Some((t, ps)) if t == topic => ps.push(*p),
-                            _ => partitions.push((topic.clone(), vec![*p])),
-                        }
-                    }
+                    let partitions: Vec<(String, Vec<i32>)> = txn
+                        .adding
+                        .0
+                        .iter()
+                        .map(|(topic, ps)| (topic.clone(), ps.iter().copied().collect()))
+                        .collect();
                     return Some((
                         Sent::AddPartitions,
                         TxnRequest::AddPartitions {
@@ -802,13 +840,12 @@ impl Transactions {
             };
             let adding = std::mem::take(&mut txn.adding);
             for (topic, partition, code) in results {
-                let key = (topic, partition);
-                if !adding.contains(&key) {
+                if !adding.contains(&topic, partition) {
                     continue;
                 }
                 match KafkaCode::from_i16(code) {
                     None => {
-                        txn.added.insert(key);
+                        txn.added.insert(&topic, partition);
                     }
                     Some(code)
                         if is_coordinator_error(code)
@@ -821,19 +858,19 @@ impl Transactions {
                     {
                         retry = true;
                         coordinator_gone |= is_coordinator_error(code);
-                        txn.wanted.insert(key);
+                        txn.wanted.insert(&topic, partition);
                     }
                     Some(code) => {
                         if failure.is_none() || code != KafkaCode::OPERATION_NOT_ATTEMPTED {
-                            failure = Some((code, key.0.clone(), key.1));
+                            failure = Some((code, topic.clone(), partition));
                         }
                     }
                 }
             }
             // A partition the answer left out is asked for again.
-            for key in adding {
-                if !txn.added.contains(&key) {
-                    txn.wanted.insert(key);
+            for (topic, partition) in adding.iter() {
+                if !txn.added.contains(topic, partition) {
+                    txn.wanted.insert(topic, partition);
                 }
             }
         }

@@ -86,7 +86,7 @@ impl Producer {
     }
 
     async fn txn_call(&self, call: TxnOp) -> Result<(), Error> {
-        let what = call_name(&call);
+        let what = call.name();
         let (done, rx) = oneshot::channel();
         self.shared
             .driver
@@ -104,16 +104,6 @@ impl Producer {
                 ),
             )),
         }
-    }
-}
-
-fn call_name(call: &TxnOp) -> &'static str {
-    match call {
-        TxnOp::Init => "init_transactions",
-        TxnOp::Begin => "begin_transaction",
-        TxnOp::SendOffsets { .. } => "send_offsets_to_transaction",
-        TxnOp::Commit => "commit_transaction",
-        TxnOp::Abort => "abort_transaction",
     }
 }
 

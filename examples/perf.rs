@@ -902,7 +902,7 @@ fn run_smartkafka(
     progress: &Arc<Progress>,
 ) -> Result<Report, BoxError> {
     use smartkafka::compression::Compression;
-    use smartkafka::{Acks, ErrorKind, Producer, Record};
+    use smartkafka::{Acks, ErrorKind, Producer, Record, Topic};
 
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
@@ -987,6 +987,9 @@ fn run_smartkafka(
             let chunk = std::mem::replace(&mut chunks[lane], Vec::with_capacity(CHUNK));
             let _ = lanes[lane].send(chunk);
         };
+        // One shared topic name for every record, as an application that
+        // produces to a known topic would hold it.
+        let topic = Topic::from(args.topic.as_str());
         let mut i = 0u64;
         while !stop.done(i) {
             if let Some(pause) = stop.pause(i) {
@@ -1000,7 +1003,7 @@ fn run_smartkafka(
                 // thread's sleep is finer than tokio's 1 ms timer.
                 std::thread::sleep(pause);
             }
-            let mut record = Record::new(args.topic.as_str()).value(payloads.value(i).clone());
+            let mut record = Record::new(topic.clone()).value(payloads.value(i).clone());
             if let Some(key) = payloads.key(i) {
                 record = record.key(key.clone());
             }
@@ -1014,8 +1017,7 @@ fn run_smartkafka(
                             hand_over(&mut chunks, lane);
                         }
                     }
-                    let mut record =
-                        Record::new(args.topic.as_str()).value(payloads.value(i).clone());
+                    let mut record = Record::new(topic.clone()).value(payloads.value(i).clone());
                     if let Some(key) = payloads.key(i) {
                         record = record.key(key.clone());
                     }

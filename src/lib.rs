@@ -63,7 +63,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 #[cfg(feature = "tokio-runtime")]
 pub use producer::{DeliveryFuture, Producer, ProducerBuilder, ProducerConfig, Transaction};
-pub use record::{Header, Record, RecordMetadata};
+pub use record::{Header, Record, RecordMetadata, Topic};
 
 /// The README's examples, compiled as doctests so that they stay true.
 #[cfg(all(doctest, feature = "tokio-runtime"))]

@@ -1,9 +1,12 @@
 //! What a producer sends and what it gets back: [`Record`], its [`Header`]s,
+//! the shared [`Topic`] name,
 //! and the [`RecordMetadata`] of a delivered record.
 //!
 //! A record's key decides its partition (unless it names one): `None` is a
 //! record without a key, spread by the partitioner's keyless rule, while
 //! `Some(b"")` is an empty key, hashed like any other key.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -42,6 +45,132 @@ impl Header {
     }
 }
 
+/// A topic name, shared rather than copied: cloning one is a reference
+/// count, so records and delivery reports for one topic carry the same name.
+///
+/// It reads as a `&str` (it derefs to one) and compares with strings.
+///
+/// ```
+/// use smartkafka::{Record, Topic};
+/// let orders = Topic::from("orders");
+/// let record = Record::new(orders.clone()).value("v");
+/// assert_eq!(record.topic, "orders");
+/// assert_eq!(record.topic.len(), 6);
+/// assert_eq!(format!("{orders}"), "orders");
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Topic(Arc<str>);
+
+impl Topic {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Topic {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Topic {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Topic {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Topic {
+    fn from(name: &str) -> Topic {
+        Topic(Arc::from(name))
+    }
+}
+
+impl From<String> for Topic {
+    fn from(name: String) -> Topic {
+        Topic(Arc::from(name))
+    }
+}
+
+impl From<&String> for Topic {
+    fn from(name: &String) -> Topic {
+        Topic(Arc::from(name.as_str()))
+    }
+}
+
+impl From<Arc<str>> for Topic {
+    fn from(name: Arc<str>) -> Topic {
+        Topic(name)
+    }
+}
+
+impl From<&Topic> for Topic {
+    fn from(topic: &Topic) -> Topic {
+        topic.clone()
+    }
+}
+
+impl From<Topic> for String {
+    fn from(topic: Topic) -> String {
+        topic.0.to_string()
+    }
+}
+
+impl PartialEq<str> for Topic {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Topic {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Topic {
+    fn eq(&self, other: &String) -> bool {
+        &*self.0 == other.as_str()
+    }
+}
+
+impl PartialEq<Topic> for str {
+    fn eq(&self, other: &Topic) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<Topic> for &str {
+    fn eq(&self, other: &Topic) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl PartialEq<Topic> for String {
+    fn eq(&self, other: &Topic) -> bool {
+        self.as_str() == &*other.0
+    }
+}
+
 /// A record to send.
 ///
 /// ```
@@ -59,7 +188,7 @@ impl Header {
 #[non_exhaustive]
 pub struct Record {
     /// The topic.
-    pub topic: String,
+    pub topic: Topic,
     /// The key: `None` for a keyless record; an empty key is still a key.
     pub key: Option<Bytes>,
     /// The value; `None` is a null value (a tombstone on compacted topics).
@@ -75,7 +204,10 @@ pub struct Record {
 
 impl Record {
     /// A keyless record with a null value for `topic`.
-    pub fn new(topic: impl Into<String>) -> Record {
+    ///
+    /// A [`Topic`] made once and cloned for each record saves copying the
+    /// name per record: `Record::new(topic.clone())`.
+    pub fn new(topic: impl Into<Topic>) -> Record {
         Record {
             topic: topic.into(),
             key: None,
@@ -151,7 +283,7 @@ impl Record {
 #[non_exhaustive]
 pub struct RecordMetadata {
     /// The topic.
-    pub topic: String,
+    pub topic: Topic,
     /// The partition.
     pub partition: i32,
     /// The offset in the partition, `-1` if unknown (acks = 0).

@@ -258,7 +258,10 @@ impl PartitionQueue {
             return Ok(None);
         }
         let created = self.open_created.take();
-        let records = std::mem::take(&mut self.open);
+        // The next batch likely holds as many records: its list starts at
+        // that size rather than growing (and copying) from empty.
+        let next = Vec::with_capacity(self.open.len());
+        let records = std::mem::replace(&mut self.open, next);
         let order = self.next_order;
         match builder.seal() {
             Ok(sealed) => Ok(Some(Batch {

@@ -58,7 +58,7 @@ use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
 use crate::partitioner::{PartitionStrategy, PartitionView, Partitioner, check_explicit};
 use crate::protocol::KafkaCode;
-use crate::record::{Record, RecordMetadata};
+use crate::record::{Record, RecordMetadata, Topic};
 use crate::records::{BATCH_HEADER_LEN, BatchConfig, RecordsError};
 
 /// How many acknowledgements a Produce request waits for.
@@ -213,7 +213,7 @@ struct TopicQueues {
 }
 
 struct InFlightBatch {
-    topic: String,
+    topic: Topic,
     partition: i32,
     batch: super::accumulator::Batch,
     /// Failed already (delivery timeout); a late response is ignored.
@@ -233,13 +233,13 @@ pub(crate) struct Engine {
     batch_config: BatchConfig,
     metadata: MetadataCache,
     partitioner: Box<dyn Partitioner>,
-    topics: BTreeMap<String, TopicQueues>,
+    topics: BTreeMap<Topic, TopicQueues>,
     waiting: VecDeque<Waiting>,
     buffer_blocked: bool,
     in_flight: BTreeMap<u64, InFlight>,
     node_in_flight: BTreeMap<i32, usize>,
     /// Per broker, the partition the last request started with.
-    drain_cursor: BTreeMap<i32, (String, i32)>,
+    drain_cursor: BTreeMap<i32, (Topic, i32)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     buffer_used: usize,
@@ -399,7 +399,7 @@ impl Engine {
     pub(crate) fn abort(&mut self, now: Instant, reason: &Error) {
         self.now = Some(now);
         self.fail_unsent(reason);
-        let mut failed: Vec<(String, i32, Vec<PendingRecord>, bool)> = Vec::new();
+        let mut failed: Vec<(Topic, i32, Vec<PendingRecord>, bool)> = Vec::new();
         for (_, request) in std::mem::take(&mut self.in_flight) {
             for b in request.batches {
                 self.unmute(&b);
@@ -429,7 +429,7 @@ impl Engine {
             self.held_records -= 1;
             self.fail_record(w.token, reason.clone_shallow());
         }
-        let mut unsent: Vec<(String, i32, Vec<PendingRecord>, bool)> = Vec::new();
+        let mut unsent: Vec<(Topic, i32, Vec<PendingRecord>, bool)> = Vec::new();
         for (topic, tq) in &mut self.topics {
             for (p, pq) in tq.partitions.iter_mut().enumerate() {
                 stamped |= pq.queue.iter().any(|b| b.stamp.is_some());
@@ -505,11 +505,11 @@ impl Engine {
                 }
             }
             Ok(response) => {
-                let mut by_partition: BTreeMap<(String, i32), PartitionAnswer> = BTreeMap::new();
+                let mut by_partition: BTreeMap<(&str, i32), PartitionAnswer> = BTreeMap::new();
                 for topic in &response.responses {
                     for p in &topic.partition_responses {
                         by_partition.insert(
-                            (topic.name.0.to_string(), p.index),
+                            (topic.name.0.as_str(), p.index),
                             PartitionAnswer {
                                 code: p.error_code,
                                 base_offset: p.base_offset,
@@ -524,7 +524,7 @@ impl Engine {
                     }
                 }
                 for b in request.batches {
-                    let found = by_partition.get(&(b.topic.clone(), b.partition)).copied();
+                    let found = by_partition.get(&(&*b.topic, b.partition)).copied();
                     match (self.config.acks, found) {
                         (Acks::None, _) => self.deliver(b, -1, -1),
                         (_, Some(a)) if a.code == 0 => {
@@ -1072,7 +1072,7 @@ impl Engine {
         let Some(cutoff) = now.checked_sub(self.config.delivery_timeout) else {
             return;
         };
-        let mut expired: Vec<(String, i32, Vec<PendingRecord>, bool)> = Vec::new();
+        let mut expired: Vec<(Topic, i32, Vec<PendingRecord>, bool)> = Vec::new();
         let mut holes: Vec<Stamp> = Vec::new();
         for (topic, tq) in &mut self.topics {
             for (p, pq) in tq.partitions.iter_mut().enumerate() {
@@ -1162,7 +1162,7 @@ impl Engine {
         let hurry = self.buffer_blocked;
         let limit = self.partition_in_flight_limit();
         let transactional = self.txn.is_some();
-        let mut ready: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+        let mut ready: BTreeMap<i32, Vec<(Topic, i32)>> = BTreeMap::new();
         let mut leaderless = false;
         for (topic, tq) in &self.topics {
             let Some(info) = self.metadata.topic(topic) else {
@@ -1301,7 +1301,7 @@ impl Engine {
                 Some(t) => t.partition_data.push(data),
                 None => topics.push(
                     TopicProduceData::default()
-                        .with_name(TopicName(StrBytes::from_string(b.topic.clone())))
+                        .with_name(TopicName(StrBytes::from_string(b.topic.to_string())))
                         .with_partition_data(vec![data]),
                 ),
             }

@@ -43,6 +43,8 @@ use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
 use crate::net::clock;
 use crate::net::connection::BrokerConnection;
+use crate::net::inbox::{self, InboxReceiver, InboxSender};
+use crate::net::token_ring::TokenRing;
 use crate::protocol::KafkaCode;
 use crate::record::{Record, RecordMetadata};
 
@@ -292,7 +294,7 @@ struct ProduceQueue {
 
 /// What producer handles share with the driver.
 pub(crate) struct DriverHandle {
-    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) commands: InboxSender<Command>,
     pub(crate) stats: Arc<Mutex<ProducerStats>>,
     /// `buffer_memory`: `send` takes a record's share before handing it
     /// over (first come, first served).
@@ -314,7 +316,7 @@ pub(crate) fn spawn(client: ClientConfig, mut engine: EngineConfig) -> DriverHan
     let outbound = Outbound::take_from(&mut engine);
     let buffer = BufferGate::new(engine.buffer_memory);
     let known_topics = Arc::new(RwLock::new(BTreeSet::new()));
-    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (commands, command_rx) = inbox::inbox();
     let stats = Arc::new(Mutex::new(ProducerStats::default()));
     let (responses, response_rx) = mpsc::unbounded_channel();
     let driver = Driver {
@@ -328,8 +330,8 @@ pub(crate) fn spawn(client: ClientConfig, mut engine: EngineConfig) -> DriverHan
         response_rx,
         command_rx,
         commands_open: true,
-        pending: BTreeMap::new(),
-        next_token: 1,
+        pending: TokenRing::new(1),
+        incoming: Vec::new(),
         flush_waiters: Vec::new(),
         closing: false,
         close_deadline: None,
@@ -371,10 +373,12 @@ struct Driver {
     connections: Arc<Connections>,
     responses: mpsc::UnboundedSender<Response>,
     response_rx: mpsc::UnboundedReceiver<Response>,
-    command_rx: mpsc::UnboundedReceiver<Command>,
+    command_rx: InboxReceiver<Command>,
+    /// Commands taken from the inbox, being handled (kept for its
+    /// allocation, which trades places with the inbox's).
+    incoming: Vec<Command>,
     commands_open: bool,
-    pending: BTreeMap<u64, PendingRecord>,
-    next_token: u64,
+    pending: TokenRing<PendingRecord>,
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
     closing: bool,
     close_deadline: Option<Instant>,
@@ -442,28 +446,23 @@ impl Driver {
                         self.on_response(more);
                     }
                 }
-                command = self.command_rx.recv(), if self.commands_open => {
-                    match command {
-                        Some(command) => {
-                            // One clock reading and one engine pass for the
-                            // whole run of commands waiting now.
-                            let now = clock::now();
-                            let unix_millis = clock::unix_millis();
+                more = self.command_rx.recv_all(&mut self.incoming), if self.commands_open => {
+                    if more {
+                        // One clock reading and one engine pass for the
+                        // whole run of commands waiting now.
+                        let now = clock::now();
+                        let unix_millis = clock::unix_millis();
+                        let mut incoming = std::mem::take(&mut self.incoming);
+                        for command in incoming.drain(..) {
                             self.on_command(command, now, unix_millis);
-                            for _ in 0..1024 {
-                                match self.command_rx.try_recv() {
-                                    Ok(command) => self.on_command(command, now, unix_millis),
-                                    Err(_) => break,
-                                }
-                            }
-                            self.engine.handle_timeout(now);
                         }
-                        None => {
-                            // Every handle is gone: send what is left, then stop.
-                            self.commands_open = false;
-                            self.closing = true;
-                            self.engine.flush(clock::now(), u64::MAX);
-                        }
+                        self.incoming = incoming;
+                        self.engine.handle_timeout(now);
+                    } else {
+                        // Every handle is gone: send what is left, then stop.
+                        self.commands_open = false;
+                        self.closing = true;
+                        self.engine.flush(clock::now(), u64::MAX);
                     }
                 }
                 () = sleep => {
@@ -529,22 +528,17 @@ impl Driver {
                     }
                     return;
                 }
-                let token = self.next_token;
-                self.next_token += 1;
                 self.accept_waiters += usize::from(accepted.is_some());
-                self.pending.insert(
-                    token,
-                    PendingRecord {
-                        accepted,
-                        delivered: Some(delivered),
-                        permit,
-                    },
-                );
+                let token = self.pending.push(PendingRecord {
+                    accepted,
+                    delivered: Some(delivered),
+                    permit,
+                });
                 self.engine
                     .append_deferred(now, unix_millis, record, token, deadline);
             }
             Command::Flush { done } => {
-                let mark = self.next_token - 1;
+                let mark = self.pending.next_token() - 1;
                 self.flush_waiters.push((mark, done));
                 self.engine.flush(now, mark);
             }
@@ -623,8 +617,7 @@ impl Driver {
             match event {
                 // Most records have nobody waiting for acceptance: no lookup.
                 Event::Accepted { token } if self.accept_waiters > 0 => {
-                    if let Some(reply) =
-                        self.pending.get_mut(&token).and_then(|p| p.accepted.take())
+                    if let Some(reply) = self.pending.get_mut(token).and_then(|p| p.accepted.take())
                     {
                         self.accept_waiters -= 1;
                         let _ = reply.send(Ok(()));
@@ -632,7 +625,7 @@ impl Driver {
                 }
                 Event::Accepted { .. } => {}
                 Event::Delivered { token, metadata } => {
-                    if let Some(mut p) = self.pending.remove(&token) {
+                    if let Some(mut p) = self.pending.remove(token) {
                         self.accept_waiters -= usize::from(p.accepted.is_some());
                         // A run of deliveries (a batch) returns its space in
                         // one release, before any of them is reported.
@@ -664,7 +657,7 @@ impl Driver {
                     self.fatal = Some(error);
                 }
                 Event::Failed { token, error } => {
-                    if let Some(mut p) = self.pending.remove(&token) {
+                    if let Some(mut p) = self.pending.remove(token) {
                         drop(p.permit.take());
                         // Before acceptance the error goes to `send`; a
                         // `try_send` does not listen there, so then it goes
@@ -688,7 +681,7 @@ impl Driver {
             let _ = reply.send(Ok(metadata));
         }
         self.reports = reports;
-        let oldest = self.pending.keys().next().copied();
+        let oldest = self.pending.oldest();
         let mut i = 0;
         while i < self.flush_waiters.len() {
             if oldest.is_none_or(|o| o > self.flush_waiters[i].0) {

@@ -307,13 +307,13 @@ impl Producer {
             (Some(tx), Some(rx))
         };
         let (delivered, rx) = oneshot::channel();
-        let commands = self.shared.driver.commands.clone();
+        let shared = Arc::clone(&self.shared);
         // Runs when the record's buffer space is granted, in line order, so
         // records that waited reach the engine in the order they asked.
         let on_grant: OnGrant = Box::new(move |permit| {
             // A closed channel drops the command: the delivery future then
             // reports the producer as closed.
-            let _ = commands.send(Command::Send {
+            let _ = shared.driver.commands.send(Command::Send {
                 record,
                 deadline: Some(deadline),
                 accepted,

@@ -46,6 +46,17 @@ enum Broker {
     Fake,
 }
 
+/// How smartkafka hands back delivery reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Delivery {
+    /// `try_send_tagged` and one delivery callback for the producer (the
+    /// same shape as rdkafka's delivery callback with an opaque).
+    Callback,
+    /// `try_send` and a `DeliveryFuture` per record, awaited in order by
+    /// one collector task per partition.
+    Futures,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Codec {
     None,
@@ -161,6 +172,10 @@ struct Args {
     /// none | random | sequential-mod:N.
     #[arg(long, default_value = "sequential-mod:10000")]
     key_pattern: KeyPattern,
+    /// How smartkafka reports deliveries (rdkafka always uses its
+    /// delivery callback).
+    #[arg(long, value_enum, default_value = "callback")]
+    delivery: Delivery,
     /// Acknowledgements: 0, 1 or all.
     #[arg(long, value_enum, default_value = "all")]
     acks: AcksArg,
@@ -463,6 +478,12 @@ struct Histogram {
     counts: Vec<u64>,
     total: u64,
     max: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram::new()
+    }
 }
 
 impl Histogram {
@@ -933,6 +954,14 @@ fn run_smartkafka(
         if let Some(level) = args.level {
             builder = builder.compression_level(level);
         }
+        let tally = Arc::new(Tally::new(args.size as u64, Arc::clone(progress)));
+        if args.delivery == Delivery::Callback {
+            let tally = Arc::clone(&tally);
+            builder = builder.on_delivery(move |sent_nanos, result| match result {
+                Ok(_) => tally.acked(sent_nanos),
+                Err(e) => tally.failed(e),
+            });
+        }
         let producer = builder.build().await?;
         // Warm the topic's metadata so the first send does not wait for it.
         producer
@@ -944,6 +973,9 @@ fn run_smartkafka(
             .await?
             .await?;
         let bar = progress_bar(args, Arc::clone(progress));
+        if args.delivery == Delivery::Callback {
+            return produce_tagged(args, payloads, progress, &producer, &tally, bar).await;
+        }
 
         // Keyed records: one in-order collector per partition (the lane is
         // the murmur2 partition the producer computes too). Keyless: one
@@ -1072,29 +1104,104 @@ fn run_smartkafka(
             cpu_seconds: cpu1 - cpu0,
             peak_rss_kb,
             latency,
-            notes: format!(
-                "{} batches, {} requests, {} records and {} bytes per batch, {} retries",
-                stats.batches_sent,
-                stats.requests_sent,
-                stats.avg_batch_records(),
-                stats.avg_batch_bytes(),
-                stats.retries
-            ),
+            notes: smartkafka_notes(&stats),
         })
     })
 }
 
+/// The smartkafka loop with `--delivery callback`: each record's tag is
+/// its send time, and the producer's callback tallies the reports.
+async fn produce_tagged(
+    args: &Args,
+    payloads: &Payloads,
+    progress: &Arc<Progress>,
+    producer: &smartkafka::Producer,
+    tally: &Tally,
+    bar: Option<std::thread::JoinHandle<()>>,
+) -> Result<Report, BoxError> {
+    use smartkafka::{ErrorKind, Record, Topic};
+
+    let (cpu0, _) = rusage();
+    let start = Instant::now();
+    let stop = Stop::new(args, start);
+    // One shared topic name for every record, as an application that
+    // produces to a known topic would hold it.
+    let topic = Topic::from(args.topic.as_str());
+    let record = |i: u64| {
+        let record = Record::new(topic.clone()).value(payloads.value(i).clone());
+        match payloads.key(i) {
+            Some(key) => record.key(key.clone()),
+            None => record,
+        }
+    };
+    let mut i = 0u64;
+    while !stop.done(i) {
+        if let Some(pause) = stop.pause(i) {
+            std::thread::sleep(pause);
+        }
+        let sent = Instant::now()
+            .saturating_duration_since(tally.start)
+            .as_nanos() as u64;
+        match producer.try_send_tagged(record(i), sent) {
+            Ok(()) => {}
+            // Full: wait for space.
+            Err(e) if *e.kind() == ErrorKind::BufferExhausted => {
+                producer.send_tagged(record(i), sent).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        i += 1;
+    }
+    producer.flush().await?;
+    let (cpu1, peak_rss_kb) = rusage();
+    progress.done.store(true, Ordering::Relaxed);
+    if let Some(bar) = bar {
+        let _ = bar.join();
+    }
+    let state = tally.take();
+    let stats = producer.stats();
+    producer.close(Duration::from_secs(10)).await?;
+    let end = state.last_ack.unwrap_or(start);
+    Ok(Report {
+        client: Client::Smartkafka,
+        sent: i,
+        acked: state.acked,
+        errors: state.errors + stats.errors,
+        first_error: state.first_error,
+        value_bytes: state.acked * tally.value_size,
+        seconds: end.saturating_duration_since(start).as_secs_f64(),
+        cpu_seconds: cpu1 - cpu0,
+        peak_rss_kb,
+        latency: state.latency,
+        notes: smartkafka_notes(&stats),
+    })
+}
+
+fn smartkafka_notes(stats: &smartkafka::ProducerStats) -> String {
+    format!(
+        "{} batches, {} requests, {} records and {} bytes per batch, {} retries",
+        stats.batches_sent,
+        stats.requests_sent,
+        stats.avg_batch_records(),
+        stats.avg_batch_bytes(),
+        stats.retries
+    )
+}
+
 // ---------------------------------------------------------------- rdkafka
 
-/// Delivery reports of the rdkafka producer, on its polling thread.
-struct RdContext {
+/// Delivery reports as a client's callback sees them (rdkafka's polling
+/// thread, smartkafka's task): the tag of each record is the nanoseconds
+/// from `start` to its send.
+struct Tally {
     start: Instant,
     value_size: u64,
     progress: Arc<Progress>,
-    state: Mutex<RdState>,
+    state: Mutex<TallyState>,
 }
 
-struct RdState {
+#[derive(Default)]
+struct TallyState {
     latency: Histogram,
     acked: u64,
     errors: u64,
@@ -1102,9 +1209,45 @@ struct RdState {
     last_ack: Option<Instant>,
 }
 
-impl rdkafka::ClientContext for RdContext {}
+impl Tally {
+    fn new(value_size: u64, progress: Arc<Progress>) -> Tally {
+        Tally {
+            start: Instant::now(),
+            value_size,
+            progress,
+            state: Mutex::new(TallyState::default()),
+        }
+    }
 
-impl rdkafka::producer::ProducerContext for RdContext {
+    fn acked(&self, sent_nanos: u64) {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.acked += 1;
+        let sent = self.start + Duration::from_nanos(sent_nanos);
+        state
+            .latency
+            .record(now.saturating_duration_since(sent).as_micros() as u64);
+        state.last_ack = Some(now);
+        if state.acked.is_multiple_of(4096) {
+            self.progress.acked.fetch_add(4096, Ordering::Relaxed);
+        }
+    }
+
+    fn failed(&self, error: &dyn std::fmt::Display) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.errors += 1;
+        state.first_error.get_or_insert_with(|| error.to_string());
+    }
+
+    /// What was counted so far; the tally starts again from zero.
+    fn take(&self) -> TallyState {
+        std::mem::take(&mut *self.state.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl rdkafka::ClientContext for Tally {}
+
+impl rdkafka::producer::ProducerContext for Tally {
     /// Nanoseconds from the start of the run to the send.
     type DeliveryOpaque = usize;
 
@@ -1113,24 +1256,9 @@ impl rdkafka::producer::ProducerContext for RdContext {
         result: &rdkafka::message::DeliveryResult<'_>,
         sent_nanos: Self::DeliveryOpaque,
     ) {
-        let now = Instant::now();
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match result {
-            Ok(_) => {
-                state.acked += 1;
-                let sent = self.start + Duration::from_nanos(sent_nanos as u64);
-                state
-                    .latency
-                    .record(now.saturating_duration_since(sent).as_micros() as u64);
-                state.last_ack = Some(now);
-                if state.acked.is_multiple_of(4096) {
-                    self.progress.acked.fetch_add(4096, Ordering::Relaxed);
-                }
-            }
-            Err((e, _)) => {
-                state.errors += 1;
-                state.first_error.get_or_insert_with(|| e.to_string());
-            }
+            Ok(_) => self.acked(sent_nanos as u64),
+            Err((e, _)) => self.failed(e),
         }
     }
 }
@@ -1178,19 +1306,8 @@ fn run_rdkafka(
     if let Some(level) = args.level {
         config.set("compression.level", level.to_string());
     }
-    let context = RdContext {
-        start: Instant::now(),
-        value_size: args.size as u64,
-        progress: Arc::clone(progress),
-        state: Mutex::new(RdState {
-            latency: Histogram::new(),
-            acked: 0,
-            errors: 0,
-            first_error: None,
-            last_ack: None,
-        }),
-    };
-    let producer: ThreadedProducer<RdContext> = config.create_with_context(context)?;
+    let context = Tally::new(args.size as u64, Arc::clone(progress));
+    let producer: ThreadedProducer<Tally> = config.create_with_context(context)?;
     // Connect and learn the topic before the clock starts, then deliver one
     // record so the producer id is in place too.
     producer
@@ -1204,18 +1321,7 @@ fn run_rdkafka(
         )
         .map_err(|(e, _)| e)?;
     producer.flush(Timeout::After(Duration::from_secs(10)))?;
-    {
-        let mut state = producer
-            .context()
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        state.latency = Histogram::new();
-        state.acked = 0;
-        state.errors = 0;
-        state.first_error = None;
-        state.last_ack = None;
-    }
+    producer.context().take();
     let bar = progress_bar(args, Arc::clone(progress));
 
     let origin = producer.context().start;
@@ -1254,20 +1360,7 @@ fn run_rdkafka(
     if let Some(bar) = bar {
         let _ = bar.join();
     }
-    let state = std::mem::replace(
-        &mut *producer
-            .context()
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()),
-        RdState {
-            latency: Histogram::new(),
-            acked: 0,
-            errors: 0,
-            first_error: None,
-            last_ack: None,
-        },
-    );
+    let state = producer.context().take();
     let end = state.last_ack.unwrap_or(start);
     let value_bytes = state.acked * producer.context().value_size;
     Ok(Report {

@@ -90,6 +90,22 @@ impl Producer {
         })
     }
 
+    /// Queues a record whose report goes to the producer's
+    /// [`DeliveryCallback`](crate::DeliveryCallback) with `tag`, blocking
+    /// only for buffer space and metadata; see
+    /// [`crate::Producer::send_tagged`].
+    pub fn send_tagged(&self, record: Record, tag: u64) -> Result<(), Error> {
+        not_in_runtime()?;
+        self.runtime.block_on(self.inner.send_tagged(record, tag))
+    }
+
+    /// Like [`send_tagged`](Self::send_tagged) without blocking; see
+    /// [`crate::Producer::try_send_tagged`].
+    pub fn try_send_tagged(&self, record: Record, tag: u64) -> Result<(), Error> {
+        not_in_runtime()?;
+        self.inner.try_send_tagged(record, tag)
+    }
+
     /// Queues a record without blocking; see [`crate::Producer::try_send`].
     pub fn try_send(&self, record: Record) -> Result<DeliveryHandle, Error> {
         not_in_runtime()?;

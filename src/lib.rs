@@ -62,7 +62,9 @@ pub use engine::{Acks, BrokerStats, PartitionStats, ProducerStats};
 pub use error::{Error, ErrorKind, Result};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 #[cfg(feature = "tokio-runtime")]
-pub use producer::{DeliveryFuture, Producer, ProducerBuilder, ProducerConfig, Transaction};
+pub use producer::{
+    DeliveryCallback, DeliveryFuture, Producer, ProducerBuilder, ProducerConfig, Transaction,
+};
 pub use record::{Header, Record, RecordMetadata, Topic};
 
 /// The README's examples, compiled as doctests so that they stay true.

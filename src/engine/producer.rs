@@ -1002,12 +1002,14 @@ impl Engine {
             return;
         };
         let count = info.partitions.len();
-        // Look up before inserting: the topic's name is copied only once.
-        if !self.topics.contains_key(&w.record.topic) {
+        // The engine's own copy of the name, made once per topic: the
+        // batches and delivery reports share it, not the caller's, whose
+        // count other threads keep changing.
+        if !self.topics.contains_key(w.record.topic.as_str()) {
             self.topics
-                .insert(w.record.topic.clone(), TopicQueues::default());
+                .insert(Topic::from(w.record.topic.as_str()), TopicQueues::default());
         }
-        let Some(tq) = self.topics.get_mut(&w.record.topic) else {
+        let Some(tq) = self.topics.get_mut(w.record.topic.as_str()) else {
             return;
         };
         if tq.partitions.len() < count {

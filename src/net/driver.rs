@@ -42,16 +42,15 @@ use crate::engine::{
 use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
 use crate::net::clock;
-use crate::net::connection::BrokerConnection;
+use crate::net::connection::{BrokerConnection, PendingResponse};
 use crate::net::inbox::{self, InboxReceiver, InboxSender};
 use crate::net::token_ring::TokenRing;
+use crate::producer::{DeliveryCallback, DeliveryReply};
 use crate::protocol::KafkaCode;
 use crate::record::{Record, RecordMetadata};
 
 /// The result of accepting a record into the buffer.
 pub(crate) type AcceptReply = oneshot::Sender<Result<(), Error>>;
-/// The delivery result of a record.
-pub(crate) type DeliveryReply = oneshot::Sender<Result<RecordMetadata, Error>>;
 
 /// What a producer handle asks of the driver.
 pub(crate) enum Command {
@@ -191,14 +190,50 @@ struct ProduceJob {
     expects_response: bool,
 }
 
+/// The answer to one Produce request, in the order the requests were
+/// written to the broker.
+enum Answer {
+    /// Written; the broker's answer is still to come.
+    Awaited(
+        u64,
+        PendingResponse<kafka_protocol::messages::ProduceRequest>,
+    ),
+    /// Known already (not written, or written without an answer).
+    Ready(u64, Result<ProduceResponse, SendFailure>),
+}
+
+/// Hands one broker's Produce answers to the driver in the order their
+/// requests were written. The broker answers in that order on a
+/// connection; awaiting them one by one keeps it, so the records of a
+/// partition are reported in send order (a task per answer would race).
+async fn forward_answers(
+    mut answers: mpsc::UnboundedReceiver<Answer>,
+    responses: mpsc::UnboundedSender<Response>,
+) {
+    while let Some(answer) = answers.recv().await {
+        let (id, result) = match answer {
+            Answer::Awaited(id, pending) => (
+                id,
+                pending.wait().await.map_err(|error| SendFailure {
+                    error,
+                    written: true,
+                }),
+            ),
+            Answer::Ready(id, result) => (id, result),
+        };
+        let _ = responses.send(Response::Produce { id, result });
+    }
+}
+
 /// Writes one broker's Produce requests in the order the engine drained
 /// them (idempotent sequences depend on it), without waiting for one answer
-/// before writing the next; each answer is awaited on its own task.
+/// before writing the next; the answers go through `answers`, in order.
 async fn dispatch_produce(
     node: i32,
     mut jobs: mpsc::UnboundedReceiver<ProduceJob>,
     connections: Arc<Connections>,
     responses: mpsc::UnboundedSender<Response>,
+    answers: mpsc::UnboundedSender<Answer>,
     outbound: Option<Outbound>,
     busy: Arc<std::sync::atomic::AtomicUsize>,
 ) {
@@ -213,28 +248,24 @@ async fn dispatch_produce(
                     }
                 }
                 Err(error) => {
-                    let _ = responses.send(Response::Produce {
-                        id,
-                        result: Err(SendFailure {
-                            error,
-                            written: false,
-                        }),
-                    });
+                    let failure = SendFailure {
+                        error,
+                        written: false,
+                    };
+                    let _ = answers.send(Answer::Ready(id, Err(failure)));
                     busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                     continue;
                 }
             }
         }
         match connections.get(node, &job.addr).await {
-            Ok(conn) => write_produce(&conn, &job, &responses),
+            Ok(conn) => write_produce(&conn, &job, &answers),
             Err(error) => {
-                let _ = responses.send(Response::Produce {
-                    id,
-                    result: Err(SendFailure {
-                        error,
-                        written: false,
-                    }),
-                });
+                let failure = SendFailure {
+                    error,
+                    written: false,
+                };
+                let _ = answers.send(Answer::Ready(id, Err(failure)));
             }
         }
         // Done with this job: the driver may write directly again once
@@ -243,15 +274,14 @@ async fn dispatch_produce(
     }
 }
 
-/// Queues one Produce request on `conn` and has its answer sent to the
-/// driver when it comes.
+/// Queues one Produce request on `conn`; its answer joins `answers`.
 fn write_produce(
     conn: &BrokerConnection,
     job: &ProduceJob,
-    responses: &mpsc::UnboundedSender<Response>,
+    answers: &mpsc::UnboundedSender<Answer>,
 ) {
     let id = job.id;
-    if !job.expects_response {
+    let answer = if !job.expects_response {
         let result = conn
             .send_without_response(&job.request)
             .map(|()| ProduceResponse::default())
@@ -259,36 +289,28 @@ fn write_produce(
                 error,
                 written: true,
             });
-        let _ = responses.send(Response::Produce { id, result });
-        return;
-    }
-    match conn.begin(&job.request) {
-        Ok(pending) => {
-            let responses = responses.clone();
-            tokio::spawn(async move {
-                let result = pending.wait().await.map_err(|error| SendFailure {
-                    error,
-                    written: true,
-                });
-                let _ = responses.send(Response::Produce { id, result });
-            });
-        }
-        // Not queued on the connection: nothing was written.
-        Err(error) => {
-            let _ = responses.send(Response::Produce {
+        Answer::Ready(id, result)
+    } else {
+        match conn.begin(&job.request) {
+            Ok(pending) => Answer::Awaited(id, pending),
+            // Not queued on the connection: nothing was written.
+            Err(error) => Answer::Ready(
                 id,
-                result: Err(SendFailure {
+                Err(SendFailure {
                     error,
                     written: false,
                 }),
-            });
+            ),
         }
-    }
+    };
+    let _ = answers.send(answer);
 }
 
 /// One broker's dispatch queue.
 struct ProduceQueue {
     jobs: mpsc::UnboundedSender<ProduceJob>,
+    /// The broker's answers, in write order (see `forward_answers`).
+    answers: mpsc::UnboundedSender<Answer>,
     busy: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -309,7 +331,11 @@ pub(crate) struct DriverHandle {
 }
 
 /// Starts the driver task on the current runtime.
-pub(crate) fn spawn(client: ClientConfig, mut engine: EngineConfig) -> DriverHandle {
+pub(crate) fn spawn(
+    client: ClientConfig,
+    mut engine: EngineConfig,
+    on_delivery: Option<DeliveryCallback>,
+) -> DriverHandle {
     // A transactional producer gets its id from `init_transactions`.
     let wait_for_id = engine.idempotence && engine.transactional_id.is_none();
     // Batches are compressed by the dispatch tasks, not by the engine.
@@ -347,6 +373,7 @@ pub(crate) fn spawn(client: ClientConfig, mut engine: EngineConfig) -> DriverHan
         outbound,
         accept_waiters: 0,
         reports: Vec::new(),
+        on_delivery,
         known_topics: Arc::clone(&known_topics),
         stats: Arc::clone(&stats),
     };
@@ -406,6 +433,8 @@ struct Driver {
     /// Delivery reports of the run of deliveries being handled (kept for
     /// its allocation).
     reports: Vec<(DeliveryReply, RecordMetadata)>,
+    /// Where reports of tagged records go.
+    on_delivery: Option<DeliveryCallback>,
     known_topics: Arc<RwLock<BTreeSet<String>>>,
 }
 
@@ -522,9 +551,7 @@ impl Driver {
                         Some(reply) => {
                             let _ = reply.send(Err(closed));
                         }
-                        None => {
-                            let _ = delivered.send(Err(closed));
-                        }
+                        None => delivered.send(Err(closed), self.on_delivery.as_ref()),
                     }
                     return;
                 }
@@ -611,7 +638,7 @@ impl Driver {
                 // Space first, so a caller woken by a delivery finds it free.
                 drop(freed.take());
                 for (reply, metadata) in reports.drain(..) {
-                    let _ = reply.send(Ok(metadata));
+                    reply.send(Ok(metadata), self.on_delivery.as_ref());
                 }
             }
             match event {
@@ -670,7 +697,7 @@ impl Driver {
                             None => Some(error),
                         };
                         if let (Some(error), Some(reply)) = (unheard, p.delivered.take()) {
-                            let _ = reply.send(Err(error));
+                            reply.send(Err(error), self.on_delivery.as_ref());
                         }
                     }
                 }
@@ -678,7 +705,7 @@ impl Driver {
         }
         drop(freed);
         for (reply, metadata) in reports.drain(..) {
-            let _ = reply.send(Ok(metadata));
+            reply.send(Ok(metadata), self.on_delivery.as_ref());
         }
         self.reports = reports;
         let oldest = self.pending.oldest();
@@ -733,16 +760,23 @@ impl Driver {
                 let outbound = self.outbound;
                 let queue = self.produce_queues.entry(node).or_insert_with(|| {
                     let (jobs, rx) = mpsc::unbounded_channel();
+                    let (answers, answers_rx) = mpsc::unbounded_channel();
                     let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                    tokio::spawn(forward_answers(answers_rx, responses.clone()));
                     tokio::spawn(dispatch_produce(
                         node,
                         rx,
                         Arc::clone(&connections),
                         responses.clone(),
+                        answers.clone(),
                         outbound,
                         Arc::clone(&busy),
                     ));
-                    ProduceQueue { jobs, busy }
+                    ProduceQueue {
+                        jobs,
+                        answers,
+                        busy,
+                    }
                 });
                 // Nothing to compress, nothing queued before it and the
                 // connection open: write it from here, which saves a hop
@@ -752,7 +786,7 @@ impl Driver {
                     && queue.busy.load(std::sync::atomic::Ordering::Acquire) == 0
                     && let Some(conn) = connections.cached(node)
                 {
-                    write_produce(&conn, &job, &responses);
+                    write_produce(&conn, &job, &queue.answers);
                     return;
                 }
                 queue.busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);

@@ -12,6 +12,7 @@ use crate::engine::{Acks, EngineConfig};
 use crate::error::Error;
 use crate::health::SmartConfig;
 use crate::partitioner::PartitionStrategy;
+use crate::producer::DeliveryCallback;
 
 /// Producer settings. Build one with [`ProducerConfig::new`] and the
 /// setters, or through [`crate::Producer::builder`].
@@ -81,6 +82,10 @@ pub struct ProducerConfig {
     /// How long the coordinator lets a transaction stay open before it
     /// aborts it (default 60 s, sent with `init_transactions`).
     pub transaction_timeout: Duration,
+    /// Receives the reports of records sent with a tag
+    /// ([`Producer::send_tagged`](crate::Producer::send_tagged)); `None`
+    /// drops them.
+    pub on_delivery: Option<DeliveryCallback>,
 }
 
 impl ProducerConfig {
@@ -113,6 +118,7 @@ impl ProducerConfig {
             smart: None,
             transactional_id: None,
             transaction_timeout: Duration::from_secs(60),
+            on_delivery: None,
         }
     }
 
@@ -268,6 +274,13 @@ impl ProducerConfig {
     /// 15 minutes by default).
     pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
         self.transaction_timeout = timeout;
+        self
+    }
+
+    /// The callback for the reports of records sent with a tag (default
+    /// none: they are dropped).
+    pub fn on_delivery(mut self, callback: DeliveryCallback) -> Self {
+        self.on_delivery = Some(callback);
         self
     }
 

@@ -18,12 +18,10 @@
 //! futures complete in that order.
 
 mod config;
+mod delivery;
 mod transactions;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -31,6 +29,8 @@ use tokio::sync::oneshot;
 use crate::net::buffer_gate::{OnGrant, Reservation};
 
 pub use self::config::ProducerConfig;
+pub(crate) use self::delivery::DeliveryReply;
+pub use self::delivery::{DeliveryCallback, DeliveryFuture};
 pub use self::transactions::Transaction;
 use crate::compression::Compression;
 use crate::engine::{Acks, ProducerStats};
@@ -90,32 +90,6 @@ impl std::fmt::Debug for Producer {
     }
 }
 
-/// The outcome of one record, resolved when the broker acknowledges it or
-/// it fails.
-///
-/// Dropping it does not cancel the send.
-#[derive(Debug)]
-#[must_use = "a DeliveryFuture does nothing unless awaited; dropping it does not cancel the send"]
-pub struct DeliveryFuture {
-    rx: oneshot::Receiver<Result<RecordMetadata, Error>>,
-}
-
-impl Future for DeliveryFuture {
-    type Output = Result<RecordMetadata, Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| {
-            r.unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorKind::Closed,
-                    "the producer stopped before reporting the delivery",
-                )
-                .with_possibly_persisted(true))
-            })
-        })
-    }
-}
-
 impl Producer {
     /// A builder with the defaults of [`ProducerConfig`].
     pub fn builder() -> ProducerBuilder {
@@ -150,7 +124,7 @@ impl Producer {
             }
             None => None,
         };
-        let driver = driver::spawn(config.client.clone(), engine);
+        let driver = driver::spawn(config.client.clone(), engine, config.on_delivery.clone());
         let producer = Producer {
             shared: Arc::new(Shared {
                 driver,
@@ -198,21 +172,21 @@ impl Producer {
 
     /// Hands a record to the driver. With `wait_accepted`, the returned
     /// receiver says when the engine took it (or why not); without, errors
-    /// before acceptance go to the delivery future.
+    /// before acceptance go to `delivered`.
     fn submit(
         &self,
         record: Record,
         deadline: Option<std::time::Instant>,
         permit: Option<Reservation>,
         wait_accepted: bool,
-    ) -> Result<(Option<AcceptedReceiver>, DeliveryFuture), Error> {
+        delivered: DeliveryReply,
+    ) -> Result<Option<AcceptedReceiver>, Error> {
         let (accepted, accepted_rx) = if wait_accepted {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         } else {
             (None, None)
         };
-        let (delivered, rx) = oneshot::channel();
         self.shared
             .driver
             .commands
@@ -224,7 +198,7 @@ impl Producer {
                 permit,
             })
             .map_err(|_| closed())?;
-        Ok((accepted_rx, DeliveryFuture { rx }))
+        Ok(accepted_rx)
     }
 
     /// A record the buffer can never hold goes to the engine without a
@@ -287,16 +261,52 @@ impl Producer {
     /// When there is room and the topic is known, this returns without a
     /// round trip to the producer's task.
     pub async fn send(&self, record: Record) -> Result<DeliveryFuture, Error> {
+        let (reply, delivery) = DeliveryReply::future();
+        self.enqueue(record, reply).await?;
+        Ok(delivery)
+    }
+
+    /// Like [`send`](Self::send), but the outcome goes to the producer's
+    /// [`DeliveryCallback`] (see [`ProducerBuilder::on_delivery`]) with
+    /// `tag`, instead of to a future: nothing is allocated per record for
+    /// its report. Without a callback the report is dropped (the outcome
+    /// still shows in [`stats`](Self::stats)).
+    ///
+    /// Errors returned here are not reported to the callback.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), smartkafka::Error> {
+    /// use smartkafka::{Producer, Record, Topic};
+    /// let producer = Producer::builder()
+    ///     .bootstrap_servers("localhost:9092")
+    ///     .on_delivery(|tag, result| match result {
+    ///         Ok(m) => println!("record {tag} at {}-{}@{}", m.topic, m.partition, m.offset),
+    ///         Err(e) => eprintln!("record {tag} failed: {e}"),
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// let topic = Topic::from("events");
+    /// for i in 0..1000u64 {
+    ///     producer.send_tagged(Record::new(topic.clone()).value(format!("event {i}")), i).await?;
+    /// }
+    /// producer.flush().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_tagged(&self, record: Record, tag: u64) -> Result<(), Error> {
+        self.enqueue(record, DeliveryReply::Tagged(tag)).await
+    }
+
+    async fn enqueue(&self, record: Record, delivered: DeliveryReply) -> Result<(), Error> {
         self.check_open()?;
         let max_block = self.shared.config.max_block;
         let deadline = clock::now() + max_block;
         let size = record.estimated_size();
         if !self.fits_at_all(size) {
-            let (accepted, delivery) = self.submit(record, Some(deadline), None, true)?;
+            let accepted = self.submit(record, Some(deadline), None, true, delivered)?;
             if let Some(accepted) = accepted {
                 accepted.await.map_err(|_| closed())??;
             }
-            return Ok(delivery);
+            return Ok(());
         }
         // Wait for acceptance only when the topic's metadata is unknown: the
         // engine then holds the record until it arrives (up to max_block).
@@ -306,12 +316,11 @@ impl Producer {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         };
-        let (delivered, rx) = oneshot::channel();
         let shared = Arc::clone(&self.shared);
         // Runs when the record's buffer space is granted, in line order, so
         // records that waited reach the engine in the order they asked.
         let on_grant: OnGrant = Box::new(move |permit| {
-            // A closed channel drops the command: the delivery future then
+            // A closed inbox drops the command: a delivery future then
             // reports the producer as closed.
             let _ = shared.driver.commands.send(Command::Send {
                 record,
@@ -337,7 +346,7 @@ impl Producer {
         if let Some(accepted) = accepted_rx {
             accepted.await.map_err(|_| closed())??;
         }
-        Ok(DeliveryFuture { rx })
+        Ok(())
     }
 
     /// Like [`send`](Self::send) but never waits: when the buffer is full
@@ -345,6 +354,20 @@ impl Producer {
     /// that cannot be accepted for another reason (its topic's metadata is
     /// not known yet, say) fails through the returned future.
     pub fn try_send(&self, record: Record) -> Result<DeliveryFuture, Error> {
+        let (reply, delivery) = DeliveryReply::future();
+        self.try_enqueue(record, reply)?;
+        Ok(delivery)
+    }
+
+    /// Like [`try_send`](Self::try_send), with the outcome going to the
+    /// producer's [`DeliveryCallback`] with `tag` (see
+    /// [`send_tagged`](Self::send_tagged)). A record refused later than
+    /// this call (its topic unknown, say) is reported there too.
+    pub fn try_send_tagged(&self, record: Record, tag: u64) -> Result<(), Error> {
+        self.try_enqueue(record, DeliveryReply::Tagged(tag))
+    }
+
+    fn try_enqueue(&self, record: Record, delivered: DeliveryReply) -> Result<(), Error> {
         self.check_open()?;
         let size = record.estimated_size();
         let permit = if self.fits_at_all(size) {
@@ -355,8 +378,8 @@ impl Producer {
         } else {
             None
         };
-        let (_, delivery) = self.submit(record, None, permit, false)?;
-        Ok(delivery)
+        self.submit(record, None, permit, false, delivered)?;
+        Ok(())
     }
 
     /// Sends a record and waits for its delivery.
@@ -584,6 +607,17 @@ impl ProducerBuilder {
         idempotence: bool;
         /// Transaction timeout (default 60 s).
         transaction_timeout: Duration;
+    }
+
+    /// The function that receives the delivery reports of records sent
+    /// with [`Producer::send_tagged`] and [`Producer::try_send_tagged`]
+    /// (see [`DeliveryCallback`]).
+    pub fn on_delivery(
+        mut self,
+        report: impl Fn(u64, Result<&RecordMetadata, &Error>) + Send + Sync + 'static,
+    ) -> Self {
+        self.config = self.config.on_delivery(DeliveryCallback::new(report));
+        self
     }
 
     /// Makes the producer transactional with this id (see

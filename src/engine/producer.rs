@@ -204,6 +204,8 @@ struct Waiting {
     reserved: usize,
     /// `None`: fail at once rather than wait (`try_send`).
     deadline: Option<Instant>,
+    /// Whether to report its acceptance.
+    report_acceptance: bool,
 }
 
 #[derive(Default)]
@@ -312,7 +314,8 @@ impl Engine {
     /// every call (flush relies on it). `timestamp_now` (ms since the Unix
     /// epoch) stamps records without a timestamp. With `deadline` the record
     /// may wait for metadata and buffer space until then; without, it fails
-    /// at once if it cannot be accepted now.
+    /// at once if it cannot be accepted now. Its acceptance is reported
+    /// ([`Event::Accepted`]).
     #[cfg_attr(not(test), allow(dead_code))] // the driver defers; tests and the simulation do not
     pub(crate) fn append(
         &mut self,
@@ -322,13 +325,18 @@ impl Engine {
         token: u64,
         deadline: Option<Instant>,
     ) {
-        self.append_deferred(now, timestamp_now, record, token, deadline);
+        self.append_deferred(now, timestamp_now, record, token, deadline, true);
         self.pump(now);
     }
 
-    /// [`append`](Self::append) without acting on it yet: the record waits
-    /// until the next input or [`handle_timeout`](Self::handle_timeout),
-    /// so a run of appends costs one pass over the partitions.
+    /// [`append`](Self::append) without the pass that acts on it: the
+    /// record is encoded into its batch at once when it can be (nothing
+    /// waits before it, its topic is known, it fits), or joins the waiting
+    /// line; either way nothing is sent until the next input or
+    /// [`handle_timeout`](Self::handle_timeout), so a run of appends costs
+    /// one pass over the partitions. With `report_acceptance`, acceptance
+    /// is reported with [`Event::Accepted`] (only a caller that waits for
+    /// it asks: an event per record would cost memory for nothing).
     pub(crate) fn append_deferred(
         &mut self,
         now: Instant,
@@ -336,6 +344,7 @@ impl Engine {
         record: Record,
         token: u64,
         deadline: Option<Instant>,
+        report_acceptance: bool,
     ) {
         self.now = Some(now);
         self.last_token = self.last_token.max(token);
@@ -378,13 +387,25 @@ impl Engine {
         self.metadata.add_interest(&record.topic);
         let timestamp = record.timestamp.unwrap_or(timestamp_now);
         self.held_records += 1;
-        self.waiting.push_back(Waiting {
+        let w = Waiting {
             token,
             record,
             timestamp,
             reserved,
             deadline,
-        });
+            report_acceptance,
+        };
+        // Nothing waits before it, its topic is known and it fits: taken
+        // now, as the next pass would take it first, without a stop in the
+        // waiting line (a copy, and memory, per record).
+        if self.waiting.is_empty()
+            && self.buffer_used + reserved <= self.config.buffer_memory
+            && self.metadata.topic(&w.record.topic).is_some()
+        {
+            self.accept(now, w);
+        } else {
+            self.waiting.push_back(w);
+        }
     }
 
     /// Makes every record appended so far ready to send, ignoring linger.
@@ -1051,7 +1072,9 @@ impl Engine {
                 pq.held_bytes += w.reserved as u64;
                 tq.held[index] = pq.held_bytes;
                 self.buffer_used += w.reserved;
-                self.events.push_back(Event::Accepted { token: w.token });
+                if w.report_acceptance {
+                    self.events.push_back(Event::Accepted { token: w.token });
+                }
                 if sealed_full && w.record.partition.is_none() {
                     let view = PartitionView::new(&w.record.topic, count as u32, &info.available)
                         .with_queued_bytes(&tq.held);

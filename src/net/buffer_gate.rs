@@ -48,6 +48,9 @@ pub(crate) struct BufferGate {
 pub(crate) struct Reservation {
     gate: Arc<BufferGate>,
     size: usize,
+    /// The part that covers the record while it waits in the producer's
+    /// inbox, returned as the producer's task takes it (`leave_queue`).
+    queued: usize,
 }
 
 impl Drop for Reservation {
@@ -59,12 +62,25 @@ impl Drop for Reservation {
 }
 
 impl Reservation {
-    /// Takes over `other`'s share (of the same gate), so that both are
-    /// returned with one release.
-    pub(crate) fn absorb(&mut self, mut other: Reservation) {
-        debug_assert!(Arc::ptr_eq(&self.gate, &other.gate));
-        self.size += other.size;
-        other.size = 0;
+    /// The part that covers the record while it is queued.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Marks `bytes` of this share (at most all of it) as the part that
+    /// covers the record while it is queued.
+    pub(crate) fn set_queued(&mut self, bytes: usize) {
+        self.queued = bytes.min(self.size);
+    }
+
+    /// Turns the reservation into a plain count of bytes, less its queued
+    /// part (which the caller has returned with [`BufferGate::give_back`]):
+    /// the caller now holds them and returns them with
+    /// [`BufferGate::release`]. Saves keeping a reservation per record.
+    pub(crate) fn into_held(mut self) -> usize {
+        let held = self.size - self.queued;
+        self.size = 0;
+        held
     }
 }
 
@@ -107,6 +123,7 @@ impl BufferGate {
             return Some(Reservation {
                 gate: Arc::clone(self),
                 size,
+                queued: 0,
             });
         }
         None
@@ -128,6 +145,7 @@ impl BufferGate {
                 on_grant(Reservation {
                     gate: Arc::clone(self),
                     size,
+                    queued: 0,
                 });
                 return true;
             }
@@ -172,7 +190,26 @@ impl BufferGate {
         }
     }
 
-    fn release(self: &Arc<Self>, size: usize) {
+    /// Returns `size` bytes taken off reservations with `leave_queue`,
+    /// without serving waiters: call [`serve_waiters`](Self::serve_waiters)
+    /// afterwards (this may run under a lock that a grant would need).
+    pub(crate) fn give_back(&self, size: usize) {
+        self.used.fetch_sub(size, Ordering::SeqCst);
+    }
+
+    /// Serves waiters after [`give_back`](Self::give_back).
+    pub(crate) fn serve_waiters(self: &Arc<Self>) {
+        if self.queued.load(Ordering::SeqCst) > 0 {
+            self.grant_waiters();
+        }
+    }
+
+    /// Returns `size` bytes held apart from a reservation (see
+    /// [`Reservation::into_held`]) and serves waiters.
+    pub(crate) fn release(self: &Arc<Self>, size: usize) {
+        if size == 0 {
+            return;
+        }
         self.used.fetch_sub(size, Ordering::SeqCst);
         // Nobody waits (the common case): no lock.
         if self.queued.load(Ordering::SeqCst) > 0 {
@@ -200,6 +237,7 @@ impl BufferGate {
             let reservation = Reservation {
                 gate: Arc::clone(self),
                 size: waiter.size,
+                queued: 0,
             };
             (waiter.on_grant)(reservation);
             let _ = waiter.granted.send(());

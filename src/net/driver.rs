@@ -52,6 +52,18 @@ use crate::record::{Record, RecordMetadata};
 /// The result of accepting a record into the buffer.
 pub(crate) type AcceptReply = oneshot::Sender<Result<(), Error>>;
 
+/// Bytes of `buffer_memory` a record takes, besides its own, while it waits
+/// in the inbox as a command: so the records a flood of sends queues up
+/// faster than the engine takes them stay within the cap too.
+pub(crate) const QUEUED_COST: usize = std::mem::size_of::<Command>();
+
+/// Bytes of `buffer_memory` a record takes, besides its own and its
+/// framing, from acceptance until it settles: the engine's and the
+/// driver's bookkeeping for it. With it the cap bounds what buffered
+/// records really hold, not only their payload.
+pub(crate) const TRACKING_COST: usize = std::mem::size_of::<PendingRecord>()
+    + std::mem::size_of::<crate::engine::accumulator::PendingRecord>();
+
 /// What a producer handle asks of the driver.
 pub(crate) enum Command {
     Send {
@@ -358,6 +370,7 @@ pub(crate) fn spawn(
         commands_open: true,
         pending: TokenRing::new(1),
         incoming: Vec::new(),
+        buffer: Arc::clone(&buffer),
         flush_waiters: Vec::new(),
         closing: false,
         close_deadline: None,
@@ -371,7 +384,7 @@ pub(crate) fn spawn(
         fatal: None,
         produce_queues: BTreeMap::new(),
         outbound,
-        accept_waiters: 0,
+        accept_waiters: BTreeMap::new(),
         reports: Vec::new(),
         on_delivery,
         known_topics: Arc::clone(&known_topics),
@@ -389,10 +402,9 @@ pub(crate) fn spawn(
 }
 
 struct PendingRecord {
-    accepted: Option<AcceptReply>,
-    delivered: Option<DeliveryReply>,
-    /// Returned to the buffer when the record settles.
-    permit: Option<Reservation>,
+    delivered: DeliveryReply,
+    /// Bytes of `buffer_memory` held for it, returned when it settles.
+    held: usize,
 }
 
 struct Driver {
@@ -401,9 +413,9 @@ struct Driver {
     responses: mpsc::UnboundedSender<Response>,
     response_rx: mpsc::UnboundedReceiver<Response>,
     command_rx: InboxReceiver<Command>,
-    /// Commands taken from the inbox, being handled (kept for its
-    /// allocation, which trades places with the inbox's).
-    incoming: Vec<Command>,
+    /// Segments of commands taken from the inbox, being handled.
+    incoming: Vec<Vec<Command>>,
+    buffer: Arc<BufferGate>,
     commands_open: bool,
     pending: TokenRing<PendingRecord>,
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
@@ -428,8 +440,9 @@ struct Driver {
     produce_queues: BTreeMap<i32, ProduceQueue>,
     /// The codec batches are compressed with on the way out, if any.
     outbound: Option<Outbound>,
-    /// Pending records whose sender waits for acceptance.
-    accept_waiters: usize,
+    /// Senders waiting for their record's acceptance, by token (few: only
+    /// records whose topic was not known yet).
+    accept_waiters: BTreeMap<u64, AcceptReply>,
     /// Delivery reports of the run of deliveries being handled (kept for
     /// its allocation).
     reports: Vec<(DeliveryReply, RecordMetadata)>,
@@ -475,17 +488,26 @@ impl Driver {
                         self.on_response(more);
                     }
                 }
-                more = self.command_rx.recv_all(&mut self.incoming), if self.commands_open => {
+                more = self.command_rx.recv_all(
+                    &mut self.incoming,
+                    // Out of the inbox: the queued part of the charges goes
+                    // back (consistently with what `stats` reads).
+                    |taken| self.buffer.give_back(taken),
+                ), if self.commands_open => {
                     if more {
+                        self.buffer.serve_waiters();
                         // One clock reading and one engine pass for the
                         // whole run of commands waiting now.
                         let now = clock::now();
                         let unix_millis = clock::unix_millis();
-                        let mut incoming = std::mem::take(&mut self.incoming);
-                        for command in incoming.drain(..) {
-                            self.on_command(command, now, unix_millis);
+                        let mut segments = std::mem::take(&mut self.incoming);
+                        for segment in &mut segments {
+                            for command in segment.drain(..) {
+                                self.on_command(command, now, unix_millis);
+                            }
                         }
-                        self.incoming = incoming;
+                        self.command_rx.recycle(&mut segments);
+                        self.incoming = segments;
                         self.engine.handle_timeout(now);
                     } else {
                         // Every handle is gone: send what is left, then stop.
@@ -545,7 +567,11 @@ impl Driver {
                 delivered,
                 permit,
             } => {
+                // The queued part was given back as the inbox was emptied;
+                // the rest is held until the record settles.
+                let held = permit.map_or(0, Reservation::into_held);
                 if self.closing {
+                    self.buffer.release(held);
                     let closed = Error::new(ErrorKind::Closed, "the producer is closed");
                     match accepted {
                         Some(reply) => {
@@ -555,14 +581,13 @@ impl Driver {
                     }
                     return;
                 }
-                self.accept_waiters += usize::from(accepted.is_some());
-                let token = self.pending.push(PendingRecord {
-                    accepted,
-                    delivered: Some(delivered),
-                    permit,
-                });
+                let token = self.pending.push(PendingRecord { delivered, held });
+                let waits = accepted.is_some();
+                if let Some(reply) = accepted {
+                    self.accept_waiters.insert(token, reply);
+                }
                 self.engine
-                    .append_deferred(now, unix_millis, record, token, deadline);
+                    .append_deferred(now, unix_millis, record, token, deadline, waits);
             }
             Command::Flush { done } => {
                 let mark = self.pending.next_token() - 1;
@@ -631,39 +656,30 @@ impl Driver {
         }
         // Counters first, so a caller woken by an event sees them updated.
         self.publish_stats();
-        let mut freed: Option<Reservation> = None;
+        let mut freed = 0;
         let mut reports = std::mem::take(&mut self.reports);
         while let Some(event) = self.engine.poll_event() {
             if !matches!(event, Event::Delivered { .. }) {
                 // Space first, so a caller woken by a delivery finds it free.
-                drop(freed.take());
+                self.buffer.release(std::mem::take(&mut freed));
                 for (reply, metadata) in reports.drain(..) {
                     reply.send(Ok(metadata), self.on_delivery.as_ref());
                 }
             }
             match event {
                 // Most records have nobody waiting for acceptance: no lookup.
-                Event::Accepted { token } if self.accept_waiters > 0 => {
-                    if let Some(reply) = self.pending.get_mut(token).and_then(|p| p.accepted.take())
-                    {
-                        self.accept_waiters -= 1;
+                Event::Accepted { token } if !self.accept_waiters.is_empty() => {
+                    if let Some(reply) = self.accept_waiters.remove(&token) {
                         let _ = reply.send(Ok(()));
                     }
                 }
                 Event::Accepted { .. } => {}
                 Event::Delivered { token, metadata } => {
-                    if let Some(mut p) = self.pending.remove(token) {
-                        self.accept_waiters -= usize::from(p.accepted.is_some());
+                    if let Some(p) = self.pending.remove(token) {
                         // A run of deliveries (a batch) returns its space in
                         // one release, before any of them is reported.
-                        match (&mut freed, p.permit.take()) {
-                            (Some(all), Some(permit)) => all.absorb(permit),
-                            (all @ None, permit) => *all = permit,
-                            (Some(_), None) => {}
-                        }
-                        if let Some(reply) = p.delivered.take() {
-                            reports.push((reply, metadata));
-                        }
+                        freed += p.held;
+                        reports.push((p.delivered, metadata));
                     }
                 }
                 Event::TxnDone { op, result } => {
@@ -684,26 +700,23 @@ impl Driver {
                     self.fatal = Some(error);
                 }
                 Event::Failed { token, error } => {
-                    if let Some(mut p) = self.pending.remove(token) {
-                        drop(p.permit.take());
+                    if let Some(p) = self.pending.remove(token) {
+                        self.buffer.release(p.held);
                         // Before acceptance the error goes to `send`; a
                         // `try_send` does not listen there, so then it goes
                         // to the delivery future.
-                        let unheard = match p.accepted.take() {
-                            Some(reply) => {
-                                self.accept_waiters -= 1;
-                                reply.send(Err(error)).err().and_then(Result::err)
-                            }
+                        let unheard = match self.accept_waiters.remove(&token) {
+                            Some(reply) => reply.send(Err(error)).err().and_then(Result::err),
                             None => Some(error),
                         };
-                        if let (Some(error), Some(reply)) = (unheard, p.delivered.take()) {
-                            reply.send(Err(error), self.on_delivery.as_ref());
+                        if let Some(error) = unheard {
+                            p.delivered.send(Err(error), self.on_delivery.as_ref());
                         }
                     }
                 }
             }
         }
-        drop(freed);
+        self.buffer.release(freed);
         for (reply, metadata) in reports.drain(..) {
             reply.send(Ok(metadata), self.on_delivery.as_ref());
         }

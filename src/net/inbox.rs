@@ -2,10 +2,17 @@
 //! order they were sent, taken by the driver all at once.
 //!
 //! A `send` is one uncontended lock and a push; the driver is woken only
-//! when the queue goes from empty to non-empty, and swaps the whole queue
-//! out in one step, so a burst of records costs one wake-up and no
-//! per-record channel bookkeeping. The two vectors trade places, so in a
-//! steady state nothing is allocated.
+//! when the queue goes from empty to non-empty, and takes everything queued
+//! in one step, so a burst of records costs one wake-up and no per-record
+//! channel bookkeeping.
+//!
+//! Commands are kept in fixed-size segments rather than one growing
+//! vector: what the queue holds is what it uses (no doubling slack, no
+//! copying as it grows), and emptied segments come back for reuse, so in
+//! a steady state nothing is allocated. Each command may carry a charge
+//! (the bytes of `buffer_memory` it takes while queued): the receiver
+//! learns the total of what it takes, and senders can read the total still
+//! queued consistently with it.
 //!
 //! Like a channel it closes from either side: when the last sender is
 //! dropped the receiver sees the end after the last command, and once the
@@ -15,6 +22,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
+/// Commands per segment.
+const SEGMENT: usize = 256;
+/// Emptied segments kept for reuse (beyond them, segments are freed).
+const SPARE_SEGMENTS: usize = 8;
+
 struct Shared<T> {
     state: Mutex<State<T>>,
     /// Woken on empty to non-empty, and when the last sender leaves.
@@ -22,7 +34,10 @@ struct Shared<T> {
 }
 
 struct State<T> {
-    items: Vec<T>,
+    segments: Vec<Vec<T>>,
+    spare: Vec<Vec<T>>,
+    /// The charges of the queued commands.
+    charged: usize,
     senders: usize,
     receiver_alive: bool,
 }
@@ -47,7 +62,9 @@ pub(crate) struct InboxReceiver<T> {
 pub(crate) fn inbox<T>() -> (InboxSender<T>, InboxReceiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
-            items: Vec::new(),
+            segments: Vec::new(),
+            spare: Vec::new(),
+            charged: 0,
             senders: 1,
             receiver_alive: true,
         }),
@@ -64,17 +81,40 @@ pub(crate) fn inbox<T>() -> (InboxSender<T>, InboxReceiver<T>) {
 impl<T> InboxSender<T> {
     /// Queues `item`; gives it back when the receiver is gone.
     pub(crate) fn send(&self, item: T) -> Result<(), T> {
+        self.send_charged(item, 0)
+    }
+
+    /// Queues `item`, counting `charge` bytes for it until the receiver
+    /// takes it.
+    pub(crate) fn send_charged(&self, item: T, charge: usize) -> Result<(), T> {
         let mut state = self.shared.lock();
         if !state.receiver_alive {
             return Err(item);
         }
-        let was_empty = state.items.is_empty();
-        state.items.push(item);
+        let was_empty = state.segments.is_empty();
+        if state.segments.last().is_none_or(|s| s.len() == SEGMENT) {
+            let segment = state
+                .spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(SEGMENT));
+            state.segments.push(segment);
+        }
+        if let Some(segment) = state.segments.last_mut() {
+            segment.push(item);
+        }
+        state.charged += charge;
         drop(state);
         if was_empty {
             self.shared.ready.notify_one();
         }
         Ok(())
+    }
+
+    /// Runs `read` with the charges of the commands queued now, under the
+    /// lock that `recv_all`'s `on_take` runs under: what `read` sees is
+    /// consistent with what `on_take` changed.
+    pub(crate) fn with_charged<R>(&self, read: impl FnOnce(usize) -> R) -> R {
+        read(self.shared.lock().charged)
     }
 }
 
@@ -100,19 +140,27 @@ impl<T> Drop for InboxSender<T> {
 }
 
 impl<T> InboxReceiver<T> {
-    /// Moves everything queued into `into` (which should be empty) and
-    /// returns `true`; waits while the queue is empty. Returns `false`
-    /// once every sender is gone and nothing is left.
+    /// Moves every queued segment, in order, into `into` (which should be
+    /// empty) and returns `true`; waits while the queue is empty. Returns
+    /// `false` once every sender is gone and nothing is left.
+    ///
+    /// `on_take` gets the total charge of what was taken, under the lock
+    /// (so it must not send on this inbox).
     ///
     /// Cancel-safe: commands are moved only in the poll that returns.
-    pub(crate) async fn recv_all(&mut self, into: &mut Vec<T>) -> bool {
+    pub(crate) async fn recv_all(
+        &mut self,
+        into: &mut Vec<Vec<T>>,
+        mut on_take: impl FnMut(usize),
+    ) -> bool {
         loop {
             // Registered before looking, so a send in between is not missed.
             let notified = self.shared.ready.notified();
             {
                 let mut state = self.shared.lock();
-                if !state.items.is_empty() {
-                    std::mem::swap(into, &mut state.items);
+                if !state.segments.is_empty() {
+                    std::mem::swap(into, &mut state.segments);
+                    on_take(std::mem::take(&mut state.charged));
                     return true;
                 }
                 if state.senders == 0 {
@@ -122,13 +170,24 @@ impl<T> InboxReceiver<T> {
             notified.await;
         }
     }
+
+    /// Gives segments emptied by the receiver back for reuse (`segments`
+    /// is left empty; any beyond the spare limit are freed).
+    pub(crate) fn recycle(&self, segments: &mut Vec<Vec<T>>) {
+        let mut state = self.shared.lock();
+        for segment in segments.drain(..) {
+            if segment.is_empty() && state.spare.len() < SPARE_SEGMENTS {
+                state.spare.push(segment);
+            }
+        }
+    }
 }
 
 impl<T> Drop for InboxReceiver<T> {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
         state.receiver_alive = false;
-        let left = std::mem::take(&mut state.items);
+        let left = std::mem::take(&mut state.segments);
         drop(state);
         // Dropped outside the lock: a command's drop may send on it.
         drop(left);
@@ -139,6 +198,16 @@ impl<T> Drop for InboxReceiver<T> {
 mod tests {
     use super::*;
 
+    async fn take(rx: &mut InboxReceiver<u32>) -> Option<Vec<u32>> {
+        let mut segments = Vec::new();
+        if !rx.recv_all(&mut segments, |_| {}).await {
+            return None;
+        }
+        let items = segments.iter_mut().flat_map(|s| s.drain(..)).collect();
+        rx.recycle(&mut segments);
+        Some(items)
+    }
+
     #[tokio::test]
     async fn keeps_order_across_senders_and_ends_after_the_last() {
         let (tx, mut rx) = inbox::<u32>();
@@ -147,46 +216,63 @@ mod tests {
             tx.send(i).unwrap();
         }
         tx2.send(5).unwrap();
-        let mut got = Vec::new();
-        assert!(rx.recv_all(&mut got).await);
-        assert_eq!(got, vec![0, 1, 2, 3, 4, 5]);
-        got.clear();
+        assert_eq!(take(&mut rx).await, Some(vec![0, 1, 2, 3, 4, 5]));
         drop(tx);
         tx2.send(6).unwrap();
         drop(tx2);
         // What was queued before the last sender left still arrives.
-        assert!(rx.recv_all(&mut got).await);
-        assert_eq!(got, vec![6]);
-        got.clear();
-        assert!(!rx.recv_all(&mut got).await);
+        assert_eq!(take(&mut rx).await, Some(vec![6]));
+        assert_eq!(take(&mut rx).await, None);
+    }
+
+    #[tokio::test]
+    async fn many_segments_keep_order_and_are_reused() {
+        let (tx, mut rx) = inbox::<u32>();
+        let n = (SEGMENT * 5 + 7) as u32;
+        for round in 0..3 {
+            for i in 0..n {
+                tx.send_charged(i, 2).unwrap();
+            }
+            assert_eq!(tx.with_charged(|c| c), 2 * n as usize);
+            let mut segments = Vec::new();
+            let mut taken = 0;
+            assert!(rx.recv_all(&mut segments, |c| taken += c).await);
+            assert_eq!(taken, 2 * n as usize);
+            let got: Vec<u32> = segments.iter_mut().flat_map(|s| s.drain(..)).collect();
+            rx.recycle(&mut segments);
+            assert_eq!(got, (0..n).collect::<Vec<_>>(), "round {round}");
+            assert_eq!(tx.with_charged(|c| c), 0);
+            let state = rx.shared.lock();
+            assert_eq!(
+                state.spare.len(),
+                6.min(SPARE_SEGMENTS),
+                "emptied segments kept for reuse"
+            );
+        }
     }
 
     #[tokio::test]
     async fn wakes_a_waiting_receiver_and_refuses_after_it_is_gone() {
-        let (tx, mut rx) = inbox::<String>();
-        let waiter = tokio::spawn(async move {
-            let mut got = Vec::new();
-            let more = rx.recv_all(&mut got).await;
-            (more, got)
-        });
+        let (tx, mut rx) = inbox::<u32>();
+        let waiter = tokio::spawn(async move { take(&mut rx).await });
         tokio::task::yield_now().await;
-        tx.send("a".into()).unwrap();
-        let (more, got) = waiter.await.unwrap();
-        assert!(more);
-        assert_eq!(got, vec!["a".to_string()]);
+        tx.send(1).unwrap();
+        assert_eq!(waiter.await.unwrap(), Some(vec![1]));
         // The receiver was dropped with the task: the command comes back.
-        assert_eq!(tx.send("b".into()), Err("b".to_string()));
+        assert_eq!(tx.send(2), Err(2));
     }
 
     #[tokio::test]
     async fn a_cancelled_wait_loses_nothing() {
-        let (tx, mut rx) = inbox::<u8>();
-        let mut got = Vec::new();
-        let timed_out =
-            tokio::time::timeout(std::time::Duration::from_millis(5), rx.recv_all(&mut got)).await;
+        let (tx, mut rx) = inbox::<u32>();
+        let mut segments = Vec::new();
+        let timed_out = tokio::time::timeout(
+            std::time::Duration::from_millis(5),
+            rx.recv_all(&mut segments, |_| {}),
+        )
+        .await;
         assert!(timed_out.is_err());
         tx.send(7).unwrap();
-        assert!(rx.recv_all(&mut got).await);
-        assert_eq!(got, vec![7]);
+        assert_eq!(take(&mut rx).await, Some(vec![7]));
     }
 }

@@ -3,7 +3,7 @@
 //! records.
 //!
 //! A ring of slots starting at the oldest live token: insert is a push,
-//! lookup and removal index directly, and settled slots at the front are
+//! removal indexes directly, and settled slots at the front are
 //! dropped as they come, so the front is always the oldest unsettled
 //! record (what `flush` waits for). Records of one partition settle in
 //! order and partitions move together, so the gaps stay short.
@@ -43,11 +43,6 @@ impl<T> TokenRing<T> {
     fn index(&self, token: u64) -> Option<usize> {
         let i = usize::try_from(token.checked_sub(self.first)?).ok()?;
         (i < self.slots.len()).then_some(i)
-    }
-
-    pub(crate) fn get_mut(&mut self, token: u64) -> Option<&mut T> {
-        let i = self.index(token)?;
-        self.slots[i].as_mut()
     }
 
     pub(crate) fn remove(&mut self, token: u64) -> Option<T> {
@@ -94,10 +89,9 @@ mod tests {
         // 3 was already gone: the oldest skips it.
         assert_eq!(ring.oldest(), Some(4));
         assert_eq!(ring.len(), 3);
-        *ring.get_mut(5).unwrap() += 1;
-        assert_eq!(ring.remove(5), Some(41));
-        assert_eq!(ring.get_mut(0), None);
-        assert_eq!(ring.get_mut(99), None);
+        assert_eq!(ring.remove(5), Some(40));
+        assert_eq!(ring.remove(0), None);
+        assert_eq!(ring.remove(99), None);
         assert_eq!(ring.remove(4), Some(30));
         assert_eq!(ring.remove(6), Some(50));
         assert!(ring.is_empty());

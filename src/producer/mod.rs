@@ -40,7 +40,7 @@ use crate::health::{
     SmartConfig,
 };
 use crate::net::clock;
-use crate::net::driver::{self, Command, DriverHandle};
+use crate::net::driver::{self, Command, DriverHandle, QUEUED_COST, TRACKING_COST};
 use crate::partitioner::PartitionStrategy;
 use crate::record::{Record, RecordMetadata};
 
@@ -181,6 +181,7 @@ impl Producer {
         wait_accepted: bool,
         delivered: DeliveryReply,
     ) -> Result<Option<AcceptedReceiver>, Error> {
+        let queued = permit.as_ref().map_or(0, Reservation::queued);
         let (accepted, accepted_rx) = if wait_accepted {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
@@ -190,15 +191,29 @@ impl Producer {
         self.shared
             .driver
             .commands
-            .send(Command::Send {
-                record,
-                deadline,
-                accepted,
-                delivered,
-                permit,
-            })
+            .send_charged(
+                Command::Send {
+                    record,
+                    deadline,
+                    accepted,
+                    delivered,
+                    permit,
+                },
+                queued,
+            )
             .map_err(|_| closed())?;
         Ok(accepted_rx)
+    }
+
+    /// What a record of `size` bytes takes of `buffer_memory` from `send`
+    /// on (its bytes and bookkeeping, [`TRACKING_COST`]), and the part of
+    /// it that covers the record only while it is queued for the
+    /// producer's task ([`QUEUED_COST`]); within the cap either way.
+    fn charge(&self, size: usize) -> (usize, usize) {
+        let cap = self.shared.config.buffer_memory;
+        let held = size.saturating_add(TRACKING_COST).min(cap).max(size);
+        let charge = held.saturating_add(QUEUED_COST).min(cap);
+        (charge, charge - held)
     }
 
     /// A record the buffer can never hold goes to the engine without a
@@ -317,24 +332,29 @@ impl Producer {
             (Some(tx), Some(rx))
         };
         let shared = Arc::clone(&self.shared);
+        let (charge, queued) = self.charge(size);
         // Runs when the record's buffer space is granted, in line order, so
         // records that waited reach the engine in the order they asked.
-        let on_grant: OnGrant = Box::new(move |permit| {
+        let on_grant: OnGrant = Box::new(move |mut permit| {
+            permit.set_queued(queued);
             // A closed inbox drops the command: a delivery future then
             // reports the producer as closed.
-            let _ = shared.driver.commands.send(Command::Send {
-                record,
-                deadline: Some(deadline),
-                accepted,
-                delivered,
-                permit: Some(permit),
-            });
+            let _ = shared.driver.commands.send_charged(
+                Command::Send {
+                    record,
+                    deadline: Some(deadline),
+                    accepted,
+                    delivered,
+                    permit: Some(permit),
+                },
+                queued,
+            );
         });
         if !self
             .shared
             .driver
             .buffer
-            .reserve(size, max_block, on_grant)
+            .reserve(charge, max_block, on_grant)
             .await
         {
             return Err(self.buffer_exhausted(
@@ -371,8 +391,12 @@ impl Producer {
         self.check_open()?;
         let size = record.estimated_size();
         let permit = if self.fits_at_all(size) {
-            match self.shared.driver.buffer.try_reserve(size) {
-                Some(permit) => Some(permit),
+            let (charge, queued) = self.charge(size);
+            match self.shared.driver.buffer.try_reserve(charge) {
+                Some(mut permit) => {
+                    permit.set_queued(queued);
+                    Some(permit)
+                }
                 None => return Err(self.buffer_exhausted(size, "right now", false)),
             }
         } else {
@@ -463,7 +487,11 @@ impl Producer {
             .clone();
         // The buffer as `send` sees it: every record from the moment it
         // has its space until it settles.
-        stats.queued_bytes = driver.buffer.used() as u64;
+        // Less what covers records still queued for the producer's task.
+        stats.queued_bytes = driver
+            .commands
+            .with_charged(|queued| driver.buffer.used().saturating_sub(queued))
+            as u64;
         stats.errors += driver.refused.load(std::sync::atomic::Ordering::Relaxed);
         stats
     }

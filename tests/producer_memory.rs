@@ -1,0 +1,125 @@
+//! What buffered records really cost: with the broker down, a flood of
+//! small fire-and-forget records (`try_send_tagged`) fills the buffer; the
+//! heap the producer then holds, counted by a counting allocator, stays
+//! within `buffer_memory` (plus a fixed allowance for structures that grow
+//! once: the inbox's spare segments, the record table's capacity), and per
+//! buffered record within the record's own bytes (key and value) plus 96
+//! (about 80 in this test: its framing in the batch, the engine's and the
+//! driver's entries for it, and the tables' growth slack).
+//!
+//! The broker is the librdkafka mock, whose memory is C's and not counted;
+//! the values are static, so the only copy of each payload is the one the
+//! producer encoded.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rdkafka::mocking::MockCluster;
+use smartkafka::{ErrorKind, Producer, Record, Topic};
+
+/// Counts the bytes live on the heap.
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards every call unchanged to the system allocator; the only
+// addition is bookkeeping on an atomic, which does not allocate.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const BUFFER: usize = 8 * 1024 * 1024;
+/// Structures that grow once rather than per record.
+const FIXED: usize = 1024 * 1024;
+static VALUE: [u8; 100] = [b'v'; 100];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_small_records_stay_within_the_cap() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("t", 6, 1).unwrap();
+    let producer = Producer::builder()
+        .bootstrap_servers(&cluster.bootstrap_servers())
+        .buffer_memory(BUFFER)
+        .batch_size(64 * 1024)
+        .delivery_timeout(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    producer
+        .send_and_wait(Record::new("t").value("warm-up"))
+        .await
+        .unwrap();
+    let keys: Vec<Bytes> = (0..10_000)
+        .map(|i| Bytes::from(format!("key-{i:05}")))
+        .collect();
+    let topic = Topic::from("t");
+    cluster.broker_down(1).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = LIVE.load(Ordering::Relaxed);
+
+    let mut accepted = 0usize;
+    loop {
+        let record = Record::new(topic.clone())
+            .key(keys[accepted % keys.len()].clone())
+            .value(Bytes::from_static(&VALUE));
+        match producer.try_send_tagged(record, accepted as u64) {
+            Ok(()) => accepted += 1,
+            Err(e) if *e.kind() == ErrorKind::BufferExhausted => {
+                // Full, or the driver has not taken the queue yet: give it
+                // a moment, then try once more before calling it full.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if producer.stats().queued_bytes as usize + 1024 < BUFFER {
+                    continue;
+                }
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let held = (LIVE.load(Ordering::Relaxed) - before).max(0) as usize;
+    let own = VALUE.len() + keys[0].len();
+    let per_record = held as f64 / accepted as f64;
+    println!(
+        "{accepted} records of {own} bytes buffered: {held} bytes held, {per_record:.1} per record"
+    );
+    assert!(accepted > BUFFER / 400, "only {accepted} records fit");
+    assert!(
+        held <= BUFFER + FIXED,
+        "{held} bytes held for a buffer of {BUFFER}"
+    );
+    assert!(
+        per_record <= (own + 96) as f64,
+        "{per_record:.1} bytes per buffered record of {own}"
+    );
+
+    // Back up: everything is delivered.
+    cluster.broker_up(1).unwrap();
+    producer.flush().await.unwrap();
+    let stats = producer.stats();
+    assert_eq!(stats.records_sent, accepted as u64 + 1);
+    assert_eq!(stats.errors, 0);
+    producer.close(Duration::from_secs(5)).await.unwrap();
+}

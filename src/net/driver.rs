@@ -44,6 +44,7 @@ use crate::metadata::ClusterMetadata;
 use crate::net::clock;
 use crate::net::connection::{BrokerConnection, PendingResponse};
 use crate::net::inbox::{self, InboxReceiver, InboxSender};
+use crate::net::reporter::Reporter;
 use crate::net::token_ring::TokenRing;
 use crate::producer::{DeliveryCallback, DeliveryReply};
 use crate::protocol::KafkaCode;
@@ -347,7 +348,14 @@ pub(crate) fn spawn(
     client: ClientConfig,
     mut engine: EngineConfig,
     on_delivery: Option<DeliveryCallback>,
-) -> DriverHandle {
+) -> Result<DriverHandle, Error> {
+    let reporter = match on_delivery {
+        Some(callback) => Some(
+            Reporter::start(callback)
+                .map_err(|e| Error::io("starting the delivery callback thread", e))?,
+        ),
+        None => None,
+    };
     // A transactional producer gets its id from `init_transactions`.
     let wait_for_id = engine.idempotence && engine.transactional_id.is_none();
     // Batches are compressed by the dispatch tasks, not by the engine.
@@ -386,19 +394,19 @@ pub(crate) fn spawn(
         outbound,
         accept_waiters: BTreeMap::new(),
         reports: Vec::new(),
-        on_delivery,
+        reporter,
         known_topics: Arc::clone(&known_topics),
         stats: Arc::clone(&stats),
     };
     tokio::spawn(driver.run());
-    DriverHandle {
+    Ok(DriverHandle {
         commands,
         stats,
         buffer,
         known_topics,
         refused: Arc::default(),
         closed: std::sync::atomic::AtomicBool::new(false),
-    }
+    })
 }
 
 struct PendingRecord {
@@ -446,8 +454,8 @@ struct Driver {
     /// Delivery reports of the run of deliveries being handled (kept for
     /// its allocation).
     reports: Vec<(DeliveryReply, RecordMetadata)>,
-    /// Where reports of tagged records go.
-    on_delivery: Option<DeliveryCallback>,
+    /// Where reports of tagged records go, when there is a callback.
+    reporter: Option<Reporter>,
     known_topics: Arc<RwLock<BTreeSet<String>>>,
 }
 
@@ -521,7 +529,7 @@ impl Driver {
                 }
             }
         }
-        for waiter in self.close_waiters.drain(..) {
+        for waiter in std::mem::take(&mut self.close_waiters) {
             let result = if self.aborted == 0 {
                 Ok(())
             } else {
@@ -533,15 +541,20 @@ impl Driver {
                     ),
                 ))
             };
-            let _ = waiter.send(result);
+            self.answer(waiter, result);
         }
-        for (_, done) in self.flush_waiters.drain(..) {
-            let _ = done.send(());
+        for (_, done) in std::mem::take(&mut self.flush_waiters) {
+            self.signal(done);
         }
         for (_, done) in std::mem::take(&mut self.txn_waiters) {
-            let _ = done.send(Err(Error::new(ErrorKind::Closed, "the producer is closed")));
+            self.answer(
+                done,
+                Err(Error::new(ErrorKind::Closed, "the producer is closed")),
+            );
         }
         self.publish_stats();
+        // Hands over what is left; the thread ends after it.
+        drop(self.reporter.take());
     }
 
     fn abort(&mut self, now: Instant) {
@@ -577,7 +590,7 @@ impl Driver {
                         Some(reply) => {
                             let _ = reply.send(Err(closed));
                         }
-                        None => delivered.send(Err(closed), self.on_delivery.as_ref()),
+                        None => delivered.send(Err(closed), self.reporter.as_mut()),
                     }
                     return;
                 }
@@ -663,7 +676,7 @@ impl Driver {
                 // Space first, so a caller woken by a delivery finds it free.
                 self.buffer.release(std::mem::take(&mut freed));
                 for (reply, metadata) in reports.drain(..) {
-                    reply.send(Ok(metadata), self.on_delivery.as_ref());
+                    reply.send(Ok(metadata), self.reporter.as_mut());
                 }
             }
             match event {
@@ -684,7 +697,7 @@ impl Driver {
                 }
                 Event::TxnDone { op, result } => {
                     if let Some(done) = self.txn_waiters.remove(&op) {
-                        let _ = done.send(result);
+                        self.answer(done, result);
                     }
                 }
                 Event::Initialised => {
@@ -710,7 +723,7 @@ impl Driver {
                             None => Some(error),
                         };
                         if let Some(error) = unheard {
-                            p.delivered.send(Err(error), self.on_delivery.as_ref());
+                            p.delivered.send(Err(error), self.reporter.as_mut());
                         }
                     }
                 }
@@ -718,7 +731,7 @@ impl Driver {
         }
         self.buffer.release(freed);
         for (reply, metadata) in reports.drain(..) {
-            reply.send(Ok(metadata), self.on_delivery.as_ref());
+            reply.send(Ok(metadata), self.reporter.as_mut());
         }
         self.reports = reports;
         let oldest = self.pending.oldest();
@@ -726,9 +739,33 @@ impl Driver {
         while i < self.flush_waiters.len() {
             if oldest.is_none_or(|o| o > self.flush_waiters[i].0) {
                 let (_, done) = self.flush_waiters.swap_remove(i);
-                let _ = done.send(());
+                self.signal(done);
             } else {
                 i += 1;
+            }
+        }
+        if let Some(reporter) = self.reporter.as_mut() {
+            reporter.submit();
+        }
+    }
+
+    /// Signals `done`, after the callback has seen the reports before it.
+    fn signal(&mut self, done: oneshot::Sender<()>) {
+        match self.reporter.as_mut() {
+            Some(reporter) => reporter.signal(done),
+            None => {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Hands `result` to `done`, after the callback has seen the reports
+    /// before it.
+    fn answer(&mut self, done: oneshot::Sender<Result<(), Error>>, result: Result<(), Error>) {
+        match self.reporter.as_mut() {
+            Some(reporter) => reporter.answer(done, result),
+            None => {
+                let _ = done.send(result);
             }
         }
     }

@@ -8,5 +8,6 @@ pub(crate) mod compress;
 pub(crate) mod connection;
 pub(crate) mod driver;
 pub(crate) mod inbox;
+pub(crate) mod reporter;
 pub(crate) mod token_ring;
 pub(crate) mod txn_wire;

@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, ErrorKind};
+use crate::net::reporter::Reporter;
 use crate::record::RecordMetadata;
 
 /// The outcome of one record, resolved when the broker acknowledges it or
@@ -48,10 +49,12 @@ type Report = dyn Fn(u64, Result<&RecordMetadata, &Error>) + Send + Sync;
 /// and where it was written, or why it failed. Set it with
 /// [`ProducerBuilder::on_delivery`](crate::ProducerBuilder::on_delivery).
 ///
-/// It runs on the producer's task, once per record, in `send` order within
-/// a partition: keep it short and never block in it (hand the report to a
-/// channel when there is real work to do). A panic in it is caught and
-/// logged; the producer goes on.
+/// It runs on a thread of the producer's own (`smartkafka-delivery`), once
+/// per record, in `send` order within a partition, so the time it takes
+/// does not slow sending; reports queue up behind a slow callback, and
+/// `flush`, `close` and transactional calls return only once it has seen
+/// the records sent before them. A panic in it is caught and logged; the
+/// producer goes on.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -110,19 +113,20 @@ impl DeliveryReply {
         (DeliveryReply::Future(tx), DeliveryFuture { rx })
     }
 
-    /// Reports `result`.
+    /// Reports `result`: to the future, or through `reporter` to the
+    /// callback (none: dropped).
     pub(crate) fn send(
         self,
         result: Result<RecordMetadata, Error>,
-        callback: Option<&DeliveryCallback>,
+        reporter: Option<&mut Reporter>,
     ) {
         match self {
             DeliveryReply::Future(tx) => {
                 let _ = tx.send(result);
             }
             DeliveryReply::Tagged(tag) => {
-                if let Some(callback) = callback {
-                    callback.report(tag, result.as_ref());
+                if let Some(reporter) = reporter {
+                    reporter.outcome(tag, result);
                 }
             }
         }

@@ -124,7 +124,7 @@ impl Producer {
             }
             None => None,
         };
-        let driver = driver::spawn(config.client.clone(), engine, config.on_delivery.clone());
+        let driver = driver::spawn(config.client.clone(), engine, config.on_delivery.clone())?;
         let producer = Producer {
             shared: Arc::new(Shared {
                 driver,

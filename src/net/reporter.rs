@@ -1,0 +1,111 @@
+//! Runs the producer's delivery callback on a thread of its own, so that
+//! the work a callback does never holds up the driver (which encodes,
+//! sends and reads answers). The driver collects the reports of each of
+//! its passes and hands them over in one message; the thread calls the
+//! callback for each, in order.
+//!
+//! Completions that callers expect to see after their records' reports
+//! (`flush`, `close`, transactional calls) go through the same stream, so
+//! a `flush` returns only once the callback has seen every record sent
+//! before it.
+
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
+
+use crate::error::Error;
+use crate::producer::DeliveryCallback;
+use crate::record::RecordMetadata;
+
+enum Report {
+    /// A tagged record's outcome.
+    Outcome(u64, Result<RecordMetadata, Error>),
+    /// A completion to signal once the reports before it are done.
+    Signal(oneshot::Sender<()>),
+    /// A result to hand over once the reports before it are done.
+    Answer(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
+}
+
+/// The driver's end of the report stream.
+pub(crate) struct Reporter {
+    tx: mpsc::Sender<Vec<Report>>,
+    batch: Vec<Report>,
+}
+
+impl Reporter {
+    /// Starts the thread that calls `callback`. Fails only if the thread
+    /// cannot be spawned.
+    pub(crate) fn start(callback: DeliveryCallback) -> std::io::Result<Reporter> {
+        let (tx, rx) = mpsc::channel::<Vec<Report>>();
+        std::thread::Builder::new()
+            .name("smartkafka-delivery".into())
+            .spawn(move || {
+                // Ends when the driver drops its end, after the last batch.
+                for batch in rx {
+                    for report in batch {
+                        match report {
+                            Report::Outcome(tag, result) => callback.report(tag, result.as_ref()),
+                            Report::Signal(done) => {
+                                let _ = done.send(());
+                            }
+                            Report::Answer(done, result) => {
+                                let _ = done.send(result);
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok(Reporter {
+            tx,
+            batch: Vec::new(),
+        })
+    }
+
+    /// Queues a tagged record's outcome.
+    pub(crate) fn outcome(&mut self, tag: u64, result: Result<RecordMetadata, Error>) {
+        self.batch.push(Report::Outcome(tag, result));
+    }
+
+    /// Signals `done` after the outcomes queued so far.
+    pub(crate) fn signal(&mut self, done: oneshot::Sender<()>) {
+        self.batch.push(Report::Signal(done));
+    }
+
+    /// Hands `result` to `done` after the outcomes queued so far.
+    pub(crate) fn answer(
+        &mut self,
+        done: oneshot::Sender<Result<(), Error>>,
+        result: Result<(), Error>,
+    ) {
+        self.batch.push(Report::Answer(done, result));
+    }
+
+    /// Sends what was queued to the thread.
+    pub(crate) fn submit(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if let Err(mpsc::SendError(batch)) = self.tx.send(batch) {
+            // The thread is gone (it cannot be, short of an abort): at least
+            // let the waiters go.
+            for report in batch {
+                match report {
+                    Report::Outcome(..) => {}
+                    Report::Signal(done) => {
+                        let _ = done.send(());
+                    }
+                    Report::Answer(done, result) => {
+                        let _ = done.send(result);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.submit();
+    }
+}

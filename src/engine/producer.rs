@@ -263,6 +263,9 @@ pub(crate) struct Engine {
     txn: Option<Transactions>,
     /// The last token appended (a commit flushes up to it).
     last_token: u64,
+    /// The caller's name of the topic last registered with the metadata
+    /// cache: records for it (the same shared name) skip the lookup.
+    last_interest: Option<Topic>,
 }
 
 impl Engine {
@@ -304,6 +307,7 @@ impl Engine {
                 .clone()
                 .map(|id| Transactions::new(id, config.transaction_timeout, config.retry_backoff)),
             last_token: 0,
+            last_interest: None,
             config,
         }
     }
@@ -384,7 +388,14 @@ impl Engine {
             );
             return;
         }
-        self.metadata.add_interest(&record.topic);
+        if !self
+            .last_interest
+            .as_ref()
+            .is_some_and(|t| t.same(&record.topic))
+        {
+            self.metadata.add_interest(&record.topic);
+            self.last_interest = Some(record.topic.clone());
+        }
         let timestamp = record.timestamp.unwrap_or(timestamp_now);
         self.held_records += 1;
         let w = Waiting {

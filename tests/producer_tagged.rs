@@ -9,6 +9,7 @@
 mod producer_support;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ type Reports = Arc<Mutex<Vec<(u64, Result<RecordMetadata, ErrorKind>)>>>;
 async fn tagged_producer(bootstrap: &str, buffer_memory: usize) -> (Producer, Reports) {
     let reports: Reports = Arc::default();
     let sink = Arc::clone(&reports);
+    // The callback runs on the producer's task or its delivery thread, never
+    // on both at once.
+    let inside = Arc::new(AtomicBool::new(false));
     let producer = Producer::builder()
         .bootstrap_servers(bootstrap)
         .linger(Duration::from_millis(2))
@@ -32,8 +36,13 @@ async fn tagged_producer(bootstrap: &str, buffer_memory: usize) -> (Producer, Re
         .max_block(Duration::from_secs(10))
         .request_timeout(Duration::from_secs(10))
         .on_delivery(move |tag, result| {
+            assert!(
+                !inside.swap(true, Ordering::SeqCst),
+                "callback called twice at once"
+            );
             let result = result.cloned().map_err(|e| e.kind().clone());
             sink.lock().unwrap().push((tag, result));
+            inside.store(false, Ordering::SeqCst);
         })
         .build()
         .await

@@ -1,14 +1,20 @@
-//! Runs the producer's delivery callback on a thread of its own, so that
-//! the work a callback does never holds up the driver (which encodes,
-//! sends and reads answers). The driver collects the reports of each of
-//! its passes and hands them over in one message; the thread calls the
-//! callback for each, in order.
+//! Runs the producer's delivery callback off the driver when there is much
+//! to report, so that the work a callback does never holds up the driver
+//! (which encodes, sends and reads answers). The driver collects the
+//! reports of each of its passes; a large run goes in one message to a
+//! thread of its own, which calls the callback for each, in order. A few
+//! reports while that thread is idle are made by the driver itself, which
+//! saves the hop to another thread (the latency of a lightly loaded
+//! producer); the callback is never called from both at once, and reports
+//! never overtake each other.
 //!
 //! Completions that callers expect to see after their records' reports
 //! (`flush`, `close`, transactional calls) go through the same stream, so
 //! a `flush` returns only once the callback has seen every record sent
 //! before it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use tokio::sync::oneshot;
@@ -26,10 +32,28 @@ enum Report {
     Answer(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
 }
 
+/// Reports in a pass that the driver makes itself when the thread is idle.
+const INLINE_MAX: usize = 64;
+
 /// The driver's end of the report stream.
 pub(crate) struct Reporter {
     tx: mpsc::Sender<Vec<Report>>,
     batch: Vec<Report>,
+    callback: DeliveryCallback,
+    /// Batches sent to the thread and not yet done.
+    outstanding: Arc<AtomicUsize>,
+}
+
+fn deliver(callback: &DeliveryCallback, report: Report) {
+    match report {
+        Report::Outcome(tag, result) => callback.report(tag, result.as_ref()),
+        Report::Signal(done) => {
+            let _ = done.send(());
+        }
+        Report::Answer(done, result) => {
+            let _ = done.send(result);
+        }
+    }
 }
 
 impl Reporter {
@@ -37,27 +61,26 @@ impl Reporter {
     /// cannot be spawned.
     pub(crate) fn start(callback: DeliveryCallback) -> std::io::Result<Reporter> {
         let (tx, rx) = mpsc::channel::<Vec<Report>>();
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let (thread_callback, done) = (callback.clone(), Arc::clone(&outstanding));
         std::thread::Builder::new()
             .name("smartkafka-delivery".into())
             .spawn(move || {
                 // Ends when the driver drops its end, after the last batch.
                 for batch in rx {
                     for report in batch {
-                        match report {
-                            Report::Outcome(tag, result) => callback.report(tag, result.as_ref()),
-                            Report::Signal(done) => {
-                                let _ = done.send(());
-                            }
-                            Report::Answer(done, result) => {
-                                let _ = done.send(result);
-                            }
-                        }
+                        deliver(&thread_callback, report);
                     }
+                    // After the batch's last report: the driver may report
+                    // itself again.
+                    done.fetch_sub(1, Ordering::Release);
                 }
             })?;
         Ok(Reporter {
             tx,
             batch: Vec::new(),
+            callback,
+            outstanding,
         })
     }
 
@@ -80,12 +103,20 @@ impl Reporter {
         self.batch.push(Report::Answer(done, result));
     }
 
-    /// Sends what was queued to the thread.
+    /// Makes the queued reports: here when they are few and the thread has
+    /// nothing left to do, else on the thread.
     pub(crate) fn submit(&mut self) {
         if self.batch.is_empty() {
             return;
         }
+        if self.batch.len() <= INLINE_MAX && self.outstanding.load(Ordering::Acquire) == 0 {
+            for report in std::mem::take(&mut self.batch) {
+                deliver(&self.callback, report);
+            }
+            return;
+        }
         let batch = std::mem::take(&mut self.batch);
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
         if let Err(mpsc::SendError(batch)) = self.tx.send(batch) {
             // The thread is gone (it cannot be, short of an abort): at least
             // let the waiters go.

@@ -49,12 +49,13 @@ type Report = dyn Fn(u64, Result<&RecordMetadata, &Error>) + Send + Sync;
 /// and where it was written, or why it failed. Set it with
 /// [`ProducerBuilder::on_delivery`](crate::ProducerBuilder::on_delivery).
 ///
-/// It runs on a thread of the producer's own (`smartkafka-delivery`), once
-/// per record, in `send` order within a partition, so the time it takes
-/// does not slow sending; reports queue up behind a slow callback, and
-/// `flush`, `close` and transactional calls return only once it has seen
-/// the records sent before them. A panic in it is caught and logged; the
-/// producer goes on.
+/// It is called once per record, in `send` order within a partition, never
+/// from two threads at once: by the producer's task for a few reports at a
+/// time, and by a thread of the producer's own (`smartkafka-delivery`) for
+/// larger runs, so the time it takes does not slow sending under load.
+/// Reports queue up behind a slow callback, and `flush`, `close` and
+/// transactional calls return only once it has seen the records sent
+/// before them. A panic in it is caught and logged; the producer goes on.
 ///
 /// ```
 /// use std::sync::Arc;

@@ -36,6 +36,9 @@ const MAX_BLOCK: Duration = Duration::from_millis(300);
 /// How early a wait may end and still count as "waited max_block": none,
 /// the deadline is taken when the record is submitted; a little for clocks.
 const EARLY: Duration = Duration::from_millis(5);
+/// What a record takes of the buffer, besides its own charge, while it
+/// waits in the producer's inbox (the size of its command there).
+const QUEUED_ALLOWANCE: u64 = 256;
 /// How late a failed `send` may return after max_block on a loaded machine.
 const LATE: Duration = Duration::from_secs(2);
 
@@ -177,8 +180,17 @@ async fn fill_until_refused(
     }
     let queued = producer.stats().queued_bytes;
     assert!(queued <= BUFFER as u64, "{queued} queued");
+    // Each record is charged its bytes and its bookkeeping (what the
+    // accepted ones hold on average), and while it waits for the producer's
+    // task also its command (at most QUEUED_ALLOWANCE): the refused one
+    // did not fit with those.
+    let per_record = queued / accepted.len() as u64;
     assert!(
-        queued + len as u64 > BUFFER as u64,
+        per_record >= len as u64 && per_record < len as u64 + 128,
+        "{per_record} bytes charged per record of {len}"
+    );
+    assert!(
+        queued + per_record + QUEUED_ALLOWANCE > BUFFER as u64,
         "refused with {queued} of {BUFFER} bytes in use: room was left"
     );
     (accepted, queued)

@@ -4,7 +4,7 @@
 //! within `buffer_memory` (plus a fixed allowance for structures that grow
 //! once: the inbox's spare segments, the record table's capacity), and per
 //! buffered record within the record's own bytes (key and value) plus 96
-//! (about 80 in this test: its framing in the batch, the engine's and the
+//! (about 70 in this test: its framing in the batch, the engine's and the
 //! driver's entries for it, and the tables' growth slack).
 //!
 //! The broker is the librdkafka mock, whose memory is C's and not counted;

@@ -169,14 +169,20 @@ pub(crate) struct SendFailure {
 pub(crate) enum Event {
     /// The record is in the accumulator; `send` may return.
     Accepted { token: u64 },
-    /// The record is in the log.
+    /// The record is in the log. `reserved` is its size as appended
+    /// (`Record::estimated_size`), so that the caller need not keep it.
     Delivered {
         token: u64,
+        reserved: usize,
         metadata: RecordMetadata,
     },
     /// The record failed; `error.possibly_persisted()` says whether it may
-    /// be in the log anyway.
-    Failed { token: u64, error: Error },
+    /// be in the log anyway. `reserved` as for `Delivered`.
+    Failed {
+        token: u64,
+        reserved: usize,
+        error: Error,
+    },
     /// The producer has its first producer id (idempotence): it can send.
     Initialised,
     /// The producer cannot go on; every record failed with `error`, and so
@@ -352,19 +358,20 @@ impl Engine {
     ) {
         self.now = Some(now);
         self.last_token = self.last_token.max(token);
+        let reserved = record.estimated_size();
         if let Some(error) = &self.fatal_error {
             let error = error.clone_shallow().with_possibly_persisted(false);
-            self.fail_record(token, error);
+            self.fail_record(token, reserved, error);
             return;
         }
         if let Some(Err(error)) = self.txn.as_ref().map(Transactions::check_send) {
-            self.fail_record(token, error);
+            self.fail_record(token, reserved, error);
             return;
         }
-        let reserved = record.estimated_size();
         if reserved.saturating_add(BATCH_HEADER_LEN) > self.config.max_request_size {
             self.fail_record(
                 token,
+                reserved,
                 Error::new(
                     ErrorKind::RecordTooLarge,
                     format!(
@@ -378,6 +385,7 @@ impl Engine {
         if reserved > self.config.buffer_memory {
             self.fail_record(
                 token,
+                reserved,
                 Error::new(
                     ErrorKind::RecordTooLarge,
                     format!(
@@ -459,7 +467,7 @@ impl Engine {
         let mut stamped = false;
         while let Some(w) = self.waiting.pop_front() {
             self.held_records -= 1;
-            self.fail_record(w.token, reason.clone_shallow());
+            self.fail_record(w.token, w.reserved, reason.clone_shallow());
         }
         let mut unsent: Vec<(Topic, i32, Vec<PendingRecord>, bool)> = Vec::new();
         for (topic, tq) in &mut self.topics {
@@ -971,7 +979,7 @@ impl Engine {
                     if let Some(w) = self.waiting.remove(i) {
                         self.held_records -= 1;
                         let err = Error::broker(code, format_args!("topic `{}`", w.record.topic));
-                        self.fail_record(w.token, err);
+                        self.fail_record(w.token, w.reserved, err);
                     }
                 }
                 None => i += 1,
@@ -1021,7 +1029,7 @@ impl Engine {
                             ),
                         )
                     };
-                    self.fail_record(w.token, err);
+                    self.fail_record(w.token, w.reserved, err);
                 }
                 continue;
             }
@@ -1063,6 +1071,7 @@ impl Engine {
                 self.held_records -= 1;
                 self.fail_record(
                     w.token,
+                    w.reserved,
                     Error::new(ErrorKind::InvalidPartition, e.to_string()),
                 );
                 return;
@@ -1099,7 +1108,7 @@ impl Engine {
             }
             Err(e) => {
                 self.held_records -= 1;
-                self.fail_record(w.token, records_error(e));
+                self.fail_record(w.token, w.reserved, records_error(e));
             }
         }
     }
@@ -1457,6 +1466,7 @@ impl Engine {
             };
             self.events.push_back(Event::Delivered {
                 token: r.token,
+                reserved: r.reserved,
                 metadata: RecordMetadata {
                     topic: b.topic.clone(),
                     partition: b.partition,
@@ -1733,16 +1743,20 @@ impl Engine {
         self.stats.partition_errors(topic, partition, records.len());
         for r in records {
             self.held_records = self.held_records.saturating_sub(1);
-            self.fail_record(r.token, error.clone_shallow());
+            self.fail_record(r.token, r.reserved, error.clone_shallow());
         }
     }
 
-    fn fail_record(&mut self, token: u64, error: Error) {
+    fn fail_record(&mut self, token: u64, reserved: usize, error: Error) {
         if let Some(txn) = self.txn.as_mut() {
             txn.record_failed(&error);
         }
         self.stats.record_failed();
-        self.events.push_back(Event::Failed { token, error });
+        self.events.push_back(Event::Failed {
+            token,
+            reserved,
+            error,
+        });
     }
 
     /// Records delivered or failed leave the held count here.
@@ -1952,7 +1966,7 @@ mod tests {
         e.handle_produce_response(t1, sent[0].0, Ok(answer(&[(0, 0, 41)])));
         let ev = events(&mut e);
         assert!(
-            matches!(&ev[..], [Event::Accepted { token: 10 }, Event::Delivered { token: 10, metadata }] if metadata.offset == 41)
+            matches!(&ev[..], [Event::Accepted { token: 10 }, Event::Delivered { token: 10, metadata, .. }] if metadata.offset == 41)
         );
         assert!(e.is_idle());
     }
@@ -2169,7 +2183,7 @@ mod tests {
         let failed: BTreeMap<u64, bool> = events(&mut e)
             .into_iter()
             .filter_map(|ev| match ev {
-                Event::Failed { token, error } => {
+                Event::Failed { token, error, .. } => {
                     assert_eq!(error.kind(), &ErrorKind::DeliveryTimeout);
                     Some((token, error.possibly_persisted()))
                 }
@@ -2253,7 +2267,7 @@ mod tests {
         let failed: Vec<(u64, ErrorKind)> = events(&mut e)
             .into_iter()
             .filter_map(|ev| match ev {
-                Event::Failed { token, error } => Some((token, error.kind().clone())),
+                Event::Failed { token, error, .. } => Some((token, error.kind().clone())),
                 _ => None,
             })
             .collect();

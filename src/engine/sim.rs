@@ -457,7 +457,9 @@ impl Sim {
         while let Some(event) = self.engine.poll_event() {
             match event {
                 Event::Accepted { .. } | Event::TxnDone { .. } => {}
-                Event::Delivered { token, metadata } => {
+                Event::Delivered {
+                    token, metadata, ..
+                } => {
                     *self.reports.entry(token).or_default() += 1;
                     self.outcomes.insert(
                         token,
@@ -467,7 +469,7 @@ impl Sim {
                         },
                     );
                 }
-                Event::Failed { token, error } => {
+                Event::Failed { token, error, .. } => {
                     *self.reports.entry(token).or_default() += 1;
                     self.outcomes.insert(
                         token,

@@ -378,7 +378,7 @@ impl Harness {
         while let Some(ev) = self.e.poll_event() {
             match ev {
                 Event::TxnDone { op, result } => self.results.push((op, result)),
-                Event::Failed { token, error } => self.failed.push((token, error)),
+                Event::Failed { token, error, .. } => self.failed.push((token, error)),
                 Event::Delivered { token, .. } => self.delivered.push(token),
                 Event::Fatal { error } => self.fatal = Some(error),
                 Event::Accepted { .. } | Event::Initialised => {}

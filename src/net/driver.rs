@@ -65,6 +65,50 @@ pub(crate) const QUEUED_COST: usize = std::mem::size_of::<Command>();
 pub(crate) const TRACKING_COST: usize = std::mem::size_of::<PendingRecord>()
     + std::mem::size_of::<crate::engine::accumulator::PendingRecord>();
 
+/// How much of `buffer_memory` a record takes, by its size
+/// (`Record::estimated_size`): the rule `send` charges by and the driver
+/// returns by, so that the driver need not keep a count per record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BufferRule {
+    pub(crate) buffer_memory: usize,
+    pub(crate) max_request_size: usize,
+}
+
+/// A record's share of `buffer_memory` (see [`BufferRule::charge`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Charge {
+    /// Taken from `send` on.
+    pub(crate) total: usize,
+    /// The part that covers it only while it waits in the inbox.
+    pub(crate) queued: usize,
+}
+
+impl BufferRule {
+    /// `None` for a record the buffer can never hold: it goes to the engine
+    /// without a share, to be refused with the precise reason. Else its
+    /// bytes and bookkeeping ([`TRACKING_COST`]) and, while queued,
+    /// [`QUEUED_COST`], all within the cap.
+    pub(crate) fn charge(&self, size: usize) -> Option<Charge> {
+        if size > self.buffer_memory
+            || size.saturating_add(crate::records::BATCH_HEADER_LEN) > self.max_request_size
+        {
+            return None;
+        }
+        let cap = self.buffer_memory;
+        let held = size.saturating_add(TRACKING_COST).min(cap).max(size);
+        let total = held.saturating_add(QUEUED_COST).min(cap);
+        Some(Charge {
+            total,
+            queued: total - held,
+        })
+    }
+
+    /// What a record of `size` bytes holds once out of the inbox.
+    fn held(&self, size: usize) -> usize {
+        self.charge(size).map_or(0, |c| c.total - c.queued)
+    }
+}
+
 /// What a producer handle asks of the driver.
 pub(crate) enum Command {
     Send {
@@ -348,6 +392,8 @@ pub(crate) struct DriverHandle {
     /// `buffer_memory`: `send` takes a record's share before handing it
     /// over (first come, first served).
     pub(crate) buffer: Arc<BufferGate>,
+    /// How records are charged to `buffer`.
+    pub(crate) rule: BufferRule,
     /// Topics whose metadata the engine has: a record for one of them is
     /// accepted at once, so `send` need not wait for the driver.
     pub(crate) known_topics: Arc<RwLock<BTreeSet<String>>>,
@@ -375,6 +421,10 @@ pub(crate) fn spawn(
     // Batches are compressed by the dispatch tasks, not by the engine.
     let outbound = Outbound::take_from(&mut engine);
     let buffer = BufferGate::new(engine.buffer_memory);
+    let rule = BufferRule {
+        buffer_memory: engine.buffer_memory,
+        max_request_size: engine.max_request_size,
+    };
     let known_topics = Arc::new(RwLock::new(BTreeSet::new()));
     let (commands, command_rx) = inbox::inbox();
     let stats = Arc::new(Mutex::new(ProducerStats::default()));
@@ -393,6 +443,7 @@ pub(crate) fn spawn(
         pending: TokenRing::new(1),
         incoming: Vec::new(),
         buffer: Arc::clone(&buffer),
+        rule,
         flush_waiters: Vec::new(),
         closing: false,
         close_deadline: None,
@@ -417,16 +468,17 @@ pub(crate) fn spawn(
         commands,
         stats,
         buffer,
+        rule,
         known_topics,
         refused: Arc::default(),
         closed: std::sync::atomic::AtomicBool::new(false),
     })
 }
 
+/// An unsettled record: where its outcome goes. What it holds of the
+/// buffer follows from its size, which the engine reports with it.
 struct PendingRecord {
     delivered: DeliveryReply,
-    /// Bytes of `buffer_memory` held for it, returned when it settles.
-    held: usize,
 }
 
 struct Driver {
@@ -438,6 +490,7 @@ struct Driver {
     /// Segments of commands taken from the inbox, being handled.
     incoming: Vec<Vec<Command>>,
     buffer: Arc<BufferGate>,
+    rule: BufferRule,
     commands_open: bool,
     pending: TokenRing<PendingRecord>,
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
@@ -608,7 +661,8 @@ impl Driver {
                     }
                     return;
                 }
-                let token = self.pending.push(PendingRecord { delivered, held });
+                debug_assert!(held == 0 || held == self.rule.held(record.estimated_size()));
+                let token = self.pending.push(PendingRecord { delivered });
                 let waits = accepted.is_some();
                 if let Some(reply) = accepted {
                     self.accept_waiters.insert(token, reply);
@@ -701,11 +755,15 @@ impl Driver {
                     }
                 }
                 Event::Accepted { .. } => {}
-                Event::Delivered { token, metadata } => {
+                Event::Delivered {
+                    token,
+                    reserved,
+                    metadata,
+                } => {
                     if let Some(p) = self.pending.remove(token) {
                         // A run of deliveries (a batch) returns its space in
                         // one release, before any of them is reported.
-                        freed += p.held;
+                        freed += self.rule.held(reserved);
                         reports.push((p.delivered, metadata));
                     }
                 }
@@ -726,9 +784,13 @@ impl Driver {
                     }
                     self.fatal = Some(error);
                 }
-                Event::Failed { token, error } => {
+                Event::Failed {
+                    token,
+                    reserved,
+                    error,
+                } => {
                     if let Some(p) = self.pending.remove(token) {
-                        self.buffer.release(p.held);
+                        self.buffer.release(self.rule.held(reserved));
                         // Before acceptance the error goes to `send`; a
                         // `try_send` does not listen there, so then it goes
                         // to the delivery future.

@@ -40,7 +40,7 @@ use crate::health::{
     SmartConfig,
 };
 use crate::net::clock;
-use crate::net::driver::{self, Command, DriverHandle, QUEUED_COST, TRACKING_COST};
+use crate::net::driver::{self, Charge, Command, DriverHandle};
 use crate::partitioner::PartitionStrategy;
 use crate::record::{Record, RecordMetadata};
 
@@ -205,25 +205,6 @@ impl Producer {
         Ok(accepted_rx)
     }
 
-    /// What a record of `size` bytes takes of `buffer_memory` from `send`
-    /// on (its bytes and bookkeeping, [`TRACKING_COST`]), and the part of
-    /// it that covers the record only while it is queued for the
-    /// producer's task ([`QUEUED_COST`]); within the cap either way.
-    fn charge(&self, size: usize) -> (usize, usize) {
-        let cap = self.shared.config.buffer_memory;
-        let held = size.saturating_add(TRACKING_COST).min(cap).max(size);
-        let charge = held.saturating_add(QUEUED_COST).min(cap);
-        (charge, charge - held)
-    }
-
-    /// A record the buffer can never hold goes to the engine without a
-    /// reservation, which refuses it at once with the precise reason.
-    fn fits_at_all(&self, size: usize) -> bool {
-        let config = &self.shared.config;
-        size <= config.buffer_memory
-            && size.saturating_add(crate::records::BATCH_HEADER_LEN) <= config.max_request_size
-    }
-
     fn check_open(&self) -> Result<(), Error> {
         if self
             .shared
@@ -316,13 +297,14 @@ impl Producer {
         let max_block = self.shared.config.max_block;
         let deadline = clock::now() + max_block;
         let size = record.estimated_size();
-        if !self.fits_at_all(size) {
+        let Some(Charge { total, queued }) = self.shared.driver.rule.charge(size) else {
+            // Never fits: the engine refuses it with the precise reason.
             let accepted = self.submit(record, Some(deadline), None, true, delivered)?;
             if let Some(accepted) = accepted {
                 accepted.await.map_err(|_| closed())??;
             }
             return Ok(());
-        }
+        };
         // Wait for acceptance only when the topic's metadata is unknown: the
         // engine then holds the record until it arrives (up to max_block).
         let (accepted, accepted_rx) = if self.topic_known(&record.topic) {
@@ -332,7 +314,6 @@ impl Producer {
             (Some(tx), Some(rx))
         };
         let shared = Arc::clone(&self.shared);
-        let (charge, queued) = self.charge(size);
         // Runs when the record's buffer space is granted, in line order, so
         // records that waited reach the engine in the order they asked.
         let on_grant: OnGrant = Box::new(move |mut permit| {
@@ -354,7 +335,7 @@ impl Producer {
             .shared
             .driver
             .buffer
-            .reserve(charge, max_block, on_grant)
+            .reserve(total, max_block, on_grant)
             .await
         {
             return Err(self.buffer_exhausted(
@@ -390,17 +371,16 @@ impl Producer {
     fn try_enqueue(&self, record: Record, delivered: DeliveryReply) -> Result<(), Error> {
         self.check_open()?;
         let size = record.estimated_size();
-        let permit = if self.fits_at_all(size) {
-            let (charge, queued) = self.charge(size);
-            match self.shared.driver.buffer.try_reserve(charge) {
+        let permit = match self.shared.driver.rule.charge(size) {
+            Some(Charge { total, queued }) => match self.shared.driver.buffer.try_reserve(total) {
                 Some(mut permit) => {
                     permit.set_queued(queued);
                     Some(permit)
                 }
                 None => return Err(self.buffer_exhausted(size, "right now", false)),
-            }
-        } else {
-            None
+            },
+            // Never fits: the engine refuses it with the precise reason.
+            None => None,
         };
         self.submit(record, None, permit, false, delivered)?;
         Ok(())

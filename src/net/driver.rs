@@ -403,6 +403,30 @@ pub(crate) struct DriverHandle {
     pub(crate) closed: std::sync::atomic::AtomicBool,
 }
 
+impl DriverHandle {
+    /// Queues a record for the driver, with what it holds of the buffer
+    /// while queued. `false` when the driver is gone (the command is then
+    /// dropped: a delivery future reports the producer as closed).
+    pub(crate) fn send_record(
+        &self,
+        record: Record,
+        deadline: Option<Instant>,
+        accepted: Option<AcceptReply>,
+        delivered: DeliveryReply,
+        permit: Option<Reservation>,
+    ) -> bool {
+        let queued = permit.as_ref().map_or(0, Reservation::queued);
+        let command = Command::Send {
+            record,
+            deadline,
+            accepted,
+            delivered,
+            permit,
+        };
+        self.commands.send_charged(command, queued).is_ok()
+    }
+}
+
 /// Starts the driver task on the current runtime.
 pub(crate) fn spawn(
     client: ClientConfig,

@@ -118,18 +118,11 @@ impl Reporter {
         let batch = std::mem::take(&mut self.batch);
         self.outstanding.fetch_add(1, Ordering::AcqRel);
         if let Err(mpsc::SendError(batch)) = self.tx.send(batch) {
-            // The thread is gone (it cannot be, short of an abort): at least
-            // let the waiters go.
+            // The thread is gone (it cannot be, short of an abort): report
+            // here instead.
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
             for report in batch {
-                match report {
-                    Report::Outcome(..) => {}
-                    Report::Signal(done) => {
-                        let _ = done.send(());
-                    }
-                    Report::Answer(done, result) => {
-                        let _ = done.send(result);
-                    }
-                }
+                deliver(&self.callback, report);
             }
         }
     }

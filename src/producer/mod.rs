@@ -181,27 +181,19 @@ impl Producer {
         wait_accepted: bool,
         delivered: DeliveryReply,
     ) -> Result<Option<AcceptedReceiver>, Error> {
-        let queued = permit.as_ref().map_or(0, Reservation::queued);
         let (accepted, accepted_rx) = if wait_accepted {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         } else {
             (None, None)
         };
-        self.shared
+        if !self
+            .shared
             .driver
-            .commands
-            .send_charged(
-                Command::Send {
-                    record,
-                    deadline,
-                    accepted,
-                    delivered,
-                    permit,
-                },
-                queued,
-            )
-            .map_err(|_| closed())?;
+            .send_record(record, deadline, accepted, delivered, permit)
+        {
+            return Err(closed());
+        }
         Ok(accepted_rx)
     }
 
@@ -318,17 +310,13 @@ impl Producer {
         // records that waited reach the engine in the order they asked.
         let on_grant: OnGrant = Box::new(move |mut permit| {
             permit.set_queued(queued);
-            // A closed inbox drops the command: a delivery future then
-            // reports the producer as closed.
-            let _ = shared.driver.commands.send_charged(
-                Command::Send {
-                    record,
-                    deadline: Some(deadline),
-                    accepted,
-                    delivered,
-                    permit: Some(permit),
-                },
-                queued,
+            // A closed inbox drops the command (see `send_record`).
+            let _ = shared.driver.send_record(
+                record,
+                Some(deadline),
+                accepted,
+                delivered,
+                Some(permit),
             );
         });
         if !self

@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 use super::idempotence::PartitionSequences;
 use crate::record::Record;
 use crate::records::{
-    AppendOutcome, BatchBuilder, BatchConfig, BatchReader, ReadOptions, RecordsError, SealedBatch,
+    AppendOutcome, BatchBuilder, BatchConfig, BatchReader, BufferPool, ReadOptions, RecordsError,
+    SealedBatch,
 };
 
 /// A record accepted into a batch, waiting for its outcome.
@@ -196,12 +197,13 @@ impl PartitionQueue {
         now: Instant,
         record: &Record,
         pending: PendingRecord,
+        pool: &mut BufferPool,
     ) -> Result<(bool, Option<Unsealable>), RecordsError> {
         let builder = self
             .builder
             .get_or_insert_with(|| BatchBuilder::new(config, pending.timestamp));
         if builder.is_empty() {
-            builder.reset(pending.timestamp);
+            builder.reset_from(pending.timestamp, Some(pool));
         }
         let headers: Vec<(&str, Option<&[u8]>)> = record
             .headers
@@ -236,7 +238,7 @@ impl PartitionQueue {
                 let builder = self
                     .builder
                     .get_or_insert_with(|| BatchBuilder::new(config, pending.timestamp));
-                builder.reset(pending.timestamp);
+                builder.reset_from(pending.timestamp, Some(pool));
                 // A fresh batch takes any record up to the hard limit.
                 match builder.try_append(pending.timestamp, key, value, &headers)? {
                     AppendOutcome::Appended | AppendOutcome::Full => {}

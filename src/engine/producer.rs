@@ -59,7 +59,7 @@ use crate::metadata::ClusterMetadata;
 use crate::partitioner::{PartitionStrategy, PartitionView, Partitioner, check_explicit};
 use crate::protocol::KafkaCode;
 use crate::record::{Record, RecordMetadata, Topic};
-use crate::records::{BATCH_HEADER_LEN, BatchConfig, RecordsError};
+use crate::records::{BATCH_HEADER_LEN, BatchConfig, BufferPool, RecordsError};
 
 /// How many acknowledgements a Produce request waits for.
 ///
@@ -272,7 +272,15 @@ pub(crate) struct Engine {
     /// The caller's name of the topic last registered with the metadata
     /// cache: records for it (the same shared name) skip the lookup.
     last_interest: Option<Topic>,
+    /// Buffers of acknowledged batches, for new batches to be encoded into.
+    spare_buffers: BufferPool,
 }
+
+/// Spare batch buffers are kept up to this many requests' worth (the
+/// batches of a few acknowledged requests come back at once, and the next
+/// batches start soon after), and no more than an eighth of
+/// `buffer_memory` in all.
+const SPARE_REQUESTS: usize = 4;
 
 impl Engine {
     pub(crate) fn new(config: EngineConfig) -> Engine {
@@ -314,6 +322,12 @@ impl Engine {
                 .map(|id| Transactions::new(id, config.transaction_timeout, config.retry_backoff)),
             last_token: 0,
             last_interest: None,
+            spare_buffers: {
+                let each = config.batch_size.min(config.max_request_size).max(1);
+                let bytes =
+                    (SPARE_REQUESTS * config.max_request_size).min(config.buffer_memory / 8);
+                BufferPool::new(bytes / each, each)
+            },
             config,
         }
     }
@@ -1084,7 +1098,13 @@ impl Engine {
             reserved: w.reserved,
         };
         let pq = &mut tq.partitions[index];
-        match pq.append(self.batch_config, now, &w.record, pending) {
+        match pq.append(
+            self.batch_config,
+            now,
+            &w.record,
+            pending,
+            &mut self.spare_buffers,
+        ) {
             Ok((sealed_full, lost)) => {
                 if let Some(txn) = self.txn.as_mut() {
                     txn.record_partition(&w.record.topic, partition);
@@ -1475,6 +1495,7 @@ impl Engine {
                 },
             });
         }
+        self.spare_buffers.give(b.batch.sealed.into_bytes());
     }
 
     /// An attempt failed. Idempotence reads sequence errors first (see

@@ -44,13 +44,11 @@ pub(crate) struct BufferGate {
     state: Mutex<State>,
 }
 
-/// A share of the budget; returned when dropped.
+/// A share of the budget granted to a waiter; returned when dropped,
+/// unless its holder takes it over with [`into_held`](Self::into_held).
 pub(crate) struct Reservation {
     gate: Arc<BufferGate>,
     size: usize,
-    /// The part that covers the record while it waits in the producer's
-    /// inbox, returned as the producer's task takes it (`leave_queue`).
-    queued: usize,
 }
 
 impl Drop for Reservation {
@@ -62,25 +60,11 @@ impl Drop for Reservation {
 }
 
 impl Reservation {
-    /// The part that covers the record while it is queued.
-    pub(crate) fn queued(&self) -> usize {
-        self.queued
-    }
-
-    /// Marks `bytes` of this share (at most all of it) as the part that
-    /// covers the record while it is queued.
-    pub(crate) fn set_queued(&mut self, bytes: usize) {
-        self.queued = bytes.min(self.size);
-    }
-
-    /// Turns the reservation into a plain count of bytes, less its queued
-    /// part (which the caller has returned with [`BufferGate::give_back`]):
-    /// the caller now holds them and returns them with
-    /// [`BufferGate::release`]. Saves keeping a reservation per record.
+    /// Turns the reservation into a plain count of bytes, which the caller
+    /// now holds and returns with [`BufferGate::release`] (or in part with
+    /// [`BufferGate::give_back`]). Saves keeping a reservation per record.
     pub(crate) fn into_held(mut self) -> usize {
-        let held = self.size - self.queued;
-        self.size = 0;
-        held
+        std::mem::take(&mut self.size)
     }
 }
 
@@ -117,16 +101,12 @@ impl BufferGate {
         self.used.load(Ordering::SeqCst)
     }
 
-    /// `size` bytes now, if they are free and nobody waits before us.
-    pub(crate) fn try_reserve(self: &Arc<Self>, size: usize) -> Option<Reservation> {
-        if self.queued.load(Ordering::SeqCst) == 0 && self.take(size) {
-            return Some(Reservation {
-                gate: Arc::clone(self),
-                size,
-                queued: 0,
-            });
-        }
-        None
+    /// Takes `size` bytes now, if they are free and nobody waits before us.
+    /// The caller holds them (no reservation, no reference to the gate:
+    /// this is the path of every record that finds room) and returns them
+    /// with [`release`](Self::release).
+    pub(crate) fn try_take(&self, size: usize) -> bool {
+        self.queued.load(Ordering::SeqCst) == 0 && self.take(size)
     }
 
     /// `size` bytes, waiting in line up to `timeout`. When the space comes
@@ -145,7 +125,6 @@ impl BufferGate {
                 on_grant(Reservation {
                     gate: Arc::clone(self),
                     size,
-                    queued: 0,
                 });
                 return true;
             }
@@ -190,8 +169,8 @@ impl BufferGate {
         }
     }
 
-    /// Returns `size` bytes taken off reservations with `leave_queue`,
-    /// without serving waiters: call [`serve_waiters`](Self::serve_waiters)
+    /// Returns `size` held bytes (the part that covered records while they
+    /// were queued), without serving waiters: call [`serve_waiters`](Self::serve_waiters)
     /// afterwards (this may run under a lock that a grant would need).
     pub(crate) fn give_back(&self, size: usize) {
         self.used.fetch_sub(size, Ordering::SeqCst);
@@ -204,7 +183,7 @@ impl BufferGate {
         }
     }
 
-    /// Returns `size` bytes held apart from a reservation (see
+    /// Returns `size` held bytes (see [`try_take`](Self::try_take) and
     /// [`Reservation::into_held`]) and serves waiters.
     pub(crate) fn release(self: &Arc<Self>, size: usize) {
         if size == 0 {
@@ -237,7 +216,6 @@ impl BufferGate {
             let reservation = Reservation {
                 gate: Arc::clone(self),
                 size: waiter.size,
-                queued: 0,
             };
             (waiter.on_grant)(reservation);
             let _ = waiter.granted.send(());
@@ -281,10 +259,7 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(60)).await;
         // 20 bytes are free, but the waiter before needs 50.
-        assert!(
-            gate.try_reserve(10).is_none(),
-            "a later small record overtook a waiter"
-        );
+        assert!(!gate.try_take(10), "a later small record overtook a waiter");
         assert_eq!(held.lock().unwrap().len(), 1);
         assert_eq!(gate.used(), 80);
         let first = held.lock().unwrap().remove(0);
@@ -301,7 +276,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_gives_up_at_its_timeout_and_lets_the_line_move() {
         let gate = BufferGate::new(100);
-        let held = gate.try_reserve(90).unwrap();
+        assert!(gate.try_take(90));
         let ran = Arc::new(StdMutex::new(Vec::new()));
         let started = tokio::time::Instant::now();
         assert!(
@@ -310,9 +285,10 @@ mod tests {
                 .await
         );
         assert!(started.elapsed() >= Duration::from_millis(50));
-        let small = gate.try_reserve(10).unwrap();
+        assert!(gate.try_take(10));
         assert_eq!(gate.used(), 100);
-        drop((held, small));
+        gate.release(90);
+        gate.release(10);
         assert_eq!(gate.used(), 0);
         assert!(
             ran.lock().unwrap().is_empty(),

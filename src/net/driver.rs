@@ -32,7 +32,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::net::buffer_gate::{BufferGate, Reservation};
+use crate::net::buffer_gate::BufferGate;
 use crate::net::compress::{Outbound, WireSizes};
 
 use crate::config::ClientConfig;
@@ -120,8 +120,10 @@ pub(crate) enum Command {
         /// acceptance then goes to `delivered`.
         accepted: Option<AcceptReply>,
         delivered: DeliveryReply,
-        /// The record's share of `buffer_memory`, held until it settles.
-        permit: Option<Reservation>,
+        /// The record's share of `buffer_memory`, taken from the gate: the
+        /// queued part is given back as the inbox is emptied, the rest is
+        /// held until the record settles.
+        charge: Option<Charge>,
     },
     Flush {
         done: oneshot::Sender<()>,
@@ -413,17 +415,24 @@ impl DriverHandle {
         deadline: Option<Instant>,
         accepted: Option<AcceptReply>,
         delivered: DeliveryReply,
-        permit: Option<Reservation>,
+        charge: Option<Charge>,
     ) -> bool {
-        let queued = permit.as_ref().map_or(0, Reservation::queued);
+        let queued = charge.map_or(0, |c| c.queued);
         let command = Command::Send {
             record,
             deadline,
             accepted,
             delivered,
-            permit,
+            charge,
         };
-        self.commands.send_charged(command, queued).is_ok()
+        if self.commands.send_charged(command, queued).is_ok() {
+            return true;
+        }
+        // Closed: the record never reaches the driver, its share goes back.
+        if let Some(charge) = charge {
+            self.buffer.release(charge.total);
+        }
+        false
     }
 }
 
@@ -669,11 +678,11 @@ impl Driver {
                 deadline,
                 accepted,
                 delivered,
-                permit,
+                charge,
             } => {
                 // The queued part was given back as the inbox was emptied;
                 // the rest is held until the record settles.
-                let held = permit.map_or(0, Reservation::into_held);
+                let held = charge.map_or(0, |c| c.total - c.queued);
                 if self.closing {
                     self.buffer.release(held);
                     let closed = Error::new(ErrorKind::Closed, "the producer is closed");

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::net::buffer_gate::{OnGrant, Reservation};
+use crate::net::buffer_gate::OnGrant;
 
 pub use self::config::ProducerConfig;
 pub(crate) use self::delivery::DeliveryReply;
@@ -177,7 +177,7 @@ impl Producer {
         &self,
         record: Record,
         deadline: Option<std::time::Instant>,
-        permit: Option<Reservation>,
+        charge: Option<Charge>,
         wait_accepted: bool,
         delivered: DeliveryReply,
     ) -> Result<Option<AcceptedReceiver>, Error> {
@@ -190,7 +190,7 @@ impl Producer {
         if !self
             .shared
             .driver
-            .send_record(record, deadline, accepted, delivered, permit)
+            .send_record(record, deadline, accepted, delivered, charge)
         {
             return Err(closed());
         }
@@ -308,15 +308,18 @@ impl Producer {
         let shared = Arc::clone(&self.shared);
         // Runs when the record's buffer space is granted, in line order, so
         // records that waited reach the engine in the order they asked.
-        let on_grant: OnGrant = Box::new(move |mut permit| {
-            permit.set_queued(queued);
+        let on_grant: OnGrant = Box::new(move |permit| {
+            let charge = Charge {
+                total: permit.into_held(),
+                queued,
+            };
             // A closed inbox drops the command (see `send_record`).
             let _ = shared.driver.send_record(
                 record,
                 Some(deadline),
                 accepted,
                 delivered,
-                Some(permit),
+                Some(charge),
             );
         });
         if !self
@@ -359,18 +362,15 @@ impl Producer {
     fn try_enqueue(&self, record: Record, delivered: DeliveryReply) -> Result<(), Error> {
         self.check_open()?;
         let size = record.estimated_size();
-        let permit = match self.shared.driver.rule.charge(size) {
-            Some(Charge { total, queued }) => match self.shared.driver.buffer.try_reserve(total) {
-                Some(mut permit) => {
-                    permit.set_queued(queued);
-                    Some(permit)
-                }
-                None => return Err(self.buffer_exhausted(size, "right now", false)),
-            },
-            // Never fits: the engine refuses it with the precise reason.
-            None => None,
-        };
-        self.submit(record, None, permit, false, delivered)?;
+        let charge = self.shared.driver.rule.charge(size);
+        if let Some(charge) = charge
+            && !self.shared.driver.buffer.try_take(charge.total)
+        {
+            return Err(self.buffer_exhausted(size, "right now", false));
+        }
+        // Without a charge the record never fits: the engine refuses it with
+        // the precise reason.
+        self.submit(record, None, charge, false, delivered)?;
         Ok(())
     }
 

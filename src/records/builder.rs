@@ -17,6 +17,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::BufferPool;
 use super::varint::{
     MAX_VARLONG_LEN, encode_varlong, encode_varlong_at, len_varint_len, varlong_len,
 };
@@ -161,11 +162,29 @@ impl BatchBuilder {
     /// Drops any appended records and starts a new batch with `base_timestamp`.
     /// Keeps the records buffer when it is still the builder's own.
     pub fn reset(&mut self, base_timestamp: i64) {
-        self.buf.clear();
+        self.reset_from(base_timestamp, None);
+    }
+
+    /// [`reset`](Self::reset), taking the buffer for the new batch from
+    /// `pool` when the builder's own went out with the last sealed batch.
+    pub fn reset_from(&mut self, base_timestamp: i64, pool: Option<&mut BufferPool>) {
         let wanted = self.config.soft_limit();
         if self.buf.capacity() < wanted {
-            self.buf.reserve(wanted);
+            match pool.and_then(|pool| pool.take(wanted)) {
+                Some(buf) => self.buf = buf,
+                None => {
+                    self.buf.clear();
+                    self.buf.reserve(wanted);
+                }
+            }
         }
+        self.restart(base_timestamp);
+    }
+
+    /// Empties the buffer down to the header placeholder, without asking for
+    /// room: the next `reset` does, once the next batch starts.
+    fn restart(&mut self, base_timestamp: i64) {
+        self.buf.clear();
         self.buf.put_bytes(0, BATCH_HEADER_LEN);
         self.base_timestamp = base_timestamp;
         self.max_timestamp = base_timestamp;
@@ -349,7 +368,7 @@ impl BatchBuilder {
             uncompressed_size,
         };
         let base_timestamp = self.base_timestamp;
-        self.reset(base_timestamp);
+        self.restart(base_timestamp);
         Ok(sealed)
     }
 }

@@ -61,11 +61,13 @@
 
 mod builder;
 mod compress;
+mod pool;
 mod reader;
 mod varint;
 
 pub use builder::{AppendOutcome, BatchBuilder, BatchConfig, SealedBatch};
 pub use compress::compress_batch;
+pub use pool::BufferPool;
 pub use reader::{
     Batch, BatchHeader, BatchReader, ControlRecord, ControlRecordType, Header, Headers,
     ReadOptions, Record, Records,

@@ -169,13 +169,9 @@ pub(crate) struct SendFailure {
 pub(crate) enum Event {
     /// The record is in the accumulator; `send` may return.
     Accepted { token: u64 },
-    /// The record is in the log. `reserved` is its size as appended
-    /// (`Record::estimated_size`), so that the caller need not keep it.
-    Delivered {
-        token: u64,
-        reserved: usize,
-        metadata: RecordMetadata,
-    },
+    /// A batch of records is in the log (one event for all of them: no
+    /// copy of the topic name per record).
+    Delivered(DeliveredBatch),
     /// The record failed; `error.possibly_persisted()` says whether it may
     /// be in the log anyway. `reserved` as for `Delivered`.
     Failed {
@@ -190,6 +186,51 @@ pub(crate) enum Event {
     Fatal { error: Error },
     /// A transactional call (`Engine::transaction`) completed.
     TxnDone { op: u64, result: Result<(), Error> },
+}
+
+/// The records of one acknowledged batch, in offset order.
+#[derive(Debug)]
+pub(crate) struct DeliveredBatch {
+    pub(crate) topic: Topic,
+    pub(crate) partition: i32,
+    /// Offset of the first record; -1 when unknown (acks=0, a duplicate).
+    base_offset: i64,
+    /// The broker's timestamp for the batch (LogAppendTime), or -1.
+    log_append_time: i64,
+    /// Each record's token, timestamp and reserved size
+    /// (`Record::estimated_size` as appended, so the caller need not keep
+    /// it).
+    pub(crate) records: Vec<PendingRecord>,
+}
+
+impl DeliveredBatch {
+    /// The offset of the batch's `index`th record (-1 when unknown).
+    pub(crate) fn offset(&self, index: usize) -> i64 {
+        if self.base_offset >= 0 {
+            self.base_offset + index as i64
+        } else {
+            -1
+        }
+    }
+
+    /// The timestamp the log holds for `record`.
+    pub(crate) fn timestamp(&self, record: &PendingRecord) -> i64 {
+        if self.log_append_time >= 0 {
+            self.log_append_time
+        } else {
+            record.timestamp
+        }
+    }
+
+    /// The metadata reported for the batch's `index`th record.
+    pub(crate) fn metadata(&self, index: usize) -> RecordMetadata {
+        RecordMetadata {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset(index),
+            timestamp: self.records.get(index).map_or(-1, |r| self.timestamp(r)),
+        }
+    }
 }
 
 /// One partition's answer in a Produce response.
@@ -1473,28 +1514,13 @@ impl Engine {
             b.batch.wire_len.unwrap_or_else(|| b.batch.sealed.len()),
         );
         self.settle_delivered(b.batch.records.len() as u64);
-        for (i, r) in b.batch.records.iter().enumerate() {
-            let offset = if base_offset >= 0 {
-                base_offset + i as i64
-            } else {
-                -1
-            };
-            let timestamp = if log_append_time >= 0 {
-                log_append_time
-            } else {
-                r.timestamp
-            };
-            self.events.push_back(Event::Delivered {
-                token: r.token,
-                reserved: r.reserved,
-                metadata: RecordMetadata {
-                    topic: b.topic.clone(),
-                    partition: b.partition,
-                    offset,
-                    timestamp,
-                },
-            });
-        }
+        self.events.push_back(Event::Delivered(DeliveredBatch {
+            topic: b.topic,
+            partition: b.partition,
+            base_offset,
+            log_append_time,
+            records: b.batch.records,
+        }));
         self.spare_buffers.give(b.batch.sealed.into_bytes());
     }
 
@@ -1987,7 +2013,8 @@ mod tests {
         e.handle_produce_response(t1, sent[0].0, Ok(answer(&[(0, 0, 41)])));
         let ev = events(&mut e);
         assert!(
-            matches!(&ev[..], [Event::Accepted { token: 10 }, Event::Delivered { token: 10, metadata, .. }] if metadata.offset == 41)
+            matches!(&ev[..], [Event::Accepted { token: 10 }, Event::Delivered(b)]
+                if b.records.len() == 1 && b.records[0].token == 10 && b.metadata(0).offset == 41)
         );
         assert!(e.is_idle());
     }
@@ -2168,8 +2195,8 @@ mod tests {
             base += 100;
             let _ = parts;
             for ev in events(&mut e) {
-                if let Event::Delivered { token, .. } = ev {
-                    delivered.push(token);
+                if let Event::Delivered(b) = ev {
+                    delivered.extend(b.records.iter().map(|r| r.token));
                 }
             }
             pending = produce_transmits(&mut e);

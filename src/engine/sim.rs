@@ -457,17 +457,17 @@ impl Sim {
         while let Some(event) = self.engine.poll_event() {
             match event {
                 Event::Accepted { .. } | Event::TxnDone { .. } => {}
-                Event::Delivered {
-                    token, metadata, ..
-                } => {
-                    *self.reports.entry(token).or_default() += 1;
-                    self.outcomes.insert(
-                        token,
-                        Outcome::Delivered {
-                            partition: metadata.partition,
-                            offset: metadata.offset,
-                        },
-                    );
+                Event::Delivered(batch) => {
+                    for (i, r) in batch.records.iter().enumerate() {
+                        *self.reports.entry(r.token).or_default() += 1;
+                        self.outcomes.insert(
+                            r.token,
+                            Outcome::Delivered {
+                                partition: batch.partition,
+                                offset: batch.offset(i),
+                            },
+                        );
+                    }
                 }
                 Event::Failed { token, error, .. } => {
                     *self.reports.entry(token).or_default() += 1;

@@ -379,7 +379,7 @@ impl Harness {
             match ev {
                 Event::TxnDone { op, result } => self.results.push((op, result)),
                 Event::Failed { token, error, .. } => self.failed.push((token, error)),
-                Event::Delivered { token, .. } => self.delivered.push(token),
+                Event::Delivered(b) => self.delivered.extend(b.records.iter().map(|r| r.token)),
                 Event::Fatal { error } => self.fatal = Some(error),
                 Event::Accepted { .. } | Event::Initialised => {}
             }

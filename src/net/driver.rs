@@ -596,7 +596,7 @@ impl Driver {
                         self.on_response(more);
                     }
                 }
-                more = self.command_rx.recv_all(
+                more = self.command_rx.recv_run(
                     &mut self.incoming,
                     // Out of the inbox: the queued part of the charges goes
                     // back (consistently with what `stats` reads).
@@ -605,7 +605,7 @@ impl Driver {
                     if more {
                         self.buffer.serve_waiters();
                         // One clock reading and one engine pass for the
-                        // whole run of commands waiting now.
+                        // run of commands taken.
                         let now = clock::now();
                         let unix_millis = clock::unix_millis();
                         let mut segments = std::mem::take(&mut self.incoming);
@@ -773,7 +773,7 @@ impl Driver {
         let mut freed = 0;
         let mut reports = std::mem::take(&mut self.reports);
         while let Some(event) = self.engine.poll_event() {
-            if !matches!(event, Event::Delivered { .. }) {
+            if !matches!(event, Event::Delivered(_)) {
                 // Space first, so a caller woken by a delivery finds it free.
                 self.buffer.release(std::mem::take(&mut freed));
                 for (reply, metadata) in reports.drain(..) {
@@ -788,16 +788,25 @@ impl Driver {
                     }
                 }
                 Event::Accepted { .. } => {}
-                Event::Delivered {
-                    token,
-                    reserved,
-                    metadata,
-                } => {
-                    if let Some(p) = self.pending.remove(token) {
+                Event::Delivered(batch) => {
+                    let mut tagged = Vec::new();
+                    for (i, r) in batch.records.iter().enumerate() {
+                        let Some(p) = self.pending.remove(r.token) else {
+                            continue;
+                        };
                         // A run of deliveries (a batch) returns its space in
                         // one release, before any of them is reported.
-                        freed += self.rule.held(reserved);
-                        reports.push((p.delivered, metadata));
+                        freed += self.rule.held(r.reserved);
+                        match p.delivered {
+                            // The callback's reports go as one item per batch.
+                            DeliveryReply::Tagged(tag) => {
+                                tagged.push((tag, i as u32, batch.timestamp(r)));
+                            }
+                            future => reports.push((future, batch.metadata(i))),
+                        }
+                    }
+                    if let Some(reporter) = self.reporter.as_mut() {
+                        reporter.delivered(batch.metadata(0), tagged);
                     }
                 }
                 Event::TxnDone { op, result } => {

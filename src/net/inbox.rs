@@ -1,31 +1,36 @@
 //! The queue from producer handles to the driver task: commands in the
-//! order they were sent, taken by the driver all at once.
+//! order they were sent, taken by the driver a run at a time.
 //!
 //! A `send` is one uncontended lock and a push; the driver is woken only
-//! when the queue goes from empty to non-empty, and takes everything queued
-//! in one step, so a burst of records costs one wake-up and no per-record
-//! channel bookkeeping.
+//! when the queue goes from empty to non-empty, and takes up to
+//! [`TAKE_SEGMENTS`] segments in one step, so a burst of records costs one
+//! wake-up and no per-record channel bookkeeping.
 //!
 //! Commands are kept in fixed-size segments rather than one growing
 //! vector: what the queue holds is what it uses (no doubling slack, no
-//! copying as it grows), and emptied segments come back for reuse, so in
-//! a steady state nothing is allocated. Each command may carry a charge
-//! (the bytes of `buffer_memory` it takes while queued): the receiver
-//! learns the total of what it takes, and senders can read the total still
-//! queued consistently with it.
+//! copying as it grows), and emptied segments come back for reuse. As the
+//! driver takes a bounded run and hands it back before the next, a backlog
+//! flows through the same few segments (fresh memory costs page faults),
+//! and the driver gets back to its other work between runs. Each command
+//! may carry a charge (the bytes of `buffer_memory` it takes while
+//! queued): the receiver learns the total of what it takes, and senders
+//! can read the total still queued consistently with it.
 //!
 //! Like a channel it closes from either side: when the last sender is
 //! dropped the receiver sees the end after the last command, and once the
 //! receiver is gone `send` hands the command back.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
 /// Commands per segment.
 const SEGMENT: usize = 256;
+/// Segments the receiver takes at most in one step.
+pub(crate) const TAKE_SEGMENTS: usize = 4;
 /// Emptied segments kept for reuse (beyond them, segments are freed).
-const SPARE_SEGMENTS: usize = 8;
+const SPARE_SEGMENTS: usize = 2 * TAKE_SEGMENTS;
 
 struct Shared<T> {
     state: Mutex<State<T>>,
@@ -33,8 +38,14 @@ struct Shared<T> {
     ready: Notify,
 }
 
+/// A run of commands with the total of their charges.
+struct Segment<T> {
+    items: Vec<T>,
+    charge: usize,
+}
+
 struct State<T> {
-    segments: Vec<Vec<T>>,
+    segments: VecDeque<Segment<T>>,
     spare: Vec<Vec<T>>,
     /// The charges of the queued commands.
     charged: usize,
@@ -62,7 +73,7 @@ pub(crate) struct InboxReceiver<T> {
 pub(crate) fn inbox<T>() -> (InboxSender<T>, InboxReceiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
-            segments: Vec::new(),
+            segments: VecDeque::new(),
             spare: Vec::new(),
             charged: 0,
             senders: 1,
@@ -92,15 +103,20 @@ impl<T> InboxSender<T> {
             return Err(item);
         }
         let was_empty = state.segments.is_empty();
-        if state.segments.last().is_none_or(|s| s.len() == SEGMENT) {
-            let segment = state
+        if state
+            .segments
+            .back()
+            .is_none_or(|s| s.items.len() == SEGMENT)
+        {
+            let items = state
                 .spare
                 .pop()
                 .unwrap_or_else(|| Vec::with_capacity(SEGMENT));
-            state.segments.push(segment);
+            state.segments.push_back(Segment { items, charge: 0 });
         }
-        if let Some(segment) = state.segments.last_mut() {
-            segment.push(item);
+        if let Some(segment) = state.segments.back_mut() {
+            segment.items.push(item);
+            segment.charge += charge;
         }
         state.charged += charge;
         drop(state);
@@ -111,7 +127,7 @@ impl<T> InboxSender<T> {
     }
 
     /// Runs `read` with the charges of the commands queued now, under the
-    /// lock that `recv_all`'s `on_take` runs under: what `read` sees is
+    /// lock that `recv_run`'s `on_take` runs under: what `read` sees is
     /// consistent with what `on_take` changed.
     pub(crate) fn with_charged<R>(&self, read: impl FnOnce(usize) -> R) -> R {
         read(self.shared.lock().charged)
@@ -140,15 +156,16 @@ impl<T> Drop for InboxSender<T> {
 }
 
 impl<T> InboxReceiver<T> {
-    /// Moves every queued segment, in order, into `into` (which should be
-    /// empty) and returns `true`; waits while the queue is empty. Returns
-    /// `false` once every sender is gone and nothing is left.
+    /// Moves the oldest queued segments, up to [`TAKE_SEGMENTS`] of them,
+    /// in order, into `into` (which should be empty) and returns `true`;
+    /// waits while the queue is empty. Returns `false` once every sender is
+    /// gone and nothing is left.
     ///
     /// `on_take` gets the total charge of what was taken, under the lock
     /// (so it must not send on this inbox).
     ///
     /// Cancel-safe: commands are moved only in the poll that returns.
-    pub(crate) async fn recv_all(
+    pub(crate) async fn recv_run(
         &mut self,
         into: &mut Vec<Vec<T>>,
         mut on_take: impl FnMut(usize),
@@ -159,8 +176,21 @@ impl<T> InboxReceiver<T> {
             {
                 let mut state = self.shared.lock();
                 if !state.segments.is_empty() {
-                    std::mem::swap(into, &mut state.segments);
-                    on_take(std::mem::take(&mut state.charged));
+                    let mut taken = 0;
+                    for _ in 0..TAKE_SEGMENTS {
+                        let Some(segment) = state.segments.pop_front() else {
+                            break;
+                        };
+                        taken += segment.charge;
+                        into.push(segment.items);
+                    }
+                    state.charged -= taken;
+                    on_take(taken);
+                    // More left: the receiver comes back without a wake-up.
+                    if !state.segments.is_empty() {
+                        drop(state);
+                        self.shared.ready.notify_one();
+                    }
                     return true;
                 }
                 if state.senders == 0 {
@@ -187,7 +217,7 @@ impl<T> Drop for InboxReceiver<T> {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
         state.receiver_alive = false;
-        let left = std::mem::take(&mut state.segments);
+        let left: Vec<Segment<T>> = state.segments.drain(..).collect();
         drop(state);
         // Dropped outside the lock: a command's drop may send on it.
         drop(left);
@@ -200,7 +230,7 @@ mod tests {
 
     async fn take(rx: &mut InboxReceiver<u32>) -> Option<Vec<u32>> {
         let mut segments = Vec::new();
-        if !rx.recv_all(&mut segments, |_| {}).await {
+        if !rx.recv_run(&mut segments, |_| {}).await {
             return None;
         }
         let items = segments.iter_mut().flat_map(|s| s.drain(..)).collect();
@@ -234,14 +264,21 @@ mod tests {
                 tx.send_charged(i, 2).unwrap();
             }
             assert_eq!(tx.with_charged(|c| c), 2 * n as usize);
-            let mut segments = Vec::new();
+            let mut got = Vec::new();
             let mut taken = 0;
-            assert!(rx.recv_all(&mut segments, |c| taken += c).await);
+            let mut runs = 0;
+            while got.len() < n as usize {
+                let mut segments = Vec::new();
+                assert!(rx.recv_run(&mut segments, |c| taken += c).await);
+                assert!(segments.len() <= TAKE_SEGMENTS, "a bounded run");
+                got.extend(segments.iter_mut().flat_map(|s| s.drain(..)));
+                rx.recycle(&mut segments);
+                assert_eq!(tx.with_charged(|c| c), 2 * (n as usize - got.len()));
+                runs += 1;
+            }
             assert_eq!(taken, 2 * n as usize);
-            let got: Vec<u32> = segments.iter_mut().flat_map(|s| s.drain(..)).collect();
-            rx.recycle(&mut segments);
+            assert_eq!(runs, 6usize.div_ceil(TAKE_SEGMENTS));
             assert_eq!(got, (0..n).collect::<Vec<_>>(), "round {round}");
-            assert_eq!(tx.with_charged(|c| c), 0);
             let state = rx.shared.lock();
             assert_eq!(
                 state.spare.len(),
@@ -268,7 +305,7 @@ mod tests {
         let mut segments = Vec::new();
         let timed_out = tokio::time::timeout(
             std::time::Duration::from_millis(5),
-            rx.recv_all(&mut segments, |_| {}),
+            rx.recv_run(&mut segments, |_| {}),
         )
         .await;
         assert!(timed_out.is_err());

@@ -26,19 +26,28 @@ use crate::record::RecordMetadata;
 enum Report {
     /// A tagged record's outcome.
     Outcome(u64, Result<RecordMetadata, Error>),
+    /// Tagged records of one batch, delivered: `first` is the metadata of
+    /// the batch's first record; each record's tag, index in the batch
+    /// and timestamp (see [`Reporter::delivered`]).
+    Delivered {
+        first: RecordMetadata,
+        records: Vec<(u64, u32, i64)>,
+    },
     /// A completion to signal once the reports before it are done.
     Signal(oneshot::Sender<()>),
     /// A result to hand over once the reports before it are done.
     Answer(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
 }
 
-/// Reports in a pass that the driver makes itself when the thread is idle.
+/// Records in a pass that the driver reports itself when the thread is idle.
 const INLINE_MAX: usize = 64;
 
 /// The driver's end of the report stream.
 pub(crate) struct Reporter {
     tx: mpsc::Sender<Vec<Report>>,
     batch: Vec<Report>,
+    /// Records reported in `batch`.
+    queued_records: usize,
     callback: DeliveryCallback,
     /// Batches sent to the thread and not yet done.
     outstanding: Arc<AtomicUsize>,
@@ -47,6 +56,20 @@ pub(crate) struct Reporter {
 fn deliver(callback: &DeliveryCallback, report: Report) {
     match report {
         Report::Outcome(tag, result) => callback.report(tag, result.as_ref()),
+        Report::Delivered { first, records } => {
+            // One metadata value for the whole batch, updated in place.
+            let base = first.offset;
+            let mut metadata = first;
+            for (tag, index, timestamp) in records {
+                metadata.offset = if base >= 0 {
+                    base + i64::from(index)
+                } else {
+                    -1
+                };
+                metadata.timestamp = timestamp;
+                callback.report(tag, Ok(&metadata));
+            }
+        }
         Report::Signal(done) => {
             let _ = done.send(());
         }
@@ -79,6 +102,7 @@ impl Reporter {
         Ok(Reporter {
             tx,
             batch: Vec::new(),
+            queued_records: 0,
             callback,
             outstanding,
         })
@@ -86,7 +110,20 @@ impl Reporter {
 
     /// Queues a tagged record's outcome.
     pub(crate) fn outcome(&mut self, tag: u64, result: Result<RecordMetadata, Error>) {
+        self.queued_records += 1;
         self.batch.push(Report::Outcome(tag, result));
+    }
+
+    /// Queues the outcomes of a batch's tagged records, delivered:
+    /// `first` is the metadata of the batch's first record (offsets count
+    /// on from it), `records` each record's tag, index in the batch and
+    /// timestamp.
+    pub(crate) fn delivered(&mut self, first: RecordMetadata, records: Vec<(u64, u32, i64)>) {
+        if records.is_empty() {
+            return;
+        }
+        self.queued_records += records.len();
+        self.batch.push(Report::Delivered { first, records });
     }
 
     /// Signals `done` after the outcomes queued so far.
@@ -109,7 +146,8 @@ impl Reporter {
         if self.batch.is_empty() {
             return;
         }
-        if self.batch.len() <= INLINE_MAX && self.outstanding.load(Ordering::Acquire) == 0 {
+        let records = std::mem::take(&mut self.queued_records);
+        if records <= INLINE_MAX && self.outstanding.load(Ordering::Acquire) == 0 {
             for report in std::mem::take(&mut self.batch) {
                 deliver(&self.callback, report);
             }

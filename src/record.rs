@@ -58,8 +58,27 @@ impl Header {
 /// assert_eq!(record.topic.len(), 6);
 /// assert_eq!(format!("{orders}"), "orders");
 /// ```
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Topic(Arc<str>);
+
+/// By name, as strings order; the same shared name is equal at once (a
+/// map keyed by topics finds a key looked up with its own name without
+/// comparing bytes).
+impl Ord for Topic {
+    fn cmp(&self, other: &Topic) -> std::cmp::Ordering {
+        if self.same(other) {
+            std::cmp::Ordering::Equal
+        } else {
+            self.as_str().cmp(other.as_str())
+        }
+    }
+}
+
+impl PartialOrd for Topic {
+    fn partial_cmp(&self, other: &Topic) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Topic {
     /// The name.

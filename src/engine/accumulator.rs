@@ -35,12 +35,39 @@ use crate::records::{
     SealedBatch,
 };
 
-/// A record accepted into a batch, waiting for its outcome.
+/// A record accepted into a batch, waiting for its outcome: 16 bytes,
+/// kept for every buffered record.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PendingRecord {
     /// The caller's token for delivery reports.
     pub(crate) token: u64,
-    /// The record's timestamp as encoded.
+    /// The record's timestamp as encoded, less its batch's base timestamp
+    /// (a record further than an `i32` of milliseconds, about 24 days,
+    /// from the batch's first starts a batch of its own).
+    timestamp_delta: i32,
+    /// Buffer bytes reserved for it (no record is larger than
+    /// `max_request_size`, an `i32`).
+    reserved: u32,
+}
+
+impl PendingRecord {
+    /// Buffer bytes reserved for it.
+    pub(crate) fn reserved(&self) -> usize {
+        self.reserved as usize
+    }
+
+    /// Its timestamp, in a batch whose base timestamp is `base`.
+    pub(crate) fn timestamp(&self, base: i64) -> i64 {
+        base.saturating_add(i64::from(self.timestamp_delta))
+    }
+}
+
+/// A record as the engine hands it to its partition's queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Incoming {
+    /// The caller's token for delivery reports.
+    pub(crate) token: u64,
+    /// Its timestamp (ms since the Unix epoch).
     pub(crate) timestamp: i64,
     /// Buffer bytes reserved for it.
     pub(crate) reserved: usize,
@@ -85,7 +112,7 @@ pub(crate) struct Batch {
 
 impl Batch {
     pub(crate) fn reserved(&self) -> usize {
-        self.records.iter().map(|r| r.reserved).sum()
+        self.records.iter().map(PendingRecord::reserved).sum()
     }
 }
 
@@ -111,16 +138,16 @@ impl Batch {
         let mut scratch = Vec::new();
         let records = batch.records(&mut scratch).ok()?;
         let first_half = n / 2;
-        let mut halves = [BatchBuilder::new(config, 0), BatchBuilder::new(config, 0)];
-        let mut started = [false, false];
+        // Both halves keep the batch's base timestamp, so the records'
+        // timestamp deltas hold as they are.
+        let base = self.sealed.base_timestamp();
+        let mut halves = [
+            BatchBuilder::new(config, base),
+            BatchBuilder::new(config, base),
+        ];
         for (i, record) in records.enumerate() {
             let record = record.ok()?;
             let half = usize::from(i >= first_half);
-            let pending = self.records.get(i)?;
-            if !started[half] {
-                halves[half].reset(pending.timestamp);
-                started[half] = true;
-            }
             let key_strs: Vec<(String, Option<&[u8]>)> = record
                 .headers()
                 .map(|h| (String::from_utf8_lossy(h.key).into_owned(), h.value))
@@ -196,14 +223,20 @@ impl PartitionQueue {
         config: BatchConfig,
         now: Instant,
         record: &Record,
-        pending: PendingRecord,
+        incoming: Incoming,
         pool: &mut BufferPool,
     ) -> Result<(bool, Option<Unsealable>), RecordsError> {
+        let Incoming {
+            token,
+            timestamp,
+            reserved,
+        } = incoming;
+        let reserved = u32::try_from(reserved).unwrap_or(u32::MAX);
         let builder = self
             .builder
-            .get_or_insert_with(|| BatchBuilder::new(config, pending.timestamp));
+            .get_or_insert_with(|| BatchBuilder::new(config, timestamp));
         if builder.is_empty() {
-            builder.reset_from(pending.timestamp, Some(pool));
+            builder.reset_from(timestamp, Some(pool));
         }
         let headers: Vec<(&str, Option<&[u8]>)> = record
             .headers
@@ -212,17 +245,28 @@ impl PartitionQueue {
             .collect();
         let key = record.key.as_deref();
         let value = record.value.as_deref();
-        let outcome = match builder.try_append(pending.timestamp, key, value, &headers) {
-            // A timestamp too far from the open batch's first one for a
-            // delta: it starts a batch of its own, where the delta is 0.
-            Err(RecordsError::TimestampOutOfRange { .. }) if !builder.is_empty() => {
-                AppendOutcome::Full
-            }
-            other => other?,
+        // A timestamp too far from the open batch's first one for a delta
+        // (in the format, or in the record's entry here): it starts a batch
+        // of its own, where the delta is 0.
+        let delta = timestamp
+            .checked_sub(builder.base_timestamp())
+            .and_then(|d| i32::try_from(d).ok());
+        let outcome = match delta {
+            None => AppendOutcome::Full,
+            Some(_) => match builder.try_append(timestamp, key, value, &headers) {
+                Err(RecordsError::TimestampOutOfRange { .. }) if !builder.is_empty() => {
+                    AppendOutcome::Full
+                }
+                other => other?,
+            },
         };
         match outcome {
             AppendOutcome::Appended => {
-                self.open.push(pending);
+                self.open.push(PendingRecord {
+                    token,
+                    timestamp_delta: delta.unwrap_or(0),
+                    reserved,
+                });
                 self.open_created.get_or_insert(now);
                 Ok((false, None))
             }
@@ -237,13 +281,17 @@ impl PartitionQueue {
                 };
                 let builder = self
                     .builder
-                    .get_or_insert_with(|| BatchBuilder::new(config, pending.timestamp));
-                builder.reset_from(pending.timestamp, Some(pool));
+                    .get_or_insert_with(|| BatchBuilder::new(config, timestamp));
+                builder.reset_from(timestamp, Some(pool));
                 // A fresh batch takes any record up to the hard limit.
-                match builder.try_append(pending.timestamp, key, value, &headers)? {
+                match builder.try_append(timestamp, key, value, &headers)? {
                     AppendOutcome::Appended | AppendOutcome::Full => {}
                 }
-                self.open.push(pending);
+                self.open.push(PendingRecord {
+                    token,
+                    timestamp_delta: 0,
+                    reserved,
+                });
                 self.open_created = Some(now);
                 Ok((true, lost))
             }

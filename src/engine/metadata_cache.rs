@@ -14,11 +14,13 @@
 //!                        failure: Wanted again after retry_backoff
 //! ```
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::metadata::ClusterMetadata;
 use crate::protocol::KafkaCode;
+use crate::record::Topic;
 
 /// A metadata request to make: the topics, and the broker to ask
 /// (`None`: any bootstrap server).
@@ -73,7 +75,9 @@ enum FetchState {
 #[derive(Debug)]
 pub(crate) struct MetadataCache {
     brokers: BTreeMap<i32, String>,
-    topics: BTreeMap<String, TopicInfo>,
+    /// By name; the engine's queues are keyed by these very names (see
+    /// [`key`](Self::key)), so its lookups compare pointers, not bytes.
+    topics: BTreeMap<Topic, TopicInfo>,
     /// Every topic this producer has been asked to send to.
     interest: BTreeSet<String>,
     /// The topics the request in flight (or the last one) asked for.
@@ -102,8 +106,19 @@ impl MetadataCache {
         }
     }
 
-    pub(crate) fn topic(&self, name: &str) -> Option<&TopicInfo> {
+    /// A topic with partitions, by name or by [`Topic`] (the cache's own
+    /// key, from [`key`](Self::key), is found without comparing bytes).
+    pub(crate) fn topic<Q>(&self, name: &Q) -> Option<&TopicInfo>
+    where
+        Topic: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.topics.get(name).filter(|t| !t.partitions.is_empty())
+    }
+
+    /// The cache's own shared name for a topic it holds.
+    pub(crate) fn key(&self, name: &str) -> Option<&Topic> {
+        self.topics.get_key_value(name).map(|(key, _)| key)
     }
 
     /// Topics with partitions.
@@ -197,7 +212,13 @@ impl MetadataCache {
                 .collect();
         }
         for (name, topic) in &metadata.topics {
-            let entry = self.topics.entry(name.clone()).or_default();
+            if !self.topics.contains_key(name.as_str()) {
+                self.topics
+                    .insert(Topic::from(name.as_str()), TopicInfo::default());
+            }
+            let Some(entry) = self.topics.get_mut(name.as_str()) else {
+                continue;
+            };
             entry.error = topic.error;
             if topic.error.is_some() && topic.partitions.is_empty() {
                 continue;
@@ -245,7 +266,7 @@ impl MetadataCache {
         // in flight) is asked for at once.
         let mut missing = self.interest.iter().filter(|t| {
             self.topics
-                .get(*t)
+                .get(t.as_str())
                 .is_none_or(|info| info.partitions.is_empty())
         });
         let mut any_missing = false;

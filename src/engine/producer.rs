@@ -47,7 +47,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
 
-use super::accumulator::{PartitionQueue, PendingRecord, Stamp};
+use super::accumulator::{Incoming, PartitionQueue, PendingRecord, Stamp};
 use super::idempotence::{BumpReason, Idempotence, ProducerIdentity, SequenceVerdict};
 use super::metadata_cache::MetadataCache;
 use super::retry::{Jitter, Outcome, RetryAction, classify};
@@ -197,6 +197,8 @@ pub(crate) struct DeliveredBatch {
     base_offset: i64,
     /// The broker's timestamp for the batch (LogAppendTime), or -1.
     log_append_time: i64,
+    /// The batch's base timestamp (the records' are relative to it).
+    base_timestamp: i64,
     /// Each record's token, timestamp and reserved size
     /// (`Record::estimated_size` as appended, so the caller need not keep
     /// it).
@@ -218,7 +220,7 @@ impl DeliveredBatch {
         if self.log_append_time >= 0 {
             self.log_append_time
         } else {
-            record.timestamp
+            record.timestamp(self.base_timestamp)
         }
     }
 
@@ -310,9 +312,10 @@ pub(crate) struct Engine {
     txn: Option<Transactions>,
     /// The last token appended (a commit flushes up to it).
     last_token: u64,
-    /// The caller's name of the topic last registered with the metadata
-    /// cache: records for it (the same shared name) skip the lookup.
-    last_interest: Option<Topic>,
+    /// The caller's name of the topic last seen, with the engine's (see
+    /// `topic_key`): records for it (the same shared name) skip the
+    /// lookups.
+    hot_topic: Option<(Topic, Topic)>,
     /// Buffers of acknowledged batches, for new batches to be encoded into.
     spare_buffers: BufferPool,
 }
@@ -362,7 +365,7 @@ impl Engine {
                 .clone()
                 .map(|id| Transactions::new(id, config.transaction_timeout, config.retry_backoff)),
             last_token: 0,
-            last_interest: None,
+            hot_topic: None,
             spare_buffers: {
                 let each = config.batch_size.min(config.max_request_size).max(1);
                 let bytes =
@@ -451,14 +454,9 @@ impl Engine {
             );
             return;
         }
-        if !self
-            .last_interest
-            .as_ref()
-            .is_some_and(|t| t.same(&record.topic))
-        {
-            self.metadata.add_interest(&record.topic);
-            self.last_interest = Some(record.topic.clone());
-        }
+        let known = self
+            .topic_key(&record.topic)
+            .is_some_and(|key| self.metadata.topic(&key).is_some());
         let timestamp = record.timestamp.unwrap_or(timestamp_now);
         self.held_records += 1;
         let w = Waiting {
@@ -474,7 +472,7 @@ impl Engine {
         // waiting line (a copy, and memory, per record).
         if self.waiting.is_empty()
             && self.buffer_used + reserved <= self.config.buffer_memory
-            && self.metadata.topic(&w.record.topic).is_some()
+            && known
         {
             self.accept(now, w);
         } else {
@@ -534,7 +532,7 @@ impl Engine {
             }
         }
         for (topic, partition, records, maybe) in unsent {
-            let bytes: usize = records.iter().map(|r| r.reserved).sum();
+            let bytes: usize = records.iter().map(PendingRecord::reserved).sum();
             self.release(&topic, partition, bytes);
             self.fail_records(
                 &topic,
@@ -1092,19 +1090,36 @@ impl Engine {
         }
     }
 
+    /// The engine's name for `topic`: the metadata cache's own (`None`
+    /// while the cache does not hold the topic). The queues are keyed by
+    /// it, so the lookups of a record compare pointers, and the batches and
+    /// delivery reports share it rather than the caller's, whose count
+    /// other threads keep changing. The last topic is remembered by the
+    /// caller's pointer; a different one registers interest.
+    fn topic_key(&mut self, topic: &Topic) -> Option<Topic> {
+        if let Some((caller, key)) = &self.hot_topic
+            && caller.same(topic)
+        {
+            return Some(key.clone());
+        }
+        self.metadata.add_interest(topic);
+        let key = self.metadata.key(topic)?.clone();
+        self.hot_topic = Some((topic.clone(), key.clone()));
+        Some(key)
+    }
+
     fn accept(&mut self, now: Instant, w: Waiting) {
-        let Some(info) = self.metadata.topic(&w.record.topic) else {
+        let Some(key) = self.topic_key(&w.record.topic) else {
+            return;
+        };
+        let Some(info) = self.metadata.topic(&key) else {
             return;
         };
         let count = info.partitions.len();
-        // The engine's own copy of the name, made once per topic: the
-        // batches and delivery reports share it, not the caller's, whose
-        // count other threads keep changing.
-        if !self.topics.contains_key(w.record.topic.as_str()) {
-            self.topics
-                .insert(Topic::from(w.record.topic.as_str()), TopicQueues::default());
+        if !self.topics.contains_key(&key) {
+            self.topics.insert(key.clone(), TopicQueues::default());
         }
-        let Some(tq) = self.topics.get_mut(w.record.topic.as_str()) else {
+        let Some(tq) = self.topics.get_mut(&key) else {
             return;
         };
         if tq.partitions.len() < count {
@@ -1133,7 +1148,7 @@ impl Engine {
             }
         };
         let index = partition as usize;
-        let pending = PendingRecord {
+        let pending = Incoming {
             token: w.token,
             timestamp: w.timestamp,
             reserved: w.reserved,
@@ -1162,7 +1177,7 @@ impl Engine {
                     self.partitioner.on_new_batch(partition, &view);
                 }
                 if let Some((records, e)) = lost {
-                    let bytes: usize = records.iter().map(|r| r.reserved).sum();
+                    let bytes: usize = records.iter().map(PendingRecord::reserved).sum();
                     self.release(&w.record.topic, partition, bytes);
                     self.fail_records(&w.record.topic, partition, &records, &records_error(e));
                 }
@@ -1206,7 +1221,7 @@ impl Engine {
         for (topic, partition, records, maybe) in expired {
             // In-flight batches keep their buffer bytes until the response.
             if !maybe || !self.is_in_flight_batch(&topic, partition, &records) {
-                let bytes: usize = records.iter().map(|r| r.reserved).sum();
+                let bytes: usize = records.iter().map(PendingRecord::reserved).sum();
                 self.release(&topic, partition, bytes);
             }
             let err = Error::new(
@@ -1373,7 +1388,7 @@ impl Engine {
                         }
                         Ok(None) => {}
                         Err((records, e)) => {
-                            let bytes: usize = records.iter().map(|r| r.reserved).sum();
+                            let bytes: usize = records.iter().map(PendingRecord::reserved).sum();
                             let (topic, partition) = (topic.clone(), *partition);
                             self.release(&topic, partition, bytes);
                             self.fail_records(&topic, partition, &records, &records_error(e));
@@ -1519,6 +1534,7 @@ impl Engine {
             partition: b.partition,
             base_offset,
             log_append_time,
+            base_timestamp: b.batch.sealed.base_timestamp(),
             records: b.batch.records,
         }));
         self.spare_buffers.give(b.batch.sealed.into_bytes());
@@ -1790,7 +1806,7 @@ impl Engine {
         self.stats.partition_errors(topic, partition, records.len());
         for r in records {
             self.held_records = self.held_records.saturating_sub(1);
-            self.fail_record(r.token, r.reserved, error.clone_shallow());
+            self.fail_record(r.token, r.reserved(), error.clone_shallow());
         }
     }
 
@@ -2104,6 +2120,52 @@ mod tests {
             "no resend before the leader is known again"
         );
         assert_eq!(e.stats(false).leader_hints, 0);
+    }
+
+    /// The engine keeps a record's timestamp as an `i32` delta from its
+    /// batch's base: records weeks apart go to batches of their own, and
+    /// every delivery reports the record's exact timestamp.
+    #[test]
+    fn timestamps_weeks_apart_take_separate_batches_and_are_reported_exactly() {
+        let t0 = Instant::now_for_tests();
+        let mut e = engine(config(), t0, &cluster(&[(0, Some(1), 0)]));
+        let rec = |ts: i64| Record::new("t").partition(0).value("v").timestamp(ts);
+        let base = 1_700_000_000_000i64;
+        let forty_days = 40 * 24 * 3600 * 1000i64;
+        let stamps = [base, base + forty_days, base + 1, base - 5];
+        for (i, ts) in stamps.iter().enumerate() {
+            e.append(t0, 0, rec(*ts), 10 + i as u64, Some(t0));
+        }
+        e.flush(t0, 13);
+        let mut reported = BTreeMap::new();
+        let mut batches = 0;
+        let mut t = t0;
+        for _ in 0..10 {
+            let sent = produce_transmits(&mut e);
+            if sent.is_empty() {
+                break;
+            }
+            for (id, _, _) in sent {
+                t += Duration::from_millis(1);
+                batches += 1;
+                e.handle_produce_response(t, id, Ok(answer(&[(0, 0, batches * 10)])));
+            }
+            for ev in events(&mut e) {
+                if let Event::Delivered(b) = ev {
+                    for r in &b.records {
+                        reported.insert(r.token, b.timestamp(r));
+                    }
+                }
+            }
+        }
+        let expected: BTreeMap<u64, i64> = stamps
+            .iter()
+            .enumerate()
+            .map(|(i, ts)| (10 + i as u64, *ts))
+            .collect();
+        assert_eq!(reported, expected);
+        // base | base+40d | base+1, base-5 (both within range of base+1).
+        assert_eq!(batches, 3);
     }
 
     /// A timestamp too far from the open batch's first for a delta starts

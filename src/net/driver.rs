@@ -796,7 +796,7 @@ impl Driver {
                         };
                         // A run of deliveries (a batch) returns its space in
                         // one release, before any of them is reported.
-                        freed += self.rule.held(r.reserved);
+                        freed += self.rule.held(r.reserved());
                         match p.delivered {
                             // The callback's reports go as one item per batch.
                             DeliveryReply::Tagged(tag) => {

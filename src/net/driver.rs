@@ -120,10 +120,11 @@ pub(crate) enum Command {
         /// acceptance then goes to `delivered`.
         accepted: Option<AcceptReply>,
         delivered: DeliveryReply,
-        /// The record's share of `buffer_memory`, taken from the gate: the
-        /// queued part is given back as the inbox is emptied, the rest is
-        /// held until the record settles.
-        charge: Option<Charge>,
+        /// Whether the record took its share of `buffer_memory` from the
+        /// gate (its [`BufferRule::charge`], which follows from its size):
+        /// the queued part is given back as the inbox is emptied, the rest
+        /// is held until the record settles.
+        charged: bool,
     },
     Flush {
         done: oneshot::Sender<()>,
@@ -423,7 +424,7 @@ impl DriverHandle {
             deadline,
             accepted,
             delivered,
-            charge,
+            charged: charge.is_some(),
         };
         if self.commands.send_charged(command, queued).is_ok() {
             return true;
@@ -678,11 +679,15 @@ impl Driver {
                 deadline,
                 accepted,
                 delivered,
-                charge,
+                charged,
             } => {
                 // The queued part was given back as the inbox was emptied;
                 // the rest is held until the record settles.
-                let held = charge.map_or(0, |c| c.total - c.queued);
+                let held = if charged {
+                    self.rule.held(record.estimated_size())
+                } else {
+                    0
+                };
                 if self.closing {
                     self.buffer.release(held);
                     let closed = Error::new(ErrorKind::Closed, "the producer is closed");
@@ -694,7 +699,6 @@ impl Driver {
                     }
                     return;
                 }
-                debug_assert!(held == 0 || held == self.rule.held(record.estimated_size()));
                 let token = self.pending.push(PendingRecord { delivered });
                 let waits = accepted.is_some();
                 if let Some(reply) = accepted {

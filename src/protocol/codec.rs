@@ -66,6 +66,14 @@ pub fn encode_request<R: ApiRequest>(
         .with_correlation_id(correlation_id)
         .with_client_id(client_id.map(|c| StrBytes::from_string(c.to_string())));
     let header_version = api.request_header_version(version);
+    // Room for the whole frame at once, so that writing the body (record
+    // batches, for a Produce request) does not grow and copy the buffer.
+    if let (Ok(head), Ok(body)) = (
+        header.compute_size(header_version),
+        request.compute_size(version),
+    ) {
+        out.reserve(4 + head + body);
+    }
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     header

@@ -35,6 +35,22 @@ struct Inner {
     replies: VecDeque<Reply>,
     closed: Option<Error>,
     writer: mpsc::UnboundedSender<BytesMut>,
+    /// Frame buffers the writer is done with, for the next requests: a
+    /// Produce request is up to `max_request_size`, and a fresh buffer of
+    /// that size is memory the kernel has to fault in page by page.
+    spare_frames: Vec<BytesMut>,
+}
+
+/// Written frame buffers kept per connection.
+const SPARE_FRAMES: usize = 2;
+/// The largest frame buffer kept.
+const SPARE_FRAME_MAX: usize = 2 * 1024 * 1024;
+
+impl Inner {
+    /// An empty buffer for the next frame.
+    fn frame_buffer(&mut self) -> BytesMut {
+        self.spare_frames.pop().unwrap_or_default()
+    }
 }
 
 struct Shared {
@@ -132,19 +148,27 @@ impl BrokerConnection {
                 replies: VecDeque::new(),
                 closed: None,
                 writer: tx,
+                spare_frames: Vec::new(),
             }),
             tasks: Mutex::new(Vec::new()),
             label,
         });
         let write_shared = Arc::clone(&shared);
         let write_task = tokio::spawn(async move {
-            while let Some(buf) = rx.recv().await {
+            while let Some(mut buf) = rx.recv().await {
                 if let Err(e) = writer.write_all(&buf).await {
                     write_shared.close(Error::io(
                         format_args!("writing to {}", write_shared.label),
                         e,
                     ));
                     return;
+                }
+                if buf.capacity() <= SPARE_FRAME_MAX {
+                    buf.clear();
+                    let mut inner = write_shared.lock();
+                    if inner.spare_frames.len() < SPARE_FRAMES {
+                        inner.spare_frames.push(buf);
+                    }
                 }
             }
         });
@@ -273,7 +297,7 @@ impl BrokerConnection {
         if let Some(reason) = &inner.closed {
             return Err(reason.clone_shallow());
         }
-        let mut buf = BytesMut::new();
+        let mut buf = inner.frame_buffer();
         inner.proto.encode(&mut buf, version, request, false)?;
         if inner.writer.send(buf).is_err() {
             drop(inner);
@@ -317,7 +341,7 @@ impl BrokerConnection {
         if let Some(reason) = &inner.closed {
             return Err(reason.clone_shallow());
         }
-        let mut buf = BytesMut::new();
+        let mut buf = inner.frame_buffer();
         inner.proto.encode(&mut buf, version, request, true)?;
         inner.replies.push_back(tx);
         // Sending while holding the lock keeps write order equal to

@@ -61,6 +61,7 @@
 
 mod builder;
 mod compress;
+mod crc_combine;
 mod pool;
 mod reader;
 mod varint;

@@ -24,8 +24,8 @@ use tokio::task::JoinHandle;
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::protocol::{
-    ApiRequest, ConnectionState, KafkaCode, MatchedResponse, NegotiatedVersions, VersionRange,
-    decode_body, decode_response,
+    ApiRequest, ConnectionState, FrameCursor, FrameParts, KafkaCode, MatchedResponse,
+    NegotiatedVersions, VersionRange, decode_body, decode_response,
 };
 
 type Reply = oneshot::Sender<Result<MatchedResponse, Error>>;
@@ -34,22 +34,38 @@ struct Inner {
     proto: ConnectionState,
     replies: VecDeque<Reply>,
     closed: Option<Error>,
-    writer: mpsc::UnboundedSender<BytesMut>,
-    /// Frame buffers the writer is done with, for the next requests: a
-    /// Produce request is up to `max_request_size`, and a fresh buffer of
-    /// that size is memory the kernel has to fault in page by page.
-    spare_frames: Vec<BytesMut>,
+    writer: mpsc::UnboundedSender<Outgoing>,
 }
 
-/// Written frame buffers kept per connection.
-const SPARE_FRAMES: usize = 2;
-/// The largest frame buffer kept.
-const SPARE_FRAME_MAX: usize = 2 * 1024 * 1024;
+/// A frame for the writer task.
+enum Outgoing {
+    /// Encoded in one buffer.
+    Whole(BytesMut),
+    /// A Produce request whose record batches are written as they are.
+    Parts(FrameParts),
+}
 
 impl Inner {
-    /// An empty buffer for the next frame.
-    fn frame_buffer(&mut self) -> BytesMut {
-        self.spare_frames.pop().unwrap_or_default()
+    /// Encodes `request` for the writer: a Produce request as parts that
+    /// share its record batches (no copy of up to `max_request_size` into
+    /// a fresh buffer), anything else into one buffer.
+    fn encode<R: ApiRequest>(
+        &mut self,
+        version: i16,
+        request: &R,
+        expects_response: bool,
+    ) -> Result<Outgoing, Error> {
+        if let Some(produce) = request.as_produce()
+            && let Some(parts) = self
+                .proto
+                .encode_produce(version, produce, expects_response)?
+        {
+            return Ok(Outgoing::Parts(parts));
+        }
+        let mut buf = BytesMut::new();
+        self.proto
+            .encode(&mut buf, version, request, expects_response)?;
+        Ok(Outgoing::Whole(buf))
     }
 }
 
@@ -141,34 +157,34 @@ impl BrokerConnection {
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (mut reader, mut writer) = tokio::io::split(stream);
-        let (tx, mut rx) = mpsc::unbounded_channel::<BytesMut>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 proto: ConnectionState::new(Some(config.client_id.clone()), config.max_frame_size),
                 replies: VecDeque::new(),
                 closed: None,
                 writer: tx,
-                spare_frames: Vec::new(),
             }),
             tasks: Mutex::new(Vec::new()),
             label,
         });
         let write_shared = Arc::clone(&shared);
         let write_task = tokio::spawn(async move {
-            while let Some(mut buf) = rx.recv().await {
-                if let Err(e) = writer.write_all(&buf).await {
+            while let Some(frame) = rx.recv().await {
+                let written = match frame {
+                    Outgoing::Whole(buf) => writer.write_all(&buf).await,
+                    // One vectored write per run of parts where the stream
+                    // takes them (a TCP socket does).
+                    Outgoing::Parts(parts) => {
+                        writer.write_all_buf(&mut FrameCursor::from(parts)).await
+                    }
+                };
+                if let Err(e) = written {
                     write_shared.close(Error::io(
                         format_args!("writing to {}", write_shared.label),
                         e,
                     ));
                     return;
-                }
-                if buf.capacity() <= SPARE_FRAME_MAX {
-                    buf.clear();
-                    let mut inner = write_shared.lock();
-                    if inner.spare_frames.len() < SPARE_FRAMES {
-                        inner.spare_frames.push(buf);
-                    }
                 }
             }
         });
@@ -297,9 +313,8 @@ impl BrokerConnection {
         if let Some(reason) = &inner.closed {
             return Err(reason.clone_shallow());
         }
-        let mut buf = inner.frame_buffer();
-        inner.proto.encode(&mut buf, version, request, false)?;
-        if inner.writer.send(buf).is_err() {
+        let frame = inner.encode(version, request, false)?;
+        if inner.writer.send(frame).is_err() {
             drop(inner);
             let reason = Error::new(
                 ErrorKind::Io,
@@ -341,12 +356,11 @@ impl BrokerConnection {
         if let Some(reason) = &inner.closed {
             return Err(reason.clone_shallow());
         }
-        let mut buf = inner.frame_buffer();
-        inner.proto.encode(&mut buf, version, request, true)?;
+        let frame = inner.encode(version, request, true)?;
         inner.replies.push_back(tx);
         // Sending while holding the lock keeps write order equal to
         // queue order.
-        if inner.writer.send(buf).is_err() {
+        if inner.writer.send(frame).is_err() {
             drop(inner);
             let reason = Error::new(
                 ErrorKind::Io,

@@ -19,6 +19,22 @@ pub trait ApiRequest: Encodable {
     const KEY: ApiKey;
     /// The response message type.
     type Response: Decodable;
+
+    /// This request as a Produce request, whose record batches can be
+    /// written without copying them (see
+    /// [`encode_produce_frame`](super::encode_produce_frame)).
+    fn as_produce(&self) -> Option<&ProduceRequest> {
+        None
+    }
+}
+
+impl ApiRequest for ProduceRequest {
+    const KEY: ApiKey = ApiKey::Produce;
+    type Response = ProduceResponse;
+
+    fn as_produce(&self) -> Option<&ProduceRequest> {
+        Some(self)
+    }
 }
 
 macro_rules! api_requests {
@@ -31,7 +47,6 @@ macro_rules! api_requests {
 }
 
 api_requests! {
-    Produce: ProduceRequest => ProduceResponse,
     Fetch: FetchRequest => FetchResponse,
     ListOffsets: ListOffsetsRequest => ListOffsetsResponse,
     Metadata: MetadataRequest => MetadataResponse,

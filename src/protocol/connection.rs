@@ -11,10 +11,11 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, ProduceRequest};
 
 use super::codec::{self, ApiRequest};
 use super::frame::FrameDecoder;
+use super::produce_frame::FrameParts;
 use super::versions::NegotiatedVersions;
 use crate::error::Error;
 
@@ -79,6 +80,37 @@ impl ConnectionState {
             version,
             request,
         )?;
+        self.register(correlation_id, api, version, expects_response);
+        Ok(correlation_id)
+    }
+
+    /// Like [`encode`](Self::encode) for a Produce request, as
+    /// [`FrameParts`] that share its record batches instead of copying them.
+    /// `Ok(None)`, with nothing used up, when the request needs the generic
+    /// encoder (see [`encode_produce_frame`](super::encode_produce_frame)).
+    pub fn encode_produce(
+        &mut self,
+        version: i16,
+        request: &ProduceRequest,
+        expects_response: bool,
+    ) -> Result<Option<FrameParts>, Error> {
+        let correlation_id = self.next_correlation_id;
+        let Some(parts) = super::produce_frame::encode_produce_frame(
+            correlation_id,
+            self.client_id.as_deref(),
+            version,
+            request,
+        )?
+        else {
+            return Ok(None);
+        };
+        self.register(correlation_id, ApiKey::Produce, version, expects_response);
+        Ok(Some(parts))
+    }
+
+    /// Uses up `correlation_id` for a request written, queuing it for its
+    /// response if one comes.
+    fn register(&mut self, correlation_id: i32, api: ApiKey, version: i16, expects_response: bool) {
         // Wrap to 0, never negative: some brokers log negative ids oddly.
         self.next_correlation_id = correlation_id.checked_add(1).unwrap_or(0);
         if expects_response {
@@ -88,7 +120,6 @@ impl ConnectionState {
                 version,
             });
         }
-        Ok(correlation_id)
     }
 
     /// Takes the next complete response off `buf`, matched to its request.

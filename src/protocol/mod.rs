@@ -10,6 +10,7 @@ mod connection;
 pub mod error_codes;
 mod frame;
 pub mod guard;
+mod produce_frame;
 mod versions;
 
 pub use codec::{
@@ -19,4 +20,5 @@ pub use codec::{
 pub use connection::{ConnectionState, MatchedResponse, PendingRequest};
 pub use error_codes::KafkaCode;
 pub use frame::{DEFAULT_MAX_FRAME_SIZE, FrameDecoder, write_frame};
+pub use produce_frame::{FrameCursor, FrameParts, encode_produce_frame};
 pub use versions::{CLIENT_VERSIONS, NegotiatedVersions, VersionRange, client_range};

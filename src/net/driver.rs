@@ -366,20 +366,6 @@ fn write_produce(
     let _ = answers.send(answer);
 }
 
-/// Produce requests with at most this many bytes of records are written
-/// by the driver itself when the broker's dispatch queue is idle.
-const DIRECT_WRITE_MAX: usize = 16 * 1024;
-
-/// Bytes of record batches in a Produce request.
-fn records_len(request: &kafka_protocol::messages::ProduceRequest) -> usize {
-    request
-        .topic_data
-        .iter()
-        .flat_map(|t| &t.partition_data)
-        .map(|p| p.records.as_ref().map_or(0, bytes::Bytes::len))
-        .sum()
-}
-
 /// One broker's dispatch queue.
 struct ProduceQueue {
     jobs: mpsc::UnboundedSender<ProduceJob>,
@@ -950,14 +936,13 @@ impl Driver {
                         busy,
                     }
                 });
-                // Small, nothing to compress, nothing queued before it and
-                // the connection open: write it from here, which saves a hop
-                // through the dispatch task (latency at low rates). A large
-                // request is encoded by the dispatch task instead, in
-                // parallel with the driver. Only the driver adds jobs, so an
-                // idle queue stays idle until this returns.
+                // Nothing to compress, nothing queued before it and the
+                // connection open: write it from here, which saves a hop
+                // through the dispatch task (encoding a Produce request
+                // copies no batch, so it costs the driver little). Only the
+                // driver adds jobs, so an idle queue stays idle until this
+                // returns.
                 if outbound.is_none()
-                    && records_len(&job.request) <= DIRECT_WRITE_MAX
                     && queue.busy.load(std::sync::atomic::Ordering::Acquire) == 0
                     && let Some(conn) = connections.cached(node)
                 {

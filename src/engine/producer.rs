@@ -173,7 +173,8 @@ pub(crate) enum Event {
     /// copy of the topic name per record).
     Delivered(DeliveredBatch),
     /// The record failed; `error.possibly_persisted()` says whether it may
-    /// be in the log anyway. `reserved` as for `Delivered`.
+    /// be in the log anyway. `reserved` is its size as appended
+    /// (`Record::estimated_size`), so that the caller need not keep it.
     Failed {
         token: u64,
         reserved: usize,
@@ -454,9 +455,7 @@ impl Engine {
             );
             return;
         }
-        let known = self
-            .topic_key(&record.topic)
-            .is_some_and(|key| self.metadata.topic(&key).is_some());
+        let key = self.known_topic(&record.topic);
         let timestamp = record.timestamp.unwrap_or(timestamp_now);
         self.held_records += 1;
         let w = Waiting {
@@ -470,11 +469,11 @@ impl Engine {
         // Nothing waits before it, its topic is known and it fits: taken
         // now, as the next pass would take it first, without a stop in the
         // waiting line (a copy, and memory, per record).
-        if self.waiting.is_empty()
+        if let Some(key) = key
+            && self.waiting.is_empty()
             && self.buffer_used + reserved <= self.config.buffer_memory
-            && known
         {
-            self.accept(now, w);
+            self.accept(now, key, w);
         } else {
             self.waiting.push_back(w);
         }
@@ -1044,12 +1043,17 @@ impl Engine {
         self.buffer_blocked = false;
         let mut i = 0;
         while i < self.waiting.len() {
+            let topic = self.waiting[i].record.topic.clone();
+            let key = self.known_topic(&topic);
+            let known = key.is_some();
             let w = &self.waiting[i];
-            let known = self.metadata.topic(&w.record.topic).is_some();
             let fits = self.buffer_used + w.reserved <= self.config.buffer_memory;
-            if known && fits && !self.buffer_blocked {
+            if let Some(key) = key
+                && fits
+                && !self.buffer_blocked
+            {
                 if let Some(w) = self.waiting.remove(i) {
-                    self.accept(now, w);
+                    self.accept(now, key, w);
                 }
                 continue;
             }
@@ -1108,10 +1112,16 @@ impl Engine {
         Some(key)
     }
 
-    fn accept(&mut self, now: Instant, w: Waiting) {
-        let Some(key) = self.topic_key(&w.record.topic) else {
-            return;
-        };
+    /// The engine's name for `topic` (see `topic_key`) when its partitions
+    /// are known, so that a record for it can be accepted.
+    fn known_topic(&mut self, topic: &Topic) -> Option<Topic> {
+        self.topic_key(topic)
+            .filter(|key| self.metadata.topic(key).is_some())
+    }
+
+    /// Takes `w` into its partition's batch; `key` is its topic's name
+    /// from [`known_topic`](Self::known_topic).
+    fn accept(&mut self, now: Instant, key: Topic, w: Waiting) {
         let Some(info) = self.metadata.topic(&key) else {
             return;
         };

@@ -536,8 +536,8 @@ fn write_combined_crc(batch: &mut [u8], records_crc: u32) {
 #[derive(Debug, Clone)]
 pub struct SealedBatch {
     bytes: Bytes,
-    /// CRC-32C of the bytes from the record count on, computed on the first
-    /// stamp of a large batch.
+    /// CRC-32C of the bytes from the record count on, kept at sealing for
+    /// a batch of at least [`COMBINE_THRESHOLD`] bytes (see `write_crc`).
     records_crc: Option<u32>,
     uncompressed_size: usize,
 }
@@ -656,13 +656,9 @@ impl SealedBatch {
             .copy_from_slice(&producer_epoch.to_be_bytes());
         batch[offsets::BASE_SEQUENCE..offsets::RECORD_COUNT]
             .copy_from_slice(&base_sequence.to_be_bytes());
-        if batch.len() < COMBINE_THRESHOLD {
-            write_full_crc(&mut batch);
-        } else {
-            let records_crc = *self
-                .records_crc
-                .get_or_insert_with(|| crc32c::crc32c(&batch[offsets::RECORD_COUNT..]));
-            write_combined_crc(&mut batch, records_crc);
+        match self.records_crc {
+            Some(records_crc) => write_combined_crc(&mut batch, records_crc),
+            None => write_full_crc(&mut batch),
         }
         self.bytes = batch.freeze();
     }

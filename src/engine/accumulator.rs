@@ -251,14 +251,10 @@ impl PartitionQueue {
         let delta = timestamp
             .checked_sub(builder.base_timestamp())
             .and_then(|d| i32::try_from(d).ok());
+        // With a delta, the builder's own (an `i64`) cannot overflow.
         let outcome = match delta {
             None => AppendOutcome::Full,
-            Some(_) => match builder.try_append(timestamp, key, value, &headers) {
-                Err(RecordsError::TimestampOutOfRange { .. }) if !builder.is_empty() => {
-                    AppendOutcome::Full
-                }
-                other => other?,
-            },
+            Some(_) => builder.try_append(timestamp, key, value, &headers)?,
         };
         match outcome {
             AppendOutcome::Appended => {

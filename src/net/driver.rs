@@ -668,14 +668,12 @@ impl Driver {
                 charged,
             } => {
                 // The queued part was given back as the inbox was emptied;
-                // the rest is held until the record settles.
-                let held = if charged {
-                    self.rule.held(record.estimated_size())
-                } else {
-                    0
-                };
+                // the rest is held until the record settles (the engine
+                // reports its size with its outcome).
                 if self.closing {
-                    self.buffer.release(held);
+                    if charged {
+                        self.buffer.release(self.rule.held(record.estimated_size()));
+                    }
                     let closed = Error::new(ErrorKind::Closed, "the producer is closed");
                     match accepted {
                         Some(reply) => {
@@ -795,7 +793,9 @@ impl Driver {
                             future => reports.push((future, batch.metadata(i))),
                         }
                     }
-                    if let Some(reporter) = self.reporter.as_mut() {
+                    if !tagged.is_empty()
+                        && let Some(reporter) = self.reporter.as_mut()
+                    {
                         reporter.delivered(batch.metadata(0), tagged);
                     }
                 }

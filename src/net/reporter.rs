@@ -119,9 +119,6 @@ impl Reporter {
     /// on from it), `records` each record's tag, index in the batch and
     /// timestamp.
     pub(crate) fn delivered(&mut self, first: RecordMetadata, records: Vec<(u64, u32, i64)>) {
-        if records.is_empty() {
-            return;
-        }
         self.queued_records += records.len();
         self.batch.push(Report::Delivered { first, records });
     }

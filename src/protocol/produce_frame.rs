@@ -48,11 +48,6 @@ impl FrameParts {
         }
         out
     }
-
-    /// Takes the parts, for writing.
-    pub fn into_parts(self) -> Vec<Bytes> {
-        self.parts
-    }
 }
 
 /// Reads a frame's runs in order, for a vectored write

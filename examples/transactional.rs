@@ -15,6 +15,10 @@
 //! up reads `output` back read_committed and checks it: no record lost,
 //! none twice. It exits non-zero otherwise.
 //!
+//! Every run names its topics, group and transactional id after a run id
+//! (`input-<run>`, `output-<run>`, ...), so the example can be run again
+//! and again against the same cluster.
+//!
 //! The worker's loop is the part to copy:
 //!
 //! ```text
@@ -41,33 +45,63 @@ use smartkafka::consumer::{
 };
 use smartkafka::{AdminClient, ClientConfig, NewTopic, Producer, Record};
 
-const INPUT: &str = "input";
-const OUTPUT: &str = "output";
 const PARTITIONS: i32 = 3;
-const GROUP: &str = "uppercaser";
-const TRANSACTIONAL_ID: &str = "uppercaser-0";
 const RECORDS_PER_TRANSACTION: usize = 100;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// The names one run uses, derived from its run id so that a second run
+/// against the same cluster starts from empty topics and a fresh group.
+struct Names {
+    run: String,
+    input: String,
+    output: String,
+    group: String,
+    transactional_id: String,
+}
+
+impl Names {
+    fn new(run: &str) -> Names {
+        Names {
+            run: run.to_string(),
+            input: format!("input-{run}"),
+            output: format!("output-{run}"),
+            group: format!("uppercaser-{run}"),
+            transactional_id: format!("uppercaser-{run}-0"),
+        }
+    }
+
+    /// A run id unlikely to repeat: the start time and the process id.
+    fn fresh() -> Names {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Names::new(&format!(
+            "{:x}{:x}",
+            since_epoch.as_millis(),
+            std::process::id()
+        ))
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("worker") {
-        let bootstrap = args
-            .get(2)
-            .ok_or("usage: transactional worker <bootstrap>")?;
-        return worker(bootstrap).await;
+        let (Some(bootstrap), Some(run)) = (args.get(2), args.get(3)) else {
+            return Err("usage: transactional worker <bootstrap> <run-id>".into());
+        };
+        return worker(bootstrap, &Names::new(run)).await;
     }
     supervise().await
 }
 
 /// The pipeline: consume, transform, produce, commit offsets, in one
 /// transaction per polled batch, until the input is drained.
-async fn worker(bootstrap: &str) -> Result<()> {
+async fn worker(bootstrap: &str, names: &Names) -> Result<()> {
     let producer = Producer::builder()
         .bootstrap_servers(bootstrap)
-        .transactional_id(TRANSACTIONAL_ID)
+        .transactional_id(&names.transactional_id)
         .linger(Duration::from_millis(5))
         .build()
         .await?;
@@ -77,18 +111,24 @@ async fn worker(bootstrap: &str) -> Result<()> {
 
     let mut reader = PartitionReader::connect(
         ReaderConfig::new(bootstrap)
-            .group_id(GROUP)
+            .group_id(&names.group)
             .isolation_level(IsolationLevel::ReadCommitted)
             .max_wait(Duration::from_millis(100)),
     )
     .await?;
     let assignment: Vec<(&str, i32, StartOffset)> = (0..PARTITIONS)
-        .map(|p| (INPUT, p, StartOffset::Committed(GROUP.into())))
+        .map(|p| {
+            (
+                names.input.as_str(),
+                p,
+                StartOffset::Committed(names.group.clone()),
+            )
+        })
         .collect();
     reader.assign(&assignment).await?;
     let group = reader
         .group_metadata()
-        .unwrap_or_else(|| ConsumerGroupMetadata::new(GROUP));
+        .unwrap_or_else(|| ConsumerGroupMetadata::new(&names.group));
 
     let mut idle_polls = 0;
     while idle_polls < 20 {
@@ -108,7 +148,7 @@ async fn worker(bootstrap: &str) -> Result<()> {
                     .as_ref()
                     .map(|v| String::from_utf8_lossy(v).to_uppercase())
                     .unwrap_or_default();
-                let mut out = Record::new(OUTPUT).value(value);
+                let mut out = Record::new(names.output.as_str()).value(value);
                 if let Some(key) = &r.key {
                     out = out.key(key.clone());
                 }
@@ -119,7 +159,7 @@ async fn worker(bootstrap: &str) -> Result<()> {
             // The positions after this chunk: committed with its output.
             let offsets = next
                 .into_iter()
-                .map(|(partition, offset)| OffsetToCommit::new(INPUT, partition, offset))
+                .map(|(partition, offset)| OffsetToCommit::new(&names.input, partition, offset))
                 .collect();
             producer
                 .send_offsets_to_transaction(offsets, group.clone())
@@ -132,6 +172,7 @@ async fn worker(bootstrap: &str) -> Result<()> {
 }
 
 async fn supervise() -> Result<()> {
+    let names = Names::fresh();
     let records: usize = std::env::var("PIPELINE_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -153,8 +194,8 @@ async fn supervise() -> Result<()> {
     let admin = AdminClient::connect(ClientConfig::new(&bootstrap)).await?;
     admin
         .create_topics(&[
-            NewTopic::new(INPUT, PARTITIONS),
-            NewTopic::new(OUTPUT, PARTITIONS),
+            NewTopic::new(&names.input, PARTITIONS),
+            NewTopic::new(&names.output, PARTITIONS),
         ])
         .await?;
 
@@ -165,7 +206,7 @@ async fn supervise() -> Result<()> {
         .await?;
     let mut deliveries = Vec::with_capacity(records);
     for i in 0..records {
-        let record = Record::new(INPUT)
+        let record = Record::new(names.input.as_str())
             .key(format!("k{}", i % 97))
             .value(format!("event-{i:06}"));
         deliveries.push(producer.send(record).await?);
@@ -177,9 +218,9 @@ async fn supervise() -> Result<()> {
     println!("wrote {records} input records");
 
     let started = Instant::now();
-    let mut first = spawn_worker(&bootstrap)?;
+    let mut first = spawn_worker(&bootstrap, &names)?;
     let target = records / 3;
-    let mut progress = output_reader(&bootstrap, IsolationLevel::ReadCommitted).await?;
+    let mut progress = output_reader(&bootstrap, &names, IsolationLevel::ReadCommitted).await?;
     let mut done = 0;
     loop {
         done += progress.poll(Duration::from_millis(50)).await?.len();
@@ -193,7 +234,7 @@ async fn supervise() -> Result<()> {
             return Err(format!("the worker exited early: {status}").into());
         }
     }
-    let mut second = spawn_worker(&bootstrap)?;
+    let mut second = spawn_worker(&bootstrap, &names)?;
     let status = second.wait()?;
     if !status.success() {
         return Err(format!("the restarted worker failed: {status}").into());
@@ -203,8 +244,8 @@ async fn supervise() -> Result<()> {
         started.elapsed()
     );
 
-    let output = read_output(&bootstrap, IsolationLevel::ReadCommitted).await?;
-    let in_log = read_output(&bootstrap, IsolationLevel::ReadUncommitted)
+    let output = read_output(&bootstrap, &names, IsolationLevel::ReadCommitted).await?;
+    let in_log = read_output(&bootstrap, &names, IsolationLevel::ReadUncommitted)
         .await?
         .len();
     println!(
@@ -238,14 +279,18 @@ async fn supervise() -> Result<()> {
     Ok(())
 }
 
-fn spawn_worker(bootstrap: &str) -> Result<Child> {
+fn spawn_worker(bootstrap: &str, names: &Names) -> Result<Child> {
     Ok(Command::new(std::env::current_exe()?)
-        .args(["worker", bootstrap])
+        .args(["worker", bootstrap, &names.run])
         .stdin(Stdio::null())
         .spawn()?)
 }
 
-async fn output_reader(bootstrap: &str, isolation: IsolationLevel) -> Result<PartitionReader> {
+async fn output_reader(
+    bootstrap: &str,
+    names: &Names,
+    isolation: IsolationLevel,
+) -> Result<PartitionReader> {
     let mut reader = PartitionReader::connect(
         ReaderConfig::new(bootstrap)
             .isolation_level(isolation)
@@ -253,7 +298,7 @@ async fn output_reader(bootstrap: &str, isolation: IsolationLevel) -> Result<Par
     )
     .await?;
     let assignment: Vec<(&str, i32, StartOffset)> = (0..PARTITIONS)
-        .map(|p| (OUTPUT, p, StartOffset::Earliest))
+        .map(|p| (names.output.as_str(), p, StartOffset::Earliest))
         .collect();
     reader.assign(&assignment).await?;
     Ok(reader)
@@ -261,8 +306,12 @@ async fn output_reader(bootstrap: &str, isolation: IsolationLevel) -> Result<Par
 
 /// Every output value visible at `isolation`, read until two polls in a
 /// row are empty.
-async fn read_output(bootstrap: &str, isolation: IsolationLevel) -> Result<Vec<String>> {
-    let mut reader = output_reader(bootstrap, isolation).await?;
+async fn read_output(
+    bootstrap: &str,
+    names: &Names,
+    isolation: IsolationLevel,
+) -> Result<Vec<String>> {
+    let mut reader = output_reader(bootstrap, names, isolation).await?;
     let mut out = Vec::new();
     let mut empty = 0;
     while empty < 2 {

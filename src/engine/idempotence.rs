@@ -15,8 +15,8 @@
 //!                      ┌──── nothing in flight, nothing ◄── Bumping ┘ no new batch goes out;
 //!                      │     "possibly persisted" left     (id, epoch)  possibly-persisted ones
 //!                      ▼                                                are resolved first
-//!   Requesting: InitProducerId(id, epoch) (KIP-360; a new id below Produce v3
-//!               brokers or when the epoch is exhausted) ──ok──► Ready(id', epoch'),
+//!   Requesting: InitProducerId(id, epoch) (KIP-360; a new id from brokers
+//!               below InitProducerId v3 or when the epoch is exhausted) ──ok──► Ready(id', epoch'),
 //!               every partition's sequences start again at 0
 //!
 //!   any state ── CLUSTER_AUTHORIZATION_FAILED, a broker without InitProducerId ──► Fatal

@@ -36,8 +36,21 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use smartkafka::compression::{Compression, CompressionError, XERIAL_MAGIC};
 use smartkafka::records::{
     AppendOutcome, BATCH_HEADER_LEN, BatchBuilder, BatchConfig, BatchHeader, BatchReader,
-    ReadOptions, RecordsError, SealedBatch, TimestampType, offsets,
+    ReadOptions, RecordsError, SealedBatch, TimestampType,
 };
+
+/// Byte offsets of the batch header fields, written down here from the
+/// protocol guide rather than taken from the crate under test.
+mod offsets {
+    pub const BATCH_LENGTH: usize = 8;
+    pub const PARTITION_LEADER_EPOCH: usize = 12;
+    pub const MAGIC: usize = 16;
+    pub const CRC: usize = 17;
+    pub const ATTRIBUTES: usize = 21;
+    pub const LAST_OFFSET_DELTA: usize = 23;
+    pub const RECORD_COUNT: usize = 57;
+    pub const RECORDS: usize = 61;
+}
 
 // ---------------------------------------------------------------------------
 // The record model every implementation is compared in.

@@ -1,5 +1,5 @@
 //! Fuzz target: arbitrary bytes, cut into arbitrary reads, through
-//! `FrameDecoder` and a `ConnectionState` with requests pending. The logic
+//! `FrameDecoder` and a `CorrelationState` with requests pending. The logic
 //! lives in `fuzz/src/frame_decoder.rs`, shared with the corpus replay test.
 
 #![no_main]

@@ -5,7 +5,7 @@
 // left"), used alternately to cut the stream into reads; byte 2 picks the
 // set of requests pending on the connection; the rest is the byte stream a
 // broker sends. The stream goes through a `FrameDecoder` with a small maximum
-// frame size and through a `ConnectionState` with requests pending, whose
+// frame size and through a `CorrelationState` with requests pending, whose
 // matched response bodies are then decoded, guarded, as the client would.
 
 use bytes::BytesMut;
@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
     ProduceRequest, ProduceResponse,
 };
-use smartkafka::protocol::{ConnectionState, FrameDecoder, decode_body};
+use smartkafka::protocol::{CorrelationState, FrameDecoder, decode_body};
 
 /// Largest frame the decoders accept while fuzzing.
 pub const MAX_FRAME_SIZE: usize = 4096;
@@ -43,11 +43,11 @@ pub struct Outcome {
     pub frames: usize,
     /// Whether the bare `FrameDecoder` refused the stream.
     pub frame_error: bool,
-    /// Responses the `ConnectionState` matched to pending requests.
+    /// Responses the `CorrelationState` matched to pending requests.
     pub matched: usize,
     /// Matched responses whose body decoded.
     pub decoded: usize,
-    /// Whether the `ConnectionState` refused the stream.
+    /// Whether the `CorrelationState` refused the stream.
     pub connection_error: bool,
 }
 
@@ -106,7 +106,7 @@ pub fn run(data: &[u8]) -> Outcome {
 
     // A connection with requests pending.
     let pending = PENDING_SETS[set % PENDING_SETS.len()];
-    let mut conn = ConnectionState::new(Some("fuzz".to_string()), MAX_FRAME_SIZE);
+    let mut conn = CorrelationState::new(Some("fuzz".to_string()), MAX_FRAME_SIZE);
     let mut out = BytesMut::new();
     for &(api, version) in pending {
         let sent = match api {

@@ -1,6 +1,6 @@
 //! A connection to one broker: a socket (anything `AsyncRead + AsyncWrite`,
 //! so tests can use in-memory pipes), a writer task, a reader task, and the
-//! sans-IO [`ConnectionState`] between them.
+//! sans-IO [`CorrelationState`] between them.
 //!
 //! Requests are pipelined: many can be written before the first response
 //! arrives; responses are matched in order by correlation id. A request that
@@ -24,14 +24,14 @@ use tokio::task::JoinHandle;
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::protocol::{
-    ApiRequest, ConnectionState, FrameCursor, FrameParts, KafkaCode, MatchedResponse,
+    ApiRequest, CorrelationState, FrameCursor, FrameParts, KafkaCode, MatchedResponse,
     NegotiatedVersions, VersionRange, decode_body, decode_response,
 };
 
 type Reply = oneshot::Sender<Result<MatchedResponse, Error>>;
 
 struct Inner {
-    proto: ConnectionState,
+    proto: CorrelationState,
     replies: VecDeque<Reply>,
     closed: Option<Error>,
     writer: mpsc::UnboundedSender<Outgoing>,
@@ -160,7 +160,7 @@ impl BrokerConnection {
         let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
-                proto: ConnectionState::new(Some(config.client_id.clone()), config.max_frame_size),
+                proto: CorrelationState::new(Some(config.client_id.clone()), config.max_frame_size),
                 replies: VecDeque::new(),
                 closed: None,
                 writer: tx,

@@ -20,9 +20,8 @@ pub trait ApiRequest: Encodable {
     /// The response message type.
     type Response: Decodable;
 
-    /// This request as a Produce request, whose record batches can be
-    /// written without copying them (see
-    /// [`encode_produce_frame`](super::encode_produce_frame)).
+    /// This request as a Produce request, whose record batches the client
+    /// writes without copying them into the frame.
     fn as_produce(&self) -> Option<&ProduceRequest> {
         None
     }

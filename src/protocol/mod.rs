@@ -6,7 +6,7 @@
 //! Message structs come from the [`kafka_protocol`] crate.
 
 mod codec;
-mod connection;
+mod correlation;
 pub mod error_codes;
 mod frame;
 pub mod guard;
@@ -17,8 +17,8 @@ pub use codec::{
     ApiRequest, decode_body, decode_response, encode_request, response_header_version,
     split_response,
 };
-pub use connection::{ConnectionState, MatchedResponse, PendingRequest};
+pub use correlation::{CorrelationState, MatchedResponse, PendingRequest};
 pub use error_codes::KafkaCode;
 pub use frame::{DEFAULT_MAX_FRAME_SIZE, FrameDecoder, write_frame};
-pub use produce_frame::{FrameCursor, FrameParts, encode_produce_frame};
+pub(crate) use produce_frame::{FrameCursor, FrameParts};
 pub use versions::{CLIENT_VERSIONS, NegotiatedVersions, VersionRange, client_range};

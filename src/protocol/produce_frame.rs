@@ -24,24 +24,17 @@ pub struct FrameParts {
     len: usize,
 }
 
+// What the byte-for-byte tests read of a frame; the writer reads it through
+// a `FrameCursor`.
+#[cfg(test)]
 impl FrameParts {
     /// The runs, in order.
-    pub fn parts(&self) -> &[Bytes] {
+    fn parts(&self) -> &[Bytes] {
         &self.parts
     }
 
-    /// Bytes in the frame.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the frame is empty (it never is once encoded).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The frame in one buffer (a copy).
-    pub fn to_contiguous(&self) -> BytesMut {
+    fn to_contiguous(&self) -> BytesMut {
         let mut out = BytesMut::with_capacity(self.len);
         for part in &self.parts {
             out.extend_from_slice(part);
@@ -301,7 +294,7 @@ mod tests {
                     let parts = encode_produce_frame(7, client_id, version, &req)
                         .unwrap()
                         .unwrap();
-                    assert_eq!(parts.len(), generic.len());
+                    assert_eq!(parts.len, generic.len());
                     assert_eq!(
                         parts.to_contiguous(),
                         generic,

@@ -67,11 +67,11 @@ mod reader;
 mod varint;
 
 pub use builder::{AppendOutcome, BatchBuilder, BatchConfig, SealedBatch};
-pub use compress::compress_batch;
-pub use pool::BufferPool;
+pub(crate) use compress::compress_batch;
+pub(crate) use pool::BufferPool;
 pub use reader::{
-    Batch, BatchHeader, BatchReader, ControlRecord, ControlRecordType, Header, Headers,
-    ReadOptions, Record, Records,
+    Batch, BatchHeader, BatchReader, ControlRecord, ControlRecordType, HeaderView, Headers,
+    ReadOptions, RecordView, Records,
 };
 
 use crate::compression::{Compression, CompressionError};
@@ -87,7 +87,7 @@ pub const LOG_OVERHEAD: usize = 12;
 pub const MAGIC_V2: i8 = 2;
 
 /// Byte offsets of the header fields, as in the layout above.
-pub mod offsets {
+pub(crate) mod offsets {
     /// Base offset (int64).
     pub const BASE_OFFSET: usize = 0;
     /// Batch length (int32).
@@ -119,7 +119,7 @@ pub mod offsets {
 }
 
 /// Attribute bits of a batch.
-pub mod attributes {
+pub(crate) mod attributes {
     /// Bits holding the compression codec id.
     pub const COMPRESSION_MASK: i16 = 0x07;
     /// Set when timestamps are log append times.

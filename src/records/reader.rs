@@ -328,14 +328,14 @@ pub struct Records<'s> {
 }
 
 impl<'s> Records<'s> {
-    fn fail(&mut self, e: RecordsError) -> Option<Result<Record<'s>, RecordsError>> {
+    fn fail(&mut self, e: RecordsError) -> Option<Result<RecordView<'s>, RecordsError>> {
         self.done = true;
         Some(Err(e))
     }
 }
 
 impl<'s> Iterator for Records<'s> {
-    type Item = Result<Record<'s>, RecordsError>;
+    type Item = Result<RecordView<'s>, RecordsError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -358,7 +358,7 @@ impl<'s> Iterator for Records<'s> {
                 found,
             });
         }
-        match Record::parse(&mut self.data, &self.header) {
+        match RecordView::parse(&mut self.data, &self.header) {
             Ok(record) => {
                 self.index += 1;
                 Some(Ok(record))
@@ -382,7 +382,7 @@ impl std::iter::FusedIterator for Records<'_> {}
 
 /// One record, borrowed from the batch (or its decompressed records).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Record<'s> {
+pub struct RecordView<'s> {
     offset: i64,
     timestamp: i64,
     offset_delta: i32,
@@ -417,8 +417,8 @@ fn read_nullable<'s>(
     Ok(Some(bytes))
 }
 
-impl<'s> Record<'s> {
-    fn parse(input: &mut &'s [u8], batch: &BatchHeader) -> Result<Record<'s>, RecordsError> {
+impl<'s> RecordView<'s> {
+    fn parse(input: &mut &'s [u8], batch: &BatchHeader) -> Result<RecordView<'s>, RecordsError> {
         let len = read_varint(input, "record length")?;
         if len < 0 {
             return Err(RecordsError::InvalidLength {
@@ -473,7 +473,7 @@ impl<'s> Record<'s> {
             TimestampType::LogAppendTime => batch.max_timestamp,
             TimestampType::CreateTime => batch.base_timestamp.wrapping_add(timestamp_delta),
         };
-        Ok(Record {
+        Ok(RecordView {
             offset: batch.base_offset.wrapping_add(i64::from(offset_delta)),
             timestamp,
             offset_delta,
@@ -549,9 +549,9 @@ pub struct Headers<'s> {
 }
 
 impl<'s> Iterator for Headers<'s> {
-    type Item = Header<'s>;
+    type Item = HeaderView<'s>;
 
-    fn next(&mut self) -> Option<Header<'s>> {
+    fn next(&mut self) -> Option<HeaderView<'s>> {
         if self.left <= 0 {
             return None;
         }
@@ -561,7 +561,7 @@ impl<'s> Iterator for Headers<'s> {
         let key = read_nullable(&mut self.data, "header key").ok().flatten();
         let value = read_nullable(&mut self.data, "header value").ok();
         match (key, value) {
-            (Some(key), Some(value)) => Some(Header { key, value }),
+            (Some(key), Some(value)) => Some(HeaderView { key, value }),
             _ => {
                 self.left = 0;
                 None
@@ -580,14 +580,14 @@ impl std::iter::FusedIterator for Headers<'_> {}
 
 /// A record header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header<'s> {
+pub struct HeaderView<'s> {
     /// The key as stored (UTF-8 when written by a conforming client).
     pub key: &'s [u8],
     /// The value, `None` if null.
     pub value: Option<&'s [u8]>,
 }
 
-impl<'s> Header<'s> {
+impl<'s> HeaderView<'s> {
     /// The key as a string, if it is valid UTF-8.
     pub fn key_str(&self) -> Result<&'s str, std::str::Utf8Error> {
         std::str::from_utf8(self.key)

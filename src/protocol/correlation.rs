@@ -41,7 +41,7 @@ pub struct MatchedResponse {
 
 /// The sans-IO state of one connection.
 #[derive(Debug)]
-pub struct ConnectionState {
+pub struct CorrelationState {
     client_id: Option<String>,
     next_correlation_id: i32,
     pending: VecDeque<PendingRequest>,
@@ -49,10 +49,10 @@ pub struct ConnectionState {
     versions: Option<NegotiatedVersions>,
 }
 
-impl ConnectionState {
+impl CorrelationState {
     /// A fresh connection state.
-    pub fn new(client_id: Option<String>, max_frame_size: usize) -> ConnectionState {
-        ConnectionState {
+    pub fn new(client_id: Option<String>, max_frame_size: usize) -> CorrelationState {
+        CorrelationState {
             client_id,
             next_correlation_id: 0,
             pending: VecDeque::new(),
@@ -85,10 +85,10 @@ impl ConnectionState {
     }
 
     /// Like [`encode`](Self::encode) for a Produce request, as
-    /// [`FrameParts`] that share its record batches instead of copying them.
+    /// `FrameParts` that share its record batches instead of copying them.
     /// `Ok(None)`, with nothing used up, when the request needs the generic
-    /// encoder (see [`encode_produce_frame`](super::encode_produce_frame)).
-    pub fn encode_produce(
+    /// encoder (see `encode_produce_frame`).
+    pub(crate) fn encode_produce(
         &mut self,
         version: i16,
         request: &ProduceRequest,

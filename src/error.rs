@@ -9,6 +9,23 @@ use crate::protocol::KafkaCode;
 
 /// What went wrong, broadly. Match on this to decide how to react; the
 /// predicates on [`Error`] answer the common questions directly.
+///
+/// ```no_run
+/// # async fn demo(producer: smartkafka::Producer) -> Result<(), smartkafka::Error> {
+/// use smartkafka::{ErrorKind, Record};
+/// match producer.send_and_wait(Record::new("events").value("hi")).await {
+///     Ok(metadata) => println!("stored at offset {}", metadata.offset),
+///     Err(e) => match e.kind() {
+///         ErrorKind::DeliveryTimeout if e.possibly_persisted() => {
+///             eprintln!("outcome unknown: the record may be in the log: {e}")
+///         }
+///         ErrorKind::Config { field } => eprintln!("fix the setting `{field}`: {e}"),
+///         _ if e.is_retriable() => eprintln!("try again: {e}"),
+///         _ => return Err(e),
+///     },
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {

@@ -32,6 +32,34 @@
 //! Every response is checked by [`protocol::guard`] before it is decoded, so
 //! bytes from the network can neither panic the client nor make it allocate
 //! more than a small multiple of the frame they arrived in.
+//!
+//! # Example
+//!
+//! Produce a record and wait for its delivery. This one runs against the
+//! in-process cluster of the `protocol-tests` crate; point
+//! `bootstrap_servers` at your own cluster instead.
+//!
+//! ```
+//! # #[cfg(feature = "tokio-runtime")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use smartkafka::{Producer, Record};
+//!
+//! let cluster = protocol_tests::FakeCluster::builder().topic("events", 3).build().await;
+//! let producer = Producer::builder()
+//!     .bootstrap_servers(&cluster.bootstrap_servers())
+//!     .build()
+//!     .await?;
+//! let delivery = producer.send(Record::new("events").key("user-42").value("clicked")).await?;
+//! let metadata = delivery.await?;
+//! assert_eq!(metadata.topic.as_str(), "events");
+//! assert!(metadata.offset >= 0);
+//! producer.close(std::time::Duration::from_secs(5)).await?;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "tokio-runtime"))]
+//! # fn main() {}
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

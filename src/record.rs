@@ -304,6 +304,14 @@ impl Record {
 ///
 /// `offset` is `-1` when the producer does not wait for acknowledgements
 /// (acks = 0): the broker never says.
+///
+/// ```no_run
+/// # async fn demo(producer: smartkafka::Producer) -> Result<(), smartkafka::Error> {
+/// use smartkafka::Record;
+/// let metadata = producer.send_and_wait(Record::new("events").value("hi")).await?;
+/// println!("{}-{}@{} at {} ms", metadata.topic, metadata.partition, metadata.offset, metadata.timestamp);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecordMetadata {

@@ -29,6 +29,13 @@ use crate::net::connection::BrokerConnection;
 use crate::protocol::{KafkaCode, NegotiatedVersions};
 
 /// A topic to create.
+///
+/// ```no_run
+/// # async fn demo(admin: smartkafka::AdminClient) -> Result<(), smartkafka::Error> {
+/// use smartkafka::NewTopic;
+/// admin.create_topics(&[NewTopic::new("events", 6).replication_factor(3)]).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct NewTopic {
@@ -59,6 +66,16 @@ impl NewTopic {
 }
 
 /// Which offset [`AdminClient::list_offsets`] looks up.
+///
+/// ```no_run
+/// # async fn demo(admin: smartkafka::AdminClient) -> Result<(), smartkafka::Error> {
+/// use smartkafka::OffsetSpec;
+/// // The next offset to be written, per partition: the log end.
+/// let end = admin.list_offsets("events", OffsetSpec::Latest).await?;
+/// let start = admin.list_offsets("events", OffsetSpec::Earliest).await?;
+/// # let _ = (end, start);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OffsetSpec {

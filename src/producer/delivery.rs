@@ -19,6 +19,20 @@ use crate::record::RecordMetadata;
 /// it fails.
 ///
 /// Dropping it does not cancel the send.
+///
+/// ```no_run
+/// # async fn demo(producer: smartkafka::Producer) -> Result<(), smartkafka::Error> {
+/// use smartkafka::Record;
+/// // `send` resolves once the record is buffered; the future it returns
+/// // resolves once the broker has it (or it failed).
+/// let delivery = producer.send(Record::new("events").value("hi")).await?;
+/// match delivery.await {
+///     Ok(metadata) => println!("partition {} offset {}", metadata.partition, metadata.offset),
+///     Err(e) if e.possibly_persisted() => eprintln!("unknown outcome: {e}"),
+///     Err(e) => eprintln!("not stored: {e}"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "a DeliveryFuture does nothing unless awaited; dropping it does not cancel the send"]
 pub struct DeliveryFuture {

@@ -109,6 +109,18 @@ impl Producer {
 
 /// An open transaction ([`Producer::transaction`]): commit it, abort it,
 /// or drop it to abort.
+///
+/// ```no_run
+/// # async fn demo(producer: smartkafka::Producer) -> Result<(), smartkafka::Error> {
+/// use smartkafka::Record;
+/// // The producer was built with a transactional id and
+/// // `init_transactions` has run.
+/// let txn = producer.transaction().await?;
+/// let _a = producer.send(Record::new("ledger").key("alice").value("-10")).await?;
+/// let _b = producer.send(Record::new("ledger").key("bob").value("+10")).await?;
+/// txn.commit().await?; // both records, or (dropped without commit) neither
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "a transaction dropped without commit() aborts"]
 pub struct Transaction {

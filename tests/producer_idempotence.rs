@@ -191,6 +191,10 @@ async fn fault_26_a_broker_without_init_producer_id_fails_at_start_up() {
         "{err}"
     );
     assert!(err.to_string().contains("InitProducerId"), "{err}");
+    assert!(
+        err.to_string().contains("Kafka 0.11 or later is needed"),
+        "one space between words: {err}"
+    );
 
     let producer = Producer::builder()
         .bootstrap_servers(&cluster.bootstrap_servers())

@@ -975,7 +975,8 @@ impl Driver {
                             // Scenario 26: a clear configuration error, at start-up.
                             return Err(Error::config(
                                 "idempotence",
-                                "the broker does not support InitProducerId (Kafka 0.11 or later                                  is needed); turn idempotence off to produce to it",
+                                "the broker does not support InitProducerId (Kafka 0.11 or later \
+                                 is needed); turn idempotence off to produce to it",
                             ));
                         };
                         // Bumping an epoch needs v3 (KIP-360); older brokers

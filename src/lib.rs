@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod address;
 #[cfg(feature = "tokio-runtime")]
 mod admin;
 #[cfg(feature = "tokio-runtime")]

@@ -100,6 +100,15 @@ pub struct AdminClient {
     cluster: Mutex<ClusterMetadata>,
 }
 
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("bootstrap_servers", &self.config.bootstrap_servers)
+            .field("client_id", &self.config.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AdminClient {
     /// Validates `config`, connects to the first reachable bootstrap server
     /// and reads the cluster's brokers.
@@ -133,28 +142,15 @@ impl AdminClient {
         if let Some(conn) = bootstrap.as_ref().filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(conn));
         }
-        let mut last_error = None;
-        for addr in &self.config.bootstrap_servers {
-            match BrokerConnection::connect(addr, &self.config).await {
-                Ok(conn) => {
-                    let conn = Arc::new(conn);
-                    *bootstrap = Some(Arc::clone(&conn));
-                    return Ok(conn);
-                }
-                Err(e) => {
-                    tracing::warn!(%addr, error = %e, "bootstrap server unreachable");
-                    last_error = Some(e);
-                }
-            }
-        }
-        Err(Error::new(
-            ErrorKind::NoBrokerAvailable,
-            format!(
-                "no bootstrap server reachable ({}){}",
-                self.config.bootstrap_servers.join(","),
-                last_error.map_or_else(String::new, |e| format!(": {e}"))
-            ),
-        ))
+        // Each server's own failure (refused, not resolved, timed out) is
+        // in the error.
+        let conn = Arc::new(
+            crate::net::bootstrap::connect_first(&self.config)
+                .await
+                .map_err(|failure| failure.error)?,
+        );
+        *bootstrap = Some(Arc::clone(&conn));
+        Ok(conn)
     }
 
     /// The connection to broker `id`, opened if needed.

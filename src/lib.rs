@@ -54,6 +54,7 @@ mod producer;
 pub mod protocol;
 mod record;
 pub mod records;
+mod topic_name;
 
 #[cfg(feature = "tokio-runtime")]
 pub use admin::{AdminClient, NewTopic, OffsetSpec};

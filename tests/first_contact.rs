@@ -5,8 +5,11 @@
 
 use std::time::Duration;
 
-use smartkafka::consumer::{PartitionReader, ReaderConfig};
-use smartkafka::{AdminClient, ClientConfig, Error, ErrorKind, Producer};
+use kafka_protocol::messages::ApiKey;
+use protocol_tests::FakeCluster;
+use smartkafka::consumer::{PartitionReader, ReaderConfig, StartOffset};
+use smartkafka::protocol::KafkaCode;
+use smartkafka::{AdminClient, ClientConfig, Error, ErrorKind, NewTopic, Producer, Record};
 
 /// How long a build that must fail fast may take before the test calls it
 /// a hang. A bound on a hang, not a timing measurement: `max_block` is a
@@ -97,12 +100,6 @@ async fn the_admin_client_names_the_cause_too() {
 
 // ---------------------------------------------------------------------------
 // Topic names: Kafka's rules, checked before anything is asked of a broker.
-
-use kafka_protocol::messages::ApiKey;
-use protocol_tests::FakeCluster;
-use smartkafka::consumer::StartOffset;
-use smartkafka::protocol::KafkaCode;
-use smartkafka::{NewTopic, Record};
 
 fn illegal_names() -> Vec<String> {
     vec![

@@ -4,6 +4,14 @@
 //!
 //! It discovers the cluster from the bootstrap servers, then keeps one
 //! connection per broker, opened on first use and replaced when it closes.
+//!
+//! A broker id the client is told about but cannot find among the
+//! metadata's brokers is never a dead end: a request any broker can answer
+//! (CreateTopics, which a broker that is not the controller forwards since
+//! KIP-590) goes to any broker, as the Java admin client sends it; a group
+//! coordinator is reached at the address FindCoordinator gave; a partition
+//! leader that is not listed is looked up again and reported as
+//! `LEADER_NOT_AVAILABLE` (retriable) if still missing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -115,6 +123,18 @@ pub struct AdminClient {
     connections: Mutex<BTreeMap<i32, Arc<BrokerConnection>>>,
     bootstrap: Mutex<Option<Arc<BrokerConnection>>>,
     cluster: Mutex<ClusterMetadata>,
+    /// Addresses of brokers learnt from answers other than Metadata (group
+    /// coordinators), for those the metadata does not list.
+    learnt: Mutex<BTreeMap<i32, String>>,
+}
+
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("bootstrap_servers", &self.config.bootstrap_servers)
+            .field("client_id", &self.config.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AdminClient {
@@ -127,6 +147,7 @@ impl AdminClient {
             connections: Mutex::new(BTreeMap::new()),
             bootstrap: Mutex::new(None),
             cluster: Mutex::new(ClusterMetadata::default()),
+            learnt: Mutex::new(BTreeMap::new()),
         };
         admin.metadata(Some(&[])).await?;
         Ok(admin)
@@ -150,28 +171,15 @@ impl AdminClient {
         if let Some(conn) = bootstrap.as_ref().filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(conn));
         }
-        let mut last_error = None;
-        for addr in &self.config.bootstrap_servers {
-            match BrokerConnection::connect(addr, &self.config).await {
-                Ok(conn) => {
-                    let conn = Arc::new(conn);
-                    *bootstrap = Some(Arc::clone(&conn));
-                    return Ok(conn);
-                }
-                Err(e) => {
-                    tracing::warn!(%addr, error = %e, "bootstrap server unreachable");
-                    last_error = Some(e);
-                }
-            }
-        }
-        Err(Error::new(
-            ErrorKind::NoBrokerAvailable,
-            format!(
-                "no bootstrap server reachable ({}){}",
-                self.config.bootstrap_servers.join(","),
-                last_error.map_or_else(String::new, |e| format!(": {e}"))
-            ),
-        ))
+        // Each server's own failure (refused, not resolved, timed out) is
+        // in the error.
+        let conn = Arc::new(
+            crate::net::bootstrap::connect_first(&self.config)
+                .await
+                .map_err(|failure| failure.error)?,
+        );
+        *bootstrap = Some(Arc::clone(&conn));
+        Ok(conn)
     }
 
     /// The connection to broker `id`, opened if needed.
@@ -180,18 +188,31 @@ impl AdminClient {
         if let Some(conn) = connections.get(&id).filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(conn));
         }
-        let addr = self
-            .cluster
-            .lock()
-            .await
-            .broker(id)
-            .map(|b| b.address())
-            .ok_or_else(|| {
-                Error::new(ErrorKind::NoBrokerAvailable, format!("unknown broker {id}"))
-            })?;
+        let listed = self.cluster.lock().await.broker(id).map(|b| b.address());
+        let addr = match listed {
+            Some(addr) => addr,
+            None => self.learnt.lock().await.get(&id).cloned().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NoBrokerAvailable,
+                    format!("broker {id} is not among the cluster's brokers"),
+                )
+            })?,
+        };
         let conn = Arc::new(BrokerConnection::connect(&addr, &self.config).await?);
         connections.insert(id, Arc::clone(&conn));
         Ok(conn)
+    }
+
+    /// Whether broker `id` can be reached by id: listed in the metadata
+    /// (read again once if it is not) or learnt from an answer.
+    async fn knows_broker(&self, id: i32) -> Result<bool, Error> {
+        if self.cluster.lock().await.broker(id).is_some()
+            || self.learnt.lock().await.contains_key(&id)
+        {
+            return Ok(true);
+        }
+        self.metadata(Some(&[])).await?;
+        Ok(self.cluster.lock().await.broker(id).is_some())
     }
 
     /// Reads metadata for `topics` (`None`: every topic; `Some(&[])`: brokers
@@ -235,14 +256,27 @@ impl AdminClient {
     /// timeout) until the cluster reports them. A topic that already exists
     /// fails with `TOPIC_ALREADY_EXISTS`.
     pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<(), Error> {
+        for topic in topics {
+            crate::topic_name::validate(&topic.name)?;
+        }
         // The controller creates topics; a broker that is not the controller
-        // forwards the request (KIP-590), so any broker will do if none is named.
+        // forwards the request (KIP-590), so any broker will do when the
+        // controller is not named or not among the brokers listed (the
+        // librdkafka mock cluster names controller 0 and lists brokers 1-3).
         let metadata = self.metadata(Some(&[])).await?;
         let controller = metadata
             .controller_id
-            .or_else(|| metadata.brokers.first().map(|b| b.id))
-            .ok_or_else(|| Error::new(ErrorKind::NoBrokerAvailable, "no broker known"))?;
-        let conn = self.connection(controller).await?;
+            .filter(|id| metadata.broker(*id).is_some());
+        let conn = match controller {
+            Some(id) => self.connection(id).await?,
+            None => {
+                tracing::debug!(
+                    controller = ?metadata.controller_id,
+                    "the controller is not among the brokers; creating topics through any broker"
+                );
+                self.any_connection().await?
+            }
+        };
         let timeout_ms = i32::try_from(self.config.request_timeout.as_millis()).unwrap_or(i32::MAX);
         let request = CreateTopicsRequest::default()
             .with_timeout_ms(timeout_ms)
@@ -307,6 +341,7 @@ impl AdminClient {
         topic: &str,
         spec: OffsetSpec,
     ) -> Result<BTreeMap<i32, i64>, Error> {
+        crate::topic_name::validate(topic)?;
         let metadata = self.metadata(Some(&[topic])).await?;
         let topic_meta = metadata.topic(topic).ok_or_else(|| {
             Error::broker(
@@ -332,6 +367,15 @@ impl AdminClient {
         }
         let mut offsets = BTreeMap::new();
         for (leader, partitions) in by_leader {
+            if !self.knows_broker(leader).await? {
+                return Err(Error::broker(
+                    KafkaCode::LEADER_NOT_AVAILABLE,
+                    format_args!(
+                        "the leader of {topic}-{}, broker {leader}, is not among the cluster's brokers",
+                        partitions.first().map_or(-1, |p| p.0)
+                    ),
+                ));
+            }
             let conn = self.connection(leader).await?;
             let request = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
@@ -388,19 +432,25 @@ impl AdminClient {
                 format_args!("finding the coordinator of group `{group}`"),
             ));
         }
-        let known = self.cluster.lock().await.broker(node).is_some();
-        if !known {
-            // Not in the cached broker list (yet): refresh it, and fail
-            // clearly if the coordinator is still unknown.
-            self.metadata(Some(&[])).await?;
-            if self.cluster.lock().await.broker(node).is_none() {
-                return Err(Error::new(
-                    ErrorKind::NoBrokerAvailable,
-                    format!(
-                        "coordinator {node} ({host}:{port}) of group `{group}` is not in the cluster metadata"
-                    ),
-                ));
+        if !self.knows_broker(node).await? {
+            // Not listed in the metadata: reach it where FindCoordinator
+            // says it is, as the Java client does.
+            let addr = crate::metadata::BrokerMetadata {
+                id: node,
+                host,
+                port: u16::try_from(port).map_err(|_| {
+                    Error::protocol(format!(
+                        "FindCoordinator named port {port} for group `{group}`"
+                    ))
+                })?,
+                rack: None,
             }
+            .address();
+            tracing::debug!(
+                node, %addr, %group,
+                "the group coordinator is not among the listed brokers; using the address FindCoordinator gave"
+            );
+            self.learnt.lock().await.insert(node, addr);
         }
         Ok(node)
     }

@@ -39,15 +39,21 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// Settings for a cluster reachable at `bootstrap_servers`, a
-    /// comma-separated list of `host:port`.
+    /// comma-separated list of `host:port` or `[ipv6]:port`. A scheme
+    /// (`http://`), a missing or invalid port and an empty entry are
+    /// refused by [`validate`](Self::validate), naming the entry.
     pub fn new(bootstrap_servers: &str) -> ClientConfig {
         ClientConfig {
-            bootstrap_servers: bootstrap_servers
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
+            // Entries are kept as given (trimmed), so that validation can
+            // name a malformed or empty one; only a blank list is no list.
+            bootstrap_servers: if bootstrap_servers.trim().is_empty() {
+                Vec::new()
+            } else {
+                bootstrap_servers
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .collect()
+            },
             client_id: "smartkafka".to_string(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
@@ -90,15 +96,7 @@ impl ClientConfig {
             ));
         }
         for server in &self.bootstrap_servers {
-            let port_ok = server
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-            if !port_ok {
-                return Err(Error::config(
-                    "bootstrap_servers",
-                    format!("`{server}` is not host:port"),
-                ));
-            }
+            crate::address::check(server).map_err(|e| Error::config("bootstrap_servers", e))?;
         }
         if self.client_id.len() > i16::MAX as usize {
             return Err(Error::config("client_id", "longer than 32767 bytes"));
@@ -153,5 +151,24 @@ mod tests {
             assert_eq!(err.kind(), &ErrorKind::Config { field }, "{err}");
         }
         ClientConfig::new("a:1, [::1]:9092").validate().unwrap();
+        // Malformed entries fail validation with the field and the entry.
+        for bad in [
+            "http://localhost:9092",
+            "localhost",
+            "a:1,,b:2",
+            "a:1,",
+            "::1:9092",
+        ] {
+            let err = ClientConfig::new(bad).validate().unwrap_err();
+            assert_eq!(
+                err.kind(),
+                &ErrorKind::Config {
+                    field: "bootstrap_servers"
+                },
+                "{bad}: {err}"
+            );
+        }
+        let err = ClientConfig::new("a:1,http://b:2").validate().unwrap_err();
+        assert!(err.to_string().contains("`http://b:2`"), "{err}");
     }
 }

@@ -34,7 +34,9 @@ pub enum ErrorKind {
         /// The configuration field at fault, e.g. `"delivery_timeout"`.
         field: &'static str,
     },
-    /// The broker answered with a Kafka error code.
+    /// The broker answered with a Kafka error code, or the client refused
+    /// locally what a broker would refuse with it (an illegal topic name
+    /// is `INVALID_TOPIC_EXCEPTION`).
     Broker(KafkaCode),
     /// Connecting to a broker did not finish within the connect timeout.
     ConnectTimeout,

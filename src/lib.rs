@@ -63,6 +63,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod address;
 #[cfg(feature = "tokio-runtime")]
 mod admin;
 #[cfg(feature = "tokio-runtime")]
@@ -81,6 +82,7 @@ mod producer;
 pub mod protocol;
 mod record;
 pub mod records;
+mod topic_name;
 
 #[cfg(feature = "tokio-runtime")]
 pub use admin::{AdminClient, NewTopic, OffsetSpec};

@@ -130,7 +130,7 @@ async fn exchange(metadata_max: i16, answer: Answer) -> (smartkafka::Error, usiz
         AdminClient::connect(ClientConfig::new(&addr).request_timeout(Duration::from_secs(5)))
             .await;
     TRACKING.store(false, Ordering::SeqCst);
-    let err = result.err().expect("a hostile answer must be an error");
+    let err = result.expect_err("a hostile answer must be an error");
     (err, LARGEST.load(Ordering::SeqCst))
 }
 

@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaApiKey;
-use smartkafka::{AdminClient, ClientConfig, ErrorKind, OffsetSpec};
+use smartkafka::{AdminClient, ClientConfig, ErrorKind, NewTopic, OffsetSpec};
 
 fn mock() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
     MockCluster::new(3).expect("librdkafka mock cluster")
@@ -24,6 +24,28 @@ async fn admin(
     )
     .await
     .expect("connect to the mock cluster")
+}
+
+/// The mock names a controller that is not among its brokers (0, brokers
+/// 1-3). CreateTopics then goes to a listed broker (any broker forwards it
+/// since KIP-590) instead of failing as `unknown broker 0`; this mock has
+/// no CreateTopics, so what comes back is that broker's answer.
+#[tokio::test]
+async fn create_topics_goes_to_a_listed_broker_when_the_controller_is_not_one() {
+    let cluster = mock();
+    let admin = admin(&cluster).await;
+    let metadata = admin.metadata(Some(&[])).await.unwrap();
+    let controller = metadata.controller_id.expect("the mock names a controller");
+    assert!(
+        metadata.broker(controller).is_none(),
+        "controller {controller}"
+    );
+    let err = admin
+        .create_topics(&[NewTopic::new("created", 4)])
+        .await
+        .expect_err("the mock has no CreateTopics");
+    assert_eq!(err.kind(), &ErrorKind::UnsupportedApi, "{err}");
+    assert!(err.to_string().contains("CreateTopics"), "{err}");
 }
 
 #[tokio::test]

@@ -293,6 +293,26 @@ impl FakeCluster {
         part.leader_epoch
     }
 
+    /// Makes Metadata report `controller` as the controller id (`None`: the
+    /// first broker, the default). Any id may be given, including one no
+    /// broker has, as librdkafka's mock cluster does (controller 0, brokers
+    /// 1 to n).
+    pub fn set_controller_id(&self, controller: Option<i32>) {
+        self.shared.state().controller_id = controller;
+    }
+
+    /// Lists broker `broker_id` in Metadata responses or not (listed by
+    /// default). An unlisted broker still serves requests, leads its
+    /// partitions and coordinates its groups: a client learns of it only
+    /// through answers that name it (a partition leader, a coordinator).
+    pub fn set_listed_in_metadata(&self, broker_id: i32, listed: bool) {
+        let mut state = self.shared.state();
+        state.unlisted_brokers.retain(|id| *id != broker_id);
+        if !listed {
+            state.unlisted_brokers.push(broker_id);
+        }
+    }
+
     /// Every data record stored in a partition, in offset order (empty if
     /// the partition does not exist). Transaction markers are not records
     /// here; see [`Self::control_markers`].
@@ -562,6 +582,12 @@ impl FakeCluster {
     /// InitProducerId has registered it.
     pub fn transaction_state(&self, transactional_id: &str) -> Option<TransactionState> {
         self.shared.state().transaction_snapshot(transactional_id)
+    }
+
+    /// The broker coordinating consumer group `group` (what FindCoordinator
+    /// answers for it).
+    pub fn group_coordinator(&self, group: &str) -> i32 {
+        self.shared.state().coordinator_for(group).id
     }
 
     /// The broker coordinating transactional id `transactional_id`.

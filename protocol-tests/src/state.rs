@@ -93,6 +93,11 @@ pub(crate) struct ClusterState {
     /// How partitions treat producers they hold no state for.
     pub producer_state_rules: ProducerStateRules,
     pub committed: HashMap<(String, String, i32), CommittedOffset>,
+    /// The controller id Metadata reports; `None`: the first broker.
+    pub controller_id: Option<i32>,
+    /// Brokers that serve requests but are left out of Metadata's broker
+    /// list.
+    pub unlisted_brokers: Vec<i32>,
 }
 
 impl ClusterState {
@@ -112,6 +117,8 @@ impl ClusterState {
             max_transaction_timeout_ms: 900_000,
             producer_state_rules: ProducerStateRules::default(),
             committed: HashMap::new(),
+            controller_id: None,
+            unlisted_brokers: Vec::new(),
         }
     }
 
@@ -125,14 +132,7 @@ impl ClusterState {
 
     /// Creates `name` with `partitions` partitions, leaders spread round-robin.
     pub fn create_topic(&mut self, name: &str, partitions: i32) -> Result<Uuid, ResponseError> {
-        if name.is_empty()
-            || name.len() > 249
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            || name == "."
-            || name == ".."
-        {
+        if !is_legal_topic_name(name) {
             return Err(ResponseError::InvalidTopicException);
         }
         if self.topics.contains_key(name) {
@@ -196,6 +196,19 @@ impl ClusterState {
             .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
         &self.brokers[hash as usize % self.brokers.len()]
     }
+}
+
+/// Kafka's rule for topic names (`Topic.validate`): 1 to 249 characters
+/// from `[a-zA-Z0-9._-]`, and not `.` or `..`. Brokers answer any other
+/// name with `INVALID_TOPIC_EXCEPTION` in Metadata and CreateTopics.
+pub(crate) fn is_legal_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name != "."
+        && name != ".."
 }
 
 /// One request as received, for tests to inspect.

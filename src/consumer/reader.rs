@@ -167,14 +167,16 @@ impl PartitionReader {
     /// Replaces the assignment with `partitions`, each starting at its
     /// [`StartOffset`], and resolves the start offsets now.
     ///
-    /// Fails if a topic or partition does not exist, if an offset is
-    /// negative, or if a start offset cannot be looked up; the assignment
-    /// is then left empty.
+    /// Fails if a topic name breaks Kafka's rules (`INVALID_TOPIC_EXCEPTION`,
+    /// without asking the cluster), if a topic or partition does not exist,
+    /// if an offset is negative, or if a start offset cannot be looked up;
+    /// the assignment is then left empty.
     pub async fn assign(&mut self, partitions: &[(&str, i32, StartOffset)]) -> Result<(), Error> {
         self.assignment.clear();
         self.deferred_error = None;
         let mut assignment = IndexMap::new();
         for (topic, partition, start) in partitions {
+            crate::topic_name::validate(topic)?;
             if let StartOffset::Offset(offset) = start
                 && *offset < 0
             {
@@ -593,12 +595,20 @@ impl PartitionReader {
             self.fetchers.remove(&node);
         }
         if !self.fetchers.contains_key(&node) {
-            let addr = self.brokers.get(&node).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NoBrokerAvailable,
-                    format!("unknown broker {node}"),
-                )
-            })?;
+            let Some(addr) = self.brokers.get(&node) else {
+                // Named (a leader kept from an earlier answer) but no
+                // longer listed: look the leaders up again next round.
+                self.metadata_stale = true;
+                for state in self.assignment.values_mut() {
+                    if state.fetch_node(&self.brokers) == Some(node) {
+                        state.forget_leader();
+                    }
+                }
+                return Err(Error::broker(
+                    KafkaCode::LEADER_NOT_AVAILABLE,
+                    format_args!("broker {node} is not among the cluster's brokers"),
+                ));
+            };
             let fetcher = Fetcher::connect(node, addr, &self.config.client).await?;
             self.fetchers.insert(node, fetcher);
         }
@@ -646,8 +656,13 @@ impl PartitionReader {
                 continue;
             };
             let epoch = p.leader_epoch.unwrap_or(-1);
-            // Never go back to an older leader epoch than one already seen.
-            if epoch < state.leader_epoch && state.leader.is_some() {
+            // Never go back to an older leader epoch than one already seen
+            // (unless the leader kept is no longer a broker of the cluster).
+            if epoch < state.leader_epoch
+                && state
+                    .leader
+                    .is_some_and(|id| self.brokers.contains_key(&id))
+            {
                 continue;
             }
             if state.leader != p.leader {

@@ -455,6 +455,10 @@ impl Engine {
             );
             return;
         }
+        if let Some(error) = self.illegal_topic(&record.topic) {
+            self.fail_record(token, reserved, error);
+            return;
+        }
         let key = self.known_topic(&record.topic);
         let timestamp = record.timestamp.unwrap_or(timestamp_now);
         self.held_records += 1;
@@ -1110,6 +1114,21 @@ impl Engine {
         let key = self.metadata.key(topic)?.clone();
         self.hot_topic = Some((topic.clone(), key.clone()));
         Some(key)
+    }
+
+    /// Why `topic` can never be produced to, when its name breaks Kafka's
+    /// rules: such a record fails at once rather than wait for metadata.
+    /// Only a name the engine does not hold yet is checked.
+    fn illegal_topic(&self, topic: &Topic) -> Option<Error> {
+        if self
+            .hot_topic
+            .as_ref()
+            .is_some_and(|(caller, _)| caller.same(topic))
+            || self.metadata.key(topic).is_some()
+        {
+            return None;
+        }
+        crate::topic_name::validate(topic).err()
     }
 
     /// The engine's name for `topic` (see `topic_key`) when its partitions

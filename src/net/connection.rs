@@ -121,20 +121,50 @@ impl BrokerConnection {
         addr: &str,
         config: &ClientConfig,
     ) -> Result<BrokerConnection, Error> {
-        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| {
-                Error::new(
-                    ErrorKind::ConnectTimeout,
-                    format!(
-                        "connecting to {addr}: no answer within {:?}",
-                        config.connect_timeout
-                    ),
-                )
-            })?
-            .map_err(|e| Error::io(format_args!("connecting to {addr}"), e))?;
-        let _ = stream.set_nodelay(true);
+        let stream = BrokerConnection::dial(addr, config).await?;
         BrokerConnection::handshake(stream, addr.to_string(), config).await
+    }
+
+    /// Resolves `addr` and opens a TCP connection to it (to the first of
+    /// its addresses that accepts), all within the connect timeout.
+    ///
+    /// A failure is [`ErrorKind::Io`] when the name does not resolve
+    /// ("resolving ...") or every address refused ("connecting to ...",
+    /// with the OS error), and [`ErrorKind::ConnectTimeout`] when no answer
+    /// came in time. Failures are logged at WARN, rate-limited per address
+    /// (see [`super::connect_log`]).
+    pub(crate) async fn dial(addr: &str, config: &ClientConfig) -> Result<TcpStream, Error> {
+        let timeout = config.connect_timeout;
+        let attempt = async {
+            let resolved: Vec<std::net::SocketAddr> = tokio::net::lookup_host(addr)
+                .await
+                .map_err(|e| Error::io(format_args!("resolving {addr}"), e))?
+                .collect();
+            if resolved.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("resolving {addr}: the name has no address"),
+                ));
+            }
+            TcpStream::connect(&resolved[..])
+                .await
+                .map_err(|e| Error::io(format_args!("connecting to {addr}"), e))
+        };
+        let result = match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorKind::ConnectTimeout,
+                format!("connecting to {addr}: no answer within {timeout:?}"),
+            )),
+        };
+        match &result {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                super::connect_log::reached(addr);
+            }
+            Err(error) => super::connect_log::failed(addr, error),
+        }
+        result
     }
 
     /// Starts the connection's tasks on an established stream and runs the

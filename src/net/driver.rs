@@ -32,6 +32,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::net::bootstrap::{self, StartupWatch};
 use crate::net::buffer_gate::BufferGate;
 use crate::net::compress::{Outbound, WireSizes};
 
@@ -174,6 +175,10 @@ struct Connections {
     config: ClientConfig,
     slots: Mutex<BTreeMap<i32, Slot>>,
     bootstrap: Slot,
+    /// The fail-fast rule for an unreachable cluster at start-up.
+    startup: Mutex<StartupWatch>,
+    /// Set when that rule gave up: why the cluster cannot be reached.
+    unreachable: Mutex<Option<Error>>,
 }
 
 impl Connections {
@@ -197,8 +202,22 @@ impl Connections {
             return Ok(Arc::clone(conn));
         }
         let conn = Arc::new(BrokerConnection::connect(addr, &self.config).await?);
+        self.startup().reached();
         *guard = Some(Arc::clone(&conn));
         Ok(conn)
+    }
+
+    fn startup(&self) -> std::sync::MutexGuard<'_, StartupWatch> {
+        self.startup.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why the cluster is unreachable, once the start-up rule gave up.
+    fn unreachable(&self) -> Option<Error> {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Error::clone_shallow)
     }
 
     /// A connection to `node` for a request any broker can answer, or to
@@ -220,25 +239,30 @@ impl Connections {
         if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(conn));
         }
-        let mut last = None;
-        for addr in &self.config.bootstrap_servers {
-            match BrokerConnection::connect(addr, &self.config).await {
-                Ok(conn) => {
-                    let conn = Arc::new(conn);
-                    *guard = Some(Arc::clone(&conn));
-                    return Ok(conn);
+        let started = clock::now();
+        match bootstrap::connect_first(&self.config).await {
+            Ok(conn) => {
+                self.startup().reached();
+                let conn = Arc::new(conn);
+                *guard = Some(Arc::clone(&conn));
+                Ok(conn)
+            }
+            Err(failure) => {
+                let mut startup = self.startup();
+                if startup.round_failed(started, failure.unreachable) {
+                    let error = Error::new(
+                        ErrorKind::NoBrokerAvailable,
+                        format!(
+                            "{} (every bootstrap server failed twice, {:?} apart)",
+                            failure.error,
+                            startup.grace()
+                        ),
+                    );
+                    *self.unreachable.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
                 }
-                Err(e) => last = Some(e),
+                Err(failure.error)
             }
         }
-        Err(Error::new(
-            ErrorKind::NoBrokerAvailable,
-            format!(
-                "no bootstrap server reachable ({}){}",
-                self.config.bootstrap_servers.join(","),
-                last.map_or_else(String::new, |e| format!(": {e}"))
-            ),
-        ))
     }
 }
 
@@ -438,6 +462,7 @@ pub(crate) fn spawn(
     };
     // A transactional producer gets its id from `init_transactions`.
     let wait_for_id = engine.idempotence && engine.transactional_id.is_none();
+    let startup = StartupWatch::new(engine.retry_backoff);
     // Batches are compressed by the dispatch tasks, not by the engine.
     let outbound = Outbound::take_from(&mut engine);
     let buffer = BufferGate::new(engine.buffer_memory);
@@ -455,6 +480,8 @@ pub(crate) fn spawn(
             config: client,
             slots: Mutex::new(BTreeMap::new()),
             bootstrap: Slot::default(),
+            startup: Mutex::new(startup),
+            unreachable: Mutex::new(None),
         }),
         responses,
         response_rx,
@@ -475,6 +502,7 @@ pub(crate) fn spawn(
         next_txn_op: 1,
         ready_waiters: Vec::new(),
         fatal: None,
+        unreachable: None,
         produce_queues: BTreeMap::new(),
         outbound,
         accept_waiters: BTreeMap::new(),
@@ -526,6 +554,10 @@ struct Driver {
     ready_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
     /// The error that ended the producer, if any.
     fatal: Option<Error>,
+    /// Set when no bootstrap server could be reached at start-up (see
+    /// [`bootstrap::StartupWatch`]): waiting for the producer id fails
+    /// with it instead of waiting out `max_block`.
+    unreachable: Option<Error>,
     /// Transactional calls waiting for their result, by call id.
     txn_waiters: BTreeMap<u64, oneshot::Sender<Result<(), Error>>>,
     next_txn_op: u64,
@@ -713,7 +745,12 @@ impl Driver {
                 (None, true) => {
                     let _ = done.send(Ok(()));
                 }
-                (None, false) => self.ready_waiters.push(done),
+                (None, false) => match &self.unreachable {
+                    Some(error) => {
+                        let _ = done.send(Err(error.clone_shallow()));
+                    }
+                    None => self.ready_waiters.push(done),
+                },
             },
             Command::Txn { call, done } => {
                 if self.closing {
@@ -749,6 +786,21 @@ impl Driver {
             }
             Response::Txn { id, result } => self.engine.handle_txn_response(now, id, result),
             Response::WireSizes { id, sizes } => self.engine.note_wire_sizes(id, &sizes),
+        }
+        self.check_startup();
+    }
+
+    /// Fails those waiting for the producer id once the start-up rule
+    /// found the cluster unreachable.
+    fn check_startup(&mut self) {
+        if self.ready || self.unreachable.is_some() {
+            return;
+        }
+        if let Some(error) = self.connections.unreachable() {
+            for done in self.ready_waiters.drain(..) {
+                let _ = done.send(Err(error.clone_shallow()));
+            }
+            self.unreachable = Some(error);
         }
     }
 
@@ -975,7 +1027,8 @@ impl Driver {
                             // Scenario 26: a clear configuration error, at start-up.
                             return Err(Error::config(
                                 "idempotence",
-                                "the broker does not support InitProducerId (Kafka 0.11 or later                                  is needed); turn idempotence off to produce to it",
+                                "the broker does not support InitProducerId (Kafka 0.11 or later \
+                                 is needed); turn idempotence off to produce to it",
                             ));
                         };
                         // Bumping an epoch needs v3 (KIP-360); older brokers

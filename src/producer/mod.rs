@@ -103,9 +103,14 @@ impl Producer {
     ///
     /// An idempotent producer (the default) connects at once and returns
     /// when it has its producer id: a broker that cannot do idempotence
-    /// fails here with a configuration error naming `idempotence`, and an
-    /// unreachable cluster with a timeout after `max_block`. Without
-    /// idempotence, connections are opened on first use.
+    /// fails here with a configuration error naming `idempotence`. When
+    /// every bootstrap server refuses the connection or its name does not
+    /// resolve, and again one `retry_backoff` later (100 ms by default),
+    /// the build fails with [`ErrorKind::NoBrokerAvailable`] carrying each
+    /// server's error, without waiting out `max_block`; a cluster that
+    /// accepts connections but does not answer fails with a timeout after
+    /// `max_block`. Without idempotence, connections are opened on first
+    /// use.
     pub async fn new(config: ProducerConfig) -> Result<Producer, Error> {
         config.validate()?;
         let mut engine = config.engine_config();
@@ -537,7 +542,8 @@ macro_rules! forward {
 }
 
 impl ProducerBuilder {
-    /// Comma-separated `host:port` list used to discover the cluster.
+    /// Comma-separated `host:port` (or `[ipv6]:port`) list used to
+    /// discover the cluster; see [`ClientConfig::new`](crate::ClientConfig::new).
     pub fn bootstrap_servers(mut self, servers: &str) -> Self {
         let client = self.config.client.clone();
         let mut fresh = crate::config::ClientConfig::new(servers);

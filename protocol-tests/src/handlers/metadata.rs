@@ -2,7 +2,13 @@
 //!
 //! Unknown topics answer `UNKNOWN_TOPIC_OR_PARTITION` (or `UNKNOWN_TOPIC_ID`
 //! when asked by id) unless auto-creation is enabled on the cluster and the
-//! request allows it.
+//! request allows it. A name that breaks Kafka's topic-name rules answers
+//! `INVALID_TOPIC_EXCEPTION`, auto-creation or not, as a broker does.
+//!
+//! The controller id is the first broker's unless the cluster was told to
+//! report another ([`crate::FakeCluster::set_controller_id`]), and brokers
+//! the cluster was told to leave out
+//! ([`crate::FakeCluster::set_listed_in_metadata`]) are not in the list.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -12,7 +18,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest};
 use uuid::Uuid;
 
 use super::{Ctx, sb, tn};
-use crate::state::ClusterState;
+use crate::state::{ClusterState, is_legal_topic_name};
 
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
@@ -43,6 +49,7 @@ fn base(ctx: &Ctx<'_>, state: &ClusterState) -> MetadataResponse {
     let brokers = state
         .brokers
         .iter()
+        .filter(|b| !state.unlisted_brokers.contains(&b.id))
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id))
@@ -52,7 +59,8 @@ fn base(ctx: &Ctx<'_>, state: &ClusterState) -> MetadataResponse {
         .collect();
     let mut response = MetadataResponse::default().with_brokers(brokers);
     if v >= 1 {
-        response.controller_id = BrokerId(state.brokers.first().map_or(-1, |b| b.id));
+        let first = state.brokers.first().map_or(-1, |b| b.id);
+        response.controller_id = BrokerId(state.controller_id.unwrap_or(first));
     }
     if v >= 2 {
         response.cluster_id = Some(sb(&state.cluster_id));
@@ -67,7 +75,12 @@ fn topic_entry(ctx: &Ctx<'_>, state: &ClusterState, name: &str) -> MetadataRespo
         .with_name(Some(tn(name)))
         .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED);
     let Some(topic) = state.topics.get(name) else {
-        return entry.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+        let error = if is_legal_topic_name(name) {
+            ResponseError::UnknownTopicOrPartition
+        } else {
+            ResponseError::InvalidTopicException
+        };
+        return entry.with_error_code(error.code());
     };
     if v >= 10 {
         entry.topic_id = topic.id;

@@ -113,7 +113,7 @@ impl BufferRule {
 pub(crate) enum Command {
     Send {
         record: Record,
-        /// `None`: fail rather than wait.
+        /// `None`: wait up to `max_block` from when the engine takes it.
         deadline: Option<Instant>,
         /// `None` when the caller does not wait for acceptance (its buffer
         /// space is reserved and its topic known); an error before

@@ -161,3 +161,79 @@ async fn a_record_above_max_request_size_fails_at_once_everywhere() {
     producer.close(Duration::from_secs(5)).await.unwrap();
     assert_eq!(read_log(&cluster, "events").len(), 1);
 }
+
+fn blocking_config(cluster: &FakeCluster) -> ProducerConfig {
+    ProducerConfig::new(&cluster.bootstrap_servers())
+}
+
+/// Dropping a blocking producer with records in flight delivers them, as
+/// the async producer does: nothing is lost silently.
+#[test]
+fn dropping_a_blocking_producer_delivers_what_it_holds() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = rt.block_on(cluster());
+    let producer = smartkafka::blocking::Producer::new(blocking_config(&cluster)).unwrap();
+    for i in 0..1_000u64 {
+        let record = Record::new("events").value(format!("event {i}"));
+        producer.try_send_tagged(record, i).unwrap();
+    }
+    drop(producer);
+    let stored = read_log(&cluster, "events");
+    assert_eq!(stored.len(), 1_000, "records in the log after drop");
+}
+
+/// Waits (without asserting anything about time) until `count` records
+/// are in the log; gives up after a minute.
+async fn wait_for_log(cluster: &FakeCluster, count: usize) -> usize {
+    let mut stored = 0;
+    for _ in 0..600 {
+        stored = read_log(cluster, "events").len();
+        if stored >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stored
+}
+
+/// The blocking producer inside `spawn_blocking` works; in async code its
+/// blocking calls refuse with their own error kind; dropping it there does
+/// not panic and still delivers what it holds.
+#[tokio::test]
+async fn blocking_producer_in_spawn_blocking_and_async_code() {
+    let cluster = cluster().await;
+    let config = blocking_config(&cluster);
+    let producer = tokio::task::spawn_blocking(move || {
+        let producer = smartkafka::blocking::Producer::new(config)?;
+        producer.send_and_wait(Record::new("events").partition(0).value("event 0"))?;
+        producer
+            .send(Record::new("events").value("event 1"))?
+            .wait()?;
+        producer.flush()?;
+        Ok::<_, Error>(producer)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(read_log(&cluster, "events").len(), 2);
+
+    // Blocking calls from async code: a clear error of their own kind.
+    let err = producer.flush().unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::BlockingInAsyncContext, "{err}");
+    assert!(!err.is_config());
+    let err = producer
+        .send(Record::new("events").value("no"))
+        .unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::BlockingInAsyncContext, "{err}");
+    let err = smartkafka::blocking::Producer::new(blocking_config(&cluster)).unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::BlockingInAsyncContext, "{err}");
+
+    // The calls that never block work anywhere; dropping here neither
+    // panics nor loses what was handed over.
+    for i in 2..502u64 {
+        let record = Record::new("events").value(format!("event {i}"));
+        producer.try_send_tagged(record, i).unwrap();
+    }
+    drop(producer);
+    assert_eq!(wait_for_log(&cluster, 502).await, 502);
+}

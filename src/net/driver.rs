@@ -699,7 +699,7 @@ impl Driver {
             Command::Close { timeout, done } => {
                 self.closing = true;
                 if let Some(t) = timeout {
-                    let deadline = now + t;
+                    let deadline = crate::engine::producer::deadline_after(now, t);
                     self.close_deadline =
                         Some(self.close_deadline.map_or(deadline, |d| d.min(deadline)));
                 }

@@ -237,3 +237,22 @@ async fn blocking_producer_in_spawn_blocking_and_async_code() {
     drop(producer);
     assert_eq!(wait_for_log(&cluster, 502).await, 502);
 }
+
+/// A record for a partition the topic does not have fails with an error
+/// that names the topic as well as the partition.
+#[tokio::test]
+async fn a_missing_partition_error_names_the_topic() {
+    let cluster = cluster().await;
+    let producer = Producer::new(ProducerConfig::new(&cluster.bootstrap_servers()))
+        .await
+        .unwrap();
+    let err = producer
+        .send_and_wait(Record::new("events").partition(99).value("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::InvalidPartition, "{err}");
+    let message = err.to_string();
+    assert!(message.contains("`events`"), "{message}");
+    assert!(message.contains("partition 99"), "{message}");
+    producer.close(Duration::from_secs(5)).await.unwrap();
+}

@@ -1132,7 +1132,10 @@ impl Engine {
                 self.fail_record(
                     w.token,
                     w.reserved,
-                    Error::new(ErrorKind::InvalidPartition, e.to_string()),
+                    Error::new(
+                        ErrorKind::InvalidPartition,
+                        format!("topic `{}`: {e}", w.record.topic),
+                    ),
                 );
                 return;
             }

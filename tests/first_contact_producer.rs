@@ -256,3 +256,29 @@ async fn a_missing_partition_error_names_the_topic() {
     assert!(message.contains("partition 99"), "{message}");
     producer.close(Duration::from_secs(5)).await.unwrap();
 }
+
+/// Records held for a topic's metadata count against `buffer_memory`: once
+/// they fill it, `try_send` refuses at once rather than holding more.
+#[tokio::test]
+async fn held_records_count_against_buffer_memory() {
+    let cluster = cluster().await;
+    let buffer = 64 * 1024;
+    let producer = Producer::builder()
+        .bootstrap_servers(&cluster.bootstrap_servers())
+        .buffer_memory(buffer)
+        .build()
+        .await
+        .unwrap();
+    let mut held = 0usize;
+    let err = loop {
+        match producer.try_send_tagged(Record::new("not-yet").value(vec![1u8; 1024]), 0) {
+            Ok(()) => held += 1,
+            Err(e) => break e,
+        }
+        assert!(held <= buffer / 1024, "{held} records of 1 KiB held");
+    };
+    assert_eq!(err.kind(), &ErrorKind::BufferExhausted, "{err}");
+    assert!(held > 0);
+    let err = producer.close(Duration::from_millis(10)).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+}

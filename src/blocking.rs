@@ -2,8 +2,15 @@
 //! as [`crate::Producer`], run on a small runtime this type owns (one
 //! worker thread, which also runs the producer's driver).
 //!
-//! Calling it from inside a tokio runtime would block that runtime's
-//! thread; every method checks and returns a configuration error instead.
+//! Call it from plain threads or from `tokio::task::spawn_blocking`. Called
+//! from asynchronous code (a tokio task or `block_on`), whose thread it
+//! would block, a blocking method returns
+//! [`ErrorKind::BlockingInAsyncContext`] instead; the methods that never
+//! block (`try_send`, `try_send_tagged`, `stats`) work anywhere.
+//!
+//! Dropping the producer closes it as [`close`](Producer::close) does,
+//! waiting up to its `delivery_timeout` for the records in flight (in
+//! asynchronous code, on a thread of its own rather than the caller's).
 //!
 //! ```no_run
 //! use smartkafka::{ProducerConfig, Record};
@@ -14,21 +21,27 @@
 //! # Ok::<(), smartkafka::Error>(())
 //! ```
 
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use crate::engine::ProducerStats;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::producer::{self, ProducerConfig};
 use crate::record::{Record, RecordMetadata};
 
 /// A blocking Kafka producer.
 ///
-/// Call [`close`](Self::close) before dropping it: dropping stops its
-/// runtime, and records not yet delivered are abandoned (their handles
-/// report the producer as closed, possibly persisted).
+/// Dropping it closes it: records not yet delivered are sent and waited
+/// for, up to `delivery_timeout` (by then each of them has settled anyway);
+/// what is still undelivered then fails, and a log line says how many.
+/// Call [`close`](Self::close) to choose the wait and see the outcome.
 pub struct Producer {
     inner: producer::Producer,
-    runtime: tokio::runtime::Runtime,
+    handle: tokio::runtime::Handle,
+    /// Taken by `drop`.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -49,44 +62,107 @@ pub struct DeliveryHandle {
 impl DeliveryHandle {
     /// Blocks until the record is delivered or fails.
     pub fn wait(self) -> Result<RecordMetadata, Error> {
-        not_in_runtime()?;
-        self.runtime.block_on(self.future)
+        not_in_async_context()?;
+        block_on(&self.runtime, self.future)
     }
 }
 
-fn not_in_runtime() -> Result<(), Error> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(Error::config(
-            "runtime",
-            "smartkafka::blocking::Producer was called from inside a tokio runtime, \
-             which it would block; use smartkafka::Producer there",
+/// How many units of tokio's cooperative budget a task starts a poll with.
+const TOKIO_TASK_BUDGET: usize = 128;
+
+/// Whether this thread is running asynchronous code of a tokio runtime (a
+/// task, or the future of `block_on`), which a blocking call would stall.
+///
+/// Tokio gives such code a cooperative budget that runs out after
+/// [`TOKIO_TASK_BUDGET`] operations; a blocking-pool thread
+/// (`spawn_blocking`, `block_in_place`) and a plain thread have none, so
+/// their operations never run out. Code a caller explicitly made
+/// `unconstrained` is let through: it then blocks its thread, as any
+/// blocking call would, but the work happens on the producer's own runtime.
+fn in_async_context() -> bool {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return false;
+    }
+    let mut cx = Context::from_waker(Waker::noop());
+    (0..=TOKIO_TASK_BUDGET).any(|_| {
+        let probe = std::pin::pin!(tokio::task::consume_budget());
+        probe.poll(&mut cx).is_pending()
+    })
+}
+
+fn not_in_async_context() -> Result<(), Error> {
+    if in_async_context() {
+        return Err(Error::new(
+            ErrorKind::BlockingInAsyncContext,
+            "smartkafka::blocking::Producer was called from asynchronous code, whose thread \
+             it would block; use smartkafka::Producer there, or tokio::task::spawn_blocking",
         ));
     }
     Ok(())
 }
 
+/// Wakes the thread that [`block_on`] parked.
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `future` to completion on this thread, parking it while the future
+/// waits; its timers and I/O are driven by the producer's runtime. Unlike
+/// tokio's `block_on` this works on a `spawn_blocking` thread of another
+/// runtime and never panics.
+fn block_on<F: Future>(runtime: &tokio::runtime::Handle, future: F) -> F::Output {
+    let _context = runtime.enter();
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
 impl Producer {
     /// Validates `config`, starts a one-thread runtime and the producer on it.
     pub fn new(config: ProducerConfig) -> Result<Producer, Error> {
-        not_in_runtime()?;
+        not_in_async_context()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("smartkafka-producer")
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the producer runtime", e))?;
-        let inner = runtime.block_on(producer::Producer::new(config))?;
-        Ok(Producer { inner, runtime })
+        let handle = runtime.handle().clone();
+        let inner = block_on(&handle, producer::Producer::new(config))?;
+        Ok(Producer {
+            inner,
+            handle,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Blocks on `future`, unless this thread runs asynchronous code.
+    fn run<F: Future>(&self, future: F) -> Result<F::Output, Error> {
+        not_in_async_context()?;
+        Ok(block_on(&self.handle, future))
     }
 
     /// Queues a record, blocking only for buffer space and metadata (up to
     /// `max_block`); see [`crate::Producer::send`].
     pub fn send(&self, record: Record) -> Result<DeliveryHandle, Error> {
-        not_in_runtime()?;
-        let future = self.runtime.block_on(self.inner.send(record))?;
+        let future = self.run(self.inner.send(record))??;
         Ok(DeliveryHandle {
             future,
-            runtime: self.runtime.handle().clone(),
+            runtime: self.handle.clone(),
         })
     }
 
@@ -95,31 +171,27 @@ impl Producer {
     /// only for buffer space and metadata; see
     /// [`crate::Producer::send_tagged`].
     pub fn send_tagged(&self, record: Record, tag: u64) -> Result<(), Error> {
-        not_in_runtime()?;
-        self.runtime.block_on(self.inner.send_tagged(record, tag))
+        self.run(self.inner.send_tagged(record, tag))?
     }
 
     /// Like [`send_tagged`](Self::send_tagged) without blocking; see
     /// [`crate::Producer::try_send_tagged`].
     pub fn try_send_tagged(&self, record: Record, tag: u64) -> Result<(), Error> {
-        not_in_runtime()?;
         self.inner.try_send_tagged(record, tag)
     }
 
     /// Queues a record without blocking; see [`crate::Producer::try_send`].
     pub fn try_send(&self, record: Record) -> Result<DeliveryHandle, Error> {
-        not_in_runtime()?;
         let future = self.inner.try_send(record)?;
         Ok(DeliveryHandle {
             future,
-            runtime: self.runtime.handle().clone(),
+            runtime: self.handle.clone(),
         })
     }
 
     /// Sends a record and blocks until it is delivered.
     pub fn send_and_wait(&self, record: Record) -> Result<RecordMetadata, Error> {
-        not_in_runtime()?;
-        self.runtime.block_on(self.inner.send_and_wait(record))
+        self.run(self.inner.send_and_wait(record))?
     }
 
     /// Sends every record, then blocks for all: one result per record, in order.
@@ -127,26 +199,22 @@ impl Producer {
         &self,
         records: impl IntoIterator<Item = Record>,
     ) -> Result<Vec<Result<RecordMetadata, Error>>, Error> {
-        not_in_runtime()?;
-        Ok(self.runtime.block_on(self.inner.send_batch(records)))
+        self.run(self.inner.send_batch(records))
     }
 
     /// Blocks until everything sent before the call completed.
     pub fn flush(&self) -> Result<(), Error> {
-        not_in_runtime()?;
-        self.runtime.block_on(self.inner.flush())
+        self.run(self.inner.flush())?
     }
 
     /// [`crate::Producer::init_transactions`].
     pub fn init_transactions(&self) -> Result<(), Error> {
-        not_in_runtime()?;
-        self.runtime.block_on(self.inner.init_transactions())
+        self.run(self.inner.init_transactions())?
     }
 
     /// [`crate::Producer::begin_transaction`].
     pub fn begin_transaction(&self) -> Result<(), Error> {
-        not_in_runtime()?;
-        self.runtime.block_on(self.inner.begin_transaction())
+        self.run(self.inner.begin_transaction())?
     }
 
     /// [`crate::Producer::send_offsets_to_transaction`].
@@ -155,27 +223,22 @@ impl Producer {
         offsets: Vec<crate::consumer::OffsetToCommit>,
         group: crate::consumer::ConsumerGroupMetadata,
     ) -> Result<(), Error> {
-        not_in_runtime()?;
-        self.runtime
-            .block_on(self.inner.send_offsets_to_transaction(offsets, group))
+        self.run(self.inner.send_offsets_to_transaction(offsets, group))?
     }
 
     /// [`crate::Producer::commit_transaction`].
     pub fn commit_transaction(&self) -> Result<(), Error> {
-        not_in_runtime()?;
-        self.runtime.block_on(self.inner.commit_transaction())
+        self.run(self.inner.commit_transaction())?
     }
 
     /// [`crate::Producer::abort_transaction`].
     pub fn abort_transaction(&self) -> Result<(), Error> {
-        not_in_runtime()?;
-        self.runtime.block_on(self.inner.abort_transaction())
+        self.run(self.inner.abort_transaction())?
     }
 
     /// Sends what is queued and stops, failing what is left after `timeout`.
     pub fn close(&self, timeout: Duration) -> Result<(), Error> {
-        not_in_runtime()?;
-        self.runtime.block_on(self.inner.close(timeout))
+        self.run(self.inner.close(timeout))?
     }
 
     /// Counters; see [`crate::Producer::stats`].
@@ -199,5 +262,58 @@ impl Producer {
     /// [`crate::Producer::routing_stats`].
     pub fn routing_stats(&self) -> Option<crate::health::RoutingStats> {
         self.inner.routing_stats()
+    }
+}
+
+impl Drop for Producer {
+    /// Closes the producer as [`close`](Producer::close) does, waiting up to
+    /// `delivery_timeout` for the records not yet delivered; in
+    /// asynchronous code, whose thread must not block, a thread of its own
+    /// does the waiting. Records still undelivered then fail, and a log
+    /// line says so.
+    fn drop(&mut self) {
+        let Some(runtime) = self.runtime.take() else {
+            return;
+        };
+        let inner = self.inner.clone();
+        let timeout = inner.config().delivery_timeout;
+        if !in_async_context() {
+            close_on_drop(&runtime, &inner, timeout);
+            return;
+        }
+        // Dropping a runtime where blocking is not allowed would panic:
+        // hand both to a thread, and keep the runtime within reach should
+        // the thread not start.
+        let slot = Arc::new(Mutex::new(Some(runtime)));
+        let theirs = Arc::clone(&slot);
+        let started = std::thread::Builder::new()
+            .name("smartkafka-producer-close".into())
+            .spawn(move || {
+                let runtime = theirs.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(runtime) = runtime {
+                    close_on_drop(&runtime, &inner, timeout);
+                }
+            });
+        if let Err(error) = started {
+            let runtime = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(runtime) = runtime {
+                tracing::warn!(
+                    "smartkafka: the blocking producer was dropped in asynchronous code and \
+                     no thread could be started to deliver what it held ({error}); \
+                     undelivered records are abandoned"
+                );
+                runtime.shutdown_background();
+            }
+        }
+    }
+}
+
+/// The blocking part of dropping a producer: close, and log what is lost.
+fn close_on_drop(runtime: &tokio::runtime::Runtime, inner: &producer::Producer, timeout: Duration) {
+    if let Err(error) = block_on(runtime.handle(), inner.close(timeout)) {
+        tracing::warn!(
+            "smartkafka: the blocking producer was dropped and gave up waiting for its \
+             records after {timeout:?} (delivery_timeout): {error}"
+        );
     }
 }

@@ -79,6 +79,10 @@ pub enum ErrorKind {
     /// A transactional call made in the wrong state, such as a send before
     /// `begin_transaction` or an abort while a commit's outcome is unknown.
     InvalidTransactionState,
+    /// A blocking call (`smartkafka::blocking`) was made from asynchronous
+    /// code, whose thread it would block: use the async API there, or call
+    /// it from `tokio::task::spawn_blocking` or a thread of your own.
+    BlockingInAsyncContext,
 }
 
 /// The error type of every fallible operation in smartkafka.
@@ -214,7 +218,8 @@ impl Error {
             | ErrorKind::Fenced
             | ErrorKind::TransactionAbortable
             | ErrorKind::TransactionAborted
-            | ErrorKind::InvalidTransactionState => false,
+            | ErrorKind::InvalidTransactionState
+            | ErrorKind::BlockingInAsyncContext => false,
         }
     }
 

@@ -67,8 +67,8 @@ async fn produce_tagged(bootstrap: &str, topic: &str, n: usize) -> (Vec<RecordMe
             record = record.header(k, v);
         }
         if i == 0 {
-            // try_send does not wait for the topic's metadata: the first
-            // record does.
+            // The first record waits here for the topic's metadata (a
+            // try_send would be held until it arrives, too).
             producer.send_tagged(record, 0).await.unwrap();
             continue;
         }

@@ -100,6 +100,9 @@ pub(crate) struct EngineConfig {
     pub(crate) batch_size: usize,
     pub(crate) buffer_memory: usize,
     pub(crate) max_request_size: usize,
+    /// How long a record appended without a deadline of its own may wait
+    /// for its topic's metadata and for buffer space.
+    pub(crate) max_block: Duration,
     pub(crate) delivery_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) retry_backoff: Duration,
@@ -252,8 +255,8 @@ struct Waiting {
     record: Record,
     timestamp: i64,
     reserved: usize,
-    /// `None`: fail at once rather than wait (`try_send`).
-    deadline: Option<Instant>,
+    /// When it stops waiting for metadata or buffer space and fails.
+    deadline: Instant,
     /// Whether to report its acceptance.
     report_acceptance: bool,
 }
@@ -381,9 +384,11 @@ impl Engine {
 
     /// Takes a record. `token` identifies it in events and must grow with
     /// every call (flush relies on it). `timestamp_now` (ms since the Unix
-    /// epoch) stamps records without a timestamp. With `deadline` the record
-    /// may wait for metadata and buffer space until then; without, it fails
-    /// at once if it cannot be accepted now. Its acceptance is reported
+    /// epoch) stamps records without a timestamp. The record may wait for
+    /// its topic's metadata and for buffer space until `deadline`, or
+    /// without one for `max_block` from `now` (a fresh producer does not
+    /// fail records only because their metadata is on its way, as
+    /// librdkafka holds them). Its acceptance is reported
     /// ([`Event::Accepted`]).
     #[cfg_attr(not(test), allow(dead_code))] // the driver defers; tests and the simulation do not
     pub(crate) fn append(
@@ -427,32 +432,12 @@ impl Engine {
             self.fail_record(token, reserved, error);
             return;
         }
-        if reserved.saturating_add(BATCH_HEADER_LEN) > self.config.max_request_size {
-            self.fail_record(
-                token,
-                reserved,
-                Error::new(
-                    ErrorKind::RecordTooLarge,
-                    format!(
-                        "a record of about {reserved} bytes exceeds max_request_size ({})",
-                        self.config.max_request_size
-                    ),
-                ),
-            );
-            return;
-        }
-        if reserved > self.config.buffer_memory {
-            self.fail_record(
-                token,
-                reserved,
-                Error::new(
-                    ErrorKind::RecordTooLarge,
-                    format!(
-                        "a record of about {reserved} bytes exceeds buffer_memory ({})",
-                        self.config.buffer_memory
-                    ),
-                ),
-            );
+        if let Err(error) = check_size(
+            reserved,
+            self.config.max_request_size,
+            self.config.buffer_memory,
+        ) {
+            self.fail_record(token, reserved, error);
             return;
         }
         if let Some(error) = self.illegal_topic(&record.topic) {
@@ -461,6 +446,7 @@ impl Engine {
         }
         let key = self.known_topic(&record.topic);
         let timestamp = record.timestamp.unwrap_or(timestamp_now);
+        let deadline = deadline.unwrap_or_else(|| deadline_after(now, self.config.max_block));
         self.held_records += 1;
         let w = Waiting {
             token,
@@ -840,9 +826,7 @@ impl Engine {
             }
         };
         for w in &self.waiting {
-            if let Some(d) = w.deadline {
-                consider(d);
-            }
+            consider(w.deadline);
         }
         for tq in self.topics.values() {
             for pq in &tq.partitions {
@@ -1061,7 +1045,7 @@ impl Engine {
                 }
                 continue;
             }
-            let expired = w.deadline.is_none_or(|d| now >= d);
+            let expired = now >= w.deadline;
             // A waiter about to give up does not hold back those behind it.
             if known && !fits && !expired {
                 self.buffer_blocked = true;
@@ -1070,14 +1054,10 @@ impl Engine {
                 if let Some(w) = self.waiting.remove(i) {
                     self.held_records -= 1;
                     let err = if !known {
-                        let waited = match w.deadline {
-                            Some(_) => "within max_block",
-                            None => "(try_send does not wait)",
-                        };
                         Error::new(
                             ErrorKind::Timeout,
                             format!(
-                                "topic `{}` not present in metadata {waited}",
+                                "topic `{}` not present in metadata within max_block",
                                 w.record.topic
                             ),
                         )
@@ -1171,7 +1151,10 @@ impl Engine {
                 self.fail_record(
                     w.token,
                     w.reserved,
-                    Error::new(ErrorKind::InvalidPartition, e.to_string()),
+                    Error::new(
+                        ErrorKind::InvalidPartition,
+                        format!("topic `{}`: {e}", w.record.topic),
+                    ),
                 );
                 return;
             }
@@ -1892,6 +1875,41 @@ fn stamp_batch(
     });
 }
 
+/// Refuses a record of about `reserved` bytes that can never be sent: it
+/// exceeds `max_request_size` (with a batch header) or `buffer_memory`.
+pub(crate) fn check_size(
+    reserved: usize,
+    max_request_size: usize,
+    buffer_memory: usize,
+) -> Result<(), Error> {
+    let limit = if reserved.saturating_add(BATCH_HEADER_LEN) > max_request_size {
+        ("max_request_size", max_request_size)
+    } else if reserved > buffer_memory {
+        ("buffer_memory", buffer_memory)
+    } else {
+        return Ok(());
+    };
+    Err(Error::new(
+        ErrorKind::RecordTooLarge,
+        format!(
+            "a record of about {reserved} bytes exceeds {} ({})",
+            limit.0, limit.1
+        ),
+    ))
+}
+
+/// `now + wait`, or the latest instant this platform can represent on the
+/// way there when that sum overflows (a caller's `Duration::MAX`).
+pub(crate) fn deadline_after(now: Instant, wait: Duration) -> Instant {
+    let mut wait = wait;
+    loop {
+        if let Some(deadline) = now.checked_add(wait) {
+            return deadline;
+        }
+        wait /= 2;
+    }
+}
+
 fn records_error(e: RecordsError) -> Error {
     match e {
         RecordsError::RecordTooLarge { .. } => Error::new(ErrorKind::RecordTooLarge, e.to_string()),
@@ -1917,6 +1935,7 @@ mod tests {
             batch_size: 16 * 1024,
             buffer_memory: 1024 * 1024,
             max_request_size: 1024 * 1024,
+            max_block: Duration::from_secs(60),
             delivery_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(1),
             retry_backoff: Duration::from_millis(100),
@@ -2418,6 +2437,57 @@ mod tests {
                 (15, ErrorKind::BufferExhausted)
             ]
         );
+    }
+
+    /// A record appended without a deadline (`try_send`) before its
+    /// topic's metadata is known waits for it rather than failing, and is
+    /// taken when the metadata arrives; one whose topic never appears
+    /// fails at `max_block`, naming the topic.
+    #[test]
+    fn a_record_without_deadline_waits_for_metadata_up_to_max_block() {
+        let t0 = Instant::now_for_tests();
+        let mut cfg = config();
+        cfg.max_block = Duration::from_millis(500);
+        let mut e = Engine::new(cfg);
+        e.handle_timeout(t0);
+        e.append(t0, 0, Record::new("t").partition(0).value("a"), 10, None);
+        e.append(t0, 0, Record::new("gone").value("b"), 11, None);
+        assert!(
+            events(&mut e).is_empty(),
+            "nothing fails while metadata is on its way"
+        );
+        assert_eq!(e.poll_timeout(), Some(t0 + Duration::from_millis(500)));
+        let ids: Vec<u64> = std::iter::from_fn(|| e.poll_transmit())
+            .filter_map(|t| match t {
+                Transmit::Metadata { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect();
+        assert!(!ids.is_empty());
+        let t1 = t0 + Duration::from_millis(100);
+        for id in ids {
+            e.handle_metadata_response(t1, id, Ok(cluster(&[(0, Some(1), 0)])));
+        }
+        let ev = events(&mut e);
+        assert!(
+            matches!(&ev[..], [Event::Accepted { token: 10 }]),
+            "{} events",
+            ev.len()
+        );
+        e.handle_timeout(t0 + Duration::from_millis(500));
+        let failed: Vec<(u64, ErrorKind, String)> = events(&mut e)
+            .into_iter()
+            .filter_map(|ev| match ev {
+                Event::Failed { token, error, .. } => {
+                    Some((token, error.kind().clone(), error.to_string()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, 11);
+        assert_eq!(failed[0].1, ErrorKind::Timeout);
+        assert!(failed[0].2.contains("`gone`"), "{}", failed[0].2);
     }
 
     trait TestClock {

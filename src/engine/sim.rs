@@ -37,6 +37,7 @@ pub(crate) fn config() -> EngineConfig {
         batch_size: 512,
         buffer_memory: 1 << 20,
         max_request_size: 1 << 20,
+        max_block: Duration::from_secs(60),
         delivery_timeout: Duration::from_secs(120),
         request_timeout: Duration::from_secs(30),
         retry_backoff: Duration::from_millis(10),

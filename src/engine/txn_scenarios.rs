@@ -30,6 +30,7 @@ fn config() -> EngineConfig {
         batch_size: 16 * 1024,
         buffer_memory: 1024 * 1024,
         max_request_size: 1024 * 1024,
+        max_block: Duration::from_secs(60),
         delivery_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(5),
         retry_backoff: Duration::from_millis(100),

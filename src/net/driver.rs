@@ -114,7 +114,7 @@ impl BufferRule {
 pub(crate) enum Command {
     Send {
         record: Record,
-        /// `None`: fail rather than wait.
+        /// `None`: wait up to `max_block` from when the engine takes it.
         deadline: Option<Instant>,
         /// `None` when the caller does not wait for acceptance (its buffer
         /// space is reserved and its topic known); an error before
@@ -731,7 +731,7 @@ impl Driver {
             Command::Close { timeout, done } => {
                 self.closing = true;
                 if let Some(t) = timeout {
-                    let deadline = now + t;
+                    let deadline = crate::engine::producer::deadline_after(now, t);
                     self.close_deadline =
                         Some(self.close_deadline.map_or(deadline, |d| d.min(deadline)));
                 }

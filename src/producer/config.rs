@@ -418,6 +418,7 @@ impl ProducerConfig {
             batch_size: self.batch_size,
             buffer_memory: self.buffer_memory,
             max_request_size: self.max_request_size,
+            max_block: self.max_block,
             delivery_timeout: self.delivery_timeout,
             request_timeout: self.client.request_timeout,
             retry_backoff: self.retry_backoff,

@@ -33,6 +33,7 @@ pub(crate) use self::delivery::DeliveryReply;
 pub use self::delivery::{DeliveryCallback, DeliveryFuture};
 pub use self::transactions::Transaction;
 use crate::compression::Compression;
+use crate::engine::producer::{check_size, deadline_after};
 use crate::engine::{Acks, ProducerStats};
 use crate::error::{Error, ErrorKind};
 use crate::health::{
@@ -292,15 +293,10 @@ impl Producer {
     async fn enqueue(&self, record: Record, delivered: DeliveryReply) -> Result<(), Error> {
         self.check_open()?;
         let max_block = self.shared.config.max_block;
-        let deadline = clock::now() + max_block;
+        let deadline = deadline_after(clock::now(), max_block);
         let size = record.estimated_size();
         let Some(Charge { total, queued }) = self.shared.driver.rule.charge(size) else {
-            // Never fits: the engine refuses it with the precise reason.
-            let accepted = self.submit(record, Some(deadline), None, true, delivered)?;
-            if let Some(accepted) = accepted {
-                accepted.await.map_err(|_| closed())??;
-            }
-            return Ok(());
+            return Err(self.too_large(size));
         };
         // Wait for acceptance only when the topic's metadata is unknown: the
         // engine then holds the record until it arrives (up to max_block).
@@ -347,9 +343,15 @@ impl Producer {
     }
 
     /// Like [`send`](Self::send) but never waits: when the buffer is full
-    /// right now it fails with [`ErrorKind::BufferExhausted`]. A record
-    /// that cannot be accepted for another reason (its topic's metadata is
-    /// not known yet, say) fails through the returned future.
+    /// right now it fails with [`ErrorKind::BufferExhausted`], and a record
+    /// larger than `max_request_size` or `buffer_memory` fails at once with
+    /// [`ErrorKind::RecordTooLarge`].
+    ///
+    /// A record whose topic's metadata is not known yet (a fresh producer)
+    /// is held, within `buffer_memory`, until it arrives, as librdkafka
+    /// does: it fails through the returned future only if the metadata
+    /// does not come within `max_block` ([`ErrorKind::Timeout`], naming the
+    /// topic) or the topic cannot be produced to.
     pub fn try_send(&self, record: Record) -> Result<DeliveryFuture, Error> {
         let (reply, delivery) = DeliveryReply::future();
         self.try_enqueue(record, reply)?;
@@ -358,8 +360,10 @@ impl Producer {
 
     /// Like [`try_send`](Self::try_send), with the outcome going to the
     /// producer's [`DeliveryCallback`] with `tag` (see
-    /// [`send_tagged`](Self::send_tagged)). A record refused later than
-    /// this call (its topic unknown, say) is reported there too.
+    /// [`send_tagged`](Self::send_tagged)). It fails at once as
+    /// [`try_send`](Self::try_send) does; a record failing later (its
+    /// topic's metadata not there within `max_block`, say) is reported to
+    /// the callback.
     pub fn try_send_tagged(&self, record: Record, tag: u64) -> Result<(), Error> {
         self.try_enqueue(record, DeliveryReply::Tagged(tag))
     }
@@ -367,16 +371,35 @@ impl Producer {
     fn try_enqueue(&self, record: Record, delivered: DeliveryReply) -> Result<(), Error> {
         self.check_open()?;
         let size = record.estimated_size();
-        let charge = self.shared.driver.rule.charge(size);
-        if let Some(charge) = charge
-            && !self.shared.driver.buffer.try_take(charge.total)
-        {
+        let Some(charge) = self.shared.driver.rule.charge(size) else {
+            return Err(self.too_large(size));
+        };
+        if !self.shared.driver.buffer.try_take(charge.total) {
             return Err(self.buffer_exhausted(size, "right now", false));
         }
-        // Without a charge the record never fits: the engine refuses it with
-        // the precise reason.
-        self.submit(record, None, charge, false, delivered)?;
+        // No deadline: the engine holds the record for its topic's metadata
+        // up to max_block from when it takes it.
+        self.submit(record, None, Some(charge), false, delivered)?;
         Ok(())
+    }
+
+    /// The error for a record that can never be sent (larger than
+    /// `max_request_size` or `buffer_memory`), returned at once by every
+    /// send method; it counts as a failed record in the stats.
+    fn too_large(&self, size: usize) -> Error {
+        self.shared
+            .driver
+            .refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let config = &self.shared.config;
+        match check_size(size, config.max_request_size, config.buffer_memory) {
+            Err(error) => error,
+            // The driver's rule and the engine's check agree; kept typed.
+            Ok(()) => Error::new(
+                ErrorKind::RecordTooLarge,
+                format!("a record of about {size} bytes can never be sent"),
+            ),
+        }
     }
 
     /// Sends a record and waits for its delivery.

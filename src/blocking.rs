@@ -37,6 +37,21 @@ use crate::record::{Record, RecordMetadata};
 /// for, up to `delivery_timeout` (by then each of them has settled anyway);
 /// what is still undelivered then fails, and a log line says how many.
 /// Call [`close`](Self::close) to choose the wait and see the outcome.
+///
+/// ```no_run
+/// use smartkafka::{ProducerConfig, Record};
+/// let producer = smartkafka::blocking::Producer::new(ProducerConfig::new("localhost:9092"))?;
+/// // Queue many, then wait for each: the records travel in batches.
+/// let handles = (0..100)
+///     .map(|i| producer.send(Record::new("events").value(format!("event {i}"))))
+///     .collect::<Result<Vec<_>, _>>()?;
+/// for handle in handles {
+///     let metadata = handle.wait()?;
+///     assert!(metadata.offset >= 0);
+/// }
+/// producer.close(std::time::Duration::from_secs(5))?;
+/// # Ok::<(), smartkafka::Error>(())
+/// ```
 pub struct Producer {
     inner: producer::Producer,
     handle: tokio::runtime::Handle,

@@ -21,4 +21,4 @@ pub use connection::{ConnectionState, MatchedResponse, PendingRequest};
 pub use error_codes::KafkaCode;
 pub use frame::{DEFAULT_MAX_FRAME_SIZE, FrameDecoder, write_frame};
 pub use produce_frame::{FrameCursor, FrameParts, encode_produce_frame};
-pub use versions::{CLIENT_VERSIONS, NegotiatedVersions, VersionRange, client_range};
+pub use versions::{ApiKey, CLIENT_VERSIONS, NegotiatedVersions, VersionRange, client_range};

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end producer benchmark: smartkafka against rust-rdkafka, side by side.
 #
-# Builds examples/perf in release, then for every scenario runs the two
+# Builds the perf tool (benches/perf.rs) in release, then for every scenario runs the two
 # clients alternately (A B A B ...) against a broker in a separate process
 # (the librdkafka mock cluster by default; BROKER=fake for our fake cluster),
 # and summarises medians, ranges and ratios with benches/summarize.py.
@@ -11,8 +11,8 @@
 #   SCALE=0.1 bash benches/e2e.sh        # a tenth of the records (a quick look)
 #   ONLY=linger0 bash benches/e2e.sh     # only the scenarios whose label has this
 #
-# Output: target/e2e/results.jsonl (one JSON line per run) and
-# target/e2e/summary.md (a one-line-per-scenario table, then every metric).
+# Output: $target_dir/e2e/results.jsonl (one JSON line per run) and
+# $target_dir/e2e/summary.md (a one-line-per-scenario table, then every metric).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,13 +20,16 @@ RUNS=${RUNS:-5}
 BROKER=${BROKER:-mock}
 SCALE=${SCALE:-1}
 ONLY=${ONLY:-}
-OUT=${OUT:-target/e2e}
+# Where cargo puts its output (honours CARGO_TARGET_DIR and .cargo/config).
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+OUT=${OUT:-$target_dir/e2e}
 mkdir -p "$OUT"
 results="$OUT/results.jsonl"
 : > "$results"
 
-cargo build --release --example perf
-bin=target/release/examples/perf
+cargo build --release -p smartkafka-benches --bin perf
+bin=$target_dir/release/perf
 
 # Shared settings: keyed (10,000 keys) over 6 partitions on 3 brokers,
 # acks=all, idempotence on, linger 5 ms, batch 64 KiB, 64 MiB buffer.

@@ -4,7 +4,7 @@
 Two inputs:
 
 - the end-to-end producer benchmark (`benches/e2e.sh`), from the JSON lines
-  that `examples/perf --json` prints:
+  that `perf --json` (benches/perf.rs) prints:
 
       python3 benches/summarize.py e2e target/e2e/results.jsonl
       python3 benches/summarize.py e2e-compact target/e2e/results.jsonl

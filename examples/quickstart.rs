@@ -16,8 +16,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::ApiKey;
 use smartkafka::compression::Compression;
+use smartkafka::protocol::ApiKey;
 use smartkafka::{Acks, AdminClient, ClientConfig, NewTopic, Producer, Record};
 
 #[tokio::main]

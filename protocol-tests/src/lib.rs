@@ -1,4 +1,14 @@
-//! An in-process fake Kafka cluster for protocol tests.
+//! An in-process fake Kafka cluster, for smartkafka's protocol tests and for
+//! testing your own code that talks to Kafka.
+//!
+//! Add it as a dev-dependency (by path or git until it is published), start a
+//! cluster in a `#[tokio::test]`, point your client at
+//! [`FakeCluster::bootstrap_servers`], create topics with
+//! [`FakeClusterBuilder::topic`] or [`FakeCluster::create_topic`], inject
+//! failures with [`FakeCluster::inject`] and a [`Fault`], and read back what
+//! the cluster stored with [`FakeCluster::records`] (and every request it
+//! saw with [`FakeCluster::requests`]). The README's "Testing your code
+//! against an in-process cluster" section has a complete example.
 //!
 //! The cluster speaks the Kafka wire protocol over TCP on `127.0.0.1`, decoding
 //! requests with [`kafka_protocol`]'s own message types and record batches

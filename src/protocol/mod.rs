@@ -21,4 +21,4 @@ pub use correlation::{CorrelationState, MatchedResponse, PendingRequest};
 pub use error_codes::KafkaCode;
 pub use frame::{DEFAULT_MAX_FRAME_SIZE, FrameDecoder, write_frame};
 pub(crate) use produce_frame::{FrameCursor, FrameParts};
-pub use versions::{CLIENT_VERSIONS, NegotiatedVersions, VersionRange, client_range};
+pub use versions::{ApiKey, CLIENT_VERSIONS, NegotiatedVersions, VersionRange, client_range};

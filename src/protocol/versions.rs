@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use kafka_protocol::messages::ApiKey;
+/// The Kafka API keys (Produce, Fetch, Metadata, ...), re-exported from
+/// `kafka_protocol` so callers of [`NegotiatedVersions`] need not depend on it.
+pub use kafka_protocol::messages::ApiKey;
 
 use crate::error::{Error, ErrorKind};
 
@@ -83,15 +85,16 @@ pub fn client_range(api: ApiKey) -> Option<VersionRange> {
 /// The versions chosen for one broker connection.
 ///
 /// ```
-/// use kafka_protocol::messages::ApiKey;
-/// use smartkafka::protocol::{NegotiatedVersions, VersionRange};
+/// use smartkafka::protocol::{ApiKey, NegotiatedVersions, VersionRange};
 /// let broker = [(ApiKey::Produce, VersionRange::new(0, 9)), (ApiKey::Metadata, VersionRange::new(0, 20))];
 /// let v = NegotiatedVersions::negotiate(broker.iter().map(|(k, r)| (*k as i16, *r)));
 /// assert_eq!(v.get(ApiKey::Produce), Some(9)); // the broker's ceiling
 /// assert_eq!(v.get(ApiKey::Fetch), None); // the broker did not advertise it
 /// assert!(v.require(ApiKey::Fetch).is_err());
+/// // Debug names the APIs: NegotiatedVersions { chosen: {Produce: 9, Metadata: 12}, ... }
+/// assert!(format!("{v:?}").contains("Produce: 9"));
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct NegotiatedVersions {
     chosen: BTreeMap<i16, i16>,
     advertised: BTreeMap<i16, VersionRange>,
@@ -155,9 +158,70 @@ impl NegotiatedVersions {
     }
 }
 
+/// An API key printed by name (`Produce`), or by number when this client
+/// does not know it.
+struct ApiName(i16);
+
+impl fmt::Debug for ApiName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match ApiKey::try_from(self.0) {
+            Ok(api) => write!(f, "{api:?}"),
+            Err(_) => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// A version range printed as `v0..=v9` in Debug output.
+struct RangeName(VersionRange);
+
+impl fmt::Debug for RangeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for NegotiatedVersions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Chosen<'a>(&'a BTreeMap<i16, i16>);
+        impl fmt::Debug for Chosen<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.iter().map(|(k, v)| (ApiName(*k), *v)))
+                    .finish()
+            }
+        }
+        struct Advertised<'a>(&'a BTreeMap<i16, VersionRange>);
+        impl fmt::Debug for Advertised<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.iter().map(|(k, r)| (ApiName(*k), RangeName(*r))))
+                    .finish()
+            }
+        }
+        f.debug_struct("NegotiatedVersions")
+            .field("chosen", &Chosen(&self.chosen))
+            .field("advertised", &Advertised(&self.advertised))
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_names_apis_instead_of_printing_their_keys() {
+        let v = NegotiatedVersions::negotiate([
+            (ApiKey::Produce as i16, VersionRange::new(0, 7)),
+            (ApiKey::Metadata as i16, VersionRange::new(0, 12)),
+            (-7, VersionRange::new(0, 1)),
+        ]);
+        assert_eq!(
+            format!("{v:?}"),
+            "NegotiatedVersions { chosen: {Produce: 7, Metadata: 12}, \
+             advertised: {-7: v0..=v1, Produce: v0..=v7, Metadata: v0..=v12} }"
+        );
+    }
 
     #[test]
     fn client_ranges_stay_inside_what_kafka_protocol_encodes() {

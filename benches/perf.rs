@@ -2,10 +2,9 @@
 //! `rdkafka_performance`, for smartkafka and rust-rdkafka alike.
 //!
 //! ```text
-//! cargo build --release --example perf
-//! target/release/examples/perf --client smartkafka --spawn mock --records 1000000 --size 100
-//! target/release/examples/perf --client rdkafka    --spawn mock --records 1000000 --size 100
-//! target/release/examples/perf --client smartkafka --bootstrap localhost:9092 --topic events --duration 30
+//! cargo run --release -p smartkafka-benches --bin perf -- --client smartkafka --spawn mock --records 1000000 --size 100
+//! cargo run --release -p smartkafka-benches --bin perf -- --client rdkafka    --spawn mock --records 1000000 --size 100
+//! cargo run --release -p smartkafka-benches --bin perf -- --client smartkafka --bootstrap localhost:9092 --topic events --duration 30
 //! ```
 //!
 //! `--spawn mock|fake` runs the broker (the librdkafka mock cluster, or the

@@ -89,6 +89,8 @@ impl ClientConfig {
 
     /// Checks every field; the error names the first field at fault.
     pub fn validate(&self) -> Result<(), Error> {
+        check_duration("connect_timeout", self.connect_timeout)?;
+        check_duration("request_timeout", self.request_timeout)?;
         if self.bootstrap_servers.is_empty() {
             return Err(Error::config(
                 "bootstrap_servers",
@@ -171,4 +173,21 @@ mod tests {
         let err = ClientConfig::new("a:1,http://b:2").validate().unwrap_err();
         assert!(err.to_string().contains("`http://b:2`"), "{err}");
     }
+}
+
+/// The longest duration any setting takes: `i32::MAX` milliseconds (about
+/// 24.8 days), the range of the Java client's millisecond settings. Bounded
+/// settings keep every deadline the client computes from them far from
+/// overflow.
+pub(crate) const MAX_DURATION: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// Rejects a duration setting above [`MAX_DURATION`], naming the field.
+pub(crate) fn check_duration(field: &'static str, value: Duration) -> Result<(), Error> {
+    if value > MAX_DURATION {
+        return Err(Error::config(
+            field,
+            format!("{value:?} is above the longest allowed, {MAX_DURATION:?} (i32::MAX ms)"),
+        ));
+    }
+    Ok(())
 }

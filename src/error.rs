@@ -89,7 +89,7 @@ pub enum ErrorKind {
 ///
 /// ```
 /// use smartkafka::{Error, ErrorKind};
-/// let err = Error::config("linger", "must be at most 1 hour");
+/// let err = Error::config("linger", "is above the longest allowed");
 /// assert_eq!(err.kind(), &ErrorKind::Config { field: "linger" });
 /// assert!(!err.is_retriable());
 /// assert!(err.to_string().contains("linger"));

@@ -282,3 +282,57 @@ async fn held_records_count_against_buffer_memory() {
     let err = producer.close(Duration::from_millis(10)).await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
 }
+
+/// The longest durations the configuration accepts drive a real producer
+/// without overflow: records go out on flush, and close returns. An absurd
+/// linger is refused at build, naming the field (it used to validate and
+/// then panic the driver).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_durations_work_and_absurd_ones_are_refused() {
+    let cluster = cluster().await;
+    let e = Producer::builder()
+        .bootstrap_servers(&cluster.bootstrap_servers())
+        .linger(Duration::from_secs(u64::MAX / 2))
+        .build()
+        .await
+        .expect_err("an absurd linger");
+    assert_eq!(e.kind(), &ErrorKind::Config { field: "linger" }, "{e}");
+
+    let longest = Duration::from_millis(i32::MAX as u64);
+    let producer = Producer::builder()
+        .bootstrap_servers(&cluster.bootstrap_servers())
+        .linger(longest / 2) // delivery_timeout must cover linger + request_timeout
+        .max_block(longest)
+        .delivery_timeout(longest)
+        .metadata_max_age(longest)
+        .retry_backoff_max(longest)
+        .build()
+        .await
+        .expect("the longest durations are valid");
+    let deliveries: Vec<_> = futures_join(&producer, 10).await;
+    producer
+        .flush()
+        .await
+        .expect("flush sends what linger holds");
+    for d in deliveries {
+        d.await.expect("delivered");
+    }
+    producer.close(longest).await.expect("close");
+    let stored: usize = (0..PARTITIONS)
+        .map(|p| cluster.records("events", p).len())
+        .sum();
+    assert_eq!(stored, 10);
+}
+
+async fn futures_join(producer: &Producer, n: u64) -> Vec<smartkafka::DeliveryFuture> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(
+            producer
+                .send(Record::new("events").value(format!("event {i}")))
+                .await
+                .expect("queued"),
+        );
+    }
+    out
+}

@@ -64,8 +64,9 @@ pub struct ProducerConfig {
     pub metadata_max_age: Duration,
     /// How records without an explicit partition are placed.
     pub partitioner: PartitionStrategy,
-    /// Seed for the partitioner's and the retry jitter's randomness.
-    pub seed: u64,
+    /// Seed for the partitioner's and the retry jitter's randomness; `None`
+    /// (the default) draws one from the operating system per producer.
+    pub seed: Option<u64>,
     /// Idempotence: `None` (the default) turns it on unless `acks` or
     /// `max_in_flight` rule it out, as the Java client does; `Some(true)`
     /// insists on it (a conflicting setting is then a configuration error);
@@ -113,7 +114,7 @@ impl ProducerConfig {
             compression_level: None,
             metadata_max_age: Duration::from_secs(300),
             partitioner: PartitionStrategy::Default,
-            seed: 0x5eed_cafe,
+            seed: None,
             enable_idempotence: None,
             smart: None,
             transactional_id: None,
@@ -235,10 +236,12 @@ impl ProducerConfig {
         self
     }
 
-    /// Seed for the partitioner and retry jitter (default a fixed value, so
-    /// runs are reproducible).
+    /// Seed for the partitioner and retry jitter. By default each producer
+    /// draws its own from the operating system, so a fleet of producers
+    /// does not pick the same sticky partitions or retry at the same
+    /// moments; set one for reproducible tests.
     pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
+        self.seed = Some(seed);
         self
     }
 
@@ -311,6 +314,17 @@ impl ProducerConfig {
     /// Checks every field; the error names the first field at fault.
     pub fn validate(&self) -> Result<(), Error> {
         self.client.validate()?;
+        for (field, value) in [
+            ("linger", self.linger),
+            ("max_block", self.max_block),
+            ("delivery_timeout", self.delivery_timeout),
+            ("retry_backoff", self.retry_backoff),
+            ("retry_backoff_max", self.retry_backoff_max),
+            ("metadata_max_age", self.metadata_max_age),
+            ("transaction_timeout", self.transaction_timeout),
+        ] {
+            crate::config::check_duration(field, value)?;
+        }
         if let Some(smart) = &self.smart {
             smart.validate()?;
         }
@@ -428,7 +442,7 @@ impl ProducerConfig {
             compression_level: self.compression_level,
             metadata_max_age: self.metadata_max_age,
             partitioner: self.partitioner.clone(),
-            seed: self.seed,
+            seed: self.seed.unwrap_or_else(os_seed),
             idempotence: self.is_idempotent(),
             transactional_id: self.transactional_id.clone(),
             transaction_timeout: self.transaction_timeout,
@@ -440,6 +454,48 @@ impl ProducerConfig {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    /// Durations past i32::MAX ms are refused with the field named, before
+    /// any arithmetic on them (`linger + request_timeout` used to overflow).
+    #[test]
+    fn absurd_durations_are_refused_naming_the_field() {
+        let huge = Duration::from_secs(u64::MAX / 2);
+        let base = || ProducerConfig::new("a:1");
+        let cases: [(ProducerConfig, &str); 9] = [
+            (base().linger(huge), "linger"),
+            (base().max_block(huge), "max_block"),
+            (base().delivery_timeout(huge), "delivery_timeout"),
+            (base().retry_backoff(huge), "retry_backoff"),
+            (base().retry_backoff_max(huge), "retry_backoff_max"),
+            (base().metadata_max_age(huge), "metadata_max_age"),
+            (base().transaction_timeout(huge), "transaction_timeout"),
+            (base().request_timeout(huge), "request_timeout"),
+            (base().connect_timeout(huge), "connect_timeout"),
+        ];
+        for (config, field) in cases {
+            let e = config.validate().expect_err(field);
+            assert_eq!(e.kind(), &ErrorKind::Config { field }, "{e}");
+        }
+        // The bound itself is allowed.
+        let longest = crate::config::MAX_DURATION;
+        let config = base()
+            .linger(longest / 2)
+            .max_block(longest)
+            .delivery_timeout(longest);
+        assert!(config.validate().is_ok());
+    }
+
+    /// Each producer draws its own seed unless one is set.
+    #[test]
+    fn seeds_come_from_the_os_unless_set() {
+        let drawn: std::collections::BTreeSet<u64> = (0..8)
+            .map(|_| ProducerConfig::new("a:1").engine_config().seed)
+            .collect();
+        assert_eq!(drawn.len(), 8, "{drawn:?}");
+        let set = ProducerConfig::new("a:1").seed(42);
+        assert_eq!(set.engine_config().seed, 42);
+        assert_eq!(set.clone().engine_config().seed, 42);
+    }
 
     #[test]
     fn each_bad_field_is_named() {
@@ -490,4 +546,13 @@ mod tests {
             .validate()
             .unwrap();
     }
+}
+
+/// A seed from the operating system's randomness: std seeds each
+/// `RandomState` from it (and makes every later one on a thread differ).
+fn os_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }

@@ -125,6 +125,23 @@ impl ClientConfig {
     }
 }
 
+/// The longest duration any setting takes: `i32::MAX` milliseconds (about
+/// 24.8 days), the range of the Java client's millisecond settings. Bounded
+/// settings keep every deadline the client computes from them far from
+/// overflow.
+pub(crate) const MAX_DURATION: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// Rejects a duration setting above [`MAX_DURATION`], naming the field.
+pub(crate) fn check_duration(field: &'static str, value: Duration) -> Result<(), Error> {
+    if value > MAX_DURATION {
+        return Err(Error::config(
+            field,
+            format!("{value:?} is above the longest allowed, {MAX_DURATION:?} (i32::MAX ms)"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,21 +190,4 @@ mod tests {
         let err = ClientConfig::new("a:1,http://b:2").validate().unwrap_err();
         assert!(err.to_string().contains("`http://b:2`"), "{err}");
     }
-}
-
-/// The longest duration any setting takes: `i32::MAX` milliseconds (about
-/// 24.8 days), the range of the Java client's millisecond settings. Bounded
-/// settings keep every deadline the client computes from them far from
-/// overflow.
-pub(crate) const MAX_DURATION: Duration = Duration::from_millis(i32::MAX as u64);
-
-/// Rejects a duration setting above [`MAX_DURATION`], naming the field.
-pub(crate) fn check_duration(field: &'static str, value: Duration) -> Result<(), Error> {
-    if value > MAX_DURATION {
-        return Err(Error::config(
-            field,
-            format!("{value:?} is above the longest allowed, {MAX_DURATION:?} (i32::MAX ms)"),
-        ));
-    }
-    Ok(())
 }

@@ -450,6 +450,15 @@ impl ProducerConfig {
     }
 }
 
+/// A seed from the operating system's randomness: std seeds each
+/// `RandomState` from it (and makes every later one on a thread differ).
+fn os_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,13 +555,4 @@ mod tests {
             .validate()
             .unwrap();
     }
-}
-
-/// A seed from the operating system's randomness: std seeds each
-/// `RandomState` from it (and makes every later one on a thread differ).
-fn os_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
 }

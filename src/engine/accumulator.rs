@@ -215,8 +215,13 @@ impl PartitionQueue {
         self.queue.is_empty() && self.open.is_empty()
     }
 
+    /// Whether records wait in a batch that is still open (not sealed).
+    pub(crate) fn has_open_batch(&self) -> bool {
+        !self.open.is_empty()
+    }
+
     /// Appends a record. Returns whether a full batch was sealed to make
-    /// room (the moment a sticky partitioner moves on), and any records
+    /// room (a batch boundary for the sticky partitioner), and any records
     /// that had to be failed because their batch could not be sealed.
     pub(crate) fn append(
         &mut self,

@@ -30,6 +30,8 @@ mod sim;
 #[cfg(test)]
 mod sim_scenarios;
 pub(crate) mod stats;
+#[cfg(test)]
+mod sticky_spread;
 pub(crate) mod txn;
 #[cfg(test)]
 mod txn_scenarios;

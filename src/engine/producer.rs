@@ -265,6 +265,20 @@ struct Waiting {
 struct TopicQueues {
     partitions: Vec<PartitionQueue>,
     held: Vec<u64>,
+    /// Per partition, the keyless bytes appended since the sticky
+    /// partitioner last moved on from it (KIP-794; see [`sticky_switch_due`]).
+    keyless_bytes: Vec<u64>,
+}
+
+/// KIP-794's rule for moving a sticky partition on: once at least
+/// `batch_size` bytes of keyless records went to it, however many batches
+/// carried them (linger seals part-full batches at moderate rates), at a
+/// batch boundary (the partition had no open batch, or a full one was
+/// sealed); and at twice `batch_size` in any case. This is the Java
+/// client's `BuiltInPartitioner` rule; counting bytes, not full batches,
+/// is what keeps a producer at 5,000 records/s from feeding one partition.
+pub(crate) fn sticky_switch_due(produced: u64, batch_size: u64, at_batch_boundary: bool) -> bool {
+    (produced >= batch_size && at_batch_boundary) || produced >= batch_size.saturating_mul(2)
 }
 
 struct InFlightBatch {
@@ -1134,6 +1148,7 @@ impl Engine {
         if tq.partitions.len() < count {
             tq.partitions.resize_with(count, PartitionQueue::default);
             tq.held.resize(count, 0);
+            tq.keyless_bytes.resize(count, 0);
         }
         let view = PartitionView::new(&w.record.topic, count as u32, &info.available)
             .with_queued_bytes(&tq.held);
@@ -1166,6 +1181,8 @@ impl Engine {
             reserved: w.reserved,
         };
         let pq = &mut tq.partitions[index];
+        let keyless = w.record.partition.is_none() && w.record.key.is_none();
+        let at_batch_boundary = !pq.has_open_batch();
         match pq.append(
             self.batch_config,
             now,
@@ -1183,10 +1200,17 @@ impl Engine {
                 if w.report_acceptance {
                     self.events.push_back(Event::Accepted { token: w.token });
                 }
-                if sealed_full && w.record.partition.is_none() {
-                    let view = PartitionView::new(&w.record.topic, count as u32, &info.available)
-                        .with_queued_bytes(&tq.held);
-                    self.partitioner.on_new_batch(partition, &view);
+                if keyless {
+                    let produced = &mut tq.keyless_bytes[index];
+                    *produced += w.record.estimated_size() as u64;
+                    let batch_size = self.batch_config.max_batch_bytes as u64;
+                    if sticky_switch_due(*produced, batch_size, at_batch_boundary || sealed_full) {
+                        *produced = 0;
+                        let view =
+                            PartitionView::new(&w.record.topic, count as u32, &info.available)
+                                .with_queued_bytes(&tq.held);
+                        self.partitioner.on_new_batch(partition, &view);
+                    }
                 }
                 if let Some((records, e)) = lost {
                     let bytes: usize = records.iter().map(PendingRecord::reserved).sum();

@@ -428,6 +428,20 @@ impl Sim {
         self.collect();
     }
 
+    /// Appends `n` keyless records of 20-byte values, for the partitioner
+    /// to place (they are not in `sent`: read the logs to see where they went).
+    pub(crate) fn send_keyless(&mut self, n: usize) {
+        for _ in 0..n {
+            let token = self.next_token;
+            self.next_token += 1;
+            let record = Record::new(TOPIC).value(format!("{token:020}"));
+            let deadline = self.now + Duration::from_secs(60);
+            self.engine
+                .append(self.now, 1_700_000_000_000, record, token, Some(deadline));
+        }
+        self.collect();
+    }
+
     /// Moves transmits onto connections and records events.
     pub(crate) fn collect(&mut self) {
         while let Some(t) = self.engine.poll_transmit() {

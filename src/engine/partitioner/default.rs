@@ -16,9 +16,10 @@
 //! partition keeps its turn longer and gets more records. KIP-794 makes the
 //! switch depend on the bytes sent to the partition instead, one batch size
 //! each, so every partition gets the same share. Here the engine tells the
-//! partitioner that moment through [`Partitioner::on_new_batch`] (when the
-//! batch of the sticky partition is full, not when a timer sends it part
-//! full), and the next partition is drawn:
+//! partitioner that moment through [`Partitioner::on_new_batch`] (once
+//! `batch.size` bytes went to the sticky partition, whether one full batch
+//! or many part-full ones that `linger.ms` sent carried them), and the next
+//! partition is drawn:
 //!
 //! * among the partitions with a leader (all of them when none has one),
 //! * other than the one just left, when there is a choice,

@@ -282,13 +282,15 @@ pub trait Partitioner: Send {
     /// `view.topic` is complete, so a sticky choice should move on (KIP-480,
     /// KIP-794). The default does nothing.
     ///
-    /// For KIP-794's even spread the engine calls this when about
-    /// `batch.size` bytes have gone to the partition since the previous
-    /// call, that is when the batch is full, and not when `linger.ms` sends
-    /// a batch part full: switching on every send gives more records to the
-    /// partitions whose brokers are slow. Like the Java client, the engine
-    /// may wait until the full batch is ready to send, up to twice
-    /// `batch.size`, so that switching does not leave a small batch behind.
+    /// For KIP-794's even spread the engine calls this once `batch.size`
+    /// bytes of keyless records (their estimated size) have gone to the
+    /// partition since the previous call, however many batches carried
+    /// them: `linger.ms` sending batches part full does not hold the switch
+    /// back, and switching on every send (which gives more records to the
+    /// partitions whose brokers are slow) does not happen either. Like the
+    /// Java client, the engine switches at a batch boundary (no open batch
+    /// on the partition, or a full one just sealed), and at twice
+    /// `batch.size` in any case.
     ///
     /// The engine may call this for any partition; a sticky partitioner moves
     /// only when `previous` is its current choice for the topic.

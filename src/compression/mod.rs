@@ -30,8 +30,8 @@
 //!   use when none is configured. Out-of-range values are clamped.
 //! * zstd: zstd's range (negative "fast" levels up to 22); default 3, as in the
 //!   Java client. Out-of-range values are clamped.
-//! * lz4: the fast LZ4 compressor has no levels; a level is accepted and ignored.
-//! * snappy and none: no levels; a level is accepted and ignored.
+//! * lz4: the fast LZ4 compressor has no levels (the producer refuses one).
+//! * snappy and none: no levels (the producer refuses one).
 //!
 //! # Bounded decompression
 //!

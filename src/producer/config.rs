@@ -347,13 +347,18 @@ impl ProducerConfig {
         }
         if let Some(level) = self.compression_level {
             let range = match self.compression {
-                Compression::Gzip => Some(0..=9),
-                Compression::Zstd => Some(zstd::compression_level_range()),
-                _ => None,
+                Compression::Gzip => 0..=9,
+                Compression::Zstd => zstd::compression_level_range(),
+                other => {
+                    // A level the codec would ignore is a mistake to report,
+                    // not to drop silently.
+                    return Err(Error::config(
+                        "compression_level",
+                        format!("{level} was set, but {other:?} has no levels (gzip and zstd do)"),
+                    ));
+                }
             };
-            if let Some(range) = range
-                && !range.contains(&level)
-            {
+            if !range.contains(&level) {
                 return Err(Error::config(
                     "compression_level",
                     format!(
@@ -543,12 +548,21 @@ mod tests {
             assert_eq!(err.kind(), &ErrorKind::Config { field }, "{err}");
         }
         base().validate().unwrap();
-        // Codecs without levels accept and ignore one.
-        base()
-            .compression(Compression::Lz4)
-            .compression_level(99)
-            .validate()
-            .unwrap();
+        // A level for a codec without levels is refused, not ignored.
+        for codec in [Compression::Lz4, Compression::Snappy, Compression::None] {
+            let e = base()
+                .compression(codec)
+                .compression_level(99)
+                .validate()
+                .expect_err("no levels");
+            assert_eq!(
+                e.kind(),
+                &ErrorKind::Config {
+                    field: "compression_level"
+                },
+                "{e}"
+            );
+        }
         base()
             .compression(Compression::Zstd)
             .compression_level(-5)

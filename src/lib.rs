@@ -93,7 +93,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 #[cfg(feature = "tokio-runtime")]
 pub use producer::{
-    DeliveryCallback, DeliveryFuture, Producer, ProducerBuilder, ProducerConfig, Transaction,
+    DeliveryCallback, DeliveryFuture, Producer, ProducerBuilder, ProducerConfig,
+    StatisticsCallback, Transaction,
 };
 pub use record::{Header, Record, RecordMetadata, Topic};
 

@@ -336,3 +336,58 @@ async fn futures_join(producer: &Producer, n: u64) -> Vec<smartkafka::DeliveryFu
     }
     out
 }
+
+/// Statistics every interval, as librdkafka's `statistics.interval.ms`:
+/// several snapshots arrive while records flow, their counts grow, and
+/// they stop once the producer is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_arrive_every_interval_and_stop_at_close() {
+    let cluster = cluster().await;
+    let seen: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let producer = Producer::builder()
+        .bootstrap_servers(&cluster.bootstrap_servers())
+        .on_statistics(Duration::from_millis(20), move |stats| {
+            sink.lock().unwrap().push(stats.records_sent);
+        })
+        .build()
+        .await
+        .expect("producer");
+    for round in 0..5u64 {
+        for i in 0..100 {
+            producer
+                .send_and_wait(Record::new("events").value(format!("event {}", round * 100 + i)))
+                .await
+                .expect("delivered");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    producer.close(Duration::from_secs(5)).await.expect("close");
+    // A snapshot taken just as close began may still land: let it.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let at_close = seen.lock().unwrap().clone();
+    assert!(at_close.len() >= 5, "{at_close:?}");
+    assert!(at_close.windows(2).all(|w| w[0] <= w[1]), "{at_close:?}");
+    assert!(at_close.last().copied().unwrap_or(0) >= 400, "{at_close:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        at_close.len(),
+        "no snapshot after close"
+    );
+    drop(producer);
+
+    let e = Producer::builder()
+        .bootstrap_servers(&cluster.bootstrap_servers())
+        .on_statistics(Duration::ZERO, |_| {})
+        .build()
+        .await
+        .expect_err("a zero interval");
+    assert_eq!(
+        e.kind(),
+        &ErrorKind::Config {
+            field: "statistics_interval"
+        },
+        "{e}"
+    );
+}

@@ -12,7 +12,7 @@ use crate::engine::{Acks, EngineConfig};
 use crate::error::Error;
 use crate::health::SmartConfig;
 use crate::partitioner::PartitionStrategy;
-use crate::producer::DeliveryCallback;
+use crate::producer::{DeliveryCallback, StatisticsCallback};
 
 /// Producer settings. Build one with [`ProducerConfig::new`] and the
 /// setters, or through [`crate::Producer::builder`].
@@ -87,6 +87,10 @@ pub struct ProducerConfig {
     /// ([`Producer::send_tagged`](crate::Producer::send_tagged)); `None`
     /// drops them.
     pub on_delivery: Option<DeliveryCallback>,
+    /// Periodic statistics: the interval and the callback that receives
+    /// each snapshot (librdkafka's `statistics.interval.ms`); `None` (the
+    /// default) reports none.
+    pub statistics: Option<(Duration, StatisticsCallback)>,
 }
 
 impl ProducerConfig {
@@ -120,6 +124,7 @@ impl ProducerConfig {
             transactional_id: None,
             transaction_timeout: Duration::from_secs(60),
             on_delivery: None,
+            statistics: None,
         }
     }
 
@@ -280,6 +285,13 @@ impl ProducerConfig {
         self
     }
 
+    /// Statistics every `interval` to `callback` (default none; see
+    /// [`ProducerBuilder::on_statistics`](crate::ProducerBuilder::on_statistics)).
+    pub fn statistics(mut self, interval: Duration, callback: StatisticsCallback) -> Self {
+        self.statistics = Some((interval, callback));
+        self
+    }
+
     /// The callback for the reports of records sent with a tag (default
     /// none: they are dropped).
     pub fn on_delivery(mut self, callback: DeliveryCallback) -> Self {
@@ -324,6 +336,15 @@ impl ProducerConfig {
             ("transaction_timeout", self.transaction_timeout),
         ] {
             crate::config::check_duration(field, value)?;
+        }
+        if let Some((interval, _)) = &self.statistics {
+            if interval.is_zero() {
+                return Err(Error::config(
+                    "statistics_interval",
+                    "must be greater than zero",
+                ));
+            }
+            crate::config::check_duration("statistics_interval", *interval)?;
         }
         if let Some(smart) = &self.smart {
             smart.validate()?;

@@ -19,6 +19,7 @@
 
 mod config;
 mod delivery;
+mod statistics;
 mod transactions;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use crate::net::buffer_gate::OnGrant;
 pub use self::config::ProducerConfig;
 pub(crate) use self::delivery::DeliveryReply;
 pub use self::delivery::{DeliveryCallback, DeliveryFuture};
+pub use self::statistics::StatisticsCallback;
 pub use self::transactions::Transaction;
 use crate::compression::Compression;
 use crate::engine::producer::{check_size, deadline_after};
@@ -138,6 +140,13 @@ impl Producer {
                 health,
             }),
         };
+        if let Some((interval, callback)) = &producer.shared.config.statistics {
+            statistics::spawn(
+                Arc::downgrade(&producer.shared),
+                *interval,
+                callback.clone(),
+            );
+        }
         // A transactional producer takes its id in `init_transactions`.
         if producer.shared.config.is_idempotent()
             && producer.shared.config.transactional_id.is_none()
@@ -642,6 +651,34 @@ impl ProducerBuilder {
         report: impl Fn(u64, Result<&RecordMetadata, &Error>) + Send + Sync + 'static,
     ) -> Self {
         self.config = self.config.on_delivery(DeliveryCallback::new(report));
+        self
+    }
+
+    /// Statistics every `interval` (librdkafka's `statistics.interval.ms`;
+    /// default none): `report` receives the [`Producer::stats`] snapshot,
+    /// on the producer's runtime (keep it short), until the producer is
+    /// closed or dropped.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), smartkafka::Error> {
+    /// use std::time::Duration;
+    /// let producer = smartkafka::Producer::builder()
+    ///     .bootstrap_servers("localhost:9092")
+    ///     .on_statistics(Duration::from_secs(10), |stats| {
+    ///         println!("{} records sent, {} retries", stats.records_sent, stats.retries);
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # let _ = producer; Ok(()) }
+    /// ```
+    pub fn on_statistics(
+        mut self,
+        interval: Duration,
+        report: impl Fn(&ProducerStats) + Send + Sync + 'static,
+    ) -> Self {
+        self.config = self
+            .config
+            .statistics(interval, StatisticsCallback::new(report));
         self
     }
 

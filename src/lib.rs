@@ -79,6 +79,7 @@ pub mod metadata;
 mod net;
 #[cfg(feature = "tokio-runtime")]
 mod producer;
+mod properties;
 pub mod protocol;
 mod record;
 pub mod records;

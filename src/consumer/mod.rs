@@ -30,6 +30,7 @@ mod decode;
 #[cfg(feature = "tokio-runtime")]
 mod fetcher;
 mod group_metadata;
+mod properties;
 #[cfg(feature = "tokio-runtime")]
 mod reader;
 

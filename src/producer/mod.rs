@@ -19,6 +19,7 @@
 
 mod config;
 mod delivery;
+mod properties;
 mod statistics;
 mod transactions;
 

@@ -11,10 +11,13 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ProduceRequest};
+use kafka_protocol::messages::ApiKey;
+#[cfg(feature = "tokio-runtime")]
+use kafka_protocol::messages::ProduceRequest;
 
 use super::codec::{self, ApiRequest};
 use super::frame::FrameDecoder;
+#[cfg(feature = "tokio-runtime")]
 use super::produce_frame::FrameParts;
 use super::versions::NegotiatedVersions;
 use crate::error::Error;
@@ -88,6 +91,7 @@ impl CorrelationState {
     /// `FrameParts` that share its record batches instead of copying them.
     /// `Ok(None)`, with nothing used up, when the request needs the generic
     /// encoder (see `encode_produce_frame`).
+    #[cfg(feature = "tokio-runtime")]
     pub(crate) fn encode_produce(
         &mut self,
         version: i16,

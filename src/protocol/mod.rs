@@ -10,6 +10,8 @@ mod correlation;
 pub mod error_codes;
 mod frame;
 pub mod guard;
+// The vectored Produce encoder serves the tokio layer's writer only.
+#[cfg(feature = "tokio-runtime")]
 mod produce_frame;
 mod versions;
 
@@ -20,5 +22,6 @@ pub use codec::{
 pub use correlation::{CorrelationState, MatchedResponse, PendingRequest};
 pub use error_codes::KafkaCode;
 pub use frame::{DEFAULT_MAX_FRAME_SIZE, FrameDecoder, write_frame};
+#[cfg(feature = "tokio-runtime")]
 pub(crate) use produce_frame::{FrameCursor, FrameParts};
 pub use versions::{ApiKey, CLIENT_VERSIONS, NegotiatedVersions, VersionRange, client_range};

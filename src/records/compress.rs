@@ -18,6 +18,8 @@ use crate::compression::{Compression, Compressor};
 /// [`Compression::None`], when `batch` is not exactly one uncompressed
 /// batch, or when compression would not make it smaller (the uncompressed
 /// fallback of [`super::BatchConfig`]). `scratch` is reused between calls.
+// Used by the tokio layer's compression workers.
+#[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
 pub fn compress_batch(
     batch: &[u8],
     codec: Compression,

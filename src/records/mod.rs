@@ -67,6 +67,7 @@ mod reader;
 mod varint;
 
 pub use builder::{AppendOutcome, BatchBuilder, BatchConfig, SealedBatch};
+#[cfg(feature = "tokio-runtime")]
 pub(crate) use compress::compress_batch;
 pub(crate) use pool::BufferPool;
 pub use reader::{

@@ -1,0 +1,275 @@
+//! The producer's settings by their Java property names (see
+//! [`crate::properties`] for the format and the error rules).
+
+use crate::compression::Compression;
+use crate::config::ClientConfig;
+use crate::engine::Acks;
+use crate::error::Error;
+use crate::partitioner::PartitionStrategy;
+use crate::properties::{CLIENT_KEYS, boolean, millis, not_one_of, number, read_file, unknown_key};
+
+use super::ProducerConfig;
+
+/// The keys the producer takes besides [`CLIENT_KEYS`].
+const PRODUCER_KEYS: &[&str] = &[
+    "acks",
+    "linger.ms",
+    "batch.size",
+    "buffer.memory",
+    "max.block.ms",
+    "max.request.size",
+    "delivery.timeout.ms",
+    "retries",
+    "retry.backoff.ms",
+    "retry.backoff.max.ms",
+    "max.in.flight.requests.per.connection",
+    "compression.type",
+    "compression.level",
+    "compression.gzip.level",
+    "compression.zstd.level",
+    "metadata.max.age.ms",
+    "partitioner",
+    "partitioner.class",
+    "enable.idempotence",
+    "transactional.id",
+    "transaction.timeout.ms",
+];
+
+impl ProducerConfig {
+    /// Sets one setting by its Java property name, as in a Java client's
+    /// `Properties`: `bootstrap.servers`, `client.id`, `acks`
+    /// (`all`/`-1`, `1`, `0`), `linger.ms`, `batch.size`, `buffer.memory`,
+    /// `max.block.ms`, `max.request.size`, `delivery.timeout.ms`,
+    /// `retry.backoff.ms`, `retry.backoff.max.ms`,
+    /// `max.in.flight.requests.per.connection`, `compression.type`
+    /// (`none`, `gzip`, `snappy`, `lz4`, `zstd`), `compression.gzip.level`
+    /// / `compression.zstd.level` (or librdkafka's `compression.level`),
+    /// `metadata.max.age.ms`, `partitioner` (librdkafka's names:
+    /// `murmur2_random`, `consistent`, `consistent_random`, plus `default`
+    /// and `round_robin`) or `partitioner.class` (the Java class names of
+    /// the built-in and round-robin partitioners), `enable.idempotence`,
+    /// `transactional.id`, `transaction.timeout.ms`, `request.timeout.ms`,
+    /// `socket.connection.setup.timeout.ms`.
+    ///
+    /// `retries` is accepted only at the Java default (`2147483647`): this
+    /// client retries until `delivery.timeout.ms`, which is the setting to
+    /// change. Callbacks (`on_delivery`, statistics) and the smart
+    /// partitioner are set in code.
+    ///
+    /// ```
+    /// use smartkafka::ProducerConfig;
+    /// let config = ProducerConfig::new("localhost:9092")
+    ///     .set("linger.ms", "20")?
+    ///     .set("compression.type", "lz4")?
+    ///     .set("acks", "all")?;
+    /// assert_eq!(config.linger, std::time::Duration::from_millis(20));
+    /// let e = ProducerConfig::new("localhost:9092").set("linger.mss", "20").unwrap_err();
+    /// assert!(e.to_string().contains("did you mean `linger.ms`"));
+    /// # Ok::<(), smartkafka::Error>(())
+    /// ```
+    pub fn set(mut self, key: &str, value: &str) -> Result<ProducerConfig, Error> {
+        let client = std::mem::replace(&mut self.client, ClientConfig::new(""));
+        match client.clone().try_set(key, value)? {
+            Some(client) => {
+                self.client = client;
+                return Ok(self);
+            }
+            None => self.client = client,
+        }
+        Ok(match key {
+            "acks" => self.acks(match value {
+                "all" | "-1" => Acks::All,
+                "1" => Acks::Leader,
+                "0" => Acks::None,
+                _ => return Err(not_one_of("acks", key, value, "all, -1, 1, 0")),
+            }),
+            "linger.ms" => self.linger(millis("linger", key, value)?),
+            "batch.size" => self.batch_size(number("batch_size", key, value)?),
+            "buffer.memory" => self.buffer_memory(number("buffer_memory", key, value)?),
+            "max.block.ms" => self.max_block(millis("max_block", key, value)?),
+            "max.request.size" => self.max_request_size(number("max_request_size", key, value)?),
+            "delivery.timeout.ms" => self.delivery_timeout(millis("delivery_timeout", key, value)?),
+            "retries" => {
+                if value != i32::MAX.to_string() {
+                    return Err(Error::config(
+                        "retries",
+                        format!(
+                            "`retries`: `{value}` is not supported; this client retries until \
+                             delivery.timeout.ms, set that instead"
+                        ),
+                    ));
+                }
+                self
+            }
+            "retry.backoff.ms" => self.retry_backoff(millis("retry_backoff", key, value)?),
+            "retry.backoff.max.ms" => {
+                self.retry_backoff_max(millis("retry_backoff_max", key, value)?)
+            }
+            "max.in.flight.requests.per.connection" => {
+                self.max_in_flight(number("max_in_flight", key, value)?)
+            }
+            "compression.type" => self.compression(match value {
+                "none" => Compression::None,
+                "gzip" => Compression::Gzip,
+                "snappy" => Compression::Snappy,
+                "lz4" => Compression::Lz4,
+                "zstd" => Compression::Zstd,
+                _ => {
+                    return Err(not_one_of(
+                        "compression",
+                        key,
+                        value,
+                        "none, gzip, snappy, lz4, zstd",
+                    ));
+                }
+            }),
+            "compression.level" | "compression.gzip.level" | "compression.zstd.level" => {
+                let level = value.parse::<i32>().map_err(|_| {
+                    Error::config(
+                        "compression_level",
+                        format!("`{key}`: `{value}` is not a whole number"),
+                    )
+                })?;
+                self.compression_level(level)
+            }
+            "metadata.max.age.ms" => self.metadata_max_age(millis("metadata_max_age", key, value)?),
+            "partitioner" | "partitioner.class" => self.partitioner(match value {
+                "default"
+                | "murmur2"
+                | "org.apache.kafka.clients.producer.internals.DefaultPartitioner"
+                | "org.apache.kafka.clients.producer.internals.BuiltInPartitioner" => {
+                    PartitionStrategy::Default
+                }
+                "murmur2_random" => PartitionStrategy::Murmur2Random,
+                "consistent" => PartitionStrategy::Consistent,
+                "consistent_random" => PartitionStrategy::ConsistentRandom,
+                "round_robin" | "org.apache.kafka.clients.producer.RoundRobinPartitioner" => {
+                    PartitionStrategy::RoundRobin
+                }
+                _ => {
+                    return Err(not_one_of(
+                        "partitioner",
+                        key,
+                        value,
+                        "default, murmur2_random, consistent, consistent_random, round_robin \
+                         (or the Java built-in and RoundRobinPartitioner class names)",
+                    ));
+                }
+            }),
+            "enable.idempotence" => self.idempotence(boolean("idempotence", key, value)?),
+            "transactional.id" => self.transactional_id(value),
+            "transaction.timeout.ms" => {
+                self.transaction_timeout(millis("transaction_timeout", key, value)?)
+            }
+            _ => return Err(unknown_key(key, &[CLIENT_KEYS, PRODUCER_KEYS])),
+        })
+    }
+
+    /// A configuration from `(key, value)` pairs of Java property names
+    /// (see [`set`](Self::set)), starting from the defaults.
+    ///
+    /// ```
+    /// let config = smartkafka::ProducerConfig::from_properties([
+    ///     ("bootstrap.servers", "localhost:9092"),
+    ///     ("batch.size", "65536"),
+    /// ])?;
+    /// assert_eq!(config.batch_size, 65536);
+    /// # Ok::<(), smartkafka::Error>(())
+    /// ```
+    pub fn from_properties<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<ProducerConfig, Error> {
+        pairs
+            .into_iter()
+            .try_fold(ProducerConfig::new(""), |c, (k, v)| {
+                c.set(k.as_ref(), v.as_ref())
+            })
+    }
+
+    /// A configuration from a Java `.properties` file (`key=value` lines,
+    /// `#` comments).
+    pub fn from_properties_file(
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<ProducerConfig, Error> {
+        ProducerConfig::from_properties(read_file(path.as_ref())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn java_names_set_the_typed_fields() {
+        let config = ProducerConfig::from_properties([
+            ("bootstrap.servers", "a:1, b:2"),
+            ("client.id", "billing"),
+            ("acks", "1"),
+            ("linger.ms", "7"),
+            ("batch.size", "32768"),
+            ("buffer.memory", "1048576"),
+            ("max.block.ms", "1000"),
+            ("delivery.timeout.ms", "90000"),
+            ("retries", "2147483647"),
+            ("max.in.flight.requests.per.connection", "3"),
+            ("compression.type", "zstd"),
+            ("compression.zstd.level", "5"),
+            ("partitioner", "consistent_random"),
+            ("enable.idempotence", "false"),
+            ("request.timeout.ms", "20000"),
+        ])
+        .expect("valid");
+        assert_eq!(config.client.bootstrap_servers, ["a:1", "b:2"]);
+        assert_eq!(config.client.client_id, "billing");
+        assert_eq!(config.acks, Acks::Leader);
+        assert_eq!(config.linger, Duration::from_millis(7));
+        assert_eq!(config.batch_size, 32768);
+        assert_eq!(config.buffer_memory, 1 << 20);
+        assert_eq!(config.max_block, Duration::from_secs(1));
+        assert_eq!(config.delivery_timeout, Duration::from_secs(90));
+        assert_eq!(config.max_in_flight, 3);
+        assert_eq!(config.compression, Compression::Zstd);
+        assert_eq!(config.compression_level, Some(5));
+        assert!(matches!(
+            config.partitioner,
+            PartitionStrategy::ConsistentRandom
+        ));
+        assert_eq!(config.enable_idempotence, Some(false));
+        assert_eq!(config.client.request_timeout, Duration::from_secs(20));
+        config.validate().expect("and valid together");
+    }
+
+    #[test]
+    fn bad_keys_and_values_name_what_is_wrong() {
+        let base = || ProducerConfig::new("a:1");
+        let e = base().set("batch.szie", "1").unwrap_err();
+        assert!(e.to_string().contains("did you mean `batch.size`"), "{e}");
+        for (key, value, field) in [
+            ("linger.ms", "soon", "linger"),
+            ("acks", "most", "acks"),
+            ("compression.type", "brotli", "compression"),
+            ("enable.idempotence", "yes", "idempotence"),
+            ("retries", "3", "retries"),
+            ("partitioner", "sticky-ish", "partitioner"),
+        ] {
+            let e = base().set(key, value).unwrap_err();
+            assert_eq!(e.kind(), &ErrorKind::Config { field }, "{e}");
+            assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_properties_file_is_read() {
+        let path =
+            std::env::temp_dir().join(format!("smartkafka-{}.properties", std::process::id()));
+        std::fs::write(&path, "# producer\nbootstrap.servers=a:1\nlinger.ms: 15\n").unwrap();
+        let config = ProducerConfig::from_properties_file(&path);
+        std::fs::remove_file(&path).ok();
+        let config = config.expect("valid file");
+        assert_eq!(config.linger, Duration::from_millis(15));
+        assert!(ProducerConfig::from_properties_file("/nonexistent/x.properties").is_err());
+    }
+}

@@ -10,19 +10,6 @@
 use bytes::{Bytes, BytesMut};
 
 /// A bounded stack of empty buffers of at least a given capacity.
-///
-/// ```
-/// use bytes::{BufMut, BytesMut};
-/// use smartkafka::records::BufferPool;
-///
-/// let mut pool = BufferPool::new(4, 1024);
-/// let mut buf = BytesMut::with_capacity(2048);
-/// buf.put_slice(b"an acknowledged batch");
-/// pool.give(buf.freeze());
-/// let again = pool.take(1024).unwrap();
-/// assert!(again.is_empty() && again.capacity() >= 1024);
-/// assert!(pool.take(1024).is_none());
-/// ```
 #[derive(Debug, Default)]
 pub struct BufferPool {
     free: Vec<BytesMut>,
@@ -121,5 +108,16 @@ mod tests {
         pool.give(batch(2000));
         assert!(pool.take(1_000_000).is_none());
         assert!(pool.take(1500).is_some());
+    }
+
+    #[test]
+    fn a_given_buffer_comes_back_empty_once() {
+        let mut pool = BufferPool::new(4, 1024);
+        let mut buf = BytesMut::with_capacity(2048);
+        buf.put_slice(b"an acknowledged batch");
+        pool.give(buf.freeze());
+        let again = pool.take(1024).unwrap();
+        assert!(again.is_empty() && again.capacity() >= 1024);
+        assert!(pool.take(1024).is_none());
     }
 }

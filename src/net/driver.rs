@@ -7,10 +7,11 @@
 //!   ┌───────────────────────────▼────────────────────────────┐
 //!   │ loop: select { command, response, engine timeout }      │
 //!   │   → engine input → drain outputs:                       │
-//!   │      poll_transmit → spawn a request task per request   │
+//!   │      poll_transmit → Produce: the broker's dispatch task│
+//!   │                      other requests: a task each        │
 //!   │      poll_event    → resolve send / delivery futures    │
 //!   └──────────────┬──────────────────────────▲──────────────┘
-//!                  │ request tasks            │ responses (channel)
+//!                  │ dispatch / request tasks │ responses (channel)
 //!                  ▼                          │
 //!       BrokerConnection (one per broker, pipelined; a request timeout
 //!       closes it and the next request opens a fresh one)

@@ -134,25 +134,31 @@ impl ClientConfig {
     /// assert!(smartkafka::ClientConfig::new("").set("request.timeout", "5").is_err());
     /// # Ok::<(), smartkafka::Error>(())
     /// ```
-    pub fn set(self, key: &str, value: &str) -> Result<ClientConfig, Error> {
-        self.try_set(key, value)?
-            .ok_or_else(|| unknown_key(key, &[CLIENT_KEYS]))
+    pub fn set(mut self, key: &str, value: &str) -> Result<ClientConfig, Error> {
+        if self.set_client_key(key, value)? {
+            Ok(self)
+        } else {
+            Err(unknown_key(key, &[CLIENT_KEYS]))
+        }
     }
 
-    /// [`set`](Self::set) for a client key; `Ok(None)` when `key` is not one.
-    pub(crate) fn try_set(self, key: &str, value: &str) -> Result<Option<ClientConfig>, Error> {
-        Ok(Some(match key {
-            "bootstrap.servers" => ClientConfig {
-                bootstrap_servers: ClientConfig::new(value).bootstrap_servers,
-                ..self
-            },
-            "client.id" => self.client_id(value),
-            "request.timeout.ms" => self.request_timeout(millis("request_timeout", key, value)?),
-            "socket.connection.setup.timeout.ms" => {
-                self.connect_timeout(millis("connect_timeout", key, value)?)
+    /// [`set`](Self::set) for every config holding a `ClientConfig`:
+    /// `Ok(false)`, with nothing changed, when `key` is not a client key.
+    pub(crate) fn set_client_key(&mut self, key: &str, value: &str) -> Result<bool, Error> {
+        match key {
+            "bootstrap.servers" => {
+                self.bootstrap_servers = ClientConfig::new(value).bootstrap_servers;
             }
-            _ => return Ok(None),
-        }))
+            "client.id" => self.client_id = value.to_string(),
+            "request.timeout.ms" => {
+                self.request_timeout = millis("request_timeout", key, value)?;
+            }
+            "socket.connection.setup.timeout.ms" => {
+                self.connect_timeout = millis("connect_timeout", key, value)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// A configuration from `(key, value)` pairs of Java property names,

@@ -1,7 +1,6 @@
 //! The reader's settings by their Java consumer property names (see
 //! `crate::properties` for the format and the error rules).
 
-use crate::config::ClientConfig;
 use crate::error::Error;
 use crate::properties::{CLIENT_KEYS, millis, not_one_of, number, read_file, unknown_key};
 
@@ -38,13 +37,8 @@ impl ReaderConfig {
     /// # Ok::<(), smartkafka::Error>(())
     /// ```
     pub fn set(mut self, key: &str, value: &str) -> Result<ReaderConfig, Error> {
-        let client = std::mem::replace(&mut self.client, ClientConfig::new(""));
-        match client.clone().try_set(key, value)? {
-            Some(client) => {
-                self.client = client;
-                return Ok(self);
-            }
-            None => self.client = client,
+        if self.client.set_client_key(key, value)? {
+            return Ok(self);
         }
         Ok(match key {
             "group.id" => self.group_id(value),

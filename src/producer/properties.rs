@@ -2,7 +2,6 @@
 //! [`crate::properties`] for the format and the error rules).
 
 use crate::compression::Compression;
-use crate::config::ClientConfig;
 use crate::engine::Acks;
 use crate::error::Error;
 use crate::partitioner::PartitionStrategy;
@@ -68,13 +67,8 @@ impl ProducerConfig {
     /// # Ok::<(), smartkafka::Error>(())
     /// ```
     pub fn set(mut self, key: &str, value: &str) -> Result<ProducerConfig, Error> {
-        let client = std::mem::replace(&mut self.client, ClientConfig::new(""));
-        match client.clone().try_set(key, value)? {
-            Some(client) => {
-                self.client = client;
-                return Ok(self);
-            }
-            None => self.client = client,
+        if self.client.set_client_key(key, value)? {
+            return Ok(self);
         }
         Ok(match key {
             "acks" => self.acks(match value {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::config::ClientConfig;
 use crate::error::Error;
+use crate::partitioner::PartitionStrategy;
 
 /// The keys every client takes.
 pub(crate) const CLIENT_KEYS: &[&str] = &[
@@ -104,7 +105,6 @@ pub(crate) fn number(field: &'static str, key: &str, value: &str) -> Result<usiz
 }
 
 /// `true` or `false`, as Java writes them.
-#[cfg(feature = "tokio-runtime")]
 pub(crate) fn boolean(field: &'static str, key: &str, value: &str) -> Result<bool, Error> {
     match value.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
@@ -119,6 +119,40 @@ pub(crate) fn boolean(field: &'static str, key: &str, value: &str) -> Result<boo
 /// A value that is not one of `choices`.
 pub(crate) fn not_one_of(field: &'static str, key: &str, value: &str, choices: &str) -> Error {
     Error::config(field, format!("`{key}`: `{value}` is not one of {choices}"))
+}
+
+/// A partitioner by name: librdkafka's `partitioner` values
+/// (`murmur2_random`, `consistent`, `consistent_random`), plus `default`
+/// (or `murmur2`) and `round_robin`, or the Java class names of the
+/// built-in and round-robin partitioners (`partitioner.class`).
+pub(crate) fn strategy_by_name(
+    field: &'static str,
+    key: &str,
+    value: &str,
+) -> Result<PartitionStrategy, Error> {
+    Ok(match value {
+        "default"
+        | "murmur2"
+        | "org.apache.kafka.clients.producer.internals.DefaultPartitioner"
+        | "org.apache.kafka.clients.producer.internals.BuiltInPartitioner" => {
+            PartitionStrategy::Default
+        }
+        "murmur2_random" => PartitionStrategy::Murmur2Random,
+        "consistent" => PartitionStrategy::Consistent,
+        "consistent_random" => PartitionStrategy::ConsistentRandom,
+        "round_robin" | "org.apache.kafka.clients.producer.RoundRobinPartitioner" => {
+            PartitionStrategy::RoundRobin
+        }
+        _ => {
+            return Err(not_one_of(
+                field,
+                key,
+                value,
+                "default, murmur2_random, consistent, consistent_random, round_robin \
+                 (or the Java built-in and RoundRobinPartitioner class names)",
+            ));
+        }
+    })
 }
 
 impl ClientConfig {

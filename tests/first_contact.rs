@@ -66,6 +66,39 @@ async fn every_bootstrap_server_is_named_with_its_own_failure() {
     );
 }
 
+/// A producer without idempotence has no producer id to wait for, so its
+/// `build()` returns at once; its first records must then fail as soon as
+/// the start-up rule finds the cluster unreachable, with the OS error,
+/// rather than wait out `max_block` for metadata that cannot come.
+#[tokio::test]
+async fn records_of_a_producer_without_idempotence_fail_fast_on_a_refused_bootstrap() {
+    let producer = Producer::builder()
+        .bootstrap_servers("127.0.0.1:1")
+        .idempotence(false)
+        .max_block(Duration::from_secs(60))
+        .build()
+        .await
+        .expect("a producer without idempotence builds without a cluster");
+    let first = producer
+        .try_send(Record::new("events").value("a"))
+        .expect("accepted for delivery");
+    let err = tokio::time::timeout(HANG, first)
+        .await
+        .expect("the record waited for max_block instead of failing fast")
+        .expect_err("no cluster, no delivery");
+    assert_eq!(err.kind(), &ErrorKind::NoBrokerAvailable, "{err}");
+    assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
+    assert!(!err.possibly_persisted(), "{err}");
+    // Later records for the same topic fail at once, with the same cause.
+    let later = tokio::time::timeout(HANG, async {
+        producer.send(Record::new("events").value("b")).await?.await
+    })
+    .await
+    .expect("a later record waited instead of failing fast")
+    .expect_err("no cluster, no delivery");
+    assert_eq!(later.kind(), &ErrorKind::NoBrokerAvailable, "{later}");
+}
+
 #[tokio::test]
 async fn malformed_bootstrap_servers_are_config_errors_for_every_client() {
     let field = ErrorKind::Config {

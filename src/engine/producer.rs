@@ -326,6 +326,10 @@ pub(crate) struct Engine {
     stamped_identity: Option<ProducerIdentity>,
     /// Set once the producer failed fatally.
     fatal_error: Option<Error>,
+    /// Set while no bootstrap server could be reached at start-up (see
+    /// [`cluster_unreachable`](Self::cluster_unreachable)); cleared by the
+    /// first metadata answer.
+    unreachable: Option<Error>,
     /// `Some` for a transactional producer.
     txn: Option<Transactions>,
     /// The last token appended (a commit flushes up to it).
@@ -378,6 +382,7 @@ impl Engine {
             initialised: false,
             stamped_identity: None,
             fatal_error: None,
+            unreachable: None,
             txn: config
                 .transactional_id
                 .clone()
@@ -459,6 +464,13 @@ impl Engine {
             return;
         }
         let key = self.known_topic(&record.topic);
+        if key.is_none()
+            && let Some(error) = &self.unreachable
+        {
+            let error = error.clone_shallow().with_possibly_persisted(false);
+            self.fail_record(token, reserved, error);
+            return;
+        }
         let timestamp = record.timestamp.unwrap_or(timestamp_now);
         let deadline = deadline.unwrap_or_else(|| deadline_after(now, self.config.max_block));
         self.held_records += 1;
@@ -557,6 +569,7 @@ impl Engine {
         if self.metadata.is_in_flight(id) {
             match result {
                 Ok(metadata) => {
+                    self.unreachable = None;
                     self.metadata.apply(now, &metadata);
                     self.fail_unusable_topics(&metadata);
                 }
@@ -1018,6 +1031,32 @@ impl Engine {
             self.transmits
                 .push_back(Transmit::Metadata { id, node, topics });
         }
+    }
+
+    /// The network layer found every bootstrap server unreachable outright
+    /// at start-up (refused or not resolved, twice): records waiting for
+    /// their topic's metadata fail now with `error` instead of waiting out
+    /// `max_block`, and so do later ones for topics not known, until a
+    /// metadata answer arrives (the cluster may still come up: metadata
+    /// requests go on as before).
+    pub(crate) fn cluster_unreachable(&mut self, now: Instant, error: Error) {
+        self.now = Some(now);
+        let mut i = 0;
+        while i < self.waiting.len() {
+            if self
+                .known_topic(&self.waiting[i].record.topic.clone())
+                .is_some()
+            {
+                i += 1;
+                continue;
+            }
+            if let Some(w) = self.waiting.remove(i) {
+                self.held_records -= 1;
+                let err = error.clone_shallow().with_possibly_persisted(false);
+                self.fail_record(w.token, w.reserved, err);
+            }
+        }
+        self.unreachable = Some(error);
     }
 
     /// Fails waiting records whose topic can never be produced to.

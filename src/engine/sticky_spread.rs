@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use super::producer::sticky_switch_due;
-use super::sim::{Sim, config};
+use super::sim::{Sim, TOPIC, config};
+use crate::health::{HealthSnapshot, HealthTable, LinearScorer, PartitionLag, SmartPartitioner};
 use crate::partitioner::PartitionStrategy;
 
 const PARTITIONS: usize = 6;
@@ -60,12 +61,30 @@ fn assert_even(counts: &[usize], tolerance: f64, what: &str) {
     }
 }
 
-fn strategies() -> [(PartitionStrategy, &'static str); 3] {
-    [
+fn strategies() -> Vec<(PartitionStrategy, &'static str)> {
+    vec![
         (PartitionStrategy::Default, "default"),
         (PartitionStrategy::Murmur2Random, "murmur2_random"),
         (PartitionStrategy::ConsistentRandom, "consistent_random"),
+        (smart_all_healthy(), "smart"),
     ]
+}
+
+/// The smart partitioner with every partition of the topic healthy (lag
+/// 0): its per-batch stickiness must spread as evenly as the built-in
+/// ones (it sticks by KIP-794's rule like them).
+fn smart_all_healthy() -> PartitionStrategy {
+    let table = HealthTable::new();
+    // Some instant to stamp the health with: the partitioner judges
+    // staleness against the table's own time, never the clock.
+    #[allow(clippy::disallowed_methods)]
+    let at = std::time::Instant::now();
+    let lags = (0..PARTITIONS as i32).map(|p| PartitionLag::from_lag(p, 0));
+    table.publish(
+        HealthSnapshot::new(TOPIC, lags, &LinearScorer::new(1000), 0.5, at),
+        at,
+    );
+    PartitionStrategy::custom(move |seed| Box::new(SmartPartitioner::new(table.clone(), seed)))
 }
 
 /// 4,500 records/s of 20 bytes with the default 5 ms linger: batches of

@@ -265,6 +265,9 @@ impl SmartConfig {
                 "must be between 0.0 and 1.0",
             ));
         }
+        crate::config::check_duration("smart.refresh_interval", self.refresh_interval)?;
+        crate::config::check_duration("smart.collection_timeout", self.collection_timeout)?;
+        crate::config::check_duration("smart.max_age", self.max_age)?;
         if self.refresh_interval.is_zero() {
             return Err(Error::config(
                 "smart.refresh_interval",
@@ -332,6 +335,17 @@ mod tests {
             ),
             (base().max_age(Duration::ZERO), "smart.max_age"),
             (base().key_capacity(0), "smart.key_capacity"),
+            // Past i32::MAX ms, as every other duration setting: no deadline
+            // arithmetic on them can overflow.
+            (
+                base().refresh_interval(Duration::from_secs(u64::MAX / 2)),
+                "smart.refresh_interval",
+            ),
+            (
+                base().collection_timeout(Duration::from_secs(u64::MAX / 2)),
+                "smart.collection_timeout",
+            ),
+            (base().max_age(Duration::MAX), "smart.max_age"),
         ];
         for (config, field) in cases {
             let err = config.validate().unwrap_err();

@@ -85,6 +85,7 @@ mod config;
 #[cfg(feature = "tokio-runtime")]
 mod manager;
 mod partitioner;
+mod properties;
 #[cfg(feature = "redis-cache")]
 mod redis;
 mod score;
@@ -104,6 +105,8 @@ pub(crate) use manager::default_collector;
 #[cfg(feature = "tokio-runtime")]
 pub use manager::{HealthManager, HealthStream, HealthSummary, TopicHealthSummary};
 pub use partitioner::SmartPartitioner;
+#[cfg(feature = "tokio-runtime")]
+pub(crate) use properties::SMART_KEYS;
 #[cfg(feature = "redis-cache")]
 pub use redis::RedisCache;
 pub use score::{HealthScorer, HealthSnapshot, LinearScorer, PartitionScore};

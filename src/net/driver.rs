@@ -791,16 +791,20 @@ impl Driver {
         self.check_startup();
     }
 
-    /// Fails those waiting for the producer id once the start-up rule
-    /// found the cluster unreachable.
+    /// Once the start-up rule found the cluster unreachable: fails those
+    /// waiting for the producer id, and the records waiting for metadata
+    /// (a producer without idempotence is ready at once, so its records
+    /// are the first to wait).
     fn check_startup(&mut self) {
-        if self.ready || self.unreachable.is_some() {
+        if self.unreachable.is_some() {
             return;
         }
         if let Some(error) = self.connections.unreachable() {
             for done in self.ready_waiters.drain(..) {
                 let _ = done.send(Err(error.clone_shallow()));
             }
+            self.engine
+                .cluster_unreachable(clock::now(), error.clone_shallow());
             self.unreachable = Some(error);
         }
     }

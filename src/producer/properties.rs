@@ -4,8 +4,11 @@
 use crate::compression::Compression;
 use crate::engine::Acks;
 use crate::error::Error;
-use crate::partitioner::PartitionStrategy;
-use crate::properties::{CLIENT_KEYS, boolean, millis, not_one_of, number, read_file, unknown_key};
+use crate::properties::{
+    CLIENT_KEYS, boolean, millis, not_one_of, number, read_file, strategy_by_name, unknown_key,
+};
+
+use crate::health::{SMART_KEYS, SmartConfig};
 
 use super::ProducerConfig;
 
@@ -52,8 +55,9 @@ impl ProducerConfig {
     ///
     /// `retries` is accepted only at the Java default (`2147483647`): this
     /// client retries until `delivery.timeout.ms`, which is the setting to
-    /// change. Callbacks (`on_delivery`, statistics) and the smart
-    /// partitioner are set in code.
+    /// change. A `smart.*` key turns the smart partitioner on and sets one
+    /// of its settings (see [`SmartConfig::set`]); its scorer, collector and
+    /// caches, and callbacks (`on_delivery`, statistics), are set in code.
     ///
     /// ```
     /// use smartkafka::ProducerConfig;
@@ -69,6 +73,10 @@ impl ProducerConfig {
     pub fn set(mut self, key: &str, value: &str) -> Result<ProducerConfig, Error> {
         if self.client.set_client_key(key, value)? {
             return Ok(self);
+        }
+        if key.starts_with("smart.") {
+            let smart = self.smart.take().unwrap_or_else(|| SmartConfig::new(""));
+            return Ok(self.smart_partitioner(smart.set(key, value)?));
         }
         Ok(match key {
             "acks" => self.acks(match value {
@@ -127,35 +135,15 @@ impl ProducerConfig {
                 self.compression_level(level)
             }
             "metadata.max.age.ms" => self.metadata_max_age(millis("metadata_max_age", key, value)?),
-            "partitioner" | "partitioner.class" => self.partitioner(match value {
-                "default"
-                | "murmur2"
-                | "org.apache.kafka.clients.producer.internals.DefaultPartitioner"
-                | "org.apache.kafka.clients.producer.internals.BuiltInPartitioner" => {
-                    PartitionStrategy::Default
-                }
-                "murmur2_random" => PartitionStrategy::Murmur2Random,
-                "consistent" => PartitionStrategy::Consistent,
-                "consistent_random" => PartitionStrategy::ConsistentRandom,
-                "round_robin" | "org.apache.kafka.clients.producer.RoundRobinPartitioner" => {
-                    PartitionStrategy::RoundRobin
-                }
-                _ => {
-                    return Err(not_one_of(
-                        "partitioner",
-                        key,
-                        value,
-                        "default, murmur2_random, consistent, consistent_random, round_robin \
-                         (or the Java built-in and RoundRobinPartitioner class names)",
-                    ));
-                }
-            }),
+            "partitioner" | "partitioner.class" => {
+                self.partitioner(strategy_by_name("partitioner", key, value)?)
+            }
             "enable.idempotence" => self.idempotence(boolean("idempotence", key, value)?),
             "transactional.id" => self.transactional_id(value),
             "transaction.timeout.ms" => {
                 self.transaction_timeout(millis("transaction_timeout", key, value)?)
             }
-            _ => return Err(unknown_key(key, &[CLIENT_KEYS, PRODUCER_KEYS])),
+            _ => return Err(unknown_key(key, &[CLIENT_KEYS, PRODUCER_KEYS, SMART_KEYS])),
         })
     }
 
@@ -195,6 +183,7 @@ mod tests {
 
     use super::*;
     use crate::ErrorKind;
+    use crate::partitioner::PartitionStrategy;
 
     #[test]
     fn java_names_set_the_typed_fields() {
@@ -234,6 +223,42 @@ mod tests {
         assert_eq!(config.enable_idempotence, Some(false));
         assert_eq!(config.client.request_timeout, Duration::from_secs(20));
         config.validate().expect("and valid together");
+    }
+
+    #[test]
+    fn smart_keys_turn_the_smart_partitioner_on() {
+        let config = ProducerConfig::from_properties([
+            ("bootstrap.servers", "a:1"),
+            ("smart.group", "order-processors"),
+            ("smart.topics", "orders"),
+            ("smart.max.age.ms", "30000"),
+        ])
+        .expect("valid");
+        let smart = config.smart.as_ref().expect("smart partitioner on");
+        assert_eq!(smart.group, "order-processors");
+        assert_eq!(smart.topics, ["orders"]);
+        assert_eq!(smart.max_age, Duration::from_secs(30));
+        config.validate().expect("and valid together");
+        // Without a group the smart settings are incomplete, and the
+        // error says which one is missing.
+        let e = ProducerConfig::from_properties([
+            ("bootstrap.servers", "a:1"),
+            ("smart.topics", "orders"),
+        ])
+        .expect("each pair parses")
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            e.kind(),
+            &ErrorKind::Config {
+                field: "smart.group"
+            },
+            "{e}"
+        );
+        let e = ProducerConfig::new("a:1")
+            .set("smart.grup", "g")
+            .unwrap_err();
+        assert!(e.to_string().contains("did you mean `smart.group`"), "{e}");
     }
 
     #[test]

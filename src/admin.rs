@@ -2,8 +2,10 @@
 //! group coordinators and committed offsets, and the API versions negotiated
 //! with each broker.
 //!
-//! It discovers the cluster from the bootstrap servers, then keeps one
-//! connection per broker, opened on first use and replaced when it closes.
+//! It discovers the cluster from the bootstrap servers and reaches brokers
+//! through a `BrokerPool` (one connection per broker, opened on first use
+//! and replaced when it closes), its own or the one of the client it
+//! serves.
 //!
 //! A broker id the client is told about but cannot find among the
 //! metadata's brokers is never a dead end: a request any broker can answer
@@ -34,7 +36,12 @@ use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
 use crate::net::connection::BrokerConnection;
+use crate::net::pool::BrokerPool;
 use crate::protocol::{KafkaCode, NegotiatedVersions};
+
+/// How far apart two failed bootstrap rounds count as an unreachable
+/// cluster; the admin client fails its first call at once either way.
+const STARTUP_GRACE: Duration = Duration::from_millis(100);
 
 /// A topic to create.
 ///
@@ -119,20 +126,16 @@ impl OffsetSpec {
 /// # Ok(()) }
 /// ```
 pub struct AdminClient {
-    config: ClientConfig,
-    connections: Mutex<BTreeMap<i32, Arc<BrokerConnection>>>,
-    bootstrap: Mutex<Option<Arc<BrokerConnection>>>,
+    pool: Arc<BrokerPool>,
     cluster: Mutex<ClusterMetadata>,
-    /// Addresses of brokers learnt from answers other than Metadata (group
-    /// coordinators), for those the metadata does not list.
-    learnt: Mutex<BTreeMap<i32, String>>,
 }
 
 impl std::fmt::Debug for AdminClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let config = self.pool.config();
         f.debug_struct("AdminClient")
-            .field("bootstrap_servers", &self.config.bootstrap_servers)
-            .field("client_id", &self.config.client_id)
+            .field("bootstrap_servers", &config.bootstrap_servers)
+            .field("client_id", &config.client_id)
             .finish_non_exhaustive()
     }
 }
@@ -142,77 +145,44 @@ impl AdminClient {
     /// and reads the cluster's brokers.
     pub async fn connect(config: ClientConfig) -> Result<AdminClient, Error> {
         config.validate()?;
-        let admin = AdminClient {
-            config,
-            connections: Mutex::new(BTreeMap::new()),
-            bootstrap: Mutex::new(None),
-            cluster: Mutex::new(ClusterMetadata::default()),
-            learnt: Mutex::new(BTreeMap::new()),
-        };
+        let admin = AdminClient::on_pool(BrokerPool::new(config, STARTUP_GRACE));
         admin.metadata(Some(&[])).await?;
         Ok(admin)
     }
 
+    /// An admin client on the connections of another client (a producer's
+    /// lag collector); it connects on first use.
+    pub(crate) fn on_pool(pool: Arc<BrokerPool>) -> AdminClient {
+        AdminClient {
+            pool,
+            cluster: Mutex::new(ClusterMetadata::default()),
+        }
+    }
+
+    /// The connections this client uses.
+    pub(crate) fn pool(&self) -> &Arc<BrokerPool> {
+        &self.pool
+    }
+
     async fn any_connection(&self) -> Result<Arc<BrokerConnection>, Error> {
-        let known: Vec<i32> = self
-            .cluster
-            .lock()
-            .await
-            .brokers
-            .iter()
-            .map(|b| b.id)
-            .collect();
-        for id in known {
-            if let Ok(conn) = self.connection(id).await {
-                return Ok(conn);
-            }
-        }
-        let mut bootstrap = self.bootstrap.lock().await;
-        if let Some(conn) = bootstrap.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(Arc::clone(conn));
-        }
         // Each server's own failure (refused, not resolved, timed out) is
         // in the error.
-        let conn = Arc::new(
-            crate::net::bootstrap::connect_first(&self.config)
-                .await
-                .map_err(|failure| failure.error)?,
-        );
-        *bootstrap = Some(Arc::clone(&conn));
-        Ok(conn)
+        self.pool.any().await
     }
 
     /// The connection to broker `id`, opened if needed.
     async fn connection(&self, id: i32) -> Result<Arc<BrokerConnection>, Error> {
-        let mut connections = self.connections.lock().await;
-        if let Some(conn) = connections.get(&id).filter(|c| !c.is_closed()) {
-            return Ok(Arc::clone(conn));
-        }
-        let listed = self.cluster.lock().await.broker(id).map(|b| b.address());
-        let addr = match listed {
-            Some(addr) => addr,
-            None => self.learnt.lock().await.get(&id).cloned().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NoBrokerAvailable,
-                    format!("broker {id} is not among the cluster's brokers"),
-                )
-            })?,
-        };
-        let conn = Arc::new(BrokerConnection::connect(&addr, &self.config).await?);
-        connections.insert(id, Arc::clone(&conn));
-        Ok(conn)
+        self.pool.connection(id).await
     }
 
     /// Whether broker `id` can be reached by id: listed in the metadata
     /// (read again once if it is not) or learnt from an answer.
     async fn knows_broker(&self, id: i32) -> Result<bool, Error> {
-        if self.cluster.lock().await.broker(id).is_some()
-            || self.learnt.lock().await.contains_key(&id)
-        {
+        if self.pool.address(id).is_some() {
             return Ok(true);
         }
         self.metadata(Some(&[])).await?;
-        Ok(self.cluster.lock().await.broker(id).is_some())
+        Ok(self.pool.address(id).is_some())
     }
 
     /// Reads metadata for `topics` (`None`: every topic; `Some(&[])`: brokers
@@ -238,6 +208,8 @@ impl AdminClient {
         {
             let mut cluster = self.cluster.lock().await;
             cluster.brokers = metadata.brokers.clone();
+            self.pool
+                .set_brokers(metadata.brokers.iter().map(|b| (b.id, b.address())));
             cluster.controller_id = metadata.controller_id;
             cluster.cluster_id = metadata.cluster_id.clone();
             for (name, topic) in &metadata.topics {
@@ -277,7 +249,8 @@ impl AdminClient {
                 self.any_connection().await?
             }
         };
-        let timeout_ms = i32::try_from(self.config.request_timeout.as_millis()).unwrap_or(i32::MAX);
+        let timeout_ms =
+            i32::try_from(self.pool.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
         let request = CreateTopicsRequest::default()
             .with_timeout_ms(timeout_ms)
             .with_topics(
@@ -321,7 +294,7 @@ impl AdminClient {
                 return Ok(());
             }
             let waited = started.elapsed();
-            if waited >= self.config.request_timeout {
+            if waited >= self.pool.config().request_timeout {
                 return Err(Error::new(
                     ErrorKind::Timeout,
                     format!(
@@ -450,7 +423,7 @@ impl AdminClient {
                 node, %addr, %group,
                 "the group coordinator is not among the listed brokers; using the address FindCoordinator gave"
             );
-            self.learnt.lock().await.insert(node, addr);
+            self.pool.learn(node, addr);
         }
         Ok(node)
     }

@@ -35,6 +35,12 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// The largest response frame accepted, in bytes.
     pub max_frame_size: usize,
+    /// The wait before connecting again to a broker whose last connection
+    /// attempt failed; it doubles with each failure in a row, up to
+    /// `reconnect_backoff_max`, with ±20% jitter.
+    pub reconnect_backoff: Duration,
+    /// The longest wait between connection attempts to one broker.
+    pub reconnect_backoff_max: Duration,
 }
 
 impl ClientConfig {
@@ -58,6 +64,8 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            reconnect_backoff: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_secs(1),
         }
     }
 
@@ -81,6 +89,23 @@ impl ClientConfig {
         self
     }
 
+    /// The wait before reconnecting to a broker after a failed connection
+    /// attempt (default 50 ms, the Java client's `reconnect.backoff.ms`);
+    /// it doubles with each failure in a row up to
+    /// [`reconnect_backoff_max`](Self::reconnect_backoff_max), with ±20%
+    /// jitter so that many clients do not reconnect in step.
+    pub fn reconnect_backoff(mut self, backoff: Duration) -> Self {
+        self.reconnect_backoff = backoff;
+        self
+    }
+
+    /// The longest wait between connection attempts to one broker (default
+    /// 1 s, the Java client's `reconnect.backoff.max.ms`).
+    pub fn reconnect_backoff_max(mut self, backoff: Duration) -> Self {
+        self.reconnect_backoff_max = backoff;
+        self
+    }
+
     /// The maximum response frame size in bytes (default 100 MiB).
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.max_frame_size = bytes;
@@ -91,6 +116,17 @@ impl ClientConfig {
     pub fn validate(&self) -> Result<(), Error> {
         check_duration("connect_timeout", self.connect_timeout)?;
         check_duration("request_timeout", self.request_timeout)?;
+        check_duration("reconnect_backoff", self.reconnect_backoff)?;
+        check_duration("reconnect_backoff_max", self.reconnect_backoff_max)?;
+        if self.reconnect_backoff > self.reconnect_backoff_max {
+            return Err(Error::config(
+                "reconnect_backoff",
+                format!(
+                    "{:?} is longer than reconnect_backoff_max ({:?})",
+                    self.reconnect_backoff, self.reconnect_backoff_max
+                ),
+            ));
+        }
         if self.bootstrap_servers.is_empty() {
             return Err(Error::config(
                 "bootstrap_servers",
@@ -149,7 +185,7 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: [(ClientConfig, &str); 5] = [
+        let cases: [(ClientConfig, &str); 6] = [
             (ClientConfig::new(" , "), "bootstrap_servers"),
             (ClientConfig::new("localhost"), "bootstrap_servers"),
             (
@@ -163,6 +199,10 @@ mod tests {
             (
                 ClientConfig::new("a:1").max_frame_size(10),
                 "max_frame_size",
+            ),
+            (
+                ClientConfig::new("a:1").reconnect_backoff(Duration::from_secs(2)),
+                "reconnect_backoff",
             ),
         ];
         for (config, field) in cases {

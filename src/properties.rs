@@ -21,6 +21,8 @@ pub(crate) const CLIENT_KEYS: &[&str] = &[
     "client.id",
     "request.timeout.ms",
     "socket.connection.setup.timeout.ms",
+    "reconnect.backoff.ms",
+    "reconnect.backoff.max.ms",
 ];
 
 /// Reads Java `.properties` text: `key=value` or `key: value` (or
@@ -158,7 +160,8 @@ pub(crate) fn strategy_by_name(
 impl ClientConfig {
     /// Sets one setting by its Java property name: `bootstrap.servers`,
     /// `client.id`, `request.timeout.ms`,
-    /// `socket.connection.setup.timeout.ms` (the connect timeout).
+    /// `socket.connection.setup.timeout.ms` (the connect timeout),
+    /// `reconnect.backoff.ms`, `reconnect.backoff.max.ms`.
     ///
     /// ```
     /// let config = smartkafka::ClientConfig::new("")
@@ -189,6 +192,12 @@ impl ClientConfig {
             }
             "socket.connection.setup.timeout.ms" => {
                 self.connect_timeout = millis("connect_timeout", key, value)?;
+            }
+            "reconnect.backoff.ms" => {
+                self.reconnect_backoff = millis("reconnect_backoff", key, value)?;
+            }
+            "reconnect.backoff.max.ms" => {
+                self.reconnect_backoff_max = millis("reconnect_backoff_max", key, value)?;
             }
             _ => return Ok(false),
         }

@@ -22,7 +22,6 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::aborted::AbortedTransaction;
 use super::config::IsolationLevel;
-use crate::config::ClientConfig;
 use crate::error::Error;
 use crate::net::connection::{BrokerConnection, PendingResponse};
 use crate::protocol::KafkaCode;
@@ -146,17 +145,10 @@ pub(crate) struct Fetcher {
 }
 
 impl Fetcher {
-    /// Connects to broker `broker` at `addr`.
-    pub(crate) async fn connect(
-        broker: i32,
-        addr: &str,
-        config: &ClientConfig,
-    ) -> Result<Fetcher, Error> {
-        let conn = BrokerConnection::connect(addr, config).await?;
-        Ok(Fetcher {
-            broker,
-            conn: Arc::new(conn),
-        })
+    /// Reads from broker `broker` over `conn` (the client's pooled
+    /// connection to it).
+    pub(crate) fn new(broker: i32, conn: Arc<BrokerConnection>) -> Fetcher {
+        Fetcher { broker, conn }
     }
 
     /// Whether the connection is gone (the next use would fail).

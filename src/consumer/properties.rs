@@ -22,7 +22,8 @@ const READER_KEYS: &[&str] = &[
 impl ReaderConfig {
     /// Sets one setting by its Java consumer property name:
     /// `bootstrap.servers`, `client.id`, `request.timeout.ms`,
-    /// `socket.connection.setup.timeout.ms`, `group.id`, `isolation.level`
+    /// `socket.connection.setup.timeout.ms`, `reconnect.backoff.ms`,
+    /// `reconnect.backoff.max.ms`, `group.id`, `isolation.level`
     /// (`read_committed`, `read_uncommitted`), `auto.offset.reset`
     /// (`earliest`, `latest`, `none`), `fetch.max.wait.ms`,
     /// `fetch.min.bytes`, `max.partition.fetch.bytes`, `fetch.max.bytes`,

@@ -609,7 +609,8 @@ impl PartitionReader {
                     format_args!("broker {node} is not among the cluster's brokers"),
                 ));
             };
-            let fetcher = Fetcher::connect(node, addr, &self.config.client).await?;
+            let conn = self.admin.pool().connect_at(node, addr).await?;
+            let fetcher = Fetcher::new(node, conn);
             self.fetchers.insert(node, fetcher);
         }
         self.fetchers

@@ -169,14 +169,27 @@ impl ManagerShared {
 }
 
 /// The configuration's own collector, or the built-in one for `client`.
-pub(crate) fn default_collector(
-    config: &SmartConfig,
-    client: ClientConfig,
-) -> Arc<dyn LagCollector> {
+fn default_collector(config: &SmartConfig, client: ClientConfig) -> Arc<dyn LagCollector> {
     match &config.collector {
         Some(c) => Arc::clone(c),
         None => Arc::new(
             KafkaLagCollector::new(client)
+                .missing_commit(config.missing_commit)
+                .timeout(config.collection_timeout),
+        ),
+    }
+}
+
+/// The collector a producer's smart partitioner uses: the configured one,
+/// or the built-in one on the producer's own connections.
+pub(crate) fn collector_on_pool(
+    config: &SmartConfig,
+    pool: Arc<crate::net::pool::BrokerPool>,
+) -> Arc<dyn LagCollector> {
+    match &config.collector {
+        Some(c) => Arc::clone(c),
+        None => Arc::new(
+            KafkaLagCollector::from_admin(Arc::new(crate::admin::AdminClient::on_pool(pool)))
                 .missing_commit(config.missing_commit)
                 .timeout(config.collection_timeout),
         ),

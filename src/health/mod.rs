@@ -101,7 +101,7 @@ pub use cache::{CacheFuture, CachedHealth, HealthCache, LocalCache};
 pub use collector::KafkaLagCollector;
 pub use config::SmartConfig;
 #[cfg(feature = "tokio-runtime")]
-pub(crate) use manager::default_collector;
+pub(crate) use manager::collector_on_pool;
 #[cfg(feature = "tokio-runtime")]
 pub use manager::{HealthManager, HealthStream, HealthSummary, TopicHealthSummary};
 pub use partitioner::SmartPartitioner;

@@ -115,6 +115,14 @@ pub(crate) struct BrokerConnection {
     request_timeout: Duration,
 }
 
+impl std::fmt::Debug for BrokerConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConnection")
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
 impl BrokerConnection {
     /// Connects over TCP within the connect timeout and negotiates versions.
     pub(crate) async fn connect(

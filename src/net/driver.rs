@@ -33,11 +33,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::net::bootstrap::{self, StartupWatch};
 use crate::net::buffer_gate::BufferGate;
 use crate::net::compress::{Outbound, WireSizes};
 
-use crate::config::ClientConfig;
 use crate::engine::{
     Engine, EngineConfig, Event, ProducerStats, SendFailure, Transmit, TxnAnswer, TxnOp,
 };
@@ -46,6 +44,7 @@ use crate::metadata::ClusterMetadata;
 use crate::net::clock;
 use crate::net::connection::{BrokerConnection, PendingResponse};
 use crate::net::inbox::{self, InboxReceiver, InboxSender};
+use crate::net::pool::BrokerPool;
 use crate::net::reporter::Reporter;
 use crate::net::token_ring::TokenRing;
 use crate::producer::{DeliveryCallback, DeliveryReply};
@@ -169,104 +168,6 @@ enum Response {
     WireSizes { id: u64, sizes: WireSizes },
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Arc<BrokerConnection>>>>;
-
-/// One connection per broker, opened on first use and replaced when closed.
-struct Connections {
-    config: ClientConfig,
-    slots: Mutex<BTreeMap<i32, Slot>>,
-    bootstrap: Slot,
-    /// The fail-fast rule for an unreachable cluster at start-up.
-    startup: Mutex<StartupWatch>,
-    /// Set when that rule gave up: why the cluster cannot be reached.
-    unreachable: Mutex<Option<Error>>,
-}
-
-impl Connections {
-    fn slot(&self, node: i32) -> Slot {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(slots.entry(node).or_default())
-    }
-
-    /// The open connection to `node`, if there is one and nobody is
-    /// opening it right now; never waits.
-    fn cached(&self, node: i32) -> Option<Arc<BrokerConnection>> {
-        let slot = self.slot(node);
-        let guard = slot.try_lock().ok()?;
-        guard.as_ref().filter(|c| !c.is_closed()).cloned()
-    }
-
-    async fn get(&self, node: i32, addr: &str) -> Result<Arc<BrokerConnection>, Error> {
-        let slot = self.slot(node);
-        let mut guard = slot.lock().await;
-        if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(Arc::clone(conn));
-        }
-        let conn = Arc::new(BrokerConnection::connect(addr, &self.config).await?);
-        self.startup().reached();
-        *guard = Some(Arc::clone(&conn));
-        Ok(conn)
-    }
-
-    fn startup(&self) -> std::sync::MutexGuard<'_, StartupWatch> {
-        self.startup.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Why the cluster is unreachable, once the start-up rule gave up.
-    fn unreachable(&self) -> Option<Error> {
-        self.unreachable
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(Error::clone_shallow)
-    }
-
-    /// A connection to `node` for a request any broker can answer, or to
-    /// a bootstrap server when there is none or it cannot be reached.
-    async fn node_or_bootstrap(
-        &self,
-        node: Option<&(i32, String)>,
-    ) -> Result<Arc<BrokerConnection>, Error> {
-        if let Some((id, addr)) = node
-            && let Ok(conn) = self.get(*id, addr).await
-        {
-            return Ok(conn);
-        }
-        self.bootstrap().await
-    }
-
-    async fn bootstrap(&self) -> Result<Arc<BrokerConnection>, Error> {
-        let mut guard = self.bootstrap.lock().await;
-        if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(Arc::clone(conn));
-        }
-        let started = clock::now();
-        match bootstrap::connect_first(&self.config).await {
-            Ok(conn) => {
-                self.startup().reached();
-                let conn = Arc::new(conn);
-                *guard = Some(Arc::clone(&conn));
-                Ok(conn)
-            }
-            Err(failure) => {
-                let mut startup = self.startup();
-                if startup.round_failed(started, failure.unreachable) {
-                    let error = Error::new(
-                        ErrorKind::NoBrokerAvailable,
-                        format!(
-                            "{} (every bootstrap server failed twice, {:?} apart)",
-                            failure.error,
-                            startup.grace()
-                        ),
-                    );
-                    *self.unreachable.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
-                }
-                Err(failure.error)
-            }
-        }
-    }
-}
-
 /// A Produce request on its way to one broker.
 struct ProduceJob {
     id: u64,
@@ -316,7 +217,7 @@ async fn forward_answers(
 async fn dispatch_produce(
     node: i32,
     mut jobs: mpsc::UnboundedReceiver<ProduceJob>,
-    connections: Arc<Connections>,
+    connections: Arc<BrokerPool>,
     responses: mpsc::UnboundedSender<Response>,
     answers: mpsc::UnboundedSender<Answer>,
     outbound: Option<Outbound>,
@@ -343,7 +244,7 @@ async fn dispatch_produce(
                 }
             }
         }
-        match connections.get(node, &job.addr).await {
+        match connections.connect_at(node, &job.addr).await {
             Ok(conn) => write_produce(&conn, &job, &answers),
             Err(error) => {
                 let failure = SendFailure {
@@ -450,7 +351,7 @@ impl DriverHandle {
 
 /// Starts the driver task on the current runtime.
 pub(crate) fn spawn(
-    client: ClientConfig,
+    pool: Arc<BrokerPool>,
     mut engine: EngineConfig,
     on_delivery: Option<DeliveryCallback>,
 ) -> Result<DriverHandle, Error> {
@@ -463,7 +364,6 @@ pub(crate) fn spawn(
     };
     // A transactional producer gets its id from `init_transactions`.
     let wait_for_id = engine.idempotence && engine.transactional_id.is_none();
-    let startup = StartupWatch::new(engine.retry_backoff);
     // Batches are compressed by the dispatch tasks, not by the engine.
     let outbound = Outbound::take_from(&mut engine);
     let buffer = BufferGate::new(engine.buffer_memory);
@@ -477,13 +377,7 @@ pub(crate) fn spawn(
     let (responses, response_rx) = mpsc::unbounded_channel();
     let driver = Driver {
         engine: Engine::new(engine),
-        connections: Arc::new(Connections {
-            config: client,
-            slots: Mutex::new(BTreeMap::new()),
-            bootstrap: Slot::default(),
-            startup: Mutex::new(startup),
-            unreachable: Mutex::new(None),
-        }),
+        connections: pool,
         responses,
         response_rx,
         command_rx,
@@ -532,7 +426,7 @@ struct PendingRecord {
 
 struct Driver {
     engine: Engine,
-    connections: Arc<Connections>,
+    connections: Arc<BrokerPool>,
     responses: mpsc::UnboundedSender<Response>,
     response_rx: mpsc::UnboundedReceiver<Response>,
     command_rx: InboxReceiver<Command>,

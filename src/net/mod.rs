@@ -10,6 +10,7 @@ pub(crate) mod connect_log;
 pub(crate) mod connection;
 pub(crate) mod driver;
 pub(crate) mod inbox;
+pub(crate) mod pool;
 pub(crate) mod reporter;
 pub(crate) mod token_ring;
 pub(crate) mod txn_wire;

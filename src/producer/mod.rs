@@ -45,6 +45,7 @@ use crate::health::{
 };
 use crate::net::clock;
 use crate::net::driver::{self, Charge, Command, DriverHandle};
+use crate::net::pool::BrokerPool;
 use crate::partitioner::PartitionStrategy;
 use crate::record::{Record, RecordMetadata};
 
@@ -118,12 +119,14 @@ impl Producer {
     pub async fn new(config: ProducerConfig) -> Result<Producer, Error> {
         config.validate()?;
         let mut engine = config.engine_config();
+        // Every connection of this producer, its lag collector's included.
+        let pool = BrokerPool::new(config.client.clone(), config.retry_backoff);
         let health = match &config.smart {
             Some(smart) => {
                 let table = HealthTable::new();
                 let counters = RoutingCounters::new();
                 engine.partitioner = smart.strategy(table.clone(), counters.clone());
-                let collector = crate::health::default_collector(smart, config.client.clone());
+                let collector = crate::health::collector_on_pool(smart, Arc::clone(&pool));
                 Some(HealthManager::start_with(
                     smart.clone(),
                     collector,
@@ -133,7 +136,7 @@ impl Producer {
             }
             None => None,
         };
-        let driver = driver::spawn(config.client.clone(), engine, config.on_delivery.clone())?;
+        let driver = driver::spawn(pool, engine, config.on_delivery.clone())?;
         let producer = Producer {
             shared: Arc::new(Shared {
                 driver,

@@ -51,7 +51,8 @@ impl ProducerConfig {
     /// and `round_robin`) or `partitioner.class` (the Java class names of
     /// the built-in and round-robin partitioners), `enable.idempotence`,
     /// `transactional.id`, `transaction.timeout.ms`, `request.timeout.ms`,
-    /// `socket.connection.setup.timeout.ms`.
+    /// `socket.connection.setup.timeout.ms`, `reconnect.backoff.ms`,
+    /// `reconnect.backoff.max.ms`.
     ///
     /// `retries` is accepted only at the Java default (`2147483647`): this
     /// client retries until `delivery.timeout.ms`, which is the setting to

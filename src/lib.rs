@@ -4,13 +4,14 @@
 //! librdkafka, no OpenSSL, a static binary.
 //!
 //! ```text
-//!   your code ──► Producer ──► net: driver task ──► engine (sans-IO: metadata cache,
-//!             │                     │               accumulator, retries, partitioner)
+//!   your code ──► Producer ──► producer runtime: driver task ──► engine (sans-IO: metadata
+//!             │                     │              cache, accumulator, retries, partitioner)
 //!             ├─► AdminClient ──────┤
-//!             └─► PartitionReader ──┤ consumer: fetcher per broker, batch decoding,
-//!                                   │           read_committed filter
-//!                                   ▼ one pipelined connection per broker
-//!                                   │  bytes in, bytes out
+//!             ├─► PartitionReader ──┤ consumer: fetcher per broker, batch decoding,
+//!             │                     │           read_committed filter
+//!             └─► lag collector ────┤
+//!                                   ▼ net: one broker pool per client, one pipelined
+//!                                   │      connection per broker, reconnect backoff
 //!                                   ▼
 //!                        protocol: framing · headers · versions · guard · error codes
 //!                                               │  kafka-protocol message structs
@@ -21,7 +22,7 @@
 //! | layer | module | what it owns |
 //! |---|---|---|
 //! | wire | [`protocol`] | framing with a size cap, correlation ids, version negotiation, the error-code table, bounded decoding |
-//! | I/O | `net` (private) | sockets, pipelined connections, timeouts, the clock |
+//! | I/O | `net` (private) | the broker pool every client shares: sockets, pipelined connections, ApiVersions, reconnect backoff, timeouts, the clock |
 //! | producer | [`Producer`], [`blocking::Producer`] | send / delivery futures, flush, close, stats; transactions (`init_transactions`, `begin_transaction`, `send_offsets_to_transaction`, `commit_transaction`, `abort_transaction`, the [`Transaction`] guard); configuration in [`ProducerConfig`] |
 //! | records | [`Record`], [`RecordMetadata`] | what is sent and where it landed |
 //! | admin | [`AdminClient`] | metadata, topic creation, offset lookups |
@@ -73,6 +74,7 @@ mod config;
 pub mod consumer;
 mod engine;
 mod error;
+mod group;
 pub mod health;
 pub mod metadata;
 #[cfg(feature = "tokio-runtime")]

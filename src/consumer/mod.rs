@@ -29,13 +29,12 @@ mod consumed;
 mod decode;
 #[cfg(feature = "tokio-runtime")]
 mod fetcher;
-mod group_metadata;
 mod properties;
 #[cfg(feature = "tokio-runtime")]
 mod reader;
 
+pub use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
 pub use config::{AutoOffsetReset, IsolationLevel, ReaderConfig, StartOffset};
 pub use consumed::ConsumedRecord;
-pub use group_metadata::{ConsumerGroupMetadata, OffsetToCommit};
 #[cfg(feature = "tokio-runtime")]
 pub use reader::PartitionReader;

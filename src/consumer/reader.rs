@@ -31,9 +31,9 @@ use super::decode::decode_partition;
 use super::fetcher::{
     EARLIEST_TIMESTAMP, FetchParams, FetchTarget, Fetcher, InFlightFetch, LATEST_TIMESTAMP,
 };
-use super::group_metadata::{ConsumerGroupMetadata, OffsetToCommit};
 use crate::admin::AdminClient;
 use crate::error::{Error, ErrorKind};
+use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
 use crate::protocol::KafkaCode;
 use crate::records::ReadOptions;
 

@@ -20,9 +20,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::producer::{Acks, Engine, EngineConfig, Event, SendFailure, Transmit};
 use crate::compression::Compression;
+use crate::engine::partitioner::PartitionStrategy;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
-use crate::partitioner::PartitionStrategy;
 use crate::protocol::KafkaCode;
 use crate::record::Record;
 use crate::records::BatchReader;

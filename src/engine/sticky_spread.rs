@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::producer::sticky_switch_due;
 use super::sim::{Sim, TOPIC, config};
+use crate::engine::partitioner::PartitionStrategy;
 use crate::health::{HealthSnapshot, HealthTable, LinearScorer, PartitionLag, SmartPartitioner};
-use crate::partitioner::PartitionStrategy;
 
 const PARTITIONS: usize = 6;
 

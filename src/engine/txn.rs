@@ -49,8 +49,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::idempotence::ProducerIdentity;
-use crate::consumer::{ConsumerGroupMetadata, OffsetToCommit};
 use crate::error::{Error, ErrorKind};
+use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
 use crate::protocol::KafkaCode;
 
 /// How long to wait before resending after CONCURRENT_TRANSACTIONS (the

@@ -15,9 +15,9 @@ use super::producer::{Engine, EngineConfig, Event, SendFailure, Transmit};
 use super::txn::{CoordinatorKind, TxnAnswer, TxnOp, TxnRequest};
 use crate::compression::Compression;
 use crate::engine::Acks;
+use crate::engine::partitioner::PartitionStrategy;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
-use crate::partitioner::PartitionStrategy;
 use crate::protocol::KafkaCode;
 use crate::record::Record;
 
@@ -799,8 +799,8 @@ fn fault_38_abort_sends_end_txn_whenever_anything_was_added_and_only_then() {
 #[test]
 fn offsets_go_to_the_group_coordinator_and_count_as_added() {
     let mut h = Harness::in_transaction();
-    let group = crate::consumer::ConsumerGroupMetadata::new("g");
-    let offsets = vec![crate::consumer::OffsetToCommit::new("in", 0, 42)];
+    let group = crate::group::ConsumerGroupMetadata::new("g");
+    let offsets = vec![crate::group::OffsetToCommit::new("in", 0, 42)];
     h.call_ok(TxnOp::SendOffsets { offsets, group });
     assert_eq!(
         h.log,

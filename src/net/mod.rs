@@ -1,16 +1,12 @@
-//! The tokio layer: sockets, the per-broker connection tasks, the producer's
-//! driver task, and the clock. Nothing outside this module touches a socket
-//! or reads the time.
+//! The connection layer every client shares: the broker pool (one per
+//! client instance), the connections it opens (sockets, ApiVersions,
+//! pipelined requests with timeouts), reaching the cluster through its
+//! bootstrap servers, the encoding of the transactional requests, and the
+//! clock. Nothing outside this module touches a socket or reads the time.
 
 pub(crate) mod bootstrap;
-pub(crate) mod buffer_gate;
 pub(crate) mod clock;
-pub(crate) mod compress;
 pub(crate) mod connect_log;
 pub(crate) mod connection;
-pub(crate) mod driver;
-pub(crate) mod inbox;
 pub(crate) mod pool;
-pub(crate) mod reporter;
-pub(crate) mod token_ring;
 pub(crate) mod txn_wire;

@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, ErrorKind};
-use crate::net::reporter::Reporter;
 use crate::record::RecordMetadata;
 
 /// The outcome of one record, resolved when the broker acknowledges it or
@@ -36,7 +35,14 @@ use crate::record::RecordMetadata;
 #[derive(Debug)]
 #[must_use = "a DeliveryFuture does nothing unless awaited; dropping it does not cancel the send"]
 pub struct DeliveryFuture {
-    pub(crate) rx: oneshot::Receiver<Result<RecordMetadata, Error>>,
+    rx: oneshot::Receiver<Result<RecordMetadata, Error>>,
+}
+
+impl DeliveryFuture {
+    /// The future of the outcome that `rx` will carry.
+    pub(crate) fn new(rx: oneshot::Receiver<Result<RecordMetadata, Error>>) -> DeliveryFuture {
+        DeliveryFuture { rx }
+    }
 }
 
 impl Future for DeliveryFuture {
@@ -109,41 +115,5 @@ impl DeliveryCallback {
 impl std::fmt::Debug for DeliveryCallback {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("DeliveryCallback")
-    }
-}
-
-/// Where the driver sends one record's outcome.
-pub(crate) enum DeliveryReply {
-    /// The record's [`DeliveryFuture`].
-    Future(oneshot::Sender<Result<RecordMetadata, Error>>),
-    /// The producer's callback, with the record's tag (dropped when no
-    /// callback is set).
-    Tagged(u64),
-}
-
-impl DeliveryReply {
-    /// A reply for a new [`DeliveryFuture`].
-    pub(crate) fn future() -> (DeliveryReply, DeliveryFuture) {
-        let (tx, rx) = oneshot::channel();
-        (DeliveryReply::Future(tx), DeliveryFuture { rx })
-    }
-
-    /// Reports `result`: to the future, or through `reporter` to the
-    /// callback (none: dropped).
-    pub(crate) fn send(
-        self,
-        result: Result<RecordMetadata, Error>,
-        reporter: Option<&mut Reporter>,
-    ) {
-        match self {
-            DeliveryReply::Future(tx) => {
-                let _ = tx.send(result);
-            }
-            DeliveryReply::Tagged(tag) => {
-                if let Some(reporter) = reporter {
-                    reporter.outcome(tag, result);
-                }
-            }
-        }
     }
 }

@@ -2,7 +2,7 @@
 //! [`DeliveryFuture`] every send returns.
 //!
 //! A `Producer` is a cheap handle (clone it freely) to a driver task that
-//! owns the engine and the broker connections (see `net::driver`). Sending
+//! owns the engine and the broker connections (see `runtime::driver`). Sending
 //! is two steps:
 //!
 //! ```text
@@ -20,6 +20,7 @@
 mod config;
 mod delivery;
 mod properties;
+pub(crate) mod runtime;
 mod statistics;
 mod transactions;
 
@@ -28,10 +29,9 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::net::buffer_gate::OnGrant;
+use crate::producer::runtime::buffer_gate::OnGrant;
 
 pub use self::config::ProducerConfig;
-pub(crate) use self::delivery::DeliveryReply;
 pub use self::delivery::{DeliveryCallback, DeliveryFuture};
 pub use self::statistics::StatisticsCallback;
 pub use self::transactions::Transaction;
@@ -44,9 +44,10 @@ use crate::health::{
     SmartConfig,
 };
 use crate::net::clock;
-use crate::net::driver::{self, Charge, Command, DriverHandle};
 use crate::net::pool::BrokerPool;
 use crate::partitioner::PartitionStrategy;
+use crate::producer::runtime::driver::{self, Charge, Command, DriverHandle};
+use crate::producer::runtime::reporter::DeliveryReply;
 use crate::record::{Record, RecordMetadata};
 
 /// Says when the engine took a record, or why it did not.

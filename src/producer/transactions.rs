@@ -19,7 +19,7 @@ use super::{Producer, closed};
 use crate::consumer::{ConsumerGroupMetadata, OffsetToCommit};
 use crate::engine::TxnOp;
 use crate::error::{Error, ErrorKind};
-use crate::net::driver::Command;
+use crate::producer::runtime::driver::Command;
 
 impl Producer {
     /// Finds the transaction coordinator and takes the producer id of this

@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use crate::error::Error;
-use crate::producer::DeliveryCallback;
+use crate::producer::{DeliveryCallback, DeliveryFuture};
 use crate::record::RecordMetadata;
 
 enum Report {
@@ -166,5 +166,41 @@ impl Reporter {
 impl Drop for Reporter {
     fn drop(&mut self) {
         self.submit();
+    }
+}
+
+/// Where the driver sends one record's outcome.
+pub(crate) enum DeliveryReply {
+    /// The record's [`DeliveryFuture`].
+    Future(oneshot::Sender<Result<RecordMetadata, Error>>),
+    /// The producer's callback, with the record's tag (dropped when no
+    /// callback is set).
+    Tagged(u64),
+}
+
+impl DeliveryReply {
+    /// A reply for a new [`DeliveryFuture`].
+    pub(crate) fn future() -> (DeliveryReply, DeliveryFuture) {
+        let (tx, rx) = oneshot::channel();
+        (DeliveryReply::Future(tx), DeliveryFuture::new(rx))
+    }
+
+    /// Reports `result`: to the future, or through `reporter` to the
+    /// callback (none: dropped).
+    pub(crate) fn send(
+        self,
+        result: Result<RecordMetadata, Error>,
+        reporter: Option<&mut Reporter>,
+    ) {
+        match self {
+            DeliveryReply::Future(tx) => {
+                let _ = tx.send(result);
+            }
+            DeliveryReply::Tagged(tag) => {
+                if let Some(reporter) = reporter {
+                    reporter.outcome(tag, result);
+                }
+            }
+        }
     }
 }

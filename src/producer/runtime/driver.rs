@@ -1,5 +1,5 @@
 //! The producer's driver: one tokio task that owns the sans-IO [`Engine`]
-//! and the broker connections, and pumps the engine.
+//! and pumps it, reaching brokers through the producer's `BrokerPool`.
 //!
 //! ```text
 //!            commands (send, flush, close) from Producer handles
@@ -13,8 +13,9 @@
 //!   └──────────────┬──────────────────────────▲──────────────┘
 //!                  │ dispatch / request tasks │ responses (channel)
 //!                  ▼                          │
-//!       BrokerConnection (one per broker, pipelined; a request timeout
-//!       closes it and the next request opens a fresh one)
+//!       BrokerPool → BrokerConnection (one per broker, pipelined; a
+//!       request timeout closes it and the next request opens a fresh one,
+//!       after the reconnect backoff if connecting fails)
 //! ```
 //!
 //! Lifecycle: `Running` until a close command (or every handle dropped),
@@ -33,8 +34,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::net::buffer_gate::BufferGate;
-use crate::net::compress::{Outbound, WireSizes};
+use crate::producer::runtime::buffer_gate::BufferGate;
+use crate::producer::runtime::outbound::{Outbound, WireSizes};
 
 use crate::engine::{
     Engine, EngineConfig, Event, ProducerStats, SendFailure, Transmit, TxnAnswer, TxnOp,
@@ -43,11 +44,12 @@ use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
 use crate::net::clock;
 use crate::net::connection::{BrokerConnection, PendingResponse};
-use crate::net::inbox::{self, InboxReceiver, InboxSender};
 use crate::net::pool::BrokerPool;
-use crate::net::reporter::Reporter;
-use crate::net::token_ring::TokenRing;
-use crate::producer::{DeliveryCallback, DeliveryReply};
+use crate::producer::DeliveryCallback;
+use crate::producer::runtime::inbox::{self, InboxReceiver, InboxSender};
+use crate::producer::runtime::reporter::DeliveryReply;
+use crate::producer::runtime::reporter::Reporter;
+use crate::producer::runtime::token_ring::TokenRing;
 use crate::protocol::KafkaCode;
 use crate::record::{Record, RecordMetadata};
 
@@ -962,7 +964,7 @@ impl Driver {
                 tokio::spawn(async move {
                     let result = async {
                         let conn = connections.node_or_bootstrap(node.as_ref()).await?;
-                        super::txn_wire::send(&conn, &transactional_id, request).await
+                        crate::net::txn_wire::send(&conn, &transactional_id, request).await
                     }
                     .await;
                     let _ = responses.send(Response::Txn { id, result });

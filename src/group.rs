@@ -1,5 +1,7 @@
-//! A consumer's group membership ([KIP-447]) and the offsets it hands to a
-//! transactional producer.
+//! What a consumer group member hands to a transactional producer: its
+//! group membership ([KIP-447]) and the offsets to commit. Shared by the
+//! consumer, which makes them, and the producer's engine, which sends them,
+//! so neither imports the other; public as `smartkafka::consumer::*`.
 //!
 //! [KIP-447]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-447%3A+Producer+scalability+for+exactly+once+semantics
 

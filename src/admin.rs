@@ -145,7 +145,7 @@ impl AdminClient {
     /// and reads the cluster's brokers.
     pub async fn connect(config: ClientConfig) -> Result<AdminClient, Error> {
         config.validate()?;
-        let admin = AdminClient::on_pool(BrokerPool::new(config, STARTUP_GRACE));
+        let admin = AdminClient::on_pool(BrokerPool::new(config, STARTUP_GRACE)?);
         admin.metadata(Some(&[])).await?;
         Ok(admin)
     }

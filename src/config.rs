@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::protocol::DEFAULT_MAX_FRAME_SIZE;
+use crate::security::{SaslConfig, SecurityProtocol, TlsConfig};
 
 /// Connection settings shared by every client (admin, producer).
 ///
@@ -41,6 +42,15 @@ pub struct ClientConfig {
     pub reconnect_backoff: Duration,
     /// The longest wait between connection attempts to one broker.
     pub reconnect_backoff_max: Duration,
+    /// How connections are made: plain, TLS, SASL, or SASL over TLS.
+    /// [`tls`](Self::tls) and [`sasl`](Self::sasl) set it.
+    pub security_protocol: SecurityProtocol,
+    /// TLS settings, used when `security_protocol` is SSL or SASL_SSL
+    /// (defaults apply when none are given).
+    pub tls_config: Option<TlsConfig>,
+    /// SASL mechanism and credentials, required when `security_protocol`
+    /// is SASL_PLAINTEXT or SASL_SSL.
+    pub sasl_config: Option<SaslConfig>,
 }
 
 impl ClientConfig {
@@ -66,6 +76,9 @@ impl ClientConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             reconnect_backoff: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(1),
+            security_protocol: SecurityProtocol::Plaintext,
+            tls_config: None,
+            sasl_config: None,
         }
     }
 
@@ -106,6 +119,37 @@ impl ClientConfig {
         self
     }
 
+    /// Connects over TLS with `tls` (security protocol SSL, or SASL_SSL
+    /// with [`sasl`](Self::sasl)).
+    ///
+    /// ```
+    /// use smartkafka::ClientConfig;
+    /// use smartkafka::security::{SecurityProtocol, TlsConfig};
+    /// let config = ClientConfig::new("kafka.example.com:9093").tls(TlsConfig::new());
+    /// assert_eq!(config.security_protocol, SecurityProtocol::Ssl);
+    /// ```
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.security_protocol = self.security_protocol.with_tls();
+        self.tls_config = Some(tls);
+        self
+    }
+
+    /// Authenticates every connection with `sasl` (security protocol
+    /// SASL_PLAINTEXT, or SASL_SSL with [`tls`](Self::tls)).
+    pub fn sasl(mut self, sasl: SaslConfig) -> Self {
+        self.security_protocol = self.security_protocol.with_sasl();
+        self.sasl_config = Some(sasl);
+        self
+    }
+
+    /// Sets the security protocol outright (Java's `security.protocol`):
+    /// SSL and SASL_SSL use the TLS settings (defaults if none), SASL_*
+    /// need [`sasl`](Self::sasl) settings.
+    pub fn security_protocol(mut self, protocol: SecurityProtocol) -> Self {
+        self.security_protocol = protocol;
+        self
+    }
+
     /// The maximum response frame size in bytes (default 100 MiB).
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.max_frame_size = bytes;
@@ -118,6 +162,7 @@ impl ClientConfig {
         check_duration("request_timeout", self.request_timeout)?;
         check_duration("reconnect_backoff", self.reconnect_backoff)?;
         check_duration("reconnect_backoff_max", self.reconnect_backoff_max)?;
+        self.validate_security()?;
         if self.reconnect_backoff > self.reconnect_backoff_max {
             return Err(Error::config(
                 "reconnect_backoff",
@@ -165,6 +210,35 @@ impl ClientConfig {
 /// 24.8 days), the range of the Java client's millisecond settings. Bounded
 /// settings keep every deadline the client computes from them far from
 /// overflow.
+impl ClientConfig {
+    fn validate_security(&self) -> Result<(), Error> {
+        let protocol = self.security_protocol;
+        match &self.sasl_config {
+            Some(sasl) if protocol.uses_sasl() => sasl.validate()?,
+            Some(_) => {
+                return Err(Error::config(
+                    "security_protocol",
+                    format!("{protocol:?} does not use SASL, yet SASL settings are given"),
+                ));
+            }
+            None if protocol.uses_sasl() => {
+                return Err(Error::config(
+                    "sasl",
+                    format!("{protocol:?} needs a SASL mechanism and credentials"),
+                ));
+            }
+            None => {}
+        }
+        if self.tls_config.is_some() && !protocol.uses_tls() {
+            return Err(Error::config(
+                "security_protocol",
+                format!("{protocol:?} does not use TLS, yet TLS settings are given"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub(crate) const MAX_DURATION: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// Rejects a duration setting above [`MAX_DURATION`], naming the field.

@@ -83,6 +83,15 @@ pub enum ErrorKind {
     /// code, whose thread it would block: use the async API there, or call
     /// it from `tokio::task::spawn_blocking` or a thread of your own.
     BlockingInAsyncContext,
+    /// The TLS handshake failed: the broker's certificate did not verify
+    /// (unknown issuer, expired, issued for another host), the broker
+    /// wanted a client certificate, or it does not speak TLS. The message
+    /// says which. Fatal: retrying cannot help.
+    Tls,
+    /// SASL authentication failed: wrong credentials, a mechanism the
+    /// broker does not enable (the message lists those it does), or a
+    /// server that could not prove it knows the password. Fatal.
+    Authentication,
 }
 
 /// The error type of every fallible operation in smartkafka.
@@ -219,7 +228,9 @@ impl Error {
             | ErrorKind::TransactionAbortable
             | ErrorKind::TransactionAborted
             | ErrorKind::InvalidTransactionState
-            | ErrorKind::BlockingInAsyncContext => false,
+            | ErrorKind::BlockingInAsyncContext
+            | ErrorKind::Tls
+            | ErrorKind::Authentication => false,
         }
     }
 
@@ -231,7 +242,9 @@ impl Error {
             ErrorKind::Config { .. }
             | ErrorKind::UnsupportedApi
             | ErrorKind::Closed
-            | ErrorKind::Fenced => true,
+            | ErrorKind::Fenced
+            | ErrorKind::Tls
+            | ErrorKind::Authentication => true,
             ErrorKind::Broker(code) => matches!(
                 *code,
                 KafkaCode::CLUSTER_AUTHORIZATION_FAILED

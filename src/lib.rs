@@ -85,6 +85,7 @@ mod properties;
 pub mod protocol;
 mod record;
 pub mod records;
+pub mod security;
 mod topic_name;
 
 #[cfg(feature = "tokio-runtime")]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::config::ClientConfig;
 use crate::error::Error;
 use crate::partitioner::PartitionStrategy;
+use crate::security::SECURITY_KEYS;
 
 /// The keys every client takes.
 pub(crate) const CLIENT_KEYS: &[&str] = &[
@@ -175,7 +176,7 @@ impl ClientConfig {
         if self.set_client_key(key, value)? {
             Ok(self)
         } else {
-            Err(unknown_key(key, &[CLIENT_KEYS]))
+            Err(unknown_key(key, &[CLIENT_KEYS, SECURITY_KEYS]))
         }
     }
 
@@ -199,7 +200,7 @@ impl ClientConfig {
             "reconnect.backoff.max.ms" => {
                 self.reconnect_backoff_max = millis("reconnect_backoff_max", key, value)?;
             }
-            _ => return Ok(false),
+            _ => return crate::security::set_security_key(self, key, value),
         }
         Ok(true)
     }

@@ -20,7 +20,8 @@ use tokio::task::AbortHandle;
 use crate::chaos::ConnectionLifetime;
 use crate::faults::Fault;
 use crate::log::{ControlMarker, ProducerStateRules, StoredRecord};
-use crate::server::run_broker;
+use crate::security::{SaslSettings, TlsMaterial, TlsOptions};
+use crate::server::{Listener, run_broker};
 use crate::state::{BrokerInfo, ClusterState, CommittedOffset, RequestRecord, Shared};
 use crate::txn::TransactionState;
 use crate::versions::ApiVersionTable;
@@ -36,6 +37,8 @@ pub struct FakeClusterBuilder {
     connection_lifetime: Option<ConnectionLifetime>,
     producer_state_rules: ProducerStateRules,
     max_transaction_timeout: Duration,
+    tls: Option<TlsOptions>,
+    sasl: Option<SaslSettings>,
 }
 
 impl std::fmt::Debug for FakeClusterBuilder {
@@ -48,6 +51,11 @@ impl std::fmt::Debug for FakeClusterBuilder {
             .field("connection_lifetime", &self.connection_lifetime)
             .field("producer_state_rules", &self.producer_state_rules)
             .field("max_transaction_timeout", &self.max_transaction_timeout)
+            .field("tls", &self.tls)
+            .field(
+                "sasl_mechanisms",
+                &self.sasl.as_ref().map(|s| &s.mechanisms),
+            )
             .finish()
     }
 }
@@ -62,6 +70,8 @@ impl Default for FakeClusterBuilder {
             connection_lifetime: None,
             producer_state_rules: ProducerStateRules::default(),
             max_transaction_timeout: Duration::from_secs(900),
+            tls: None,
+            sasl: None,
         }
     }
 }
@@ -120,6 +130,60 @@ impl FakeClusterBuilder {
         self
     }
 
+    /// Serves TLS only (listener type SSL, or SASL_SSL with
+    /// [`sasl`](Self::sasl)), with a CA and a server certificate for
+    /// `localhost` and `127.0.0.1` generated now; clients trust
+    /// [`FakeCluster::tls_ca_pem`].
+    pub fn tls(mut self) -> Self {
+        self.tls.get_or_insert_with(TlsOptions::default);
+        self
+    }
+
+    /// Requires a client certificate signed by the cluster's CA (mutual
+    /// TLS); [`FakeCluster::client_cert_pem`] and
+    /// [`FakeCluster::client_key_pem`] are one. Implies [`tls`](Self::tls).
+    pub fn require_client_cert(mut self) -> Self {
+        self.tls
+            .get_or_insert_with(TlsOptions::default)
+            .require_client_cert = true;
+        self
+    }
+
+    /// Issues the server certificate for `names` only (to test clients
+    /// against a certificate for the wrong host). Implies [`tls`](Self::tls).
+    pub fn tls_server_names(mut self, names: &[&str]) -> Self {
+        self.tls
+            .get_or_insert_with(TlsOptions::default)
+            .server_names = Some(names.iter().map(|n| (*n).to_string()).collect());
+        self
+    }
+
+    /// Serves a server certificate that expired in 2002. Implies
+    /// [`tls`](Self::tls).
+    pub fn tls_expired(mut self) -> Self {
+        self.tls.get_or_insert_with(TlsOptions::default).expired = true;
+        self
+    }
+
+    /// Requires SASL authentication with one of `mechanisms` (`PLAIN`,
+    /// `SCRAM-SHA-256`, `SCRAM-SHA-512`) before any request but
+    /// ApiVersions, SaslHandshake and SaslAuthenticate.
+    pub fn sasl(mut self, mechanisms: &[&str]) -> Self {
+        self.sasl
+            .get_or_insert_with(SaslSettings::default)
+            .mechanisms = mechanisms.iter().map(|m| (*m).to_string()).collect();
+        self
+    }
+
+    /// Adds a SASL user (for every enabled mechanism).
+    pub fn sasl_user(mut self, name: &str, password: &str) -> Self {
+        self.sasl
+            .get_or_insert_with(SaslSettings::default)
+            .users
+            .insert(name.to_string(), password.to_string());
+        self
+    }
+
     /// Binds the brokers and starts serving.
     ///
     /// # Panics
@@ -135,6 +199,10 @@ impl FakeClusterBuilder {
             let addr = listener.local_addr().expect("listener address");
             let id = index as i32 + 1;
             let mut versions = ApiVersionTable::default();
+            if self.sasl.is_some() {
+                versions.set(ApiKey::SaslHandshake, 0, 1);
+                versions.set(ApiKey::SaslAuthenticate, 0, 2);
+            }
             for (target, edit) in &self.version_edits {
                 if target.is_none_or(|t| t == id) {
                     edit(&mut versions);
@@ -160,10 +228,20 @@ impl FakeClusterBuilder {
         }
         let shared = Arc::new(Shared::new(state));
         shared.chaos.set(self.connection_lifetime);
+        let material = self.tls.as_ref().map(TlsMaterial::generate);
+        let security = Listener {
+            tls: material.as_ref().map(|m| m.acceptor.clone()),
+            sasl: self.sasl.clone().map(Arc::new),
+        };
         let mut tasks = Vec::with_capacity(listeners.len());
         let mut addrs = Vec::with_capacity(listeners.len());
         for (id, addr, listener) in listeners {
-            let handle = tokio::spawn(run_broker(listener, id, Arc::clone(&shared)));
+            let handle = tokio::spawn(run_broker(
+                listener,
+                id,
+                Arc::clone(&shared),
+                security.clone(),
+            ));
             tasks.push(handle.abort_handle());
             addrs.push((id, addr));
         }
@@ -172,6 +250,7 @@ impl FakeClusterBuilder {
             shared,
             tasks,
             addrs,
+            tls: material.map(|m| (m.ca_pem, m.client_cert_pem, m.client_key_pem)),
         }
     }
 }
@@ -201,6 +280,8 @@ pub struct FakeCluster {
     shared: Arc<Shared>,
     tasks: Vec<AbortHandle>,
     addrs: Vec<(i32, SocketAddr)>,
+    /// The CA, and a client certificate and key it signed, in PEM.
+    tls: Option<(String, String, String)>,
 }
 
 impl Drop for FakeCluster {
@@ -212,6 +293,22 @@ impl Drop for FakeCluster {
 }
 
 impl FakeCluster {
+    /// The CA certificate (PEM) a client must trust, when the cluster
+    /// serves TLS.
+    pub fn tls_ca_pem(&self) -> Option<String> {
+        self.tls.as_ref().map(|t| t.0.clone())
+    }
+
+    /// A client certificate (PEM) signed by the cluster's CA.
+    pub fn client_cert_pem(&self) -> Option<String> {
+        self.tls.as_ref().map(|t| t.1.clone())
+    }
+
+    /// The key (PKCS#8 PEM) of [`client_cert_pem`](Self::client_cert_pem).
+    pub fn client_key_pem(&self) -> Option<String> {
+        self.tls.as_ref().map(|t| t.2.clone())
+    }
+
     /// A builder for a one-broker cluster without topics.
     pub fn builder() -> FakeClusterBuilder {
         FakeClusterBuilder::default()

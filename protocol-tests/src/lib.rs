@@ -67,6 +67,7 @@ pub mod cluster;
 pub mod faults;
 mod handlers;
 pub mod log;
+mod security;
 mod server;
 mod state;
 pub mod txn;

@@ -11,28 +11,54 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::chaos::{hard_stop, plan};
 use crate::handlers::{Outcome, handle_frame};
+use crate::security::{SaslGate, SaslSettings};
 use crate::state::Shared;
+
+/// What every connection of a broker goes through before Kafka requests.
+#[derive(Clone, Default)]
+pub(crate) struct Listener {
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub sasl: Option<Arc<SaslSettings>>,
+}
 
 /// Largest request frame accepted (matches Kafka's `socket.request.max.bytes`).
 const MAX_FRAME: usize = 100 * 1024 * 1024;
 
 /// Accepts connections for broker `broker_id` until the task is aborted.
-pub(crate) async fn run_broker(listener: TcpListener, broker_id: i32, shared: Arc<Shared>) {
+pub(crate) async fn run_broker(
+    listener: TcpListener,
+    broker_id: i32,
+    shared: Arc<Shared>,
+    security: Listener,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(serve_connection(stream, broker_id, Arc::clone(&shared)));
+                    let shared = Arc::clone(&shared);
+                    let security = security.clone();
+                    connections.spawn(async move {
+                        let gate = security.sasl.map(SaslGate::new);
+                        match security.tls {
+                            Some(acceptor) => {
+                                // A failed handshake (untrusted or missing
+                                // client certificate) just ends the connection.
+                                if let Ok(tls) = acceptor.accept(stream).await {
+                                    serve_connection(tls, broker_id, shared, gate).await;
+                                }
+                            }
+                            None => serve_connection(stream, broker_id, shared, gate).await,
+                        }
+                    });
                 }
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             },
@@ -43,7 +69,7 @@ pub(crate) async fn run_broker(listener: TcpListener, broker_id: i32, shared: Ar
 
 /// Reads one request frame body; `None` once the connection is closed or
 /// sends an invalid size.
-async fn read_frame(reader: &mut OwnedReadHalf) -> Option<Bytes> {
+async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Option<Bytes> {
     let mut size = [0u8; 4];
     reader.read_exact(&mut size).await.ok()?;
     let size = usize::try_from(i32::from_be_bytes(size)).ok()?;
@@ -56,21 +82,30 @@ async fn read_frame(reader: &mut OwnedReadHalf) -> Option<Bytes> {
 }
 
 /// Writes one response frame (size prefix added here).
-async fn write_frame(writer: &mut OwnedWriteHalf, response: &[u8]) -> Option<()> {
+async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, response: &[u8]) -> Option<()> {
     let len = u32::try_from(response.len()).ok()?;
     let mut frame = BytesMut::with_capacity(response.len() + 4);
     frame.put_u32(len);
     frame.extend_from_slice(response);
-    writer.write_all(&frame).await.ok()
+    writer.write_all(&frame).await.ok()?;
+    // A TLS stream holds what is written until flushed.
+    writer.flush().await.ok()
 }
 
 /// Serves one client connection until it closes, sends something invalid,
 /// or its [connection lifetime](crate::chaos) ends.
-async fn serve_connection(stream: TcpStream, broker_id: i32, shared: Arc<Shared>) {
+async fn serve_connection<S>(
+    stream: S,
+    broker_id: i32,
+    shared: Arc<Shared>,
+    mut gate: Option<SaslGate>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let number = shared.chaos.accept();
     let accepted = Instant::now();
     let mut setting = shared.chaos.subscribe();
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     loop {
         let body = tokio::select! {
             frame = read_frame(&mut reader) => match frame {
@@ -82,6 +117,18 @@ async fn serve_connection(stream: TcpStream, broker_id: i32, shared: Arc<Shared>
                 return;
             }
         };
+        if let Some(outcome) = gate.as_mut().and_then(|g| g.intercept(&body)) {
+            match outcome {
+                Outcome::Respond(response) => {
+                    if write_frame(&mut writer, &response).await.is_none() {
+                        return;
+                    }
+                    continue;
+                }
+                Outcome::Silent => continue,
+                Outcome::Close => return,
+            }
+        }
         let is_produce =
             body.len() >= 2 && i16::from_be_bytes([body[0], body[1]]) == ApiKey::Produce as i16;
         let outcome = tokio::select! {

@@ -155,6 +155,20 @@ impl ReaderConfig {
         self
     }
 
+    /// Connects over TLS with these settings; see
+    /// [`ClientConfig::tls`](crate::ClientConfig::tls).
+    pub fn tls(mut self, tls: crate::security::TlsConfig) -> Self {
+        self.client = self.client.clone().tls(tls);
+        self
+    }
+
+    /// Authenticates with SASL; see
+    /// [`ClientConfig::sasl`](crate::ClientConfig::sasl).
+    pub fn sasl(mut self, sasl: crate::security::SaslConfig) -> Self {
+        self.client = self.client.clone().sasl(sasl);
+        self
+    }
+
     /// The request timeout (default 30 s).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.client.request_timeout = timeout;

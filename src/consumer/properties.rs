@@ -3,6 +3,7 @@
 
 use crate::error::Error;
 use crate::properties::{CLIENT_KEYS, millis, not_one_of, number, read_file, unknown_key};
+use crate::security::SECURITY_KEYS;
 
 use super::{AutoOffsetReset, IsolationLevel, ReaderConfig};
 
@@ -76,7 +77,7 @@ impl ReaderConfig {
             "fetch.max.bytes" => self.max_fetch_bytes(number("max_fetch_bytes", key, value)?),
             "retry.backoff.ms" => self.retry_backoff(millis("retry_backoff", key, value)?),
             "client.rack" => self.client_rack(value),
-            _ => return Err(unknown_key(key, &[CLIENT_KEYS, READER_KEYS])),
+            _ => return Err(unknown_key(key, &[CLIENT_KEYS, SECURITY_KEYS, READER_KEYS])),
         })
     }
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
-use crate::net::connection::BrokerConnection;
+use crate::net::connection::{BrokerConnection, Transport};
 
 /// Why no bootstrap server could be used.
 pub(crate) struct RoundFailure {
@@ -33,18 +33,31 @@ pub(crate) struct RoundFailure {
 
 /// Connects to the first bootstrap server that answers, trying them in
 /// order.
-pub(crate) async fn connect_first(config: &ClientConfig) -> Result<BrokerConnection, RoundFailure> {
+pub(crate) async fn connect_first(
+    config: &ClientConfig,
+    transport: &Transport,
+) -> Result<BrokerConnection, RoundFailure> {
     let mut failures = Vec::with_capacity(config.bootstrap_servers.len());
     let mut unreachable = true;
     for addr in &config.bootstrap_servers {
         let failure = match BrokerConnection::dial(addr, config).await {
-            Ok(stream) => match BrokerConnection::handshake(stream, addr.clone(), config).await {
-                Ok(conn) => return Ok(conn),
-                Err(e) => {
-                    unreachable = false;
-                    e
+            Ok(stream) => {
+                match BrokerConnection::establish(stream, addr, config, transport).await {
+                    Ok(conn) => return Ok(conn),
+                    // A certificate that does not verify, credentials the
+                    // broker refuses: the same at every server, and final.
+                    Err(e) if e.is_fatal() => {
+                        return Err(RoundFailure {
+                            error: e,
+                            unreachable: false,
+                        });
+                    }
+                    Err(e) => {
+                        unreachable = false;
+                        e
+                    }
                 }
-            },
+            }
             Err(e) => {
                 unreachable &= *e.kind() == ErrorKind::Io;
                 e

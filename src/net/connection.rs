@@ -30,6 +30,35 @@ use crate::protocol::{
 
 type Reply = oneshot::Sender<Result<MatchedResponse, Error>>;
 
+/// How every connection of one client is made after TCP: the TLS connector
+/// (built once from the client's TLS settings) and the SASL credentials.
+#[derive(Default)]
+pub(crate) struct Transport {
+    tls: Option<tokio_rustls::TlsConnector>,
+    sasl: Option<crate::security::SaslConfig>,
+}
+
+impl Transport {
+    /// The transport `config` (validated) asks for; reads and parses the
+    /// TLS trust roots and client certificate now, so a bad one fails here
+    /// with the field named.
+    pub(crate) fn from_config(config: &ClientConfig) -> Result<Transport, Error> {
+        let protocol = config.security_protocol;
+        let tls = if protocol.uses_tls() {
+            let settings = config.tls_config.clone().unwrap_or_default();
+            Some(super::tls::connector(&settings)?)
+        } else {
+            None
+        };
+        let sasl = if protocol.uses_sasl() {
+            config.sasl_config.clone()
+        } else {
+            None
+        };
+        Ok(Transport { tls, sasl })
+    }
+}
+
 struct Inner {
     proto: CorrelationState,
     replies: VecDeque<Reply>,
@@ -124,13 +153,43 @@ impl std::fmt::Debug for BrokerConnection {
 }
 
 impl BrokerConnection {
-    /// Connects over TCP within the connect timeout and negotiates versions.
+    /// Connects over TCP within the connect timeout, then runs the TLS
+    /// handshake and SASL authentication `transport` asks for, and
+    /// negotiates versions.
     pub(crate) async fn connect(
         addr: &str,
         config: &ClientConfig,
+        transport: &Transport,
     ) -> Result<BrokerConnection, Error> {
         let stream = BrokerConnection::dial(addr, config).await?;
-        BrokerConnection::handshake(stream, addr.to_string(), config).await
+        BrokerConnection::establish(stream, addr, config, transport).await
+    }
+
+    /// Everything after TCP on a dialled `stream`: TLS, ApiVersions, SASL.
+    pub(crate) async fn establish(
+        stream: TcpStream,
+        addr: &str,
+        config: &ClientConfig,
+        transport: &Transport,
+    ) -> Result<BrokerConnection, Error> {
+        let conn = match &transport.tls {
+            Some(connector) => {
+                let stream =
+                    super::tls::handshake(connector, addr, stream, config.connect_timeout).await?;
+                BrokerConnection::handshake(stream, addr.to_string(), config).await?
+            }
+            None => BrokerConnection::handshake(stream, addr.to_string(), config).await?,
+        };
+        if let Some(sasl) = &transport.sasl {
+            let lifetime = super::sasl::authenticate(&conn, sasl, addr).await?;
+            if let Some(lifetime) = lifetime {
+                tracing::debug!(
+                    %addr, ?lifetime,
+                    "the broker limits the SASL session; it closes the connection when it ends"
+                );
+            }
+        }
+        Ok(conn)
     }
 
     /// Resolves `addr` and opens a TCP connection to it (to the first of
@@ -216,6 +275,12 @@ impl BrokerConnection {
                     Outgoing::Parts(parts) => {
                         writer.write_all_buf(&mut FrameCursor::from(parts)).await
                     }
+                };
+                // A TLS stream holds written bytes until flushed; flush
+                // once no further frame is waiting (free for plain TCP).
+                let written = match written {
+                    Ok(()) if rx.is_empty() => writer.flush().await,
+                    other => other,
                 };
                 if let Err(e) = written {
                     write_shared.close(Error::io(

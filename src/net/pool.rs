@@ -7,7 +7,8 @@
 //! server, and an address book: the brokers the last metadata listed and
 //! those learnt from other answers (a group coordinator's address). Every
 //! connection it opens runs the same dial, ApiVersions negotiation and
-//! connect logging; this is where TLS and SASL plug in.
+//! connect logging, then the TLS handshake and SASL authentication the
+//! client's `security_protocol` asks for.
 //!
 //! Policies it owns:
 //! - **Reconnect backoff.** After a failed connection attempt to a broker,
@@ -16,8 +17,9 @@
 //!   client's `reconnect.backoff.ms` rule). A caller that asks during the
 //!   wait gets the last attempt's error at once.
 //! - **Giving up at start-up.** The bootstrap round feeds the
-//!   [`StartupWatch`]; once it says the cluster is unreachable,
-//!   [`BrokerPool::unreachable`] carries the error for the producer.
+//!   [`StartupWatch`]; once it says the cluster is unreachable, or at once
+//!   when a server refused our certificate check or credentials (a fatal
+//!   error), [`BrokerPool::unreachable`] carries the error for the producer.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -29,13 +31,15 @@ use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::net::bootstrap::{self, StartupWatch};
 use crate::net::clock;
-use crate::net::connection::BrokerConnection;
+use crate::net::connection::{BrokerConnection, Transport};
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<BrokerConnection>>>>;
 
 /// The connections and broker addresses of one client instance.
 pub(crate) struct BrokerPool {
     config: ClientConfig,
+    /// TLS and SASL, applied to every connection.
+    transport: Transport,
     /// Brokers by id: those the metadata lists, then those learnt.
     listed: Mutex<BTreeMap<i32, String>>,
     learnt: Mutex<BTreeMap<i32, String>>,
@@ -66,8 +70,15 @@ impl BrokerPool {
     /// A pool for `config` (already validated). `startup_grace` is how far
     /// apart two failed bootstrap rounds must be for the cluster to count
     /// as unreachable (the producer's retry backoff).
-    pub(crate) fn new(config: ClientConfig, startup_grace: Duration) -> Arc<BrokerPool> {
-        Arc::new(BrokerPool {
+    ///
+    /// Fails when the TLS settings cannot be loaded (a CA file that is
+    /// missing or holds no certificate, a bad client key).
+    pub(crate) fn new(
+        config: ClientConfig,
+        startup_grace: Duration,
+    ) -> Result<Arc<BrokerPool>, Error> {
+        Ok(Arc::new(BrokerPool {
+            transport: Transport::from_config(&config)?,
             config,
             listed: Mutex::new(BTreeMap::new()),
             learnt: Mutex::new(BTreeMap::new()),
@@ -77,7 +88,7 @@ impl BrokerPool {
             jitter: Jitter::from_os(),
             startup: Mutex::new(StartupWatch::new(startup_grace)),
             unreachable: Mutex::new(None),
-        })
+        }))
     }
 
     /// The settings every connection of the pool uses.
@@ -149,7 +160,7 @@ impl BrokerPool {
         {
             return Err(error);
         }
-        match BrokerConnection::connect(address, &self.config).await {
+        match BrokerConnection::connect(address, &self.config, &self.transport).await {
             Ok(conn) => {
                 lock(&self.backoff).remove(&id);
                 lock(&self.startup).reached();
@@ -205,7 +216,7 @@ impl BrokerPool {
             return Ok(Arc::clone(conn));
         }
         let started = clock::now();
-        match bootstrap::connect_first(&self.config).await {
+        match bootstrap::connect_first(&self.config, &self.transport).await {
             Ok(conn) => {
                 lock(&self.startup).reached();
                 let conn = Arc::new(conn);
@@ -214,7 +225,10 @@ impl BrokerPool {
             }
             Err(failure) => {
                 let mut startup = lock(&self.startup);
-                if startup.round_failed(started, failure.unreachable) {
+                if failure.error.is_fatal() {
+                    // Refused certificates or credentials: no retry helps.
+                    *lock(&self.unreachable) = Some(failure.error.clone_shallow());
+                } else if startup.round_failed(started, failure.unreachable) {
                     let error = Error::new(
                         ErrorKind::NoBrokerAvailable,
                         format!(
@@ -373,7 +387,7 @@ mod tests {
         let config = ClientConfig::new(&address)
             .reconnect_backoff(300 * MS)
             .reconnect_backoff_max(300 * MS);
-        let pool = BrokerPool::new(config, 100 * MS);
+        let pool = BrokerPool::new(config, 100 * MS).unwrap();
         pool.set_brokers([(1, address.clone())]);
         let first = pool.connection(1).await.unwrap_err();
         assert_eq!(first.kind(), &ErrorKind::Io, "{first}");

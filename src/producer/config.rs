@@ -134,6 +134,20 @@ impl ProducerConfig {
         self
     }
 
+    /// Connects over TLS with these settings; see
+    /// [`ClientConfig::tls`](crate::ClientConfig::tls).
+    pub fn tls(mut self, tls: crate::security::TlsConfig) -> Self {
+        self.client = self.client.clone().tls(tls);
+        self
+    }
+
+    /// Authenticates with SASL; see
+    /// [`ClientConfig::sasl`](crate::ClientConfig::sasl).
+    pub fn sasl(mut self, sasl: crate::security::SaslConfig) -> Self {
+        self.client = self.client.clone().sasl(sasl);
+        self
+    }
+
     /// How long a request may wait for its response (default 30 s); a
     /// request that times out closes its connection.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {

@@ -121,7 +121,7 @@ impl Producer {
         config.validate()?;
         let mut engine = config.engine_config();
         // Every connection of this producer, its lag collector's included.
-        let pool = BrokerPool::new(config.client.clone(), config.retry_backoff);
+        let pool = BrokerPool::new(config.client.clone(), config.retry_backoff)?;
         let health = match &config.smart {
             Some(smart) => {
                 let table = HealthTable::new();
@@ -582,13 +582,22 @@ impl ProducerBuilder {
     /// Comma-separated `host:port` (or `[ipv6]:port`) list used to
     /// discover the cluster; see [`ClientConfig::new`](crate::ClientConfig::new).
     pub fn bootstrap_servers(mut self, servers: &str) -> Self {
-        let client = self.config.client.clone();
-        let mut fresh = crate::config::ClientConfig::new(servers);
-        fresh.client_id = client.client_id;
-        fresh.connect_timeout = client.connect_timeout;
-        fresh.request_timeout = client.request_timeout;
-        fresh.max_frame_size = client.max_frame_size;
-        self.config.client = fresh;
+        self.config.client.bootstrap_servers =
+            crate::config::ClientConfig::new(servers).bootstrap_servers;
+        self
+    }
+
+    /// Connects over TLS with these settings; see
+    /// [`ClientConfig::tls`](crate::ClientConfig::tls).
+    pub fn tls(mut self, tls: crate::security::TlsConfig) -> Self {
+        self.config.client = self.config.client.clone().tls(tls);
+        self
+    }
+
+    /// Authenticates with SASL; see
+    /// [`ClientConfig::sasl`](crate::ClientConfig::sasl).
+    pub fn sasl(mut self, sasl: crate::security::SaslConfig) -> Self {
+        self.config.client = self.config.client.clone().sasl(sasl);
         self
     }
 

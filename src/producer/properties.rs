@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::properties::{
     CLIENT_KEYS, boolean, millis, not_one_of, number, read_file, strategy_by_name, unknown_key,
 };
+use crate::security::SECURITY_KEYS;
 
 use crate::health::{SMART_KEYS, SmartConfig};
 
@@ -144,7 +145,12 @@ impl ProducerConfig {
             "transaction.timeout.ms" => {
                 self.transaction_timeout(millis("transaction_timeout", key, value)?)
             }
-            _ => return Err(unknown_key(key, &[CLIENT_KEYS, PRODUCER_KEYS, SMART_KEYS])),
+            _ => {
+                return Err(unknown_key(
+                    key,
+                    &[CLIENT_KEYS, SECURITY_KEYS, PRODUCER_KEYS, SMART_KEYS],
+                ));
+            }
         })
     }
 

@@ -146,7 +146,7 @@ pub(crate) async fn handle_frame(shared: &Arc<Shared>, broker_id: i32, mut body:
     }
 }
 
-fn encode_response(
+pub(crate) fn encode_response(
     correlation_id: i32,
     api_key: ApiKey,
     version: i16,

@@ -1,0 +1,417 @@
+//! TLS and SASL listeners for the fake brokers.
+//!
+//! TLS: certificates are generated when the cluster is built (a CA and a
+//! server certificate for `localhost` and `127.0.0.1`, optionally expired
+//! or issued for another host, and a client certificate for mutual TLS).
+//!
+//! SASL: as Kafka does since KIP-152, a connection may send only
+//! ApiVersions, SaslHandshake and SaslAuthenticate until it has
+//! authenticated; anything else closes it. PLAIN follows RFC 4616, SCRAM
+//! (SHA-256, SHA-512) the server side of RFC 5802 with 4096 iterations and
+//! a random salt per exchange. A failed authentication is answered with
+//! SASL_AUTHENTICATION_FAILED and the connection is closed after it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, ResponseKind, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use ring::rand::SecureRandom;
+use ring::{digest, hmac, pbkdf2};
+
+use crate::handlers::{Outcome, encode_response};
+
+/// How the brokers' TLS listener is set up.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TlsOptions {
+    pub require_client_cert: bool,
+    /// Names the server certificate is issued for (default: `localhost`
+    /// and `127.0.0.1`).
+    pub server_names: Option<Vec<String>>,
+    pub expired: bool,
+}
+
+/// The generated certificates and the server configuration.
+pub(crate) struct TlsMaterial {
+    pub ca_pem: String,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl TlsMaterial {
+    /// Generates a CA, a server and a client certificate per `options`.
+    pub(crate) fn generate(options: &TlsOptions) -> TlsMaterial {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "protocol-tests fake CA");
+        let ca_key = KeyPair::generate().expect("CA key");
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+
+        let names = options
+            .server_names
+            .clone()
+            .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into()]);
+        let mut server_params = CertificateParams::new(names).expect("server params");
+        if options.expired {
+            server_params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+            server_params.not_after = rcgen::date_time_ymd(2002, 1, 1);
+        }
+        let server_key = KeyPair::generate().expect("server key");
+        let server = server_params
+            .signed_by(&server_key, &ca, &ca_key)
+            .expect("server certificate");
+
+        let mut client_params =
+            CertificateParams::new(vec!["client".to_string()]).expect("client params");
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "client");
+        let client_key = KeyPair::generate().expect("client key");
+        let client = client_params
+            .signed_by(&client_key, &ca, &ca_key)
+            .expect("client certificate");
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions");
+        let builder = if options.require_client_cert {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.der().clone()).expect("CA into the root store");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into());
+        let config = builder
+            .with_single_cert(vec![server.der().clone()], key)
+            .expect("server certificate and key");
+        TlsMaterial {
+            ca_pem: ca.pem(),
+            client_cert_pem: client.pem(),
+            client_key_pem: client_key.serialize_pem(),
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        }
+    }
+}
+
+/// The mechanisms the brokers enable and the users they know.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SaslSettings {
+    pub mechanisms: Vec<String>,
+    pub users: BTreeMap<String, String>,
+}
+
+/// One connection's SASL state.
+pub(crate) struct SaslGate {
+    settings: Arc<SaslSettings>,
+    authenticated: bool,
+    mechanism: Option<String>,
+    scram: Option<ScramExchange>,
+    close_next: bool,
+}
+
+/// A SCRAM exchange between its first and last message.
+struct ScramExchange {
+    hash: (
+        hmac::Algorithm,
+        &'static digest::Algorithm,
+        pbkdf2::Algorithm,
+    ),
+    nonce: String,
+    client_first_bare: String,
+    server_first: String,
+    salted: Vec<u8>,
+}
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("randomness");
+    bytes
+}
+
+impl SaslGate {
+    pub(crate) fn new(settings: Arc<SaslSettings>) -> SaslGate {
+        SaslGate {
+            settings,
+            authenticated: false,
+            mechanism: None,
+            scram: None,
+            close_next: false,
+        }
+    }
+
+    /// Handles a request frame if SASL decides it: the SASL APIs are
+    /// answered here, anything but ApiVersions before authentication closes
+    /// the connection. `None` passes the frame on to the broker.
+    pub(crate) fn intercept(&mut self, body: &Bytes) -> Option<Outcome> {
+        if self.close_next {
+            return Some(Outcome::Close);
+        }
+        if body.len() < 4 {
+            return Some(Outcome::Close);
+        }
+        let key = ApiKey::try_from(i16::from_be_bytes([body[0], body[1]])).ok()?;
+        let version = i16::from_be_bytes([body[2], body[3]]);
+        match key {
+            ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => {}
+            ApiKey::ApiVersions => return None,
+            _ if self.authenticated => return None,
+            _ => return Some(Outcome::Close),
+        }
+        let mut body = body.clone();
+        let Ok(header) = RequestHeader::decode(&mut body, key.request_header_version(version))
+        else {
+            return Some(Outcome::Close);
+        };
+        let correlation_id = header.correlation_id;
+        Some(if key == ApiKey::SaslHandshake {
+            let Ok(request) = SaslHandshakeRequest::decode(&mut body, version) else {
+                return Some(Outcome::Close);
+            };
+            let wanted = request.mechanism.to_string();
+            let enabled = self.settings.mechanisms.contains(&wanted);
+            let mut response = SaslHandshakeResponse::default().with_mechanisms(
+                self.settings
+                    .mechanisms
+                    .iter()
+                    .map(|m| StrBytes::from_string(m.clone()))
+                    .collect(),
+            );
+            if enabled {
+                self.mechanism = Some(wanted);
+                self.scram = None;
+            } else {
+                // UNSUPPORTED_SASL_MECHANISM
+                response.error_code = 33;
+            }
+            encode_response(
+                correlation_id,
+                key,
+                version,
+                ResponseKind::SaslHandshake(response),
+            )
+        } else {
+            let Ok(request) = SaslAuthenticateRequest::decode(&mut body, version) else {
+                return Some(Outcome::Close);
+            };
+            let response = match self.authenticate(&request.auth_bytes) {
+                Ok((bytes, done)) => {
+                    if done {
+                        self.authenticated = true;
+                    }
+                    SaslAuthenticateResponse::default().with_auth_bytes(bytes)
+                }
+                Err(message) => {
+                    self.close_next = true;
+                    SaslAuthenticateResponse::default()
+                        .with_error_code(58)
+                        .with_error_message(Some(StrBytes::from_string(message)))
+                }
+            };
+            encode_response(
+                correlation_id,
+                key,
+                version,
+                ResponseKind::SaslAuthenticate(response),
+            )
+        })
+    }
+
+    /// One mechanism message: the answer and whether authentication is done.
+    fn authenticate(&mut self, message: &[u8]) -> Result<(Bytes, bool), String> {
+        const BAD: &str = "Authentication failed: Invalid username or password";
+        let mechanism = self
+            .mechanism
+            .clone()
+            .ok_or("Unexpected SaslAuthenticate before SaslHandshake")?;
+        match mechanism.as_str() {
+            "PLAIN" => {
+                let text = std::str::from_utf8(message).map_err(|_| BAD.to_string())?;
+                let mut parts = text.split('\0');
+                let (_authzid, user, password) = (parts.next(), parts.next(), parts.next());
+                let (Some(user), Some(password), None) = (user, password, parts.next()) else {
+                    return Err("Authentication failed: malformed PLAIN message".into());
+                };
+                if self.settings.users.get(user).is_some_and(|p| p == password) {
+                    Ok((Bytes::new(), true))
+                } else {
+                    Err(BAD.into())
+                }
+            }
+            "SCRAM-SHA-256" | "SCRAM-SHA-512" => {
+                let hash = if mechanism == "SCRAM-SHA-256" {
+                    (
+                        hmac::HMAC_SHA256,
+                        &digest::SHA256,
+                        pbkdf2::PBKDF2_HMAC_SHA256,
+                    )
+                } else {
+                    (
+                        hmac::HMAC_SHA512,
+                        &digest::SHA512,
+                        pbkdf2::PBKDF2_HMAC_SHA512,
+                    )
+                };
+                match self.scram.take() {
+                    None => self.scram_first(hash, message).map(|b| (b, false)),
+                    Some(exchange) => exchange.finish(message).map(|b| (b, true)),
+                }
+            }
+            other => Err(format!("mechanism {other} is not enabled")),
+        }
+    }
+
+    fn scram_first(
+        &mut self,
+        hash: (
+            hmac::Algorithm,
+            &'static digest::Algorithm,
+            pbkdf2::Algorithm,
+        ),
+        message: &[u8],
+    ) -> Result<Bytes, String> {
+        const BAD: &str = "Authentication failed: Invalid username or password";
+        let text = std::str::from_utf8(message).map_err(|_| BAD.to_string())?;
+        let bare = text
+            .strip_prefix("n,,")
+            .ok_or("Authentication failed: channel binding is not supported")?;
+        let mut user = None;
+        let mut client_nonce = None;
+        for field in bare.split(',') {
+            if let Some(v) = field.strip_prefix("n=") {
+                user = Some(v.replace("=2C", ",").replace("=3D", "="));
+            } else if let Some(v) = field.strip_prefix("r=") {
+                client_nonce = Some(v.to_string());
+            }
+        }
+        let (Some(user), Some(client_nonce)) = (user, client_nonce) else {
+            return Err("Authentication failed: malformed client-first message".into());
+        };
+        let password = self.settings.users.get(&user).cloned().ok_or(BAD)?;
+        let salt = random_bytes(16);
+        let nonce = format!("{client_nonce}{}", BASE64.encode(random_bytes(18)));
+        let iterations = 4096;
+        let server_first = format!("r={nonce},s={},i={iterations}", BASE64.encode(&salt));
+        let mut salted = vec![0u8; hash.1.output_len()];
+        pbkdf2::derive(
+            hash.2,
+            std::num::NonZeroU32::new(iterations).expect("nonzero"),
+            &salt,
+            password.as_bytes(),
+            &mut salted,
+        );
+        self.scram = Some(ScramExchange {
+            hash,
+            nonce,
+            client_first_bare: bare.to_string(),
+            server_first: server_first.clone(),
+            salted,
+        });
+        Ok(Bytes::from(server_first.into_bytes()))
+    }
+}
+
+impl ScramExchange {
+    /// Checks the client-final message; returns the server-final one.
+    fn finish(self, message: &[u8]) -> Result<Bytes, String> {
+        const BAD: &str = "Authentication failed: Invalid username or password";
+        let text = std::str::from_utf8(message).map_err(|_| BAD.to_string())?;
+        let (without_proof, proof) = text.rsplit_once(",p=").ok_or(BAD)?;
+        if without_proof != format!("c=biws,r={}", self.nonce) {
+            return Err("Authentication failed: nonce or channel binding mismatch".into());
+        }
+        let proof = BASE64.decode(proof).map_err(|_| BAD.to_string())?;
+        let auth_message = format!(
+            "{},{},{without_proof}",
+            self.client_first_bare, self.server_first
+        );
+        let salted = hmac::Key::new(self.hash.0, &self.salted);
+        let client_key = hmac::sign(&salted, b"Client Key");
+        let stored_key = digest::digest(self.hash.1, client_key.as_ref());
+        let signature = hmac::sign(
+            &hmac::Key::new(self.hash.0, stored_key.as_ref()),
+            auth_message.as_bytes(),
+        );
+        if proof.len() != signature.as_ref().len() {
+            return Err(BAD.into());
+        }
+        let recovered: Vec<u8> = proof
+            .iter()
+            .zip(signature.as_ref())
+            .map(|(p, s)| p ^ s)
+            .collect();
+        if digest::digest(self.hash.1, &recovered).as_ref() != stored_key.as_ref() {
+            return Err(BAD.into());
+        }
+        let server_key = hmac::sign(&salted, b"Server Key");
+        let server_signature = hmac::sign(
+            &hmac::Key::new(self.hash.0, server_key.as_ref()),
+            auth_message.as_bytes(),
+        );
+        Ok(Bytes::from(
+            format!("v={}", BASE64.encode(server_signature.as_ref())).into_bytes(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 7677: the server's side of the SHA-256 example, with the RFC's
+    /// salt and nonces in place of random ones.
+    #[test]
+    fn the_rfc_7677_server_signature_is_reproduced() {
+        let salt = BASE64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+        let mut salted = vec![0u8; 32];
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            std::num::NonZeroU32::new(4096).unwrap(),
+            &salt,
+            b"pencil",
+            &mut salted,
+        );
+        let exchange = ScramExchange {
+            hash: (
+                hmac::HMAC_SHA256,
+                &digest::SHA256,
+                pbkdf2::PBKDF2_HMAC_SHA256,
+            ),
+            nonce: "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into(),
+            client_first_bare: "n=user,r=rOprNGfwEbeRWgbNEkqO".into(),
+            server_first: "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+                           s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+                .into(),
+            salted,
+        };
+        let server_final = exchange
+            .finish(
+                b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+                  p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+            )
+            .unwrap();
+        assert_eq!(
+            &server_final[..],
+            b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+        );
+    }
+}

@@ -3,6 +3,9 @@
 //! comes in as an argument and randomness from seeded generators, so every
 //! run can be replayed.
 //!
+//! Comments that cite "Scenario N" refer to the numbered list of failures
+//! the producer must survive, `docs/fault-scenarios.md`.
+//!
 //! | file | owns |
 //! |---|---|
 //! | `producer` | the engine: inputs, outputs, waiting records, in-flight requests, delivery events |

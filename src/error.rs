@@ -139,6 +139,18 @@ impl Error {
         self
     }
 
+    /// An [`ErrorKind::Authentication`] error with `message`: for a
+    /// [`TokenProvider`](crate::security::TokenProvider) that cannot supply
+    /// a token.
+    ///
+    /// ```
+    /// let err = smartkafka::Error::authentication("the identity provider is down");
+    /// assert!(err.is_fatal());
+    /// ```
+    pub fn authentication(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Authentication, message)
+    }
+
     /// A copy with the same kind and message (the source chain is not kept),
     /// for reporting one failure to many waiters.
     pub(crate) fn clone_shallow(&self) -> Error {

@@ -10,7 +10,11 @@ use tokio::time::Instant;
 
 use protocol_tests::FakeCluster;
 use smartkafka::consumer::{PartitionReader, ReaderConfig, StartOffset};
-use smartkafka::security::{SaslConfig, TlsConfig};
+use std::sync::Arc;
+
+use smartkafka::security::{
+    OAuthToken, SaslConfig, TlsConfig, TokenFuture, TokenProvider, UnsecuredJwsProvider,
+};
 use smartkafka::{AdminClient, ClientConfig, ErrorKind, Producer, Record};
 
 const PASSWORD: &str = "alice-secret";
@@ -232,4 +236,48 @@ async fn missing_trust_files_are_configuration_errors() {
     let err = AdminClient::connect(client).await.unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::Config { field: "tls" }, "{err}");
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+}
+
+/// A provider whose identity service is down.
+struct Unavailable;
+
+impl TokenProvider for Unavailable {
+    fn token(&self) -> TokenFuture<'_> {
+        Box::pin(async {
+            Err::<OAuthToken, _>(smartkafka::Error::authentication(
+                "identity provider unreachable",
+            ))
+        })
+    }
+}
+
+#[tokio::test]
+async fn oauthbearer_tokens_carry_records_and_bad_ones_fail_at_once() {
+    let cluster = sasl_cluster(&["OAUTHBEARER", "PLAIN"], true).await;
+    let provider = Arc::new(UnsecuredJwsProvider::new("alice"));
+    produce_and_read_back(
+        &cluster,
+        Some(trust(&cluster)),
+        Some(SaslConfig::oauthbearer(provider)),
+    )
+    .await;
+
+    let client = |sasl| {
+        ClientConfig::new(&cluster.bootstrap_servers())
+            .tls(trust(&cluster))
+            .sasl(sasl)
+    };
+    let expired = UnsecuredJwsProvider::new("alice").lifetime(Duration::ZERO);
+    build_fails(
+        client(SaslConfig::oauthbearer(Arc::new(expired))),
+        ErrorKind::Authentication,
+        "invalid_token",
+    )
+    .await;
+    build_fails(
+        client(SaslConfig::oauthbearer(Arc::new(Unavailable))),
+        ErrorKind::Authentication,
+        "identity provider unreachable",
+    )
+    .await;
 }

@@ -125,6 +125,9 @@ pub(crate) struct SaslGate {
     mechanism: Option<String>,
     scram: Option<ScramExchange>,
     close_next: bool,
+    /// Why an OAUTHBEARER token was refused, reported once the client ends
+    /// the exchange (RFC 7628).
+    oauth_refused: Option<String>,
 }
 
 /// A SCRAM exchange between its first and last message.
@@ -156,6 +159,7 @@ impl SaslGate {
             mechanism: None,
             scram: None,
             close_next: false,
+            oauth_refused: None,
         }
     }
 
@@ -276,6 +280,18 @@ impl SaslGate {
                     Some(exchange) => exchange.finish(message).map(|b| (b, true)),
                 }
             }
+            "OAUTHBEARER" => {
+                if let Some(reason) = self.oauth_refused.take() {
+                    return Err(format!("Authentication failed: {reason}"));
+                }
+                match check_unsecured_token(message) {
+                    Ok(()) => Ok((Bytes::new(), true)),
+                    Err(reason) => {
+                        self.oauth_refused = Some(reason);
+                        Ok((Bytes::from_static(br#"{"status":"invalid_token"}"#), false))
+                    }
+                }
+            }
             other => Err(format!("mechanism {other} is not enabled")),
         }
     }
@@ -328,6 +344,61 @@ impl SaslGate {
         });
         Ok(Bytes::from(server_first.into_bytes()))
     }
+}
+
+/// Seconds since the Unix epoch: a broker checks token expiry against its
+/// wall clock.
+#[allow(clippy::disallowed_methods)]
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Checks an OAUTHBEARER client message carrying an unsecured JWS (as
+/// Kafka's `OAuthBearerUnsecuredJws` validator does): `alg` none, a `sub`
+/// claim, an `exp` claim in the future.
+fn check_unsecured_token(message: &[u8]) -> Result<(), String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let text = std::str::from_utf8(message).map_err(|_| "not UTF-8".to_string())?;
+    let rest = text.strip_prefix("n,").ok_or("no GS2 header")?;
+    let token = rest
+        .split('\x01')
+        .find_map(|kv| kv.strip_prefix("auth=Bearer "))
+        .ok_or("no bearer token")?;
+    let parts: Vec<&str> = token.split('.').collect();
+    let [header, claims, ""] = parts[..] else {
+        return Err("not an unsecured JWS".into());
+    };
+    let decode = |part: &str| {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| "a JWS part is not base64url JSON".to_string())
+    };
+    let (header, claims) = (decode(header)?, decode(claims)?);
+    if !header.replace(' ', "").contains(r#""alg":"none""#) {
+        return Err("the token is not unsecured (alg none)".into());
+    }
+    let claims = claims.replace(' ', "");
+    if !claims.contains(r#""sub":""#) {
+        return Err("the token has no sub claim".into());
+    }
+    let exp: i64 = claims
+        .split(r#""exp":"#)
+        .nth(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|digits| digits.parse().ok())
+        .ok_or("the token has no exp claim")?;
+    if exp <= unix_seconds() {
+        return Err("the token has expired".into());
+    }
+    Ok(())
 }
 
 impl ScramExchange {

@@ -256,6 +256,9 @@ pub enum SaslMechanism {
     ScramSha256,
     /// `SCRAM-SHA-512` (RFC 5802).
     ScramSha512,
+    /// `OAUTHBEARER` (RFC 7628, KIP-255): a bearer token from a
+    /// [`TokenProvider`], fetched for each new connection.
+    OAuthBearer,
 }
 
 impl SaslMechanism {
@@ -265,6 +268,7 @@ impl SaslMechanism {
             SaslMechanism::Plain => "PLAIN",
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
@@ -274,8 +278,92 @@ impl SaslMechanism {
             "PLAIN" => Some(SaslMechanism::Plain),
             "SCRAM-SHA-256" => Some(SaslMechanism::ScramSha256),
             "SCRAM-SHA-512" => Some(SaslMechanism::ScramSha512),
+            "OAUTHBEARER" => Some(SaslMechanism::OAuthBearer),
             _ => None,
         }
+    }
+}
+
+/// A bearer token for `OAUTHBEARER`.
+#[derive(Clone)]
+pub struct OAuthToken {
+    /// The token as sent (a JWT, or whatever the broker's validator takes).
+    pub value: String,
+    /// SASL extensions sent with it (KIP-342), such as a logical cluster id.
+    pub extensions: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for OAuthToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthToken")
+            .field("value", &"<redacted>")
+            .field("extensions", &self.extensions)
+            .finish()
+    }
+}
+
+/// What [`TokenProvider::token`] returns.
+pub type TokenFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<OAuthToken, Error>> + Send + 'a>>;
+
+/// Supplies `OAUTHBEARER` tokens: asked once per connection as it
+/// authenticates, so it may cache a token and refresh it before expiry
+/// (asynchronously, from an identity provider).
+pub trait TokenProvider: Send + Sync {
+    /// The token to authenticate with now.
+    fn token(&self) -> TokenFuture<'_>;
+}
+
+/// Kafka's unsecured JWS tokens (`alg: none`, the `sub` claim naming the
+/// principal), as the Java client's `OAuthBearerUnsecuredLoginCallbackHandler`
+/// makes them: for test clusters with the unsecured validator only.
+#[cfg(feature = "tokio-runtime")]
+#[derive(Debug, Clone)]
+pub struct UnsecuredJwsProvider {
+    principal: String,
+    lifetime: std::time::Duration,
+}
+
+#[cfg(feature = "tokio-runtime")]
+impl UnsecuredJwsProvider {
+    /// Tokens for `principal`, valid for an hour from when each is made.
+    pub fn new(principal: impl Into<String>) -> UnsecuredJwsProvider {
+        UnsecuredJwsProvider {
+            principal: principal.into(),
+            lifetime: std::time::Duration::from_secs(3600),
+        }
+    }
+
+    /// How long each token is valid (default one hour).
+    pub fn lifetime(mut self, lifetime: std::time::Duration) -> UnsecuredJwsProvider {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// A token made now.
+    pub fn make_token(&self) -> OAuthToken {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let now_ms = crate::net::clock::unix_millis();
+        let iat = now_ms / 1000;
+        let exp = iat.saturating_add(i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX));
+        let principal = self.principal.replace('\\', "\\\\").replace('"', "\\\"");
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"iat":{iat},"exp":{exp},"sub":"{principal}"}}"#
+        ));
+        OAuthToken {
+            value: format!("{header}.{claims}."),
+            extensions: Vec::new(),
+        }
+    }
+}
+
+#[cfg(feature = "tokio-runtime")]
+impl TokenProvider for UnsecuredJwsProvider {
+    fn token(&self) -> TokenFuture<'_> {
+        let token = self.make_token();
+        Box::pin(async move { Ok(token) })
     }
 }
 
@@ -292,6 +380,7 @@ pub struct SaslConfig {
     pub(crate) mechanism: SaslMechanism,
     pub(crate) username: String,
     pub(crate) password: String,
+    pub(crate) token_provider: Option<std::sync::Arc<dyn TokenProvider>>,
 }
 
 impl std::fmt::Debug for SaslConfig {
@@ -315,6 +404,7 @@ impl SaslConfig {
             mechanism,
             username: username.into(),
             password: password.into(),
+            token_provider: None,
         }
     }
 
@@ -333,6 +423,27 @@ impl SaslConfig {
         SaslConfig::new(SaslMechanism::ScramSha512, username, password)
     }
 
+    /// `OAUTHBEARER` with tokens from `provider`, asked for a token each
+    /// time a connection authenticates (so a provider that refreshes keeps
+    /// new connections valid).
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio-runtime")] {
+    /// use std::sync::Arc;
+    /// use smartkafka::security::{SaslConfig, UnsecuredJwsProvider};
+    /// // Kafka's unsecured tokens, for test clusters only.
+    /// let sasl = SaslConfig::oauthbearer(Arc::new(UnsecuredJwsProvider::new("alice")));
+    /// # let _ = sasl; }
+    /// ```
+    pub fn oauthbearer(provider: std::sync::Arc<dyn TokenProvider>) -> SaslConfig {
+        SaslConfig {
+            mechanism: SaslMechanism::OAuthBearer,
+            username: String::new(),
+            password: String::new(),
+            token_provider: Some(provider),
+        }
+    }
+
     /// The mechanism.
     pub fn mechanism(&self) -> SaslMechanism {
         self.mechanism
@@ -344,6 +455,15 @@ impl SaslConfig {
     }
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
+        if self.mechanism == SaslMechanism::OAuthBearer {
+            if self.token_provider.is_none() {
+                return Err(Error::config(
+                    "sasl",
+                    "OAUTHBEARER needs a token provider (SaslConfig::oauthbearer)",
+                ));
+            }
+            return Ok(());
+        }
         if self.username.is_empty() {
             return Err(Error::config("sasl", "the user name is empty"));
         }
@@ -390,6 +510,30 @@ mod tests {
         );
         let tls = TlsConfig::new().client_cert_pem("CERT", "PRIVATE KEY BYTES");
         assert!(!format!("{tls:?}").contains("PRIVATE KEY BYTES"));
+    }
+
+    #[cfg(feature = "tokio-runtime")]
+    #[test]
+    fn unsecured_tokens_are_unsigned_jws_naming_the_principal() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let token = UnsecuredJwsProvider::new("al\"ice").make_token();
+        let parts: Vec<&str> = token.value.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[2], "", "no signature");
+        let header = URL_SAFE_NO_PAD.decode(parts[0]).unwrap();
+        assert_eq!(header, br#"{"alg":"none"}"#);
+        let claims = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        assert!(claims.contains(r#""sub":"al\"ice""#), "{claims}");
+        assert!(!format!("{token:?}").contains(parts[1]));
+    }
+
+    #[test]
+    fn oauthbearer_needs_a_token_provider() {
+        let mut sasl = SaslConfig::plain("", "");
+        sasl.mechanism = SaslMechanism::OAuthBearer;
+        let err = sasl.validate().unwrap_err();
+        assert!(err.to_string().contains("token provider"), "{err}");
     }
 
     #[test]

@@ -102,8 +102,11 @@ impl ScramClient {
         let hash = match mechanism {
             SaslMechanism::ScramSha256 => Hash::Sha256,
             SaslMechanism::ScramSha512 => Hash::Sha512,
-            SaslMechanism::Plain => {
-                return Err(failure("PLAIN is not a SCRAM mechanism"));
+            SaslMechanism::Plain | SaslMechanism::OAuthBearer => {
+                return Err(failure(format!(
+                    "{} is not a SCRAM mechanism",
+                    mechanism.name()
+                )));
             }
         };
         let client_first_bare = format!("n={},r={nonce}", escape_name(username));

@@ -12,11 +12,6 @@
 //!
 //! Encoding responses needs kafka-protocol's `broker` feature.
 
-// The counting global allocator below is the only unsafe code: it forwards
-// every call unchanged to `System` and adds up the bytes requested.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use bytes::{Bytes, BytesMut};
@@ -29,53 +24,15 @@ use smartkafka::protocol::guard::{
 };
 
 // ---------------------------------------------------------------------------
-// Counting allocator
+// Counting allocator (the one of `support/alloc.rs`)
 // ---------------------------------------------------------------------------
 
-struct Counting;
+mod support;
 
-thread_local! {
-    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count(bytes: usize) {
-    let _ = ALLOCATED.try_with(|c| c.set(c.get().saturating_add(bytes)));
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments; the
-// counting touches only a const-initialised thread-local `Cell`.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size());
-        // SAFETY: forwarded unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count(layout.size());
-        // SAFETY: forwarded unchanged.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(new_size);
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use support::alloc::{Counting, allocated_by};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Runs `f` and returns its result with the bytes this thread allocated.
-fn allocated_by<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = ALLOCATED.with(Cell::get);
-    let out = f();
-    let after = ALLOCATED.with(Cell::get);
-    (out, after.saturating_sub(before))
-}
 
 // ---------------------------------------------------------------------------
 // Populated responses

@@ -16,8 +16,6 @@
 //! process's memory and wall time, so they run one at a time. Run them with
 //! `cargo test --test producer_backpressure`.
 
-mod producer_support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -28,6 +26,10 @@ use kafka_protocol::messages::ApiKey;
 use protocol_tests::{FakeCluster, Fault};
 use rdkafka::mocking::MockCluster;
 use smartkafka::{DeliveryFuture, ErrorKind, Producer, ProducerBuilder, Record};
+
+mod support;
+
+use support::workload;
 
 const MIB: usize = 1024 * 1024;
 /// The producer's buffer memory in every test.
@@ -389,7 +391,7 @@ async fn librdkafka_mock_broker_down_then_up_delivers_accepted_records_once() {
     }
     let total = PARTITIONS as usize + results.len();
     let read = tokio::task::spawn_blocking(move || {
-        producer_support::consume_all(&bootstrap, "t", PARTITIONS, total)
+        workload::consume_all(&bootstrap, "t", PARTITIONS, total)
     })
     .await
     .unwrap();

@@ -1,8 +1,6 @@
 //! Fault scenarios of the producer (numbers from the fault-scenario list),
 //! checked by reading the log back rather than trusting delivery reports.
 
-mod producer_support;
-
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -11,6 +9,10 @@ use kafka_protocol::messages::ApiKey;
 use protocol_tests::{FakeCluster, Fault};
 use rdkafka::mocking::MockCluster;
 use smartkafka::{ErrorKind, Producer, ProducerBuilder, Record};
+
+mod support;
+
+use support::workload;
 
 fn builder(bootstrap: &str) -> ProducerBuilder {
     Producer::builder()
@@ -460,10 +462,9 @@ async fn fault_14_unsent_batch_expires_not_persisted() {
         .send_and_wait(Record::new("t").partition(0).value("later"))
         .await
         .unwrap();
-    let read =
-        tokio::task::spawn_blocking(move || producer_support::consume_all(&bootstrap, "t", 1, 1))
-            .await
-            .unwrap();
+    let read = tokio::task::spawn_blocking(move || workload::consume_all(&bootstrap, "t", 1, 1))
+        .await
+        .unwrap();
     let vals: Vec<_> = read.iter().map(|r| r.value.clone().unwrap()).collect();
     assert_eq!(vals, vec![b"later".to_vec()]);
     producer.close(Duration::from_secs(5)).await.unwrap();
@@ -498,10 +499,9 @@ async fn fault_04_partition_without_leader_waits() {
         let md = f.await.unwrap();
         assert_eq!(md.partition, 0);
     }
-    let read =
-        tokio::task::spawn_blocking(move || producer_support::consume_all(&bootstrap, "t", 1, 100))
-            .await
-            .unwrap();
+    let read = tokio::task::spawn_blocking(move || workload::consume_all(&bootstrap, "t", 1, 100))
+        .await
+        .unwrap();
     let got: Vec<String> = read
         .iter()
         .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())

@@ -12,41 +12,15 @@
 //! the values are static, so the only copy of each payload is the one the
 //! producer encoded.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rdkafka::mocking::MockCluster;
 use smartkafka::{ErrorKind, Producer, Record, Topic};
 
-/// Counts the bytes live on the heap.
-struct Counting;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
+mod support;
 
-// SAFETY: forwards every call unchanged to the system allocator; the only
-// addition is bookkeeping on an atomic, which does not allocate.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use support::alloc::{Counting, live};
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -78,7 +52,7 @@ async fn buffered_small_records_stay_within_the_cap() {
     let topic = Topic::from("t");
     cluster.broker_down(1).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live();
 
     let mut accepted = 0usize;
     loop {
@@ -100,7 +74,7 @@ async fn buffered_small_records_stay_within_the_cap() {
         }
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let held = (LIVE.load(Ordering::Relaxed) - before).max(0) as usize;
+    let held = (live() - before).max(0) as usize;
     let own = VALUE.len() + keys[0].len();
     let per_record = held as f64 / accepted as f64;
     println!(

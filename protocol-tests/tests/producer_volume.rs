@@ -37,8 +37,6 @@
 //! too far ahead (a run still fails if a record was dropped before it was
 //! read: the consumer treats a moved log start as an error).
 
-mod producer_support;
-
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -54,6 +52,10 @@ use rdkafka::mocking::MockCluster;
 use smartkafka::compression::Compression;
 use smartkafka::partitioner::murmur2_partition;
 use smartkafka::{Acks, DeliveryFuture, Header, Producer, Record};
+
+mod support;
+
+use support::workload;
 
 const PARTITIONS: i32 = 6;
 const BROKERS: usize = 3;
@@ -352,7 +354,7 @@ fn consume_and_check(bootstrap: &str, n: usize, progress: &Progress) -> Vec<i64>
         assert_eq!(headers, expected_headers, "record {i}: headers");
         progress.read.fetch_add(1, Ordering::Release);
     };
-    let handed = producer_support::consume_with(
+    let handed = workload::consume_with(
         bootstrap,
         TOPIC,
         PARTITIONS,

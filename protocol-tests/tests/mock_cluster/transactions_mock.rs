@@ -6,15 +6,13 @@
 //! proven against the fake cluster (`transactions_fake.rs`); here the log
 //! is read back read_uncommitted and compared with what was sent.
 
-mod producer_support;
-
 use std::time::Duration;
 
 use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use smartkafka::{ErrorKind, Producer, Record};
 
-use producer_support::consume_all;
+use crate::support::workload::consume_all;
 
 type Mock = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
 

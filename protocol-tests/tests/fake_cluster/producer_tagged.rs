@@ -6,8 +6,6 @@
 //! reach the callback, errors returned by the call do not, and a
 //! panicking callback does not stop the producer.
 
-mod producer_support;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +15,7 @@ use protocol_tests::FakeCluster;
 use rdkafka::mocking::MockCluster;
 use smartkafka::{ErrorKind, Producer, Record, RecordMetadata, Topic};
 
-use producer_support::*;
+use crate::support::workload::*;
 
 const PARTITIONS: i32 = 6;
 

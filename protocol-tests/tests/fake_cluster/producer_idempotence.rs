@@ -8,7 +8,7 @@
 //! The chaos soak kills every connection after 0.5-1.5 s for the whole run.
 //! Its size comes from `SMARTKAFKA_SOAK_RECORDS` (default 100,000); the long
 //! version is
-//! `SMARTKAFKA_SOAK_RECORDS=1000000 cargo test --release --test producer_idempotence -- chaos`.
+//! `SMARTKAFKA_SOAK_RECORDS=1000000 cargo test --release -p protocol-tests --test fake_cluster -- producer_idempotence::fault_25`.
 
 use std::time::Duration;
 

@@ -5,34 +5,29 @@
 //! error, never panic, keep its position at the bad batch, and go on after
 //! a seek past it.
 //!
-//! The broker is the scripted one of `scripted_broker`, so the Fetch bytes
+//! The broker is the scripted one of `support::scripted_broker`, so the Fetch bytes
 //! are exactly what the test says.
-
-mod scripted_broker;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use scripted_broker::{ScriptedCluster, TOPIC, partition_data, serve_log};
 use smartkafka::ErrorKind;
 use smartkafka::compression::Compression;
 use smartkafka::consumer::{PartitionReader, ReaderConfig, StartOffset};
-use smartkafka::records::{AppendOutcome, BatchBuilder, BatchConfig};
+use smartkafka::records::BatchConfig;
+
+use crate::support::scripted_broker::{ScriptedCluster, TOPIC, partition_data, serve_log};
+use crate::support::sealed_batch;
 
 /// A valid batch of `count` records at `base_offset`.
 fn batch(base_offset: i64, count: usize, compression: Compression) -> Vec<u8> {
-    let mut builder = BatchBuilder::new(BatchConfig::new(compression), 1_700_000_000_000);
-    for i in 0..count {
-        let value = format!("record {i} {}", "x".repeat(i * 3));
-        let outcome = builder
-            .try_append(1_700_000_000_000, Some(b"k"), Some(value.as_bytes()), &[])
-            .unwrap();
-        assert_eq!(outcome, AppendOutcome::Appended);
-    }
-    let mut bytes = builder.seal().unwrap().bytes().to_vec();
-    bytes[..8].copy_from_slice(&base_offset.to_be_bytes());
-    bytes
+    sealed_batch(
+        BatchConfig::new(compression),
+        base_offset,
+        Some(b"k"),
+        (0..count).map(|i| format!("record {i} {}", "x".repeat(i * 3))),
+    )
 }
 
 fn fix_crc(bytes: &mut [u8]) {

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use indexmap::IndexMap;
+use bytes::Bytes;
 use protocol_tests::kafka_protocol::ResponseError;
 use protocol_tests::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use protocol_tests::kafka_protocol::messages::list_offsets_request::{
@@ -16,13 +15,11 @@ use protocol_tests::kafka_protocol::messages::produce_request::{
 };
 use protocol_tests::kafka_protocol::messages::*;
 use protocol_tests::kafka_protocol::protocol::StrBytes;
-use protocol_tests::kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use protocol_tests::kafka_protocol::records::Record;
 use protocol_tests::{ConnectionLifetime, FakeCluster, ProducerStateRules};
 
-mod raw;
-use raw::Conn;
+use crate::support::batch;
+use crate::support::raw::Conn;
 use tokio::time::Instant;
 
 const MS: Duration = Duration::from_millis(1);
@@ -47,37 +44,17 @@ async fn ping_until_closed(conn: &mut Conn, limit: Duration) -> usize {
 
 fn batch(producer_id: i64, epoch: i16, base_sequence: i32, count: usize) -> Bytes {
     let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: if base_sequence < 0 {
+        .map(|i| {
+            let sequence = if base_sequence < 0 {
                 -1
             } else {
                 base_sequence + i as i32
-            },
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(Bytes::from(format!("{base_sequence}+{i}"))),
-            headers: IndexMap::new(),
+            };
+            let value = Bytes::from(format!("{base_sequence}+{i}"));
+            batch::record((producer_id, epoch), i, sequence, None, value)
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
+    batch::encode(&records)
 }
 
 fn name(s: &str) -> TopicName {

@@ -2,16 +2,16 @@
 //! that names a preferred read replica is left for that replica, whose
 //! records are read; without one, the reader stays at the leader.
 
-mod scripted_broker;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::BrokerId;
-use scripted_broker::{ScriptedCluster, TOPIC, partition_data, serve_log};
 use smartkafka::consumer::{PartitionReader, ReaderConfig, StartOffset};
-use smartkafka::records::{AppendOutcome, BatchBuilder, BatchConfig};
+use smartkafka::records::BatchConfig;
+
+use crate::support::scripted_broker::{ScriptedCluster, TOPIC, partition_data, serve_log};
+use crate::support::sealed_batch;
 
 const LEADER: i32 = 0;
 const REPLICA: i32 = 2;
@@ -19,16 +19,12 @@ const REPLICA: i32 = 2;
 fn log() -> Vec<(i64, Bytes)> {
     (0..3i64)
         .map(|b| {
-            let mut builder = BatchBuilder::new(BatchConfig::default(), 1_700_000_000_000);
-            for i in 0..4 {
-                let value = format!("batch {b} record {i}");
-                let outcome = builder
-                    .try_append(1_700_000_000_000, None, Some(value.as_bytes()), &[])
-                    .unwrap();
-                assert_eq!(outcome, AppendOutcome::Appended);
-            }
-            let mut bytes = builder.seal().unwrap().bytes().to_vec();
-            bytes[..8].copy_from_slice(&(b * 4).to_be_bytes());
+            let bytes = sealed_batch(
+                BatchConfig::default(),
+                b * 4,
+                None,
+                (0..4).map(|i| format!("batch {b} record {i}")),
+            );
             (b * 4 + 3, Bytes::from(bytes))
         })
         .collect()

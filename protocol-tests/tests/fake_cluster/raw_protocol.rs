@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use indexmap::IndexMap;
 use protocol_tests::kafka_protocol::ResponseError;
 use protocol_tests::kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
 use protocol_tests::kafka_protocol::messages::api_versions_response::ApiVersionsResponse;
@@ -16,45 +15,27 @@ use protocol_tests::kafka_protocol::messages::produce_request::{
 };
 use protocol_tests::kafka_protocol::messages::*;
 use protocol_tests::kafka_protocol::protocol::{Encodable, StrBytes};
-use protocol_tests::kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use protocol_tests::kafka_protocol::records::Record;
 use protocol_tests::{FakeCluster, Fault};
 
-mod raw;
-use raw::Conn;
+use crate::support::batch;
+use crate::support::raw::Conn;
 
 fn batch(producer_id: i64, epoch: i16, base_sequence: i32, values: &[&str]) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: base_sequence.wrapping_add(i as i32),
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::copy_from_slice(v.as_bytes())),
-            headers: IndexMap::new(),
+        .map(|(i, v)| {
+            batch::record(
+                (producer_id, epoch),
+                i,
+                base_sequence.wrapping_add(i as i32),
+                Some(Bytes::from(format!("k{i}"))),
+                Bytes::copy_from_slice(v.as_bytes()),
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
+    batch::encode(&records)
 }
 
 fn produce_request(

@@ -2,9 +2,7 @@
 //! (librdkafka): idempotent produce with every compression codec, consumption
 //! from the beginning with `assign`, metadata, and fault hooks.
 
-mod common;
-
-use common::murmur2;
+use crate::support::murmur::murmur2;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;

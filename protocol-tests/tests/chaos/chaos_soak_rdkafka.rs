@@ -10,9 +10,7 @@
 //!
 //! `SMARTKAFKA_SOAK_RECORDS` sets the soak's record count (default 100,000).
 
-mod common;
-
-use common::murmur2;
+use crate::support::murmur::murmur2;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

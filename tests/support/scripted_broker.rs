@@ -5,10 +5,13 @@
 //!
 //! Every Fetch is recorded: which broker got it, at which offset, with
 //! which rack id.
-
-#![allow(dead_code)]
+//!
+//! [`one_connection_broker`] is the hostile-input variant: it answers the
+//! client's ApiVersions correctly, then answers Metadata with whatever bytes
+//! the test gives it (malformed frames, lying lengths).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -135,14 +138,9 @@ struct Broker {
 impl Broker {
     async fn serve(self: Arc<Self>, mut stream: TcpStream) {
         loop {
-            let mut size = [0u8; 4];
-            if stream.read_exact(&mut size).await.is_err() {
+            let Some(body) = read_frame(&mut stream).await else {
                 return;
-            }
-            let mut body = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
-            if stream.read_exact(&mut body).await.is_err() {
-                return;
-            }
+            };
             let response = self.answer(Bytes::from(body));
             let mut frame = BytesMut::with_capacity(response.len() + 4);
             frame.put_u32(response.len() as u32);
@@ -241,4 +239,88 @@ impl Broker {
         .unwrap();
         out
     }
+}
+
+/// Reads one size-prefixed frame; `None` once the connection ends.
+async fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).await.ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+    stream.read_exact(&mut body).await.ok()?;
+    Some(body)
+}
+
+// ---------------------------------------------------------------------------
+// A one-connection broker for hostile Metadata answers
+// ---------------------------------------------------------------------------
+
+/// What [`one_connection_broker`] sends in answer to the Metadata request.
+#[derive(Clone)]
+pub enum Answer {
+    /// Raw bytes written as they are (prefix included), then the socket closes.
+    Raw(Vec<u8>),
+    /// A framed response with this correlation id offset and body.
+    Framed {
+        correlation_delta: i32,
+        body: Vec<u8>,
+    },
+}
+
+/// Reads one request and returns its API key, version and correlation id.
+async fn read_request(stream: &mut TcpStream) -> Option<(i16, i16, i32)> {
+    let body = read_frame(stream).await?;
+    let api = i16::from_be_bytes([body[0], body[1]]);
+    let version = i16::from_be_bytes([body[2], body[3]]);
+    let correlation = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+    Some((api, version, correlation))
+}
+
+/// A one-connection broker: a correct ApiVersions answer advertising
+/// Metadata up to `metadata_max`, then `answer` to the next request.
+pub async fn one_connection_broker(metadata_max: i16, answer: Answer) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let Some((_, version, correlation)) = read_request(&mut stream).await else {
+            return;
+        };
+        let response = ApiVersionsResponse::default().with_api_keys(vec![
+            ApiVersion::default()
+                .with_api_key(ApiKey::ApiVersions as i16)
+                .with_max_version(3),
+            ApiVersion::default()
+                .with_api_key(ApiKey::Metadata as i16)
+                .with_max_version(metadata_max),
+        ]);
+        let mut body = BytesMut::new();
+        body.put_i32(correlation);
+        response.encode(&mut body, version).unwrap();
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        stream.write_all(&frame).await.unwrap();
+        let Some((_, _, correlation)) = read_request(&mut stream).await else {
+            return;
+        };
+        let bytes = match answer {
+            Answer::Raw(bytes) => bytes,
+            Answer::Framed {
+                correlation_delta,
+                body,
+            } => {
+                let mut frame = BytesMut::new();
+                frame.put_i32(body.len() as i32 + 4);
+                frame.put_i32(correlation + correlation_delta);
+                frame.extend_from_slice(&body);
+                frame.to_vec()
+            }
+        };
+        let _ = stream.write_all(&bytes).await;
+        let _ = stream.shutdown().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    });
+    addr
 }

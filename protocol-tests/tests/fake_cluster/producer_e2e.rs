@@ -4,8 +4,6 @@
 //! every record exactly once, per-partition send order, contents intact,
 //! delivery reports matching the log.
 
-mod producer_support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -15,7 +13,7 @@ use smartkafka::compression::Compression;
 use smartkafka::partitioner::murmur2_partition;
 use smartkafka::{Acks, Producer, Record, RecordMetadata};
 
-use producer_support::*;
+use crate::support::workload::*;
 
 const PARTITIONS: i32 = 6;
 

@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use indexmap::IndexMap;
 use protocol_tests::kafka_protocol::ResponseError;
 use protocol_tests::kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use protocol_tests::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -24,13 +23,11 @@ use protocol_tests::kafka_protocol::messages::txn_offset_commit_request::{
 };
 use protocol_tests::kafka_protocol::messages::*;
 use protocol_tests::kafka_protocol::protocol::StrBytes;
-use protocol_tests::kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use protocol_tests::kafka_protocol::records::{Record, RecordBatchDecoder};
 use protocol_tests::{EndCause, FakeCluster, Fault, TransactionOutcome, TransactionStatus};
 
-mod raw;
-use raw::Conn;
+use crate::support::batch;
+use crate::support::raw::Conn;
 
 const T: &str = "t";
 
@@ -143,31 +140,16 @@ fn txn_batch((pid, epoch): (i64, i16), base_sequence: i32, values: &[&str]) -> B
         .enumerate()
         .map(|(i, v)| Record {
             transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: base_sequence + i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(Bytes::copy_from_slice(v.as_bytes())),
-            headers: IndexMap::new(),
+            ..batch::record(
+                (pid, epoch),
+                i,
+                base_sequence + i as i32,
+                None,
+                Bytes::copy_from_slice(v.as_bytes()),
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
+    batch::encode(&records)
 }
 
 fn plain_batch(values: &[&str]) -> Bytes {

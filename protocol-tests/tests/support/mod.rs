@@ -1,0 +1,19 @@
+//! What the interop test binaries share. Each binary includes this module
+//! once (`#[path = "../support/mod.rs"] mod support;` from a directory
+//! binary, `mod support;` from a single-file one) and uses what it needs:
+//!
+//! - [`alloc`]: the counting allocator, the same file as the client's
+//!   tests use (`tests/support/alloc.rs` of the main crate);
+//! - [`batch`]: record batches encoded by kafka-protocol;
+//! - [`murmur`]: Kafka's murmur2, independent of the client;
+//! - [`raw`]: a raw connection that speaks any request at any version;
+//! - [`workload`]: recognisable records and a rust-rdkafka reader.
+
+#![allow(dead_code)]
+
+#[path = "../../../tests/support/alloc.rs"]
+pub mod alloc;
+pub mod batch;
+pub mod murmur;
+pub mod raw;
+pub mod workload;

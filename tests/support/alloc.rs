@@ -1,0 +1,97 @@
+//! The one counting allocator of the test suites. A test binary that
+//! measures allocation installs it with
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static ALLOC: support::alloc::Counting = support::alloc::Counting;
+//! ```
+//!
+//! and reads what it needs: the bytes the current thread requested
+//! ([`allocated_by`]), the bytes live on the heap ([`live`]), or the largest
+//! single allocation made while tracking is on ([`largest_during`]).
+//!
+//! A binary that installs it must keep its allocation-measuring tests to
+//! itself: the live and largest figures are process-wide. The same file
+//! serves `tests/` and `protocol-tests/tests/` (included by `#[path]`).
+
+// The allocator is the only unsafe code of the test suites: it forwards
+// every call unchanged to `System` and keeps counts on the side.
+#![allow(unsafe_code, dead_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
+
+/// Forwards to the system allocator and counts: bytes requested per
+/// thread, bytes live, and the largest single allocation while tracking.
+pub struct Counting;
+
+thread_local! {
+    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+}
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static TRACKING: AtomicBool = AtomicBool::new(false);
+static LARGEST: AtomicUsize = AtomicUsize::new(0);
+
+/// Books a request of `bytes` (a fresh allocation or a reallocation's new size).
+fn requested(bytes: usize) {
+    let _ = ALLOCATED.try_with(|c| c.set(c.get().saturating_add(bytes)));
+    if TRACKING.load(Ordering::Relaxed) {
+        LARGEST.fetch_max(bytes, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments; the
+// counting touches only atomics and a const-initialised thread-local `Cell`,
+// none of which allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        requested(layout.size());
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        requested(layout.size());
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        requested(new_size);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Runs `f` and returns its result with the bytes this thread allocated.
+pub fn allocated_by<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = ALLOCATED.with(Cell::get);
+    let out = f();
+    let after = ALLOCATED.with(Cell::get);
+    (out, after.saturating_sub(before))
+}
+
+/// The bytes live on the heap, process-wide.
+pub fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Runs `f` with tracking on and returns its result with the largest
+/// single allocation any thread made meanwhile.
+pub async fn largest_during<T>(f: impl Future<Output = T>) -> (T, usize) {
+    LARGEST.store(0, Ordering::SeqCst);
+    TRACKING.store(true, Ordering::SeqCst);
+    let out = f.await;
+    TRACKING.store(false, Ordering::SeqCst);
+    (out, LARGEST.load(Ordering::SeqCst))
+}

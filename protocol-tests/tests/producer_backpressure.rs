@@ -29,6 +29,7 @@ use smartkafka::{DeliveryFuture, ErrorKind, Producer, ProducerBuilder, Record};
 
 mod support;
 
+use support::fixtures::{self, quick_retries};
 use support::workload;
 
 const MIB: usize = 1024 * 1024;
@@ -48,12 +49,9 @@ const LATE: Duration = Duration::from_secs(2);
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn builder(bootstrap: &str) -> ProducerBuilder {
-    Producer::builder()
-        .bootstrap_servers(bootstrap)
+    quick_retries(bootstrap)
         .buffer_memory(BUFFER)
         .max_block(MAX_BLOCK)
-        .retry_backoff(Duration::from_millis(20))
-        .retry_backoff_max(Duration::from_millis(100))
         .connect_timeout(Duration::from_secs(1))
         .request_timeout(Duration::from_secs(5))
         .delivery_timeout(Duration::from_secs(60))
@@ -420,20 +418,13 @@ async fn a_waiter_that_fits_does_not_overtake_an_earlier_one() {
     let _serial = SERIAL.lock().await;
     /// Free bytes left in the buffer before the two waiters arrive.
     const FREE: usize = 4_000;
-    let cluster = FakeCluster::builder()
-        .brokers(1)
-        .topic("t", 1)
-        .build()
-        .await;
+    let cluster = fixtures::cluster(1, "t", 1).await;
     let producer = builder(&cluster.bootstrap_servers())
         .max_block(Duration::from_secs(5))
         .build()
         .await
         .unwrap();
-    producer
-        .send_and_wait(Record::new("t").value("warm-up"))
-        .await
-        .unwrap();
+    fixtures::warm_up(&producer, None).await;
     assert_eq!(producer.stats().queued_bytes, 0);
     cluster.inject(
         Fault::new(ApiKey::Produce)

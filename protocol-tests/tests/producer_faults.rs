@@ -8,18 +8,12 @@ use tokio::time::Instant;
 use kafka_protocol::messages::ApiKey;
 use protocol_tests::{FakeCluster, Fault};
 use rdkafka::mocking::MockCluster;
-use smartkafka::{ErrorKind, Producer, ProducerBuilder, Record};
+use smartkafka::{ErrorKind, Producer, Record};
 
 mod support;
 
+use support::fixtures::{self, quick_retries};
 use support::workload;
-
-fn builder(bootstrap: &str) -> ProducerBuilder {
-    Producer::builder()
-        .bootstrap_servers(bootstrap)
-        .retry_backoff(Duration::from_millis(20))
-        .retry_backoff_max(Duration::from_millis(100))
-}
 
 /// Values stored in `topic-partition` of the fake cluster, in log order.
 fn logged(cluster: &FakeCluster, topic: &str, partition: i32) -> Vec<String> {
@@ -51,12 +45,11 @@ async fn send_all(producer: &Producer, topic: &str, partition: i32, vals: &[Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_01_not_leader_retries_to_new_leader() {
-    let cluster = FakeCluster::builder()
-        .brokers(3)
-        .topic("t", 3)
+    let cluster = fixtures::cluster(3, "t", 3).await;
+    let producer = quick_retries(&cluster.bootstrap_servers())
         .build()
-        .await;
-    let producer = builder(&cluster.bootstrap_servers()).build().await.unwrap();
+        .await
+        .unwrap();
     let first = values("a", 50);
     send_all(&producer, "t", 0, &first).await;
     // Leadership moves; the old leader now answers NOT_LEADER_OR_FOLLOWER.
@@ -81,12 +74,11 @@ async fn fault_01_not_leader_retries_to_new_leader() {
 /// before it resends the same batch; nothing is duplicated or reordered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_01_not_leader_without_hint_refreshes_metadata() {
-    let cluster = FakeCluster::builder()
-        .brokers(3)
-        .topic("t", 3)
+    let cluster = fixtures::cluster(3, "t", 3).await;
+    let producer = quick_retries(&cluster.bootstrap_servers())
         .build()
-        .await;
-    let producer = builder(&cluster.bootstrap_servers()).build().await.unwrap();
+        .await
+        .unwrap();
     let first = values("a", 20);
     send_all(&producer, "t", 0, &first).await;
     let metadata_before = cluster.request_count(ApiKey::Metadata);
@@ -115,12 +107,11 @@ async fn fault_01_not_leader_without_hint_refreshes_metadata() {
 /// metadata round trip and delivers exactly once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_03_leader_hint_switches_without_metadata_refresh() {
-    let cluster = FakeCluster::builder()
-        .brokers(3)
-        .topic("t", 3)
+    let cluster = fixtures::cluster(3, "t", 3).await;
+    let producer = quick_retries(&cluster.bootstrap_servers())
         .build()
-        .await;
-    let producer = builder(&cluster.bootstrap_servers()).build().await.unwrap();
+        .await
+        .unwrap();
     let first = values("a", 20);
     send_all(&producer, "t", 1, &first).await;
     let (old, _) = cluster.leader("t", 1).unwrap();
@@ -150,12 +141,11 @@ async fn fault_03_leader_hint_switches_without_metadata_refresh() {
 /// the replica may have moved) until the write succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_21_storage_error_is_retried() {
-    let cluster = FakeCluster::builder()
-        .brokers(1)
-        .topic("t", 1)
+    let cluster = fixtures::cluster(1, "t", 1).await;
+    let producer = quick_retries(&cluster.bootstrap_servers())
         .build()
-        .await;
-    let producer = builder(&cluster.bootstrap_servers()).build().await.unwrap();
+        .await
+        .unwrap();
     cluster.inject(
         Fault::new(ApiKey::Produce)
             .error(kafka_protocol::ResponseError::KafkaStorageError)
@@ -172,21 +162,14 @@ async fn fault_21_storage_error_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_23_request_timeout_closes_connection_and_retries() {
-    let cluster = FakeCluster::builder()
-        .brokers(1)
-        .topic("t", 1)
-        .build()
-        .await;
-    let producer = builder(&cluster.bootstrap_servers())
+    let cluster = fixtures::cluster(1, "t", 1).await;
+    let producer = quick_retries(&cluster.bootstrap_servers())
         .request_timeout(Duration::from_millis(400))
         .delivery_timeout(Duration::from_secs(10))
         .build()
         .await
         .unwrap();
-    producer
-        .send_and_wait(Record::new("t").value("warm-up"))
-        .await
-        .unwrap();
+    fixtures::warm_up(&producer, None).await;
     cluster.inject(Fault::new(ApiKey::Produce).delay(Duration::from_millis(1200)));
     let vals = values("v", 100);
     send_all(&producer, "t", 0, &vals).await;
@@ -215,16 +198,12 @@ async fn fault_23_request_timeout_closes_connection_and_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_24_connection_dropped_on_receipt_retries() {
-    let cluster = FakeCluster::builder()
-        .brokers(2)
-        .topic("t", 2)
+    let cluster = fixtures::cluster(2, "t", 2).await;
+    let producer = quick_retries(&cluster.bootstrap_servers())
         .build()
-        .await;
-    let producer = builder(&cluster.bootstrap_servers()).build().await.unwrap();
-    producer
-        .send_and_wait(Record::new("t").partition(0).value("warm-up"))
         .await
         .unwrap();
+    fixtures::warm_up(&producer, Some(0)).await;
     cluster.inject(Fault::new(ApiKey::Produce).drop_connection().times(2));
     let vals = values("v", 300);
     send_all(&producer, "t", 0, &vals).await;
@@ -241,12 +220,8 @@ async fn fault_24_connection_dropped_on_receipt_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_27_buffer_full_waits_then_fails() {
-    let cluster = FakeCluster::builder()
-        .brokers(1)
-        .topic("t", 1)
-        .build()
-        .await;
-    let producer = builder(&cluster.bootstrap_servers())
+    let cluster = fixtures::cluster(1, "t", 1).await;
+    let producer = quick_retries(&cluster.bootstrap_servers())
         .buffer_memory(64 * 1024)
         .batch_size(16 * 1024)
         .max_request_size(32 * 1024)
@@ -254,10 +229,7 @@ async fn fault_27_buffer_full_waits_then_fails() {
         .build()
         .await
         .unwrap();
-    producer
-        .send_and_wait(Record::new("t").value("warm-up"))
-        .await
-        .unwrap();
+    fixtures::warm_up(&producer, None).await;
 
     // Too large for the request size or the buffer: refused at once.
     let started = Instant::now();
@@ -315,12 +287,8 @@ async fn fault_27_buffer_full_waits_then_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_28_unknown_topic_fails_after_max_block() {
-    let cluster = FakeCluster::builder()
-        .brokers(1)
-        .topic("t", 1)
-        .build()
-        .await;
-    let producer = builder(&cluster.bootstrap_servers())
+    let cluster = fixtures::cluster(1, "t", 1).await;
+    let producer = quick_retries(&cluster.bootstrap_servers())
         .max_block(Duration::from_millis(400))
         .build()
         .await
@@ -349,12 +317,8 @@ async fn fault_28_unknown_topic_fails_after_max_block() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_29_flush_and_close() {
-    let cluster = FakeCluster::builder()
-        .brokers(2)
-        .topic("t", 2)
-        .build()
-        .await;
-    let producer = builder(&cluster.bootstrap_servers())
+    let cluster = fixtures::cluster(2, "t", 2).await;
+    let producer = quick_retries(&cluster.bootstrap_servers())
         .linger(Duration::from_secs(30))
         .delivery_timeout(Duration::from_secs(90))
         .build()
@@ -405,11 +369,11 @@ async fn fault_29_flush_and_close() {
 
     // close(timeout) fails what is left at the deadline: in flight, so
     // possibly persisted.
-    let producer = builder(&cluster.bootstrap_servers()).build().await.unwrap();
-    producer
-        .send_and_wait(Record::new("t").partition(0).value("warm-up"))
+    let producer = quick_retries(&cluster.bootstrap_servers())
+        .build()
         .await
         .unwrap();
+    fixtures::warm_up(&producer, Some(0)).await;
     cluster.inject(
         Fault::new(ApiKey::Produce)
             .delay(Duration::from_secs(2))
@@ -437,7 +401,7 @@ async fn fault_14_unsent_batch_expires_not_persisted() {
     cluster.create_topic("t", 1, 1).unwrap();
     cluster.partition_leader("t", 0, None).unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    let producer = builder(&bootstrap)
+    let producer = quick_retries(&bootstrap)
         .request_timeout(Duration::from_millis(500))
         .delivery_timeout(Duration::from_millis(800))
         .build()
@@ -476,7 +440,7 @@ async fn fault_04_partition_without_leader_waits() {
     cluster.create_topic("t", 2, 1).unwrap();
     cluster.partition_leader("t", 0, None).unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    let producer = builder(&bootstrap).build().await.unwrap();
+    let producer = quick_retries(&bootstrap).build().await.unwrap();
     let vals = values("w", 100);
     let mut futures = Vec::new();
     for v in &vals {

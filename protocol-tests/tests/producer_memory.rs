@@ -21,6 +21,7 @@ use smartkafka::{ErrorKind, Producer, Record, Topic};
 mod support;
 
 use support::alloc::{Counting, live};
+use support::fixtures;
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -42,10 +43,7 @@ async fn buffered_small_records_stay_within_the_cap() {
         .build()
         .await
         .unwrap();
-    producer
-        .send_and_wait(Record::new("t").value("warm-up"))
-        .await
-        .unwrap();
+    fixtures::warm_up(&producer, None).await;
     let keys: Vec<Bytes> = (0..10_000)
         .map(|i| Bytes::from(format!("key-{i:05}")))
         .collect();

@@ -9,6 +9,8 @@ use protocol_tests::{FakeCluster, Fault};
 use smartkafka::protocol::{KafkaCode, client_range};
 use smartkafka::{AdminClient, ClientConfig, ErrorKind, NewTopic, OffsetSpec};
 
+use crate::support;
+
 async fn admin(cluster: &FakeCluster, timeout: Duration) -> AdminClient {
     AdminClient::connect(ClientConfig::new(&cluster.bootstrap_servers()).request_timeout(timeout))
         .await
@@ -94,11 +96,7 @@ async fn creates_topics_and_reads_their_metadata_and_offsets() {
 
 #[tokio::test]
 async fn an_injected_broker_error_is_typed_and_classified() {
-    let cluster = FakeCluster::builder()
-        .brokers(1)
-        .topic("t", 1)
-        .build()
-        .await;
+    let cluster = support::cluster(1, "t", 1).await;
     let admin = admin(&cluster, Duration::from_secs(5)).await;
     cluster.inject(
         Fault::new(ApiKey::ListOffsets).error_code(KafkaCode::NOT_LEADER_OR_FOLLOWER.code()),
@@ -122,11 +120,7 @@ async fn an_injected_broker_error_is_typed_and_classified() {
 
 #[tokio::test]
 async fn a_slow_response_times_out_and_closes_only_that_connection() {
-    let cluster = FakeCluster::builder()
-        .brokers(1)
-        .topic("t", 1)
-        .build()
-        .await;
+    let cluster = support::cluster(1, "t", 1).await;
     let admin = admin(&cluster, Duration::from_millis(300)).await;
     cluster.inject(Fault::new(ApiKey::Metadata).delay(Duration::from_millis(1200)));
     let err = admin.metadata(None).await.unwrap_err();
@@ -140,11 +134,7 @@ async fn a_slow_response_times_out_and_closes_only_that_connection() {
 
 #[tokio::test]
 async fn a_dropped_connection_fails_the_request_and_the_next_call_reconnects() {
-    let cluster = FakeCluster::builder()
-        .brokers(1)
-        .topic("t", 1)
-        .build()
-        .await;
+    let cluster = support::cluster(1, "t", 1).await;
     let admin = admin(&cluster, Duration::from_secs(5)).await;
     cluster.inject(Fault::new(ApiKey::Metadata).drop_connection());
     let err = admin.metadata(None).await.unwrap_err();

@@ -14,10 +14,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use smartkafka::ErrorKind;
 use smartkafka::compression::Compression;
-use smartkafka::consumer::{PartitionReader, ReaderConfig, StartOffset};
+use smartkafka::consumer::{PartitionReader, ReaderConfig};
 use smartkafka::records::BatchConfig;
 
-use crate::support::scripted_broker::{ScriptedCluster, TOPIC, partition_data, serve_log};
+use crate::support::scripted_broker::{
+    ScriptedCluster, TOPIC, assigned_reader, partition_data, serve_log,
+};
 use crate::support::sealed_batch;
 
 /// A valid batch of `count` records at `base_offset`.
@@ -47,18 +49,8 @@ async fn reader(batches: Vec<(i64, Vec<u8>)>) -> PartitionReader {
         Arc::new(move |_, offset, _| partition_data(serve_log(&log, offset), end)),
     )
     .await;
-    let mut reader = PartitionReader::connect(
-        ReaderConfig::new(&cluster.bootstrap)
-            .request_timeout(Duration::from_secs(5))
-            .max_wait(Duration::from_millis(50)),
-    )
-    .await
-    .unwrap();
-    reader
-        .assign(&[(TOPIC, 0, StartOffset::Earliest)])
+    assigned_reader(ReaderConfig::new(&cluster.bootstrap).request_timeout(Duration::from_secs(5)))
         .await
-        .unwrap();
-    reader
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

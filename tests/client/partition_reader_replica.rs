@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::BrokerId;
-use smartkafka::consumer::{PartitionReader, ReaderConfig, StartOffset};
+use smartkafka::consumer::ReaderConfig;
 use smartkafka::records::BatchConfig;
 
-use crate::support::scripted_broker::{ScriptedCluster, TOPIC, partition_data, serve_log};
+use crate::support::scripted_broker::{
+    ScriptedCluster, TOPIC, assigned_reader, partition_data, serve_log,
+};
 use crate::support::sealed_batch;
 
 const LEADER: i32 = 0;
@@ -50,13 +52,7 @@ async fn cluster() -> ScriptedCluster {
 }
 
 async fn read_all(config: ReaderConfig) -> Vec<String> {
-    let mut reader = PartitionReader::connect(config.max_wait(Duration::from_millis(50)))
-        .await
-        .unwrap();
-    reader
-        .assign(&[(TOPIC, 0, StartOffset::Earliest)])
-        .await
-        .unwrap();
+    let mut reader = assigned_reader(config).await;
     let mut values = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while values.len() < 12 && tokio::time::Instant::now() < deadline {

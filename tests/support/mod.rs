@@ -1,5 +1,5 @@
 //! What the client test binaries share: the counting allocator, the
-//! scripted brokers, and record-batch fixtures. Each binary includes this
+//! scripted brokers, and fixtures (a one-topic fake cluster, sealed batches). Each binary includes this
 //! module once (`#[path = "../support/mod.rs"] mod support;` from a
 //! directory binary, `mod support;` from a single-file one) and uses what it
 //! needs.
@@ -9,6 +9,7 @@
 pub mod alloc;
 pub mod scripted_broker;
 
+use protocol_tests::FakeCluster;
 use smartkafka::records::{AppendOutcome, BatchBuilder, BatchConfig};
 
 /// A sealed batch built by our own encoder, holding `values` (each with
@@ -30,4 +31,14 @@ pub fn sealed_batch(
     let mut bytes = builder.seal().unwrap().bytes().to_vec();
     bytes[..8].copy_from_slice(&base_offset.to_be_bytes());
     bytes
+}
+
+/// A fake cluster of `brokers` brokers with one topic of `partitions`
+/// partitions.
+pub async fn cluster(brokers: usize, topic: &str, partitions: i32) -> FakeCluster {
+    FakeCluster::builder()
+        .brokers(brokers)
+        .topic(topic, partitions)
+        .build()
+        .await
 }

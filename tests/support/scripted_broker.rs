@@ -27,6 +27,7 @@ use kafka_protocol::messages::{
     MetadataResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use smartkafka::consumer::{PartitionReader, ReaderConfig, StartOffset};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -105,6 +106,19 @@ impl ScriptedCluster {
     pub fn fetches(&self) -> Vec<FetchSeen> {
         self.fetches.lock().unwrap().clone()
     }
+}
+
+/// A partition reader with `config` (polls waiting at most 50 ms),
+/// assigned partition 0 of [`TOPIC`] from the earliest offset.
+pub async fn assigned_reader(config: ReaderConfig) -> PartitionReader {
+    let mut reader = PartitionReader::connect(config.max_wait(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    reader
+        .assign(&[(TOPIC, 0, StartOffset::Earliest)])
+        .await
+        .unwrap();
+    reader
 }
 
 /// Partition 0's answer carrying `records`, with watermarks at `end`.

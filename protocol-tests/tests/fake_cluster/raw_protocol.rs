@@ -19,6 +19,7 @@ use protocol_tests::kafka_protocol::records::Record;
 use protocol_tests::{FakeCluster, Fault};
 
 use crate::support::batch;
+use crate::support::fixtures;
 use crate::support::raw::Conn;
 
 fn batch(producer_id: i64, epoch: i16, base_sequence: i32, values: &[&str]) -> Bytes {
@@ -86,11 +87,7 @@ fn leader(cluster: &FakeCluster, topic: &str) -> i32 {
 
 #[tokio::test]
 async fn every_advertised_version_answers() {
-    let cluster = FakeCluster::builder()
-        .brokers(1)
-        .topic("t", 1)
-        .build()
-        .await;
+    let cluster = fixtures::cluster(1, "t", 1).await;
     let table = cluster.api_versions(1).expect("broker");
     let mut conn = Conn::open(&cluster, 1).await;
     let range = |k: ApiKey| table.range(k).expect("advertised");
@@ -422,11 +419,7 @@ async fn corrupt_batches_are_rejected() {
 
 #[tokio::test]
 async fn produce_checks_leadership_and_sequences() {
-    let cluster = FakeCluster::builder()
-        .brokers(2)
-        .topic("t", 1)
-        .build()
-        .await;
+    let cluster = fixtures::cluster(2, "t", 1).await;
     let leader = leader(&cluster, "t");
     let other = if leader == 1 { 2 } else { 1 };
     let mut follower = Conn::open(&cluster, other).await;
@@ -535,11 +528,7 @@ async fn acks_zero_gets_no_response() {
 
 #[tokio::test]
 async fn injected_faults_apply_to_matching_requests() {
-    let cluster = FakeCluster::builder()
-        .brokers(2)
-        .topic("t", 1)
-        .build()
-        .await;
+    let cluster = fixtures::cluster(2, "t", 1).await;
     let leader = leader(&cluster, "t");
     let mut conn = Conn::open(&cluster, leader).await;
     // A fault on the other broker does not touch this one.

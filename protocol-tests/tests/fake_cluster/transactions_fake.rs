@@ -12,13 +12,11 @@ use protocol_tests::FakeCluster;
 use protocol_tests::kafka_protocol::messages::ApiKey;
 use protocol_tests::{Fault, kafka_protocol::ResponseError};
 use rand::{Rng, SeedableRng};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::{Message, Offset, TopicPartitionList};
 use smartkafka::consumer::{ConsumerGroupMetadata, OffsetToCommit};
 use smartkafka::{DeliveryFuture, ErrorKind, Producer, Record};
 use tokio::time::Instant;
+
+use crate::support::workload;
 
 const TOPIC: &str = "t";
 const PARTITIONS: i32 = 6;
@@ -47,38 +45,7 @@ async fn producer(cluster: &FakeCluster, id: &str) -> Producer {
 /// Every partition's values, in offset order, as a rust-rdkafka consumer
 /// with `isolation` reads them.
 fn read_all(bootstrap: &str, isolation: &str) -> HashMap<i32, Vec<String>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("readers-{isolation}"))
-        .set("isolation.level", isolation)
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut out: HashMap<i32, Vec<String>> = HashMap::new();
-    let mut at_end = vec![false; PARTITIONS as usize];
-    let started = Instant::now();
-    while at_end.iter().any(|e| !e) {
-        assert!(started.elapsed() < TIMEOUT, "{isolation} reader timed out");
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => at_end[p as usize] = true,
-            Some(Err(e)) => panic!("{isolation}: {e}"),
-            Some(Ok(m)) => {
-                at_end[m.partition() as usize] = false;
-                let v = String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap();
-                out.entry(m.partition()).or_default().push(v);
-            }
-        }
-    }
-    out
+    workload::read_to_end(bootstrap, TOPIC, PARTITIONS, isolation, TIMEOUT)
 }
 
 async fn read(cluster: &FakeCluster, isolation: &'static str) -> HashMap<i32, Vec<String>> {

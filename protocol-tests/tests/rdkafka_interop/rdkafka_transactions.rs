@@ -22,11 +22,12 @@ use protocol_tests::{EndCause, FakeCluster, Fault, TransactionOutcome, Transacti
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
+
+use crate::support::workload;
 
 const TOPIC: &str = "txn";
 const PARTITIONS: i32 = 6;
@@ -86,42 +87,13 @@ fn send(p: &TxnProducer, partition: i32, value: &str) {
 /// Reads every partition of `TOPIC` from the beginning until each has
 /// reported its end, returning record values per partition in offset order.
 fn read_all(cluster: &FakeCluster, isolation: &str) -> HashMap<i32, Vec<String>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .set("group.id", format!("readers-{isolation}"))
-        .set("isolation.level", isolation)
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .expect("create consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
-            .expect("add partition");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut out: HashMap<i32, Vec<String>> = HashMap::new();
-    let mut at_end = vec![false; PARTITIONS as usize];
-    let started = Instant::now();
-    while at_end.iter().any(|e| !e) {
-        assert!(
-            started.elapsed() < TIMEOUT,
-            "{isolation} reader timed out; ends reached: {at_end:?}"
-        );
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => at_end[p as usize] = true,
-            Some(Err(e)) => panic!("{isolation} consume: {e}"),
-            Some(Ok(m)) => {
-                at_end[m.partition() as usize] = false;
-                let value = String::from_utf8(m.payload().unwrap_or_default().to_vec())
-                    .expect("utf8 value");
-                out.entry(m.partition()).or_default().push(value);
-            }
-        }
-    }
-    out
+    workload::read_to_end(
+        &cluster.bootstrap_servers(),
+        TOPIC,
+        PARTITIONS,
+        isolation,
+        TIMEOUT,
+    )
 }
 
 /// The values of the records the fake cluster's log shows a read_committed

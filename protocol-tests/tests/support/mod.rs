@@ -14,6 +14,7 @@
 #[path = "../../../tests/support/alloc.rs"]
 pub mod alloc;
 pub mod batch;
+pub mod fixtures;
 pub mod murmur;
 pub mod raw;
 pub mod workload;

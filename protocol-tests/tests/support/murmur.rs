@@ -1,4 +1,4 @@
-//! Helpers shared by the interop suites of the fake cluster.
+//! Kafka's murmur2 for the interop suites of the fake cluster.
 
 /// Kafka's murmur2 (as used by the Java client and librdkafka's
 /// `murmur2_random` partitioner), written here so the fake cluster's tests

@@ -3,8 +3,6 @@
 //! matching response, so a test can speak to the fake cluster exactly as it
 //! chooses (any version, any bytes).
 
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};

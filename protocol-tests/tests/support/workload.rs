@@ -1,9 +1,7 @@
-//! Helpers shared by the producer test suites: a record workload whose
+//! What the producer suites share: a record workload whose
 //! every record can be recognised when read back, and a rust-rdkafka reader.
 
-#![allow(dead_code)]
-
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -13,6 +11,7 @@ use rdkafka::Message;
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Headers;
 
 /// A record as read back from the log.
@@ -185,4 +184,53 @@ pub fn consume_with(
         }
     }
     seen
+}
+
+/// Every partition's values of `topic`, in offset order, as a rust-rdkafka
+/// consumer with `isolation` (`read_committed` or `read_uncommitted`) reads
+/// them from the beginning until each partition reports its end. Fails the
+/// test after `timeout`.
+pub fn read_to_end(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+    timeout: Duration,
+) -> HashMap<i32, Vec<String>> {
+    let consumer: BaseConsumer = RdConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("readers-{isolation}"))
+        .set("isolation.level", isolation)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .expect("create consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("add partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out: HashMap<i32, Vec<String>> = HashMap::new();
+    let mut at_end = vec![false; partitions as usize];
+    let started = Instant::now();
+    while at_end.iter().any(|e| !e) {
+        assert!(
+            started.elapsed() < timeout,
+            "{isolation} reader timed out; ends reached: {at_end:?}"
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => at_end[p as usize] = true,
+            Some(Err(e)) => panic!("{isolation} consume: {e}"),
+            Some(Ok(m)) => {
+                at_end[m.partition() as usize] = false;
+                let value = String::from_utf8(m.payload().unwrap_or_default().to_vec())
+                    .expect("utf8 value");
+                out.entry(m.partition()).or_default().push(value);
+            }
+        }
+    }
+    out
 }

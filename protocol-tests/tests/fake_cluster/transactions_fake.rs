@@ -16,6 +16,7 @@ use smartkafka::consumer::{ConsumerGroupMetadata, OffsetToCommit};
 use smartkafka::{DeliveryFuture, ErrorKind, Producer, Record};
 use tokio::time::Instant;
 
+use crate::support::fixtures;
 use crate::support::workload;
 
 const TOPIC: &str = "t";
@@ -31,15 +32,7 @@ async fn cluster() -> FakeCluster {
 }
 
 async fn producer(cluster: &FakeCluster, id: &str) -> Producer {
-    Producer::builder()
-        .bootstrap_servers(&cluster.bootstrap_servers())
-        .transactional_id(id)
-        .linger(Duration::from_millis(1))
-        .retry_backoff(Duration::from_millis(20))
-        .max_block(Duration::from_secs(20))
-        .build()
-        .await
-        .unwrap()
+    fixtures::transactional(&cluster.bootstrap_servers(), id, Duration::from_millis(1)).await
 }
 
 /// Every partition's values, in offset order, as a rust-rdkafka consumer

@@ -12,6 +12,7 @@ use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use smartkafka::{ErrorKind, Producer, Record};
 
+use crate::support::fixtures;
 use crate::support::workload::consume_all;
 
 type Mock = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
@@ -25,15 +26,7 @@ fn mock() -> Mock {
 }
 
 async fn producer(cluster: &Mock, id: &str) -> Producer {
-    Producer::builder()
-        .bootstrap_servers(&cluster.bootstrap_servers())
-        .transactional_id(id)
-        .linger(Duration::from_millis(2))
-        .retry_backoff(Duration::from_millis(20))
-        .max_block(Duration::from_secs(20))
-        .build()
-        .await
-        .unwrap()
+    fixtures::transactional(&cluster.bootstrap_servers(), id, Duration::from_millis(2)).await
 }
 
 /// Sends `n` records valued `{prefix}-{i}` over the partitions, returning

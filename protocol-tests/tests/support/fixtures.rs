@@ -1,5 +1,6 @@
 //! The setups the producer suites repeat: a fake cluster with one topic, a
-//! producer that retries quickly, and a first record that warms it up.
+//! producer that retries quickly, a transactional producer, and a first
+//! record that warms a producer up.
 
 use std::time::Duration;
 
@@ -34,4 +35,18 @@ pub async fn warm_up(producer: &Producer, partition: Option<i32>) {
         record = record.partition(partition);
     }
     producer.send_and_wait(record).await.unwrap();
+}
+
+/// A transactional producer for `bootstrap` with the transactional id `id`,
+/// lingering `linger`, retrying after 20 ms and blocking at most 20 s.
+pub async fn transactional(bootstrap: &str, id: &str, linger: Duration) -> Producer {
+    Producer::builder()
+        .bootstrap_servers(bootstrap)
+        .transactional_id(id)
+        .linger(linger)
+        .retry_backoff(Duration::from_millis(20))
+        .max_block(Duration::from_secs(20))
+        .build()
+        .await
+        .unwrap()
 }

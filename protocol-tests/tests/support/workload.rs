@@ -25,6 +25,19 @@ pub struct ReadRecord {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
+/// `config` as a rust-rdkafka consumer, assigned every partition of `topic`
+/// from the beginning.
+fn assigned(config: &RdConfig, topic: &str, partitions: i32) -> BaseConsumer {
+    let consumer: BaseConsumer = config.create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    consumer
+}
+
 /// Reads `expected` records from every partition of `topic` with
 /// rust-rdkafka's consumer, from the beginning.
 pub fn consume_all(
@@ -33,19 +46,15 @@ pub fn consume_all(
     partitions: i32,
     expected: usize,
 ) -> Vec<ReadRecord> {
-    let consumer: BaseConsumer = RdConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "smartkafka-producer-tests")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
+    let consumer = assigned(
+        RdConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "smartkafka-producer-tests")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false"),
+        topic,
+        partitions,
+    );
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while out.len() < expected && Instant::now() < deadline {
@@ -138,24 +147,20 @@ pub fn consume_with(
     linger: Duration,
     mut on_message: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
 ) -> usize {
-    let consumer: BaseConsumer = RdConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "smartkafka-producer-tests")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        // A log whose start moved past what is still to be read is an error,
-        // not a silent jump to its end.
-        .set("auto.offset.reset", "error")
-        // Bounds the consumer's prefetch queue, whatever the volume.
-        .set("queued.max.messages.kbytes", "16384")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
+    let consumer = assigned(
+        RdConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "smartkafka-producer-tests")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            // A log whose start moved past what is still to be read is an error,
+            // not a silent jump to its end.
+            .set("auto.offset.reset", "error")
+            // Bounds the consumer's prefetch queue, whatever the volume.
+            .set("queued.max.messages.kbytes", "16384"),
+        topic,
+        partitions,
+    );
     let mut seen = 0usize;
     let mut last_progress = Instant::now();
     while seen < expected {
@@ -197,21 +202,17 @@ pub fn read_to_end(
     isolation: &str,
     timeout: Duration,
 ) -> HashMap<i32, Vec<String>> {
-    let consumer: BaseConsumer = RdConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("readers-{isolation}"))
-        .set("isolation.level", isolation)
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .expect("create consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("add partition");
-    }
-    consumer.assign(&tpl).expect("assign");
+    let consumer = assigned(
+        RdConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("readers-{isolation}"))
+            .set("isolation.level", isolation)
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", "50"),
+        topic,
+        partitions,
+    );
     let mut out: HashMap<i32, Vec<String>> = HashMap::new();
     let mut at_end = vec![false; partitions as usize];
     let started = Instant::now();

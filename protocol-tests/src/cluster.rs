@@ -167,7 +167,8 @@ impl FakeClusterBuilder {
     }
 
     /// Requires SASL authentication with one of `mechanisms` (`PLAIN`,
-    /// `SCRAM-SHA-256`, `SCRAM-SHA-512`) before any request but
+    /// `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER` with unsecured
+    /// tokens) before any request but
     /// ApiVersions, SaslHandshake and SaslAuthenticate.
     pub fn sasl(mut self, mechanisms: &[&str]) -> Self {
         self.sasl

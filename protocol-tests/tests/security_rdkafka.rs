@@ -2,7 +2,8 @@
 //! client: librdkafka (through rust-rdkafka, built with OpenSSL) produces
 //! and reads its records back over TLS, mutual TLS, SASL_PLAINTEXT with
 //! PLAIN, and SASL_SSL with SCRAM-SHA-256 and SCRAM-SHA-512; a wrong
-//! password, a missing client certificate and an untrusted CA get nothing,
+//! password, a missing client certificate, an untrusted CA, an expired
+//! certificate and one for another host get nothing,
 //! and librdkafka reports the wrong password as an authentication error.
 //! With a session lifetime set, librdkafka re-authenticates its open
 //! connections (KIP-368) and keeps producing.
@@ -176,6 +177,34 @@ async fn librdkafka_refuses_a_broker_whose_ca_it_does_not_trust() {
             .any(|(e, _)| e.rdkafka_error_code() == Some(RDKafkaErrorCode::SSL)),
         "an SSL error is reported: {errors:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_refuses_an_expired_or_wrong_host_certificate() {
+    for cluster in [
+        cluster().tls_expired().build().await,
+        cluster()
+            .tls_server_names(&["kafka.example.com"])
+            .build()
+            .await,
+    ] {
+        let ca = cluster.tls_ca_pem().unwrap();
+        let (answered, errors) = metadata(
+            &cluster,
+            &[("security.protocol", "SSL"), ("ssl.ca.pem", ca.as_str())],
+        )
+        .await;
+        assert!(
+            !answered,
+            "metadata over a certificate that does not verify"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|(e, _)| e.rdkafka_error_code() == Some(RDKafkaErrorCode::SSL)),
+            "an SSL error is reported: {errors:?}"
+        );
+    }
 }
 
 /// The CA of a second, independent cluster.

@@ -166,6 +166,8 @@ struct ScramExchange {
         pbkdf2::Algorithm,
     ),
     nonce: String,
+    /// `c=` of the client-final message: the GS2 header in base64.
+    channel_binding: String,
     client_first_bare: String,
     server_first: String,
     salted: Vec<u8>,
@@ -432,21 +434,40 @@ impl SaslGate {
     ) -> Result<Bytes, String> {
         const BAD: &str = BAD_CREDENTIALS;
         let text = std::str::from_utf8(message).map_err(|_| BAD.to_string())?;
-        let bare = text
-            .strip_prefix("n,,")
+        const MALFORMED: &str = "Authentication failed: malformed client-first message";
+        // GS2 header: "n" (no channel binding, the only choice without TLS
+        // channel binding here), then an optional authorization identity.
+        let rest = text
+            .strip_prefix("n,")
             .ok_or("Authentication failed: channel binding is not supported")?;
+        let (authzid, bare) = rest.split_once(',').ok_or(MALFORMED)?;
+        let authzid = match authzid {
+            "" => None,
+            a => Some(decode_sasl_name(a.strip_prefix("a=").ok_or(MALFORMED)?)),
+        };
+        let gs2_header = &text[..text.len() - bare.len()];
+        if bare.starts_with("m=") {
+            return Err("Authentication failed: mandatory extensions are not supported".into());
+        }
         let mut user = None;
         let mut client_nonce = None;
         for field in bare.split(',') {
             if let Some(v) = field.strip_prefix("n=") {
-                user = Some(v.replace("=2C", ",").replace("=3D", "="));
+                user = Some(decode_sasl_name(v));
             } else if let Some(v) = field.strip_prefix("r=") {
                 client_nonce = Some(v.to_string());
             }
         }
         let (Some(user), Some(client_nonce)) = (user, client_nonce) else {
-            return Err("Authentication failed: malformed client-first message".into());
+            return Err(MALFORMED.into());
         };
+        if authzid.is_some_and(|a| a != user) {
+            return Err(
+                "Authentication failed: Client requested an authorization id that \
+                        is different from username"
+                    .into(),
+            );
+        }
         let password = self.settings.users.get(&user).cloned().ok_or(BAD)?;
         let salt = random_bytes(16);
         let nonce = format!("{client_nonce}{}", BASE64.encode(random_bytes(18)));
@@ -463,6 +484,7 @@ impl SaslGate {
         self.scram = Some(ScramExchange {
             hash,
             nonce,
+            channel_binding: BASE64.encode(gs2_header),
             client_first_bare: bare.to_string(),
             server_first: server_first.clone(),
             salted,
@@ -470,6 +492,11 @@ impl SaslGate {
         });
         Ok(Bytes::from(server_first.into_bytes()))
     }
+}
+
+/// A SCRAM user name with its `=2C` and `=3D` escapes undone (RFC 5802).
+fn decode_sasl_name(name: &str) -> String {
+    name.replace("=2C", ",").replace("=3D", "=")
 }
 
 /// Seconds since the Unix epoch: a broker checks token expiry against its
@@ -533,7 +560,7 @@ impl ScramExchange {
         const BAD: &str = BAD_CREDENTIALS;
         let text = std::str::from_utf8(message).map_err(|_| BAD.to_string())?;
         let (without_proof, proof) = text.rsplit_once(",p=").ok_or(BAD)?;
-        if without_proof != format!("c=biws,r={}", self.nonce) {
+        if without_proof != format!("c={},r={}", self.channel_binding, self.nonce) {
             return Err("Authentication failed: nonce or channel binding mismatch".into());
         }
         let proof = BASE64.decode(proof).map_err(|_| BAD.to_string())?;
@@ -574,6 +601,61 @@ impl ScramExchange {
 mod tests {
     use super::*;
 
+    fn gate() -> SaslGate {
+        let mut users = BTreeMap::new();
+        users.insert("user".to_string(), "pencil".to_string());
+        SaslGate::new(Arc::new(SaslSettings {
+            mechanisms: vec!["SCRAM-SHA-256".into()],
+            users,
+            ..SaslSettings::default()
+        }))
+    }
+
+    fn scram_first(gate: &mut SaslGate, message: &str) -> Result<Bytes, String> {
+        gate.scram_first(
+            (
+                hmac::HMAC_SHA256,
+                &digest::SHA256,
+                pbkdf2::PBKDF2_HMAC_SHA256,
+            ),
+            message.as_bytes(),
+        )
+    }
+
+    /// RFC 5802: the server extends the client's nonce, sends a 16-byte
+    /// salt and 4096 iterations, and binds the GS2 header (with an
+    /// authorization identity) into the final message.
+    #[test]
+    fn the_server_first_message_follows_rfc_5802() {
+        let mut gate = gate();
+        let first = scram_first(&mut gate, "n,a=user,n=user,r=abc").unwrap();
+        let first = std::str::from_utf8(&first).unwrap();
+        let fields: Vec<&str> = first.split(',').collect();
+        assert!(fields[0].starts_with("r=abc") && fields[0].len() > "r=abc".len());
+        let salt = BASE64
+            .decode(fields[1].strip_prefix("s=").unwrap())
+            .unwrap();
+        assert_eq!(salt.len(), 16);
+        assert_eq!(fields[2], "i=4096");
+        let exchange = gate.scram.as_ref().unwrap();
+        assert_eq!(exchange.channel_binding, BASE64.encode("n,a=user,"));
+        assert_eq!(exchange.client_first_bare, "n=user,r=abc");
+    }
+
+    #[test]
+    fn scram_refuses_channel_binding_other_identities_and_mandatory_extensions() {
+        for message in [
+            "p=tls-unique,,n=user,r=abc",
+            "y,,n=user,r=abc",
+            "n,a=admin,n=user,r=abc",
+            "n,,m=ext,n=user,r=abc",
+            "n,,n=nobody,r=abc",
+            "n,,r=abc",
+        ] {
+            assert!(scram_first(&mut gate(), message).is_err(), "{message}");
+        }
+    }
+
     /// RFC 7677: the server's side of the SHA-256 example, with the RFC's
     /// salt and nonces in place of random ones.
     #[test]
@@ -594,6 +676,7 @@ mod tests {
                 pbkdf2::PBKDF2_HMAC_SHA256,
             ),
             nonce: "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into(),
+            channel_binding: "biws".into(),
             client_first_bare: "n=user,r=rOprNGfwEbeRWgbNEkqO".into(),
             server_first: "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
                            s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -166,7 +167,8 @@ impl FakeClusterBuilder {
     }
 
     /// Requires SASL authentication with one of `mechanisms` (`PLAIN`,
-    /// `SCRAM-SHA-256`, `SCRAM-SHA-512`) before any request but
+    /// `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER` with unsecured
+    /// tokens) before any request but
     /// ApiVersions, SaslHandshake and SaslAuthenticate.
     pub fn sasl(mut self, mechanisms: &[&str]) -> Self {
         self.sasl
@@ -175,7 +177,21 @@ impl FakeClusterBuilder {
         self
     }
 
-    /// Adds a SASL user (for every enabled mechanism).
+    /// Gives every SASL session this lifetime (Kafka's
+    /// `connections.max.reauth.ms`, KIP-368): SaslAuthenticate v1+ reports
+    /// it in `session_lifetime_ms`, and once it has passed the broker closes
+    /// the connection on any request but a SaslHandshake that starts a
+    /// re-authentication. Zero (the default) keeps sessions for ever.
+    /// SASL is on only with [`sasl`](Self::sasl).
+    pub fn sasl_session_lifetime(mut self, lifetime: Duration) -> Self {
+        self.sasl
+            .get_or_insert_with(SaslSettings::default)
+            .session_lifetime = lifetime;
+        self
+    }
+
+    /// Adds a SASL user (for every enabled mechanism). SASL is on only
+    /// with [`sasl`](Self::sasl).
     pub fn sasl_user(mut self, name: &str, password: &str) -> Self {
         self.sasl
             .get_or_insert_with(SaslSettings::default)
@@ -189,7 +205,9 @@ impl FakeClusterBuilder {
     /// # Panics
     ///
     /// If a listener cannot be bound or a configured topic is invalid.
-    pub async fn build(self) -> FakeCluster {
+    pub async fn build(mut self) -> FakeCluster {
+        // Users and a session lifetime alone do not turn SASL on.
+        self.sasl = self.sasl.filter(|s| !s.mechanisms.is_empty());
         let mut listeners = Vec::with_capacity(self.brokers);
         let mut brokers = Vec::with_capacity(self.brokers);
         for index in 0..self.brokers {
@@ -251,6 +269,7 @@ impl FakeClusterBuilder {
             tasks,
             addrs,
             tls: material.map(|m| (m.ca_pem, m.client_cert_pem, m.client_key_pem)),
+            sasl_authentications: self.sasl.map(|s| s.authentications).unwrap_or_default(),
         }
     }
 }
@@ -282,6 +301,8 @@ pub struct FakeCluster {
     addrs: Vec<(i32, SocketAddr)>,
     /// The CA, and a client certificate and key it signed, in PEM.
     tls: Option<(String, String, String)>,
+    /// Successful SASL authentications, re-authentications included.
+    sasl_authentications: Arc<AtomicU64>,
 }
 
 impl Drop for FakeCluster {
@@ -626,6 +647,12 @@ impl FakeCluster {
     /// The connection lifetime setting in force.
     pub fn connection_lifetime(&self) -> Option<ConnectionLifetime> {
         self.shared.chaos.lifetime()
+    }
+
+    /// How many SASL authentications have succeeded so far, counting each
+    /// re-authentication of a connection (KIP-368) as one more.
+    pub fn sasl_authentications(&self) -> u64 {
+        self.sasl_authentications.load(Ordering::Relaxed)
     }
 
     /// How many connections the brokers have accepted so far.

@@ -10,9 +10,21 @@
 //! (SHA-256, SHA-512) the server side of RFC 5802 with 4096 iterations and
 //! a random salt per exchange. A failed authentication is answered with
 //! SASL_AUTHENTICATION_FAILED and the connection is closed after it.
+//!
+//! Framing: after SaslHandshake v1 the mechanism messages travel in
+//! SaslAuthenticate requests (KIP-152); after SaslHandshake v0 they travel
+//! as raw size-prefixed frames, as before KIP-152, and a failure just
+//! closes the connection.
+//!
+//! Session lifetime (KIP-368): with a lifetime set, SaslAuthenticate v1+
+//! reports it in `session_lifetime_ms`; once it has passed, any request but
+//! a SaslHandshake that starts a re-authentication closes the connection.
+//! A re-authentication must keep the mechanism and the principal, and
+//! starts a new session.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -24,6 +36,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use ring::rand::SecureRandom;
 use ring::{digest, hmac, pbkdf2};
+
+use tokio::time::{Duration, Instant};
 
 use crate::handlers::{Outcome, encode_response};
 
@@ -116,15 +130,29 @@ impl TlsMaterial {
 pub(crate) struct SaslSettings {
     pub mechanisms: Vec<String>,
     pub users: BTreeMap<String, String>,
+    /// How long an authentication holds (KIP-368); zero for ever.
+    pub session_lifetime: Duration,
+    /// Successful authentications on every connection.
+    pub authentications: Arc<AtomicU64>,
 }
 
 /// One connection's SASL state.
 pub(crate) struct SaslGate {
     settings: Arc<SaslSettings>,
     authenticated: bool,
+    /// The user of the current session, when the mechanism names one.
+    principal: Option<String>,
+    /// When the current session ends, if it has a lifetime.
+    session_expiry: Option<Instant>,
+    /// A SaslHandshake on an authenticated connection began a
+    /// re-authentication that has not finished yet.
+    reauthenticating: bool,
+    /// SaslHandshake v0 was used: mechanism messages come as raw frames.
+    raw_tokens: bool,
     mechanism: Option<String>,
     scram: Option<ScramExchange>,
-    close_next: bool,
+    /// The connection is to be closed once the last response is written.
+    closing: bool,
     /// Why an OAUTHBEARER token was refused, reported once the client ends
     /// the exchange (RFC 7628).
     oauth_refused: Option<String>,
@@ -138,10 +166,25 @@ struct ScramExchange {
         pbkdf2::Algorithm,
     ),
     nonce: String,
+    /// `c=` of the client-final message: the GS2 header in base64.
+    channel_binding: String,
     client_first_bare: String,
     server_first: String,
     salted: Vec<u8>,
+    user: String,
 }
+
+/// Where one mechanism message leaves the exchange.
+enum Step {
+    /// Answer with these bytes and wait for the next message.
+    Continue(Bytes),
+    /// Answer with these bytes: the client is authenticated, as this user
+    /// when the mechanism names one.
+    Done(Bytes, Option<String>),
+}
+
+/// The error message Kafka gives for unknown users and wrong passwords.
+const BAD_CREDENTIALS: &str = "Authentication failed: Invalid username or password";
 
 fn random_bytes(len: usize) -> Vec<u8> {
     let mut bytes = vec![0u8; len];
@@ -156,19 +199,48 @@ impl SaslGate {
         SaslGate {
             settings,
             authenticated: false,
+            principal: None,
+            session_expiry: None,
+            reauthenticating: false,
+            raw_tokens: false,
             mechanism: None,
             scram: None,
-            close_next: false,
+            closing: false,
             oauth_refused: None,
         }
     }
 
+    /// Whether the connection must be closed after the response just
+    /// written (a refused mechanism or a failed authentication, as Kafka
+    /// does).
+    pub(crate) fn closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Whether the current session has outlived its lifetime at `now`.
+    fn expired(&self, now: Instant) -> bool {
+        self.session_expiry.is_some_and(|end| now >= end)
+    }
+
     /// Handles a request frame if SASL decides it: the SASL APIs are
     /// answered here, anything but ApiVersions before authentication closes
-    /// the connection. `None` passes the frame on to the broker.
-    pub(crate) fn intercept(&mut self, body: &Bytes) -> Option<Outcome> {
-        if self.close_next {
+    /// the connection, and so does anything but a SaslHandshake once the
+    /// session has expired. `None` passes the frame on to the broker.
+    pub(crate) fn intercept(&mut self, body: &Bytes, now: Instant) -> Option<Outcome> {
+        if self.closing {
             return Some(Outcome::Close);
+        }
+        if self.raw_tokens && !self.authenticated {
+            // SaslHandshake v0: the frame is the mechanism message itself,
+            // and there is no way to report a failure but closing.
+            return Some(match self.authenticate(body) {
+                Ok(Step::Continue(bytes)) => Outcome::Respond(bytes),
+                Ok(Step::Done(bytes, principal)) => match self.complete(principal, now) {
+                    Ok(()) => Outcome::Respond(bytes),
+                    Err(_) => Outcome::Close,
+                },
+                Err(_) => Outcome::Close,
+            });
         }
         if body.len() < 4 {
             return Some(Outcome::Close);
@@ -176,9 +248,13 @@ impl SaslGate {
         let key = ApiKey::try_from(i16::from_be_bytes([body[0], body[1]])).ok()?;
         let version = i16::from_be_bytes([body[2], body[3]]);
         match key {
-            ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => {}
+            ApiKey::SaslHandshake => {}
+            ApiKey::SaslAuthenticate if !self.authenticated || self.reauthenticating => {}
+            _ if self.authenticated => {
+                // KIP-368: an expired session may only start over.
+                return self.expired(now).then_some(Outcome::Close);
+            }
             ApiKey::ApiVersions => return None,
-            _ if self.authenticated => return None,
             _ => return Some(Outcome::Close),
         }
         let mut body = body.clone();
@@ -191,8 +267,13 @@ impl SaslGate {
             let Ok(request) = SaslHandshakeRequest::decode(&mut body, version) else {
                 return Some(Outcome::Close);
             };
+            if self.authenticated && version == 0 {
+                // Raw frames cannot be told from requests any more.
+                return Some(Outcome::Close);
+            }
             let wanted = request.mechanism.to_string();
-            let enabled = self.settings.mechanisms.contains(&wanted);
+            let enabled = self.settings.mechanisms.contains(&wanted)
+                && (!self.authenticated || self.mechanism.as_ref() == Some(&wanted));
             let mut response = SaslHandshakeResponse::default().with_mechanisms(
                 self.settings
                     .mechanisms
@@ -203,9 +284,14 @@ impl SaslGate {
             if enabled {
                 self.mechanism = Some(wanted);
                 self.scram = None;
+                self.oauth_refused = None;
+                self.raw_tokens = version == 0;
+                self.reauthenticating = self.authenticated;
             } else {
-                // UNSUPPORTED_SASL_MECHANISM
+                // UNSUPPORTED_SASL_MECHANISM (also for a re-authentication
+                // that switches mechanism); Kafka closes after answering.
                 response.error_code = 33;
+                self.closing = true;
             }
             encode_response(
                 correlation_id,
@@ -217,20 +303,30 @@ impl SaslGate {
             let Ok(request) = SaslAuthenticateRequest::decode(&mut body, version) else {
                 return Some(Outcome::Close);
             };
-            let response = match self.authenticate(&request.auth_bytes) {
-                Ok((bytes, done)) => {
-                    if done {
-                        self.authenticated = true;
+            let step = self
+                .authenticate(&request.auth_bytes)
+                .and_then(|step| match step {
+                    Step::Continue(bytes) => {
+                        Ok(SaslAuthenticateResponse::default().with_auth_bytes(bytes))
                     }
-                    SaslAuthenticateResponse::default().with_auth_bytes(bytes)
-                }
-                Err(message) => {
-                    self.close_next = true;
-                    SaslAuthenticateResponse::default()
-                        .with_error_code(58)
-                        .with_error_message(Some(StrBytes::from_string(message)))
-                }
-            };
+                    Step::Done(bytes, principal) => {
+                        self.complete(principal, now)?;
+                        let mut response =
+                            SaslAuthenticateResponse::default().with_auth_bytes(bytes);
+                        if version >= 1 {
+                            response.session_lifetime_ms =
+                                i64::try_from(self.settings.session_lifetime.as_millis())
+                                    .unwrap_or(i64::MAX);
+                        }
+                        Ok(response)
+                    }
+                });
+            let response = step.unwrap_or_else(|message| {
+                self.closing = true;
+                SaslAuthenticateResponse::default()
+                    .with_error_code(58)
+                    .with_error_message(Some(StrBytes::from_string(message)))
+            });
             encode_response(
                 correlation_id,
                 key,
@@ -240,9 +336,33 @@ impl SaslGate {
         })
     }
 
+    /// Ends a successful exchange: a new session starts, for the same
+    /// principal when this was a re-authentication.
+    fn complete(&mut self, principal: Option<String>, now: Instant) -> Result<(), String> {
+        if self.reauthenticating
+            && let (Some(before), Some(after)) = (&self.principal, &principal)
+            && before != after
+        {
+            return Err(format!(
+                "Cannot change principals during re-authentication from User:{before}: User:{after}"
+            ));
+        }
+        self.authenticated = true;
+        self.reauthenticating = false;
+        self.settings
+            .authentications
+            .fetch_add(1, Ordering::Relaxed);
+        if principal.is_some() {
+            self.principal = principal;
+        }
+        let lifetime = self.settings.session_lifetime;
+        self.session_expiry = (!lifetime.is_zero()).then(|| now + lifetime);
+        Ok(())
+    }
+
     /// One mechanism message: the answer and whether authentication is done.
-    fn authenticate(&mut self, message: &[u8]) -> Result<(Bytes, bool), String> {
-        const BAD: &str = "Authentication failed: Invalid username or password";
+    fn authenticate(&mut self, message: &[u8]) -> Result<Step, String> {
+        const BAD: &str = BAD_CREDENTIALS;
         let mechanism = self
             .mechanism
             .clone()
@@ -256,7 +376,7 @@ impl SaslGate {
                     return Err("Authentication failed: malformed PLAIN message".into());
                 };
                 if self.settings.users.get(user).is_some_and(|p| p == password) {
-                    Ok((Bytes::new(), true))
+                    Ok(Step::Done(Bytes::new(), Some(user.to_string())))
                 } else {
                     Err(BAD.into())
                 }
@@ -276,8 +396,13 @@ impl SaslGate {
                     )
                 };
                 match self.scram.take() {
-                    None => self.scram_first(hash, message).map(|b| (b, false)),
-                    Some(exchange) => exchange.finish(message).map(|b| (b, true)),
+                    None => self.scram_first(hash, message).map(Step::Continue),
+                    Some(exchange) => {
+                        let user = exchange.user.clone();
+                        exchange
+                            .finish(message)
+                            .map(|bytes| Step::Done(bytes, Some(user)))
+                    }
                 }
             }
             "OAUTHBEARER" => {
@@ -285,10 +410,12 @@ impl SaslGate {
                     return Err(format!("Authentication failed: {reason}"));
                 }
                 match check_unsecured_token(message) {
-                    Ok(()) => Ok((Bytes::new(), true)),
+                    Ok(()) => Ok(Step::Done(Bytes::new(), None)),
                     Err(reason) => {
                         self.oauth_refused = Some(reason);
-                        Ok((Bytes::from_static(br#"{"status":"invalid_token"}"#), false))
+                        Ok(Step::Continue(Bytes::from_static(
+                            br#"{"status":"invalid_token"}"#,
+                        )))
                     }
                 }
             }
@@ -305,23 +432,42 @@ impl SaslGate {
         ),
         message: &[u8],
     ) -> Result<Bytes, String> {
-        const BAD: &str = "Authentication failed: Invalid username or password";
+        const BAD: &str = BAD_CREDENTIALS;
         let text = std::str::from_utf8(message).map_err(|_| BAD.to_string())?;
-        let bare = text
-            .strip_prefix("n,,")
+        const MALFORMED: &str = "Authentication failed: malformed client-first message";
+        // GS2 header: "n" (no channel binding, the only choice without TLS
+        // channel binding here), then an optional authorization identity.
+        let rest = text
+            .strip_prefix("n,")
             .ok_or("Authentication failed: channel binding is not supported")?;
+        let (authzid, bare) = rest.split_once(',').ok_or(MALFORMED)?;
+        let authzid = match authzid {
+            "" => None,
+            a => Some(decode_sasl_name(a.strip_prefix("a=").ok_or(MALFORMED)?)),
+        };
+        let gs2_header = &text[..text.len() - bare.len()];
+        if bare.starts_with("m=") {
+            return Err("Authentication failed: mandatory extensions are not supported".into());
+        }
         let mut user = None;
         let mut client_nonce = None;
         for field in bare.split(',') {
             if let Some(v) = field.strip_prefix("n=") {
-                user = Some(v.replace("=2C", ",").replace("=3D", "="));
+                user = Some(decode_sasl_name(v));
             } else if let Some(v) = field.strip_prefix("r=") {
                 client_nonce = Some(v.to_string());
             }
         }
         let (Some(user), Some(client_nonce)) = (user, client_nonce) else {
-            return Err("Authentication failed: malformed client-first message".into());
+            return Err(MALFORMED.into());
         };
+        if authzid.is_some_and(|a| a != user) {
+            return Err(
+                "Authentication failed: Client requested an authorization id that \
+                        is different from username"
+                    .into(),
+            );
+        }
         let password = self.settings.users.get(&user).cloned().ok_or(BAD)?;
         let salt = random_bytes(16);
         let nonce = format!("{client_nonce}{}", BASE64.encode(random_bytes(18)));
@@ -338,12 +484,19 @@ impl SaslGate {
         self.scram = Some(ScramExchange {
             hash,
             nonce,
+            channel_binding: BASE64.encode(gs2_header),
             client_first_bare: bare.to_string(),
             server_first: server_first.clone(),
             salted,
+            user,
         });
         Ok(Bytes::from(server_first.into_bytes()))
     }
+}
+
+/// A SCRAM user name with its `=2C` and `=3D` escapes undone (RFC 5802).
+fn decode_sasl_name(name: &str) -> String {
+    name.replace("=2C", ",").replace("=3D", "=")
 }
 
 /// Seconds since the Unix epoch: a broker checks token expiry against its
@@ -404,10 +557,10 @@ fn check_unsecured_token(message: &[u8]) -> Result<(), String> {
 impl ScramExchange {
     /// Checks the client-final message; returns the server-final one.
     fn finish(self, message: &[u8]) -> Result<Bytes, String> {
-        const BAD: &str = "Authentication failed: Invalid username or password";
+        const BAD: &str = BAD_CREDENTIALS;
         let text = std::str::from_utf8(message).map_err(|_| BAD.to_string())?;
         let (without_proof, proof) = text.rsplit_once(",p=").ok_or(BAD)?;
-        if without_proof != format!("c=biws,r={}", self.nonce) {
+        if without_proof != format!("c={},r={}", self.channel_binding, self.nonce) {
             return Err("Authentication failed: nonce or channel binding mismatch".into());
         }
         let proof = BASE64.decode(proof).map_err(|_| BAD.to_string())?;
@@ -448,6 +601,61 @@ impl ScramExchange {
 mod tests {
     use super::*;
 
+    fn gate() -> SaslGate {
+        let mut users = BTreeMap::new();
+        users.insert("user".to_string(), "pencil".to_string());
+        SaslGate::new(Arc::new(SaslSettings {
+            mechanisms: vec!["SCRAM-SHA-256".into()],
+            users,
+            ..SaslSettings::default()
+        }))
+    }
+
+    fn scram_first(gate: &mut SaslGate, message: &str) -> Result<Bytes, String> {
+        gate.scram_first(
+            (
+                hmac::HMAC_SHA256,
+                &digest::SHA256,
+                pbkdf2::PBKDF2_HMAC_SHA256,
+            ),
+            message.as_bytes(),
+        )
+    }
+
+    /// RFC 5802: the server extends the client's nonce, sends a 16-byte
+    /// salt and 4096 iterations, and binds the GS2 header (with an
+    /// authorization identity) into the final message.
+    #[test]
+    fn the_server_first_message_follows_rfc_5802() {
+        let mut gate = gate();
+        let first = scram_first(&mut gate, "n,a=user,n=user,r=abc").unwrap();
+        let first = std::str::from_utf8(&first).unwrap();
+        let fields: Vec<&str> = first.split(',').collect();
+        assert!(fields[0].starts_with("r=abc") && fields[0].len() > "r=abc".len());
+        let salt = BASE64
+            .decode(fields[1].strip_prefix("s=").unwrap())
+            .unwrap();
+        assert_eq!(salt.len(), 16);
+        assert_eq!(fields[2], "i=4096");
+        let exchange = gate.scram.as_ref().unwrap();
+        assert_eq!(exchange.channel_binding, BASE64.encode("n,a=user,"));
+        assert_eq!(exchange.client_first_bare, "n=user,r=abc");
+    }
+
+    #[test]
+    fn scram_refuses_channel_binding_other_identities_and_mandatory_extensions() {
+        for message in [
+            "p=tls-unique,,n=user,r=abc",
+            "y,,n=user,r=abc",
+            "n,a=admin,n=user,r=abc",
+            "n,,m=ext,n=user,r=abc",
+            "n,,n=nobody,r=abc",
+            "n,,r=abc",
+        ] {
+            assert!(scram_first(&mut gate(), message).is_err(), "{message}");
+        }
+    }
+
     /// RFC 7677: the server's side of the SHA-256 example, with the RFC's
     /// salt and nonces in place of random ones.
     #[test]
@@ -468,11 +676,13 @@ mod tests {
                 pbkdf2::PBKDF2_HMAC_SHA256,
             ),
             nonce: "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into(),
+            channel_binding: "biws".into(),
             client_first_bare: "n=user,r=rOprNGfwEbeRWgbNEkqO".into(),
             server_first: "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
                            s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
                 .into(),
             salted,
+            user: "user".into(),
         };
         let server_final = exchange
             .finish(

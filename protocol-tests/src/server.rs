@@ -117,10 +117,12 @@ async fn serve_connection<S>(
                 return;
             }
         };
-        if let Some(outcome) = gate.as_mut().and_then(|g| g.intercept(&body)) {
+        if let Some(gate) = gate.as_mut()
+            && let Some(outcome) = gate.intercept(&body, Instant::now())
+        {
             match outcome {
                 Outcome::Respond(response) => {
-                    if write_frame(&mut writer, &response).await.is_none() {
+                    if write_frame(&mut writer, &response).await.is_none() || gate.closing() {
                         return;
                     }
                     continue;

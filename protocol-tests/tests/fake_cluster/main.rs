@@ -1,7 +1,8 @@
 //! Suites against our own fake cluster (`protocol-tests`): the raw protocol
 //! and transaction protocol spoken by hand, record-batch compatibility with
 //! kafka-protocol and librdkafka, transactions, the partition reader, and
-//! the producer end to end, tagged, idempotent and smart-partitioned.
+//! the producer end to end, tagged, idempotent and smart-partitioned; the
+//! SASL exchanges spoken by hand.
 //!
 //! The other binaries of this directory group the suites by peer
 //! (`mock_cluster`, `rdkafka_interop`, `chaos`) or keep alone what must run
@@ -18,6 +19,7 @@ mod producer_idempotence;
 mod producer_tagged;
 mod raw_protocol;
 mod records_compat;
+mod sasl_protocol;
 mod smart_partitioner;
 mod transactions_fake;
 mod txn_protocol;

@@ -17,8 +17,7 @@ use protocol_tests::kafka_protocol::messages::*;
 use protocol_tests::kafka_protocol::protocol::StrBytes;
 use ring::{digest, hmac, pbkdf2};
 
-mod raw;
-use raw::Conn;
+use crate::support::raw::Conn;
 
 const BAD_CREDENTIALS: &str = "Authentication failed: Invalid username or password";
 

@@ -23,18 +23,34 @@
 // Without the tokio layer only the tests use the sans-IO decoding path.
 #[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
 mod aborted;
+mod assignor;
 mod config;
 mod consumed;
+#[cfg(feature = "tokio-runtime")]
+mod coordinator;
 #[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
 mod decode;
 #[cfg(feature = "tokio-runtime")]
 mod fetcher;
+mod group_config;
+#[cfg(feature = "tokio-runtime")]
+mod group_consumer;
+#[cfg(feature = "tokio-runtime")]
+mod heartbeat;
+#[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
+mod membership;
 mod properties;
 #[cfg(feature = "tokio-runtime")]
 mod reader;
+mod rebalance;
 
 pub use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
+pub use assignor::{Assignor, GroupMember, RebalanceProtocol};
 pub use config::{AutoOffsetReset, IsolationLevel, ReaderConfig, StartOffset};
 pub use consumed::ConsumedRecord;
+pub use group_config::ConsumerConfig;
+#[cfg(feature = "tokio-runtime")]
+pub use group_consumer::{Consumer, ConsumerBuilder};
 #[cfg(feature = "tokio-runtime")]
 pub use reader::PartitionReader;
+pub use rebalance::{RebalanceContext, RebalanceListener, TopicPartition};

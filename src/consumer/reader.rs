@@ -127,6 +127,8 @@ pub struct PartitionReader {
     fetchers: BTreeMap<i32, Fetcher>,
     brokers: BTreeMap<i32, String>,
     assignment: IndexMap<TopicPartition, PartitionState>,
+    /// Assigned partitions left out of fetching until resumed.
+    paused: std::collections::BTreeSet<TopicPartition>,
     metadata_stale: bool,
     /// An error met after records were read in the same round, reported by
     /// the next `poll`.
@@ -154,9 +156,64 @@ impl PartitionReader {
             fetchers: BTreeMap::new(),
             brokers: BTreeMap::new(),
             assignment: IndexMap::new(),
+            paused: std::collections::BTreeSet::new(),
             metadata_stale: true,
             deferred_error: None,
         })
+    }
+
+    /// The admin client on the reader's connections (shared with a group
+    /// consumer's coordinator requests).
+    pub(crate) fn admin(&self) -> &AdminClient {
+        &self.admin
+    }
+
+    /// Adds partitions to the assignment, each from its start offset,
+    /// keeping the positions of those already assigned; a partition
+    /// already assigned is moved to its new start. Start offsets are
+    /// resolved by the next `poll`.
+    pub(crate) fn add_partitions(&mut self, partitions: Vec<(String, i32, StartOffset)>) {
+        for (topic, partition, start) in partitions {
+            let key = (topic, partition);
+            self.paused.remove(&key);
+            self.assignment.insert(key, PartitionState::new(start));
+        }
+        self.metadata_stale = true;
+    }
+
+    /// Removes partitions from the assignment (those not assigned are
+    /// ignored).
+    pub(crate) fn remove_partitions(&mut self, partitions: &[(String, i32)]) {
+        for key in partitions {
+            self.assignment.shift_remove(key);
+            self.paused.remove(key);
+        }
+    }
+
+    /// Stops fetching an assigned partition until [`resume`](Self::resume);
+    /// its position is kept.
+    pub fn pause(&mut self, topic: &str, partition: i32) -> Result<(), Error> {
+        let key = (topic.to_string(), partition);
+        if !self.assignment.contains_key(&key) {
+            return Err(not_assigned(topic, partition));
+        }
+        self.paused.insert(key);
+        Ok(())
+    }
+
+    /// Fetches a paused partition again.
+    pub fn resume(&mut self, topic: &str, partition: i32) -> Result<(), Error> {
+        let key = (topic.to_string(), partition);
+        if !self.assignment.contains_key(&key) {
+            return Err(not_assigned(topic, partition));
+        }
+        self.paused.remove(&key);
+        Ok(())
+    }
+
+    /// The paused partitions.
+    pub fn paused(&self) -> Vec<(String, i32)> {
+        self.paused.iter().cloned().collect()
     }
 
     /// The settings the reader was built with.
@@ -173,6 +230,7 @@ impl PartitionReader {
     /// the assignment is then left empty.
     pub async fn assign(&mut self, partitions: &[(&str, i32, StartOffset)]) -> Result<(), Error> {
         self.assignment.clear();
+        self.paused.clear();
         self.deferred_error = None;
         let mut assignment = IndexMap::new();
         for (topic, partition, start) in partitions {
@@ -301,12 +359,7 @@ impl PartitionReader {
         let state = self
             .assignment
             .get_mut(&(topic.to_string(), partition))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidPartition,
-                    format!("{topic}-{partition} is not assigned"),
-                )
-            })?;
+            .ok_or_else(|| not_assigned(topic, partition))?;
         state.position = Position::At(offset);
         self.deferred_error = None;
         Ok(())
@@ -381,6 +434,9 @@ impl PartitionReader {
 
         let mut by_node: BTreeMap<i32, Vec<FetchTarget>> = BTreeMap::new();
         for ((topic, partition), state) in &self.assignment {
+            if !self.paused.is_empty() && self.paused.contains(&(topic.clone(), *partition)) {
+                continue;
+            }
             let (Position::At(offset), Some(node)) =
                 (&state.position, state.fetch_node(&self.brokers))
             else {
@@ -770,4 +826,11 @@ impl PartitionReader {
             None => Ok(()),
         }
     }
+}
+
+fn not_assigned(topic: &str, partition: i32) -> Error {
+    Error::new(
+        ErrorKind::InvalidPartition,
+        format!("{topic}-{partition} is not assigned"),
+    )
 }

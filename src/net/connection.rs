@@ -408,6 +408,22 @@ impl BrokerConnection {
         decode_response::<R>(version, matched.body)
     }
 
+    /// Like [`send`](Self::send), with a longer wait than the request
+    /// timeout for a request the broker answers late by design (JoinGroup
+    /// is held until the group's rebalance completes). The wait is never
+    /// shorter than the connection's request timeout.
+    pub(crate) async fn send_waiting<R: ApiRequest>(
+        &self,
+        request: &R,
+        wait: Duration,
+    ) -> Result<R::Response, Error> {
+        let version = self.versions.require(R::KEY)?;
+        let mut pending = self.start_at(version, request)?;
+        pending.request_timeout = pending.request_timeout.max(wait);
+        let matched = pending.wait_matched().await?;
+        decode_response::<R>(version, matched.body)
+    }
+
     /// Writes `request` at the negotiated version without waiting for a
     /// response: Produce with acks = 0, which the broker never answers.
     pub(crate) fn send_without_response<R: ApiRequest>(&self, request: &R) -> Result<(), Error> {

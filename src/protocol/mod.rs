@@ -6,6 +6,7 @@
 //! Message structs come from the [`kafka_protocol`] crate.
 
 mod codec;
+pub mod consumer_protocol;
 mod correlation;
 pub mod error_codes;
 mod frame;

@@ -51,6 +51,11 @@ impl fmt::Display for VersionRange {
 ///   id instead of name.
 /// - InitProducerId stops at v5 (v6 adds two-phase-commit fields), EndTxn at
 ///   v4 and TxnOffsetCommit at v4 (v5 is the transactions-v2 protocol).
+/// - JoinGroup stops at v5, SyncGroup and LeaveGroup at v3, the versions
+///   librdkafka uses: the later ones only add the flexible encoding and
+///   fields the classic consumer does not need (a leave reason, KIP-848's
+///   `skip_assignment`), and librdkafka's mock broker misreads their
+///   flexible arrays.
 /// - RecordBatch v2 needs Produce v3 and Fetch v4 at least.
 pub const CLIENT_VERSIONS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::Produce, VersionRange::new(3, 11)),
@@ -60,6 +65,10 @@ pub const CLIENT_VERSIONS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::OffsetCommit, VersionRange::new(2, 9)),
     (ApiKey::OffsetFetch, VersionRange::new(1, 9)),
     (ApiKey::FindCoordinator, VersionRange::new(0, 6)),
+    (ApiKey::JoinGroup, VersionRange::new(0, 5)),
+    (ApiKey::SyncGroup, VersionRange::new(0, 3)),
+    (ApiKey::Heartbeat, VersionRange::new(0, 4)),
+    (ApiKey::LeaveGroup, VersionRange::new(0, 3)),
     (ApiKey::SaslHandshake, VersionRange::new(0, 1)),
     (ApiKey::ApiVersions, VersionRange::new(0, 3)),
     (ApiKey::CreateTopics, VersionRange::new(2, 7)),

@@ -576,6 +576,8 @@ impl Group {
         self.sync_deadline = None;
         self.phase = GroupPhase::PreparingRebalance;
         self.rebalances += 1;
+        // Everyone may already be waiting (or nobody is left).
+        self.try_complete_join(now, false);
     }
 
     /// Completes the join phase when everyone has joined (or the deadline
@@ -722,12 +724,7 @@ impl Group {
                 for id in &laggards {
                     self.remove_member(id);
                 }
-                if self.members.is_empty() {
-                    self.prepare_rebalance(now);
-                    self.try_complete_join(now, true);
-                } else {
-                    self.prepare_rebalance(now);
-                }
+                self.prepare_rebalance(now);
             }
         }
     }

@@ -1181,3 +1181,131 @@ impl GroupCoordinator {
         self.groups.get(group_id).map(Group::snapshot)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(member: &str, protocols: &[&str]) -> JoinRequest {
+        JoinRequest {
+            member_id: member.to_owned(),
+            group_instance_id: None,
+            client_id: "c".to_owned(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            protocol_type: "consumer".to_owned(),
+            protocols: protocols
+                .iter()
+                .map(|p| ((*p).to_owned(), Bytes::from_static(b"m")))
+                .collect(),
+            require_known_member_id: false,
+            supports_skip_assignment: false,
+        }
+    }
+
+    fn later(reply: Reply<JoinResult>) -> oneshot::Receiver<JoinResult> {
+        match reply {
+            Reply::Later(rx) => rx,
+            Reply::Now(r) => panic!("answered at once: {r:?}"),
+        }
+    }
+
+    /// Joins members with these protocol lists and completes the join
+    /// phase; returns the selected protocol.
+    fn selected(members: &[&[&str]]) -> Option<String> {
+        let mut coordinator = GroupCoordinator::default();
+        let now = Instant::now();
+        let mut waiting: Vec<_> = members
+            .iter()
+            .map(|p| later(coordinator.join("g", request("", p), now)))
+            .collect();
+        // Members arriving during the initial delay extend it once more.
+        coordinator.tick(now + Duration::from_secs(1));
+        coordinator.tick(now + Duration::from_secs(2));
+        let results: Vec<JoinResult> = waiting
+            .iter_mut()
+            .map(|rx| rx.try_recv().unwrap())
+            .collect();
+        assert!(results.iter().all(|r| r.error == NONE));
+        assert_eq!(results.iter().filter(|r| !r.members.is_empty()).count(), 1);
+        results[0].protocol_name.clone()
+    }
+
+    #[test]
+    fn protocol_is_chosen_by_the_members_votes_among_common_ones() {
+        assert_eq!(
+            selected(&[
+                &["range", "roundrobin"],
+                &["roundrobin", "range"],
+                &["roundrobin"]
+            ]),
+            Some("roundrobin".to_owned()),
+            "range is not supported by every member"
+        );
+        assert_eq!(
+            selected(&[
+                &["range", "roundrobin"],
+                &["roundrobin", "range"],
+                &["range", "sticky", "roundrobin"]
+            ]),
+            Some("range".to_owned()),
+            "two votes for range, one for roundrobin"
+        );
+    }
+
+    #[test]
+    fn joins_without_a_common_protocol_or_a_valid_session_are_refused() {
+        let mut coordinator = GroupCoordinator::default();
+        let now = Instant::now();
+        let _first = later(coordinator.join("g", request("", &["range"]), now));
+        let Reply::Now(r) = coordinator.join("g", request("", &["roundrobin"]), now) else {
+            panic!("answered at once");
+        };
+        assert_eq!(r.error, INCONSISTENT_GROUP_PROTOCOL);
+        let mut other_type = request("", &["range"]);
+        other_type.protocol_type = "connect".to_owned();
+        let Reply::Now(r) = coordinator.join("g", other_type, now) else {
+            panic!("answered at once");
+        };
+        assert_eq!(r.error, INCONSISTENT_GROUP_PROTOCOL);
+        let mut short = request("", &["range"]);
+        short.session_timeout = Duration::from_secs(1);
+        let Reply::Now(r) = coordinator.join("g", short, now) else {
+            panic!("answered at once");
+        };
+        assert_eq!(r.error, INVALID_SESSION_TIMEOUT);
+    }
+
+    #[test]
+    fn a_member_that_stops_heartbeating_is_removed_and_the_group_rebalances() {
+        let mut coordinator = GroupCoordinator::default();
+        let t0 = Instant::now();
+        let mut a = later(coordinator.join("g", request("", &["range"]), t0));
+        let mut b = later(coordinator.join("g", request("", &["range"]), t0));
+        coordinator.tick(t0 + Duration::from_millis(500));
+        coordinator.tick(t0 + Duration::from_secs(1));
+        let (a, b) = (a.try_recv().unwrap(), b.try_recv().unwrap());
+        assert_eq!((a.generation, b.generation), (1, 1));
+        let leader_sync = |c: &mut GroupCoordinator, now| {
+            c.sync("g", 1, &a.member_id, None, None, None, Vec::new(), now)
+        };
+        assert!(matches!(
+            leader_sync(&mut coordinator, t0 + Duration::from_secs(1)),
+            Reply::Later(_)
+        ));
+        let t1 = t0 + Duration::from_secs(8);
+        assert_eq!(coordinator.heartbeat("g", 1, &a.member_id, None, t1), NONE);
+        coordinator.tick(t0 + Duration::from_secs(12));
+        let g = coordinator.snapshot("g").unwrap();
+        assert_eq!(g.members.len(), 1, "b's session ran out");
+        assert_eq!(g.phase, GroupPhase::PreparingRebalance);
+        assert_eq!(
+            coordinator.heartbeat("g", 1, &a.member_id, None, t0 + Duration::from_secs(12)),
+            REBALANCE_IN_PROGRESS
+        );
+        assert_eq!(
+            coordinator.heartbeat("g", 1, &b.member_id, None, t0 + Duration::from_secs(12)),
+            UNKNOWN_MEMBER_ID
+        );
+    }
+}

@@ -261,7 +261,9 @@ async fn produce(producer: &FutureProducer, per_partition: usize) {
     for p in 0..PARTITIONS {
         for i in 0..per_partition {
             let value = format!("p{p}-{i}");
-            let record = FutureRecord::<(), _>::to(TOPIC).partition(p).payload(&value);
+            let record = FutureRecord::<(), _>::to(TOPIC)
+                .partition(p)
+                .payload(&value);
             match producer.send_result(record) {
                 Ok(delivery) => pending.push(delivery),
                 Err((e, _)) => panic!("enqueue record: {e}"),
@@ -306,7 +308,10 @@ async fn assert_consumed_exactly_once(cluster: &FakeCluster, members: &[&RdMembe
         let mut offsets = per_partition.remove(&p).unwrap_or_default();
         offsets.sort_unstable();
         let expected: Vec<i64> = (0..cluster.high_watermark(TOPIC, p)).collect();
-        assert_eq!(offsets, expected, "partition {p}: every record exactly once");
+        assert_eq!(
+            offsets, expected,
+            "partition {p}: every record exactly once"
+        );
     }
 }
 
@@ -346,6 +351,10 @@ async fn two_members_split(strategy: &str) {
     assert!(
         fake.values().all(|p| !p.is_empty()),
         "both members own partitions: {fake:?}"
+    );
+    assert!(
+        cluster.request_count(ApiKey::JoinGroup) >= 4,
+        "each new member joins twice: MEMBER_ID_REQUIRED first (KIP-394)"
     );
 
     produce(&producer(&cluster), 10).await;
@@ -416,7 +425,14 @@ async fn third_member_joins_then_one_leaves_without_loss() {
     assert!(cluster.request_count(ApiKey::LeaveGroup) > leaves_before);
     let committed_at_leave: BTreeMap<i32, i64> = b_partitions
         .iter()
-        .map(|p| (*p, cluster.committed_offset(group, TOPIC, *p).expect("b committed")))
+        .map(|p| {
+            (
+                *p,
+                cluster
+                    .committed_offset(group, TOPIC, *p)
+                    .expect("b committed"),
+            )
+        })
         .collect();
     let after = wait_settled(&cluster, group, &[&a, &c], 0).await;
     assert!(after.generation > three.generation);
@@ -427,21 +443,34 @@ async fn third_member_joins_then_one_leaves_without_loss() {
 
     // b's consumption counts too: every record once over a, b and c.
     let deadline = Instant::now() + SETTLE;
-    let expected: i64 = (0..PARTITIONS).map(|p| cluster.high_watermark(TOPIC, p)).sum();
+    let expected: i64 = (0..PARTITIONS)
+        .map(|p| cluster.high_watermark(TOPIC, p))
+        .sum();
     while (a.consumed().len() + b_consumed.len() + c.consumed().len()) < expected as usize {
-        assert!(Instant::now() < deadline, "records after b left not consumed");
+        assert!(
+            Instant::now() < deadline,
+            "records after b left not consumed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut all: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
-    for (p, o) in a.consumed().into_iter().chain(b_consumed).chain(c.consumed()) {
+    for (p, o) in a
+        .consumed()
+        .into_iter()
+        .chain(b_consumed)
+        .chain(c.consumed())
+    {
         all.entry(p).or_default().push(o);
     }
     for p in 0..PARTITIONS {
         let mut offsets = all.remove(&p).unwrap_or_default();
         offsets.sort_unstable();
         let expected: Vec<i64> = (0..cluster.high_watermark(TOPIC, p)).collect();
-        assert_eq!(offsets, expected, "partition {p}: every record exactly once");
+        assert_eq!(
+            offsets, expected,
+            "partition {p}: every record exactly once"
+        );
     }
     // The new owners of b's partitions resumed at b's committed offsets.
     let resumed: Vec<(i32, i64)> = a.consumed()[a_before..]
@@ -492,11 +521,18 @@ fn join_request(group: &str, member: &str, session_ms: i32, protocol: &str) -> J
 /// join with the id handed out. Returns the second response.
 async fn raw_join(conn: &mut Conn, group: &str, session_ms: i32) -> JoinGroupResponse {
     let first: JoinGroupResponse = conn
-        .call(ApiKey::JoinGroup, 5, &join_request(group, "", session_ms, "range"))
+        .call(
+            ApiKey::JoinGroup,
+            5,
+            &join_request(group, "", session_ms, "range"),
+        )
         .await;
     assert_eq!(first.error_code, ResponseError::MemberIdRequired.code());
     let member = first.member_id.as_str().to_owned();
-    assert!(member.starts_with("raw-test-"), "{{client_id}}-{{uuid}}: {member}");
+    assert!(
+        member.starts_with("raw-test-"),
+        "{{client_id}}-{{uuid}}: {member}"
+    );
     conn.call(
         ApiKey::JoinGroup,
         5,
@@ -701,7 +737,11 @@ async fn commit_with_stale_generation_is_rejected() {
         .expect("two brokers");
     let mut elsewhere = Conn::open(&cluster, other).await;
     let wrong: JoinGroupResponse = elsewhere
-        .call(ApiKey::JoinGroup, 5, &join_request(group, "", 6_000, "range"))
+        .call(
+            ApiKey::JoinGroup,
+            5,
+            &join_request(group, "", 6_000, "range"),
+        )
         .await;
     assert_eq!(wrong.error_code, ResponseError::NotCoordinator.code());
 
@@ -718,10 +758,18 @@ async fn commit_with_stale_generation_is_rejected() {
         .call(
             ApiKey::SyncGroup,
             3,
-            &sync_request(group, 1, &member, vec![(member.clone(), assignment.clone())]),
+            &sync_request(
+                group,
+                1,
+                &member,
+                vec![(member.clone(), assignment.clone())],
+            ),
         )
         .await;
-    assert_eq!((s1.error_code, s1.assignment.clone()), (0, assignment.clone()));
+    assert_eq!(
+        (s1.error_code, s1.assignment.clone()),
+        (0, assignment.clone())
+    );
     assert_eq!(commit(&mut conn, group, 1, &member, 10).await, 0);
 
     // The leader rejoining a stable group starts generation 2.
@@ -736,7 +784,11 @@ async fn commit_with_stale_generation_is_rejected() {
     let stale = ResponseError::IllegalGeneration.code();
     assert_eq!(commit(&mut conn, group, 1, &member, 11).await, stale);
     let hb: HeartbeatResponse = conn
-        .call(ApiKey::Heartbeat, 3, &heartbeat_request(group, 1, &member, None))
+        .call(
+            ApiKey::Heartbeat,
+            3,
+            &heartbeat_request(group, 1, &member, None),
+        )
         .await;
     assert_eq!(hb.error_code, stale);
     assert_eq!(
@@ -748,7 +800,12 @@ async fn commit_with_stale_generation_is_rejected() {
         .call(
             ApiKey::SyncGroup,
             3,
-            &sync_request(group, 2, &member, vec![(member.clone(), assignment.clone())]),
+            &sync_request(
+                group,
+                2,
+                &member,
+                vec![(member.clone(), assignment.clone())],
+            ),
         )
         .await;
     assert_eq!(s2.error_code, 0);
@@ -767,11 +824,19 @@ async fn commit_with_stale_generation_is_rejected() {
     // Coordinator failover: the new coordinator loads generation 2.
     cluster.move_group_coordinator(group, other);
     let moved: HeartbeatResponse = conn
-        .call(ApiKey::Heartbeat, 3, &heartbeat_request(group, 2, &member, None))
+        .call(
+            ApiKey::Heartbeat,
+            3,
+            &heartbeat_request(group, 2, &member, None),
+        )
         .await;
     assert_eq!(moved.error_code, ResponseError::NotCoordinator.code());
     let reloaded: HeartbeatResponse = elsewhere
-        .call(ApiKey::Heartbeat, 3, &heartbeat_request(group, 2, &member, None))
+        .call(
+            ApiKey::Heartbeat,
+            3,
+            &heartbeat_request(group, 2, &member, None),
+        )
         .await;
     assert_eq!(reloaded.error_code, 0);
 

@@ -27,7 +27,7 @@ use protocol_tests::kafka_protocol::messages::{
     OffsetCommitRequest, OffsetCommitResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use protocol_tests::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use protocol_tests::{FakeCluster, GroupPhase, GroupSnapshot};
+use protocol_tests::{FakeCluster, Fault, GroupPhase, GroupSnapshot};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -723,8 +723,8 @@ async fn commit(conn: &mut Conn, group: &str, generation: i32, member: &str, off
 /// generation gets ILLEGAL_GENERATION, a commit during the sync phase
 /// REBALANCE_IN_PROGRESS, an unknown member UNKNOWN_MEMBER_ID, and a
 /// commit from outside the group only passes once the group is empty.
-/// Also: NOT_COORDINATOR away from the coordinator, and a coordinator move
-/// that keeps the last stored generation.
+/// Also: NOT_COORDINATOR away from the coordinator, a coordinator move
+/// that keeps the last stored generation, and an injected Heartbeat fault.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_with_stale_generation_is_rejected() {
     let cluster = cluster(2).await;
@@ -839,6 +839,21 @@ async fn commit_with_stale_generation_is_rejected() {
         )
         .await;
     assert_eq!(reloaded.error_code, 0);
+
+    // Faults apply to the membership APIs like any other.
+    cluster.inject(Fault::new(ApiKey::Heartbeat).error(ResponseError::CoordinatorLoadInProgress));
+    let faulted: HeartbeatResponse = elsewhere
+        .call(
+            ApiKey::Heartbeat,
+            3,
+            &heartbeat_request(group, 2, &member, None),
+        )
+        .await;
+    assert_eq!(
+        faulted.error_code,
+        ResponseError::CoordinatorLoadInProgress.code()
+    );
+    assert_eq!(cluster.triggered_faults(), 1);
 
     let left: LeaveGroupResponse = elsewhere
         .call(

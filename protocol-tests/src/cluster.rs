@@ -3,9 +3,9 @@
 //! [`FakeCluster`] starts its brokers on ephemeral `127.0.0.1` ports, exposes
 //! their addresses, lets tests change the cluster (topics, leaders, advertised
 //! versions, faults, producer state, retention, connection lifetimes,
-//! transaction coordinators) and read what it stored (records, raw batches,
-//! transaction markers and the committed view, offsets, transaction states,
-//! the request journal, chaos counters). Dropping it stops every broker and connection task.
+//! transaction and group coordinators) and read what it stored (records, raw
+//! batches, transaction markers and the committed view, offsets, transaction
+//! states, consumer group membership, the request journal, chaos counters). Dropping it stops every broker and connection task.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use tokio::task::AbortHandle;
 
 use crate::chaos::ConnectionLifetime;
 use crate::faults::Fault;
+use crate::group_coordinator::{GroupConfig, GroupMemberSnapshot, GroupSnapshot};
 use crate::log::{ControlMarker, ProducerStateRules, StoredRecord};
 use crate::security::{SaslSettings, TlsMaterial, TlsOptions};
 use crate::server::{Listener, run_broker};
@@ -40,6 +41,7 @@ pub struct FakeClusterBuilder {
     max_transaction_timeout: Duration,
     tls: Option<TlsOptions>,
     sasl: Option<SaslSettings>,
+    groups: GroupConfig,
 }
 
 impl std::fmt::Debug for FakeClusterBuilder {
@@ -53,6 +55,7 @@ impl std::fmt::Debug for FakeClusterBuilder {
             .field("producer_state_rules", &self.producer_state_rules)
             .field("max_transaction_timeout", &self.max_transaction_timeout)
             .field("tls", &self.tls)
+            .field("groups", &self.groups)
             .field(
                 "sasl_mechanisms",
                 &self.sasl.as_ref().map(|s| &s.mechanisms),
@@ -73,6 +76,7 @@ impl Default for FakeClusterBuilder {
             max_transaction_timeout: Duration::from_secs(900),
             tls: None,
             sasl: None,
+            groups: GroupConfig::default(),
         }
     }
 }
@@ -128,6 +132,25 @@ impl FakeClusterBuilder {
     /// `transaction.max.timeout.ms`, 15 minutes by default).
     pub fn max_transaction_timeout(mut self, max: Duration) -> Self {
         self.max_transaction_timeout = max;
+        self
+    }
+
+    /// How long the first rebalance of an empty consumer group waits for
+    /// more members (Kafka's `group.initial.rebalance.delay.ms`, 3 s on a
+    /// real broker); 100 ms by default here so that tests stay fast. Members
+    /// joining during the delay extend it by as much again, up to the
+    /// rebalance timeout.
+    pub fn group_initial_rebalance_delay(mut self, delay: Duration) -> Self {
+        self.groups.initial_rebalance_delay = delay;
+        self
+    }
+
+    /// The session timeouts JoinGroup accepts (Kafka's
+    /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`,
+    /// 6 s and 30 min by default); others get `INVALID_SESSION_TIMEOUT`.
+    pub fn group_session_timeout_range(mut self, min: Duration, max: Duration) -> Self {
+        self.groups.min_session_timeout = min;
+        self.groups.max_session_timeout = max;
         self
     }
 
@@ -239,6 +262,7 @@ impl FakeClusterBuilder {
         state.producer_state_rules = self.producer_state_rules;
         state.max_transaction_timeout_ms =
             i32::try_from(self.max_transaction_timeout.as_millis()).unwrap_or(i32::MAX);
+        state.groups.config = self.groups;
         for (name, partitions) in &self.topics {
             if let Err(e) = state.create_topic(name, *partitions) {
                 panic!("cannot create topic {name:?} with {partitions} partitions: {e}");
@@ -274,17 +298,21 @@ impl FakeClusterBuilder {
     }
 }
 
-/// How often the coordinator checks transaction timeouts and delayed markers
-/// between requests.
+/// How often the coordinators check transaction timeouts, delayed markers,
+/// group sessions and rebalance deadlines between requests.
 const TRANSACTION_TICK: Duration = Duration::from_millis(10);
 
-/// Completes delayed transactions and aborts timed-out ones until aborted.
+/// Completes delayed transactions, aborts timed-out ones and runs consumer
+/// group deadlines until aborted.
 async fn run_transaction_timer(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(TRANSACTION_TICK).await;
-        let appended = shared
-            .state()
-            .tick_transactions(tokio::time::Instant::now());
+        let now = tokio::time::Instant::now();
+        let appended = {
+            let mut state = shared.state();
+            state.groups.tick(now);
+            state.tick_transactions(now)
+        };
         if appended {
             shared.notify_data();
         }
@@ -711,7 +739,62 @@ impl FakeCluster {
     /// The broker coordinating consumer group `group` (what FindCoordinator
     /// answers for it).
     pub fn group_coordinator(&self, group: &str) -> i32 {
-        self.shared.state().coordinator_for(group).id
+        self.shared.state().group_coordinator(group).id
+    }
+
+    /// Moves the coordinator of consumer group `group` to broker
+    /// `broker_id`, as a failover of its `__consumer_offsets` partition
+    /// would: FindCoordinator names the new broker, the old one answers
+    /// `NOT_COORDINATOR`, JoinGroup and SyncGroup requests waiting at the
+    /// old one are answered `NOT_COORDINATOR`, and the new coordinator
+    /// loads what the group last stored: its committed offsets and the
+    /// members, generation and assignments of its last completed rebalance
+    /// (a rebalance in progress is lost; members that do not heartbeat the
+    /// new coordinator within their session timeout are expired).
+    ///
+    /// # Panics
+    ///
+    /// If the broker does not exist.
+    pub fn move_group_coordinator(&self, group: &str, broker_id: i32) {
+        let mut state = self.shared.state();
+        assert!(state.broker(broker_id).is_some(), "no broker {broker_id}");
+        state.group_coordinators.insert(group.to_owned(), broker_id);
+        state.groups.fail_over(group, tokio::time::Instant::now());
+    }
+
+    /// Drops every member of consumer group `group` (its committed offsets
+    /// stay), as a coordinator that lost the group's membership would: the
+    /// group becomes empty, waiting JoinGroup and SyncGroup requests and
+    /// later requests from the old members get `UNKNOWN_MEMBER_ID`, and the
+    /// members must join again.
+    pub fn forget_group_members(&self, group: &str) {
+        self.shared.state().groups.forget_members(group);
+    }
+
+    /// The coordinator's view of consumer group `group`: state, generation,
+    /// protocol, leader and members with their raw assignments. `None` if no
+    /// member ever joined it.
+    pub fn group_state(&self, group: &str) -> Option<GroupSnapshot> {
+        self.shared.state().groups.snapshot(group)
+    }
+
+    /// The members of consumer group `group`, in join order (empty if none).
+    pub fn group_members(&self, group: &str) -> Vec<GroupMemberSnapshot> {
+        self.group_state(group)
+            .map(|g| g.members)
+            .unwrap_or_default()
+    }
+
+    /// The current generation of consumer group `group`, if a member ever
+    /// joined it.
+    pub fn group_generation(&self, group: &str) -> Option<i32> {
+        self.group_state(group).map(|g| g.generation)
+    }
+
+    /// How many rebalances consumer group `group` has started (0 if no
+    /// member ever joined it).
+    pub fn rebalances(&self, group: &str) -> u64 {
+        self.group_state(group).map_or(0, |g| g.rebalances)
     }
 
     /// The broker coordinating transactional id `transactional_id`.

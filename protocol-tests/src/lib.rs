@@ -33,7 +33,19 @@
 //!
 //! Implemented APIs: ApiVersions, Metadata, CreateTopics, Produce, Fetch,
 //! ListOffsets, InitProducerId, FindCoordinator, OffsetFetch, OffsetCommit,
-//! AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and TxnOffsetCommit.
+//! JoinGroup, SyncGroup, Heartbeat, LeaveGroup, AddPartitionsToTxn,
+//! AddOffsetsToTxn, EndTxn and TxnOffsetCommit.
+//!
+//! Consumer groups follow Kafka's classic group protocol (see
+//! [`group_coordinator`]): member ids required on first join (KIP-394),
+//! delayed join phases with the initial rebalance delay
+//! ([`FakeClusterBuilder::group_initial_rebalance_delay`]), protocol
+//! selection, the leader's assignment handed out by SyncGroup, heartbeats
+//! and session expiry, LeaveGroup batches, static membership (KIP-345) and
+//! generation-checked OffsetCommit. [`FakeCluster::group_state`],
+//! [`FakeCluster::group_generation`] and [`FakeCluster::rebalances`] show
+//! the coordinator's view; [`FakeCluster::move_group_coordinator`] stages a
+//! coordinator failover.
 //!
 //! Transactions follow Kafka's coordinator (see [`txn`]): transactional
 //! producer ids and epochs with fencing, partitions and groups added to a
@@ -55,7 +67,8 @@
 //! Modules: [`cluster`] (the handle and builder), `server` (accept loops and
 //! connections), `handlers` (one module per API), [`log`] (batch validation
 //! and partition logs, with their transactional side), [`txn`] (transaction
-//! coordinator state), `state` (shared cluster state), [`faults`],
+//! coordinator state), [`group_coordinator`] (consumer group membership),
+//! `state` (shared cluster state), [`faults`],
 //! [`chaos`], [`checker`] and [`versions`].
 
 #![forbid(unsafe_code)]
@@ -65,6 +78,7 @@ pub mod chaos;
 pub mod checker;
 pub mod cluster;
 pub mod faults;
+pub mod group_coordinator;
 mod handlers;
 pub mod log;
 mod security;
@@ -77,6 +91,7 @@ pub use chaos::ConnectionLifetime;
 pub use checker::{Checker, Outcome, Report};
 pub use cluster::{FakeCluster, FakeClusterBuilder};
 pub use faults::{Fault, FaultAction};
+pub use group_coordinator::{GroupMemberSnapshot, GroupPhase, GroupSnapshot};
 pub use log::{BatchError, BatchHeader, ControlMarker, ProducerStateRules, StoredRecord};
 pub use state::RequestRecord;
 pub use txn::{

@@ -2,7 +2,8 @@
 //!
 //! [`ClusterState`] holds the brokers (with their advertised API versions), the
 //! topics and their partitions (leader, leader epoch, log), the producer id
-//! allocator, the transaction coordinator's state (see [`crate::txn`]) and
+//! allocator, the transaction coordinator's state (see [`crate::txn`]),
+//! consumer group membership (see [`crate::group_coordinator`]) and
 //! committed consumer group offsets. It lives behind one mutex in
 //! [`Shared`], which also carries the fault registry, the request journal and
 //! the "new data" signal long-polling fetches wait on. The mutexes are never
@@ -20,6 +21,7 @@ use uuid::Uuid;
 
 use crate::chaos::Chaos;
 use crate::faults::FaultRegistry;
+use crate::group_coordinator::GroupCoordinator;
 use crate::log::{PartitionLog, ProducerStateRules};
 use crate::txn::Transaction;
 use crate::versions::ApiVersionTable;
@@ -98,6 +100,10 @@ pub(crate) struct ClusterState {
     /// Brokers that serve requests but are left out of Metadata's broker
     /// list.
     pub unlisted_brokers: Vec<i32>,
+    /// Consumer group membership (see [`crate::group_coordinator`]).
+    pub groups: GroupCoordinator,
+    /// Group coordinators moved away from their hashed broker.
+    pub group_coordinators: HashMap<String, i32>,
 }
 
 impl ClusterState {
@@ -119,6 +125,8 @@ impl ClusterState {
             committed: HashMap::new(),
             controller_id: None,
             unlisted_brokers: Vec::new(),
+            groups: GroupCoordinator::default(),
+            group_coordinators: HashMap::new(),
         }
     }
 
@@ -189,7 +197,16 @@ impl ClusterState {
         id
     }
 
-    /// The coordinator broker for a group or transactional id.
+    /// The coordinator of consumer group `group`: the hashed broker unless
+    /// the group was moved.
+    pub fn group_coordinator(&self, group: &str) -> &BrokerInfo {
+        self.group_coordinators
+            .get(group)
+            .and_then(|id| self.broker(*id))
+            .unwrap_or_else(|| self.coordinator_for(group))
+    }
+
+    /// The coordinator broker a group or transactional id hashes to.
     pub fn coordinator_for(&self, key: &str) -> &BrokerInfo {
         let hash = key
             .bytes()

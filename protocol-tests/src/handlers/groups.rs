@@ -1,11 +1,16 @@
 //! Coordinator discovery and committed offsets: FindCoordinator, OffsetFetch
 //! and OffsetCommit.
 //!
-//! Enough for consumers that `assign` partitions with a `group.id` set: the
-//! coordinator is a fixed broker per key, commits are stored as sent and
-//! fetches answer offset -1 for partitions without a commit. Group membership
-//! (JoinGroup, SyncGroup, Heartbeat) is not implemented. FindCoordinator also
-//! locates transaction coordinators (key type 1). OffsetFetch v7+ with
+//! The coordinator of a group is the broker its id hashes to, unless a test
+//! moved it; other brokers answer `NOT_COORDINATOR`. Commits are stored as
+//! sent and fetches answer offset -1 for partitions without a commit.
+//! OffsetCommit checks generation, member id and group instance id against
+//! the group's membership as Kafka does (see
+//! [`GroupCoordinator::validate_commit`](crate::group_coordinator)): a
+//! simple commit (generation -1, no member id) is taken only while the group
+//! has no members; membership itself (JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup) lives in `handlers::membership`. FindCoordinator also locates
+//! transaction coordinators (key type 1). OffsetFetch v7+ with
 //! `require_stable` answers `UNSTABLE_OFFSET_COMMIT` for partitions with an
 //! offset pending in an open transaction.
 
@@ -42,7 +47,7 @@ fn coordinator_entry(state: &ClusterState, key_type: i8, key: &str, code: i16) -
     let broker = if key_type == TRANSACTION {
         state.broker(state.txn_coordinator(key).0)
     } else {
-        Some(state.coordinator_for(key))
+        Some(state.group_coordinator(key))
     };
     if let (0, Some(broker)) = (code, broker) {
         entry.node_id = BrokerId(broker.id);
@@ -104,7 +109,7 @@ pub(super) fn find_coordinator_error(
 }
 
 fn is_coordinator(ctx: &Ctx<'_>, state: &ClusterState, group: &str) -> bool {
-    state.coordinator_for(group).id == ctx.broker_id
+    state.group_coordinator(group).id == ctx.broker_id
 }
 
 /// Committed offsets of one group: `(topic, partitions)` requested, or every
@@ -329,13 +334,33 @@ fn commit_response(
     )
 }
 
-/// Answers an OffsetCommit request, storing the offsets. Generation and member
-/// id are not checked (group membership is not implemented).
+/// Answers an OffsetCommit request, storing the offsets when the group's
+/// membership allows the commit (v1+ carry a generation and member id).
 pub(super) fn offset_commit(ctx: &Ctx<'_>, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let mut state = ctx.shared.state();
     let group = request.group_id.0.as_str().to_owned();
     if !is_coordinator(ctx, &state, &group) {
         return commit_response(&request, |_, _| ResponseError::NotCoordinator.code());
+    }
+    let has_offsets = state.committed.keys().any(|(g, _, _)| *g == group);
+    let (generation, member) = if ctx.version >= 1 {
+        (
+            request.generation_id_or_member_epoch,
+            request.member_id.as_str(),
+        )
+    } else {
+        (-1, "")
+    };
+    let instance = request.group_instance_id.as_ref().map(|s| s.as_str());
+    if let Some(code) = state.groups.validate_commit(
+        &group,
+        generation,
+        member,
+        instance,
+        has_offsets,
+        tokio::time::Instant::now(),
+    ) {
+        return commit_response(&request, |_, _| code);
     }
     for t in &request.topics {
         let topic = t.name.0.as_str();

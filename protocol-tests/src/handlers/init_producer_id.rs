@@ -219,6 +219,7 @@ mod tests {
             shared,
             broker_id: 1,
             version,
+            client_id: "",
         };
         let request = InitProducerIdRequest::default()
             .with_transactional_id(txn.map(|t| TransactionalId(StrBytes::from_string(t.into()))))

@@ -13,6 +13,7 @@ mod fetch;
 mod groups;
 mod init_producer_id;
 mod list_offsets;
+mod membership;
 mod metadata;
 mod produce;
 mod txn;
@@ -44,6 +45,8 @@ pub(crate) struct Ctx<'a> {
     pub shared: &'a Arc<Shared>,
     pub broker_id: i32,
     pub version: i16,
+    /// The client id from the request header ("" when absent).
+    pub client_id: &'a str,
 }
 
 /// Builds a [`StrBytes`] from a string slice.
@@ -115,7 +118,9 @@ pub(crate) async fn handle_frame(shared: &Arc<Shared>, broker_id: i32, mut body:
 
     {
         let mut state = shared.state();
-        if state.tick_transactions(tokio::time::Instant::now()) {
+        let now = tokio::time::Instant::now();
+        state.groups.tick(now);
+        if state.tick_transactions(now) {
             drop(state);
             shared.notify_data();
         }
@@ -129,6 +134,7 @@ pub(crate) async fn handle_frame(shared: &Arc<Shared>, broker_id: i32, mut body:
         shared,
         broker_id,
         version,
+        client_id: header.client_id.as_ref().map_or("", |s| s.as_str()),
     };
     let silent = matches!(&request, RequestKind::Produce(p) if p.acks == 0);
     let response = match action {
@@ -182,6 +188,10 @@ async fn dispatch(ctx: &Ctx<'_>, request: RequestKind) -> Option<ResponseKind> {
         }
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(groups::offset_fetch(ctx, r)),
         RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(groups::offset_commit(ctx, r)),
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(membership::join_group(ctx, r).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(membership::sync_group(ctx, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(membership::heartbeat(ctx, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(membership::leave_group(ctx, r)),
         RequestKind::AddPartitionsToTxn(r) => {
             ResponseKind::AddPartitionsToTxn(txn::add_partitions(ctx, r))
         }
@@ -225,6 +235,12 @@ fn error_response(ctx: &Ctx<'_>, request: &RequestKind, code: i16) -> ResponseKi
         }
         RequestKind::OffsetCommit(r) => {
             ResponseKind::OffsetCommit(groups::offset_commit_error(ctx, r, code))
+        }
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(membership::join_error(ctx, r, code)),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(membership::sync_error(ctx, r, code)),
+        RequestKind::Heartbeat(_) => ResponseKind::Heartbeat(membership::heartbeat_error(code)),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(membership::leave_error(ctx, r, code))
         }
         RequestKind::AddPartitionsToTxn(r) => {
             ResponseKind::AddPartitionsToTxn(txn::add_partitions_error(r, code))

@@ -291,7 +291,7 @@ pub(super) fn txn_offset_commit(
     let group = request.group_id.0.as_str();
     let top = if group.is_empty() {
         Err(ResponseError::InvalidGroupId.code())
-    } else if state.coordinator_for(group).id != ctx.broker_id {
+    } else if state.group_coordinator(group).id != ctx.broker_id {
         Err(ResponseError::NotCoordinator.code())
     } else {
         state

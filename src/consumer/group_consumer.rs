@@ -24,10 +24,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use super::assignor::{Assignor, GroupMember, RebalanceProtocol};
+use super::assignor::{Assignor, RebalanceProtocol};
 use super::config::{AutoOffsetReset, StartOffset};
 use super::consumed::ConsumedRecord;
-use super::coordinator::{Coordinator, GroupIdentity, Joined};
+use super::coordinator::{Coordinator, GroupIdentity};
+use super::join_round::{self, RoundPlan, Synced};
 use super::group_config::ConsumerConfig;
 use super::heartbeat::{self, HeartbeatPlan, Signals};
 use super::membership::{Member, NO_GENERATION, Reaction, reaction};
@@ -36,7 +37,6 @@ use super::rebalance::{RebalanceContext, RebalanceListener, TopicPartition};
 use crate::error::{Error, ErrorKind};
 use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
 use crate::net::clock;
-use crate::protocol::KafkaCode;
 use crate::protocol::consumer_protocol::{Assignment, Subscription};
 
 /// What the consumer reads.
@@ -87,6 +87,8 @@ pub struct Consumer {
     needs_join: bool,
     signals: Arc<Signals>,
     heartbeat: Option<JoinHandle<()>>,
+    /// The rebalance round under way, if any.
+    round: Option<JoinHandle<Result<Synced, Error>>>,
     /// In a mutex only so that the consumer is `Sync` with any listener.
     listener: std::sync::Mutex<Option<Box<dyn RebalanceListener>>>,
     last_auto_commit: Instant,
@@ -107,9 +109,7 @@ impl std::fmt::Debug for Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        if let Some(task) = self.heartbeat.take() {
-            task.abort();
-        }
+        self.stop_heartbeat();
     }
 }
 
@@ -146,6 +146,7 @@ impl Consumer {
             needs_join: false,
             signals: Signals::new(),
             heartbeat: None,
+            round: None,
             listener: std::sync::Mutex::new(None),
             last_auto_commit: now,
             last_topic_check: now,
@@ -632,9 +633,13 @@ impl Consumer {
         self.needs_join = true;
     }
 
+    /// Stops the heartbeat task and any rebalance round under way.
     fn stop_heartbeat(&mut self) {
         if let Some(task) = self.heartbeat.take() {
             task.abort();
+        }
+        if let Some(round) = self.round.take() {
+            round.abort();
         }
     }
 
@@ -650,7 +655,9 @@ impl Consumer {
         self.member = Member::new();
     }
 
-    /// Runs a rebalance if one is pending or the member has not joined.
+    /// Runs a rebalance if one is pending or the member has not joined,
+    /// waiting for it no longer than what is left of `timeout` (the round
+    /// goes on in its task and the next `poll` picks it up).
     async fn ensure_group(&mut self, started: Instant, timeout: Duration) -> Result<(), Error> {
         if matches!(self.interest, Interest::None | Interest::Manual) {
             // A manual assignment has no group to rebalance.
@@ -662,6 +669,7 @@ impl Consumer {
             self.stop_heartbeat();
             let owned: Vec<TopicPartition> = self.owned.iter().cloned().collect();
             self.lose(&owned);
+            self.member = Member::new();
             return Err(error);
         }
         if pending.poll_timeout {
@@ -687,29 +695,41 @@ impl Consumer {
                 self.needs_join = true;
             }
         }
-        if !self.needs_join && self.member.is_stable() {
-            return Ok(());
-        }
-        if !self.member.is_stable() && !self.owned.is_empty() {
-            // The generation ended without a rebalance: lost, not revoked.
-            let owned: Vec<TopicPartition> = self.owned.iter().cloned().collect();
-            self.lose(&owned);
-        }
-        self.stop_heartbeat();
-        loop {
-            match self.join_and_sync().await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is_retriable() => {
-                    tracing::debug!(error = %e, "joining the group failed; retrying");
-                    if started.elapsed() >= timeout {
-                        return Ok(());
-                    }
-                    let left = timeout.saturating_sub(started.elapsed());
-                    tokio::time::sleep(self.config.reader.retry_backoff.min(left)).await;
-                }
-                Err(e) => return Err(e),
+        if self.round.is_none() {
+            if !self.needs_join && self.member.is_stable() {
+                return Ok(());
             }
+            if !self.member.is_stable() && !self.owned.is_empty() {
+                // The generation ended without a rebalance: lost, not revoked.
+                let owned: Vec<TopicPartition> = self.owned.iter().cloned().collect();
+                self.lose(&owned);
+            }
+            self.stop_heartbeat();
+            self.start_round().await?;
         }
+        let left = timeout.saturating_sub(started.elapsed());
+        let Some(round) = self.round.as_mut() else {
+            return Ok(());
+        };
+        let Ok(finished) = tokio::time::timeout(left, round).await else {
+            // Still rebalancing: the next poll waits on.
+            return Ok(());
+        };
+        self.round = None;
+        let synced = match finished {
+            Ok(Ok(synced)) => synced,
+            Ok(Err(e)) => {
+                self.coordinator.forget();
+                return Err(e);
+            }
+            Err(join_error) => {
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    format!("the rebalance task stopped: {join_error}"),
+                ));
+            }
+        };
+        self.apply(synced).await
     }
 
     /// The topics the subscription names, for a pattern those the cluster
@@ -730,6 +750,8 @@ impl Consumer {
         }
     }
 
+    /// The rebalance protocol of the current generation (before the first,
+    /// that of the most preferred assignor).
     fn rebalance_protocol(&self) -> RebalanceProtocol {
         self.member
             .protocol
@@ -739,9 +761,9 @@ impl Consumer {
             .map_or(RebalanceProtocol::Eager, |a| a.rebalance_protocol())
     }
 
-    /// One JoinGroup and SyncGroup, with the revocations before and after
-    /// that the rebalance protocol asks for.
-    async fn join_and_sync(&mut self) -> Result<(), Error> {
+    /// Revokes what the rebalance protocol gives up before joining, then
+    /// starts a JoinGroup/SyncGroup round.
+    async fn start_round(&mut self) -> Result<(), Error> {
         let topics = self.subscribed_topics().await?;
         // Eager: give up everything before joining. Cooperative: only the
         // partitions of topics no longer subscribed.
@@ -777,53 +799,43 @@ impl Consumer {
                 (assignor.name().to_string(), subscription.encode())
             })
             .collect();
+        let plan = RoundPlan {
+            identity: self.coordinator.identity().clone(),
+            member_id: self.member.member_id.clone(),
+            protocols,
+            session_timeout: self.config.session_timeout,
+            rebalance_timeout: self.config.max_poll_interval,
+            retry_backoff: self.config.reader.retry_backoff,
+        };
+        self.round = Some(join_round::spawn(
+            Arc::clone(self.reader.admin().pool()),
+            plan,
+        ));
+        Ok(())
+    }
 
-        let joined = self.join(&protocols).await?;
-        tracing::info!(
-            group = %self.config.group_id(),
-            member = %joined.member_id,
-            generation = joined.generation,
-            leader = joined.leader == joined.member_id,
-            protocol = joined.protocol.as_deref().unwrap_or(""),
-            "joined the group"
-        );
-        let assignments = if joined.leader == joined.member_id {
-            self.assign_as_leader(&joined).await?
-        } else {
-            Vec::new()
-        };
-        let sync = self
-            .coordinator
-            .sync(
-                joined.generation,
-                &joined.member_id,
-                joined.protocol.as_deref(),
-                assignments,
-                self.config.max_poll_interval,
-            )
-            .await?;
-        let bytes = match sync {
-            Ok(bytes) => bytes,
-            Err(code) => {
-                self.member.member_id = joined.member_id.clone();
-                return Err(self.group_error(code, "SyncGroup"));
-            }
-        };
-        let assignment = Assignment::decode(&bytes).map_err(|e| {
+    /// Takes the outcome of a round: the new generation and assignment,
+    /// revoking what moved (cooperative) and adding what is new.
+    async fn apply(&mut self, synced: Synced) -> Result<(), Error> {
+        if synced.lost_membership && !self.owned.is_empty() {
+            let owned: Vec<TopicPartition> = self.owned.iter().cloned().collect();
+            self.lose(&owned);
+        }
+        let assignment = Assignment::decode(&synced.assignment).map_err(|e| {
             Error::protocol(format!(
                 "the assignment of group `{}` does not decode: {e}",
                 self.config.group_id()
             ))
         })?;
         self.member = Member {
-            member_id: joined.member_id,
-            generation: joined.generation,
-            protocol: joined.protocol,
+            member_id: synced.member_id,
+            generation: synced.generation,
+            protocol: synced.protocol,
         };
         self.needs_join = false;
         let mut assigned: BTreeSet<TopicPartition> = BTreeSet::new();
         for (topic, partition) in assignment.partitions {
-            if topics.contains(&topic) {
+            if self.joined_topics.contains(&topic) {
                 assigned.insert((topic, partition));
             } else {
                 tracing::warn!(%topic, partition, "assigned a partition of a topic not subscribed; ignored");
@@ -838,113 +850,7 @@ impl Consumer {
         }
         let added: Vec<TopicPartition> = assigned.difference(&self.owned).cloned().collect();
         self.start_heartbeat();
-        self.add_assigned(&added).await?;
-        Ok(())
-    }
-
-    /// JoinGroup until the coordinator answers with a generation.
-    async fn join(&mut self, protocols: &[(String, Bytes)]) -> Result<Joined, Error> {
-        loop {
-            let member_id = self.member.member_id.clone();
-            let answer = self
-                .coordinator
-                .join(
-                    &member_id,
-                    protocols,
-                    self.config.session_timeout,
-                    self.config.max_poll_interval,
-                )
-                .await;
-            let answer = match answer {
-                Ok(answer) => answer,
-                Err(e) => {
-                    self.coordinator.forget();
-                    return Err(e);
-                }
-            };
-            match answer {
-                Ok(joined) => return Ok(joined),
-                // KIP-394: join again with the id the coordinator gave.
-                Err((KafkaCode::MEMBER_ID_REQUIRED, id)) if !id.is_empty() => {
-                    self.member.member_id = id;
-                }
-                Err((code, _)) => return Err(self.group_error(code, "JoinGroup")),
-            }
-        }
-    }
-
-    /// Turns a coordinator error code into the member's next step and the
-    /// error to report (retriable ones make `ensure_group` try again).
-    fn group_error(&mut self, code: KafkaCode, what: &str) -> Error {
-        let group = self.config.group_id().to_string();
-        match reaction(code) {
-            Reaction::Rediscover => {
-                self.coordinator.forget();
-                Error::new(
-                    ErrorKind::Timeout,
-                    format!("{what} in group `{group}`: {code}; finding the coordinator again"),
-                )
-            }
-            Reaction::Retry | Reaction::Rejoin => Error::new(
-                ErrorKind::Timeout,
-                format!("{what} in group `{group}`: {code}; joining again"),
-            ),
-            r @ (Reaction::ResetGeneration | Reaction::ResetMember) => {
-                self.member.reset(r);
-                Error::new(
-                    ErrorKind::Timeout,
-                    format!("{what} in group `{group}`: {code}; joining again"),
-                )
-            }
-            Reaction::Fatal => Error::broker(code, format_args!("{what} in group `{group}`")),
-        }
-    }
-
-    /// The leader's part: every member's subscription in, an assignment
-    /// per member out.
-    async fn assign_as_leader(&mut self, joined: &Joined) -> Result<Vec<(String, Bytes)>, Error> {
-        let name = joined.protocol.clone().unwrap_or_default();
-        let assignor = Assignor::from_name(&name).ok_or_else(|| {
-            Error::protocol(format!(
-                "the group chose assignor `{name}`, which this member did not offer"
-            ))
-        })?;
-        let mut members = Vec::with_capacity(joined.members.len());
-        let mut topics: BTreeSet<String> = BTreeSet::new();
-        for (member_id, instance_id, metadata) in &joined.members {
-            let subscription = match Subscription::decode(metadata) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(member = %member_id, error = %e, "a member's subscription does not decode; it gets nothing");
-                    Subscription::default()
-                }
-            };
-            topics.extend(subscription.topics.iter().cloned());
-            members.push(GroupMember {
-                member_id: member_id.clone(),
-                group_instance_id: instance_id.clone(),
-                subscription,
-            });
-        }
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let metadata = self.reader.admin().metadata(Some(&names)).await?;
-        let partitions: BTreeMap<String, i32> = metadata
-            .topics
-            .values()
-            .filter(|t| topics.contains(&t.name) && !t.partitions.is_empty())
-            .map(|t| {
-                (
-                    t.name.clone(),
-                    i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
-                )
-            })
-            .collect();
-        let plan = assignor.assign(&members, &partitions);
-        tracing::debug!(group = %self.config.group_id(), ?plan, "assigned the group's partitions");
-        Ok(plan
-            .into_iter()
-            .map(|(member, assignment)| (member, assignment.encode()))
-            .collect())
+        self.add_assigned(&added).await
     }
 
     fn start_heartbeat(&mut self) {

@@ -37,6 +37,8 @@ mod group_config;
 mod group_consumer;
 #[cfg(feature = "tokio-runtime")]
 mod heartbeat;
+#[cfg(feature = "tokio-runtime")]
+mod join_round;
 #[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
 mod membership;
 mod properties;

@@ -13,6 +13,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod group_consumer_fake;
 mod partition_reader;
 mod producer_e2e;
 mod producer_idempotence;

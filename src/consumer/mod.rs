@@ -23,6 +23,7 @@
 // Without the tokio layer only the tests use the sans-IO decoding path.
 #[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
 mod aborted;
+mod assignor;
 mod config;
 mod consumed;
 #[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
@@ -34,6 +35,7 @@ mod properties;
 mod reader;
 
 pub use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
+pub use assignor::{Assignor, GroupMember, RebalanceProtocol};
 pub use config::{AutoOffsetReset, IsolationLevel, ReaderConfig, StartOffset};
 pub use consumed::ConsumedRecord;
 #[cfg(feature = "tokio-runtime")]

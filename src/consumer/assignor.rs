@@ -211,6 +211,11 @@ struct Group<'a> {
     partitions: Vec<(&'a str, i32)>,
     /// Partition number of each (topic, partition).
     index: BTreeMap<(&'a str, i32), usize>,
+    /// For each partition, the number of its topic among the subscribed
+    /// known topics (in name order).
+    topic_of: Vec<usize>,
+    /// For each member and topic number, whether it subscribes to it.
+    subscribed: Vec<Vec<bool>>,
 }
 
 impl<'a> Group<'a> {
@@ -245,28 +250,44 @@ impl<'a> Group<'a> {
                     .collect()
             })
             .collect();
-        let subscribed: BTreeSet<&str> = topics.iter().flatten().copied().collect();
-        let partitions: Vec<(&str, i32)> = partitions_per_topic
+        let all_topics: Vec<&str> = topics
             .iter()
-            .filter(|(t, _)| subscribed.contains(t.as_str()))
-            .flat_map(|(t, &count)| (0..count.max(0)).map(move |p| (t.as_str(), p)))
+            .flatten()
+            .copied()
+            .collect::<BTreeSet<&str>>()
+            .into_iter()
             .collect();
+        let mut partitions = Vec::new();
+        let mut topic_of = Vec::new();
+        for (number, &topic) in all_topics.iter().enumerate() {
+            let count = partitions_per_topic.get(topic).copied().unwrap_or(0);
+            for p in 0..count.max(0) {
+                partitions.push((topic, p));
+                topic_of.push(number);
+            }
+        }
         let index = partitions
             .iter()
             .enumerate()
             .map(|(i, &tp)| (tp, i))
+            .collect();
+        let subscribed = topics
+            .iter()
+            .map(|mine| all_topics.iter().map(|t| mine.contains(t)).collect())
             .collect();
         Group {
             members,
             topics,
             partitions,
             index,
+            topic_of,
+            subscribed,
         }
     }
 
     fn subscribes(&self, member: usize, partition: usize) -> bool {
-        match (self.topics.get(member), self.partitions.get(partition)) {
-            (Some(topics), Some((topic, _))) => topics.contains(topic),
+        match (self.subscribed.get(member), self.topic_of.get(partition)) {
+            (Some(topics), Some(&topic)) => topics.get(topic).copied().unwrap_or(false),
             _ => false,
         }
     }
@@ -354,12 +375,16 @@ impl<'a> Group<'a> {
 
         // Owned partitions stay; the rest go, fewest candidates first, to
         // the least loaded member that subscribes to them.
+        let topic_count = self.subscribed.first().map_or(0, Vec::len);
         let mut target: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
+        // How many partitions of each topic each member holds in `target`.
+        let mut held: Vec<Vec<usize>> = vec![vec![0; topic_count]; n];
         let mut unowned = Vec::new();
         for (p, owner) in previous_owner.iter().enumerate() {
             match owner {
                 Some(m) => {
                     target[*m].insert(p);
+                    held[*m][self.topic_of[p]] += 1;
                 }
                 None => unowned.push(p),
             }
@@ -377,6 +402,7 @@ impl<'a> Group<'a> {
                 .min_by_key(|&m| (target[m].len(), m))
             {
                 target[m].insert(p);
+                held[m][self.topic_of[p]] += 1;
             }
         }
 
@@ -392,6 +418,11 @@ impl<'a> Group<'a> {
                 for &to in &by_load {
                     if target[to].len() + 2 > target[from].len() {
                         break;
+                    }
+                    let can_take =
+                        (0..topic_count).any(|t| held[from][t] > 0 && self.subscribed[to][t]);
+                    if !can_take {
+                        continue;
                     }
                     // Prefer giving a partition back to its previous
                     // owner, then one `from` did not own before.
@@ -416,6 +447,8 @@ impl<'a> Group<'a> {
                 Some((from, to, p)) => {
                     target[from].remove(&p);
                     target[to].insert(p);
+                    held[from][self.topic_of[p]] -= 1;
+                    held[to][self.topic_of[p]] += 1;
                 }
                 None => break,
             }

@@ -339,6 +339,8 @@ fn consumer_protocol_seeds() -> Vec<(String, Vec<u8>)> {
         "seed-assignment-empty".to_string(),
         version_prefixed(&ConsumerProtocolAssignment::default(), 3),
     ));
+    // What the coordinator sends a member the leader gave nothing.
+    seeds.push(("seed-assignment-empty-bytes".to_string(), Vec::new()));
     let ours = Subscription {
         topics: vec!["events".to_string()],
         user_data: None,

@@ -89,7 +89,12 @@ pub fn run(data: &[u8]) -> Outcome {
         check_reencoding(data, version, 3, &bytes);
     }
 
-    if let Ok(assignment) = Assignment::decode(data) {
+    if data.is_empty() {
+        // What the coordinator sends a member the leader gave nothing.
+        let assignment = Assignment::decode(data).expect("zero bytes are an empty assignment");
+        assert_eq!(assignment, Assignment::default());
+        outcome.assignment = true;
+    } else if let Ok(assignment) = Assignment::decode(data) {
         outcome.assignment = true;
         let version = version.expect("a decoded message has a version");
         assert!(version >= 0, "negative version {version} accepted");

@@ -40,6 +40,8 @@
 //!   `(topic, partition)` pair per partition, each with its own copy of the
 //!   name, so this bounds the decoded size to a fixed multiple of the
 //!   input (at most 249 bytes of name and one pair for every 4 input bytes);
+//! * zero bytes are an empty assignment (what the coordinator sends a
+//!   member the leader gave nothing), but no subscription;
 //! * a negative version is refused. A version above 3 is read as version 3
 //!   and what follows the version-3 fields is ignored: later versions may
 //!   only append fields. Trailing bytes after a known version are ignored
@@ -234,12 +236,19 @@ impl Assignment {
 
     /// Decodes an assignment of any version from untrusted bytes.
     ///
+    /// Zero bytes decode to an empty assignment: the coordinator sends a
+    /// member zero bytes when the leader's SyncGroup request gave it no
+    /// assignment.
+    ///
     /// # Errors
     ///
     /// As [`Subscription::decode`]: an
     /// [`ErrorKind::Protocol`](crate::ErrorKind::Protocol) error naming
     /// the field at fault.
     pub fn decode(bytes: &[u8]) -> Result<Assignment> {
+        if bytes.is_empty() {
+            return Ok(Assignment::default());
+        }
         let mut r = Reader::new(bytes, "assignment");
         r.version()?;
         let partitions = r.partitions("assigned_partitions")?;
@@ -681,6 +690,15 @@ mod tests {
     }
 
     #[test]
+    fn zero_bytes_are_an_empty_assignment_but_no_subscription() {
+        assert_eq!(
+            Assignment::decode(&[]).expect("decodes"),
+            Assignment::default()
+        );
+        protocol_error(Subscription::decode(&[]), "`version`");
+    }
+
+    #[test]
     fn refuses_a_negative_version() {
         protocol_error(Subscription::decode(&[0xff, 0xff]), "negative version -1");
         protocol_error(Assignment::decode(&[0x80, 0x00]), "negative version");
@@ -688,7 +706,6 @@ mod tests {
 
     #[test]
     fn refuses_truncated_input_naming_the_field() {
-        protocol_error(Subscription::decode(&[]), "`version`");
         protocol_error(Subscription::decode(&[0]), "`version`");
         let full = sample_subscription().encode();
         for cut in 2..full.len() {
@@ -700,7 +717,8 @@ mod tests {
             user_data: Some(Bytes::from_static(b"abc")),
         }
         .encode();
-        for cut in 0..full.len() {
+        protocol_error(Assignment::decode(&full[..1]), "`version`");
+        for cut in 1..full.len() {
             assert!(Assignment::decode(&full[..cut]).is_err(), "cut at {cut}");
         }
     }

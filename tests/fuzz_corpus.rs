@@ -13,7 +13,15 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use smartkafka::protocol::consumer_protocol::{Assignment, Subscription};
 use smartkafka::protocol::guard::guarded_apis;
+
+mod consumer_protocol {
+    include!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/src/consumer_protocol.rs"
+    ));
+}
 
 mod frame_decoder {
     include!(concat!(
@@ -277,6 +285,105 @@ fn response_seeds() -> Vec<(String, Vec<u8>)> {
     seeds
 }
 
+/// kafka-protocol's encoding of a consumer protocol message at `version`,
+/// behind the version prefix.
+fn version_prefixed<T: Encodable>(message: &T, version: i16) -> Vec<u8> {
+    let mut out = version.to_be_bytes().to_vec();
+    out.extend(encode(message, version).expect("encoding a consumer protocol message"));
+    out
+}
+
+/// `consumer_protocol` seeds: a subscription at every version (kafka-protocol's
+/// encoding, and ours at version 3), an assignment at every version, later
+/// versions with trailing fields, and a few hostile messages.
+fn consumer_protocol_seeds() -> Vec<(String, Vec<u8>)> {
+    let subscription = ConsumerProtocolSubscription::default()
+        .with_topics(vec![str("orders"), str("payments")])
+        .with_user_data(Some(b"\x00\x00\x00\x07".to_vec().into()))
+        .with_owned_partitions(vec![
+            consumer_protocol_subscription::TopicPartition::default()
+                .with_topic(topic("orders"))
+                .with_partitions(vec![0, 2, 5]),
+            consumer_protocol_subscription::TopicPartition::default()
+                .with_topic(topic("payments"))
+                .with_partitions(vec![1]),
+        ])
+        .with_generation_id(7)
+        .with_rack_id(Some(str("rack-a")));
+    let assignment = ConsumerProtocolAssignment::default()
+        .with_assigned_partitions(vec![
+            consumer_protocol_assignment::TopicPartition::default()
+                .with_topic(topic("orders"))
+                .with_partitions(vec![1, 3]),
+            consumer_protocol_assignment::TopicPartition::default()
+                .with_topic(topic("payments"))
+                .with_partitions(vec![0]),
+        ])
+        .with_user_data(Some(b"assignor".to_vec().into()));
+    let mut seeds = Vec::new();
+    for version in 0..=3 {
+        seeds.push((
+            format!("seed-subscription-v{version}"),
+            version_prefixed(&subscription, version),
+        ));
+        seeds.push((
+            format!("seed-assignment-v{version}"),
+            version_prefixed(&assignment, version),
+        ));
+    }
+    seeds.push((
+        "seed-subscription-empty".to_string(),
+        version_prefixed(&ConsumerProtocolSubscription::default(), 3),
+    ));
+    seeds.push((
+        "seed-assignment-empty".to_string(),
+        version_prefixed(&ConsumerProtocolAssignment::default(), 3),
+    ));
+    // What the coordinator sends a member the leader gave nothing.
+    seeds.push(("seed-assignment-empty-bytes".to_string(), Vec::new()));
+    let ours = Subscription {
+        topics: vec!["events".to_string()],
+        user_data: None,
+        owned_partitions: vec![("events".to_string(), 4), ("events".to_string(), 0)],
+        generation_id: 3,
+        rack_id: None,
+    };
+    seeds.push(("seed-subscription-ours".to_string(), ours.encode().to_vec()));
+    let ours = Assignment {
+        partitions: vec![("events".to_string(), 4), ("logs".to_string(), 0)],
+        user_data: None,
+    };
+    seeds.push(("seed-assignment-ours".to_string(), ours.encode().to_vec()));
+    for (name, version) in [("subscription", 4i16), ("assignment", 9)] {
+        let mut input = if name == "subscription" {
+            version_prefixed(&subscription, 3)
+        } else {
+            version_prefixed(&assignment, 3)
+        };
+        input[..2].copy_from_slice(&version.to_be_bytes());
+        input.extend_from_slice(b"fields of a later version");
+        seeds.push((format!("seed-{name}-v{version}-trailing"), input));
+    }
+    let hostile: [(&str, Vec<u8>); 4] = [
+        ("negative-version", vec![0xff, 0xff, 0, 0, 0, 0]),
+        (
+            "huge-topic-count",
+            vec![0, 3, 0x7f, 0xff, 0xff, 0xff, 0, 1, b'a'],
+        ),
+        ("null-topics", vec![0, 1, 0xff, 0xff, 0xff, 0xff]),
+        (
+            "huge-partition-count",
+            vec![
+                0, 3, 0, 0, 0, 1, 0, 1, b't', 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0,
+            ],
+        ),
+    ];
+    for (name, input) in hostile {
+        seeds.push((format!("seed-{name}"), input));
+    }
+    seeds
+}
+
 /// A response frame: size, header (v0 or v1), body.
 fn frame(api: ApiKey, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
     let mut out = BytesMut::new();
@@ -500,6 +607,75 @@ fn record_batch_reader_valid_seeds_decode() {
     }
 }
 
+#[test]
+fn consumer_protocol_corpus_replays() {
+    let inputs = corpus("consumer_protocol");
+    assert!(!inputs.is_empty(), "empty consumer_protocol corpus");
+    let (mut subscriptions, mut assignments) = (0, 0);
+    for (_, data) in &inputs {
+        let outcome = consumer_protocol::run(data);
+        subscriptions += usize::from(outcome.subscription);
+        assignments += usize::from(outcome.assignment);
+    }
+    assert!(
+        subscriptions > 0,
+        "no consumer_protocol input decoded as a subscription"
+    );
+    assert!(
+        assignments > 0,
+        "no consumer_protocol input decoded as an assignment"
+    );
+}
+
+#[test]
+fn consumer_protocol_valid_seeds_decode() {
+    let seeds = consumer_protocol_seeds();
+    for (name, input) in &seeds {
+        let outcome = consumer_protocol::run(input);
+        if name.starts_with("seed-subscription") {
+            assert!(outcome.subscription, "{name}: not decoded");
+            let sub = Subscription::decode(input).expect("decoded above");
+            let version = outcome.version.expect("a version");
+            let expected_owned = if name.contains("empty") || version < 1 {
+                0
+            } else if name.contains("ours") {
+                2
+            } else {
+                4
+            };
+            assert_eq!(sub.owned_partitions.len(), expected_owned, "{name}");
+        } else if name.starts_with("seed-assignment") {
+            assert!(outcome.assignment, "{name}: not decoded");
+            let assignment = Assignment::decode(input).expect("decoded above");
+            let expected = if name.contains("empty") {
+                0
+            } else if name.contains("ours") {
+                2
+            } else {
+                3
+            };
+            assert_eq!(assignment.partitions.len(), expected, "{name}");
+        } else {
+            assert!(
+                !outcome.subscription,
+                "{name}: hostile subscription accepted"
+            );
+            assert!(!outcome.assignment, "{name}: hostile assignment accepted");
+        }
+    }
+    let versions: Vec<i16> = seeds
+        .iter()
+        .filter(|(name, _)| name.starts_with("seed-subscription"))
+        .filter_map(|(_, input)| consumer_protocol::run(input).version)
+        .collect();
+    for version in 0..=4 {
+        assert!(
+            versions.contains(&version),
+            "no subscription seed at v{version}"
+        );
+    }
+}
+
 /// Writes the seed inputs into `fuzz/corpus/<target>/`.
 #[test]
 #[ignore = "writes files; run to regenerate the fuzz seeds"]
@@ -508,6 +684,7 @@ fn write_seeds() {
         ("frame_decoder", frame_seeds()),
         ("response_decode", response_seeds()),
         ("record_batch_reader", record_batch_seeds()),
+        ("consumer_protocol", consumer_protocol_seeds()),
     ];
     for (target, seeds) in targets {
         let dir = corpus_dir(target);

@@ -1,7 +1,8 @@
 //! The Kafka wire protocol, without I/O: framing, request and response
 //! headers, version negotiation, the error-code table, per-connection
-//! correlation state, and the bounded-decoding guard that every response
-//! passes before kafka-protocol decodes it.
+//! correlation state, the bounded-decoding guard that every response
+//! passes before kafka-protocol decodes it, and the consumer protocol
+//! (group subscriptions and assignments) carried inside group requests.
 //!
 //! Message structs come from the [`kafka_protocol`] crate.
 

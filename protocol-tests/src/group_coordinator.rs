@@ -1,7 +1,7 @@
 //! The consumer group coordinator's membership state machine (Kafka's classic
 //! group protocol).
 //!
-//! [`GroupCoordinator`] owns every group's membership: members with their
+//! `GroupCoordinator` owns every group's membership: members with their
 //! protocols, session and rebalance timeouts, the generation, the leader, the
 //! selected protocol and the assignments the leader handed out. It follows
 //! Apache Kafka's `GroupCoordinator`: the states `Empty`,
@@ -12,9 +12,9 @@
 //! session expiry and the rebalance timeout; and the generation checks
 //! OffsetCommit makes. It knows nothing of the wire: the handlers in
 //! `handlers::membership` translate requests into calls here. JoinGroup and
-//! SyncGroup answers that must wait are [`Reply::Later`]: a oneshot receiver
+//! SyncGroup answers that must wait are `Reply::Later`: a oneshot receiver
 //! completed when the rebalance moves on, so the state itself is never awaited
-//! under its mutex. [`GroupCoordinator::tick`] drives every deadline; the
+//! under its mutex. `GroupCoordinator::tick` drives every deadline; the
 //! cluster calls it before each request and every few milliseconds.
 
 use std::collections::{HashMap, HashSet};

@@ -89,7 +89,10 @@ async fn run(pool: Arc<BrokerPool>, plan: RoundPlan) -> Result<Synced, Error> {
                 member_id.clear();
             }
             Reaction::Fatal => {
-                return Err(Error::broker(code, format_args!("{stage} in group `{group}`")));
+                return Err(Error::broker(
+                    code,
+                    format_args!("{stage} in group `{group}`"),
+                ));
             }
         }
         tracing::debug!(%group, %code, stage, "rebalance round: joining again");

@@ -114,15 +114,25 @@ async fn settle(a: &mut Consumer, b: &mut Consumer, read: &mut Vec<usize>) {
     }
 }
 
+/// A listener callback's name and partitions.
+type Event = (&'static str, Vec<(String, i32)>);
+
+/// The callbacks a member's listener received, in order.
 #[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<(&'static str, Vec<(String, i32)>)>>>);
+struct Events(Arc<Mutex<Vec<Event>>>);
 
 impl RebalanceListener for Events {
     fn on_assigned(&mut self, partitions: &[(String, i32)], _: &mut RebalanceContext) {
-        self.0.lock().unwrap().push(("assigned", partitions.to_vec()));
+        self.0
+            .lock()
+            .unwrap()
+            .push(("assigned", partitions.to_vec()));
     }
     fn on_revoked(&mut self, partitions: &[(String, i32)], _: &mut RebalanceContext) {
-        self.0.lock().unwrap().push(("revoked", partitions.to_vec()));
+        self.0
+            .lock()
+            .unwrap()
+            .push(("revoked", partitions.to_vec()));
     }
     fn on_lost(&mut self, partitions: &[(String, i32)], _: &mut RebalanceContext) {
         self.0.lock().unwrap().push(("lost", partitions.to_vec()));
@@ -194,7 +204,11 @@ async fn a_member_that_stops_polling_leaves_the_group_and_rejoins() {
     assert_eq!(slow.assignment().len(), 2);
     // `slow` stops polling; `fast` goes on and ends up with everything.
     poll_until_owning(&mut fast, 4, Duration::from_secs(10), &mut read).await;
-    assert_eq!(cluster.group_members("slow").len(), 1, "the slow member left");
+    assert_eq!(
+        cluster.group_members("slow").len(),
+        1,
+        "the slow member left"
+    );
     let lost = events
         .0
         .lock()
@@ -248,7 +262,9 @@ async fn a_silent_member_is_expelled_after_its_session_timeout() {
     produce(&cluster, 200, 300).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while read.iter().collect::<BTreeSet<_>>().len() < 300 && Instant::now() < deadline {
-        read.extend(values(&stays.poll(Duration::from_millis(50)).await.unwrap()));
+        read.extend(values(
+            &stays.poll(Duration::from_millis(50)).await.unwrap(),
+        ));
     }
     let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
     for v in &read {
@@ -290,7 +306,13 @@ async fn a_static_member_restarts_without_a_rebalance() {
     );
     let mut a = Consumer::new(static_config("a")).await.unwrap();
     a.subscribe(&[TOPIC]).unwrap();
-    poll_until_owning(&mut a, owned_before.len(), Duration::from_secs(10), &mut read).await;
+    poll_until_owning(
+        &mut a,
+        owned_before.len(),
+        Duration::from_secs(10),
+        &mut read,
+    )
+    .await;
     b.poll(Duration::from_millis(300)).await.unwrap();
     assert_eq!(a.assignment(), owned_before);
     assert_eq!(cluster.group_generation("static"), Some(generation));
@@ -327,6 +349,9 @@ async fn a_duplicate_static_instance_fences_the_older_one() {
         "{error}"
     );
     assert!(error.is_fatal() || !error.is_retriable(), "{error}");
-    assert!(first.assignment().is_empty(), "the fenced member owns nothing");
+    assert!(
+        first.assignment().is_empty(),
+        "the fenced member owns nothing"
+    );
     second.close().await.unwrap();
 }

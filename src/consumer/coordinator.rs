@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::group::OffsetToCommit;
 use crate::net::connection::BrokerConnection;
 use crate::net::pool::BrokerPool;
-use crate::protocol::KafkaCode;
+use crate::protocol::{KafkaCode, decode_response};
 
 /// The protocol type of consumer groups.
 const CONSUMER: &str = "consumer";
@@ -178,7 +178,9 @@ impl Coordinator {
                     .collect(),
             );
         let wait = rebalance_timeout + Duration::from_secs(5);
-        let response = conn.send_waiting(&request, wait).await?;
+        let (version, body) = conn.exchange_waiting(&request, wait).await?;
+        let body = null_assignment_as_empty(version, body);
+        let response = decode_response::<SyncGroupRequest>(version, body)?;
         Ok(match KafkaCode::from_i16(response.error_code) {
             Some(code) => Err(code),
             None => Ok(response.assignment),
@@ -290,6 +292,21 @@ fn commit_request(
         .with_topics(topics)
 }
 
+/// A SyncGroup answer (v0-3) whose assignment is null, rewritten with an
+/// empty one. Kafka sends empty bytes to a member the leader gave nothing;
+/// librdkafka's mock broker sends null, which the schema does not allow.
+/// The body is otherwise left alone (and checked by the guard as usual).
+fn null_assignment_as_empty(version: i16, body: Bytes) -> Bytes {
+    // [throttle_time_ms (v1+)] error_code, then the assignment's length.
+    let at = if version >= 1 { 6 } else { 2 };
+    if version > 3 || body.len() != at + 4 || body[at..] != [0xff, 0xff, 0xff, 0xff] {
+        return body;
+    }
+    let mut fixed = body.to_vec();
+    fixed[at..].copy_from_slice(&[0, 0, 0, 0]);
+    Bytes::from(fixed)
+}
+
 fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }
@@ -297,6 +314,24 @@ fn millis(d: Duration) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_null_assignment_reads_as_empty_and_other_bodies_are_untouched() {
+        let null_v3 = Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        let fixed = null_assignment_as_empty(3, null_v3);
+        let response = decode_response::<SyncGroupRequest>(3, fixed).unwrap();
+        assert!(response.assignment.is_empty());
+        let null_v0 = Bytes::from_static(&[0, 0, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            &null_assignment_as_empty(0, null_v0)[..],
+            &[0, 0, 0, 0, 0, 0]
+        );
+        let with_bytes = Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 7]);
+        assert_eq!(null_assignment_as_empty(3, with_bytes.clone()), with_bytes);
+        // A flexible version is never rewritten.
+        let flexible = Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(null_assignment_as_empty(4, flexible.clone()), flexible);
+    }
 
     #[test]
     fn a_commit_groups_offsets_by_topic_and_carries_the_generation() {

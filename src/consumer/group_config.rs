@@ -88,6 +88,12 @@ impl ConsumerConfig {
         self.reader.group_id.as_deref().unwrap_or_default()
     }
 
+    /// The client id (default `"smartkafka"`).
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.reader = self.reader.client_id(id);
+        self
+    }
+
     /// Static membership with this instance id.
     pub fn group_instance_id(mut self, id: impl Into<String>) -> Self {
         self.group_instance_id = Some(id.into());

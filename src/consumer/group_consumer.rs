@@ -164,6 +164,10 @@ impl Consumer {
         *self.listener_slot() = Some(Box::new(listener));
     }
 
+    pub(crate) fn set_boxed_rebalance_listener(&mut self, listener: Box<dyn RebalanceListener>) {
+        *self.listener_slot() = Some(listener);
+    }
+
     fn listener_slot(&mut self) -> &mut Option<Box<dyn RebalanceListener>> {
         self.listener
             .get_mut()

@@ -60,6 +60,7 @@ async fn run(pool: Arc<BrokerPool>, plan: RoundPlan) -> Result<Synced, Error> {
     let group = plan.identity.group.clone();
     let mut member_id = plan.member_id.clone();
     let mut lost_membership = false;
+    let mut late_syncs = 0;
     loop {
         let step = round(&mut coordinator, &admin, &plan, &mut member_id).await;
         let (code, stage) = match step {
@@ -76,6 +77,14 @@ async fn run(pool: Arc<BrokerPool>, plan: RoundPlan) -> Result<Synced, Error> {
             }
             Err(e) => return Err(e),
         };
+        // A SyncGroup that reaches a group which moved on (librdkafka's mock
+        // answers INVALID_REQUEST once the group is stable again): join
+        // again, a few times at most.
+        if code == KafkaCode::INVALID_REQUEST && stage == "SyncGroup" && late_syncs < 3 {
+            late_syncs += 1;
+            tracing::debug!(%group, "SyncGroup refused as INVALID_REQUEST; joining again");
+            continue;
+        }
         match reaction(code) {
             Reaction::Rediscover => {
                 coordinator.forget();

@@ -417,11 +417,22 @@ impl BrokerConnection {
         request: &R,
         wait: Duration,
     ) -> Result<R::Response, Error> {
+        let (version, body) = self.exchange_waiting(request, wait).await?;
+        decode_response::<R>(version, body)
+    }
+
+    /// Like [`send_waiting`](Self::send_waiting), returning the version
+    /// and the response body undecoded.
+    pub(crate) async fn exchange_waiting<R: ApiRequest>(
+        &self,
+        request: &R,
+        wait: Duration,
+    ) -> Result<(i16, bytes::Bytes), Error> {
         let version = self.versions.require(R::KEY)?;
         let mut pending = self.start_at(version, request)?;
         pending.request_timeout = pending.request_timeout.max(wait);
         let matched = pending.wait_matched().await?;
-        decode_response::<R>(version, matched.body)
+        Ok((version, matched.body))
     }
 
     /// Writes `request` at the negotiated version without waiting for a

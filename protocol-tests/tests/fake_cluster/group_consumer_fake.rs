@@ -355,3 +355,165 @@ async fn a_duplicate_static_instance_fences_the_older_one() {
     );
     second.close().await.unwrap();
 }
+
+/// The blocking consumer reads and commits from a plain thread, and
+/// refuses to block a thread that runs asynchronous code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blocking_consumer_reads_and_commits_from_a_plain_thread() {
+    let cluster = cluster().await;
+    produce(&cluster, 0, 100).await;
+    let config = config(&cluster, "blocking").enable_auto_commit(false);
+    let refused = smartkafka::blocking::Consumer::new(config.clone()).unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        &ErrorKind::BlockingInAsyncContext,
+        "{refused}"
+    );
+    let read = tokio::task::spawn_blocking(move || {
+        let mut consumer = smartkafka::blocking::Consumer::new(config).unwrap();
+        consumer.subscribe(&[TOPIC]).unwrap();
+        let mut read = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while read.len() < 100 && Instant::now() < deadline {
+            read.extend(values(&consumer.poll(Duration::from_millis(100)).unwrap()));
+        }
+        consumer.commit().unwrap();
+        consumer.close().unwrap();
+        read
+    })
+    .await
+    .unwrap();
+    let distinct: BTreeSet<usize> = read.iter().copied().collect();
+    assert_eq!((read.len(), distinct.len()), (100, 100));
+    for p in 0..PARTITIONS {
+        assert_eq!(
+            cluster.committed_offset("blocking", TOPIC, p),
+            Some(cluster.high_watermark(TOPIC, p))
+        );
+    }
+}
+
+/// Set in the child process of
+/// [`a_consumer_killed_mid_stream_resumes_from_its_commits`]: the
+/// bootstrap servers it consumes from.
+const CHILD_BOOTSTRAP: &str = "SMARTKAFKA_TEST_CONSUMER_CHILD";
+
+/// A consumer process is killed with SIGKILL mid-stream (no close, no
+/// leave, no last commit) and a new process takes its place: the group
+/// resumes from the committed offsets and no record is lost; the records
+/// read twice are at most those processed after the last commit (one
+/// poll's worth).
+///
+/// The test binary runs itself as the consumer process; in that process
+/// this test is the consumer loop, printing each value it processed and
+/// committing after each poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_mid_stream_resumes_from_its_commits() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    const TOTAL: usize = 4_000;
+    const BATCH: usize = 50;
+    if let Ok(bootstrap) = std::env::var(CHILD_BOOTSTRAP) {
+        let config = ConsumerConfig::new(&bootstrap, "killed")
+            .auto_offset_reset(AutoOffsetReset::Earliest)
+            .enable_auto_commit(false)
+            .heartbeat_interval(Duration::from_millis(100))
+            .session_timeout(Duration::from_millis(800))
+            .max_poll_records(BATCH);
+        let mut consumer = Consumer::new(config).await.unwrap();
+        consumer.subscribe(&[TOPIC]).unwrap();
+        loop {
+            let records = consumer.poll(Duration::from_millis(100)).await.unwrap();
+            for v in values(&records) {
+                println!("processed {v}");
+            }
+            // Slow enough that the parent can kill it mid-stream.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            consumer.commit().await.unwrap();
+        }
+    }
+
+    let cluster = cluster().await;
+    produce(&cluster, 0, TOTAL).await;
+    let spawn = || {
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "group_consumer_fake::a_consumer_killed_mid_stream_resumes_from_its_commits",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_BOOTSTRAP, cluster.bootstrap_servers())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Reads the child's "processed N" lines on a thread of their own.
+    let collect = |child: &mut std::process::Child| {
+        let (tx, rx) = std::sync::mpsc::channel::<usize>();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // The harness's "test ... " header may share the first line.
+                if let Some((_, v)) = line.split_once("processed ") {
+                    let _ = tx.send(v.parse().unwrap());
+                }
+            }
+        });
+        rx
+    };
+    let mut read: Vec<usize> = Vec::new();
+    let mut first = spawn();
+    let lines = collect(&mut first);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read.len() < TOTAL / 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the first process read {}",
+            read.len()
+        );
+        if let Ok(v) = lines.recv_timeout(Duration::from_millis(100)) {
+            read.push(v);
+        }
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    // Every line it printed before it died (the channel closes at EOF).
+    read.extend(lines.iter());
+    let before_kill = read.len();
+
+    let mut second = spawn();
+    let lines = collect(&mut second);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read.iter().collect::<BTreeSet<_>>().len() < TOTAL && Instant::now() < deadline {
+        if let Ok(v) = lines.recv_timeout(Duration::from_millis(100)) {
+            read.push(v);
+        }
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    read.extend(lines.iter());
+
+    let distinct: BTreeSet<usize> = read.iter().copied().collect();
+    let missing: Vec<usize> = (0..TOTAL).filter(|v| !distinct.contains(v)).collect();
+    let committed: Vec<Option<i64>> = (0..PARTITIONS)
+        .map(|p| cluster.committed_offset("killed", TOPIC, p))
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        TOTAL,
+        "every record processed (first process: {before_kill}); missing {missing:?}, committed {committed:?}"
+    );
+    assert!(distinct.iter().all(|v| *v < TOTAL), "no phantom records");
+    let duplicates = read.len() - distinct.len();
+    assert!(
+        duplicates <= BATCH,
+        "{duplicates} records processed twice: more than one poll after the last commit"
+    );
+    assert!(
+        before_kill < TOTAL,
+        "the first process was killed mid-stream"
+    );
+}

@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod group_churn;
 mod group_consumer;
 mod mock_cluster;
 mod partitioner_interop;

@@ -1,33 +1,17 @@
-//! A blocking producer for code without an async runtime: the same methods
-//! as [`crate::Producer`], run on a small runtime this type owns (one
-//! worker thread, which also runs the producer's driver).
-//!
-//! Call it from plain threads or from `tokio::task::spawn_blocking`. Called
-//! from asynchronous code (a tokio task or `block_on`), whose thread it
-//! would block, a blocking method returns
-//! [`ErrorKind::BlockingInAsyncContext`] instead; the methods that never
-//! block (`try_send`, `try_send_tagged`, `stats`) work anywhere.
+//! The blocking producer: the same methods as [`crate::Producer`], run on
+//! a one-thread runtime it owns (which also runs the producer's driver).
 //!
 //! Dropping the producer closes it as [`close`](Producer::close) does,
 //! waiting up to its `delivery_timeout` for the records in flight (in
 //! asynchronous code, on a thread of its own rather than the caller's).
-//!
-//! ```no_run
-//! use smartkafka::{ProducerConfig, Record};
-//! let producer = smartkafka::blocking::Producer::new(ProducerConfig::new("localhost:9092"))?;
-//! let metadata = producer.send_and_wait(Record::new("events").value("hello"))?;
-//! println!("offset {}", metadata.offset);
-//! producer.close(std::time::Duration::from_secs(5))?;
-//! # Ok::<(), smartkafka::Error>(())
-//! ```
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use super::{block_on, in_async_context, not_in_async_context};
 use crate::engine::ProducerStats;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::producer::{self, ProducerConfig};
 use crate::record::{Record, RecordMetadata};
 
@@ -79,70 +63,6 @@ impl DeliveryHandle {
     pub fn wait(self) -> Result<RecordMetadata, Error> {
         not_in_async_context()?;
         block_on(&self.runtime, self.future)
-    }
-}
-
-/// How many units of tokio's cooperative budget a task starts a poll with.
-const TOKIO_TASK_BUDGET: usize = 128;
-
-/// Whether this thread is running asynchronous code of a tokio runtime (a
-/// task, or the future of `block_on`), which a blocking call would stall.
-///
-/// Tokio gives such code a cooperative budget that runs out after
-/// [`TOKIO_TASK_BUDGET`] operations; a blocking-pool thread
-/// (`spawn_blocking`, `block_in_place`) and a plain thread have none, so
-/// their operations never run out. Code a caller explicitly made
-/// `unconstrained` is let through: it then blocks its thread, as any
-/// blocking call would, but the work happens on the producer's own runtime.
-fn in_async_context() -> bool {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return false;
-    }
-    let mut cx = Context::from_waker(Waker::noop());
-    (0..=TOKIO_TASK_BUDGET).any(|_| {
-        let probe = std::pin::pin!(tokio::task::consume_budget());
-        probe.poll(&mut cx).is_pending()
-    })
-}
-
-fn not_in_async_context() -> Result<(), Error> {
-    if in_async_context() {
-        return Err(Error::new(
-            ErrorKind::BlockingInAsyncContext,
-            "smartkafka::blocking::Producer was called from asynchronous code, whose thread \
-             it would block; use smartkafka::Producer there, or tokio::task::spawn_blocking",
-        ));
-    }
-    Ok(())
-}
-
-/// Wakes the thread that [`block_on`] parked.
-struct Unpark(std::thread::Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Runs `future` to completion on this thread, parking it while the future
-/// waits; its timers and I/O are driven by the producer's runtime. Unlike
-/// tokio's `block_on` this works on a `spawn_blocking` thread of another
-/// runtime and never panics.
-fn block_on<F: Future>(runtime: &tokio::runtime::Handle, future: F) -> F::Output {
-    let _context = runtime.enter();
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::park();
     }
 }
 

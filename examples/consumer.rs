@@ -18,6 +18,7 @@ use std::time::Duration;
 use smartkafka::consumer::{
     AutoOffsetReset, Consumer, ConsumerConfig, RebalanceContext, RebalanceListener,
 };
+use smartkafka::protocol::KafkaCode;
 use smartkafka::{Producer, Record};
 
 const TOPIC: &str = "consumer-example";
@@ -38,6 +39,25 @@ impl RebalanceListener for CommitOnRevoke {
             self.0,
             partition_numbers(partitions)
         );
+    }
+}
+
+/// Commits what `poll` returned. A commit that races a rebalance fails
+/// (the group moved to a new generation); the partitions still owned are
+/// committed by the next call, and those that moved were committed on
+/// revoke, so the error is only reported.
+async fn commit(consumer: &mut Consumer) -> Result<(), smartkafka::Error> {
+    match consumer.commit().await {
+        Err(e)
+            if matches!(
+                e.kafka_code(),
+                Some(KafkaCode::REBALANCE_IN_PROGRESS | KafkaCode::ILLEGAL_GENERATION)
+            ) =>
+        {
+            println!("commit skipped during a rebalance: {e}");
+            Ok(())
+        }
+        other => other,
     }
 }
 
@@ -116,12 +136,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let records = consumer.poll(Duration::from_millis(100)).await?;
             read[0] += records.len();
             seen.extend(records.iter().map(|r| (r.partition, r.offset)));
-            consumer.commit().await?;
+            commit(consumer).await?;
         }
         let records = second.poll(Duration::from_millis(100)).await?;
         read[1] += records.len();
         seen.extend(records.iter().map(|r| (r.partition, r.offset)));
-        second.commit().await?;
+        commit(&mut second).await?;
         if seen.len() >= RECORDS / 2
             && let Some(closing) = first.take()
         {

@@ -24,11 +24,11 @@
 //! ```text
 //! producer.init_transactions()           fences an older worker, aborts what it left open
 //! loop:
-//!     records = reader.poll()            from the group's committed offsets
+//!     records = consumer.poll()          a group member, from the group's committed offsets
 //!     for each chunk of 100 records:
 //!         producer.begin_transaction()
 //!         send(transform(record)) for each
-//!         producer.send_offsets_to_transaction(next offsets of the chunk, group)
+//!         producer.send_offsets_to_transaction(next offsets of the chunk, consumer.group_metadata())
 //!         producer.commit_transaction()  output and offsets, or neither
 //! ```
 
@@ -40,7 +40,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use smartkafka::consumer::{
-    ConsumerGroupMetadata, IsolationLevel, OffsetToCommit, PartitionReader, ReaderConfig,
+    AutoOffsetReset, Consumer, IsolationLevel, OffsetToCommit, PartitionReader, ReaderConfig,
     StartOffset,
 };
 use smartkafka::{AdminClient, ClientConfig, NewTopic, Producer, Record};
@@ -109,32 +109,28 @@ async fn worker(bootstrap: &str, names: &Names) -> Result<()> {
     // transaction, so its half-written output never becomes visible.
     producer.init_transactions().await?;
 
-    let mut reader = PartitionReader::connect(
-        ReaderConfig::new(bootstrap)
-            .group_id(&names.group)
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .max_wait(Duration::from_millis(100)),
-    )
-    .await?;
-    let assignment: Vec<(&str, i32, StartOffset)> = (0..PARTITIONS)
-        .map(|p| {
-            (
-                names.input.as_str(),
-                p,
-                StartOffset::Committed(names.group.clone()),
-            )
-        })
-        .collect();
-    reader.assign(&assignment).await?;
-    let group = reader
-        .group_metadata()
-        .unwrap_or_else(|| ConsumerGroupMetadata::new(&names.group));
+    // A group member (KIP-447): its generation goes with the offsets, so a
+    // zombie worker that lost its partitions cannot commit them.
+    let mut consumer = Consumer::builder()
+        .bootstrap_servers(bootstrap)
+        .group_id(&names.group)
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .auto_offset_reset(AutoOffsetReset::Earliest)
+        .enable_auto_commit(false) // offsets are committed in the transactions
+        .session_timeout(Duration::from_secs(6))
+        .heartbeat_interval(Duration::from_millis(500))
+        .build()
+        .await?;
+    consumer.subscribe(&[names.input.as_str()])?;
 
     let mut idle_polls = 0;
     while idle_polls < 20 {
-        let records = reader.poll(Duration::from_millis(200)).await?;
+        let records = consumer.poll(Duration::from_millis(200)).await?;
         if records.is_empty() {
-            idle_polls += 1;
+            // Idle only counts once the group has given us the input.
+            if !consumer.assignment().is_empty() {
+                idle_polls += 1;
+            }
             continue;
         }
         idle_polls = 0;
@@ -162,11 +158,12 @@ async fn worker(bootstrap: &str, names: &Names) -> Result<()> {
                 .map(|(partition, offset)| OffsetToCommit::new(&names.input, partition, offset))
                 .collect();
             producer
-                .send_offsets_to_transaction(offsets, group.clone())
+                .send_offsets_to_transaction(offsets, consumer.group_metadata())
                 .await?;
             producer.commit_transaction().await?;
         }
     }
+    consumer.close().await?;
     producer.close(Duration::from_secs(10)).await?;
     Ok(())
 }

@@ -37,6 +37,7 @@ use super::rebalance::{RebalanceContext, RebalanceListener, TopicPartition};
 use crate::error::{Error, ErrorKind};
 use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
 use crate::net::clock;
+use crate::protocol::KafkaCode;
 use crate::protocol::consumer_protocol::{Assignment, Subscription};
 
 /// What the consumer reads.
@@ -381,6 +382,21 @@ impl Consumer {
                 ));
             }
         }
+        if self.round.is_some() {
+            // The JoinGroup in flight holds the coordinator connection (a
+            // broker answers one request per connection at a time) and the
+            // generation is about to change: fail at once, as Java's
+            // RebalanceInProgressException does, instead of waiting behind
+            // the rebalance.
+            return Err(Error::broker(
+                KafkaCode::REBALANCE_IN_PROGRESS,
+                format_args!(
+                    "committing offsets of group `{}`: a rebalance is under way; \
+                     commit again after the next poll completes it",
+                    self.config.group_id()
+                ),
+            ));
+        }
         let (generation, member_id) = match self.interest {
             Interest::Manual | Interest::None => (NO_GENERATION, String::new()),
             _ => (self.member.generation, self.member.member_id.clone()),
@@ -401,7 +417,14 @@ impl Consumer {
                     }
                     Reaction::Retry => Error::broker(code, "committing offsets"),
                     r => {
-                        if matches!(r, Reaction::ResetGeneration | Reaction::ResetMember) {
+                        // While a rebalance round is under way the group has
+                        // simply moved past this generation: the round
+                        // settles the membership (as Java's
+                        // RebalanceInProgressException leaves it alone).
+                        let rebalancing = self.round.is_some();
+                        if !rebalancing
+                            && matches!(r, Reaction::ResetGeneration | Reaction::ResetMember)
+                        {
                             self.signals_reset(r);
                         } else if r == Reaction::Rejoin {
                             self.needs_join = true;
@@ -621,7 +644,9 @@ impl Consumer {
         {
             return;
         }
-        if !matches!(self.interest, Interest::Manual) && !self.member.is_stable() {
+        if !matches!(self.interest, Interest::Manual)
+            && (!self.member.is_stable() || self.round.is_some())
+        {
             return;
         }
         self.last_auto_commit = clock::now();

@@ -517,3 +517,52 @@ async fn a_consumer_killed_mid_stream_resumes_from_its_commits() {
         "the first process was killed mid-stream"
     );
 }
+
+/// KIP-429 on the fake coordinator: a second member joins a cooperative
+/// group; the first revokes only what moves, and after the follow-up
+/// rebalance both hold half, with no partition ever owned twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_hands_over_half_in_two_rounds() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let cluster = cluster().await;
+    let coop = || config(&cluster, "coop").assignors(vec![Assignor::CooperativeSticky]);
+    let first_events = Events::default();
+    let mut first = Consumer::builder()
+        .config(coop())
+        .rebalance_listener(first_events.clone())
+        .build()
+        .await
+        .unwrap();
+    first.subscribe(&[TOPIC]).unwrap();
+    let mut read = Vec::new();
+    poll_until_owning(&mut first, 4, Duration::from_secs(10), &mut read).await;
+    let mut second = Consumer::new(coop()).await.unwrap();
+    second.subscribe(&[TOPIC]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(first.assignment().len() == 2 && second.assignment().len() == 2) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?} / {:?}",
+            first.assignment(),
+            second.assignment()
+        );
+        for c in [&mut first, &mut second] {
+            read.extend(values(&c.poll(Duration::from_millis(30)).await.unwrap()));
+        }
+    }
+    let log = first_events.0.lock().unwrap().clone();
+    let revoked: Vec<&Event> = log.iter().filter(|(what, _)| *what == "revoked").collect();
+    assert_eq!(revoked.len(), 1, "{log:?}");
+    assert_eq!(revoked[0].1.len(), 2, "only what moved is revoked: {log:?}");
+    let owned: BTreeSet<_> = first
+        .assignment()
+        .into_iter()
+        .chain(second.assignment())
+        .collect();
+    assert_eq!(owned.len(), 4);
+    first.close().await.unwrap();
+    second.close().await.unwrap();
+}

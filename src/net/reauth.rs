@@ -205,8 +205,8 @@ mod tests {
 
     /// The broker's password is rotated, the client's is not: the next
     /// re-authentication is refused, and the connection closes with a
-    /// fatal authentication error that every request then gets, the held
-    /// ones included, never with the password in it.
+    /// fatal authentication error, never with the password in it. The
+    /// requests begun while it ran were held, and get that error too.
     #[tokio::test]
     async fn a_refused_re_authentication_closes_with_an_authentication_error() {
         for mechanism in ["PLAIN", "SCRAM-SHA-256"] {
@@ -216,25 +216,35 @@ mod tests {
                 .expect("answered before the rotation");
             cluster.set_sasl_password("alice", "rotated");
             let started = tokio::time::Instant::now();
-            let mut outcomes = Vec::new();
-            while started.elapsed() < 2 * SESSION {
+            // Requests begun one after another, answers awaited apart:
+            // every millisecond, then, from 70% of the lifetime on (the
+            // renewal comes at 85-95%), each time the other tasks have had
+            // a turn, so that some are begun while it runs.
+            let mut waiting = Vec::new();
+            let refused = loop {
                 match conn.begin(&MetadataRequest::default()) {
-                    Ok(pending) => outcomes.push(pending.wait().await.map(|_| ())),
-                    Err(error) => {
-                        outcomes.push(Err(error));
-                        break;
-                    }
+                    Ok(pending) => waiting.push(tokio::spawn(pending.wait())),
+                    Err(error) => break error,
                 }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+                assert!(started.elapsed() < 2 * SESSION, "{mechanism}: still open");
+                if started.elapsed() < SESSION.mul_f64(0.7) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                } else {
+                    tokio::task::yield_now().await;
+                }
+            };
             assert!(conn.is_closed(), "{mechanism}");
-            let first_failure = outcomes.iter().position(Result::is_err).unwrap();
-            assert!(
-                first_failure > 0,
-                "{mechanism}: the session held until then"
-            );
-            for outcome in &outcomes[first_failure..] {
-                let error = outcome.as_ref().unwrap_err();
+            let mut answered = 0;
+            let mut errors = vec![refused];
+            for task in waiting {
+                match task.await.unwrap() {
+                    Ok(_) => answered += 1,
+                    Err(error) => errors.push(error),
+                }
+            }
+            assert!(answered > 0, "{mechanism}: the session held until then");
+            assert!(errors.len() > 1, "{mechanism}: no request was held");
+            for error in &errors {
                 assert_eq!(*error.kind(), ErrorKind::Authentication, "{error}");
                 assert!(error.is_fatal(), "{error}");
                 let message = error.to_string();

@@ -22,7 +22,7 @@ use crate::chaos::ConnectionLifetime;
 use crate::faults::Fault;
 use crate::group_coordinator::{GroupConfig, GroupMemberSnapshot, GroupSnapshot};
 use crate::log::{ControlMarker, ProducerStateRules, StoredRecord};
-use crate::security::{SaslSettings, TlsMaterial, TlsOptions};
+use crate::security::{SaslSettings, SaslUsers, TlsMaterial, TlsOptions};
 use crate::server::{Listener, run_broker};
 use crate::state::{BrokerInfo, ClusterState, CommittedOffset, RequestRecord, Shared};
 use crate::txn::TransactionState;
@@ -219,6 +219,8 @@ impl FakeClusterBuilder {
         self.sasl
             .get_or_insert_with(SaslSettings::default)
             .users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_string(), password.to_string());
         self
     }
@@ -293,6 +295,7 @@ impl FakeClusterBuilder {
             tasks,
             addrs,
             tls: material.map(|m| (m.ca_pem, m.client_cert_pem, m.client_key_pem)),
+            sasl_users: self.sasl.as_ref().map(|s| Arc::clone(&s.users)),
             sasl_authentications: self.sasl.map(|s| s.authentications).unwrap_or_default(),
         }
     }
@@ -329,6 +332,8 @@ pub struct FakeCluster {
     addrs: Vec<(i32, SocketAddr)>,
     /// The CA, and a client certificate and key it signed, in PEM.
     tls: Option<(String, String, String)>,
+    /// The SASL users, shared with the brokers; `None` without SASL.
+    sasl_users: Option<SaslUsers>,
     /// Successful SASL authentications, re-authentications included.
     sasl_authentications: Arc<AtomicU64>,
 }
@@ -675,6 +680,23 @@ impl FakeCluster {
     /// The connection lifetime setting in force.
     pub fn connection_lifetime(&self) -> Option<ConnectionLifetime> {
         self.shared.chaos.lifetime()
+    }
+
+    /// Sets the password of SASL user `name` (adding the user if new) at
+    /// run time, as a credential rotation would: open connections keep
+    /// their sessions, and every later authentication, a re-authentication
+    /// (KIP-368) included, checks the new password.
+    ///
+    /// # Panics
+    ///
+    /// If the cluster was built without [`sasl`](FakeClusterBuilder::sasl).
+    pub fn set_sasl_password(&self, name: &str, password: &str) {
+        self.sasl_users
+            .as_ref()
+            .expect("a cluster built with SASL")
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), password.to_string());
     }
 
     /// How many SASL authentications have succeeded so far, counting each

@@ -20,11 +20,13 @@
 //! reports it in `session_lifetime_ms`; once it has passed, any request but
 //! a SaslHandshake that starts a re-authentication closes the connection.
 //! A re-authentication must keep the mechanism and the principal, and
-//! starts a new session.
+//! starts a new session; it checks the credentials as they are then, so a
+//! password changed meanwhile (`FakeCluster::set_sasl_password`) refuses it
+//! and the connection is closed, as a first authentication would be.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -125,11 +127,16 @@ impl TlsMaterial {
     }
 }
 
+/// The users the brokers know, by name with their passwords; shared with
+/// the [`FakeCluster`](crate::FakeCluster), which can change them at run
+/// time.
+pub(crate) type SaslUsers = Arc<Mutex<BTreeMap<String, String>>>;
+
 /// The mechanisms the brokers enable and the users they know.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SaslSettings {
     pub mechanisms: Vec<String>,
-    pub users: BTreeMap<String, String>,
+    pub users: SaslUsers,
     /// How long an authentication holds (KIP-368); zero for ever.
     pub session_lifetime: Duration,
     /// Successful authentications on every connection.
@@ -192,6 +199,17 @@ fn random_bytes(len: usize) -> Vec<u8> {
         .fill(&mut bytes)
         .expect("randomness");
     bytes
+}
+
+impl SaslSettings {
+    /// The password of `user` now, if the brokers know the user.
+    fn password(&self, user: &str) -> Option<String> {
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .cloned()
+    }
 }
 
 impl SaslGate {
@@ -375,7 +393,7 @@ impl SaslGate {
                 let (Some(user), Some(password), None) = (user, password, parts.next()) else {
                     return Err("Authentication failed: malformed PLAIN message".into());
                 };
-                if self.settings.users.get(user).is_some_and(|p| p == password) {
+                if self.settings.password(user).is_some_and(|p| p == password) {
                     Ok(Step::Done(Bytes::new(), Some(user.to_string())))
                 } else {
                     Err(BAD.into())
@@ -468,7 +486,7 @@ impl SaslGate {
                     .into(),
             );
         }
-        let password = self.settings.users.get(&user).cloned().ok_or(BAD)?;
+        let password = self.settings.password(&user).ok_or(BAD)?;
         let salt = random_bytes(16);
         let nonce = format!("{client_nonce}{}", BASE64.encode(random_bytes(18)));
         let iterations = 4096;
@@ -606,7 +624,7 @@ mod tests {
         users.insert("user".to_string(), "pencil".to_string());
         SaslGate::new(Arc::new(SaslSettings {
             mechanisms: vec!["SCRAM-SHA-256".into()],
-            users,
+            users: Arc::new(Mutex::new(users)),
             ..SaslSettings::default()
         }))
     }

@@ -8,6 +8,10 @@
 //! otherwise be taken for the answer to the next request. Any protocol error
 //! (oversize frame, unexpected correlation id, a body the guard refuses)
 //! also closes it and fails every request still waiting.
+//!
+//! A connection whose SASL session has a lifetime re-authenticates before
+//! it ends ([`super::reauth`]): requests are then held back, not failed,
+//! until the new session starts.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -25,7 +29,7 @@ use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::protocol::{
     ApiRequest, CorrelationState, FrameCursor, FrameParts, KafkaCode, MatchedResponse,
-    NegotiatedVersions, VersionRange, decode_body, decode_response,
+    NegotiatedVersions, PendingRequest, VersionRange, decode_body, decode_response,
 };
 
 type Reply = oneshot::Sender<Result<MatchedResponse, Error>>;
@@ -64,6 +68,22 @@ struct Inner {
     replies: VecDeque<Reply>,
     closed: Option<Error>,
     writer: mpsc::UnboundedSender<Outgoing>,
+    /// Requests held back while the connection re-authenticates, oldest
+    /// first; `None` while requests are written as they come.
+    held: Option<VecDeque<Held>>,
+    /// Why the stream ended while a re-authentication was under way with
+    /// every response it asked for read: the re-authentication's outcome
+    /// decides how the connection closes.
+    ended: Option<Error>,
+}
+
+/// A request held back during a re-authentication: encoded (its
+/// correlation id used), not yet written.
+struct Held {
+    frame: Outgoing,
+    /// What its response is matched against and who waits for it; `None`
+    /// for a request the broker does not answer.
+    awaits: Option<(PendingRequest, Reply)>,
 }
 
 /// A frame for the writer task.
@@ -96,12 +116,57 @@ impl Inner {
             .encode(&mut buf, version, request, expects_response)?;
         Ok(Outgoing::Whole(buf))
     }
+
+    /// Hands `frame`, just encoded, to the writer, or holds it back while
+    /// the connection re-authenticates unless `reauth` (a request of the
+    /// re-authentication itself). `reply` waits for its response. False
+    /// when the writer has stopped.
+    fn submit(&mut self, frame: Outgoing, reply: Option<Reply>, reauth: bool) -> bool {
+        if !reauth && let Some(held) = self.held.as_mut() {
+            let awaits = reply.and_then(|r| self.proto.take_last_pending().map(|p| (p, r)));
+            held.push_back(Held { frame, awaits });
+            return true;
+        }
+        if let Some(reply) = reply {
+            self.replies.push_back(reply);
+        }
+        self.writer.send(frame).is_ok()
+    }
+
+    /// Writes the held requests, in order, and stops holding. False when
+    /// the writer has stopped.
+    fn release(&mut self) -> bool {
+        let Some(held) = self.held.take() else {
+            return true;
+        };
+        for Held { frame, awaits } in held {
+            if let Some((request, reply)) = awaits {
+                self.proto.expect(request);
+                self.replies.push_back(reply);
+            }
+            if self.writer.send(frame).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Why a new request cannot be sent, if it cannot.
+    fn refusal(&self) -> Option<Error> {
+        self.closed
+            .as_ref()
+            .or(self.ended.as_ref())
+            .map(Error::clone_shallow)
+    }
 }
 
 struct Shared {
     inner: Mutex<Inner>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     label: String,
+    /// Signalled when the last awaited response has been read while
+    /// requests are held back.
+    drained: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -111,9 +176,10 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Closes the connection: fails every waiting request with `reason`.
+    /// Closes the connection: fails every waiting request with `reason`,
+    /// held ones included.
     fn close(&self, reason: Error) {
-        let replies = {
+        let (replies, held) = {
             let mut inner = self.lock();
             if inner.closed.is_some() {
                 return;
@@ -121,9 +187,13 @@ impl Shared {
             tracing::debug!(connection = %self.label, %reason, "closing connection");
             inner.proto.drain_pending();
             inner.closed = Some(reason.clone_shallow());
-            std::mem::take(&mut inner.replies)
+            (std::mem::take(&mut inner.replies), inner.held.take())
         };
-        for reply in replies {
+        let held = held
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h.awaits.map(|(_, reply)| reply));
+        for reply in replies.into_iter().chain(held) {
             let _ = reply.send(Err(reason.clone_shallow()));
         }
         for task in self
@@ -135,6 +205,22 @@ impl Shared {
             task.abort();
         }
     }
+
+    /// The stream ended (or reading failed) with `reason`. While a
+    /// re-authentication has read every response it asked for, it decides
+    /// how the connection closes (a refused one with its authentication
+    /// error, as a broker closes the stream after refusing); otherwise the
+    /// connection closes now.
+    fn end(&self, reason: Error) {
+        {
+            let mut inner = self.lock();
+            if inner.held.is_some() && inner.replies.is_empty() && inner.closed.is_none() {
+                inner.ended = Some(reason);
+                return;
+            }
+        }
+        self.close(reason);
+    }
 }
 
 /// A pipelined connection to one broker, with its negotiated API versions.
@@ -142,6 +228,9 @@ pub(crate) struct BrokerConnection {
     shared: Arc<Shared>,
     versions: NegotiatedVersions,
     request_timeout: Duration,
+    /// A handle of the re-authentication task (see
+    /// [`reauthenticator`](Self::reauthenticator)), not the owner.
+    reauth: bool,
 }
 
 impl std::fmt::Debug for BrokerConnection {
@@ -181,12 +270,11 @@ impl BrokerConnection {
             None => BrokerConnection::handshake(stream, addr.to_string(), config).await?,
         };
         if let Some(sasl) = &transport.sasl {
+            let began = super::clock::now();
             let lifetime = super::sasl::authenticate(&conn, sasl, addr).await?;
             if let Some(lifetime) = lifetime {
-                tracing::debug!(
-                    %addr, ?lifetime,
-                    "the broker limits the SASL session; it closes the connection when it ends"
-                );
+                tracing::debug!(%addr, ?lifetime, "the broker limits the SASL session");
+                super::reauth::start(&conn, sasl.clone(), addr, began, lifetime);
             }
         }
         Ok(conn)
@@ -261,9 +349,12 @@ impl BrokerConnection {
                 replies: VecDeque::new(),
                 closed: None,
                 writer: tx,
+                held: None,
+                ended: None,
             }),
             tasks: Mutex::new(Vec::new()),
             label,
+            drained: tokio::sync::Notify::new(),
         });
         let write_shared = Arc::clone(&shared);
         let write_task = tokio::spawn(async move {
@@ -301,12 +392,12 @@ impl BrokerConnection {
                             ErrorKind::Io,
                             format!("connection to {} closed by the broker", read_shared.label),
                         );
-                        read_shared.close(reason);
+                        read_shared.end(reason);
                         return;
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        read_shared.close(Error::io(
+                        read_shared.end(Error::io(
                             format_args!("reading from {}", read_shared.label),
                             e,
                         ));
@@ -317,16 +408,23 @@ impl BrokerConnection {
                     let decoded = {
                         let mut inner = read_shared.lock();
                         match inner.proto.decode(&mut buf) {
-                            Ok(Some(resp)) => Ok(Some((resp, inner.replies.pop_front()))),
+                            Ok(Some(resp)) => {
+                                let reply = inner.replies.pop_front();
+                                let drained = inner.held.is_some() && inner.replies.is_empty();
+                                Ok(Some((resp, reply, drained)))
+                            }
                             Ok(None) => Ok(None),
                             Err(e) => Err(e),
                         }
                     };
                     match decoded {
-                        Ok(Some((resp, Some(reply)))) => {
+                        Ok(Some((resp, Some(reply), drained))) => {
                             let _ = reply.send(Ok(resp));
+                            if drained {
+                                read_shared.drained.notify_one();
+                            }
                         }
-                        Ok(Some((_, None))) | Ok(None) => break,
+                        Ok(Some((_, None, _))) | Ok(None) => break,
                         Err(e) => {
                             read_shared.close(e);
                             return;
@@ -344,6 +442,7 @@ impl BrokerConnection {
             shared,
             versions: NegotiatedVersions::default(),
             request_timeout: config.request_timeout,
+            reauth: false,
         }
     }
 
@@ -440,11 +539,11 @@ impl BrokerConnection {
     pub(crate) fn send_without_response<R: ApiRequest>(&self, request: &R) -> Result<(), Error> {
         let version = self.versions.require(R::KEY)?;
         let mut inner = self.shared.lock();
-        if let Some(reason) = &inner.closed {
-            return Err(reason.clone_shallow());
+        if let Some(reason) = inner.refusal() {
+            return Err(reason);
         }
         let frame = inner.encode(version, request, false)?;
-        if inner.writer.send(frame).is_err() {
+        if !inner.submit(frame, None, self.reauth) {
             drop(inner);
             let reason = Error::new(
                 ErrorKind::Io,
@@ -483,14 +582,13 @@ impl BrokerConnection {
     ) -> Result<PendingResponse<R>, Error> {
         let (tx, rx) = oneshot::channel();
         let mut inner = self.shared.lock();
-        if let Some(reason) = &inner.closed {
-            return Err(reason.clone_shallow());
+        if let Some(reason) = inner.refusal() {
+            return Err(reason);
         }
         let frame = inner.encode(version, request, true)?;
-        inner.replies.push_back(tx);
         // Sending while holding the lock keeps write order equal to
         // queue order.
-        if inner.writer.send(frame).is_err() {
+        if !inner.submit(frame, Some(tx), self.reauth) {
             drop(inner);
             let reason = Error::new(
                 ErrorKind::Io,
@@ -511,6 +609,74 @@ impl BrokerConnection {
     /// Whether the connection has been closed (by either side or an error).
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.lock().closed.is_some()
+    }
+
+    /// A second handle on this connection for its re-authentication task:
+    /// its requests are written while others are held back, and dropping
+    /// it leaves the connection open.
+    pub(crate) fn reauthenticator(&self) -> BrokerConnection {
+        BrokerConnection {
+            shared: Arc::clone(&self.shared),
+            versions: self.versions.clone(),
+            request_timeout: self.request_timeout,
+            reauth: true,
+        }
+    }
+
+    /// Ties `task` to the connection: it is aborted when the connection
+    /// closes (at once if it already has).
+    pub(crate) fn adopt_task(&self, task: JoinHandle<()>) {
+        let abort = task.abort_handle();
+        self.shared
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
+        // `close` marks the connection closed before it aborts the tasks:
+        // a task pushed after that is aborted here.
+        if self.is_closed() {
+            abort.abort();
+        }
+    }
+
+    /// Starts holding requests back (they are queued, not written) and
+    /// waits until every request already written has been answered.
+    pub(crate) async fn hold_requests(&self) {
+        self.shared.lock().held.get_or_insert_with(VecDeque::new);
+        loop {
+            let drained = self.shared.drained.notified();
+            if self.shared.lock().replies.is_empty() {
+                return;
+            }
+            drained.await;
+        }
+    }
+
+    /// Ends a re-authentication: on success writes the held requests, in
+    /// order, and returns true; on failure, or when the stream ended
+    /// meanwhile, closes the connection (failing the held requests with
+    /// the reason) and returns false.
+    pub(crate) fn finish_reauthentication(&self, outcome: Result<(), Error>) -> bool {
+        let failure = {
+            let mut inner = self.shared.lock();
+            if inner.closed.is_some() {
+                return false;
+            }
+            let failure = match outcome {
+                Ok(()) => inner.ended.take(),
+                Err(error) => Some(error),
+            };
+            match failure {
+                None if inner.release() => return true,
+                None => Error::new(
+                    ErrorKind::Io,
+                    format!("connection to {} is closed", self.shared.label),
+                ),
+                Some(error) => error,
+            }
+        };
+        self.shared.close(failure);
+        false
     }
 
     /// Closes the connection, failing anything still waiting.
@@ -562,6 +728,8 @@ impl<R: ApiRequest> PendingResponse<R> {
 
 impl Drop for BrokerConnection {
     fn drop(&mut self) {
-        self.close();
+        if !self.reauth {
+            self.close();
+        }
     }
 }

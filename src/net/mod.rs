@@ -9,6 +9,7 @@ pub(crate) mod clock;
 pub(crate) mod connect_log;
 pub(crate) mod connection;
 pub(crate) mod pool;
+pub(crate) mod reauth;
 pub(crate) mod sasl;
 pub(crate) mod tls;
 pub(crate) mod txn_wire;

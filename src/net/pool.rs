@@ -302,15 +302,16 @@ fn reconnect_delay(failures: u32, base: Duration, max: Duration, jitter: f64) ->
     raw.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0)).min(max)
 }
 
-/// Jitter fractions seeded from the OS per pool, so many clients started
-/// together do not reconnect in step.
-struct Jitter {
+/// Jitter fractions seeded from the OS per pool (and per re-authenticating
+/// connection), so many clients started together do not reconnect, or
+/// re-authenticate, in step.
+pub(super) struct Jitter {
     state: std::collections::hash_map::RandomState,
     counter: AtomicU64,
 }
 
 impl Jitter {
-    fn from_os() -> Jitter {
+    pub(super) fn from_os() -> Jitter {
         Jitter {
             state: std::collections::hash_map::RandomState::new(),
             counter: AtomicU64::new(0),
@@ -318,7 +319,7 @@ impl Jitter {
     }
 
     /// The next fraction in `0.0..1.0`.
-    fn next_fraction(&self) -> f64 {
+    pub(super) fn next_fraction(&self) -> f64 {
         let mut hasher = self.state.build_hasher();
         hasher.write_u64(self.counter.fetch_add(1, Ordering::Relaxed));
         (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64

@@ -126,6 +126,23 @@ impl CorrelationState {
         }
     }
 
+    /// Takes back the request queued last for its response, so that it can
+    /// be written later than requests encoded after it (a connection that
+    /// re-authenticates holds its requests back); [`expect`](Self::expect)
+    /// queues it again once it is written.
+    #[cfg(feature = "tokio-runtime")]
+    pub(crate) fn take_last_pending(&mut self) -> Option<PendingRequest> {
+        self.pending.pop_back()
+    }
+
+    /// Queues `request`, taken back with
+    /// [`take_last_pending`](Self::take_last_pending), for its response:
+    /// it is being written now, after everything queued before.
+    #[cfg(feature = "tokio-runtime")]
+    pub(crate) fn expect(&mut self, request: PendingRequest) {
+        self.pending.push_back(request);
+    }
+
     /// Takes the next complete response off `buf`, matched to its request.
     /// `Ok(None)` means more bytes are needed. An error (oversize frame,
     /// unexpected correlation id, malformed header) means the connection must

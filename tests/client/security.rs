@@ -281,3 +281,95 @@ async fn oauthbearer_tokens_carry_records_and_bad_ones_fail_at_once() {
     )
     .await;
 }
+
+/// The session lifetime the re-authentication tests give the brokers.
+const SESSION: Duration = Duration::from_millis(1500);
+
+async fn short_session_cluster(mechanism: &str) -> FakeCluster {
+    FakeCluster::builder()
+        .topic("events", 3)
+        .sasl(&[mechanism])
+        .sasl_user("alice", PASSWORD)
+        .sasl_session_lifetime(SESSION)
+        .build()
+        .await
+}
+
+/// KIP-368: with sessions of 1.5 s, a producer sending without a pause for
+/// three lifetimes re-authenticates every connection on the spot: no
+/// connection is opened again, no request fails or is retried, and every
+/// record is in the log once.
+#[tokio::test]
+async fn sessions_are_renewed_on_the_same_connections_while_producing() {
+    for (mechanism, sasl) in [
+        ("PLAIN", SaslConfig::plain("alice", PASSWORD)),
+        ("SCRAM-SHA-256", SaslConfig::scram_sha256("alice", PASSWORD)),
+    ] {
+        let cluster = short_session_cluster(mechanism).await;
+        let producer = Producer::builder()
+            .bootstrap_servers(&cluster.bootstrap_servers())
+            .sasl(sasl)
+            .linger(Duration::from_millis(5))
+            .build()
+            .await
+            .expect("producer");
+        let mut sent = 0usize;
+        let mut deliveries = Vec::new();
+        let mut send = |deliveries: &mut Vec<_>| {
+            deliveries.push(
+                producer
+                    .try_send(
+                        Record::new("events")
+                            .partition((sent % 3) as i32)
+                            .value(format!("r{sent}")),
+                    )
+                    .expect("accepted"),
+            );
+            sent += 1;
+        };
+        for _ in 0..3 {
+            send(&mut deliveries);
+        }
+        producer.flush().await.expect("first records");
+        let connections = cluster.connections_accepted();
+        let authentications = cluster.sasl_authentications();
+        assert_eq!(authentications, connections, "one authentication each");
+
+        let started = Instant::now();
+        while started.elapsed() < 3 * SESSION {
+            for _ in 0..10 {
+                send(&mut deliveries);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for delivery in deliveries {
+            delivery.await.expect("delivered");
+        }
+        let stats = producer.stats();
+        producer.close(Duration::from_secs(5)).await.unwrap();
+
+        let mut values: Vec<String> = (0..3)
+            .flat_map(|p| cluster.records("events", p))
+            .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+            .collect();
+        assert_eq!(values.len(), sent, "{mechanism}: records in the log");
+        values.sort();
+        values.dedup();
+        assert_eq!(values.len(), sent, "{mechanism}: no duplicates");
+        assert_eq!(
+            cluster.connections_accepted(),
+            connections,
+            "{mechanism}: no connection opened again"
+        );
+        assert_eq!(stats.request_failures, 0, "{mechanism}: {stats:?}");
+        assert_eq!(stats.retries, 0, "{mechanism}: {stats:?}");
+        assert_eq!(stats.errors, 0, "{mechanism}: {stats:?}");
+        // Each connection re-authenticated at 85-95% of every lifetime:
+        // at least three sessions each within three lifetimes.
+        let total = cluster.sasl_authentications();
+        assert!(
+            total >= 3 * connections,
+            "{mechanism}: {total} authentications over {connections} connections"
+        );
+    }
+}

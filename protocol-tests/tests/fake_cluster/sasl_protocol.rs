@@ -378,3 +378,54 @@ async fn re_authentication_keeps_the_mechanism_and_the_principal() {
     );
     assert!(closed(&mut conn).await);
 }
+
+#[tokio::test]
+async fn a_password_changed_at_run_time_refuses_the_next_re_authentication() {
+    let cluster = cluster(&["PLAIN", "SCRAM-SHA-256"], Duration::ZERO).await;
+    let mut plain_conn = Conn::open(&cluster, 1).await;
+    assert_eq!(
+        login(&mut plain_conn, "PLAIN", 2, "alice", "alice-secret")
+            .await
+            .error_code,
+        0
+    );
+    let mut scram_conn = Conn::open(&cluster, 1).await;
+    assert_eq!(
+        login(&mut scram_conn, "SCRAM-SHA-256", 2, "alice", "alice-secret")
+            .await
+            .error_code,
+        0
+    );
+    assert_eq!(cluster.sasl_authentications(), 2);
+
+    cluster.set_sasl_password("alice", "rotated");
+    // Open sessions hold.
+    assert!(metadata_answered(&mut plain_conn).await);
+    assert!(metadata_answered(&mut scram_conn).await);
+    // A re-authentication with the old password is refused and closes.
+    for (conn, mechanism) in [
+        (&mut plain_conn, "PLAIN"),
+        (&mut scram_conn, "SCRAM-SHA-256"),
+    ] {
+        let refused = login(conn, mechanism, 2, "alice", "alice-secret").await;
+        assert_eq!(refused.error_code, 58, "{mechanism}");
+        assert_eq!(refused.error_message.as_deref(), Some(BAD_CREDENTIALS));
+        assert!(closed(conn).await, "{mechanism}");
+    }
+    // The new password works for new connections and re-authentications.
+    let mut conn = Conn::open(&cluster, 1).await;
+    assert_eq!(
+        login(&mut conn, "SCRAM-SHA-256", 2, "alice", "rotated")
+            .await
+            .error_code,
+        0
+    );
+    assert_eq!(
+        login(&mut conn, "SCRAM-SHA-256", 2, "alice", "rotated")
+            .await
+            .error_code,
+        0
+    );
+    assert!(metadata_answered(&mut conn).await);
+    assert_eq!(cluster.sasl_authentications(), 4);
+}

@@ -197,7 +197,7 @@ struct Args {
     /// Partitions of the topic.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
-    /// Records to produce.
+    /// Records to produce (consume mode: to write, then read back).
     #[arg(long, default_value_t = 1_000_000, conflicts_with = "duration")]
     records: u64,
     /// Produce for this many seconds instead of a record count.

@@ -1,11 +1,17 @@
-//! A producer load generator, in the manner of `kafka-producer-perf-test` and
-//! `rdkafka_performance`, for smartkafka and rust-rdkafka alike.
+//! A producer (and consumer) load generator, in the manner of
+//! `kafka-producer-perf-test` and `rdkafka_performance`, for smartkafka and
+//! rust-rdkafka alike.
 //!
 //! ```text
 //! cargo run --release -p smartkafka-benches --bin perf -- --client smartkafka --spawn mock --records 1000000 --size 100
 //! cargo run --release -p smartkafka-benches --bin perf -- --client rdkafka    --spawn mock --records 1000000 --size 100
 //! cargo run --release -p smartkafka-benches --bin perf -- --client smartkafka --bootstrap localhost:9092 --topic events --duration 30
+//! cargo run --release -p smartkafka-benches --bin perf -- --mode consume --client smartkafka --spawn mock --records 2000000 --size 100
 //! ```
+//!
+//! `--mode consume` first fills the topic (`--records` records, written by
+//! `--fill-client` in a separate process), then reads them all back from the
+//! beginning as a group consumer; see `consume.rs`.
 //!
 //! `--spawn mock|fake` runs the broker (the librdkafka mock cluster, or the
 //! fake cluster of `protocol-tests`) as a separate child process: this same
@@ -31,10 +37,23 @@ use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+mod consume;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Client {
     Smartkafka,
     Rdkafka,
+}
+
+/// What is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Producing (`--records` records, or for `--duration`).
+    Produce,
+    /// Consuming: `--records` records are first written to the topic by
+    /// `--fill-client` in a separate process, then read back from the
+    /// beginning by a group consumer of `--client` (see `consume.rs`).
+    Consume,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -130,13 +149,39 @@ impl std::fmt::Display for KeyPattern {
     }
 }
 
-/// Producer load generator for smartkafka and rust-rdkafka.
+/// Producer and consumer load generator for smartkafka and rust-rdkafka.
 #[derive(Debug, Parser)]
 #[command(name = "perf", version)]
 struct Args {
-    /// Which client produces.
+    /// Produce, or consume what a fill wrote.
+    #[arg(long, value_enum, default_value = "produce")]
+    mode: Mode,
+    /// Which client produces (or consumes, with `--mode consume`).
     #[arg(long, value_enum, default_value = "smartkafka")]
     client: Client,
+    /// Consume mode: the producer that fills the topic (in its own
+    /// process, with the produce settings given here).
+    #[arg(long, value_enum, default_value = "rdkafka")]
+    fill_client: Client,
+    /// Consume mode: the most records one smartkafka `poll` returns
+    /// (rdkafka's `poll` returns one).
+    #[arg(long, default_value_t = 500)]
+    max_poll_records: usize,
+    /// Consume mode: bytes per Fetch, all partitions (fetch.max.bytes).
+    #[arg(long, default_value_t = 50 * 1024 * 1024)]
+    max_fetch_bytes: usize,
+    /// Consume mode: bytes per partition and Fetch
+    /// (max.partition.fetch.bytes).
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_partition_bytes: usize,
+    /// Consume mode: automatic commits on both clients (5 s interval);
+    /// off by default.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    auto_commit: bool,
+    /// Consume mode: rdkafka check.crcs (smartkafka always verifies batch
+    /// CRCs, so the default makes both do the same work).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    check_crcs: bool,
     /// An external cluster (`host:port,...`).
     #[arg(long, conflicts_with = "spawn")]
     bootstrap: Option<String>,
@@ -152,7 +197,7 @@ struct Args {
     /// Partitions of the topic.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
-    /// Records to produce.
+    /// Records to produce (consume mode: to write, then read back).
     #[arg(long, default_value_t = 1_000_000, conflicts_with = "duration")]
     records: u64,
     /// Produce for this many seconds instead of a record count.
@@ -225,6 +270,26 @@ fn main() {
     let args = Args::parse();
     if let Some(broker) = args.serve {
         serve(broker, &args);
+        return;
+    }
+    if args.mode == Mode::Consume {
+        match with_broker(&args, consume::run) {
+            Ok(report) => {
+                if args.json {
+                    println!("{}", report.json(&args));
+                } else {
+                    report.print(&args);
+                }
+                if !report.complete() {
+                    eprintln!("perf: not every record was consumed");
+                    std::process::exit(1);
+                }
+            }
+            Err(e) => {
+                eprintln!("perf: {e}");
+                std::process::exit(2);
+            }
+        }
         return;
     }
     match run(&args) {
@@ -761,7 +826,12 @@ impl Stop {
     }
 }
 
-fn run(args: &Args) -> Result<Report, BoxError> {
+/// Starts the broker (or creates the topic on an external cluster), runs
+/// `f` with the bootstrap address, then stops the broker.
+fn with_broker<T>(
+    args: &Args,
+    f: impl FnOnce(&Args, &str) -> Result<T, BoxError>,
+) -> Result<T, BoxError> {
     if args.size < 2 {
         return Err("--size must be at least 2".into());
     }
@@ -777,15 +847,22 @@ fn run(args: &Args) -> Result<Report, BoxError> {
     if spawned.is_none() {
         create_topic(args, &bootstrap)?;
     }
-    let payloads = Payloads::new(args);
-    let progress = Arc::new(Progress::default());
-    let report = match args.client {
-        Client::Smartkafka => run_smartkafka(args, &bootstrap, &payloads, &progress),
-        Client::Rdkafka => run_rdkafka(args, &bootstrap, &payloads, &progress),
-    };
-    progress.done.store(true, Ordering::Relaxed);
+    let result = f(args, &bootstrap);
     drop(spawned);
-    report
+    result
+}
+
+fn run(args: &Args) -> Result<Report, BoxError> {
+    with_broker(args, |args, bootstrap| {
+        let payloads = Payloads::new(args);
+        let progress = Arc::new(Progress::default());
+        let report = match args.client {
+            Client::Smartkafka => run_smartkafka(args, bootstrap, &payloads, &progress),
+            Client::Rdkafka => run_rdkafka(args, bootstrap, &payloads, &progress),
+        };
+        progress.done.store(true, Ordering::Relaxed);
+        report
+    })
 }
 
 /// Creates the topic on an external cluster, unless it exists.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarizes alternated benchmark runs as Markdown tables.
 
-Two inputs:
+Three inputs:
 
 - the end-to-end producer benchmark (`benches/e2e.sh`), from the JSON lines
   that `perf --json` (benches/perf.rs) prints:
@@ -16,6 +16,15 @@ Two inputs:
   smartkafka/rdkafka of each, computed from the run pairs (run i of one
   client against run i of the other, measured side by side) and then
   summarized the same way.
+
+- the end-to-end consumer benchmark (`benches/consume.sh`), from the JSON
+  lines of `perf --mode consume --json`:
+
+      python3 benches/summarize.py consume target/consume/results.jsonl
+      python3 benches/summarize.py consume-compact target/consume/results.jsonl
+
+  The same per-scenario medians, ranges and pairwise ratios, for records/s,
+  MB/s, client CPU us/record, peak RSS and the time to the first record.
 
 - the `record_batch` encode benchmark:
 
@@ -89,6 +98,15 @@ E2E_METRICS = [
 ]
 
 
+CONSUME_METRICS = [
+    ("records_per_sec", "records/s", "{:,.0f}", True),
+    ("mb_per_sec", "MB/s", "{:.1f}", True),
+    ("cpu_us_per_record", "CPU us/record", "{:.3f}", False),
+    ("peak_rss_kb", "peak RSS MiB", "{:.0f}", False),
+    ("first_record_seconds", "s to first record", "{:.2f}", False),
+]
+
+
 def e2e_runs(path):
     runs = {}
     order = []
@@ -139,7 +157,34 @@ def e2e_compact(path):
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
-def e2e(path):
+def consume_compact(path):
+    """One line per scenario: records/s, MB/s, CPU us/record, peak RSS and ratios."""
+    runs, order = e2e_runs(path)
+    print(
+        "| scenario | records/s smartkafka | records/s rdkafka | ratio "
+        "| MB/s smartkafka | MB/s rdkafka "
+        "| CPU us/rec smartkafka | CPU us/rec rdkafka | ratio "
+        "| peak RSS MiB smartkafka | peak RSS MiB rdkafka | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for label in order:
+        ours, peer = runs[label]["smartkafka"], runs[label]["rdkafka"]
+        n = min(len(ours), len(peer))
+        ours, peer = ours[:n], peer[:n]
+        cells = []
+        for key, fmt in (
+            ("records_per_sec", "{:,.0f}"),
+            ("mb_per_sec", "{:.1f}"),
+            ("cpu_us_per_record", "{:.3f}"),
+            ("peak_rss_kb", "{:.0f}"),
+        ):
+            a, b, ratio = e2e_cell(ours, peer, key, fmt)
+            cells.extend((a, b) if key == "mb_per_sec" else (a, b, ratio))
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def e2e(path, metrics=None):
+    metrics = metrics or E2E_METRICS
     runs, order = e2e_runs(path)
     value = e2e_value
     print("| scenario | metric | smartkafka | rdkafka | ratio smartkafka/rdkafka |")
@@ -148,7 +193,7 @@ def e2e(path):
         ours, peer = runs[label]["smartkafka"], runs[label]["rdkafka"]
         n = min(len(ours), len(peer))
         errors = sum(r["errors"] for r in ours + peer)
-        for key, header, fmt, _ in E2E_METRICS:
+        for key, header, fmt, _ in metrics:
             a = [value(r, key) for r in ours]
             b = [value(r, key) for r in peer]
             ratios = [x / y for x, y in zip(a[:n], b[:n]) if y]
@@ -166,6 +211,12 @@ def main(argv):
         return
     if len(argv) >= 3 and argv[1] == "e2e-compact":
         e2e_compact(argv[2])
+        return
+    if len(argv) >= 3 and argv[1] == "consume":
+        e2e(argv[2], CONSUME_METRICS)
+        return
+    if len(argv) >= 3 and argv[1] == "consume-compact":
+        consume_compact(argv[2])
         return
     if len(argv) < 3:
         sys.exit(__doc__)

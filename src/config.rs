@@ -252,6 +252,21 @@ pub(crate) fn check_duration(field: &'static str, value: Duration) -> Result<(),
     Ok(())
 }
 
+/// Builder methods that set one configuration field each, forwarding to
+/// the configuration type's method of the same name (`self.config =
+/// self.config.name(value)`): the producer's and consumer's builders.
+#[cfg(feature = "tokio-runtime")]
+macro_rules! forward_to_config {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
+        $($(#[$doc])* pub fn $name(mut self, value: $ty) -> Self {
+            self.config = self.config.$name(value);
+            self
+        })*
+    };
+}
+#[cfg(feature = "tokio-runtime")]
+pub(crate) use forward_to_config;
+
 #[cfg(test)]
 mod tests {
     use super::*;

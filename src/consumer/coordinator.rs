@@ -71,6 +71,23 @@ impl Coordinator {
         }
     }
 
+    /// Another handle on the same pool and group that starts from this
+    /// one's coordinator connection, for a task of its own (heartbeats, a
+    /// rebalance round, an asynchronous commit), so the task does not look
+    /// the coordinator up again.
+    pub(crate) fn fork(&self) -> Coordinator {
+        Coordinator {
+            admin: AdminClient::on_pool(Arc::clone(self.admin.pool())),
+            identity: self.identity.clone(),
+            conn: self.conn.clone(),
+        }
+    }
+
+    /// The pool the coordinator's connections come from.
+    pub(crate) fn pool(&self) -> &Arc<BrokerPool> {
+        self.admin.pool()
+    }
+
     pub(crate) fn identity(&self) -> &GroupIdentity {
         &self.identity
     }

@@ -34,6 +34,7 @@ use super::join_round::{self, RoundPlan, Synced};
 use super::membership::{Member, NO_GENERATION, Reaction, reaction};
 use super::reader::PartitionReader;
 use super::rebalance::{RebalanceContext, RebalanceListener, TopicPartition};
+use crate::config::forward_to_config as forward;
 use crate::error::{Error, ErrorKind};
 use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
 use crate::net::clock;
@@ -397,10 +398,7 @@ impl Consumer {
                 ),
             ));
         }
-        let (generation, member_id) = match self.interest {
-            Interest::Manual | Interest::None => (NO_GENERATION, String::new()),
-            _ => (self.member.generation, self.member.member_id.clone()),
-        };
+        let (generation, member_id) = self.commit_identity();
         let deadline = self.config.reader.client.request_timeout;
         let started = clock::now();
         loop {
@@ -463,14 +461,9 @@ impl Consumer {
             done(Ok(()));
             return;
         }
-        let (generation, member_id) = match self.interest {
-            Interest::Manual | Interest::None => (NO_GENERATION, String::new()),
-            _ => (self.member.generation, self.member.member_id.clone()),
-        };
-        let pool = Arc::clone(self.reader.admin().pool());
-        let identity = self.coordinator.identity().clone();
+        let (generation, member_id) = self.commit_identity();
+        let mut coordinator = self.coordinator.fork();
         tokio::spawn(async move {
-            let mut coordinator = Coordinator::new(pool, identity);
             let result = match coordinator.commit(generation, &member_id, &offsets).await {
                 Ok(None) => Ok(()),
                 Ok(Some(code)) => Err(Error::broker(code, "committing offsets")),
@@ -478,6 +471,15 @@ impl Consumer {
             };
             done(result);
         });
+    }
+
+    /// The generation and member id a commit carries: this member's, or
+    /// -1 and none outside group management (a manual assignment).
+    fn commit_identity(&self) -> (i32, String) {
+        match self.interest {
+            Interest::Manual | Interest::None => (NO_GENERATION, String::new()),
+            _ => (self.member.generation, self.member.member_id.clone()),
+        }
     }
 
     /// The offset group `group_id` has committed for a partition, `None`
@@ -836,10 +838,7 @@ impl Consumer {
             rebalance_timeout: self.config.max_poll_interval,
             retry_backoff: self.config.reader.retry_backoff,
         };
-        self.round = Some(join_round::spawn(
-            Arc::clone(self.reader.admin().pool()),
-            plan,
-        ));
+        self.round = Some(join_round::spawn(self.coordinator.fork(), plan));
         Ok(())
     }
 
@@ -894,7 +893,7 @@ impl Consumer {
             retry_backoff: self.config.reader.retry_backoff,
         };
         self.heartbeat = Some(heartbeat::spawn(
-            Arc::clone(self.reader.admin().pool()),
+            self.coordinator.fork(),
             plan,
             Arc::clone(&self.signals),
         ));
@@ -1034,15 +1033,6 @@ impl std::fmt::Debug for ConsumerBuilder {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-macro_rules! forward {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
-        $($(#[$doc])* pub fn $name(mut self, value: $ty) -> Self {
-            self.config = self.config.$name(value);
-            self
-        })*
-    };
 }
 
 impl ConsumerBuilder {

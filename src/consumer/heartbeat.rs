@@ -21,7 +21,6 @@ use super::coordinator::{Coordinator, GroupIdentity, heartbeat};
 use super::membership::{Reaction, reaction};
 use crate::error::Error;
 use crate::net::clock;
-use crate::net::pool::BrokerPool;
 
 /// What the heartbeat task tells the next `poll`.
 #[derive(Debug, Default)]
@@ -95,15 +94,14 @@ pub(crate) struct HeartbeatPlan {
 /// Starts the heartbeat task of one generation; abort the handle when the
 /// generation ends.
 pub(crate) fn spawn(
-    pool: Arc<BrokerPool>,
+    coordinator: Coordinator,
     plan: HeartbeatPlan,
     signals: Arc<Signals>,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(pool, plan, signals))
+    tokio::spawn(run(coordinator, plan, signals))
 }
 
-async fn run(pool: Arc<BrokerPool>, plan: HeartbeatPlan, signals: Arc<Signals>) {
-    let mut coordinator = Coordinator::new(pool, plan.identity.clone());
+async fn run(mut coordinator: Coordinator, plan: HeartbeatPlan, signals: Arc<Signals>) {
     let mut last_ok = clock::now();
     let mut delay = plan.interval;
     loop {

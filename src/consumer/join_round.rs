@@ -20,7 +20,6 @@ use super::coordinator::{Coordinator, GroupIdentity, Joined};
 use super::membership::{Reaction, reaction};
 use crate::admin::AdminClient;
 use crate::error::{Error, ErrorKind};
-use crate::net::pool::BrokerPool;
 use crate::protocol::KafkaCode;
 use crate::protocol::consumer_protocol::Subscription;
 
@@ -50,13 +49,15 @@ pub(crate) struct Synced {
 }
 
 /// Starts a round.
-pub(crate) fn spawn(pool: Arc<BrokerPool>, plan: RoundPlan) -> JoinHandle<Result<Synced, Error>> {
-    tokio::spawn(run(pool, plan))
+pub(crate) fn spawn(
+    coordinator: Coordinator,
+    plan: RoundPlan,
+) -> JoinHandle<Result<Synced, Error>> {
+    tokio::spawn(run(coordinator, plan))
 }
 
-async fn run(pool: Arc<BrokerPool>, plan: RoundPlan) -> Result<Synced, Error> {
-    let admin = AdminClient::on_pool(Arc::clone(&pool));
-    let mut coordinator = Coordinator::new(pool, plan.identity.clone());
+async fn run(mut coordinator: Coordinator, plan: RoundPlan) -> Result<Synced, Error> {
+    let admin = AdminClient::on_pool(Arc::clone(coordinator.pool()));
     let group = plan.identity.group.clone();
     let mut member_id = plan.member_id.clone();
     let mut lost_membership = false;

@@ -27,6 +27,7 @@ mod transactions;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::forward_to_config as forward;
 use tokio::sync::oneshot;
 
 use crate::producer::runtime::buffer_gate::OnGrant;
@@ -567,15 +568,6 @@ fn closed() -> Error {
 #[must_use]
 pub struct ProducerBuilder {
     config: ProducerConfig,
-}
-
-macro_rules! forward {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
-        $($(#[$doc])* pub fn $name(mut self, value: $ty) -> Self {
-            self.config = self.config.$name(value);
-            self
-        })*
-    };
 }
 
 impl ProducerBuilder {

@@ -92,6 +92,14 @@ pub enum ErrorKind {
     /// broker does not enable (the message lists those it does), or a
     /// server that could not prove it knows the password. Fatal.
     Authentication,
+    /// A key or value could not be serialized or deserialized; nothing was
+    /// sent (or, consuming, the record could not be read as its type).
+    /// Retrying the same value cannot help.
+    Serialization,
+    /// A circuit breaker is open after repeated failures: the send was
+    /// refused at once and nothing was buffered. Retriable once the breaker
+    /// lets probes through again.
+    CircuitOpen,
 }
 
 /// The error type of every fallible operation in smartkafka.
@@ -149,6 +157,25 @@ impl Error {
     /// ```
     pub fn authentication(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Authentication, message)
+    }
+
+    /// An [`ErrorKind::Serialization`] error with `message`: for a
+    /// [`Serializer`](crate::serialization::Serializer) or
+    /// [`Deserializer`](crate::serialization::Deserializer) of your own.
+    ///
+    /// ```
+    /// let err = smartkafka::Error::serialization("price is not a number");
+    /// assert!(!err.is_retriable());
+    /// assert!(err.to_string().contains("price"));
+    /// ```
+    pub fn serialization(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Serialization, message)
+    }
+
+    /// The same error with `source` as its cause (for example a serde
+    /// error behind a [`ErrorKind::Serialization`] error).
+    pub fn caused_by(self, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        self.with_source(source)
     }
 
     /// A copy with the same kind and message (the source chain is not kept),
@@ -229,7 +256,8 @@ impl Error {
             | ErrorKind::NoBrokerAvailable
             | ErrorKind::Timeout
             | ErrorKind::BufferExhausted
-            | ErrorKind::DeliveryTimeout => true,
+            | ErrorKind::DeliveryTimeout
+            | ErrorKind::CircuitOpen => true,
             ErrorKind::Config { .. }
             | ErrorKind::Protocol
             | ErrorKind::UnsupportedApi
@@ -242,7 +270,8 @@ impl Error {
             | ErrorKind::InvalidTransactionState
             | ErrorKind::BlockingInAsyncContext
             | ErrorKind::Tls
-            | ErrorKind::Authentication => false,
+            | ErrorKind::Authentication
+            | ErrorKind::Serialization => false,
         }
     }
 

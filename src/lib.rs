@@ -74,6 +74,7 @@ mod config;
 pub mod consumer;
 mod engine;
 mod error;
+pub mod failure_headers;
 mod group;
 pub mod health;
 pub mod metadata;
@@ -86,6 +87,8 @@ pub mod protocol;
 mod record;
 pub mod records;
 pub mod security;
+pub mod serialization;
+pub mod telemetry;
 mod topic_name;
 
 #[cfg(feature = "tokio-runtime")]

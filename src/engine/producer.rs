@@ -606,9 +606,12 @@ impl Engine {
         match result {
             Err(failure) => {
                 tracing::debug!(node = request.node, error = %failure.error, "produce request failed");
+                let written = failure.written;
                 for b in request.batches {
-                    let outcome = Outcome::Transport {
-                        written: failure.written,
+                    let outcome = if failure.error.is_fatal() {
+                        Outcome::Fatal { written }
+                    } else {
+                        Outcome::Transport { written }
                     };
                     self.complete_with_error(now, b, outcome, &failure.error, -1);
                 }

@@ -17,6 +17,13 @@ pub(crate) enum Outcome {
         /// Whether the request may have reached the broker.
         written: bool,
     },
+    /// The request failed with an error retrying cannot fix (the broker
+    /// refused to authenticate the connection, including a refused
+    /// re-authentication, or the TLS handshake failed).
+    Fatal {
+        /// Whether the request may have reached the broker.
+        written: bool,
+    },
     /// The response did not mention the partition.
     MissingPartition,
     /// A leadership error (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH)
@@ -70,6 +77,9 @@ pub(crate) fn classify(outcome: Outcome) -> RetryAction {
             refresh_metadata: true,
             possibly_persisted: written,
             backoff: true,
+        },
+        Outcome::Fatal { written } => RetryAction::Fail {
+            possibly_persisted: written,
         },
         Outcome::MissingPartition => RetryAction::Retry {
             refresh_metadata: false,
@@ -154,6 +164,20 @@ mod tests {
                 ..
             }
         ));
+        // A connection the broker would not (re-)authenticate fails the
+        // batch at once, saying whether it may have been written.
+        assert_eq!(
+            classify(Outcome::Fatal { written: true }),
+            RetryAction::Fail {
+                possibly_persisted: true
+            }
+        );
+        assert_eq!(
+            classify(Outcome::Fatal { written: false }),
+            RetryAction::Fail {
+                possibly_persisted: false
+            }
+        );
     }
 
     #[test]

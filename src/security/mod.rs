@@ -26,6 +26,59 @@ mod properties;
 #[cfg(feature = "tokio-runtime")]
 pub(crate) mod scram;
 
+/// Entry points for the fuzz targets and their corpus replay: not part of
+/// the supported API and free to change.
+#[cfg(feature = "tokio-runtime")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::SaslMechanism;
+    use super::scram::ScramClient;
+    use crate::error::Error;
+
+    /// What a SCRAM client exchange made of two server messages.
+    #[derive(Debug)]
+    pub struct ScramOutcome {
+        /// The client-final message, or why server-first was refused.
+        pub client_final: Result<Vec<u8>, Error>,
+        /// Whether server-final was accepted (only tried after a
+        /// client-final was made).
+        pub server_final: Option<Result<(), Error>>,
+    }
+
+    /// Runs the client side of SCRAM (user `user`, password `pencil`,
+    /// client nonce `rOprNGfwEbeRWgbNEkqO`: RFC 7677's test vector) against
+    /// the given server messages.
+    pub fn scram_exchange(sha512: bool, server_first: &[u8], server_final: &[u8]) -> ScramOutcome {
+        let mechanism = if sha512 {
+            SaslMechanism::ScramSha512
+        } else {
+            SaslMechanism::ScramSha256
+        };
+        let mut client = match ScramClient::with_nonce(
+            mechanism,
+            "user",
+            "pencil",
+            "rOprNGfwEbeRWgbNEkqO".into(),
+        ) {
+            Ok(client) => client,
+            Err(e) => {
+                return ScramOutcome {
+                    client_final: Err(e),
+                    server_final: None,
+                };
+            }
+        };
+        let client_final = client.client_final(server_first);
+        let server_final = client_final
+            .is_ok()
+            .then(|| client.verify_server_final(server_final));
+        ScramOutcome {
+            client_final,
+            server_final,
+        }
+    }
+}
+
 pub(crate) use properties::{SECURITY_KEYS, set_security_key};
 
 /// How connections are made, as Kafka's `security.protocol` names it.

@@ -373,3 +373,71 @@ async fn sessions_are_renewed_on_the_same_connections_while_producing() {
         );
     }
 }
+
+/// KIP-368, refused: once the password changes, the next re-authentication
+/// fails and the records waiting on that connection fail at once with the
+/// authentication error (not retried until `delivery_timeout`), and none of
+/// them is in the log.
+#[tokio::test]
+async fn a_refused_reauthentication_fails_the_waiting_records_at_once() {
+    let cluster = short_session_cluster("SCRAM-SHA-256").await;
+    let producer = Producer::builder()
+        .bootstrap_servers(&cluster.bootstrap_servers())
+        .sasl(SaslConfig::scram_sha256("alice", PASSWORD))
+        .delivery_timeout(Duration::from_secs(120))
+        .build()
+        .await
+        .expect("producer");
+    producer
+        .send_and_wait(Record::new("events").partition(0).value("before"))
+        .await
+        .expect("delivered before the change");
+    cluster.set_sasl_password("alice", "changed-meanwhile");
+    let changed = Instant::now();
+    let mut failed = None;
+    for i in 0.. {
+        let delivery = producer
+            .send(
+                Record::new("events")
+                    .partition(0)
+                    .value(format!("after-{i}")),
+            )
+            .await;
+        let outcome = match delivery {
+            Ok(delivery) => delivery.await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            failed = Some((format!("after-{i}"), e));
+            break;
+        }
+        assert!(
+            changed.elapsed() < 2 * SESSION,
+            "records still delivered {:?} after the password changed",
+            changed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (value, error) = failed.expect("a failure");
+    assert_eq!(error.kind(), &ErrorKind::Authentication, "{error}");
+    assert!(error.is_fatal());
+    // Well before the 120 s delivery timeout: the refusal is not retried.
+    assert!(
+        changed.elapsed() < Duration::from_secs(30),
+        "failed only after {:?}",
+        changed.elapsed()
+    );
+    let _ = producer.close(Duration::from_secs(1)).await;
+    let values: Vec<Vec<u8>> = cluster
+        .records("events", 0)
+        .into_iter()
+        .map(|r| r.value.unwrap().to_vec())
+        .collect();
+    assert_eq!(values.first().map(Vec::as_slice), Some(&b"before"[..]));
+    // Held while the session was renewed, it was never written.
+    assert!(!error.possibly_persisted(), "{error:?}");
+    assert!(
+        !values.contains(&value.into_bytes()),
+        "the failed record is in the log"
+    );
+}

@@ -203,8 +203,12 @@ async fn forward_answers(
             Answer::Awaited(id, pending) => (
                 id,
                 pending.wait().await.map_err(|error| SendFailure {
+                    // A connection re-authenticates only once every request
+                    // written before has been answered, and holds back the
+                    // ones that come meanwhile: a request that fails with
+                    // the re-authentication's refusal was never written.
+                    written: !matches!(error.kind(), ErrorKind::Authentication),
                     error,
-                    written: true,
                 }),
             ),
             Answer::Ready(id, result) => (id, result),

@@ -150,7 +150,7 @@ impl std::fmt::Display for KeyPattern {
 }
 
 /// Producer and consumer load generator for smartkafka and rust-rdkafka.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "perf", version)]
 struct Args {
     /// Produce, or consume what a fill wrote.
@@ -260,6 +260,15 @@ struct Args {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// TLS to the brokers, for both clients. With `--spawn fake` the broker
+    /// gets a TLS listener and a certificate authority made for the run;
+    /// with `--bootstrap`, give the authority with `--ca-file`.
+    #[arg(long)]
+    tls: bool,
+    /// The PEM file of the certificate authority that signed the brokers'
+    /// certificates (with `--tls`).
+    #[arg(long)]
+    ca_file: Option<String>,
     /// Internal: run a broker (mock or fake), print its bootstrap address,
     /// serve until stdin closes.
     #[arg(long, value_enum, hide = true)]
@@ -345,15 +354,26 @@ fn serve(broker: Broker, args: &Args) {
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            let cluster = runtime.block_on(
-                protocol_tests::FakeCluster::builder()
-                    .brokers(args.brokers)
-                    .topic(&args.topic, args.partitions)
-                    .build(),
-            );
+            let mut builder = protocol_tests::FakeCluster::builder()
+                .brokers(args.brokers)
+                .topic(&args.topic, args.partitions);
+            if args.tls {
+                builder = builder.tls();
+            }
+            let cluster = runtime.block_on(builder.build());
             announce(&cluster.bootstrap_servers());
+            // With TLS, the second line names the authority's PEM file.
+            let ca_file = cluster.tls_ca_pem().map(|pem| {
+                let path = std::env::temp_dir().join(format!("perf-ca-{}.pem", std::process::id()));
+                std::fs::write(&path, pem).expect("writing the CA file");
+                announce(&path.display().to_string());
+                path
+            });
             stop();
             drop(cluster);
+            if let Some(path) = ca_file {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
@@ -362,6 +382,8 @@ fn serve(broker: Broker, args: &Args) {
 struct Spawned {
     child: Child,
     bootstrap: String,
+    /// The authority's PEM file, for a TLS broker.
+    ca_file: Option<String>,
 }
 
 impl Spawned {
@@ -376,19 +398,32 @@ impl Spawned {
             .args(["--brokers", &args.brokers.to_string()])
             .args(["--topic", &args.topic])
             .args(["--partitions", &args.partitions.to_string()])
+            .args(args.tls.then_some("--tls"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
         let stdout = child.stdout.take().ok_or("no stdout from the broker")?;
+        let mut stdout = std::io::BufReader::new(stdout);
         let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        stdout.read_line(&mut line)?;
         let bootstrap = line.trim().to_owned();
         if bootstrap.is_empty() {
             let _ = child.kill();
             return Err("the broker process exited without an address".into());
         }
-        Ok(Spawned { child, bootstrap })
+        let ca_file = if args.tls {
+            let mut line = String::new();
+            stdout.read_line(&mut line)?;
+            Some(line.trim().to_owned()).filter(|path| !path.is_empty())
+        } else {
+            None
+        };
+        Ok(Spawned {
+            child,
+            bootstrap,
+            ca_file,
+        })
     }
 }
 
@@ -835,6 +870,12 @@ fn with_broker<T>(
     if args.size < 2 {
         return Err("--size must be at least 2".into());
     }
+    if args.tls && matches!(args.spawn, Some(Broker::Mock)) {
+        return Err("the librdkafka mock cluster has no TLS listener: use --spawn fake".into());
+    }
+    if args.tls && args.spawn.is_none() && args.ca_file.is_none() {
+        return Err("--tls with --bootstrap needs --ca-file".into());
+    }
     let spawned = match (args.spawn, &args.bootstrap) {
         (Some(broker), _) => Some(Spawned::start(broker, args)?),
         (None, Some(_)) => None,
@@ -847,7 +888,14 @@ fn with_broker<T>(
     if spawned.is_none() {
         create_topic(args, &bootstrap)?;
     }
-    let result = f(args, &bootstrap);
+    let mut args = args.clone();
+    if let Some(ca_file) = spawned.as_ref().and_then(|s| s.ca_file.clone()) {
+        args.ca_file = Some(ca_file);
+    }
+    if args.tls && args.ca_file.is_none() {
+        return Err("the broker announced no certificate authority".into());
+    }
+    let result = f(&args, &bootstrap);
     drop(spawned);
     result
 }
@@ -1036,6 +1084,9 @@ fn run_smartkafka(
                 Codec::Lz4 => Compression::Lz4,
                 Codec::Zstd => Compression::Zstd,
             });
+        if let (true, Some(ca_file)) = (args.tls, &args.ca_file) {
+            builder = builder.tls(smartkafka::security::TlsConfig::new().ca_file(ca_file));
+        }
         if let Some(level) = args.level {
             builder = builder.compression_level(level);
         }
@@ -1390,6 +1441,11 @@ fn run_rdkafka(
         .set("compression.type", args.compression.name());
     if let Some(level) = args.level {
         config.set("compression.level", level.to_string());
+    }
+    if let (true, Some(ca_file)) = (args.tls, &args.ca_file) {
+        config
+            .set("security.protocol", "ssl")
+            .set("ssl.ca.location", ca_file);
     }
     let context = Tally::new(args.size as u64, Arc::clone(progress));
     let producer: ThreadedProducer<Tally> = config.create_with_context(context)?;

@@ -14,6 +14,9 @@ pub(crate) const SECURITY_KEYS: &[&str] = &[
     "sasl.username",
     "sasl.password",
     "sasl.jaas.config",
+    "sasl.oauthbearer.config",
+    "sasl.oauthbearer.method",
+    "enable.sasl.oauthbearer.unsecure.jwt",
     "ssl.ca.location",
     "ssl.ca.pem",
     "ssl.certificate.location",
@@ -62,12 +65,35 @@ pub(crate) fn set_security_key(
         }
         "sasl.mechanism" | "sasl.mechanisms" => {
             sasl(config).mechanism = SaslMechanism::from_name(value).ok_or_else(|| {
-                not_one_of("sasl", key, value, "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
+                not_one_of(
+                    "sasl",
+                    key,
+                    value,
+                    "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER",
+                )
             })?;
         }
         "sasl.username" => sasl(config).username = value.to_string(),
         "sasl.password" => sasl(config).password = value.to_string(),
         "sasl.jaas.config" => set_jaas(sasl(config), value)?,
+        // librdkafka's unsecured tokens: `principal=alice lifeSeconds=3600`.
+        "sasl.oauthbearer.config" => set_unsecured_tokens(sasl(config), key, value)?,
+        "sasl.oauthbearer.method" => {
+            if !value.eq_ignore_ascii_case("default") {
+                return Err(Error::config(
+                    "sasl",
+                    format!(
+                        "`{key}`: `{value}` is not built in; fetch tokens in a \
+                         TokenProvider and give it with SaslConfig::oauthbearer"
+                    ),
+                ));
+            }
+        }
+        // Unsecured tokens are what `sasl.oauthbearer.config` makes; the
+        // switch librdkafka wants beside it is accepted as it is.
+        "enable.sasl.oauthbearer.unsecure.jwt" => {
+            boolean("sasl", key, value)?;
+        }
         "ssl.ca.location" | "ssl.truststore.location" => {
             let settings = tls(config).clone().ca_file(value);
             config.tls_config = Some(settings);
@@ -145,7 +171,10 @@ fn set_jaas(sasl: &mut SaslConfig, value: &str) -> Result<(), Error> {
     let bad = |why: &str| Error::config("sasl", format!("`sasl.jaas.config`: {why}"));
     let mut words = value.trim().trim_end_matches(';').split_whitespace();
     let module = words.next().ok_or_else(|| bad("empty"))?;
-    if module.ends_with(".PlainLoginModule") {
+    let oauth = module.ends_with(".OAuthBearerLoginModule");
+    if oauth {
+        sasl.mechanism = SaslMechanism::OAuthBearer;
+    } else if module.ends_with(".PlainLoginModule") {
         sasl.mechanism = SaslMechanism::Plain;
     } else if module.ends_with(".ScramLoginModule") {
         if sasl.mechanism == SaslMechanism::Plain {
@@ -153,7 +182,8 @@ fn set_jaas(sasl: &mut SaslConfig, value: &str) -> Result<(), Error> {
         }
     } else {
         return Err(bad(&format!(
-            "login module `{module}` is not supported (PlainLoginModule, ScramLoginModule)"
+            "login module `{module}` is not supported \
+             (PlainLoginModule, ScramLoginModule, OAuthBearerLoginModule)"
         )));
     }
     let rest = value.trim().trim_end_matches(';');
@@ -161,7 +191,29 @@ fn set_jaas(sasl: &mut SaslConfig, value: &str) -> Result<(), Error> {
     let rest = rest
         .strip_prefix("required")
         .ok_or_else(|| bad("expected `required` after the login module"))?;
-    for (name, option) in jaas_options(rest).ok_or_else(|| bad("malformed options"))? {
+    let options = jaas_options(rest).ok_or_else(|| bad("malformed options"))?;
+    if oauth {
+        // The Java client's unsecured tokens: the `sub` claim and the
+        // lifetime; anything else needs a TokenProvider of the caller's.
+        let option = |name: &str| options.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+        let Some(principal) = option("unsecuredLoginStringClaim_sub") else {
+            return Err(bad(
+                "OAuthBearerLoginModule without `unsecuredLoginStringClaim_sub`: \
+                 tokens from an identity provider come from a TokenProvider \
+                 (SaslConfig::oauthbearer)",
+            ));
+        };
+        let lifetime = match option("unsecuredLoginLifetimeSeconds") {
+            Some(seconds) => Some(
+                seconds
+                    .parse()
+                    .map_err(|_| bad("`unsecuredLoginLifetimeSeconds` is not a number"))?,
+            ),
+            None => None,
+        };
+        return unsecured_tokens(sasl, principal, lifetime);
+    }
+    for (name, option) in options {
         match name.as_str() {
             "username" => sasl.username = option,
             "password" => sasl.password = option,
@@ -169,6 +221,58 @@ fn set_jaas(sasl: &mut SaslConfig, value: &str) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// librdkafka's `sasl.oauthbearer.config` for unsecured tokens:
+/// space-separated `principal=`, `lifeSeconds=`, `scope=` (kept out of the
+/// token) and `extension_*=` settings.
+fn set_unsecured_tokens(sasl: &mut SaslConfig, key: &str, value: &str) -> Result<(), Error> {
+    let bad = |why: String| Error::config("sasl", format!("`{key}`: {why}"));
+    let mut principal = None;
+    let mut lifetime = None;
+    for setting in value.split_whitespace() {
+        let (name, v) = setting
+            .split_once('=')
+            .ok_or_else(|| bad(format!("`{setting}` is not name=value")))?;
+        match name {
+            "principal" => principal = Some(v.to_string()),
+            "lifeSeconds" => {
+                lifetime = Some(
+                    v.parse()
+                        .map_err(|_| bad(format!("lifeSeconds `{v}` is not a number")))?,
+                );
+            }
+            "scope" => {}
+            _ if name.starts_with("extension_") => {}
+            _ => return Err(bad(format!("unknown setting `{name}`"))),
+        }
+    }
+    let principal = principal.ok_or_else(|| bad("no `principal=`".to_string()))?;
+    sasl.mechanism = SaslMechanism::OAuthBearer;
+    unsecured_tokens(sasl, &principal, lifetime)
+}
+
+/// Makes `sasl` use Kafka's unsecured JWS tokens for `principal`.
+#[cfg(feature = "tokio-runtime")]
+fn unsecured_tokens(
+    sasl: &mut SaslConfig,
+    principal: &str,
+    lifetime_seconds: Option<u64>,
+) -> Result<(), Error> {
+    let mut provider = crate::security::UnsecuredJwsProvider::new(principal);
+    if let Some(seconds) = lifetime_seconds {
+        provider = provider.lifetime(std::time::Duration::from_secs(seconds));
+    }
+    sasl.token_provider = Some(std::sync::Arc::new(provider));
+    Ok(())
+}
+
+#[cfg(not(feature = "tokio-runtime"))]
+fn unsecured_tokens(_: &mut SaslConfig, _: &str, _: Option<u64>) -> Result<(), Error> {
+    Err(Error::config(
+        "sasl",
+        "OAUTHBEARER tokens need the `tokio-runtime` feature",
+    ))
 }
 
 /// `name="value"` pairs (quotes optional, `\"` inside quotes).
@@ -282,5 +386,88 @@ mod tests {
             field(&[("sasl.jaas.config", "com.example.Kerberos required;")]),
             "sasl"
         );
+    }
+
+    /// The `sub` claim of the token an OAUTHBEARER configuration makes.
+    fn token_subject(config: &ClientConfig) -> String {
+        use base64::Engine as _;
+        let sasl = config.sasl_config.as_ref().unwrap();
+        assert_eq!(sasl.mechanism, SaslMechanism::OAuthBearer);
+        let provider = sasl.token_provider.as_ref().expect("a token provider");
+        let token = futures_util::FutureExt::now_or_never(provider.token())
+            .expect("made at once")
+            .unwrap();
+        let claims = token.value.split('.').nth(1).unwrap();
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap();
+        let claims = String::from_utf8(claims).unwrap();
+        let start = claims.find(r#""sub":""#).unwrap() + 7;
+        claims[start..].split('"').next().unwrap().to_string()
+    }
+
+    #[test]
+    fn unsecured_oauthbearer_tokens_read_from_java_and_librdkafka_properties() {
+        let java = ClientConfig::from_properties([
+            ("bootstrap.servers", "b:9092"),
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            (
+                "sasl.jaas.config",
+                r#"org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="alice" unsecuredLoginLifetimeSeconds="600";"#,
+            ),
+        ])
+        .unwrap();
+        java.validate().unwrap();
+        assert_eq!(token_subject(&java), "alice");
+
+        let librdkafka = ClientConfig::from_properties([
+            ("bootstrap.servers", "b:9092"),
+            ("security.protocol", "sasl_plaintext"),
+            ("sasl.mechanisms", "OAUTHBEARER"),
+            ("enable.sasl.oauthbearer.unsecure.jwt", "true"),
+            (
+                "sasl.oauthbearer.config",
+                "principal=bob lifeSeconds=60 scope=write extension_traceId=7",
+            ),
+        ])
+        .unwrap();
+        librdkafka.validate().unwrap();
+        assert_eq!(token_subject(&librdkafka), "bob");
+    }
+
+    #[test]
+    fn oauthbearer_settings_that_need_an_identity_provider_are_refused_by_name() {
+        let err = |pairs: &[(&str, &str)]| {
+            ClientConfig::from_properties(
+                [("bootstrap.servers", "b:1")].iter().chain(pairs).copied(),
+            )
+            .and_then(|c| c.validate().map(|()| c))
+            .unwrap_err()
+        };
+        let oidc = err(&[("sasl.oauthbearer.method", "oidc")]);
+        assert_eq!(oidc.kind(), &crate::ErrorKind::Config { field: "sasl" });
+        assert!(oidc.to_string().contains("TokenProvider"), "{oidc}");
+        let no_sub = err(&[(
+            "sasl.jaas.config",
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required clientId=\"x\";",
+        )]);
+        assert!(
+            no_sub.to_string().contains("unsecuredLoginStringClaim_sub"),
+            "{no_sub}"
+        );
+        let no_principal = err(&[("sasl.oauthbearer.config", "lifeSeconds=60")]);
+        assert!(
+            no_principal.to_string().contains("principal"),
+            "{no_principal}"
+        );
+        let unknown = err(&[("sasl.oauthbearer.config", "principal=a colour=blue")]);
+        assert!(unknown.to_string().contains("colour"), "{unknown}");
+        // Without a token source the mechanism alone is refused at validation.
+        let bare = err(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+        ]);
+        assert!(bare.to_string().contains("token provider"), "{bare}");
     }
 }

@@ -437,12 +437,55 @@ impl AdminClient {
         topic: &str,
         partitions: &[i32],
     ) -> Result<BTreeMap<i32, Option<i64>>, Error> {
+        self.fetch_committed(group, topic, partitions, false).await
+    }
+
+    /// The committed offsets as a read_committed consumer must start from
+    /// them (KIP-447, OffsetFetch v7+ with `require_stable`): while a
+    /// transaction that commits offsets for these partitions is open the
+    /// coordinator answers `UNSTABLE_OFFSET_COMMIT`, and the request is
+    /// repeated after a growing backoff (100 ms to 1 s) for up to `wait`,
+    /// as the Java consumer does; then that retriable error is returned.
+    pub(crate) async fn stable_committed_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+        wait: Duration,
+    ) -> Result<BTreeMap<i32, Option<i64>>, Error> {
+        let deadline = crate::net::clock::now() + wait;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.fetch_committed(group, topic, partitions, true).await {
+                Err(e)
+                    if e.kafka_code() == Some(KafkaCode::UNSTABLE_OFFSET_COMMIT)
+                        && crate::net::clock::now() + backoff < deadline =>
+                {
+                    tracing::debug!(%group, %topic, "offsets of an open transaction; asking again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn fetch_committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+        require_stable: bool,
+    ) -> Result<BTreeMap<i32, Option<i64>>, Error> {
         let coordinator = self.find_coordinator(group).await?;
         let conn = self.connection(coordinator).await?;
         let version = conn.versions().require(ApiKey::OffsetFetch)?;
         let topic_name = TopicName(StrBytes::from_string(topic.to_string()));
         let group_id = GroupId(StrBytes::from_string(group.to_string()));
         let mut request = OffsetFetchRequest::default();
+        if version >= 7 {
+            request.require_stable = require_stable;
+        }
         if version >= 8 {
             request.groups = vec![
                 OffsetFetchRequestGroup::default()

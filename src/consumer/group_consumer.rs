@@ -910,8 +910,7 @@ impl Consumer {
         for (topic, partitions) in by_topic {
             let committed = self
                 .reader
-                .admin()
-                .committed_offsets(self.config.group_id(), topic, &partitions)
+                .committed_offsets_to_start_from(self.config.group_id(), topic, &partitions)
                 .await?;
             for partition in partitions {
                 let start = match committed.get(&partition).copied().flatten() {

@@ -39,6 +39,10 @@ use crate::records::ReadOptions;
 
 type TopicPartition = (String, i32);
 
+/// How long a read_committed start waits for offsets an open transaction is
+/// committing (the Java consumer's `default.api.timeout.ms`).
+const STABLE_OFFSETS_WAIT: Duration = Duration::from_secs(60);
+
 /// Partitions (topic, partition, leader epoch) to look up, per leader and
 /// ListOffsets timestamp.
 type OffsetLookups = BTreeMap<(i32, i64), Vec<(String, i32, i32)>>;
@@ -738,6 +742,28 @@ impl PartitionReader {
     /// Resolves every pending start offset it can: committed offsets first
     /// (a partition without one starts at the log start), then log start
     /// and end offsets at the leaders.
+    /// The committed offsets of `group` to start `partitions` from: under
+    /// read_committed, stable ones (KIP-447: offsets an open transaction is
+    /// committing are waited for, up to a minute as the Java consumer's
+    /// `default.api.timeout.ms`), else as they stand.
+    pub(crate) async fn committed_offsets_to_start_from(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, Option<i64>>, Error> {
+        match self.config.isolation_level {
+            IsolationLevel::ReadCommitted => {
+                self.admin
+                    .stable_committed_offsets(group, topic, partitions, STABLE_OFFSETS_WAIT)
+                    .await
+            }
+            IsolationLevel::ReadUncommitted => {
+                self.admin.committed_offsets(group, topic, partitions).await
+            }
+        }
+    }
+
     async fn resolve_positions(&mut self) -> Result<(), Error> {
         // Committed offsets, per group and topic.
         let mut committed: BTreeMap<(String, String), Vec<i32>> = BTreeMap::new();
@@ -751,8 +777,7 @@ impl PartitionReader {
         }
         for ((group, topic), partitions) in committed {
             let offsets = self
-                .admin
-                .committed_offsets(&group, &topic, &partitions)
+                .committed_offsets_to_start_from(&group, &topic, &partitions)
                 .await?;
             for (partition, offset) in offsets {
                 if let Some(state) = self.assignment.get_mut(&(topic.clone(), partition)) {

@@ -566,3 +566,60 @@ async fn cooperative_sticky_hands_over_half_in_two_rounds() {
     first.close().await.unwrap();
     second.close().await.unwrap();
 }
+
+/// KIP-447: a read_committed member assigned a partition whose offsets an
+/// open transaction is committing waits for the transaction (the
+/// coordinator answers `UNSTABLE_OFFSET_COMMIT` to `require_stable`) and
+/// then starts from the offset it committed, never from the reset offset
+/// before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_waits_for_offsets_an_open_transaction_commits() {
+    let cluster = cluster().await;
+    produce(&cluster, 0, 40).await;
+    let producer = crate::support::fixtures::transactional(
+        &cluster.bootstrap_servers(),
+        "offsets-in-flight",
+        Duration::from_millis(1),
+    )
+    .await;
+    producer.init_transactions().await.unwrap();
+    producer.begin_transaction().await.unwrap();
+    let offsets = (0..PARTITIONS)
+        .map(|p| smartkafka::consumer::OffsetToCommit::new(TOPIC, p, 6))
+        .collect();
+    producer
+        .send_offsets_to_transaction(
+            offsets,
+            smartkafka::consumer::ConsumerGroupMetadata::new("stable"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster.committed_offset("stable", TOPIC, 0),
+        None,
+        "pending"
+    );
+
+    let committing = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        producer.commit_transaction().await.unwrap();
+        Instant::now()
+    });
+    let mut consumer = Consumer::new(config(&cluster, "stable")).await.unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    let mut first: BTreeMap<i32, i64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while first.len() < PARTITIONS as usize && Instant::now() < deadline {
+        for record in consumer.poll(Duration::from_millis(100)).await.unwrap() {
+            first.entry(record.partition).or_insert(record.offset);
+        }
+    }
+    let committed_at = committing.await.unwrap();
+    assert_eq!(
+        first,
+        (0..PARTITIONS).map(|p| (p, 6)).collect(),
+        "every partition starts at the transaction's offset"
+    );
+    assert!(committed_at <= Instant::now());
+    consumer.close().await.unwrap();
+}

@@ -10,6 +10,7 @@
 #   RUNS=7 BROKER=fake bash benches/e2e.sh
 #   SCALE=0.1 bash benches/e2e.sh        # a tenth of the records (a quick look)
 #   ONLY=linger0 bash benches/e2e.sh     # only the scenarios whose label has this
+#   TLS=1 BROKER=fake bash benches/e2e.sh  # both clients over TLS (the fake's TLS listener)
 #
 # Output: $target_dir/e2e/results.jsonl (one JSON line per run) and
 # $target_dir/e2e/summary.md (a one-line-per-scenario table, then every metric).
@@ -20,6 +21,7 @@ RUNS=${RUNS:-5}
 BROKER=${BROKER:-mock}
 SCALE=${SCALE:-1}
 ONLY=${ONLY:-}
+TLS=${TLS:-0}
 # Where cargo puts its output (honours CARGO_TARGET_DIR and .cargo/config).
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
@@ -35,6 +37,11 @@ bin=$target_dir/release/perf
 # acks=all, idempotence on, linger 5 ms, batch 64 KiB, 64 MiB buffer.
 common=(--spawn "$BROKER" --brokers 3 --partitions 6 --key-pattern sequential-mod:10000
         --acks all --idempotence true --batch-size 65536 --buffer-mb 64 --json --quiet)
+prefix=""
+if [[ "$TLS" == 1 ]]; then
+    common+=(--tls)
+    prefix="TLS "
+fi
 
 count() { python3 -c "print(max(1000, int($1 * $SCALE)))"; }
 
@@ -56,7 +63,7 @@ for scenario in "${scenarios[@]}"; do
         if (( run % 2 )); then order=(smartkafka rdkafka); else order=(rdkafka smartkafka); fi
         for client in "${order[@]}"; do
             # shellcheck disable=SC2086
-            line=$("$bin" --client "$client" --records "$records" --label "$label" \
+            line=$("$bin" --client "$client" --records "$records" --label "$prefix$label" \
                    "${common[@]}" $extra) || { echo "run failed: $client $label" >&2; exit 1; }
             echo "$line" >> "$results"
             python3 - "$line" "$run" <<'PY'

@@ -24,7 +24,7 @@ async fn produce_and_read_back(
     tls: Option<TlsConfig>,
     sasl: Option<SaslConfig>,
 ) {
-    const RECORDS: usize = 2_000;
+    const RECORDS: usize = 100_000;
     let mut builder = Producer::builder()
         .bootstrap_servers(&cluster.bootstrap_servers())
         .max_block(Duration::from_secs(10));

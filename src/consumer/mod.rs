@@ -41,6 +41,8 @@ mod heartbeat;
 mod join_round;
 #[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
 mod membership;
+#[cfg(feature = "tokio-runtime")]
+mod prefetch;
 mod properties;
 #[cfg(feature = "tokio-runtime")]
 mod reader;

@@ -24,13 +24,10 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 
-use super::aborted::AbortedFilter;
 use super::config::{AutoOffsetReset, IsolationLevel, ReaderConfig, StartOffset};
 use super::consumed::ConsumedRecord;
-use super::decode::decode_partition;
-use super::fetcher::{
-    EARLIEST_TIMESTAMP, FetchParams, FetchTarget, Fetcher, InFlightFetch, LATEST_TIMESTAMP,
-};
+use super::fetcher::{EARLIEST_TIMESTAMP, FetchParams, FetchTarget, Fetcher, LATEST_TIMESTAMP};
+use super::prefetch::{Answered, DecodeSettings, PendingFetch};
 use crate::admin::AdminClient;
 use crate::error::{Error, ErrorKind};
 use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
@@ -137,6 +134,9 @@ pub struct PartitionReader {
     /// An error met after records were read in the same round, reported by
     /// the next `poll`.
     deferred_error: Option<Error>,
+    /// Fetches written ahead (at most one per broker), waiting for the
+    /// next round.
+    prefetched: Vec<PendingFetch>,
 }
 
 impl std::fmt::Debug for PartitionReader {
@@ -163,6 +163,7 @@ impl PartitionReader {
             paused: std::collections::BTreeSet::new(),
             metadata_stale: true,
             deferred_error: None,
+            prefetched: Vec::new(),
         })
     }
 
@@ -418,7 +419,10 @@ impl PartitionReader {
         }
     }
 
-    /// One round: metadata and positions as needed, one Fetch per broker.
+    /// One round: metadata and positions as needed, then one Fetch per
+    /// broker (the one written ahead at the end of the last round, if it
+    /// asked for the positions as they are now), answered and decoded on
+    /// their own tasks; positions move only once every answer is in.
     async fn round(&mut self, wait: Duration) -> Result<Vec<ConsumedRecord>, Error> {
         // A partition whose metadata or start offset is missing is left
         // out of this round; the others are fetched all the same.
@@ -436,24 +440,9 @@ impl PartitionReader {
             Ok(()) => {}
         }
 
-        let mut by_node: BTreeMap<i32, Vec<FetchTarget>> = BTreeMap::new();
-        for ((topic, partition), state) in &self.assignment {
-            if !self.paused.is_empty() && self.paused.contains(&(topic.clone(), *partition)) {
-                continue;
-            }
-            let (Position::At(offset), Some(node)) =
-                (&state.position, state.fetch_node(&self.brokers))
-            else {
-                continue;
-            };
-            by_node.entry(node).or_default().push(FetchTarget {
-                topic: topic.clone(),
-                partition: *partition,
-                offset: *offset,
-                leader_epoch: state.leader_epoch,
-            });
-        }
+        let by_node = self.fetch_targets();
         if by_node.is_empty() {
+            self.prefetched.clear();
             return match last_error {
                 Some(e) => Err(e),
                 None => {
@@ -462,41 +451,47 @@ impl PartitionReader {
                 }
             };
         }
-        let params = FetchParams {
-            max_wait_ms: i32::try_from(self.config.max_wait.min(wait).as_millis())
-                .unwrap_or(i32::MAX),
-            min_bytes: i32::try_from(self.config.min_bytes).unwrap_or(i32::MAX),
-            max_bytes: i32::try_from(self.config.max_fetch_bytes).unwrap_or(i32::MAX),
-            partition_max_bytes: i32::try_from(self.config.max_partition_bytes).unwrap_or(i32::MAX),
-            isolation: self.config.isolation_level,
-            rack: self.config.client_rack.clone().map(StrBytes::from_string),
-        };
-        // Queue every Fetch before awaiting any, so brokers work in parallel.
-        let mut in_flight: Vec<InFlightFetch> = Vec::new();
-        for (node, targets) in &by_node {
-            match self.fetcher(*node).await {
-                Ok(fetcher) => match fetcher.start_fetch(targets, &params) {
-                    Ok(fetch) => in_flight.push(fetch),
-                    Err(e) => last_error = Some(self.broker_failed(*node, e)),
-                },
-                Err(e) => last_error = Some(self.broker_failed(*node, e)),
+        // Fetches written ahead that asked for what is wanted now are kept;
+        // the others (a seek, a pause, a new assignment since) are dropped.
+        let mut pending: Vec<PendingFetch> = Vec::new();
+        for fetch in std::mem::take(&mut self.prefetched) {
+            let node = fetch.node();
+            let wanted = by_node.get(&node).is_some_and(|targets| {
+                fetch.covers(
+                    targets
+                        .iter()
+                        .map(|t| ((t.topic.clone(), t.partition), t.offset)),
+                )
+            });
+            if wanted && !pending.iter().any(|p| p.node() == node) {
+                pending.push(fetch);
             }
         }
-        let options = ReadOptions {
-            max_decompressed_bytes: self.config.max_decompressed_batch_bytes,
-            verify_crc: true,
-        };
-        let mut records = Vec::new();
-        let mut budget = self.config.max_fetch_bytes;
-        let mut fatal = None;
-        // Every answer is in before any position moves, so a poll dropped
-        // while waiting loses nothing.
-        let mut answers = Vec::with_capacity(in_flight.len());
-        for fetch in in_flight {
-            let node = fetch.broker();
-            answers.push((node, fetch.wait().await));
+        let max_wait = self.config.max_wait.min(wait);
+        for (node, targets) in &by_node {
+            if pending.iter().any(|p| p.node() == *node) {
+                continue;
+            }
+            match self.start_fetch(*node, targets, max_wait).await {
+                Ok(fetch) => pending.push(fetch),
+                Err(e) => last_error = Some(e),
+            }
         }
-        for (node, answer) in answers {
+        // Every answer is in before any position moves, so a poll dropped
+        // while waiting loses nothing; one not in by the deadline stays
+        // pending for the next round.
+        let deadline = tokio::time::Instant::from_std(crate::net::clock::now()) + wait;
+        let mut answers = Vec::with_capacity(pending.len());
+        for mut fetch in pending {
+            match fetch.answer_by(deadline).await {
+                Some(answer) => answers.push((fetch, answer)),
+                None => self.prefetched.push(fetch),
+            }
+        }
+        let mut records = Vec::new();
+        let mut fatal = None;
+        for (fetch, answer) in answers {
+            let node = fetch.node();
             let partitions = match answer {
                 Ok(partitions) => partitions,
                 Err(e) => {
@@ -508,15 +503,19 @@ impl PartitionReader {
                     continue;
                 }
             };
-            for fetched in partitions {
+            for Answered { fetched, decoded } in partitions {
                 let key = (fetched.topic.clone(), fetched.partition);
-                let isolation = self.config.isolation_level;
                 let reset = self.config.auto_offset_reset;
+                if self.paused.contains(&key) {
+                    continue;
+                }
                 let Some(state) = self.assignment.get_mut(&key) else {
                     continue;
                 };
-                let Position::At(position) = state.position else {
-                    continue;
+                // Asked for where the partition still is, or stale.
+                let position = match (state.position.clone(), fetch.offset_asked(&key)) {
+                    (Position::At(position), Some(asked)) if position == asked => position,
+                    _ => continue,
                 };
                 match fetched.error {
                     None => {}
@@ -596,22 +595,9 @@ impl PartitionReader {
                         self.metadata_stale = true;
                     }
                 }
-                let mut filter = match isolation {
-                    IsolationLevel::ReadCommitted => {
-                        AbortedFilter::read_committed(fetched.aborted.iter().copied())
-                    }
-                    IsolationLevel::ReadUncommitted => AbortedFilter::read_uncommitted(),
+                let Some(decoded) = decoded else {
+                    continue;
                 };
-                let decoded = decode_partition(
-                    &key.0,
-                    key.1,
-                    position,
-                    &fetched.records,
-                    &mut filter,
-                    options,
-                    budget,
-                );
-                budget = budget.saturating_sub(decoded.bytes);
                 state.position = Position::At(decoded.next_position);
                 if let Some(e) = decoded.error {
                     if decoded.records.is_empty() {
@@ -634,7 +620,90 @@ impl PartitionReader {
         {
             return Err(e);
         }
+        // While these records are processed, the brokers already work on
+        // the next ones.
+        if !records.is_empty() {
+            self.fetch_ahead().await;
+        }
         Ok(records)
+    }
+
+    /// The partitions to fetch now, by the broker to fetch them from:
+    /// assigned, not paused, with a position and a known broker.
+    fn fetch_targets(&self) -> BTreeMap<i32, Vec<FetchTarget>> {
+        let mut by_node: BTreeMap<i32, Vec<FetchTarget>> = BTreeMap::new();
+        for ((topic, partition), state) in &self.assignment {
+            if !self.paused.is_empty() && self.paused.contains(&(topic.clone(), *partition)) {
+                continue;
+            }
+            let (Position::At(offset), Some(node)) =
+                (&state.position, state.fetch_node(&self.brokers))
+            else {
+                continue;
+            };
+            by_node.entry(node).or_default().push(FetchTarget {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: *offset,
+                leader_epoch: state.leader_epoch,
+            });
+        }
+        by_node
+    }
+
+    /// Writes the next Fetch to every broker that has none pending, for the
+    /// positions as they are now.
+    async fn fetch_ahead(&mut self) {
+        for (node, targets) in self.fetch_targets() {
+            if self.prefetched.iter().any(|p| p.node() == node) {
+                continue;
+            }
+            match self.start_fetch(node, &targets, self.config.max_wait).await {
+                Ok(fetch) => self.prefetched.push(fetch),
+                // The next round asks again and reports the failure.
+                Err(e) => tracing::debug!(broker = node, error = %e, "fetching ahead failed"),
+            }
+        }
+    }
+
+    /// Writes a Fetch for `targets` to broker `node`; its answer is awaited
+    /// and decoded on a task of its own.
+    async fn start_fetch(
+        &mut self,
+        node: i32,
+        targets: &[FetchTarget],
+        max_wait: Duration,
+    ) -> Result<PendingFetch, Error> {
+        let params = FetchParams {
+            max_wait_ms: i32::try_from(max_wait.as_millis()).unwrap_or(i32::MAX),
+            min_bytes: i32::try_from(self.config.min_bytes).unwrap_or(i32::MAX),
+            max_bytes: i32::try_from(self.config.max_fetch_bytes).unwrap_or(i32::MAX),
+            partition_max_bytes: i32::try_from(self.config.max_partition_bytes).unwrap_or(i32::MAX),
+            isolation: self.config.isolation_level,
+            rack: self.config.client_rack.clone().map(StrBytes::from_string),
+        };
+        let settings = DecodeSettings {
+            isolation: self.config.isolation_level,
+            options: ReadOptions {
+                max_decompressed_bytes: self.config.max_decompressed_batch_bytes,
+                verify_crc: true,
+            },
+            budget: self.config.max_fetch_bytes,
+        };
+        let started = match self.fetcher(node).await {
+            Ok(fetcher) => fetcher.start_fetch(targets, &params),
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok(fetch) => {
+                let asked = targets
+                    .iter()
+                    .map(|t| ((t.topic.clone(), t.partition), t.offset))
+                    .collect();
+                Ok(PendingFetch::spawn(fetch, asked, settings))
+            }
+            Err(e) => Err(self.broker_failed(node, e)),
+        }
     }
 
     /// Drops a broker's connection after a failure and marks metadata stale.

@@ -1,0 +1,152 @@
+//! A Fetch answered and decoded on a task of its own.
+//!
+//! The reader writes a broker's Fetch as soon as it has handed out the
+//! records of the last one, so the broker works while the application
+//! processes them; the answer is decompressed and decoded on the runtime's
+//! worker threads, not on the task that polls. Nothing here moves a
+//! position: each decoded partition carries the offset it was fetched at,
+//! and the reader uses it only if its position is still there (a seek, a
+//! pause or a rebalance meanwhile makes it stale, and it is dropped).
+//!
+//! Memory is bounded by one Fetch response per broker (`fetch_max_bytes`),
+//! as the decoded records of one partition are bounded by that budget.
+
+use std::collections::BTreeMap;
+
+use tokio::task::JoinHandle;
+
+use super::aborted::AbortedFilter;
+use super::config::IsolationLevel;
+use super::decode::{Decoded, decode_partition};
+use super::fetcher::{FetchedPartition, InFlightFetch};
+use crate::error::Error;
+use crate::records::ReadOptions;
+
+/// A partition by topic and number.
+pub(crate) type TopicPartition = (String, i32);
+
+/// One partition of an answered Fetch.
+pub(crate) struct Answered {
+    /// What the broker said, its record bytes already decoded (and
+    /// released).
+    pub(crate) fetched: FetchedPartition,
+    /// The records, decoded from the offset asked, when the broker sent
+    /// no error for the partition.
+    pub(crate) decoded: Option<Decoded>,
+}
+
+/// How the records of an answer are decoded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DecodeSettings {
+    pub(crate) isolation: IsolationLevel,
+    pub(crate) options: ReadOptions,
+    /// Decoded record bytes at most, over the whole answer.
+    pub(crate) budget: usize,
+}
+
+/// A Fetch written to one broker, answered and decoded on its own task.
+pub(crate) struct PendingFetch {
+    node: i32,
+    asked: BTreeMap<TopicPartition, i64>,
+    task: JoinHandle<Result<Vec<Answered>, Error>>,
+}
+
+impl PendingFetch {
+    /// Waits for `fetch` (which asked for the partitions and offsets in
+    /// `asked`) and decodes its answer, on a task of its own.
+    pub(crate) fn spawn(
+        fetch: InFlightFetch,
+        asked: BTreeMap<TopicPartition, i64>,
+        settings: DecodeSettings,
+    ) -> PendingFetch {
+        let node = fetch.broker();
+        let offsets = asked.clone();
+        let task = tokio::spawn(async move {
+            let partitions = fetch.wait().await?;
+            Ok(decode_all(partitions, &offsets, settings))
+        });
+        PendingFetch { node, asked, task }
+    }
+
+    /// The broker asked.
+    pub(crate) fn node(&self) -> i32 {
+        self.node
+    }
+
+    /// Whether this Fetch asked for exactly these offsets of each of
+    /// `targets` (it may have asked for more partitions).
+    pub(crate) fn covers(&self, targets: impl IntoIterator<Item = (TopicPartition, i64)>) -> bool {
+        targets
+            .into_iter()
+            .all(|(key, offset)| self.asked.get(&key) == Some(&offset))
+    }
+
+    /// The offset this Fetch asked for a partition.
+    pub(crate) fn offset_asked(&self, key: &TopicPartition) -> Option<i64> {
+        self.asked.get(key).copied()
+    }
+
+    /// The answer, waiting until `deadline` at most; `None` if it is not in
+    /// by then (the fetch stays pending and can be waited for again).
+    pub(crate) async fn answer_by(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Option<Result<Vec<Answered>, Error>> {
+        match tokio::time::timeout_at(deadline, &mut self.task).await {
+            Err(_elapsed) => None,
+            Ok(Ok(answer)) => Some(answer),
+            Ok(Err(join)) => Some(Err(Error::new(
+                crate::error::ErrorKind::Io,
+                format!("the fetch from broker {} was lost: {join}", self.node),
+            ))),
+        }
+    }
+}
+
+impl Drop for PendingFetch {
+    fn drop(&mut self) {
+        // Not waited for: nothing of it is used.
+        self.task.abort();
+    }
+}
+
+/// Decodes every error-free partition of an answer from the offset asked.
+fn decode_all(
+    partitions: Vec<FetchedPartition>,
+    asked: &BTreeMap<TopicPartition, i64>,
+    settings: DecodeSettings,
+) -> Vec<Answered> {
+    let mut budget = settings.budget;
+    partitions
+        .into_iter()
+        .map(|mut fetched| {
+            let position = asked
+                .get(&(fetched.topic.clone(), fetched.partition))
+                .copied();
+            let decoded = match (fetched.error, position) {
+                (None, Some(position)) => {
+                    let mut filter = match settings.isolation {
+                        IsolationLevel::ReadCommitted => {
+                            AbortedFilter::read_committed(fetched.aborted.iter().copied())
+                        }
+                        IsolationLevel::ReadUncommitted => AbortedFilter::read_uncommitted(),
+                    };
+                    let decoded = decode_partition(
+                        &fetched.topic,
+                        fetched.partition,
+                        position,
+                        &fetched.records,
+                        &mut filter,
+                        settings.options,
+                        budget,
+                    );
+                    budget = budget.saturating_sub(decoded.bytes);
+                    Some(decoded)
+                }
+                _ => None,
+            };
+            fetched.records = bytes::Bytes::new();
+            Answered { fetched, decoded }
+        })
+        .collect()
+}

@@ -5,7 +5,6 @@
 //! without retrying it; the partition goes on with the next record.
 
 use std::future::Future;
-use std::marker::PhantomData;
 
 use super::{ProcessError, Processor};
 use crate::consumer::ConsumedRecord;
@@ -31,18 +30,26 @@ pub struct TypedRecord<'a, K, V> {
 ///
 /// struct Greeter;
 ///
-/// impl TypedProcessor<String, String> for Greeter {
+/// impl TypedProcessor for Greeter {
+///     type Key = String;
+///     type Value = String;
+///
 ///     async fn process(&self, record: &TypedRecord<'_, String, String>) -> Result<(), ProcessError> {
 ///         println!("hello {:?} from {:?}", record.value, record.key);
 ///         Ok(())
 ///     }
 /// }
 /// ```
-pub trait TypedProcessor<K, V>: Send + Sync + 'static {
+pub trait TypedProcessor: Send + Sync + 'static {
+    /// The type keys decode to.
+    type Key: Send + Sync + 'static;
+    /// The type values decode to.
+    type Value: Send + Sync + 'static;
+
     /// Processes one decoded record; see [`Processor::process`].
     fn process(
         &self,
-        record: &TypedRecord<'_, K, V>,
+        record: &TypedRecord<'_, Self::Key, Self::Value>,
     ) -> impl Future<Output = Result<(), ProcessError>> + Send;
 
     /// See [`Processor::on_started`].
@@ -77,7 +84,9 @@ pub trait TypedProcessor<K, V>: Send + Sync + 'static {
 /// use smartkafka::serialization::Utf8;
 ///
 /// struct Lengths;
-/// impl TypedProcessor<String, String> for Lengths {
+/// impl TypedProcessor for Lengths {
+///     type Key = String;
+///     type Value = String;
 ///     async fn process(&self, r: &TypedRecord<'_, String, String>) -> Result<(), ProcessError> {
 ///         println!("{}", r.value.as_deref().map_or(0, str::len));
 ///         Ok(())
@@ -86,21 +95,19 @@ pub trait TypedProcessor<K, V>: Send + Sync + 'static {
 /// let processor = Typed::new(Utf8, Utf8, Lengths);
 /// # let _ = processor;
 /// ```
-pub struct Typed<K, V, KD, VD, P> {
+pub struct Typed<KD, VD, P> {
     keys: KD,
     values: VD,
     inner: P,
-    types: PhantomData<fn() -> (K, V)>,
 }
 
-impl<K, V, KD, VD, P> Typed<K, V, KD, VD, P> {
+impl<KD, VD, P> Typed<KD, VD, P> {
     /// `inner`, fed keys decoded by `keys` and values decoded by `values`.
     pub fn new(keys: KD, values: VD, inner: P) -> Self {
         Typed {
             keys,
             values,
             inner,
-            types: PhantomData,
         }
     }
 
@@ -110,13 +117,11 @@ impl<K, V, KD, VD, P> Typed<K, V, KD, VD, P> {
     }
 }
 
-impl<K, V, KD, VD, P> Processor for Typed<K, V, KD, VD, P>
+impl<KD, VD, P> Processor for Typed<KD, VD, P>
 where
-    K: Send + Sync + 'static,
-    V: Send + Sync + 'static,
-    KD: Deserializer<K> + 'static,
-    VD: Deserializer<V> + 'static,
-    P: TypedProcessor<K, V>,
+    P: TypedProcessor,
+    KD: Deserializer<P::Key> + 'static,
+    VD: Deserializer<P::Value> + 'static,
 {
     async fn process(&self, record: &ConsumedRecord) -> Result<(), ProcessError> {
         let key = match record.key.as_deref() {

@@ -40,6 +40,21 @@
 //!   consumer itself, or a retry or dead-letter topic that cannot be
 //!   written, ends [`run_until`](ProcessorRunner::run_until).
 //!
+//! - **Rebalances.** When partitions are revoked, their records still
+//!   running are abandoned (cancelled at their next `.await`; a record
+//!   already handed to the producer may still reach its retry or
+//!   dead-letter topic), their queued records are dropped, and what is
+//!   finished is committed before the partitions leave. Nothing of theirs
+//!   is committed afterwards, even if a cancelled record completes.
+//!   Partitions lost without a rebalance are not committed at all.
+//! - **Shutdown.** When the signal passed to
+//!   [`run_until`](ProcessorRunner::run_until) completes, the runner stops
+//!   polling and starting records, lets the records already running
+//!   finish (within
+//!   [`shutdown_timeout`](ProcessorRunnerBuilder::shutdown_timeout), then
+//!   abandons them), commits what is finished and closes the consumer,
+//!   which leaves the group so its partitions move at once.
+//!
 //! **Retry topics reorder a key's records.** A record that moves to a
 //! retry topic is processed later than the records of its key that came
 //! after it in the source topic. Use them only when that is acceptable;

@@ -404,6 +404,30 @@ impl Shared {
         commits
     }
 
+    /// The task of the record at `offset` (of assignment `epoch`) ended;
+    /// `finished` when the record is done with. Ignored when the partition
+    /// was released since (another assignment's records are not touched).
+    fn finish(
+        &mut self,
+        tp: &TopicPartition,
+        epoch: u64,
+        offset: i64,
+        lane: &Lane,
+        finished: bool,
+    ) {
+        let Some(state) = self.partitions.get_mut(tp) else {
+            return;
+        };
+        if state.epoch != epoch || state.tasks.remove(&offset).is_none() {
+            return;
+        }
+        self.in_flight -= 1;
+        if finished {
+            state.tracker.finish(offset);
+            state.queue.done(lane);
+        }
+    }
+
     fn abort_all(&mut self) {
         for state in self.partitions.values_mut() {
             for task in state.tasks.values() {
@@ -760,24 +784,7 @@ async fn run_record<P: Processor>(
 ) {
     let offset = record.offset;
     let outcome = handle(&ctx, record).await;
-    {
-        let mut shared = lock(&ctx.shared);
-        let Shared {
-            partitions,
-            in_flight,
-            ..
-        } = &mut *shared;
-        if let Some(state) = partitions.get_mut(&tp)
-            && state.epoch == epoch
-            && state.tasks.remove(&offset).is_some()
-        {
-            *in_flight -= 1;
-            if outcome.is_ok() {
-                state.tracker.finish(offset);
-                state.queue.done(&lane);
-            }
-        }
-    }
+    lock(&ctx.shared).finish(&tp, epoch, offset, &lane, outcome.is_ok());
     if let Err(error) = outcome {
         let _ = ctx.fatal.send(error);
     }
@@ -921,5 +928,78 @@ mod tests {
         assert_eq!(s.backoff(2), Duration::from_millis(200));
         assert_eq!(s.backoff(3), Duration::from_millis(350));
         assert_eq!(s.backoff(40), Duration::from_millis(350));
+    }
+
+    fn record(offset: i64) -> ConsumedRecord {
+        ConsumedRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            timestamp: 0,
+            timestamp_type: crate::records::TimestampType::CreateTime,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            leader_epoch: None,
+        }
+    }
+
+    /// Takes the next ready record of `tp` as `dispatch` does, with a
+    /// stand-in task.
+    fn start(shared: &mut Shared, tp: &TopicPartition) -> (u64, Lane, i64, JoinHandle<()>) {
+        let state = shared.partitions.get_mut(tp).unwrap();
+        let (lane, offset, _) = state.queue.pop_ready().unwrap();
+        let task = tokio::spawn(std::future::pending::<()>());
+        state.tasks.insert(offset, task.abort_handle());
+        shared.in_flight += 1;
+        (state.epoch, lane, offset, task)
+    }
+
+    #[tokio::test]
+    async fn a_released_partition_commits_only_what_finished_and_ignores_late_completions() {
+        let tp: TopicPartition = ("t".into(), 0);
+        let mut shared = Shared::default();
+        let state = shared.assign(tp.clone());
+        for offset in 10..13 {
+            state.tracker.track(offset);
+            state.queue.push(
+                Some(bytes::Bytes::from(format!("k{offset}"))),
+                offset,
+                record(offset),
+            );
+        }
+        let (epoch, lane10, _, _t10) = start(&mut shared, &tp);
+        let (_, lane11, _, t11) = start(&mut shared, &tp);
+        shared.finish(&tp, epoch, 11, &lane11, true);
+        assert_eq!(shared.in_flight, 1);
+
+        // Revoked: 10 is still running, so 10 is the position to commit.
+        let commits = shared.release(std::slice::from_ref(&tp));
+        assert_eq!(commits, vec![OffsetToCommit::new("t", 0, 10)]);
+        assert_eq!(shared.in_flight, 0);
+        tokio::task::yield_now().await;
+        assert!(!t11.is_finished(), "a task already finished is not aborted");
+        t11.abort();
+
+        // Assigned again: the late completion of 10 belongs to the old
+        // assignment and changes nothing.
+        let state = shared.assign(tp.clone());
+        state.tracker.track(10);
+        shared.finish(&tp, epoch, 10, &lane10, true);
+        let state = shared.partitions.get(&tp).unwrap();
+        assert_eq!(state.tracker.committable(), Some(10));
+        assert_eq!(shared.in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn released_tasks_are_aborted() {
+        let tp: TopicPartition = ("t".into(), 0);
+        let mut shared = Shared::default();
+        let state = shared.assign(tp.clone());
+        state.tracker.track(0);
+        state.queue.push(None, 0, record(0));
+        let (_, _, _, task) = start(&mut shared, &tp);
+        let _ = shared.release(std::slice::from_ref(&tp));
+        assert!(task.await.unwrap_err().is_cancelled());
     }
 }

@@ -120,12 +120,21 @@ async fn cluster(topics: &[(&str, i32)]) -> FakeCluster {
 }
 
 async fn consumer(cluster: &FakeCluster, group: &str, session: Duration) -> Consumer {
+    consumer_with(cluster, group, session, Assignor::Range).await
+}
+
+async fn consumer_with(
+    cluster: &FakeCluster,
+    group: &str,
+    session: Duration,
+    assignor: Assignor,
+) -> Consumer {
     Consumer::builder()
         .bootstrap_servers(&cluster.bootstrap_servers())
         .group_id(group)
         .enable_auto_commit(false)
         .auto_offset_reset(AutoOffsetReset::Earliest)
-        .assignors(vec![Assignor::Range])
+        .assignors(vec![assignor])
         .heartbeat_interval(Duration::from_millis(100))
         .session_timeout(session)
         .max_poll_interval(session * 2)
@@ -667,4 +676,88 @@ async fn graceful_shutdown_commits_leaves_the_group_and_nothing_is_processed_twi
         "nothing processed twice: {:?}",
         again.calls()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_moving_to_a_new_member_are_handed_over_without_losing_records() {
+    const KEYS: usize = 20;
+    const RECORDS: usize = 400;
+    let cluster = cluster(&[("moving", 4), ("moving.dlt", 1)]).await;
+    let producer = producer(&cluster).await;
+    let mut sends = Vec::new();
+    for i in 0..RECORDS {
+        let key = format!("k{}", i % KEYS);
+        let record = Record::new("moving")
+            .key(key.clone())
+            .value(format!("{key}-{}", i / KEYS));
+        sends.push(producer.send(record).await.unwrap());
+    }
+    for send in sends {
+        send.await.unwrap();
+    }
+    let session = Duration::from_secs(3);
+    let member = |recorder: Recorder, stop: Arc<tokio::sync::Notify>| {
+        let cluster_consumer =
+            consumer_with(&cluster, "moving", session, Assignor::CooperativeSticky);
+        let producer = producer.clone();
+        async move {
+            let runner = ProcessorRunner::builder(cluster_consumer.await, producer, recorder)
+                .topics(&["moving"])
+                .max_concurrency(4)
+                .commit_interval(Duration::from_millis(50))
+                .build()
+                .unwrap();
+            tokio::spawn(async move { runner.run_until(stop.notified()).await })
+        }
+    };
+    let mut first = Recorder::new(|_, _| Ok(()));
+    first.max_sleep_ms = 8;
+    let mut second = first.clone();
+    second.calls = Arc::default();
+    second.assigned = Arc::default();
+    let (stop_first, stop_second) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let a = member(first.clone(), Arc::clone(&stop_first)).await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while first.calls().len() < 100 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the first member processes records");
+    let b = member(second.clone(), Arc::clone(&stop_second)).await;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let seen: BTreeSet<String> = first
+                .calls()
+                .into_iter()
+                .chain(second.calls())
+                .map(|c| c.value)
+                .collect();
+            if seen.len() == RECORDS {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every record processed by one member or the other");
+    stop_first.notify_one();
+    stop_second.notify_one();
+    a.await.unwrap().expect("the first member stops cleanly");
+    b.await.unwrap().expect("the second member stops cleanly");
+
+    let (one, two) = (first.calls(), second.calls());
+    assert!(!two.is_empty(), "partitions moved to the second member");
+    assert_key_order(&one, "first member");
+    assert_key_order(&two, "second member");
+    for p in 0..4 {
+        assert_eq!(
+            cluster.committed_offset("moving", "moving", p),
+            Some(cluster.high_watermark("moving", p)),
+            "partition {p} committed to its end"
+        );
+    }
 }

@@ -30,7 +30,7 @@ const PAYMENTS: u64 = 1_000;
 /// Books payments; counts attempts per payment to fail some transiently.
 #[derive(Default)]
 struct Payments {
-    attempts: Mutex<HashMap<i64, u32>>,
+    attempts: Mutex<HashMap<(i32, i64), u32>>,
 }
 
 impl Processor for Payments {
@@ -43,7 +43,7 @@ impl Processor for Payments {
         let attempt = {
             let mut attempts = self.attempts.lock().unwrap();
             let n = attempts
-                .entry(record.offset * 10 + i64::from(record.partition))
+                .entry((record.partition, record.offset))
                 .or_default();
             *n += 1;
             *n

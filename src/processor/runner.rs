@@ -693,6 +693,7 @@ fn accept<P: Processor>(records: Vec<ConsumedRecord>, consumer: &Consumer, ctx: 
             .iter()
             .map(|r| (r.topic.clone(), r.partition))
             .collect();
+        touched.sort();
         touched.dedup();
         touched
     };

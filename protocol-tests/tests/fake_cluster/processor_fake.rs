@@ -678,6 +678,29 @@ async fn graceful_shutdown_commits_leaves_the_group_and_nothing_is_processed_twi
     );
 }
 
+/// Runs a member of group `moving` (cooperative-sticky) until `stop`.
+async fn spawn_member(
+    cluster: &FakeCluster,
+    producer: &Producer,
+    recorder: Recorder,
+    stop: Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<Result<RunSummary, smartkafka::Error>> {
+    let consumer = consumer_with(
+        cluster,
+        "moving",
+        Duration::from_secs(3),
+        Assignor::CooperativeSticky,
+    )
+    .await;
+    let runner = ProcessorRunner::builder(consumer, producer.clone(), recorder)
+        .topics(&["moving"])
+        .max_concurrency(4)
+        .commit_interval(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    tokio::spawn(async move { runner.run_until(stop.notified()).await })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_moving_to_a_new_member_are_handed_over_without_losing_records() {
     const KEYS: usize = 20;
@@ -695,21 +718,6 @@ async fn partitions_moving_to_a_new_member_are_handed_over_without_losing_record
     for send in sends {
         send.await.unwrap();
     }
-    let session = Duration::from_secs(3);
-    let member = |recorder: Recorder, stop: Arc<tokio::sync::Notify>| {
-        let cluster_consumer =
-            consumer_with(&cluster, "moving", session, Assignor::CooperativeSticky);
-        let producer = producer.clone();
-        async move {
-            let runner = ProcessorRunner::builder(cluster_consumer.await, producer, recorder)
-                .topics(&["moving"])
-                .max_concurrency(4)
-                .commit_interval(Duration::from_millis(50))
-                .build()
-                .unwrap();
-            tokio::spawn(async move { runner.run_until(stop.notified()).await })
-        }
-    };
     let mut first = Recorder::new(|_, _| Ok(()));
     first.max_sleep_ms = 8;
     let mut second = first.clone();
@@ -719,7 +727,7 @@ async fn partitions_moving_to_a_new_member_are_handed_over_without_losing_record
         Arc::new(tokio::sync::Notify::new()),
         Arc::new(tokio::sync::Notify::new()),
     );
-    let a = member(first.clone(), Arc::clone(&stop_first)).await;
+    let a = spawn_member(&cluster, &producer, first.clone(), Arc::clone(&stop_first)).await;
     tokio::time::timeout(Duration::from_secs(10), async {
         while first.calls().len() < 100 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -727,7 +735,13 @@ async fn partitions_moving_to_a_new_member_are_handed_over_without_losing_record
     })
     .await
     .expect("the first member processes records");
-    let b = member(second.clone(), Arc::clone(&stop_second)).await;
+    let b = spawn_member(
+        &cluster,
+        &producer,
+        second.clone(),
+        Arc::clone(&stop_second),
+    )
+    .await;
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let seen: BTreeSet<String> = first

@@ -27,6 +27,7 @@
 //! | records | [`Record`], [`RecordMetadata`] | what is sent and where it landed |
 //! | admin | [`AdminClient`] | metadata, topic creation, offset lookups |
 //! | consumer | [`consumer`] | the [`consumer::PartitionReader`] (assigned partitions from chosen offsets, read_committed filtering of aborted transactions, positions as offsets to commit); group metadata for transactional producers |
+//! | processing | [`processor`] | the [`processor::Processor`] trait and its [`processor::ProcessorRunner`]: retries with backoff, retry and dead-letter topics, commits of finished records only, key-ordered concurrency |
 //! | smart partitioning | [`health`] | consumer lag per partition, health scores, the lag-aware [`health::SmartPartitioner`] and its background [`health::HealthManager`] (with the `tokio-runtime` feature) |
 //! | engine | `engine` (private), [`partitioner`] | sans-IO accumulator, metadata cache, retries, idempotence and transaction state machines; Java-compatible murmur2 with sticky keyless placement (KIP-794), librdkafka-compatible crc32, round-robin, custom |
 //!
@@ -80,6 +81,8 @@ pub mod health;
 pub mod metadata;
 #[cfg(feature = "tokio-runtime")]
 mod net;
+#[cfg(feature = "tokio-runtime")]
+pub mod processor;
 #[cfg(feature = "tokio-runtime")]
 mod producer;
 mod properties;

@@ -15,6 +15,7 @@ mod support;
 
 mod group_consumer_fake;
 mod partition_reader;
+mod processor_fake;
 mod producer_e2e;
 mod producer_idempotence;
 mod producer_tagged;

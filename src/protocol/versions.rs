@@ -51,11 +51,14 @@ impl fmt::Display for VersionRange {
 ///   id instead of name.
 /// - InitProducerId stops at v5 (v6 adds two-phase-commit fields), EndTxn at
 ///   v4 and TxnOffsetCommit at v4 (v5 is the transactions-v2 protocol).
-/// - JoinGroup stops at v5, SyncGroup and LeaveGroup at v3, the versions
-///   librdkafka uses: the later ones only add the flexible encoding and
-///   fields the classic consumer does not need (a leave reason, KIP-848's
-///   `skip_assignment`), and librdkafka's mock broker misreads their
-///   flexible arrays.
+/// - JoinGroup stops at v5 and SyncGroup at v3, the versions librdkafka
+///   uses: the later ones only add the flexible encoding and fields the
+///   classic consumer does not need (KIP-848's `skip_assignment`), and
+///   librdkafka's mock broker misreads their flexible arrays. LeaveGroup
+///   stops at v2: only dynamic members leave (a static member keeps its
+///   place, as in the Java client), which v3's batch of members with
+///   instance ids adds nothing to, and librdkafka's mock broker advertises
+///   v3 and v4 but reads every version with the v2 layout.
 /// - RecordBatch v2 needs Produce v3 and Fetch v4 at least.
 pub const CLIENT_VERSIONS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::Produce, VersionRange::new(3, 11)),
@@ -68,7 +71,7 @@ pub const CLIENT_VERSIONS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::JoinGroup, VersionRange::new(0, 5)),
     (ApiKey::SyncGroup, VersionRange::new(0, 3)),
     (ApiKey::Heartbeat, VersionRange::new(0, 4)),
-    (ApiKey::LeaveGroup, VersionRange::new(0, 3)),
+    (ApiKey::LeaveGroup, VersionRange::new(0, 2)),
     (ApiKey::SaslHandshake, VersionRange::new(0, 1)),
     (ApiKey::ApiVersions, VersionRange::new(0, 3)),
     (ApiKey::CreateTopics, VersionRange::new(2, 7)),

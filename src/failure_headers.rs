@@ -71,8 +71,14 @@ impl FailureInfo {
             headers.push(Header::new(ORIGINAL_OFFSET, Bytes::from(o.to_string())));
         }
         headers.push(Header::new(ERROR, Bytes::from(self.error.clone())));
-        headers.push(Header::new(ERROR_KIND, Bytes::from(self.error_kind.clone())));
-        headers.push(Header::new(ATTEMPTS, Bytes::from(self.attempts.to_string())));
+        headers.push(Header::new(
+            ERROR_KIND,
+            Bytes::from(self.error_kind.clone()),
+        ));
+        headers.push(Header::new(
+            ATTEMPTS,
+            Bytes::from(self.attempts.to_string()),
+        ));
         headers
     }
 

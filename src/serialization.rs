@@ -209,8 +209,9 @@ pub struct Postcard;
 #[cfg(feature = "postcard")]
 impl<T: serde::Serialize + ?Sized> Serializer<T> for Postcard {
     fn serialize(&self, value: &T, out: &mut BytesMut) -> Result<(), Error> {
-        let bytes = postcard::to_allocvec(value)
-            .map_err(|e| Error::serialization(format!("cannot write postcard: {e}")).caused_by(e))?;
+        let bytes = postcard::to_allocvec(value).map_err(|e| {
+            Error::serialization(format!("cannot write postcard: {e}")).caused_by(e)
+        })?;
         out.put_slice(&bytes);
         Ok(())
     }

@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,9 +48,8 @@ fn process_prefix() -> u64 {
     *PREFIX.get_or_init(|| {
         // std's hasher keys are random per process: 48 random bits without
         // a random-number dependency.
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        std::process::id().hash(&mut hasher);
-        hasher.finish() & 0xffff_ffff_ffff
+        std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+            & 0xffff_ffff_ffff
     })
 }
 

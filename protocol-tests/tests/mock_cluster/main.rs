@@ -11,4 +11,5 @@ mod group_churn;
 mod group_consumer;
 mod mock_cluster;
 mod partitioner_interop;
+mod sink_mock;
 mod transactions_mock;

@@ -1,20 +1,7 @@
 //! The circuit breaker of a [`Sink`](super::Sink): a pure state machine with
 //! time passed in, so every transition can be tested without a clock.
 //!
-//! ```text
-//!            failures ≥ threshold within the window
-//!            (or failure ratio ≥ r over ≥ min_calls)
-//!   Closed ──────────────────────────────────────────► Open
-//!     ▲                                                 │ open_timeout passed
-//!     │ `probes` probes succeeded                       ▼
-//!     └──────────────────────────────────────────── HalfOpen
-//!                                 a probe failed: ──► Open (a new trip)
-//! ```
-//!
-//! While open, [`CircuitBreaker::try_acquire`] refuses at once. Half-open,
-//! it lets `probes` calls through (the probes) and refuses the rest until
-//! they report back. Outcomes of calls admitted in an earlier state (records
-//! still in flight when the breaker tripped) do not move it.
+//! See [`CircuitBreaker`] for the states and transitions.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -198,7 +185,22 @@ struct Bucket {
     failures: u32,
 }
 
-/// A circuit breaker: see the [module documentation](self).
+/// A circuit breaker.
+///
+/// ```text
+///            failures ≥ threshold within the window
+///            (or failure ratio ≥ r over ≥ min_calls)
+///   Closed ──────────────────────────────────────────► Open
+///     ▲                                                 │ open_timeout passed
+///     │ `probes` probes succeeded                       ▼
+///     └──────────────────────────────────────────── HalfOpen
+///                                 a probe failed: ──► Open (a new trip)
+/// ```
+///
+/// While open, [`CircuitBreaker::try_acquire`] refuses at once. Half-open,
+/// it lets `probes` calls through (the probes) and refuses the rest until
+/// they report back. Outcomes of calls admitted in an earlier state (records
+/// still in flight when the breaker tripped) do not move it.
 ///
 /// ```
 /// use std::time::{Duration, Instant};

@@ -2,8 +2,8 @@
 //! topic through a [`Producer`], and adds what applications otherwise
 //! write around one:
 //!
-//! - serialization with any [`Serializer`](crate::serialization::Serializer)
-//!   (UTF-8, JSON, postcard, your own) into reused buffers; a value that
+//! - serialization with any [`Serializer`] (UTF-8, JSON, postcard, your
+//!   own) into reused buffers; a value that
 //!   does not serialize fails that call with
 //!   [`ErrorKind::Serialization`], and nothing is sent;
 //! - a [`MessageId`] per record and a bounded [`DeliveryTracker`] to ask
@@ -220,7 +220,7 @@ impl Future for SinkDelivery {
     }
 }
 
-/// A typed sink to one topic: see the [module documentation](self).
+/// A typed sink to one topic: see the [module documentation](crate::sink).
 ///
 /// Cloning a sink is cheap; clones share everything (tracker, breaker,
 /// metrics). `K` and `V` may be unsized (`str`, `[u8]`).
@@ -891,7 +891,7 @@ impl<K: ?Sized, V: ?Sized> SinkBuilder<K, V> {
 
     /// Turns on sink-level retries (default off). A retried record may be
     /// written after records of the same key sent later: see
-    /// [the ordering note](RetryPolicy).
+    /// [the ordering note](RetryPolicy#ordering).
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
         self

@@ -3,18 +3,7 @@
 //! the dead-letter record that carries it, with its failure headers, to the
 //! dead-letter topic once it failed for good.
 //!
-//! # Ordering
-//!
-//! The producer's own retries (idempotent by default) keep the records of a
-//! partition in order. A sink-level retry is a new send: records of the same
-//! key sent after the failed one may be written before it. Leave retries
-//! off (the default) when the order per key matters, and rely on the
-//! producer's `delivery_timeout` instead.
-//!
-//! Only retriable errors whose record is certainly not in the log are tried
-//! again; a record whose outcome is unknown
-//! ([`Error::possibly_persisted`]) is not re-sent, so that retrying does not
-//! write it twice.
+//! See [`RetryPolicy`] for what retrying does to ordering.
 
 use std::time::Duration;
 
@@ -23,6 +12,19 @@ use crate::failure_headers::FailureInfo;
 use crate::record::{Record, Topic};
 
 /// How often and how soon a sink sends a failed record again.
+///
+/// # Ordering
+///
+/// The producer's own retries (idempotent by default) keep the records of a
+/// partition in order. A sink-level retry is a new send: records of the same
+/// key sent after the failed one may be written before it. Leave retries
+/// off (the default) when the order per key matters, and rely on the
+/// producer's `delivery_timeout` instead.
+///
+/// Only retriable errors whose record is certainly not in the log are tried
+/// again; a record whose outcome is unknown
+/// ([`Error::possibly_persisted`]) is not re-sent, so that retrying does not
+/// write it twice.
 ///
 /// ```
 /// use std::time::Duration;

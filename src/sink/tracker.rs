@@ -1,13 +1,7 @@
 //! Delivery tracking: a [`MessageId`] per record and the bounded
 //! [`DeliveryTracker`] that knows each record's [`DeliveryStatus`].
 //!
-//! The tracker keeps at most `capacity` entries. Finished entries (delivered
-//! or failed) stay until they are older than `expiry`, or until room is
-//! needed for a new record, when the oldest finished one is evicted (and
-//! counted in [`DeliveryTracker::evicted`]). A pending entry is never
-//! evicted: when every entry is pending, [`DeliveryTracker::insert`]
-//! refuses the new record with [`ErrorKind::BufferExhausted`] and the sink
-//! sends nothing (the caller may retry once deliveries come back).
+//! See [`DeliveryTracker`] for its bounds.
 //!
 //! Time is passed in, so the type can be tested without a clock; a
 //! [`Sink`](super::Sink) holds one behind a mutex.
@@ -130,8 +124,16 @@ struct Entry {
     serial: u64,
 }
 
-/// The status of recent records by [`MessageId`]: see the
-/// [module documentation](self) for its bounds.
+/// The status of recent records by [`MessageId`].
+///
+/// The tracker keeps at most `capacity` entries. Finished entries (delivered
+/// or failed) stay until they are older than `expiry`, or until room is
+/// needed for a new record, when the oldest finished one is evicted (and
+/// counted in [`DeliveryTracker::evicted`]). A pending entry is never
+/// evicted: when every entry is pending, [`DeliveryTracker::insert`]
+/// refuses the new record with [`ErrorKind::BufferExhausted`] and the sink
+/// sends nothing (the caller may retry once deliveries come back).
+///
 ///
 /// ```
 /// use std::time::{Duration, Instant};

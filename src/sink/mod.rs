@@ -94,6 +94,10 @@ use crate::record::{Header, Record, RecordMetadata, Topic};
 use crate::serialization::Serializer;
 use crate::telemetry;
 
+/// The scratch buffer's size: serialized records are cut from it, and a
+/// new one is allocated only once this much has been used.
+const SCRATCH: usize = 8 * 1024;
+
 /// The same type as [`Sink`], by the name some readers look for.
 pub type TypedProducer<K, V> = Sink<K, V>;
 
@@ -328,6 +332,10 @@ impl<K: ?Sized, V: ?Sized> Sink<K, V> {
     /// breaker is open; [`ErrorKind::BufferExhausted`] when the tracker
     /// holds only pending records; [`ErrorKind::Closed`] after
     /// [`close`](Self::close); and any error of [`Producer::send`].
+    ///
+    /// As with [`Producer::send`], dropping this call's future while it
+    /// waits for buffer space does not take the record back: it may still
+    /// be sent, untracked.
     pub async fn send(&self, record: SinkRecord<'_, K, V>) -> Result<SinkDelivery, Error> {
         let (id, prepared, permit) = self.prepare(record)?;
         let (tx, rx) = oneshot::channel();
@@ -335,7 +343,17 @@ impl<K: ?Sized, V: ?Sized> Sink<K, V> {
         let core = &self.inner.core;
         let copy = (core.retry.is_some() || core.dead_letter.is_some()).then(|| prepared.clone());
         let started = clock::now();
-        match core.producer.send(prepared).await {
+        // Should this call be dropped while the producer waits, the guard
+        // gives back the breaker permit and the tracker entry.
+        let mut guard = Admitted {
+            core,
+            id: &id,
+            permit: Some(permit),
+        };
+        let sent = core.producer.send(prepared).await;
+        let permit = guard.permit.take().unwrap_or(Permit::Normal);
+        drop(guard);
+        match sent {
             Ok(delivery) => {
                 let job = Job {
                     id: id.clone(),
@@ -395,8 +413,8 @@ impl<K: ?Sized, V: ?Sized> Sink<K, V> {
     /// see [`Producer::send_with_timeout`] for the two kinds of timeout
     /// error and what [`Error::possibly_persisted`] says of each.
     ///
-    /// The record is tracked, counted and reported to the hooks like any
-    /// other; after a timeout its tracked status becomes
+    /// The record is tracked (give it an [`id`](SinkRecord::id) to look it
+    /// up), counted and reported to the hooks like any other; after a timeout its tracked status becomes
     /// [`DeliveryStatus::Failed`] (possibly persisted when it was accepted).
     /// The sink does not retry it or dead-letter it: the caller, who set a
     /// deadline, decides.
@@ -426,11 +444,12 @@ impl<K: ?Sized, V: ?Sized> Sink<K, V> {
             let result = settle(&core, job, result).await;
             let _ = tx.send(result);
         });
-        SinkDelivery {
-            id: MessageId::from(""),
-            rx,
-        }
-        .await
+        rx.await.unwrap_or_else(|_| {
+            Err(
+                Error::new(ErrorKind::Closed, "the sink stopped before the outcome")
+                    .with_possibly_persisted(true),
+            )
+        })
     }
 
     /// Sends everything queued now and waits until every record sent
@@ -555,9 +574,9 @@ impl<K: ?Sized, V: ?Sized> Sink<K, V> {
     ) -> Result<(Option<Bytes>, Option<Bytes>), Error> {
         let inner = &*self.inner;
         let mut buf = lock(&inner.scratch);
-        // Room for one more record reclaims the memory of earlier ones no
-        // longer referenced.
-        buf.reserve(64);
+        // Reclaims the memory of earlier records once none is referenced
+        // any longer; otherwise starts a new buffer when this one is used up.
+        buf.reserve(SCRATCH / 8);
         let key = match record.key {
             None => None,
             Some(key) => {
@@ -677,6 +696,24 @@ impl Core {
     fn finished(&self) {
         if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
+        }
+    }
+}
+
+/// A record admitted by the breaker and tracked, not yet accepted by the
+/// producer: dropped with its permit still in it (the `send` call was
+/// cancelled), it frees the probe slot and forgets the tracker entry.
+struct Admitted<'a> {
+    core: &'a Core,
+    id: &'a MessageId,
+    permit: Option<Permit>,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.core.tracker().forget(self.id);
+            self.core.breaker_outcome(permit, None, clock::now());
         }
     }
 }
@@ -900,6 +937,11 @@ impl<K: ?Sized, V: ?Sized> SinkBuilder<K, V> {
     /// Writes records that failed for good (after any retries) to `topic`,
     /// with their key, value and headers and the
     /// [failure headers](crate::failure_headers) (default off).
+    ///
+    /// A record whose outcome is unknown ([`Error::possibly_persisted`])
+    /// is dead-lettered too, so it may end up in both topics; records
+    /// refused at the call (an open breaker, a serialization error) are
+    /// not: the caller has the error.
     pub fn dead_letter_topic(mut self, topic: impl Into<Topic>) -> Self {
         self.dead_letter = Some(topic.into());
         self
@@ -958,7 +1000,7 @@ impl<K: ?Sized, V: ?Sized> SinkBuilder<K, V> {
             inner: Arc::new(Inner {
                 key_serializer: self.key_serializer,
                 value_serializer,
-                scratch: Mutex::new(BytesMut::new()),
+                scratch: Mutex::new(BytesMut::with_capacity(SCRATCH)),
                 content_type,
                 core: Arc::new(Core {
                     producer: self.producer,

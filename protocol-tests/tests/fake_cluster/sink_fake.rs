@@ -566,3 +566,75 @@ async fn send_with_timeout_says_whether_the_record_may_still_arrive() {
     assert_eq!(got, ["prompt", "slow", "slow-too"]);
     producer.close(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_cancelled_while_waiting_for_space_frees_its_probe_and_entry() {
+    let cluster = fixtures::cluster(1, "t", 1).await;
+    let bootstrap = cluster.bootstrap_servers();
+    let producer = quick_retries(&bootstrap)
+        .buffer_memory(8 * 1024)
+        .max_request_size(8 * 1024)
+        .build()
+        .await
+        .unwrap();
+    fixtures::warm_up(&producer, None).await;
+    let sink: Sink<str, str> = Sink::builder(producer.clone(), "t")
+        .value_serializer(Utf8)
+        .circuit_breaker(
+            BreakerConfig::new()
+                .failure_threshold(1)
+                .open_timeout(Duration::from_millis(200))
+                .probes(1),
+        )
+        .build()
+        .unwrap();
+    // Trip the breaker, then let it go half-open.
+    cluster.inject(
+        Fault::new(ApiKey::Produce)
+            .error(ResponseError::InvalidRecord)
+            .times(1),
+    );
+    assert!(sink.send_and_wait(SinkRecord::new("x")).await.is_err());
+    assert_eq!(sink.breaker_state(), Some(BreakerState::Open));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Fill the buffer behind a slow broker, bypassing the sink.
+    cluster.inject(
+        Fault::new(ApiKey::Produce)
+            .delay(Duration::from_millis(1500))
+            .times(1000),
+    );
+    let big = "y".repeat(3000);
+    let mut held = Vec::new();
+    // Part of a record's charge comes back once the producer's task took
+    // it: fill again until nothing more fits.
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = held.len();
+        for value in [big.as_str(), "z"] {
+            while let Ok(delivery) = producer.try_send(Record::new("t").value(value.to_string())) {
+                held.push(delivery);
+            }
+        }
+        if held.len() == before {
+            break;
+        }
+    }
+    // The probe waits for space and is given up.
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(100),
+        sink.send(SinkRecord::new("probe").id("probe")),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the send was waiting for space");
+    assert_eq!(sink.status(&MessageId::from("probe")), None);
+    assert_eq!(sink.metrics().pending, 0);
+    assert_eq!(sink.breaker_state(), Some(BreakerState::HalfOpen));
+    // Its probe slot is free again: the next send is a probe, not refused.
+    cluster.clear_faults();
+    for delivery in held {
+        delivery.await.unwrap();
+    }
+    sink.send_and_wait(SinkRecord::new("next")).await.unwrap();
+    assert_eq!(sink.breaker_state(), Some(BreakerState::Closed));
+    producer.close(Duration::from_secs(5)).await.unwrap();
+}

@@ -1025,3 +1025,117 @@ impl<K: ?Sized, V: ?Sized> SinkBuilder<K, V> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serialization::Utf8;
+
+    fn assert_send<T: Send + 'static>(_: &T) {}
+
+    /// Applications spawn sends onto multi-threaded runtimes.
+    #[test]
+    fn sinks_and_their_futures_can_move_between_threads() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let producer = Producer::builder()
+                .bootstrap_servers("127.0.0.1:9")
+                .idempotence(false)
+                .build()
+                .await
+                .unwrap();
+            let sink: Sink<str, str> = Sink::builder(producer.clone(), "t")
+                .key_serializer(Utf8)
+                .value_serializer(Utf8)
+                .build()
+                .unwrap();
+            assert_send(&sink);
+            let s = sink.clone();
+            let send = async move {
+                s.send(SinkRecord::new("v").key("k"))
+                    .await
+                    .map(|d| d.id().clone())
+            };
+            assert_send(&send);
+            let s = sink.clone();
+            let batch = async move { s.send_batch([SinkRecord::new("v")]).await.len() };
+            assert_send(&batch);
+            let s = sink.clone();
+            let timed = async move {
+                s.send_with_timeout(SinkRecord::new("v"), Duration::ZERO)
+                    .await
+                    .is_ok()
+            };
+            assert_send(&timed);
+            let s = sink.clone();
+            let close = async move { s.close(Duration::ZERO).await.is_ok() };
+            assert_send(&close);
+        });
+    }
+
+    #[test]
+    fn bad_settings_are_refused_at_build_with_their_field() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let producer = Producer::builder()
+                .bootstrap_servers("127.0.0.1:9")
+                .idempotence(false)
+                .build()
+                .await
+                .unwrap();
+            let field = |r: Result<Sink<str, str>, Error>| match r.unwrap_err().kind() {
+                ErrorKind::Config { field } => *field,
+                other => panic!("{other:?}"),
+            };
+            let builder =
+                || Sink::<str, str>::builder(producer.clone(), "t").value_serializer(Utf8);
+            assert_eq!(
+                field(Sink::<str, str>::builder(producer.clone(), "t").build()),
+                "value_serializer"
+            );
+            assert_eq!(
+                field(builder().tracker_capacity(0).build()),
+                "tracker_capacity"
+            );
+            assert_eq!(
+                field(builder().dead_letter_topic("t").build()),
+                "dead_letter_topic"
+            );
+            assert_eq!(
+                field(builder().dead_letter_topic("no spaces").build()),
+                "dead_letter_topic"
+            );
+            assert_eq!(
+                field(
+                    Sink::<str, str>::builder(producer.clone(), "")
+                        .value_serializer(Utf8)
+                        .build()
+                ),
+                "topic"
+            );
+            assert_eq!(
+                field(
+                    builder()
+                        .circuit_breaker(BreakerConfig::new().probes(0))
+                        .build()
+                ),
+                "probes"
+            );
+            assert_eq!(
+                field(
+                    builder()
+                        .retry(RetryPolicy::new(1).backoff(Duration::from_secs(10)))
+                        .build()
+                ),
+                "backoff"
+            );
+            assert!(builder().build().is_ok());
+        });
+    }
+}

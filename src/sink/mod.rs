@@ -414,10 +414,10 @@ impl<K: ?Sized, V: ?Sized> Sink<K, V> {
     /// error and what [`Error::possibly_persisted`] says of each.
     ///
     /// The record is tracked (give it an [`id`](SinkRecord::id) to look it
-    /// up), counted and reported to the hooks like any other; after a timeout its tracked status becomes
-    /// [`DeliveryStatus::Failed`] (possibly persisted when it was accepted).
-    /// The sink does not retry it or dead-letter it: the caller, who set a
-    /// deadline, decides.
+    /// up), counted and reported to the hooks like any other. After a
+    /// timeout its tracked status is [`DeliveryStatus::Failed`], possibly
+    /// persisted when it was accepted. The sink does not retry it or
+    /// dead-letter it: the caller, who set a deadline, decides.
     pub async fn send_with_timeout(
         &self,
         record: SinkRecord<'_, K, V>,

@@ -25,6 +25,7 @@
 //! | I/O | `net` (private) | the broker pool every client shares: sockets, pipelined connections, ApiVersions, reconnect backoff, timeouts, the clock |
 //! | producer | [`Producer`], [`blocking::Producer`] | send / delivery futures, flush, close, stats; transactions (`init_transactions`, `begin_transaction`, `send_offsets_to_transaction`, `commit_transaction`, `abort_transaction`, the [`Transaction`] guard); configuration in [`ProducerConfig`] |
 //! | records | [`Record`], [`RecordMetadata`] | what is sent and where it landed |
+//! | typed sink | [`sink`] | [`sink::Sink`]: typed keys and values to one topic, message ids with a bounded delivery tracker, circuit breaker, retries and a dead-letter topic, metrics |
 //! | admin | [`AdminClient`] | metadata, topic creation, offset lookups |
 //! | consumer | [`consumer`] | the [`consumer::PartitionReader`] (assigned partitions from chosen offsets, read_committed filtering of aborted transactions, positions as offsets to commit); group metadata for transactional producers |
 //! | processing | [`processor`] | the [`processor::Processor`] trait and its [`processor::ProcessorRunner`]: retries with backoff, retry and dead-letter topics, commits of finished records only, key-ordered concurrency |
@@ -91,6 +92,8 @@ mod record;
 pub mod records;
 pub mod security;
 pub mod serialization;
+#[cfg(feature = "tokio-runtime")]
+pub mod sink;
 pub mod telemetry;
 mod topic_name;
 

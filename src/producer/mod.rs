@@ -422,6 +422,106 @@ impl Producer {
         self.send(record).await?.await
     }
 
+    /// Sends a record and waits for its delivery, but no longer than
+    /// `timeout` from the call: the returned future resolves by then.
+    ///
+    /// When the time runs out the error says whether the record may still
+    /// be written ([`Error::possibly_persisted`]):
+    ///
+    /// - before the record was accepted into the buffer (waiting for
+    ///   buffer space or its topic's metadata, the waits `send` bounds with
+    ///   `max_block`): [`ErrorKind::BufferExhausted`] or
+    ///   [`ErrorKind::Timeout`], `possibly_persisted() == false`. The record
+    ///   is dropped and will never be sent.
+    /// - after it was accepted: [`ErrorKind::Timeout`],
+    ///   `possibly_persisted() == true`. The producer goes on delivering it
+    ///   (up to `delivery_timeout`); only its outcome is no longer reported
+    ///   here. Read the log, or use [`send`](Self::send) and keep the
+    ///   [`DeliveryFuture`], to learn it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), smartkafka::Error> {
+    /// use std::time::Duration;
+    /// use smartkafka::{ErrorKind, Producer, Record};
+    ///
+    /// # let cluster = protocol_tests::FakeCluster::builder().topic("events", 1).build().await;
+    /// # let bootstrap = cluster.bootstrap_servers();
+    /// let producer = Producer::builder().bootstrap_servers(&bootstrap).build().await?;
+    /// let record = Record::new("events").key("user-1").value(r#"{"clicks":3}"#);
+    /// match producer.send_with_timeout(record, Duration::from_secs(10)).await {
+    ///     Ok(metadata) => println!("stored at offset {}", metadata.offset),
+    ///     Err(e) if e.kind() == &ErrorKind::Timeout && e.possibly_persisted() => {
+    ///         eprintln!("no answer in time; the record may still arrive")
+    ///     }
+    ///     Err(e) => eprintln!("not stored: {e}"),
+    /// }
+    /// # producer.close(Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_with_timeout(
+        &self,
+        record: Record,
+        timeout: Duration,
+    ) -> Result<RecordMetadata, Error> {
+        self.check_open()?;
+        let now = clock::now();
+        let wait = timeout.min(self.shared.config.max_block);
+        let deadline = deadline_after(now, wait);
+        let size = record.estimated_size();
+        let Some(Charge { total, queued }) = self.shared.driver.rule.charge(size) else {
+            return Err(self.too_large(size));
+        };
+        let (delivered, delivery) = DeliveryReply::future();
+        // As in `enqueue`, but every wait before acceptance ends by the
+        // deadline: the engine fails a record still waiting for metadata
+        // then, and a record still waiting for space is never sent.
+        let (accepted, accepted_rx) = if self.topic_known(&record.topic) {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        let shared = Arc::clone(&self.shared);
+        let on_grant: OnGrant = Box::new(move |permit| {
+            let charge = Charge {
+                total: permit.into_held(),
+                queued,
+            };
+            let _ = shared.driver.send_record(
+                record,
+                Some(deadline),
+                accepted,
+                delivered,
+                Some(charge),
+            );
+        });
+        if !self
+            .shared
+            .driver
+            .buffer
+            .reserve(total, wait, on_grant)
+            .await
+        {
+            return Err(self.buffer_exhausted(size, &format!("within {wait:?}"), true));
+        }
+        if let Some(accepted) = accepted_rx {
+            accepted.await.map_err(|_| closed())??;
+        }
+        let until = tokio::time::Instant::from_std(deadline_after(now, timeout));
+        match tokio::time::timeout_at(until, delivery).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "no delivery report within {timeout:?}; the record was accepted \
+                     and may still be written"
+                ),
+            )
+            .with_possibly_persisted(true)),
+        }
+    }
+
     /// Sends every record in order, then waits for all of them: one result
     /// per record, in the same order.
     pub async fn send_batch(

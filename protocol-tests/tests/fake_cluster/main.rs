@@ -22,6 +22,7 @@ mod producer_tagged;
 mod raw_protocol;
 mod records_compat;
 mod sasl_protocol;
+mod sink_fake;
 mod smart_partitioner;
 mod transactions_fake;
 mod txn_protocol;

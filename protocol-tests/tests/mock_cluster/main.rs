@@ -12,4 +12,5 @@ mod group_consumer;
 mod mock_cluster;
 mod partitioner_interop;
 mod processor_mock;
+mod sink_mock;
 mod transactions_mock;

@@ -1,5 +1,4 @@
 //! Metrics through the [`metrics`](https://docs.rs/metrics) facade, so an
-#![allow(dead_code)] // the sink and the processor runner call these
 //! application picks its exporter (Prometheus, StatsD, ...). With the
 //! `metrics` feature off every function here compiles to nothing.
 //!
@@ -23,6 +22,9 @@
 //!
 //! The metric names are also public constants in [`names`], for dashboards
 //! and tests.
+
+// The sink and the processor runner, which report these, need the tokio layer.
+#![cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
 
 use std::time::Duration;
 

@@ -88,7 +88,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..ORDERS {
         let key = format!("customer-{}", i % 20);
         let total = (i * 7).to_string();
-        sink.send(SinkRecord::new(total.as_str()).key(key.as_str()))
+        // Delivery is awaited by `close` below.
+        let _delivery = sink
+            .send(SinkRecord::new(total.as_str()).key(key.as_str()))
             .await?;
     }
     sink.close(Duration::from_secs(10)).await?;

@@ -28,7 +28,7 @@ struct Orders;
 impl Processor for Orders {
     async fn process(&self, record: &ConsumedRecord) -> Result<(), ProcessError> {
         let n: u64 = std::str::from_utf8(record.value.as_deref().unwrap_or_default())?.parse()?;
-        if n % 7 == 0 {
+        if n.is_multiple_of(7) {
             return Err(ProcessError::permanent(format!("order {n} refused")));
         }
         Ok(())
@@ -100,7 +100,9 @@ async fn sink_and_processor_figures_reach_a_prometheus_scrape() {
     for n in 1..=ORDERS {
         let (key, value) = (format!("customer-{}", n % 5), n.to_string());
         bytes += key.len() + value.len();
-        sink.send(SinkRecord::new(value.as_str()).key(key.as_str()))
+        // Delivery is awaited by `close` below.
+        let _delivery = sink
+            .send(SinkRecord::new(value.as_str()).key(key.as_str()))
             .await
             .unwrap();
     }
@@ -133,7 +135,7 @@ async fn sink_and_processor_figures_reach_a_prometheus_scrape() {
         })
         .await
         .unwrap();
-    let refused = (1..=ORDERS).filter(|n| n % 7 == 0).count() as u64;
+    let refused = (1..=ORDERS).filter(|n| n.is_multiple_of(7)).count() as u64;
     assert_eq!(summary.dead_lettered, refused);
     assert_eq!(summary.processed, ORDERS - refused);
     // The log agrees: every order once, the refused ones dead-lettered.

@@ -25,10 +25,12 @@
 //! | I/O | `net` (private) | the broker pool every client shares: sockets, pipelined connections, ApiVersions, reconnect backoff, timeouts, the clock |
 //! | producer | [`Producer`], [`blocking::Producer`] | send / delivery futures, flush, close, stats; transactions (`init_transactions`, `begin_transaction`, `send_offsets_to_transaction`, `commit_transaction`, `abort_transaction`, the [`Transaction`] guard); configuration in [`ProducerConfig`] |
 //! | records | [`Record`], [`RecordMetadata`] | what is sent and where it landed |
+//! | serialization | [`serialization`] | the [`serialization::Serializer`] / [`serialization::Deserializer`] traits; raw bytes, UTF-8, JSON (`json` feature), postcard (`postcard` feature) |
 //! | typed sink | [`sink`] | [`sink::Sink`]: typed keys and values to one topic, message ids with a bounded delivery tracker, circuit breaker, retries and a dead-letter topic, metrics |
 //! | admin | [`AdminClient`] | metadata, topic creation, offset lookups |
-//! | consumer | [`consumer`] | the [`consumer::PartitionReader`] (assigned partitions from chosen offsets, read_committed filtering of aborted transactions, positions as offsets to commit); group metadata for transactional producers |
+//! | consumer | [`consumer`] | the group [`consumer::Consumer`] (membership, assignors, commits, rebalance listener, a record stream) and the [`consumer::PartitionReader`] (assigned partitions from chosen offsets, read_committed filtering of aborted transactions, positions as offsets to commit), both fetching ahead; group metadata for transactional producers |
 //! | processing | [`processor`] | the [`processor::Processor`] trait and its [`processor::ProcessorRunner`]: retries with backoff, retry and dead-letter topics, commits of finished records only, key-ordered concurrency |
+//! | failures and metrics | [`failure_headers`], [`telemetry`] | the headers of retry and dead-letter records; counters, gauges and histograms through the `metrics` facade (`metrics` feature) |
 //! | smart partitioning | [`health`] | consumer lag per partition, health scores, the lag-aware [`health::SmartPartitioner`] and its background [`health::HealthManager`] (with the `tokio-runtime` feature) |
 //! | engine | `engine` (private), [`partitioner`] | sans-IO accumulator, metadata cache, retries, idempotence and transaction state machines; Java-compatible murmur2 with sticky keyless placement (KIP-794), librdkafka-compatible crc32, round-robin, custom |
 //!

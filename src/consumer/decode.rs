@@ -64,11 +64,15 @@ fn corrupt(topic: &str, partition: i32, offset: i64, problem: impl std::fmt::Dis
 /// Decodes `records` (the bytes a Fetch returned for `topic`/`partition`,
 /// fetched at `position`) through `filter`, stopping between batches once
 /// `budget` bytes of records are decoded.
+///
+/// Keys, values and header values are not copied: they are slices of
+/// `records` for an uncompressed batch, and of the batch's decompressed
+/// bytes (one buffer per batch) for a compressed one.
 pub(crate) fn decode_partition(
     topic: &str,
     partition: i32,
     position: i64,
-    records: &[u8],
+    records: &Bytes,
     filter: &mut AbortedFilter,
     options: ReadOptions,
     budget: usize,
@@ -96,6 +100,7 @@ pub(crate) fn decode_partition(
             partition,
             out.next_position,
             &batch,
+            records,
             filter,
             &mut scratch,
         ) {
@@ -121,6 +126,7 @@ fn decode_batch(
     partition: i32,
     position: i64,
     batch: &Batch<'_>,
+    input: &Bytes,
     filter: &mut AbortedFilter,
     scratch: &mut Vec<u8>,
 ) -> Result<Option<(Vec<ConsumedRecord>, i64)>, Error> {
@@ -168,11 +174,22 @@ fn decode_batch(
     let leader_epoch =
         (header.partition_leader_epoch >= 0).then_some(header.partition_leader_epoch);
     let timestamp_type = header.timestamp_type();
-    let mut delivered = Vec::new();
-    let records = batch
-        .records(scratch)
-        .map_err(|e| fail(&e).with_source(e))?;
-    for record in records {
+    // A compressed batch is decompressed into a buffer of its own, which
+    // its records then share; an uncompressed one is read where it lies.
+    let mut decompressed = Vec::new();
+    let compressed = header.compression != crate::compression::Compression::None;
+    if compressed {
+        batch
+            .decompress_into(&mut decompressed)
+            .map_err(|e| fail(&e).with_source(e))?;
+    }
+    let (data, base): (&[u8], &[u8]) = if compressed {
+        (&decompressed, &decompressed)
+    } else {
+        (batch.records_section(), input)
+    };
+    let mut pending: Vec<PendingRecord> = Vec::new();
+    for record in batch.records_in(data) {
         let record = record.map_err(|e| fail(&e).with_source(e))?;
         let offset = record.offset();
         if offset < header.base_offset || offset > last_offset {
@@ -184,25 +201,96 @@ fn decode_batch(
         if offset < position {
             continue;
         }
-        delivered.push(ConsumedRecord {
-            topic: topic.to_string(),
-            partition,
+        let piece = |bytes: &[u8]| Piece::within(base, bytes);
+        pending.push(PendingRecord {
             offset,
             timestamp: record.timestamp(),
-            timestamp_type,
-            key: record.key().map(Bytes::copy_from_slice),
-            value: record.value().map(Bytes::copy_from_slice),
+            key: record.key().map(piece),
+            value: record.value().map(piece),
             headers: record
                 .headers()
-                .map(|h| Header {
-                    key: String::from_utf8_lossy(h.key).into_owned(),
-                    value: h.value.map(Bytes::copy_from_slice),
+                .map(|h| {
+                    (
+                        String::from_utf8_lossy(h.key).into_owned(),
+                        h.value.map(piece),
+                    )
+                })
+                .collect(),
+        });
+    }
+    // The bytes the pieces point into, shared by the batch's records.
+    let backing = if compressed {
+        Bytes::from(decompressed)
+    } else {
+        input.clone()
+    };
+    let delivered = pending
+        .into_iter()
+        .map(|p| ConsumedRecord {
+            topic: topic.to_string(),
+            partition,
+            offset: p.offset,
+            timestamp: p.timestamp,
+            timestamp_type,
+            key: p.key.map(|k| k.resolve(&backing)),
+            value: p.value.map(|v| v.resolve(&backing)),
+            headers: p
+                .headers
+                .into_iter()
+                .map(|(key, value)| Header {
+                    key,
+                    value: value.map(|v| v.resolve(&backing)),
                 })
                 .collect(),
             leader_epoch,
-        });
-    }
+        })
+        .collect();
     Ok(Some((delivered, next)))
+}
+
+/// A record read from a batch, its bytes not yet attached.
+struct PendingRecord {
+    offset: i64,
+    timestamp: i64,
+    key: Option<Piece>,
+    value: Option<Piece>,
+    headers: Vec<(String, Option<Piece>)>,
+}
+
+/// Where a key, value or header value lies in the bytes a batch was read
+/// from, resolved into a shared slice once those bytes are owned; or, for
+/// bytes from elsewhere (which the reader never yields), a copy.
+enum Piece {
+    Range(std::ops::Range<usize>),
+    Copied(Bytes),
+}
+
+impl Piece {
+    /// `part`, located inside `base` if it lies there.
+    fn within(base: &[u8], part: &[u8]) -> Piece {
+        let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize);
+        match start {
+            Some(at)
+                if at
+                    .checked_add(part.len())
+                    .is_some_and(|end| end <= base.len()) =>
+            {
+                Piece::Range(at..at + part.len())
+            }
+            _ => Piece::Copied(Bytes::copy_from_slice(part)),
+        }
+    }
+
+    /// The bytes, as a slice of `backing` (the owned form of the `base` the
+    /// piece was located in).
+    fn resolve(self, backing: &Bytes) -> Bytes {
+        match self {
+            // `backing` holds what `base` held, so the range lies inside.
+            Piece::Range(range) if range.end <= backing.len() => backing.slice(range),
+            Piece::Range(_) => Bytes::new(),
+            Piece::Copied(bytes) => bytes,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -240,7 +328,7 @@ mod tests {
             "t",
             0,
             position,
-            records,
+            &Bytes::copy_from_slice(records),
             &mut AbortedFilter::read_uncommitted(),
             ReadOptions::default(),
             usize::MAX,
@@ -276,6 +364,44 @@ mod tests {
     }
 
     #[test]
+    fn keys_and_values_are_shared_slices_of_the_batch() {
+        for compression in [Compression::None, Compression::Lz4, Compression::Zstd] {
+            let input = Bytes::from(batch(0, 3, compression));
+            let decoded = decode_partition(
+                "t",
+                0,
+                0,
+                &input,
+                &mut AbortedFilter::read_uncommitted(),
+                ReadOptions::default(),
+                usize::MAX,
+            );
+            assert_eq!(decoded.records.len(), 3, "{compression:?}");
+            let first = decoded.records[0].value.as_ref().unwrap().as_ptr() as usize;
+            for (i, r) in decoded.records.iter().enumerate() {
+                let value = r.value.as_ref().unwrap();
+                assert_eq!(
+                    &value[..],
+                    format!("value {i}").as_bytes(),
+                    "{compression:?}"
+                );
+                assert_eq!(&r.key.as_ref().unwrap()[..], format!("k{i}").as_bytes());
+                assert_eq!(r.headers[0].key, "h");
+                assert_eq!(r.headers[0].value.as_deref(), Some(&b"x"[..]));
+                // One buffer for the batch: the values lie close together.
+                let at = value.as_ptr() as usize;
+                assert!(at.abs_diff(first) < 256, "{compression:?}: values apart");
+            }
+            if compression == Compression::None {
+                let range = input.as_ptr() as usize..input.as_ptr() as usize + input.len();
+                for r in &decoded.records {
+                    assert!(range.contains(&(r.value.as_ref().unwrap().as_ptr() as usize)));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_budget_stops_decoding_between_batches() {
         let mut bytes = Vec::new();
         for b in 0..4 {
@@ -285,7 +411,7 @@ mod tests {
             "t",
             0,
             0,
-            &bytes,
+            &Bytes::from(bytes.clone()),
             &mut AbortedFilter::read_uncommitted(),
             ReadOptions::default(),
             1,
@@ -334,7 +460,7 @@ mod tests {
             "t",
             0,
             0,
-            &bytes,
+            &Bytes::from(bytes.clone()),
             &mut AbortedFilter::read_committed([AbortedTransaction {
                 producer_id: 2,
                 first_offset: 2,
@@ -418,7 +544,7 @@ mod tests {
             "t",
             0,
             0,
-            &bytes,
+            &Bytes::from(bytes.clone()),
             &mut AbortedFilter::read_uncommitted(),
             options,
             usize::MAX,

@@ -278,23 +278,38 @@ impl<'a> Batch<'a> {
     pub fn records<'s>(&'s self, scratch: &'s mut Vec<u8>) -> Result<Records<'s>, RecordsError> {
         let data: &'s [u8] = match self.header.compression {
             Compression::None => self.records_section(),
-            codec => {
-                scratch.clear();
-                compression::decompress(
-                    codec,
-                    self.records_section(),
-                    self.max_decompressed_bytes,
-                    scratch,
-                )?;
+            _ => {
+                self.decompress_into(scratch)?;
                 scratch
             }
         };
-        Ok(Records {
+        Ok(self.records_in(data))
+    }
+
+    /// Decompresses the records section into `out` (cleared first), within
+    /// the reader's decompression limit; nothing for an uncompressed batch.
+    pub(crate) fn decompress_into(&self, out: &mut Vec<u8>) -> Result<(), RecordsError> {
+        out.clear();
+        match self.header.compression {
+            Compression::None => Ok(()),
+            codec => Ok(compression::decompress(
+                codec,
+                self.records_section(),
+                self.max_decompressed_bytes,
+                out,
+            )?),
+        }
+    }
+
+    /// The records parsed from `data`: the records section if uncompressed,
+    /// else what [`decompress_into`](Self::decompress_into) wrote.
+    pub(crate) fn records_in<'s>(&self, data: &'s [u8]) -> Records<'s> {
+        Records {
             data,
             header: self.header,
             index: 0,
             done: false,
-        })
+        }
     }
 
     /// For a control batch, its control record; `None` for other batches.

@@ -391,6 +391,7 @@ fn print_history(log: &Log) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_come_and_go_and_no_partition_has_two_owners() {
+    let _one_at_a_time = crate::GROUP_SUITES.lock().await;
     let cluster = MockCluster::new(3).expect("mock cluster");
     cluster.create_topic(TOPIC, PARTITIONS, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();

@@ -260,16 +260,19 @@ async fn two_members_split_the_topic(assignor: Assignor) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_members_split_a_topic_with_range() {
+    let _one_at_a_time = crate::GROUP_SUITES.lock().await;
     two_members_split_the_topic(Assignor::Range).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_members_split_a_topic_with_round_robin() {
+    let _one_at_a_time = crate::GROUP_SUITES.lock().await;
     two_members_split_the_topic(Assignor::RoundRobin).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_members_split_a_topic_with_cooperative_sticky() {
+    let _one_at_a_time = crate::GROUP_SUITES.lock().await;
     two_members_split_the_topic(Assignor::CooperativeSticky).await;
 }
 
@@ -278,6 +281,7 @@ async fn two_members_split_a_topic_with_cooperative_sticky() {
 /// read once between them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shares_a_group_with_a_librdkafka_consumer() {
+    let _one_at_a_time = crate::GROUP_SUITES.lock().await;
     const TOPIC: &str = "mixed";
     log_to_test_output();
     const TOTAL: usize = 2_000;
@@ -356,6 +360,15 @@ async fn shares_a_group_with_a_librdkafka_consumer() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     task.await.unwrap();
     rd_thread.join().unwrap();
+    if our_final.len() + their_final.len() != 4 {
+        for (who, seen) in [("ours", &ours), ("theirs", &theirs)] {
+            let seen = seen.lock().unwrap();
+            eprintln!("{who}: {} values", seen.values.len());
+            for (at, what, partitions) in &seen.events {
+                eprintln!("  {at:?} {what} {partitions:?}");
+            }
+        }
+    }
     assert!(
         our_final.is_disjoint(&their_final),
         "{our_final:?} {their_final:?}"

@@ -7,6 +7,14 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+/// The suites whose consumer groups mix librdkafka and smartkafka members
+/// on the mock run one at a time. The mock hands out assignments as soon as
+/// the leader's SyncGroup arrives and refuses a follower's SyncGroup that
+/// comes after it (INVALID_REQUEST; a Kafka broker answers it with the
+/// assignment), so a follower slowed down by other suites on the same cores
+/// rejoins, and a group can go round that race for a long time.
+static GROUP_SUITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 mod group_churn;
 mod group_consumer;
 mod mock_cluster;

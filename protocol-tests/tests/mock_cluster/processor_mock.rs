@@ -240,6 +240,7 @@ fn assert_committed_to_end(positions: &[(i64, i64)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_records_reach_the_dead_letter_topic_with_their_headers_and_all_is_committed() {
+    let _one_at_a_time = crate::GROUP_SUITES.lock().await;
     let cluster = cluster(&[("orders", 3), ("orders.dlt", 1)]);
     let producer = producer(&cluster).await;
     let records: Vec<(Option<String>, Vec<u8>)> = (0..30)
@@ -319,6 +320,7 @@ async fn failing_records_reach_the_dead_letter_topic_with_their_headers_and_all_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_failing_once_succeeds_from_the_retry_topic_after_its_delay() {
+    let _one_at_a_time = crate::GROUP_SUITES.lock().await;
     let cluster = cluster(&[
         ("orders", 1),
         ("orders.retry.1", 1),
@@ -409,6 +411,7 @@ impl TypedProcessor for Texts {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_record_is_dead_lettered_and_its_partition_goes_on() {
+    let _one_at_a_time = crate::GROUP_SUITES.lock().await;
     let cluster = cluster(&[("texts", 1), ("texts.dlt", 1)]);
     let producer = producer(&cluster).await;
     let records = vec![
@@ -462,6 +465,7 @@ fn assert_key_order(calls: &[Call], run: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_stay_in_order_under_concurrency_and_a_crash_loses_nothing() {
+    let _one_at_a_time = crate::GROUP_SUITES.lock().await;
     const KEYS: usize = 30;
     const RECORDS: usize = 450;
     let cluster = cluster(&[("events", 3), ("events.dlt", 1)]);
@@ -557,6 +561,7 @@ async fn keys_stay_in_order_under_concurrency_and_a_crash_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_graceful_shutdown_a_librdkafka_reader_finds_nothing_left() {
+    let _one_at_a_time = crate::GROUP_SUITES.lock().await;
     let cluster = cluster(&[("jobs", 2), ("jobs.dlt", 1)]);
     let producer = producer(&cluster).await;
     let records: Vec<(Option<String>, Vec<u8>)> = (0..100)

@@ -306,9 +306,26 @@ impl Producer {
     }
 
     async fn enqueue(&self, record: Record, delivered: DeliveryReply) -> Result<(), Error> {
-        self.check_open()?;
         let max_block = self.shared.config.max_block;
-        let deadline = deadline_after(clock::now(), max_block);
+        let within = format!("within max_block ({max_block:?})");
+        self.enqueue_within(record, delivered, max_block, &within)
+            .await
+    }
+
+    /// Hands `record` to the engine, waiting up to `wait` (at most
+    /// `max_block`) for buffer space and, for a topic whose metadata is not
+    /// known yet, for the engine to accept it; the record's delivery
+    /// deadline starts then too. `within` describes the wait in the error
+    /// when space does not come in time.
+    async fn enqueue_within(
+        &self,
+        record: Record,
+        delivered: DeliveryReply,
+        wait: Duration,
+        within: &str,
+    ) -> Result<(), Error> {
+        self.check_open()?;
+        let deadline = deadline_after(clock::now(), wait);
         let size = record.estimated_size();
         let Some(Charge { total, queued }) = self.shared.driver.rule.charge(size) else {
             return Err(self.too_large(size));
@@ -342,14 +359,10 @@ impl Producer {
             .shared
             .driver
             .buffer
-            .reserve(total, max_block, on_grant)
+            .reserve(total, wait, on_grant)
             .await
         {
-            return Err(self.buffer_exhausted(
-                size,
-                &format!("within max_block ({max_block:?})"),
-                true,
-            ));
+            return Err(self.buffer_exhausted(size, within, true));
         }
         if let Some(accepted) = accepted_rx {
             accepted.await.map_err(|_| closed())??;
@@ -464,50 +477,14 @@ impl Producer {
         record: Record,
         timeout: Duration,
     ) -> Result<RecordMetadata, Error> {
-        self.check_open()?;
         let now = clock::now();
+        // Every wait before acceptance ends by the deadline: the engine
+        // fails a record still waiting for metadata then, and a record still
+        // waiting for space is never sent.
         let wait = timeout.min(self.shared.config.max_block);
-        let deadline = deadline_after(now, wait);
-        let size = record.estimated_size();
-        let Some(Charge { total, queued }) = self.shared.driver.rule.charge(size) else {
-            return Err(self.too_large(size));
-        };
         let (delivered, delivery) = DeliveryReply::future();
-        // As in `enqueue`, but every wait before acceptance ends by the
-        // deadline: the engine fails a record still waiting for metadata
-        // then, and a record still waiting for space is never sent.
-        let (accepted, accepted_rx) = if self.topic_known(&record.topic) {
-            (None, None)
-        } else {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        };
-        let shared = Arc::clone(&self.shared);
-        let on_grant: OnGrant = Box::new(move |permit| {
-            let charge = Charge {
-                total: permit.into_held(),
-                queued,
-            };
-            let _ = shared.driver.send_record(
-                record,
-                Some(deadline),
-                accepted,
-                delivered,
-                Some(charge),
-            );
-        });
-        if !self
-            .shared
-            .driver
-            .buffer
-            .reserve(total, wait, on_grant)
-            .await
-        {
-            return Err(self.buffer_exhausted(size, &format!("within {wait:?}"), true));
-        }
-        if let Some(accepted) = accepted_rx {
-            accepted.await.map_err(|_| closed())??;
-        }
+        self.enqueue_within(record, delivered, wait, &format!("within {wait:?}"))
+            .await?;
         let until = tokio::time::Instant::from_std(deadline_after(now, timeout));
         match tokio::time::timeout_at(until, delivery).await {
             Ok(result) => result,

@@ -8,7 +8,7 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `producer` | the engine: inputs, outputs, waiting records, in-flight requests, delivery events |
+//! | `producer/` | the engine: inputs, outputs, waiting records, drain, in-flight requests, outcomes, identity (one file per job) |
 //! | `accumulator` | per-partition batch queues, readiness, expiry |
 //! | `idempotence` | producer id and epoch, sequence numbers, what sequence errors mean |
 //! | `metadata_cache` | leaders and leader epochs (never backwards), refresh schedule |

@@ -1,0 +1,458 @@
+//! Intake: records on their way into the accumulator. `append` puts a
+//! record in the waiting queue; it leaves it once its topic's metadata is
+//! known and buffer space is free (`process_waiting`, `accept`), or fails
+//! at its deadline (`expire`). Metadata answers and refreshes live here
+//! too, since they are what waiting records wait for.
+
+use std::time::Instant;
+
+use super::deadline_after;
+use super::identity::identity_of;
+use super::interface::{Event, Transmit};
+use super::outcome::records_error;
+use super::{Engine, TopicQueues, Waiting, sticky_switch_due};
+use crate::engine::accumulator::{Incoming, PartitionQueue, PendingRecord, Stamp};
+use crate::engine::idempotence::BumpReason;
+use crate::engine::partitioner::{PartitionView, Partitioner, check_explicit};
+use crate::engine::txn::Transactions;
+use crate::error::{Error, ErrorKind};
+use crate::metadata::ClusterMetadata;
+use crate::record::{Record, Topic};
+use crate::records::BATCH_HEADER_LEN;
+
+impl Engine {
+    /// Takes a record. `token` identifies it in events and must grow with
+    /// every call (flush relies on it). `timestamp_now` (ms since the Unix
+    /// epoch) stamps records without a timestamp. The record may wait for
+    /// its topic's metadata and for buffer space until `deadline`, or
+    /// without one for `max_block` from `now` (a fresh producer does not
+    /// fail records only because their metadata is on its way, as
+    /// librdkafka holds them). Its acceptance is reported
+    /// ([`Event::Accepted`]).
+    #[cfg_attr(not(test), allow(dead_code))] // the driver defers; tests and the simulation do not
+    pub(crate) fn append(
+        &mut self,
+        now: Instant,
+        timestamp_now: i64,
+        record: Record,
+        token: u64,
+        deadline: Option<Instant>,
+    ) {
+        self.append_deferred(now, timestamp_now, record, token, deadline, true);
+        self.pump(now);
+    }
+
+    /// [`append`](Self::append) without the pass that acts on it: the
+    /// record is encoded into its batch at once when it can be (nothing
+    /// waits before it, its topic is known, it fits), or joins the waiting
+    /// line; either way nothing is sent until the next input or
+    /// [`handle_timeout`](Self::handle_timeout), so a run of appends costs
+    /// one pass over the partitions. With `report_acceptance`, acceptance
+    /// is reported with [`Event::Accepted`] (only a caller that waits for
+    /// it asks: an event per record would cost memory for nothing).
+    pub(crate) fn append_deferred(
+        &mut self,
+        now: Instant,
+        timestamp_now: i64,
+        record: Record,
+        token: u64,
+        deadline: Option<Instant>,
+        report_acceptance: bool,
+    ) {
+        self.now = Some(now);
+        self.last_token = self.last_token.max(token);
+        let reserved = record.estimated_size();
+        if let Some(error) = &self.fatal_error {
+            let error = error.clone_shallow().with_possibly_persisted(false);
+            self.fail_record(token, reserved, error);
+            return;
+        }
+        if let Some(Err(error)) = self.txn.as_ref().map(Transactions::check_send) {
+            self.fail_record(token, reserved, error);
+            return;
+        }
+        if let Err(error) = check_size(
+            reserved,
+            self.config.max_request_size,
+            self.config.buffer_memory,
+        ) {
+            self.fail_record(token, reserved, error);
+            return;
+        }
+        if let Some(error) = self.illegal_topic(&record.topic) {
+            self.fail_record(token, reserved, error);
+            return;
+        }
+        let key = self.known_topic(&record.topic);
+        if key.is_none()
+            && let Some(error) = &self.unreachable
+        {
+            let error = error.clone_shallow().with_possibly_persisted(false);
+            self.fail_record(token, reserved, error);
+            return;
+        }
+        let timestamp = record.timestamp.unwrap_or(timestamp_now);
+        let deadline = deadline.unwrap_or_else(|| deadline_after(now, self.config.max_block));
+        self.held_records += 1;
+        let w = Waiting {
+            token,
+            record,
+            timestamp,
+            reserved,
+            deadline,
+            report_acceptance,
+        };
+        // Nothing waits before it, its topic is known and it fits: taken
+        // now, as the next pass would take it first, without a stop in the
+        // waiting line (a copy, and memory, per record).
+        if let Some(key) = key
+            && self.waiting.is_empty()
+            && self.buffer_used + reserved <= self.config.buffer_memory
+        {
+            self.accept(now, key, w);
+        } else {
+            self.waiting.push_back(w);
+        }
+    }
+
+    /// A Metadata request finished.
+    pub(crate) fn handle_metadata_response(
+        &mut self,
+        now: Instant,
+        id: u64,
+        result: Result<ClusterMetadata, Error>,
+    ) {
+        if self.metadata.is_in_flight(id) {
+            match result {
+                Ok(metadata) => {
+                    self.unreachable = None;
+                    self.metadata.apply(now, &metadata);
+                    self.fail_unusable_topics(&metadata);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "metadata refresh failed");
+                    self.metadata.fail(now);
+                }
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Test hook: asks for a metadata refresh now.
+    #[cfg(test)]
+    pub(crate) fn request_metadata(&mut self, now: Instant) {
+        self.metadata.request_refresh();
+        self.pump(now);
+    }
+
+    pub(super) fn poll_metadata(&mut self, now: Instant) {
+        let id = self.next_id;
+        if let Some((topics, node)) = self.metadata.poll_request(now, id) {
+            self.next_id += 1;
+            self.transmits
+                .push_back(Transmit::Metadata { id, node, topics });
+        }
+    }
+
+    /// The network layer found every bootstrap server unreachable outright
+    /// at start-up (refused or not resolved, twice): records waiting for
+    /// their topic's metadata fail now with `error` instead of waiting out
+    /// `max_block`, and so do later ones for topics not known, until a
+    /// metadata answer arrives (the cluster may still come up: metadata
+    /// requests go on as before).
+    pub(crate) fn cluster_unreachable(&mut self, now: Instant, error: Error) {
+        self.now = Some(now);
+        let mut i = 0;
+        while i < self.waiting.len() {
+            if self
+                .known_topic(&self.waiting[i].record.topic.clone())
+                .is_some()
+            {
+                i += 1;
+                continue;
+            }
+            if let Some(w) = self.waiting.remove(i) {
+                self.held_records -= 1;
+                let err = error.clone_shallow().with_possibly_persisted(false);
+                self.fail_record(w.token, w.reserved, err);
+            }
+        }
+        self.unreachable = Some(error);
+    }
+
+    /// Fails waiting records whose topic can never be produced to.
+    pub(super) fn fail_unusable_topics(&mut self, metadata: &ClusterMetadata) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let code = metadata
+                .topic(&self.waiting[i].record.topic)
+                .and_then(|t| t.error)
+                .filter(|c| !c.is_retriable());
+            match code {
+                Some(code) => {
+                    if let Some(w) = self.waiting.remove(i) {
+                        self.held_records -= 1;
+                        let err = Error::broker(code, format_args!("topic `{}`", w.record.topic));
+                        self.fail_record(w.token, w.reserved, err);
+                    }
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    pub(super) fn process_waiting(&mut self, now: Instant) {
+        self.buffer_blocked = false;
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let topic = self.waiting[i].record.topic.clone();
+            let key = self.known_topic(&topic);
+            let known = key.is_some();
+            let w = &self.waiting[i];
+            let fits = self.buffer_used + w.reserved <= self.config.buffer_memory;
+            if let Some(key) = key
+                && fits
+                && !self.buffer_blocked
+            {
+                if let Some(w) = self.waiting.remove(i) {
+                    self.accept(now, key, w);
+                }
+                continue;
+            }
+            let expired = now >= w.deadline;
+            // A waiter about to give up does not hold back those behind it.
+            if known && !fits && !expired {
+                self.buffer_blocked = true;
+            }
+            if expired {
+                if let Some(w) = self.waiting.remove(i) {
+                    self.held_records -= 1;
+                    let err = if !known {
+                        Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "topic `{}` not present in metadata within max_block",
+                                w.record.topic
+                            ),
+                        )
+                    } else {
+                        Error::new(
+                            ErrorKind::BufferExhausted,
+                            format!(
+                                "no buffer space for {} bytes (buffer_memory {}, {} in use)",
+                                w.reserved, self.config.buffer_memory, self.buffer_used
+                            ),
+                        )
+                    };
+                    self.fail_record(w.token, w.reserved, err);
+                }
+                continue;
+            }
+            i += 1;
+        }
+    }
+
+    /// The engine's name for `topic`: the metadata cache's own (`None`
+    /// while the cache does not hold the topic). The queues are keyed by
+    /// it, so the lookups of a record compare pointers, and the batches and
+    /// delivery reports share it rather than the caller's, whose count
+    /// other threads keep changing. The last topic is remembered by the
+    /// caller's pointer; a different one registers interest.
+    pub(super) fn topic_key(&mut self, topic: &Topic) -> Option<Topic> {
+        if let Some((caller, key)) = &self.hot_topic
+            && caller.same(topic)
+        {
+            return Some(key.clone());
+        }
+        self.metadata.add_interest(topic);
+        let key = self.metadata.key(topic)?.clone();
+        self.hot_topic = Some((topic.clone(), key.clone()));
+        Some(key)
+    }
+
+    /// Why `topic` can never be produced to, when its name breaks Kafka's
+    /// rules: such a record fails at once rather than wait for metadata.
+    /// Only a name the engine does not hold yet is checked.
+    pub(super) fn illegal_topic(&self, topic: &Topic) -> Option<Error> {
+        if self
+            .hot_topic
+            .as_ref()
+            .is_some_and(|(caller, _)| caller.same(topic))
+            || self.metadata.key(topic).is_some()
+        {
+            return None;
+        }
+        crate::topic_name::validate(topic).err()
+    }
+
+    /// The engine's name for `topic` (see `topic_key`) when its partitions
+    /// are known, so that a record for it can be accepted.
+    pub(super) fn known_topic(&mut self, topic: &Topic) -> Option<Topic> {
+        self.topic_key(topic)
+            .filter(|key| self.metadata.topic(key).is_some())
+    }
+
+    /// Takes `w` into its partition's batch; `key` is its topic's name
+    /// from [`known_topic`](Self::known_topic).
+    pub(super) fn accept(&mut self, now: Instant, key: Topic, w: Waiting) {
+        let Some(info) = self.metadata.topic(&key) else {
+            return;
+        };
+        let count = info.partitions.len();
+        if !self.topics.contains_key(&key) {
+            self.topics.insert(key.clone(), TopicQueues::default());
+        }
+        let Some(tq) = self.topics.get_mut(&key) else {
+            return;
+        };
+        if tq.partitions.len() < count {
+            tq.partitions.resize_with(count, PartitionQueue::default);
+            tq.held.resize(count, 0);
+            tq.keyless_bytes.resize(count, 0);
+        }
+        let view = PartitionView::new(&w.record.topic, count as u32, &info.available)
+            .with_queued_bytes(&tq.held);
+        let chosen = match w.record.partition {
+            Some(p) => check_explicit(p, &view),
+            None => self
+                .partitioner
+                .partition(w.record.key.as_deref(), w.record.value.as_deref(), &view)
+                .and_then(|p| check_explicit(p, &view)),
+        };
+        let partition = match chosen {
+            Ok(p) => p,
+            Err(e) => {
+                self.held_records -= 1;
+                self.fail_record(
+                    w.token,
+                    w.reserved,
+                    Error::new(
+                        ErrorKind::InvalidPartition,
+                        format!("topic `{}`: {e}", w.record.topic),
+                    ),
+                );
+                return;
+            }
+        };
+        let index = partition as usize;
+        let pending = Incoming {
+            token: w.token,
+            timestamp: w.timestamp,
+            reserved: w.reserved,
+        };
+        let pq = &mut tq.partitions[index];
+        let keyless = w.record.partition.is_none() && w.record.key.is_none();
+        let at_batch_boundary = !pq.has_open_batch();
+        match pq.append(
+            self.batch_config,
+            now,
+            &w.record,
+            pending,
+            &mut self.spare_buffers,
+        ) {
+            Ok((sealed_full, lost)) => {
+                if let Some(txn) = self.txn.as_mut() {
+                    txn.record_partition(&w.record.topic, partition);
+                }
+                pq.held_bytes += w.reserved as u64;
+                tq.held[index] = pq.held_bytes;
+                self.buffer_used += w.reserved;
+                if w.report_acceptance {
+                    self.events.push_back(Event::Accepted { token: w.token });
+                }
+                if keyless {
+                    let produced = &mut tq.keyless_bytes[index];
+                    *produced += w.record.estimated_size() as u64;
+                    let batch_size = self.batch_config.max_batch_bytes as u64;
+                    if sticky_switch_due(*produced, batch_size, at_batch_boundary || sealed_full) {
+                        *produced = 0;
+                        let view =
+                            PartitionView::new(&w.record.topic, count as u32, &info.available)
+                                .with_queued_bytes(&tq.held);
+                        self.partitioner.on_new_batch(partition, &view);
+                    }
+                }
+                if let Some((records, e)) = lost {
+                    let bytes: usize = records.iter().map(PendingRecord::reserved).sum();
+                    self.release(&w.record.topic, partition, bytes);
+                    self.fail_records(&w.record.topic, partition, &records, &records_error(e));
+                }
+            }
+            Err(e) => {
+                self.held_records -= 1;
+                self.fail_record(w.token, w.reserved, records_error(e));
+            }
+        }
+    }
+
+    pub(super) fn expire(&mut self, now: Instant) {
+        let Some(cutoff) = now.checked_sub(self.config.delivery_timeout) else {
+            return;
+        };
+        let mut expired: Vec<(Topic, i32, Vec<PendingRecord>, bool)> = Vec::new();
+        let mut holes: Vec<Stamp> = Vec::new();
+        for (topic, tq) in &mut self.topics {
+            for (p, pq) in tq.partitions.iter_mut().enumerate() {
+                while let Some((records, maybe, stamp)) = pq.expire_front(cutoff) {
+                    holes.extend(stamp);
+                    expired.push((topic.clone(), p as i32, records, maybe));
+                }
+            }
+        }
+        // A queued retry that expires leaves its sequences unused (scenario
+        // 14 holds only for batches never stamped): a new epoch renumbers.
+        for stamp in holes {
+            if Some(identity_of(stamp)) == self.stamped_identity {
+                self.request_bump(Some(identity_of(stamp)), BumpReason::SequenceHole);
+            }
+        }
+        for request in self.in_flight.values_mut() {
+            for b in request.batches.iter_mut().filter(|b| !b.resolved) {
+                if b.batch.created <= cutoff {
+                    b.resolved = true;
+                    expired.push((b.topic.clone(), b.partition, b.batch.records.clone(), true));
+                }
+            }
+        }
+        for (topic, partition, records, maybe) in expired {
+            // In-flight batches keep their buffer bytes until the response.
+            if !maybe || !self.is_in_flight_batch(&topic, partition, &records) {
+                let bytes: usize = records.iter().map(PendingRecord::reserved).sum();
+                self.release(&topic, partition, bytes);
+            }
+            let err = Error::new(
+                ErrorKind::DeliveryTimeout,
+                format!(
+                    "{} record(s) for {topic}-{partition} expired: not acknowledged within delivery_timeout ({:?})",
+                    records.len(),
+                    self.config.delivery_timeout
+                ),
+            )
+            .with_possibly_persisted(maybe);
+            self.fail_records(&topic, partition, &records, &err);
+        }
+    }
+}
+
+/// Refuses a record of about `reserved` bytes that can never be sent: it
+/// exceeds `max_request_size` (with a batch header) or `buffer_memory`.
+pub(crate) fn check_size(
+    reserved: usize,
+    max_request_size: usize,
+    buffer_memory: usize,
+) -> Result<(), Error> {
+    let limit = if reserved.saturating_add(BATCH_HEADER_LEN) > max_request_size {
+        ("max_request_size", max_request_size)
+    } else if reserved > buffer_memory {
+        ("buffer_memory", buffer_memory)
+    } else {
+        return Ok(());
+    };
+    Err(Error::new(
+        ErrorKind::RecordTooLarge,
+        format!(
+            "a record of about {reserved} bytes exceeds {} ({})",
+            limit.0, limit.1
+        ),
+    ))
+}

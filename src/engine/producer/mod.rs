@@ -1,0 +1,414 @@
+//! The producer engine: sans-IO. It takes records, metadata and responses
+//! as inputs, and hands out Produce and Metadata requests, timer deadlines
+//! and delivery events as outputs. It owns the metadata cache, the
+//! accumulator, buffer accounting, in-flight tracking and retries.
+//!
+//! ```text
+//!  append(now, ..) ──► waiting (FIFO: metadata, buffer space) ──► accumulator
+//!                                                                    │ ready
+//!  handle_timeout(now)                                               ▼
+//!  handle_produce_response(now, ..) ◄── in flight ◄── drain: one Produce per broker
+//!  handle_metadata_response(now, ..)                     (rotating start partition)
+//!
+//!  outputs: poll_transmit() · poll_timeout() · poll_event()
+//! ```
+//!
+//! A record's life, as the caller sees it:
+//!
+//! ```text
+//!  Waiting ──► Accepted ──► Delivered
+//!     │            └──────► Failed (not persisted | possibly persisted)
+//!     └─ max_block passed / too large / bad partition ──► Failed (not persisted)
+//! ```
+//!
+//! Ordering: without idempotence a partition has at most one batch in
+//! flight (the Java client's `guaranteeMessageOrder` muting), while a
+//! connection carries up to `max_in_flight` requests for other partitions.
+//! With idempotence (the default, see `idempotence`) a partition has up to
+//! `max_in_flight` (at most 5) batches in flight, each stamped at drain with
+//! the producer id, epoch and its sequences; the broker refuses anything out
+//! of sequence, and the network layer writes one broker's requests in drain
+//! order. Either way a retried batch goes back to its place in its
+//! partition's queue (by creation order), and a retry at the head goes out
+//! alone until it is resolved.
+//!
+//! Inputs also include `handle_init_producer_id_response`; outputs include
+//! `Transmit::InitProducerId` and the `Initialised` / `Fatal` events.
+//!
+//! The engine takes decoded responses: the connection layer already
+//! decodes them through the bounded-decoding guard, so the engine does not
+//! see correlation ids or bytes (a deviation from a bytes-in engine that
+//! keeps decoding in one place).
+//!
+//! The engine is one type whose methods are split by job:
+//!
+//! | file | job |
+//! |---|---|
+//! | `mod.rs` | the `Engine` state, construction, flush/abort, timers and the outputs (`poll_*`, stats) |
+//! | `interface` | configuration, `Transmit`, `Event` and the delivered-batch view |
+//! | `intake` | records waiting for metadata and buffer space, metadata answers, expiry of waiting records |
+//! | `drain` | ready batches into one Produce request per broker, sequences stamped at drain |
+//! | `outcome` | what a Produce answer means per batch: delivered, retried, failed, sequence holes |
+//! | `identity` | the producer id and epoch, transactions, the fatal state |
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::engine::accumulator::{PartitionQueue, PendingRecord};
+use crate::engine::idempotence::{Idempotence, ProducerIdentity};
+use crate::engine::metadata_cache::MetadataCache;
+use crate::engine::partitioner::Partitioner;
+use crate::engine::retry::Jitter;
+use crate::engine::stats::{ProducerStats, StatsBook};
+use crate::engine::txn::Transactions;
+use crate::error::Error;
+use crate::record::{Record, Topic};
+use crate::records::{BatchConfig, BufferPool};
+
+mod drain;
+mod identity;
+mod intake;
+mod interface;
+mod outcome;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use intake::check_size;
+pub use interface::Acks;
+pub(crate) use interface::{EngineConfig, Event, SendFailure, Transmit};
+
+/// One partition's answer in a Produce response.
+#[derive(Debug, Clone, Copy)]
+struct PartitionAnswer {
+    code: i16,
+    base_offset: i64,
+    log_append_time: i64,
+    /// KIP-951 `current_leader`: (leader id, leader epoch), -1 when absent.
+    leader_hint: (i32, i32),
+    log_start_offset: i64,
+}
+
+struct Waiting {
+    token: u64,
+    record: Record,
+    timestamp: i64,
+    reserved: usize,
+    /// When it stops waiting for metadata or buffer space and fails.
+    deadline: Instant,
+    /// Whether to report its acceptance.
+    report_acceptance: bool,
+}
+
+#[derive(Default)]
+struct TopicQueues {
+    partitions: Vec<PartitionQueue>,
+    held: Vec<u64>,
+    /// Per partition, the keyless bytes appended since the sticky
+    /// partitioner last moved on from it (KIP-794; see [`sticky_switch_due`]).
+    keyless_bytes: Vec<u64>,
+}
+
+/// KIP-794's rule for moving a sticky partition on: once at least
+/// `batch_size` bytes of keyless records went to it, however many batches
+/// carried them (linger seals part-full batches at moderate rates), at a
+/// batch boundary (the partition had no open batch, or a full one was
+/// sealed); and at twice `batch_size` in any case. This is the Java
+/// client's `BuiltInPartitioner` rule; counting bytes, not full batches,
+/// is what keeps a producer at 5,000 records/s from feeding one partition.
+pub(crate) fn sticky_switch_due(produced: u64, batch_size: u64, at_batch_boundary: bool) -> bool {
+    (produced >= batch_size && at_batch_boundary) || produced >= batch_size.saturating_mul(2)
+}
+
+struct InFlightBatch {
+    topic: Topic,
+    partition: i32,
+    batch: crate::engine::accumulator::Batch,
+    /// Failed already (delivery timeout); a late response is ignored.
+    resolved: bool,
+}
+
+struct InFlight {
+    node: i32,
+    /// When the request was handed to the network.
+    sent_at: Instant,
+    batches: Vec<InFlightBatch>,
+}
+
+/// The sans-IO producer engine.
+pub(crate) struct Engine {
+    config: EngineConfig,
+    batch_config: BatchConfig,
+    metadata: MetadataCache,
+    partitioner: Box<dyn Partitioner>,
+    topics: BTreeMap<Topic, TopicQueues>,
+    waiting: VecDeque<Waiting>,
+    buffer_blocked: bool,
+    in_flight: BTreeMap<u64, InFlight>,
+    node_in_flight: BTreeMap<i32, usize>,
+    /// Per broker, the partition the last request started with.
+    drain_cursor: BTreeMap<i32, (Topic, i32)>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    buffer_used: usize,
+    held_records: u64,
+    next_id: u64,
+    flush_mark: u64,
+    jitter: Jitter,
+    stats: StatsBook,
+    now: Option<Instant>,
+    /// `Some` with idempotence on.
+    idempotence: Option<Idempotence>,
+    /// Whether `Event::Initialised` went out.
+    initialised: bool,
+    /// The identity partitions' sequences belong to.
+    stamped_identity: Option<ProducerIdentity>,
+    /// Set once the producer failed fatally.
+    fatal_error: Option<Error>,
+    /// Set while no bootstrap server could be reached at start-up (see
+    /// [`cluster_unreachable`](Self::cluster_unreachable)); cleared by the
+    /// first metadata answer.
+    unreachable: Option<Error>,
+    /// `Some` for a transactional producer.
+    txn: Option<Transactions>,
+    /// The last token appended (a commit flushes up to it).
+    last_token: u64,
+    /// The caller's name of the topic last seen, with the engine's (see
+    /// `topic_key`): records for it (the same shared name) skip the
+    /// lookups.
+    hot_topic: Option<(Topic, Topic)>,
+    /// Buffers of acknowledged batches, for new batches to be encoded into.
+    spare_buffers: BufferPool,
+}
+
+/// Spare batch buffers are kept up to this many requests' worth (the
+/// batches of a few acknowledged requests come back at once, and the next
+/// batches start soon after), and no more than an eighth of
+/// `buffer_memory` in all.
+const SPARE_REQUESTS: usize = 4;
+
+impl Engine {
+    pub(crate) fn new(config: EngineConfig) -> Engine {
+        let batch_config = BatchConfig {
+            compression: config.compression,
+            level: config.compression_level,
+            max_batch_bytes: config.batch_size,
+            hard_max_bytes: config.max_request_size,
+            uncompressed_fallback: true,
+        };
+        Engine {
+            batch_config,
+            metadata: MetadataCache::new(config.metadata_max_age, config.retry_backoff),
+            partitioner: config.partitioner.build(config.seed),
+            topics: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            buffer_blocked: false,
+            in_flight: BTreeMap::new(),
+            node_in_flight: BTreeMap::new(),
+            drain_cursor: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            buffer_used: 0,
+            held_records: 0,
+            next_id: 1,
+            flush_mark: 0,
+            jitter: Jitter::new(config.seed ^ 0x6a09_e667_f3bc_c908),
+            stats: StatsBook::default(),
+            now: None,
+            idempotence: config
+                .idempotence
+                .then(|| Idempotence::new(config.retry_backoff)),
+            initialised: false,
+            stamped_identity: None,
+            fatal_error: None,
+            unreachable: None,
+            txn: config
+                .transactional_id
+                .clone()
+                .map(|id| Transactions::new(id, config.transaction_timeout, config.retry_backoff)),
+            last_token: 0,
+            hot_topic: None,
+            spare_buffers: {
+                let each = config.batch_size.min(config.max_request_size).max(1);
+                let bytes =
+                    (SPARE_REQUESTS * config.max_request_size).min(config.buffer_memory / 8);
+                BufferPool::new(bytes / each, each)
+            },
+            config,
+        }
+    }
+
+    /// Makes every record appended so far ready to send, ignoring linger.
+    pub(crate) fn flush(&mut self, now: Instant, up_to_token: u64) {
+        self.flush_mark = self.flush_mark.max(up_to_token);
+        self.pump(now);
+    }
+
+    /// Fails everything not yet delivered with `reason` (for `close` at its
+    /// deadline). In-flight records fail as possibly persisted; their late
+    /// responses are ignored.
+    pub(crate) fn abort(&mut self, now: Instant, reason: &Error) {
+        self.now = Some(now);
+        self.fail_unsent(reason);
+        let mut failed: Vec<(Topic, i32, Vec<PendingRecord>, bool)> = Vec::new();
+        for (_, request) in std::mem::take(&mut self.in_flight) {
+            for b in request.batches {
+                self.unmute(&b);
+                if !b.resolved {
+                    failed.push((b.topic, b.partition, b.batch.records, true));
+                }
+            }
+        }
+        self.node_in_flight.clear();
+        self.stats.forget_in_flight();
+        for (topic, partition, records, maybe) in failed {
+            self.fail_records(
+                &topic,
+                partition,
+                &records,
+                &reason.clone_shallow().with_possibly_persisted(maybe),
+            );
+        }
+    }
+
+    /// Test hook: the next sequence of a partition (to test wrapping).
+    #[cfg(test)]
+    pub(crate) fn set_next_sequence(&mut self, topic: &str, partition: i32, next: i32) {
+        if let Some(pq) = self.partition_queue(topic, partition) {
+            pq.sequences = super::idempotence::PartitionSequences::starting_at(next);
+        }
+    }
+
+    /// Test hook: epoch bumps and new producer ids taken so far.
+    #[cfg(test)]
+    pub(crate) fn identity_changes(&self) -> u64 {
+        self.idempotence.as_ref().map_or(0, |i| i.bumps)
+    }
+
+    /// The identity batches are stamped with now.
+    #[cfg(test)]
+    pub(crate) fn identity(&self) -> Option<ProducerIdentity> {
+        self.stamped_identity
+    }
+
+    /// The network layer compressed request `id`'s batches on their way
+    /// out: `sizes` holds (topic, partition, bytes written) of each, for the
+    /// stats.
+    pub(crate) fn note_wire_sizes(&mut self, id: u64, sizes: &[(String, i32, usize)]) {
+        let Some(request) = self.in_flight.get_mut(&id) else {
+            return;
+        };
+        for b in &mut request.batches {
+            if let Some((_, _, len)) = sizes
+                .iter()
+                .find(|(topic, partition, _)| *partition == b.partition && *topic == b.topic)
+            {
+                b.batch.wire_len = Some(*len);
+            }
+        }
+    }
+
+    /// Time passed.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.pump(now);
+    }
+
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next instant at which time alone would make the engine act.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let now = self.now?;
+        let limit = self.partition_in_flight_limit();
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| {
+            if t > now {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for w in &self.waiting {
+            consider(w.deadline);
+        }
+        for tq in self.topics.values() {
+            for pq in &tq.partitions {
+                if let Some(t) = pq.ready_at(self.config.linger, limit) {
+                    consider(t);
+                }
+                if let Some(c) = pq.oldest_created() {
+                    consider(c + self.config.delivery_timeout);
+                }
+            }
+        }
+        for request in self.in_flight.values() {
+            for b in request.batches.iter().filter(|b| !b.resolved) {
+                consider(b.batch.created + self.config.delivery_timeout);
+            }
+        }
+        if let Some(t) = self.metadata.next_deadline(now) {
+            consider(t.max(now + Duration::from_millis(1)));
+        }
+        if let Some(t) = self
+            .idempotence
+            .as_ref()
+            .and_then(Idempotence::next_deadline)
+        {
+            consider(t.max(now + Duration::from_millis(1)));
+        }
+        if let Some(t) = self.txn.as_ref().and_then(Transactions::next_deadline) {
+            consider(t.max(now + Duration::from_millis(1)));
+        }
+        next
+    }
+
+    /// A snapshot of the counters; the per-partition and per-broker tables
+    /// only `with_detail`.
+    pub(crate) fn stats(&self, with_detail: bool) -> ProducerStats {
+        let queued = with_detail.then(|| {
+            self.topics
+                .iter()
+                .map(|(topic, tq)| (topic.as_str(), tq.held.as_slice()))
+        });
+        let mut stats = self.stats.snapshot(queued);
+        stats.queued_bytes = self.buffer_used as u64;
+        stats.queued_records = self.held_records;
+        stats.in_flight_requests = self.in_flight.len() as u64;
+        stats
+    }
+
+    /// Topics whose partitions are known (records for them are accepted
+    /// without waiting for metadata).
+    pub(crate) fn known_topics(&self) -> impl Iterator<Item = &str> {
+        self.metadata.known_topics()
+    }
+
+    /// Whether nothing is waiting, queued or in flight.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.held_records == 0 && self.in_flight.is_empty()
+    }
+
+    fn pump(&mut self, now: Instant) {
+        self.now = Some(now);
+        self.expire(now);
+        self.process_waiting(now);
+        self.poll_metadata(now);
+        self.poll_producer_id(now);
+        self.drain(now);
+        self.poll_transactions(now);
+    }
+}
+
+/// `now + wait`, or the latest instant this platform can represent on the
+/// way there when that sum overflows (a caller's `Duration::MAX`).
+pub(crate) fn deadline_after(now: Instant, wait: Duration) -> Instant {
+    let mut wait = wait;
+    loop {
+        if let Some(deadline) = now.checked_add(wait) {
+            return deadline;
+        }
+        wait /= 2;
+    }
+}

@@ -21,13 +21,12 @@ use std::time::Duration;
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, GroupId, ListOffsetsRequest, MetadataRequest,
-    OffsetFetchRequest, TopicName,
+    ApiKey, BrokerId, CreateTopicsRequest, GroupId, ListOffsetsRequest, OffsetFetchRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Mutex;
@@ -189,22 +188,9 @@ impl AdminClient {
     /// only). Topics are never auto-created by this call.
     pub async fn metadata(&self, topics: Option<&[&str]>) -> Result<ClusterMetadata, Error> {
         let conn = self.any_connection().await?;
-        let request = MetadataRequest::default()
-            .with_topics(topics.map(|names| {
-                names
-                    .iter()
-                    .map(|n| {
-                        MetadataRequestTopic::default()
-                            .with_name(Some(TopicName(StrBytes::from_string(n.to_string()))))
-                    })
-                    .collect()
-            }))
-            .with_allow_auto_topic_creation(false);
+        let request = crate::metadata::metadata_request(topics, false);
         let response = conn.send(&request).await?;
-        if let Some(code) = KafkaCode::from_i16(response.error_code) {
-            return Err(Error::broker(code, "metadata"));
-        }
-        let metadata = ClusterMetadata::from_response(&response);
+        let metadata = ClusterMetadata::from_answer(&response)?;
         {
             let mut cluster = self.cluster.lock().await;
             cluster.brokers = metadata.brokers.clone();

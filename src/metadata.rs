@@ -6,9 +6,38 @@
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::MetadataResponse;
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 
+use crate::error::Error;
 use crate::protocol::KafkaCode;
+
+/// The Metadata request every client sends: `topics` by name (`None`: every
+/// topic; an empty list: brokers only). `allow_auto_topic_creation` asks the
+/// broker to create a missing topic (it still needs the broker's
+/// `auto.create.topics.enable`); the producer asks for it as the Java
+/// producer does by default, the admin client and the consumer never do.
+#[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
+pub(crate) fn metadata_request<S: AsRef<str>>(
+    topics: Option<&[S]>,
+    allow_auto_topic_creation: bool,
+) -> MetadataRequest {
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::protocol::StrBytes;
+
+    MetadataRequest::default()
+        .with_topics(topics.map(|names| {
+            names
+                .iter()
+                .map(|n| {
+                    MetadataRequestTopic::default().with_name(Some(TopicName(
+                        StrBytes::from_string(n.as_ref().to_owned()),
+                    )))
+                })
+                .collect()
+        }))
+        .with_allow_auto_topic_creation(allow_auto_topic_creation)
+}
 
 /// One broker of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +111,16 @@ pub struct ClusterMetadata {
 }
 
 impl ClusterMetadata {
+    /// A snapshot from a Metadata answer, or the error of an answer whose
+    /// top-level error code is set (per-topic errors stay in the topics).
+    #[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
+    pub(crate) fn from_answer(response: &MetadataResponse) -> Result<ClusterMetadata, Error> {
+        if let Some(code) = KafkaCode::from_i16(response.error_code) {
+            return Err(Error::broker(code, "metadata"));
+        }
+        Ok(ClusterMetadata::from_response(response))
+    }
+
     /// Builds a snapshot from a decoded Metadata response.
     pub fn from_response(response: &MetadataResponse) -> ClusterMetadata {
         let mut brokers: Vec<BrokerMetadata> = response

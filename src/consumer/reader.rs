@@ -31,6 +31,7 @@ use super::prefetch::{Answered, DecodeSettings, PendingFetch};
 use crate::admin::AdminClient;
 use crate::error::{Error, ErrorKind};
 use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
+use crate::net::pool::BrokerPool;
 use crate::protocol::KafkaCode;
 use crate::records::ReadOptions;
 
@@ -80,9 +81,9 @@ impl PartitionState {
 
     /// The broker to fetch from: the preferred read replica if the broker
     /// named one that is known, else the leader.
-    fn fetch_node(&self, brokers: &BTreeMap<i32, String>) -> Option<i32> {
+    fn fetch_node(&self, brokers: &BrokerPool) -> Option<i32> {
         self.preferred_replica
-            .filter(|id| brokers.contains_key(id))
+            .filter(|id| brokers.address(*id).is_some())
             .or(self.leader)
     }
 
@@ -126,7 +127,6 @@ pub struct PartitionReader {
     config: ReaderConfig,
     admin: AdminClient,
     fetchers: BTreeMap<i32, Fetcher>,
-    brokers: BTreeMap<i32, String>,
     assignment: IndexMap<TopicPartition, PartitionState>,
     /// Assigned partitions left out of fetching until resumed.
     paused: std::collections::BTreeSet<TopicPartition>,
@@ -158,7 +158,6 @@ impl PartitionReader {
             config,
             admin,
             fetchers: BTreeMap::new(),
-            brokers: BTreeMap::new(),
             assignment: IndexMap::new(),
             paused: std::collections::BTreeSet::new(),
             metadata_stale: true,
@@ -556,7 +555,7 @@ impl PartitionReader {
                         match fetched.current_leader {
                             Some((leader, epoch))
                                 if epoch > state.leader_epoch
-                                    && self.brokers.contains_key(&leader) =>
+                                    && self.admin.pool().address(leader).is_some() =>
                             {
                                 state.leader = Some(leader);
                                 state.leader_epoch = epoch;
@@ -591,7 +590,7 @@ impl PartitionReader {
                     && Some(replica) != state.preferred_replica
                 {
                     state.preferred_replica = Some(replica);
-                    if !self.brokers.contains_key(&replica) {
+                    if self.admin.pool().address(replica).is_none() {
                         self.metadata_stale = true;
                     }
                 }
@@ -637,7 +636,7 @@ impl PartitionReader {
                 continue;
             }
             let (Position::At(offset), Some(node)) =
-                (&state.position, state.fetch_node(&self.brokers))
+                (&state.position, state.fetch_node(self.admin.pool()))
             else {
                 continue;
             };
@@ -710,8 +709,9 @@ impl PartitionReader {
     fn broker_failed(&mut self, node: i32, error: Error) -> Error {
         tracing::debug!(broker = node, %error, "fetching failed");
         self.fetchers.remove(&node);
+        let brokers = self.admin.pool();
         for state in self.assignment.values_mut() {
-            if state.fetch_node(&self.brokers) == Some(node) {
+            if state.fetch_node(brokers) == Some(node) {
                 state.preferred_replica = None;
             }
         }
@@ -724,12 +724,13 @@ impl PartitionReader {
             self.fetchers.remove(&node);
         }
         if !self.fetchers.contains_key(&node) {
-            let Some(addr) = self.brokers.get(&node) else {
+            let brokers = self.admin.pool();
+            let Some(addr) = brokers.address(node) else {
                 // Named (a leader kept from an earlier answer) but no
                 // longer listed: look the leaders up again next round.
                 self.metadata_stale = true;
                 for state in self.assignment.values_mut() {
-                    if state.fetch_node(&self.brokers) == Some(node) {
+                    if state.fetch_node(brokers) == Some(node) {
                         state.forget_leader();
                     }
                 }
@@ -738,7 +739,7 @@ impl PartitionReader {
                     format_args!("broker {node} is not among the cluster's brokers"),
                 ));
             };
-            let conn = self.admin.pool().connect_at(node, addr).await?;
+            let conn = self.admin.pool().connect_at(node, &addr).await?;
             let fetcher = Fetcher::new(node, conn);
             self.fetchers.insert(node, fetcher);
         }
@@ -752,12 +753,10 @@ impl PartitionReader {
         let mut topics: Vec<&str> = self.assignment.keys().map(|(t, _)| t.as_str()).collect();
         topics.sort_unstable();
         topics.dedup();
+        // The admin client records the brokers listed in the shared pool,
+        // which is where addresses are looked up from here on.
         let metadata = self.admin.metadata(Some(&topics)).await?;
-        self.brokers = metadata
-            .brokers
-            .iter()
-            .map(|b| (b.id, b.address()))
-            .collect();
+        let brokers = self.admin.pool();
         self.fetchers.retain(|id, _| metadata.broker(*id).is_some());
         let mut first_error = None;
         for ((topic, partition), state) in &mut self.assignment {
@@ -789,16 +788,14 @@ impl PartitionReader {
             // Never go back to an older leader epoch than one already seen
             // (unless the leader kept is no longer a broker of the cluster).
             if epoch < state.leader_epoch
-                && state
-                    .leader
-                    .is_some_and(|id| self.brokers.contains_key(&id))
+                && state.leader.is_some_and(|id| brokers.address(id).is_some())
             {
                 continue;
             }
             if state.leader != p.leader {
                 state.preferred_replica = None;
             }
-            state.leader = p.leader.filter(|id| self.brokers.contains_key(id));
+            state.leader = p.leader.filter(|id| brokers.address(*id).is_some());
             state.leader_epoch = epoch;
         }
         self.metadata_stale = false;

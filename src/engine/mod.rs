@@ -40,6 +40,6 @@ pub(crate) mod txn;
 mod txn_scenarios;
 
 pub use producer::Acks;
-pub(crate) use producer::{Engine, EngineConfig, Event, SendFailure, Transmit};
+pub(crate) use producer::{CompressAt, Engine, EngineConfig, Event, SendFailure, Transmit};
 pub use stats::{BrokerStats, PartitionStats, ProducerStats};
 pub(crate) use txn::{CoordinatorKind, TxnAnswer, TxnOp, TxnRequest};

@@ -45,6 +45,7 @@ pub(crate) fn config() -> EngineConfig {
         max_in_flight: 5,
         compression: Compression::None,
         compression_level: None,
+        compress_at: crate::engine::CompressAt::Seal,
         metadata_max_age: Duration::from_secs(300),
         partitioner: PartitionStrategy::Default,
         seed: 11,

@@ -38,23 +38,13 @@ pub(crate) async fn send(
             producer_id,
             epoch,
         } => {
-            let version = conn.versions().require(ApiKey::InitProducerId)?;
-            // Bumping a known epoch needs v3 (KIP-360).
-            let (producer_id, epoch) = if version >= 3 {
-                (producer_id, epoch)
-            } else {
-                (-1, -1)
-            };
-            let request = InitProducerIdRequest::default()
-                .with_transactional_id(Some(txn_id))
-                .with_transaction_timeout_ms(timeout_ms)
-                .with_producer_id(ProducerId(producer_id))
-                .with_producer_epoch(epoch);
-            let response = conn.send(&request).await?;
+            let (code, producer_id, epoch) =
+                init_producer_id(conn, Some(transactional_id), timeout_ms, producer_id, epoch)
+                    .await?;
             Ok(TxnAnswer::ProducerId {
-                code: response.error_code,
-                producer_id: response.producer_id.0,
-                epoch: response.producer_epoch,
+                code,
+                producer_id,
+                epoch,
             })
         }
         TxnRequest::AddPartitions {
@@ -148,6 +138,50 @@ pub(crate) async fn send(
             Ok(TxnAnswer::Code(response.error_code))
         }
     }
+}
+
+/// InitProducerId, for a transactional producer (`transactional_id`) or an
+/// idempotent one (`None`): `(error code, producer id, epoch)`.
+/// `producer_id`/`epoch` are -1 for a fresh id, or the identity to bump;
+/// bumping needs v3 (KIP-360), so an older broker is asked for a fresh id.
+pub(crate) async fn init_producer_id(
+    conn: &BrokerConnection,
+    transactional_id: Option<&str>,
+    timeout_ms: i32,
+    producer_id: i64,
+    epoch: i16,
+) -> Result<(i16, i64, i16), Error> {
+    let version = match (
+        conn.versions().get(ApiKey::InitProducerId),
+        transactional_id,
+    ) {
+        (Some(version), _) => version,
+        // Scenario 26: a clear configuration error, at start-up.
+        (None, None) => {
+            return Err(Error::config(
+                "idempotence",
+                "the broker does not support InitProducerId (Kafka 0.11 or later is needed); \
+                 turn idempotence off to produce to it",
+            ));
+        }
+        (None, Some(_)) => conn.versions().require(ApiKey::InitProducerId)?,
+    };
+    let (producer_id, epoch) = if version >= 3 {
+        (producer_id, epoch)
+    } else {
+        (-1, -1)
+    };
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(transactional_id.map(|id| TransactionalId(text(id))))
+        .with_transaction_timeout_ms(timeout_ms)
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch);
+    let response = conn.send(&request).await?;
+    Ok((
+        response.error_code,
+        response.producer_id.0,
+        response.producer_epoch,
+    ))
 }
 
 async fn find_coordinator(

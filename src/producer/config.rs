@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::compression::Compression;
 use crate::config::ClientConfig;
-use crate::engine::{Acks, EngineConfig};
+use crate::engine::{Acks, CompressAt, EngineConfig};
 use crate::error::Error;
 use crate::health::SmartConfig;
 use crate::partitioner::PartitionStrategy;
@@ -480,6 +480,8 @@ impl ProducerConfig {
             max_in_flight: self.max_in_flight,
             compression: self.compression,
             compression_level: self.compression_level,
+            // Compressed by the dispatch tasks, off the producer's task.
+            compress_at: CompressAt::Dispatch,
             metadata_max_age: self.metadata_max_age,
             partitioner: self.partitioner.clone(),
             seed: self.seed.unwrap_or_else(os_seed),

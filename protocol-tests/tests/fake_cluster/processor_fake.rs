@@ -7,106 +7,21 @@
 //! consumer and commits from the cluster's own state.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protocol_tests::FakeCluster;
-use smartkafka::consumer::{Assignor, AutoOffsetReset, ConsumedRecord, Consumer};
+use smartkafka::consumer::{Assignor, AutoOffsetReset, Consumer};
 use smartkafka::processor::{
-    ProcessError, Processor, ProcessorRunner, RunStats, RunSummary, Typed, TypedProcessor,
-    TypedRecord,
+    ProcessError, ProcessorRunner, RunStats, RunSummary, Typed, TypedProcessor, TypedRecord,
 };
 use smartkafka::serialization::Utf8;
 use smartkafka::{Producer, Record, RecordMetadata};
 use tokio::time::Instant;
 
+use crate::support::recorder::{Call, Recorder};
 use crate::support::workload::{ReadRecord, consume_all};
-
-/// One call of `process`, as the processor saw it.
-#[derive(Debug, Clone)]
-struct Call {
-    topic: String,
-    partition: i32,
-    offset: i64,
-    key: Option<String>,
-    value: String,
-    ok: bool,
-    at: Instant,
-}
-
-/// Decides a call's outcome from the value and how often it was seen.
-type Rule = Arc<dyn Fn(&str, usize) -> Result<(), ProcessError> + Send + Sync>;
-
-/// A processor that records every call and fails as its rule says.
-#[derive(Clone)]
-struct Recorder {
-    calls: Arc<Mutex<Vec<Call>>>,
-    rule: Rule,
-    max_sleep_ms: u64,
-    running: Arc<AtomicUsize>,
-    most_running: Arc<AtomicUsize>,
-    assigned: Arc<Mutex<Vec<(Instant, usize)>>>,
-}
-
-impl Recorder {
-    fn new(rule: impl Fn(&str, usize) -> Result<(), ProcessError> + Send + Sync + 'static) -> Self {
-        Recorder {
-            calls: Arc::default(),
-            rule: Arc::new(rule),
-            max_sleep_ms: 0,
-            running: Arc::default(),
-            most_running: Arc::default(),
-            assigned: Arc::default(),
-        }
-    }
-
-    fn calls(&self) -> Vec<Call> {
-        self.calls.lock().unwrap().clone()
-    }
-}
-
-impl Processor for Recorder {
-    async fn process(&self, record: &ConsumedRecord) -> Result<(), ProcessError> {
-        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
-        self.most_running.fetch_max(running, Ordering::SeqCst);
-        let value =
-            String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).to_string();
-        if self.max_sleep_ms > 0 {
-            let ms = rand::random_range(0..self.max_sleep_ms);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
-        let seen = self
-            .calls
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|c| c.value == value)
-            .count();
-        let result = (self.rule)(&value, seen);
-        self.calls.lock().unwrap().push(Call {
-            topic: record.topic.clone(),
-            partition: record.partition,
-            offset: record.offset,
-            key: record
-                .key
-                .as_deref()
-                .map(|k| String::from_utf8_lossy(k).to_string()),
-            value,
-            ok: result.is_ok(),
-            at: Instant::now(),
-        });
-        self.running.fetch_sub(1, Ordering::SeqCst);
-        result
-    }
-
-    fn on_assigned(&self, partitions: &[(String, i32)]) {
-        self.assigned
-            .lock()
-            .unwrap()
-            .push((Instant::now(), partitions.len()));
-    }
-}
 
 async fn cluster(topics: &[(&str, i32)]) -> FakeCluster {
     let mut builder = FakeCluster::builder()

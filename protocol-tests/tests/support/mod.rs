@@ -7,6 +7,8 @@
 //! - [`batch`]: record batches encoded by kafka-protocol;
 //! - [`murmur`]: Kafka's murmur2, independent of the client;
 //! - [`raw`]: a raw connection that speaks any request at any version;
+//! - [`recorder`]: a processor that records its calls, for the processor
+//!   runner's tests;
 //! - [`workload`]: recognisable records and a rust-rdkafka reader.
 
 #![allow(dead_code)]
@@ -17,4 +19,5 @@ pub mod batch;
 pub mod fixtures;
 pub mod murmur;
 pub mod raw;
+pub mod recorder;
 pub mod workload;

@@ -149,8 +149,15 @@ impl Engine {
         let id = self.next_id;
         if let Some((topics, node)) = self.metadata.poll_request(now, id) {
             self.next_id += 1;
-            self.transmits
-                .push_back(Transmit::Metadata { id, node, topics });
+            // Missing topics are created where the broker allows it, as
+            // the Java producer's `allow.auto.create.topics` (default
+            // true) asks.
+            self.transmits.push_back(Transmit::Metadata {
+                id,
+                node,
+                topics,
+                allow_auto_topic_creation: true,
+            });
         }
     }
 

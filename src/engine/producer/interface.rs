@@ -44,6 +44,20 @@ impl Acks {
     }
 }
 
+/// Where a producer's batches are compressed: the one setting that
+/// decides it, owned by the engine's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CompressAt {
+    /// By the engine, as each batch is sealed (the simulation and the
+    /// engine's own tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Seal,
+    /// By the runtime's dispatch tasks, right before the request is written
+    /// (the producer): the engine seals batches uncompressed and learns
+    /// their compressed sizes afterwards (`note_wire_sizes`).
+    Dispatch,
+}
+
 /// Engine settings (built from the producer configuration).
 #[derive(Debug, Clone)]
 pub(crate) struct EngineConfig {
@@ -62,6 +76,8 @@ pub(crate) struct EngineConfig {
     pub(crate) max_in_flight: usize,
     pub(crate) compression: Compression,
     pub(crate) compression_level: Option<i32>,
+    /// Where batches are compressed (see [`CompressAt`]).
+    pub(crate) compress_at: CompressAt,
     pub(crate) metadata_max_age: Duration,
     pub(crate) partitioner: PartitionStrategy,
     pub(crate) seed: u64,
@@ -100,6 +116,8 @@ pub(crate) enum Transmit {
         id: u64,
         node: Option<(i32, String)>,
         topics: Vec<String>,
+        /// Whether the broker may create a missing topic.
+        allow_auto_topic_creation: bool,
     },
     /// A transactional request (see `txn`), to `node` (a coordinator) or
     /// (`None`) any broker.

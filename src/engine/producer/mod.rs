@@ -40,6 +40,37 @@
 //! see correlation ids or bytes (a deviation from a bytes-in engine that
 //! keeps decoding in one place).
 //!
+//! ## The call contract
+//!
+//! Whoever drives the engine (the producer's runtime, the simulation, the
+//! tests) follows the same rules, as quinn-proto's `Connection` asks of
+//! its endpoint:
+//!
+//! 1. **Time only goes forward.** Every input carries `now`; pass
+//!    non-decreasing instants (one clock reading may serve a run of
+//!    inputs). The engine never reads a clock, never sleeps and draws
+//!    randomness only from the configured seed, so the same inputs give
+//!    the same outputs.
+//! 2. **Inputs**: `append` / `append_deferred` (a record), `flush`,
+//!    `transaction`, `abort`, and the answers `handle_metadata_response`,
+//!    `handle_produce_response`, `handle_init_producer_id_response`,
+//!    `handle_txn_response`, `note_wire_sizes`, `cluster_unreachable`. Each
+//!    answer names the `id` of the `Transmit` it answers; an answer to an
+//!    id the engine no longer waits for (late, after a timeout or an abort)
+//!    is ignored. Every `Transmit` must be answered exactly once, with the
+//!    result or the error that stopped it (`SendFailure` says whether the
+//!    request may have been written).
+//! 3. **After any input, drain the outputs**: call `poll_transmit` until
+//!    `None` and send each, `poll_event` until `None` and report each.
+//!    Outputs are only produced by inputs, so nothing appears between two
+//!    inputs.
+//! 4. **Then ask `poll_timeout`** for the next instant at which time alone
+//!    would make the engine act, sleep until then or until the next input,
+//!    and on waking call `handle_timeout(now)` (calling it early or more
+//!    often is harmless), then drain the outputs again.
+//! 5. **Stopping**: `is_idle` says nothing is waiting, queued or in flight;
+//!    `abort` fails what is left at a close deadline.
+//!
 //! The engine is one type whose methods are split by job:
 //!
 //! | file | job |
@@ -54,6 +85,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::compression::Compression;
 use crate::engine::accumulator::{PartitionQueue, PendingRecord};
 use crate::engine::idempotence::{Idempotence, ProducerIdentity};
 use crate::engine::metadata_cache::MetadataCache;
@@ -75,7 +107,7 @@ mod tests;
 
 pub(crate) use intake::check_size;
 pub use interface::Acks;
-pub(crate) use interface::{EngineConfig, Event, SendFailure, Transmit};
+pub(crate) use interface::{CompressAt, EngineConfig, Event, SendFailure, Transmit};
 
 /// One partition's answer in a Produce response.
 #[derive(Debug, Clone, Copy)]
@@ -189,7 +221,10 @@ const SPARE_REQUESTS: usize = 4;
 impl Engine {
     pub(crate) fn new(config: EngineConfig) -> Engine {
         let batch_config = BatchConfig {
-            compression: config.compression,
+            compression: match config.compress_at {
+                CompressAt::Seal => config.compression,
+                CompressAt::Dispatch => Compression::None,
+            },
             level: config.compression_level,
             max_batch_bytes: config.batch_size,
             hard_max_bytes: config.max_request_size,

@@ -27,11 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, MetadataRequest, ProduceResponse, ProducerId, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::ProduceResponse;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::producer::runtime::buffer_gate::BufferGate;
@@ -50,7 +46,6 @@ use crate::producer::runtime::inbox::{self, InboxReceiver, InboxSender};
 use crate::producer::runtime::reporter::DeliveryReply;
 use crate::producer::runtime::reporter::Reporter;
 use crate::producer::runtime::token_ring::TokenRing;
-use crate::protocol::KafkaCode;
 use crate::record::{Record, RecordMetadata};
 
 /// The result of accepting a record into the buffer.
@@ -358,7 +353,7 @@ impl DriverHandle {
 /// Starts the driver task on the current runtime.
 pub(crate) fn spawn(
     pool: Arc<BrokerPool>,
-    mut engine: EngineConfig,
+    engine: EngineConfig,
     on_delivery: Option<DeliveryCallback>,
 ) -> Result<DriverHandle, Error> {
     let reporter = match on_delivery {
@@ -370,8 +365,9 @@ pub(crate) fn spawn(
     };
     // A transactional producer gets its id from `init_transactions`.
     let wait_for_id = engine.idempotence && engine.transactional_id.is_none();
-    // Batches are compressed by the dispatch tasks, not by the engine.
-    let outbound = Outbound::take_from(&mut engine);
+    // Batches are compressed by the dispatch tasks, not by the engine
+    // (the producer's configuration says `CompressAt::Dispatch`).
+    let outbound = Outbound::for_engine(&engine);
     let buffer = BufferGate::new(engine.buffer_memory);
     let rule = BufferRule {
         buffer_memory: engine.buffer_memory,
@@ -928,32 +924,14 @@ impl Driver {
                 tokio::spawn(async move {
                     let result = async {
                         let conn = connections.node_or_bootstrap(node.as_ref()).await?;
-                        let Some(version) = conn.versions().get(ApiKey::InitProducerId) else {
-                            // Scenario 26: a clear configuration error, at start-up.
-                            return Err(Error::config(
-                                "idempotence",
-                                "the broker does not support InitProducerId (Kafka 0.11 or later \
-                                 is needed); turn idempotence off to produce to it",
-                            ));
-                        };
-                        // Bumping an epoch needs v3 (KIP-360); older brokers
-                        // hand out a fresh producer id instead.
-                        let (producer_id, epoch) = if version >= 3 {
-                            (producer_id, epoch)
-                        } else {
-                            (-1, -1)
-                        };
-                        let request = InitProducerIdRequest::default()
-                            .with_transactional_id(None)
-                            .with_transaction_timeout_ms(i32::MAX)
-                            .with_producer_id(ProducerId(producer_id))
-                            .with_producer_epoch(epoch);
-                        let response = conn.send(&request).await?;
-                        Ok((
-                            response.error_code,
-                            response.producer_id.0,
-                            response.producer_epoch,
-                        ))
+                        crate::net::txn_wire::init_producer_id(
+                            &conn,
+                            None,
+                            i32::MAX,
+                            producer_id,
+                            epoch,
+                        )
+                        .await
                     }
                     .await;
                     let _ = responses.send(Response::InitProducerId { id, result });
@@ -974,27 +952,21 @@ impl Driver {
                     let _ = responses.send(Response::Txn { id, result });
                 });
             }
-            Transmit::Metadata { id, node, topics } => {
+            Transmit::Metadata {
+                id,
+                node,
+                topics,
+                allow_auto_topic_creation,
+            } => {
                 tokio::spawn(async move {
                     let result = async {
                         let conn = connections.node_or_bootstrap(node.as_ref()).await?;
-                        let request = MetadataRequest::default()
-                            .with_topics(Some(
-                                topics
-                                    .iter()
-                                    .map(|t| {
-                                        MetadataRequestTopic::default().with_name(Some(TopicName(
-                                            StrBytes::from_string(t.clone()),
-                                        )))
-                                    })
-                                    .collect(),
-                            ))
-                            .with_allow_auto_topic_creation(true);
+                        let request = crate::metadata::metadata_request(
+                            Some(&topics),
+                            allow_auto_topic_creation,
+                        );
                         let response = conn.send(&request).await?;
-                        if let Some(code) = KafkaCode::from_i16(response.error_code) {
-                            return Err(Error::broker(code, "metadata"));
-                        }
-                        Ok(ClusterMetadata::from_response(&response))
+                        ClusterMetadata::from_answer(&response)
                     }
                     .await;
                     let _ = responses.send(Response::Metadata { id, result });

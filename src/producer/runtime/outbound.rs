@@ -1,5 +1,6 @@
-//! Compression on the way out: the driver's engine encodes and stamps
-//! batches uncompressed, and each broker's dispatch task has them
+//! Compression on the way out: the producer's engine configuration places
+//! compression here ([`CompressAt::Dispatch`]), so the engine encodes and
+//! stamps batches uncompressed, and each broker's dispatch task has them
 //! compressed here, on the blocking pool, right before the request is
 //! written. Compression then runs on other threads while the driver goes on
 //! encoding, instead of after encoding on the driver's own task.
@@ -12,6 +13,7 @@ use std::cell::RefCell;
 use kafka_protocol::messages::ProduceRequest;
 
 use crate::compression::{Compression, Compressor};
+use crate::engine::{CompressAt, EngineConfig};
 use crate::error::{Error, ErrorKind};
 
 /// The codec and level batches are compressed with on the way out.
@@ -31,18 +33,17 @@ thread_local! {
 }
 
 impl Outbound {
-    /// Takes the codec out of the engine's configuration, so the engine
-    /// seals uncompressed batches; `None` when there is no codec.
-    pub(crate) fn take_from(engine: &mut crate::engine::EngineConfig) -> Option<Outbound> {
-        if engine.compression == Compression::None {
+    /// The codec to compress with on the way out, when the engine's
+    /// configuration places compression here ([`CompressAt::Dispatch`]);
+    /// `None` when there is no codec.
+    pub(crate) fn for_engine(engine: &EngineConfig) -> Option<Outbound> {
+        if engine.compress_at != CompressAt::Dispatch || engine.compression == Compression::None {
             return None;
         }
-        let outbound = Outbound {
+        Some(Outbound {
             codec: engine.compression,
             level: engine.compression_level,
-        };
-        engine.compression = Compression::None;
-        Some(outbound)
+        })
     }
 
     /// Compresses every batch of `request`, off the async workers.

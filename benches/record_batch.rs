@@ -37,7 +37,7 @@ use kafka_protocol::records::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use smartkafka::compression::Compression;
-use smartkafka::records::{
+use smartkafka::record_batch::{
     AppendOutcome, BATCH_HEADER_LEN, BatchBuilder, BatchConfig, BatchReader, SealedBatch,
 };
 

@@ -31,7 +31,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Mutex;
 
-use crate::config::ClientConfig;
+use crate::client_config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
 use crate::net::connection::BrokerConnection;

@@ -25,6 +25,7 @@
 //! | I/O | `net` (private) | the broker pool every client shares: sockets, pipelined connections, ApiVersions, reconnect backoff, timeouts, the clock |
 //! | producer | [`Producer`], [`blocking::Producer`] | send / delivery futures, flush, close, stats; transactions (`init_transactions`, `begin_transaction`, `send_offsets_to_transaction`, `commit_transaction`, `abort_transaction`, the [`Transaction`] guard); configuration in [`ProducerConfig`] |
 //! | records | [`Record`], [`RecordMetadata`] | what is sent and where it landed |
+//! | record batches | [`record_batch`] | Kafka's RecordBatch v2: encoded as records are appended on the produce path, read and verified on the fetch path, compressed per batch with the [`compression`] codecs |
 //! | serialization | [`serialization`] | the [`serialization::Serializer`] / [`serialization::Deserializer`] traits; raw bytes, UTF-8, JSON (`json` feature), postcard (`postcard` feature) |
 //! | typed sink | [`sink`] | [`sink::Sink`]: typed keys and values to one topic, message ids with a bounded delivery tracker, circuit breaker, retries and a dead-letter topic, metrics |
 //! | admin | [`AdminClient`] | metadata, topic creation, offset lookups |
@@ -73,8 +74,8 @@ mod address;
 mod admin;
 #[cfg(feature = "tokio-runtime")]
 pub mod blocking;
+mod client_config;
 pub mod compression;
-mod config;
 pub mod consumer;
 mod engine;
 mod error;
@@ -91,7 +92,7 @@ mod producer;
 mod properties;
 pub mod protocol;
 mod record;
-pub mod records;
+pub mod record_batch;
 pub mod security;
 pub mod serialization;
 #[cfg(feature = "tokio-runtime")]
@@ -101,7 +102,7 @@ mod topic_name;
 
 #[cfg(feature = "tokio-runtime")]
 pub use admin::{AdminClient, NewTopic, OffsetSpec};
-pub use config::ClientConfig;
+pub use client_config::ClientConfig;
 pub use engine::partitioner;
 pub use engine::{Acks, BrokerStats, PartitionStats, ProducerStats};
 pub use error::{Error, ErrorKind, Result};

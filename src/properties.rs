@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::config::ClientConfig;
+use crate::client_config::ClientConfig;
 use crate::error::Error;
 use crate::partitioner::PartitionStrategy;
 use crate::security::SECURITY_KEYS;

@@ -6,7 +6,7 @@
 // buffer as a Fetch response carries it. Every batch and record is read,
 // decompressed within a small cap, and every field is touched.
 
-use smartkafka::records::{BatchReader, ReadOptions};
+use smartkafka::record_batch::{BatchReader, ReadOptions};
 
 /// The decompressed-size cap while fuzzing.
 pub const MAX_DECOMPRESSED_BYTES: usize = 256 * 1024;

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::record::Header;
-use crate::records::TimestampType;
+use crate::record_batch::TimestampType;
 
 /// A record read from a partition.
 ///

@@ -24,7 +24,7 @@ use super::aborted::{AbortedFilter, BatchInfo, Marker, Verdict};
 use super::consumed::ConsumedRecord;
 use crate::error::{Error, ErrorKind};
 use crate::record::Header;
-use crate::records::{Batch, BatchReader, ControlRecordType, ReadOptions, RecordsError};
+use crate::record_batch::{Batch, BatchReader, ControlRecordType, ReadOptions, RecordsError};
 
 /// The result of decoding one partition's records.
 #[derive(Debug)]
@@ -298,7 +298,7 @@ mod tests {
     use super::*;
     use crate::compression::Compression;
     use crate::consumer::aborted::AbortedTransaction;
-    use crate::records::{AppendOutcome, BatchBuilder, BatchConfig};
+    use crate::record_batch::{AppendOutcome, BatchBuilder, BatchConfig};
 
     fn batch(base_offset: i64, count: usize, compression: Compression) -> Vec<u8> {
         let mut config = BatchConfig::new(compression);
@@ -438,9 +438,9 @@ mod tests {
             }
         };
         let mut attributes = i16::from_be_bytes([bytes[21], bytes[22]]);
-        attributes |= crate::records::attributes::TRANSACTIONAL;
+        attributes |= crate::record_batch::attributes::TRANSACTIONAL;
         if marker.is_some() {
-            attributes |= crate::records::attributes::CONTROL;
+            attributes |= crate::record_batch::attributes::CONTROL;
         }
         bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
         bytes[43..51].copy_from_slice(&pid.to_be_bytes());

@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::aborted::AbortedTransaction;
-use super::config::IsolationLevel;
+use super::reader_config::IsolationLevel;
 use crate::error::Error;
 use crate::net::connection::{BrokerConnection, PendingResponse};
 use crate::protocol::KafkaCode;

@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use super::assignor::Assignor;
-use super::config::{AutoOffsetReset, IsolationLevel, ReaderConfig};
-use crate::config::ClientConfig;
+use super::reader_config::{AutoOffsetReset, IsolationLevel, ReaderConfig};
+use crate::client_config::ClientConfig;
 use crate::error::Error;
 
 /// Settings of a group [`Consumer`](super::Consumer).
@@ -183,7 +183,7 @@ impl ConsumerConfig {
             ("auto_commit_interval", self.auto_commit_interval),
             ("metadata_max_age", self.metadata_max_age),
         ] {
-            crate::config::check_duration(field, value)?;
+            crate::client_config::check_duration(field, value)?;
             if value.is_zero() || i32::try_from(value.as_millis()).is_err() {
                 return Err(Error::config(field, "must be between 1 ms and 24 days"));
             }

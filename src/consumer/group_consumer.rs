@@ -25,7 +25,6 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use super::assignor::{Assignor, RebalanceProtocol};
-use super::config::{AutoOffsetReset, StartOffset};
 use super::consumed::ConsumedRecord;
 use super::coordinator::{Coordinator, GroupIdentity};
 use super::group_config::ConsumerConfig;
@@ -33,8 +32,9 @@ use super::heartbeat::{self, HeartbeatPlan, Signals};
 use super::join_round::{self, RoundPlan, Synced};
 use super::membership::{Member, NO_GENERATION, Reaction, reaction};
 use super::reader::PartitionReader;
+use super::reader_config::{AutoOffsetReset, StartOffset};
 use super::rebalance::{RebalanceContext, RebalanceListener, TopicPartition};
-use crate::config::forward_to_config as forward;
+use crate::client_config::forward_to_config as forward;
 use crate::error::{Error, ErrorKind};
 use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
 use crate::net::clock;
@@ -1038,7 +1038,7 @@ impl ConsumerBuilder {
     /// Comma-separated `host:port` list used to discover the cluster.
     pub fn bootstrap_servers(mut self, servers: &str) -> Self {
         self.config.reader.client.bootstrap_servers =
-            crate::config::ClientConfig::new(servers).bootstrap_servers;
+            crate::client_config::ClientConfig::new(servers).bootstrap_servers;
         self
     }
 

@@ -24,7 +24,6 @@
 #[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
 mod aborted;
 mod assignor;
-mod config;
 mod consumed;
 #[cfg(feature = "tokio-runtime")]
 mod coordinator;
@@ -46,15 +45,16 @@ mod prefetch;
 mod properties;
 #[cfg(feature = "tokio-runtime")]
 mod reader;
+mod reader_config;
 mod rebalance;
 
 pub use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
 pub use assignor::{Assignor, GroupMember, RebalanceProtocol};
-pub use config::{AutoOffsetReset, IsolationLevel, ReaderConfig, StartOffset};
 pub use consumed::ConsumedRecord;
 pub use group_config::ConsumerConfig;
 #[cfg(feature = "tokio-runtime")]
 pub use group_consumer::{Consumer, ConsumerBuilder};
 #[cfg(feature = "tokio-runtime")]
 pub use reader::PartitionReader;
+pub use reader_config::{AutoOffsetReset, IsolationLevel, ReaderConfig, StartOffset};
 pub use rebalance::{RebalanceContext, RebalanceListener, TopicPartition};

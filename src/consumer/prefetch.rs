@@ -16,11 +16,11 @@ use std::collections::BTreeMap;
 use tokio::task::JoinHandle;
 
 use super::aborted::AbortedFilter;
-use super::config::IsolationLevel;
 use super::decode::{Decoded, decode_partition};
 use super::fetcher::{FetchedPartition, InFlightFetch};
+use super::reader_config::IsolationLevel;
 use crate::error::Error;
-use crate::records::ReadOptions;
+use crate::record_batch::ReadOptions;
 
 /// A partition by topic and number.
 pub(crate) type TopicPartition = (String, i32);

@@ -24,16 +24,16 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 
-use super::config::{AutoOffsetReset, IsolationLevel, ReaderConfig, StartOffset};
 use super::consumed::ConsumedRecord;
 use super::fetcher::{EARLIEST_TIMESTAMP, FetchParams, FetchTarget, Fetcher, LATEST_TIMESTAMP};
 use super::prefetch::{Answered, DecodeSettings, PendingFetch};
+use super::reader_config::{AutoOffsetReset, IsolationLevel, ReaderConfig, StartOffset};
 use crate::admin::AdminClient;
 use crate::error::{Error, ErrorKind};
 use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
 use crate::net::pool::BrokerPool;
 use crate::protocol::KafkaCode;
-use crate::records::ReadOptions;
+use crate::record_batch::ReadOptions;
 
 type TopicPartition = (String, i32);
 

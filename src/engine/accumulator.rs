@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use super::idempotence::PartitionSequences;
 use crate::record::Record;
-use crate::records::{
+use crate::record_batch::{
     AppendOutcome, BatchBuilder, BatchConfig, BatchReader, BufferPool, ReadOptions, RecordsError,
     SealedBatch,
 };

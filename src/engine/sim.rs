@@ -25,7 +25,7 @@ use crate::error::{Error, ErrorKind};
 use crate::metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 use crate::protocol::KafkaCode;
 use crate::record::Record;
-use crate::records::BatchReader;
+use crate::record_batch::BatchReader;
 
 pub(crate) const TOPIC: &str = "t";
 

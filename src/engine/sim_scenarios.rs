@@ -305,7 +305,7 @@ fn fault_16_restamping_never_touches_bytes_still_being_written() {
 
 /// (epoch, base sequence) of a batch, after checking its CRC.
 fn stamp_of(bytes: &bytes::Bytes) -> (i16, i32) {
-    let batch = crate::records::BatchReader::new(bytes)
+    let batch = crate::record_batch::BatchReader::new(bytes)
         .next()
         .unwrap()
         .unwrap();

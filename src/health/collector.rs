@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 
 use super::{LagCollector, LagFuture, MissingCommit, PartitionLag};
 use crate::admin::{AdminClient, OffsetSpec};
-use crate::config::ClientConfig;
+use crate::client_config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 
 /// Collects lag with admin requests to the cluster.

@@ -265,9 +265,9 @@ impl SmartConfig {
                 "must be between 0.0 and 1.0",
             ));
         }
-        crate::config::check_duration("smart.refresh_interval", self.refresh_interval)?;
-        crate::config::check_duration("smart.collection_timeout", self.collection_timeout)?;
-        crate::config::check_duration("smart.max_age", self.max_age)?;
+        crate::client_config::check_duration("smart.refresh_interval", self.refresh_interval)?;
+        crate::client_config::check_duration("smart.collection_timeout", self.collection_timeout)?;
+        crate::client_config::check_duration("smart.max_age", self.max_age)?;
         if self.refresh_interval.is_zero() {
             return Err(Error::config(
                 "smart.refresh_interval",

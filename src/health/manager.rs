@@ -28,7 +28,7 @@ use super::{
     CachedHealth, HealthCache, HealthScorer, HealthSnapshot, HealthTable, KafkaLagCollector,
     LagCollector, PartitionLag, RoutingCounters, RoutingStats, SmartConfig,
 };
-use crate::config::ClientConfig;
+use crate::client_config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::net::clock;
 use crate::partitioner::PartitionStrategy;

@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::ClientConfig;
+use crate::client_config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::net::connection::{BrokerConnection, Transport};
 

@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::ClientConfig;
+use crate::client_config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::protocol::{
     ApiRequest, CorrelationState, FrameCursor, FrameParts, KafkaCode, MatchedResponse,

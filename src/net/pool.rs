@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::config::ClientConfig;
+use crate::client_config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::net::bootstrap::{self, StartupWatch};
 use crate::net::clock;

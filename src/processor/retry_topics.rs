@@ -225,7 +225,7 @@ mod tests {
             partition: 0,
             offset: 3,
             timestamp: 0,
-            timestamp_type: crate::records::TimestampType::CreateTime,
+            timestamp_type: crate::record_batch::TimestampType::CreateTime,
             key: Some(Bytes::from_static(b"k")),
             value: Some(Bytes::from_static(b"v")),
             headers: vec![Header::new("trace", "t1")]

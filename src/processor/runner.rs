@@ -937,7 +937,7 @@ mod tests {
             partition: 0,
             offset,
             timestamp: 0,
-            timestamp_type: crate::records::TimestampType::CreateTime,
+            timestamp_type: crate::record_batch::TimestampType::CreateTime,
             key: None,
             value: None,
             headers: Vec::new(),

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
+use crate::client_config::ClientConfig;
 use crate::compression::Compression;
-use crate::config::ClientConfig;
 use crate::engine::{Acks, CompressAt, EngineConfig};
 use crate::error::Error;
 use crate::health::SmartConfig;
@@ -349,7 +349,7 @@ impl ProducerConfig {
             ("metadata_max_age", self.metadata_max_age),
             ("transaction_timeout", self.transaction_timeout),
         ] {
-            crate::config::check_duration(field, value)?;
+            crate::client_config::check_duration(field, value)?;
         }
         if let Some((interval, _)) = &self.statistics {
             if interval.is_zero() {
@@ -358,7 +358,7 @@ impl ProducerConfig {
                     "must be greater than zero",
                 ));
             }
-            crate::config::check_duration("statistics_interval", *interval)?;
+            crate::client_config::check_duration("statistics_interval", *interval)?;
         }
         if let Some(smart) = &self.smart {
             smart.validate()?;
@@ -366,7 +366,7 @@ impl ProducerConfig {
         if self.batch_size == 0 {
             return Err(Error::config("batch_size", "must be greater than zero"));
         }
-        if self.max_request_size < crate::records::BATCH_HEADER_LEN + 64
+        if self.max_request_size < crate::record_batch::BATCH_HEADER_LEN + 64
             || self.max_request_size > i32::MAX as usize
         {
             return Err(Error::config(
@@ -528,7 +528,7 @@ mod tests {
             assert_eq!(e.kind(), &ErrorKind::Config { field }, "{e}");
         }
         // The bound itself is allowed.
-        let longest = crate::config::MAX_DURATION;
+        let longest = crate::client_config::MAX_DURATION;
         let config = base()
             .linger(longest / 2)
             .max_block(longest)

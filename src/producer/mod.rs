@@ -27,7 +27,7 @@ mod transactions;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::forward_to_config as forward;
+use crate::client_config::forward_to_config as forward;
 use tokio::sync::oneshot;
 
 use crate::producer::runtime::buffer_gate::OnGrant;
@@ -652,7 +652,7 @@ impl ProducerBuilder {
     /// discover the cluster; see [`ClientConfig::new`](crate::ClientConfig::new).
     pub fn bootstrap_servers(mut self, servers: &str) -> Self {
         self.config.client.bootstrap_servers =
-            crate::config::ClientConfig::new(servers).bootstrap_servers;
+            crate::client_config::ClientConfig::new(servers).bootstrap_servers;
         self
     }
 

@@ -1,7 +1,7 @@
 //! The security settings by their Java and librdkafka property names:
 //! `security.protocol`, `sasl.*` and `ssl.*`.
 
-use crate::config::ClientConfig;
+use crate::client_config::ClientConfig;
 use crate::error::Error;
 use crate::properties::{boolean, not_one_of};
 use crate::security::{SaslConfig, SaslMechanism, SecurityProtocol, TlsConfig};

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use smartkafka::ErrorKind;
 use smartkafka::compression::Compression;
 use smartkafka::consumer::{PartitionReader, ReaderConfig};
-use smartkafka::records::BatchConfig;
+use smartkafka::record_batch::BatchConfig;
 
 use crate::support::scripted_broker::{
     ScriptedCluster, TOPIC, assigned_reader, partition_data, serve_log,

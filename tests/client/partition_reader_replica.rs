@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::messages::BrokerId;
 use smartkafka::consumer::ReaderConfig;
-use smartkafka::records::BatchConfig;
+use smartkafka::record_batch::BatchConfig;
 
 use crate::support::scripted_broker::{
     ScriptedCluster, TOPIC, assigned_reader, partition_data, serve_log,

@@ -10,7 +10,7 @@ pub mod alloc;
 pub mod scripted_broker;
 
 use protocol_tests::FakeCluster;
-use smartkafka::records::{AppendOutcome, BatchBuilder, BatchConfig};
+use smartkafka::record_batch::{AppendOutcome, BatchBuilder, BatchConfig};
 
 /// A sealed batch built by our own encoder, holding `values` (each with
 /// `key`) and renumbered to start at `base_offset`, as a broker would

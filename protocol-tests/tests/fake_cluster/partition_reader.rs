@@ -28,7 +28,7 @@ use smartkafka::consumer::{
     PartitionReader, ReaderConfig, StartOffset,
 };
 use smartkafka::protocol::KafkaCode;
-use smartkafka::records::TimestampType;
+use smartkafka::record_batch::TimestampType;
 use smartkafka::{Acks, ErrorKind, Header, Producer, Record};
 
 const BASE_TIMESTAMP: i64 = 1_700_000_000_000;

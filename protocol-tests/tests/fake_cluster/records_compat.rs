@@ -34,7 +34,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header as RdHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use smartkafka::compression::{Compression, CompressionError, XERIAL_MAGIC};
-use smartkafka::records::{
+use smartkafka::record_batch::{
     AppendOutcome, BATCH_HEADER_LEN, BatchBuilder, BatchConfig, BatchHeader, BatchReader,
     ReadOptions, RecordsError, SealedBatch, TimestampType,
 };

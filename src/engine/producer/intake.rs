@@ -18,7 +18,7 @@ use crate::engine::txn::Transactions;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
 use crate::record::{Record, Topic};
-use crate::records::BATCH_HEADER_LEN;
+use crate::record_batch::BATCH_HEADER_LEN;
 
 impl Engine {
     /// Takes a record. `token` identifies it in events and must grow with

@@ -95,7 +95,7 @@ use crate::engine::stats::{ProducerStats, StatsBook};
 use crate::engine::txn::Transactions;
 use crate::error::Error;
 use crate::record::{Record, Topic};
-use crate::records::{BatchConfig, BufferPool};
+use crate::record_batch::{BatchConfig, BufferPool};
 
 mod drain;
 mod identity;

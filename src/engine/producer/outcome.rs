@@ -17,7 +17,7 @@ use crate::engine::retry::{Outcome, RetryAction, classify};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::KafkaCode;
 use crate::record::Topic;
-use crate::records::RecordsError;
+use crate::record_batch::RecordsError;
 
 impl Engine {
     /// Fails every record not in flight: waiting ones and queued batches

@@ -88,7 +88,7 @@ impl BufferRule {
     /// [`QUEUED_COST`], all within the cap.
     pub(crate) fn charge(&self, size: usize) -> Option<Charge> {
         if size > self.buffer_memory
-            || size.saturating_add(crate::records::BATCH_HEADER_LEN) > self.max_request_size
+            || size.saturating_add(crate::record_batch::BATCH_HEADER_LEN) > self.max_request_size
         {
             return None;
         }

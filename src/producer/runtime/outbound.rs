@@ -65,7 +65,7 @@ impl Outbound {
                     let Some(records) = partition.records.as_ref() else {
                         continue;
                     };
-                    match crate::records::compress_batch(
+                    match crate::record_batch::compress_batch(
                         records, self.codec, self.level, compressor, scratch,
                     ) {
                         Ok(Some(compressed)) => {

@@ -56,7 +56,7 @@ pub fn compress_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{BatchBuilder, BatchConfig, BatchReader};
+    use crate::record_batch::{BatchBuilder, BatchConfig, BatchReader};
 
     fn batch(codec: Compression) -> SealedBatchBytes {
         let mut builder = BatchBuilder::new(BatchConfig::new(codec), 1_700_000_000_000);

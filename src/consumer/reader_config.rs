@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::config::ClientConfig;
+use crate::client_config::ClientConfig;
 use crate::error::Error;
 
 /// Which records of transactional producers a reader sees.
@@ -238,8 +238,8 @@ impl ReaderConfig {
     /// Checks every field; the error names the first field at fault.
     pub fn validate(&self) -> Result<(), Error> {
         self.client.validate()?;
-        crate::config::check_duration("max_wait", self.max_wait)?;
-        crate::config::check_duration("retry_backoff", self.retry_backoff)?;
+        crate::client_config::check_duration("max_wait", self.max_wait)?;
+        crate::client_config::check_duration("retry_backoff", self.retry_backoff)?;
         if self.max_wait >= self.client.request_timeout {
             return Err(Error::config(
                 "max_wait",

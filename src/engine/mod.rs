@@ -23,6 +23,8 @@
 #![cfg_attr(not(feature = "tokio-runtime"), allow(dead_code, unused_imports))]
 
 pub(crate) mod accumulator;
+#[cfg(test)]
+mod fixtures;
 pub(crate) mod idempotence;
 pub(crate) mod metadata_cache;
 pub mod partitioner;
@@ -40,6 +42,8 @@ pub(crate) mod txn;
 mod txn_scenarios;
 
 pub use producer::Acks;
-pub(crate) use producer::{CompressAt, Engine, EngineConfig, Event, SendFailure, Transmit};
+pub(crate) use producer::{
+    BufferOwner, CompressAt, Engine, EngineConfig, Event, SendFailure, Transmit,
+};
 pub use stats::{BrokerStats, PartitionStats, ProducerStats};
 pub(crate) use txn::{CoordinatorKind, TxnAnswer, TxnOp, TxnRequest};

@@ -18,40 +18,28 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::producer::{Acks, Engine, EngineConfig, Event, SendFailure, Transmit};
-use crate::compression::Compression;
-use crate::engine::partitioner::PartitionStrategy;
+use super::producer::{Engine, EngineConfig, Event, SendFailure, Transmit};
+use crate::engine::fixtures;
 use crate::error::{Error, ErrorKind};
-use crate::metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
+use crate::metadata::ClusterMetadata;
 use crate::protocol::KafkaCode;
 use crate::record::Record;
 use crate::record_batch::BatchReader;
 
-pub(crate) const TOPIC: &str = "t";
+pub(crate) use crate::engine::fixtures::TOPIC;
 
 /// Engine settings for simulations: idempotent, small batches.
 pub(crate) fn config() -> EngineConfig {
     EngineConfig {
-        acks: Acks::All,
         linger: Duration::from_millis(2),
         batch_size: 512,
-        buffer_memory: 1 << 20,
-        max_request_size: 1 << 20,
-        max_block: Duration::from_secs(60),
         delivery_timeout: Duration::from_secs(120),
         request_timeout: Duration::from_secs(30),
         retry_backoff: Duration::from_millis(10),
         retry_backoff_max: Duration::from_millis(200),
-        max_in_flight: 5,
-        compression: Compression::None,
-        compression_level: None,
-        compress_at: crate::engine::CompressAt::Seal,
-        metadata_max_age: Duration::from_secs(300),
-        partitioner: PartitionStrategy::Default,
         seed: 11,
         idempotence: true,
-        transactional_id: None,
-        transaction_timeout: Duration::from_secs(60),
+        ..fixtures::config()
     }
 }
 
@@ -119,46 +107,12 @@ impl SimCluster {
     }
 
     pub(crate) fn metadata(&self) -> ClusterMetadata {
-        let mut topics = BTreeMap::new();
-        if !self.topic_hidden {
-            let partitions = self
-                .leaders
-                .iter()
-                .enumerate()
-                .map(|(p, (leader, epoch))| PartitionMetadata {
-                    id: p as i32,
-                    leader: Some(*leader),
-                    leader_epoch: Some(*epoch),
-                    replicas: vec![],
-                    isr: vec![],
-                    error: None,
-                })
-                .collect();
-            topics.insert(
-                TOPIC.to_string(),
-                TopicMetadata {
-                    name: TOPIC.into(),
-                    error: None,
-                    is_internal: false,
-                    partitions,
-                },
-            );
-        }
-        ClusterMetadata {
-            cluster_id: None,
-            controller_id: None,
-            brokers: self
-                .brokers
-                .iter()
-                .map(|id| BrokerMetadata {
-                    id: *id,
-                    host: "sim".into(),
-                    port: 9000 + *id as u16,
-                    rack: None,
-                })
-                .collect(),
-            topics,
-        }
+        let partitions: Vec<_> = (0..)
+            .zip(&self.leaders)
+            .map(|(p, (leader, epoch))| (p, Some(*leader), *epoch))
+            .collect();
+        let partitions = (!self.topic_hidden).then_some(partitions.as_slice());
+        fixtures::metadata("sim", &self.brokers, partitions)
     }
 
     /// Moves a partition's leadership to the next broker.

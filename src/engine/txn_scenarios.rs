@@ -13,11 +13,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::producer::{Engine, EngineConfig, Event, SendFailure, Transmit};
 use super::txn::{CoordinatorKind, TxnAnswer, TxnOp, TxnRequest};
-use crate::compression::Compression;
-use crate::engine::Acks;
-use crate::engine::partitioner::PartitionStrategy;
+use crate::engine::fixtures;
 use crate::error::{Error, ErrorKind};
-use crate::metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
+use crate::metadata::ClusterMetadata;
 use crate::protocol::KafkaCode;
 use crate::record::Record;
 
@@ -25,63 +23,19 @@ const PRODUCER_ID: i64 = 4000;
 
 fn config() -> EngineConfig {
     EngineConfig {
-        acks: Acks::All,
-        linger: Duration::from_millis(5),
-        batch_size: 16 * 1024,
-        buffer_memory: 1024 * 1024,
-        max_request_size: 1024 * 1024,
-        max_block: Duration::from_secs(60),
         delivery_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(5),
-        retry_backoff: Duration::from_millis(100),
-        retry_backoff_max: Duration::from_secs(1),
-        max_in_flight: 5,
-        compression: Compression::None,
-        compression_level: None,
-        compress_at: crate::engine::CompressAt::Seal,
-        metadata_max_age: Duration::from_secs(300),
-        partitioner: PartitionStrategy::Default,
         seed: 11,
         idempotence: true,
         transactional_id: Some("tx".into()),
-        transaction_timeout: Duration::from_secs(60),
+        ..fixtures::config()
     }
 }
 
+/// Topic `t` with 3 partitions led by brokers 1 and 2 in turn, of 3.
 fn metadata() -> ClusterMetadata {
-    let partitions = (0..3)
-        .map(|id| PartitionMetadata {
-            id,
-            leader: Some(1 + id % 2),
-            leader_epoch: Some(0),
-            replicas: vec![],
-            isr: vec![],
-            error: None,
-        })
-        .collect();
-    let mut topics = std::collections::BTreeMap::new();
-    topics.insert(
-        "t".to_string(),
-        TopicMetadata {
-            name: "t".into(),
-            error: None,
-            is_internal: false,
-            partitions,
-        },
-    );
-    ClusterMetadata {
-        cluster_id: None,
-        controller_id: None,
-        brokers: (1..=3)
-            .map(|id| BrokerMetadata {
-                id,
-                host: "h".into(),
-                port: 9000 + id as u16,
-                rack: None,
-            })
-            .collect(),
-        topics,
-    }
+    let partitions: Vec<_> = (0..3).map(|id| (id, Some(1 + id % 2), 0)).collect();
+    fixtures::metadata("h", &[1, 2, 3], Some(&partitions))
 }
 
 /// What the harness does with one request.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::client_config::ClientConfig;
 use crate::compression::Compression;
-use crate::engine::{Acks, CompressAt, EngineConfig};
+use crate::engine::{Acks, BufferOwner, CompressAt, EngineConfig};
 use crate::error::Error;
 use crate::health::SmartConfig;
 use crate::partitioner::PartitionStrategy;
@@ -471,6 +471,8 @@ impl ProducerConfig {
             linger: self.linger,
             batch_size: self.batch_size,
             buffer_memory: self.buffer_memory,
+            // The buffer gate charges records before they reach the engine.
+            buffer_owner: BufferOwner::Caller,
             max_request_size: self.max_request_size,
             max_block: self.max_block,
             delivery_timeout: self.delivery_timeout,

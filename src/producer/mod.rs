@@ -573,9 +573,9 @@ impl Producer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        // The buffer as `send` sees it: every record from the moment it
-        // has its space until it settles.
-        // Less what covers records still queued for the producer's task.
+        // The buffer gate owns `buffer_memory` (the engine only counts):
+        // every record from the moment it has its space until it settles,
+        // less what covers records still queued for the producer's task.
         stats.queued_bytes = driver
             .commands
             .with_charged(|queued| driver.buffer.used().saturating_sub(queued))

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::deadline_after;
 use super::identity::identity_of;
-use super::interface::{Event, Transmit};
+use super::interface::{BufferOwner, Event, Transmit};
 use super::outcome::records_error;
 use super::{Engine, TopicQueues, Waiting, sticky_switch_due};
 use crate::engine::accumulator::{Incoming, PartitionQueue, PendingRecord, Stamp};
@@ -107,7 +107,7 @@ impl Engine {
         // waiting line (a copy, and memory, per record).
         if let Some(key) = key
             && self.waiting.is_empty()
-            && self.buffer_used + reserved <= self.config.buffer_memory
+            && self.has_room_for(reserved)
         {
             self.accept(now, key, w);
         } else {
@@ -208,6 +208,15 @@ impl Engine {
         }
     }
 
+    /// Whether `reserved` more bytes fit in `buffer_memory`, when the
+    /// engine is the one that enforces it.
+    fn has_room_for(&self, reserved: usize) -> bool {
+        match self.config.buffer_owner {
+            BufferOwner::Engine => self.buffer_used + reserved <= self.config.buffer_memory,
+            BufferOwner::Caller => true,
+        }
+    }
+
     pub(super) fn process_waiting(&mut self, now: Instant) {
         self.buffer_blocked = false;
         let mut i = 0;
@@ -216,7 +225,7 @@ impl Engine {
             let key = self.known_topic(&topic);
             let known = key.is_some();
             let w = &self.waiting[i];
-            let fits = self.buffer_used + w.reserved <= self.config.buffer_memory;
+            let fits = self.has_room_for(w.reserved);
             if let Some(key) = key
                 && fits
                 && !self.buffer_blocked

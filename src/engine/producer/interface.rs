@@ -44,6 +44,20 @@ impl Acks {
     }
 }
 
+/// Who holds records back once `buffer_memory` is in use: the one owner
+/// of the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BufferOwner {
+    /// The engine: a record waits in its line until the bytes of settled
+    /// records make room (the simulation and the engine's own tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Engine,
+    /// Whoever calls `append` (the producer's buffer gate charges every
+    /// record before it reaches the engine, in arrival order): the engine
+    /// takes what arrives and only counts it.
+    Caller,
+}
+
 /// Where a producer's batches are compressed: the one setting that
 /// decides it, owned by the engine's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +90,8 @@ pub(crate) struct EngineConfig {
     pub(crate) max_in_flight: usize,
     pub(crate) compression: Compression,
     pub(crate) compression_level: Option<i32>,
+    /// Who enforces `buffer_memory` (see [`BufferOwner`]).
+    pub(crate) buffer_owner: BufferOwner,
     /// Where batches are compressed (see [`CompressAt`]).
     pub(crate) compress_at: CompressAt,
     pub(crate) metadata_max_age: Duration,

@@ -107,7 +107,7 @@ mod tests;
 
 pub(crate) use intake::check_size;
 pub use interface::Acks;
-pub(crate) use interface::{CompressAt, EngineConfig, Event, SendFailure, Transmit};
+pub(crate) use interface::{BufferOwner, CompressAt, EngineConfig, Event, SendFailure, Transmit};
 
 /// One partition's answer in a Produce response.
 #[derive(Debug, Clone, Copy)]

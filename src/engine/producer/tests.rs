@@ -6,72 +6,15 @@ use kafka_protocol::messages::{ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::*;
-use crate::compression::Compression;
-use crate::engine::partitioner::PartitionStrategy;
 use crate::error::ErrorKind;
-use crate::metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
+use crate::metadata::ClusterMetadata;
 use crate::protocol::KafkaCode;
 
-fn config() -> EngineConfig {
-    EngineConfig {
-        acks: Acks::All,
-        linger: Duration::from_millis(5),
-        batch_size: 16 * 1024,
-        buffer_memory: 1024 * 1024,
-        max_request_size: 1024 * 1024,
-        max_block: Duration::from_secs(60),
-        delivery_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(1),
-        retry_backoff: Duration::from_millis(100),
-        retry_backoff_max: Duration::from_secs(1),
-        max_in_flight: 5,
-        compression: Compression::None,
-        compression_level: None,
-        compress_at: crate::engine::CompressAt::Seal,
-        metadata_max_age: Duration::from_secs(300),
-        partitioner: PartitionStrategy::Default,
-        seed: 7,
-        idempotence: false,
-        transactional_id: None,
-        transaction_timeout: Duration::from_secs(60),
-    }
-}
+use crate::engine::fixtures::config;
 
+/// Topic `t` on brokers 1 and 2, with (partition, leader, leader epoch).
 fn cluster(leaders: &[(i32, Option<i32>, i32)]) -> ClusterMetadata {
-    let partitions = leaders
-        .iter()
-        .map(|(id, leader, epoch)| PartitionMetadata {
-            id: *id,
-            leader: *leader,
-            leader_epoch: Some(*epoch),
-            replicas: vec![],
-            isr: vec![],
-            error: None,
-        })
-        .collect();
-    let mut topics = BTreeMap::new();
-    topics.insert(
-        "t".to_string(),
-        TopicMetadata {
-            name: "t".into(),
-            error: None,
-            is_internal: false,
-            partitions,
-        },
-    );
-    ClusterMetadata {
-        cluster_id: None,
-        controller_id: None,
-        brokers: (1..=2)
-            .map(|id| BrokerMetadata {
-                id,
-                host: "h".into(),
-                port: 9000 + id as u16,
-                rack: None,
-            })
-            .collect(),
-        topics,
-    }
+    crate::engine::fixtures::metadata("h", &[1, 2], Some(leaders))
 }
 
 /// Starts an engine whose first metadata answer is `metadata`.

@@ -12,6 +12,16 @@
 //!   driver task.
 //!
 //! Connections come from [`crate::net`]; nothing here opens a socket.
+//!
+//! Each policy has one owner:
+//!
+//! | policy | owner | how the others learn it |
+//! |---|---|---|
+//! | `buffer_memory` | `buffer_gate`: every record is charged before it reaches the driver, in arrival order | the engine runs with `BufferOwner::Caller` (it counts, never holds back); `Producer::stats` reads the gate |
+//! | compression placement | the engine's configuration (`CompressAt::Dispatch` for the producer) | `outbound::Outbound::for_engine` reads it; the engine learns wire sizes back |
+//! | known topics | the engine's metadata cache | the driver copies the names into a shared set after each metadata answer, for `send`'s fast path |
+//! | flush | the engine (its flush mark makes every record up to a token ready) | the driver keeps each `flush` caller's token and answers it once those records settled |
+//! | close | the driver (its deadline, then `Engine::abort`) | handles see the commands channel close |
 
 pub(crate) mod buffer_gate;
 pub(crate) mod driver;

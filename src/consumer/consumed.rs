@@ -2,13 +2,15 @@
 
 use bytes::Bytes;
 
-use crate::record::Header;
+use crate::record::{Header, Topic};
 use crate::record_batch::TimestampType;
 
 /// A record read from a partition.
 ///
-/// Keys, values and headers are copied out of the Fetch response, so a
-/// record kept by the application does not hold the response's buffer.
+/// Keys, values and header values share the fetched bytes (or one
+/// decompressed buffer per batch) instead of being copied, so a record the
+/// application keeps also keeps that buffer alive; copy what you keep for
+/// long (`Bytes::copy_from_slice`) if that matters.
 ///
 /// ```
 /// # fn show(record: &smartkafka::consumer::ConsumedRecord) {
@@ -23,8 +25,9 @@ use crate::record_batch::TimestampType;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConsumedRecord {
-    /// The topic.
-    pub topic: String,
+    /// The topic: one shared name for the records of a partition (it
+    /// dereferences to `&str` and compares with strings).
+    pub topic: Topic,
     /// The partition.
     pub partition: i32,
     /// The record's offset in its partition.

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use super::aborted::{AbortedFilter, BatchInfo, Marker, Verdict};
 use super::consumed::ConsumedRecord;
 use crate::error::{Error, ErrorKind};
-use crate::record::Header;
+use crate::record::{Header, Topic};
 use crate::record_batch::{Batch, BatchReader, ControlRecordType, ReadOptions, RecordsError};
 
 /// The result of decoding one partition's records.
@@ -42,7 +42,6 @@ pub(crate) struct Decoded {
 /// The approximate memory of one record: its fields plus its payload.
 fn weight(record: &ConsumedRecord) -> usize {
     std::mem::size_of::<ConsumedRecord>()
-        + record.topic.len()
         + record.key.as_ref().map_or(0, Bytes::len)
         + record.value.as_ref().map_or(0, Bytes::len)
         + record
@@ -84,6 +83,8 @@ pub(crate) fn decode_partition(
         error: None,
     };
     let mut scratch = Vec::new();
+    // One shared name for every record of the partition, not a copy each.
+    let shared_topic = Topic::from(topic);
     for batch in BatchReader::with_options(records, options) {
         if out.bytes >= budget && out.next_position > position {
             break;
@@ -96,7 +97,7 @@ pub(crate) fn decode_partition(
             }
         };
         match decode_batch(
-            topic,
+            &shared_topic,
             partition,
             out.next_position,
             &batch,
@@ -122,7 +123,7 @@ pub(crate) fn decode_partition(
 /// One batch: `None` if it ends before `position`; otherwise its records
 /// at or after `position` (empty when skipped) and the position after it.
 fn decode_batch(
-    topic: &str,
+    topic: &Topic,
     partition: i32,
     position: i64,
     batch: &Batch<'_>,
@@ -227,7 +228,7 @@ fn decode_batch(
     let delivered = pending
         .into_iter()
         .map(|p| ConsumedRecord {
-            topic: topic.to_string(),
+            topic: topic.clone(),
             partition,
             offset: p.offset,
             timestamp: p.timestamp,

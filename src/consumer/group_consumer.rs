@@ -589,7 +589,8 @@ impl Consumer {
         !self.paused.is_empty()
             && self
                 .paused
-                .contains(&(record.topic.clone(), record.partition))
+                .iter()
+                .any(|(t, p)| *p == record.partition && *t == *record.topic)
     }
 
     /// Up to `max_poll_records` records of partitions not paused.
@@ -997,9 +998,11 @@ impl Consumer {
     }
 
     fn drop_partitions(&mut self, partitions: &[TopicPartition]) {
-        let gone: BTreeSet<&TopicPartition> = partitions.iter().collect();
-        self.buffer
-            .retain(|r| !gone.contains(&(r.topic.clone(), r.partition)));
+        self.buffer.retain(|r| {
+            !partitions
+                .iter()
+                .any(|(t, p)| *p == r.partition && *t == *r.topic)
+        });
         for tp in partitions {
             self.owned.remove(tp);
             self.paused.remove(tp);

@@ -137,7 +137,7 @@ impl Routes {
             };
         }
         (
-            record.topic.clone(),
+            record.topic.to_string(),
             Some(record.partition),
             Some(record.offset),
             0,

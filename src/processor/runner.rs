@@ -691,7 +691,7 @@ fn accept<P: Processor>(records: Vec<ConsumedRecord>, consumer: &Consumer, ctx: 
     let touched: Vec<TopicPartition> = {
         let mut touched: Vec<TopicPartition> = records
             .iter()
-            .map(|r| (r.topic.clone(), r.partition))
+            .map(|r| (r.topic.to_string(), r.partition))
             .collect();
         touched.sort();
         touched.dedup();
@@ -702,7 +702,7 @@ fn accept<P: Processor>(records: Vec<ConsumedRecord>, consumer: &Consumer, ctx: 
     {
         let mut shared = lock(&ctx.shared);
         for record in records {
-            let tp = (record.topic.clone(), record.partition);
+            let tp = (record.topic.to_string(), record.partition);
             if !shared.partitions.contains_key(&tp) {
                 shared.assign(tp.clone());
             }

@@ -74,7 +74,7 @@ impl Processor for Recorder {
             .count();
         let result = (self.rule)(&value, seen);
         self.calls.lock().unwrap().push(Call {
-            topic: record.topic.clone(),
+            topic: record.topic.to_string(),
             partition: record.partition,
             offset: record.offset,
             key: record

@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use crate::client_config::ClientConfig;
+use crate::engine::partitioner::PartitionStrategy;
 use crate::error::Error;
-use crate::partitioner::PartitionStrategy;
 use crate::security::SECURITY_KEYS;
 
 /// The keys every client takes.

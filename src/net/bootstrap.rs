@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use crate::client_config::ClientConfig;
 use crate::error::{Error, ErrorKind};
-use crate::net::connection::{BrokerConnection, Transport};
+use crate::net::connection::BrokerConnection;
+use crate::net::open::Transport;
 
 /// Why no bootstrap server could be used.
 pub(crate) struct RoundFailure {
@@ -40,9 +41,9 @@ pub(crate) async fn connect_first(
     let mut failures = Vec::with_capacity(config.bootstrap_servers.len());
     let mut unreachable = true;
     for addr in &config.bootstrap_servers {
-        let failure = match BrokerConnection::dial(addr, config).await {
+        let failure = match crate::net::open::dial(addr, config).await {
             Ok(stream) => {
-                match BrokerConnection::establish(stream, addr, config, transport).await {
+                match crate::net::open::establish(stream, addr, config, transport).await {
                     Ok(conn) => return Ok(conn),
                     // A certificate that does not verify, credentials the
                     // broker refuses: the same at every server, and final.

@@ -62,7 +62,7 @@ impl ConnectLog {
 static LOG: Mutex<Option<ConnectLog>> = Mutex::new(None);
 
 /// Logs a failure to connect to `addr`, rate-limited per address.
-pub(crate) fn failed(addr: &str, error: &crate::Error) {
+pub(crate) fn failed(addr: &str, error: &crate::error::Error) {
     let report = LOG
         .lock()
         .unwrap_or_else(|p| p.into_inner())

@@ -8,6 +8,8 @@ pub(crate) mod bootstrap;
 pub(crate) mod clock;
 pub(crate) mod connect_log;
 pub(crate) mod connection;
+pub(crate) mod jitter;
+pub(crate) mod open;
 pub(crate) mod pool;
 pub(crate) mod reauth;
 pub(crate) mod sasl;

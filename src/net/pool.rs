@@ -21,9 +21,8 @@
 //!   when a server refused our certificate check or credentials (a fatal
 //!   error), [`BrokerPool::unreachable`] carries the error for the producer.
 
+use crate::net::jitter::Jitter;
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -31,7 +30,8 @@ use crate::client_config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::net::bootstrap::{self, StartupWatch};
 use crate::net::clock;
-use crate::net::connection::{BrokerConnection, Transport};
+use crate::net::connection::BrokerConnection;
+use crate::net::open::Transport;
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<BrokerConnection>>>>;
 
@@ -160,7 +160,7 @@ impl BrokerPool {
         {
             return Err(error);
         }
-        match BrokerConnection::connect(address, &self.config, &self.transport).await {
+        match crate::net::open::connect(address, &self.config, &self.transport).await {
             Ok(conn) => {
                 lock(&self.backoff).remove(&id);
                 lock(&self.startup).reached();
@@ -300,30 +300,6 @@ fn reconnect_delay(failures: u32, base: Duration, max: Duration, jitter: f64) ->
     let doublings = failures.saturating_sub(1).min(31);
     let raw = base.saturating_mul(1u32 << doublings).min(max);
     raw.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0)).min(max)
-}
-
-/// Jitter fractions seeded from the OS per pool (and per re-authenticating
-/// connection), so many clients started together do not reconnect, or
-/// re-authenticate, in step.
-pub(super) struct Jitter {
-    state: std::collections::hash_map::RandomState,
-    counter: AtomicU64,
-}
-
-impl Jitter {
-    pub(super) fn from_os() -> Jitter {
-        Jitter {
-            state: std::collections::hash_map::RandomState::new(),
-            counter: AtomicU64::new(0),
-        }
-    }
-
-    /// The next fraction in `0.0..1.0`.
-    pub(super) fn next_fraction(&self) -> f64 {
-        let mut hasher = self.state.build_hasher();
-        hasher.write_u64(self.counter.fetch_add(1, Ordering::Relaxed));
-        (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 #[cfg(test)]

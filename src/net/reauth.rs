@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind};
 use crate::net::clock;
 use crate::net::connection::BrokerConnection;
-use crate::net::pool::Jitter;
+use crate::net::jitter::Jitter;
 use crate::security::SaslConfig;
 
 /// Share of the lifetime at which the earliest re-authentication starts.
@@ -145,8 +145,8 @@ mod tests {
         );
     }
 
-    use crate::ClientConfig;
-    use crate::net::connection::Transport;
+    use crate::client_config::ClientConfig;
+    use crate::net::open::Transport;
     use kafka_protocol::messages::MetadataRequest;
     use protocol_tests::FakeCluster;
 
@@ -169,7 +169,7 @@ mod tests {
         };
         let config = ClientConfig::new(&cluster.bootstrap_servers()).sasl(sasl);
         let transport = Transport::from_config(&config).unwrap();
-        let conn = BrokerConnection::connect(&cluster.bootstrap_servers(), &config, &transport)
+        let conn = crate::net::open::connect(&cluster.bootstrap_servers(), &config, &transport)
             .await
             .expect("authenticated");
         (cluster, conn)

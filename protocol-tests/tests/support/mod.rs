@@ -7,8 +7,8 @@
 //! - [`batch`]: record batches encoded by kafka-protocol;
 //! - [`murmur`]: Kafka's murmur2, independent of the client;
 //! - [`raw`]: a raw connection that speaks any request at any version;
-//! - [`recorder`]: a processor that records its calls, for the processor
-//!   runner's tests;
+//! - [`recorder`] and [`processor_runs`]: a processor that records its
+//!   calls, and the processor runner's scenarios run against each cluster;
 //! - [`workload`]: recognisable records and a rust-rdkafka reader.
 
 #![allow(dead_code)]
@@ -18,6 +18,7 @@ pub mod alloc;
 pub mod batch;
 pub mod fixtures;
 pub mod murmur;
+pub mod processor_runs;
 pub mod raw;
 pub mod recorder;
 pub mod workload;

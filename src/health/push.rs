@@ -224,6 +224,9 @@ async fn listen<T: PushTarget>(
         match subscribed {
             Ok(mut updates) => {
                 let since = tokio::time::Instant::now();
+                // Whatever was published while not subscribed; updates
+                // arriving meanwhile wait in the subscription.
+                target.resync().await;
                 let first = state.subscriptions.fetch_add(1, Ordering::Relaxed) == 0;
                 state.live.store(true, Ordering::Release);
                 if first {
@@ -232,8 +235,6 @@ async fn listen<T: PushTarget>(
                     tracing::info!(group = %group, "health push back; polling the cache stops");
                 }
                 failing = false;
-                // Whatever was published while not subscribed.
-                target.resync().await;
                 while let Some(health) = updates.next().await {
                     let wanted = topics.contains(&health.topic);
                     if wanted && target.apply(health) {

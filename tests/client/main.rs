@@ -16,6 +16,7 @@ mod fake_cluster;
 mod first_contact;
 mod first_contact_producer;
 mod health_redis;
+mod health_redis_push;
 mod partition_reader_hostile;
 mod partition_reader_replica;
 mod security;

@@ -151,8 +151,13 @@ pub(crate) fn strategy_by_name(
                 field,
                 key,
                 value,
-                "default, murmur2_random, consistent, consistent_random, round_robin \
-                 (or the Java built-in and RoundRobinPartitioner class names)",
+                if field == "partitioner" {
+                    "default, murmur2_random, consistent, consistent_random, round_robin, \
+                     smart (or the Java built-in and RoundRobinPartitioner class names)"
+                } else {
+                    "default, murmur2_random, consistent, consistent_random, round_robin \
+                     (or the Java built-in and RoundRobinPartitioner class names)"
+                },
             ));
         }
     })

@@ -54,7 +54,7 @@ use super::retry::{Jitter, Outcome, RetryAction, classify};
 use super::stats::{ProducerStats, StatsBook};
 use super::txn::{Transactions, TxnAnswer, TxnEffect, TxnOp, TxnRequest};
 use crate::compression::Compression;
-use crate::engine::partitioner::{PartitionStrategy, PartitionView, Partitioner, check_explicit};
+use crate::engine::partitioner::{EnginePartitioner, PartitionView, Partitioner, check_explicit};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
 use crate::protocol::KafkaCode;
@@ -111,7 +111,7 @@ pub(crate) struct EngineConfig {
     pub(crate) compression: Compression,
     pub(crate) compression_level: Option<i32>,
     pub(crate) metadata_max_age: Duration,
-    pub(crate) partitioner: PartitionStrategy,
+    pub(crate) partitioner: EnginePartitioner,
     pub(crate) seed: u64,
     /// Idempotence (KIP-98): producer id, epochs and sequence numbers.
     pub(crate) idempotence: bool,
@@ -2010,7 +2010,7 @@ mod tests {
             compression: Compression::None,
             compression_level: None,
             metadata_max_age: Duration::from_secs(300),
-            partitioner: PartitionStrategy::Default,
+            partitioner: EnginePartitioner::default(),
             seed: 7,
             idempotence: false,
             transactional_id: None,

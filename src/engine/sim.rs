@@ -20,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::producer::{Acks, Engine, EngineConfig, Event, SendFailure, Transmit};
 use crate::compression::Compression;
-use crate::engine::partitioner::PartitionStrategy;
+use crate::engine::partitioner::EnginePartitioner;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 use crate::protocol::KafkaCode;
@@ -46,7 +46,7 @@ pub(crate) fn config() -> EngineConfig {
         compression: Compression::None,
         compression_level: None,
         metadata_max_age: Duration::from_secs(300),
-        partitioner: PartitionStrategy::Default,
+        partitioner: EnginePartitioner::default(),
         seed: 11,
         idempotence: true,
         transactional_id: None,

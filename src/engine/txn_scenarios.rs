@@ -15,7 +15,7 @@ use super::producer::{Engine, EngineConfig, Event, SendFailure, Transmit};
 use super::txn::{CoordinatorKind, TxnAnswer, TxnOp, TxnRequest};
 use crate::compression::Compression;
 use crate::engine::Acks;
-use crate::engine::partitioner::PartitionStrategy;
+use crate::engine::partitioner::EnginePartitioner;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 use crate::protocol::KafkaCode;
@@ -39,7 +39,7 @@ fn config() -> EngineConfig {
         compression: Compression::None,
         compression_level: None,
         metadata_max_age: Duration::from_secs(300),
-        partitioner: PartitionStrategy::Default,
+        partitioner: EnginePartitioner::default(),
         seed: 11,
         idempotence: true,
         transactional_id: Some("tx".into()),

@@ -234,10 +234,10 @@ async fn publish(monitor: &HealthManager, redis: &RedisServer, partition: usize)
     let want = monitor.config().topics.len();
     for _ in 0..50 {
         assert_eq!(monitor.refresh().await, want);
-        if let Ok(Some(cached)) = redis.cache().get(TOPIC).await {
-            if cached.lags[partition].lag > 0 {
-                return;
-            }
+        if let Ok(Some(cached)) = redis.cache().get(TOPIC).await
+            && cached.lags[partition].lag > 0
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

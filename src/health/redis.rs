@@ -11,11 +11,6 @@ use tokio::sync::Mutex;
 use super::{CacheFuture, CachedHealth, HealthCache, HealthUpdates};
 use crate::error::{Error, ErrorKind};
 
-/// How often an idle push subscription checks that the server still
-/// answers; a server that does not answer within the operation timeout
-/// ends the subscription (the health manager then polls and resubscribes).
-const PUSH_PING_INTERVAL: Duration = Duration::from_secs(5);
-
 /// Updates buffered between the subscription and the health manager.
 const PUSH_BUFFER: usize = 256;
 
@@ -72,6 +67,7 @@ pub struct RedisCache {
     ttl: Duration,
     timeout: Duration,
     push: bool,
+    keepalive: Duration,
 }
 
 impl std::fmt::Debug for RedisCache {
@@ -83,6 +79,7 @@ impl std::fmt::Debug for RedisCache {
             .field("ttl", &self.ttl)
             .field("timeout", &self.timeout)
             .field("push", &self.push)
+            .field("keepalive", &self.keepalive)
             .finish_non_exhaustive()
     }
 }
@@ -241,6 +238,7 @@ impl RedisCacheBuilder {
             ttl: Duration::from_secs(60),
             timeout: Duration::from_secs(1),
             push: true,
+            keepalive: Duration::from_secs(5),
         })
     }
 }
@@ -318,6 +316,16 @@ impl RedisCache {
         self
     }
 
+    /// How often a push subscription checks that the server still answers
+    /// (default 5 s; at least 10 ms). A server that does not answer a ping
+    /// within the operation timeout ends the subscription, so a connection
+    /// lost without a word (a network partition) is noticed too.
+    #[must_use]
+    pub fn keepalive(mut self, interval: Duration) -> Self {
+        self.keepalive = interval.max(Duration::from_millis(10));
+        self
+    }
+
     /// The key of `topic`.
     pub fn key(&self, topic: &str) -> String {
         format!("{}{topic}", self.prefix)
@@ -369,10 +377,10 @@ impl RedisCache {
             .map_err(|_| timed_out())?
             .map_err(|e| redis_error("subscribe", &e))?;
         let prefix = self.prefix.clone();
-        let timeout = self.timeout;
+        let (timeout, keepalive) = (self.timeout, self.keepalive);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<CachedHealth>(PUSH_BUFFER);
         let forward = tokio::spawn(async move {
-            let mut pings = tokio::time::interval(PUSH_PING_INTERVAL);
+            let mut pings = tokio::time::interval(keepalive);
             pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             pings.tick().await;
             loop {
@@ -395,7 +403,10 @@ impl RedisCache {
                         }
                     }
                     _ = pings.tick() => {
-                        let answered = tokio::time::timeout(timeout, sink.ping::<String>()).await;
+                        // Any answer will do: a subscribed connection
+                        // answers PING with an array.
+                        let answered =
+                            tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await;
                         if !matches!(answered, Ok(Ok(_))) {
                             return;
                         }

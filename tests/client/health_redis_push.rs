@@ -147,7 +147,11 @@ async fn a_publish_reaches_a_producer_polling_every_30_s_at_once() {
         .batch_size(1024)
         .linger(Duration::from_millis(1))
         .seed(3)
-        .smart_partitioner(reader_config(redis.cache(), Duration::from_secs(30)))
+        .smart_partitioner(reader_config(
+            // Pings every 50 ms: none may end the subscription.
+            redis.cache().keepalive(Duration::from_millis(50)),
+            Duration::from_secs(30),
+        ))
         .build()
         .await
         .unwrap();
@@ -222,6 +226,8 @@ async fn a_publish_reaches_a_producer_polling_every_30_s_at_once() {
     assert_eq!(healthy(health), Some(vec![1, 2, 3, 4, 5]));
     assert_eq!(health.summary().refreshes, polls);
     assert!(!producer.routing_stats().unwrap().cache_unavailable);
+    let status = health.push_status().unwrap();
+    assert_eq!((status.subscriptions, status.drops), (1, 0), "{status:?}");
 
     producer.close(Duration::from_secs(5)).await.unwrap();
     monitor.stop();

@@ -74,6 +74,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The smart strategy is also a [`PartitionStrategy`](crate::partitioner::PartitionStrategy)
+//! like the others: `.partitioner(PartitionStrategy::smart(config))` is the
+//! same as `.smart_partitioner(config)`, and string properties name it with
+//! `partitioner=smart` and the `smart.*` keys.
+//!
 //! Everything that decides where a record goes is deterministic: the
 //! partitioner never reads a clock (it judges staleness against the time
 //! the manager last recorded in the table) and draws from a generator seeded

@@ -33,7 +33,7 @@
 //! | processing | [`processor`] | the [`processor::Processor`] trait and its [`processor::ProcessorRunner`]: retries with backoff, retry and dead-letter topics, commits of finished records only, key-ordered concurrency |
 //! | failures and metrics | [`failure_headers`], [`telemetry`] | the headers of retry and dead-letter records; counters, gauges and histograms through the `metrics` facade (`metrics` feature) |
 //! | smart partitioning | [`health`] | consumer lag per partition, health scores, the lag-aware [`health::SmartPartitioner`] and its background [`health::HealthManager`] (with the `tokio-runtime` feature) |
-//! | engine | `engine` (private), [`partitioner`] | sans-IO accumulator, metadata cache, retries, idempotence and transaction state machines; Java-compatible murmur2 with sticky keyless placement (KIP-794), librdkafka-compatible crc32, round-robin, custom |
+//! | engine | `engine` (private), [`partitioner`] | sans-IO accumulator, metadata cache, retries, idempotence and transaction state machines; Java-compatible murmur2 with sticky keyless placement (KIP-794), librdkafka-compatible crc32, round-robin, the lag-aware smart strategy ([`partitioner::PartitionStrategy::Smart`]), custom |
 //!
 //! Every response is checked by [`protocol::guard`] before it is decoded, so
 //! bytes from the network can neither panic the client nor make it allocate
@@ -85,6 +85,7 @@ pub mod health;
 pub mod metadata;
 #[cfg(feature = "tokio-runtime")]
 mod net;
+pub mod partitioner;
 #[cfg(feature = "tokio-runtime")]
 pub mod processor;
 #[cfg(feature = "tokio-runtime")]
@@ -103,7 +104,6 @@ mod topic_name;
 #[cfg(feature = "tokio-runtime")]
 pub use admin::{AdminClient, NewTopic, OffsetSpec};
 pub use client_config::ClientConfig;
-pub use engine::partitioner;
 pub use engine::{Acks, BrokerStats, PartitionStats, ProducerStats};
 pub use error::{Error, ErrorKind, Result};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};

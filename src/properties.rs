@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use crate::client_config::ClientConfig;
-use crate::engine::partitioner::PartitionStrategy;
 use crate::error::Error;
+use crate::partitioner::PartitionStrategy;
 use crate::security::SECURITY_KEYS;
 
 /// The keys every client takes.
@@ -151,8 +151,13 @@ pub(crate) fn strategy_by_name(
                 field,
                 key,
                 value,
-                "default, murmur2_random, consistent, consistent_random, round_robin \
-                 (or the Java built-in and RoundRobinPartitioner class names)",
+                if field == "partitioner" {
+                    "default, murmur2_random, consistent, consistent_random, round_robin, \
+                     smart (or the Java built-in and RoundRobinPartitioner class names)"
+                } else {
+                    "default, murmur2_random, consistent, consistent_random, round_robin \
+                     (or the Java built-in and RoundRobinPartitioner class names)"
+                },
             ));
         }
     })

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::producer::sticky_switch_due;
 use super::sim::{Sim, TOPIC, config};
-use crate::engine::partitioner::PartitionStrategy;
 use crate::health::{HealthSnapshot, HealthTable, LinearScorer, PartitionLag, SmartPartitioner};
+use crate::partitioner::PartitionStrategy;
 
 const PARTITIONS: usize = 6;
 
@@ -24,7 +24,7 @@ fn run(
     tick: Duration,
 ) -> Vec<usize> {
     let mut cfg = config();
-    cfg.partitioner = strategy;
+    cfg.partitioner = strategy.engine_partitioner();
     cfg.linger = linger;
     cfg.batch_size = batch_size;
     cfg.buffer_memory = 64 << 20;

@@ -154,6 +154,21 @@ pub trait HealthCache: Send + Sync + fmt::Debug {
 
     /// Stores `health` as its topic's latest.
     fn put<'a>(&'a self, health: &'a CachedHealth) -> CacheFuture<'a, ()>;
+
+    /// Health of `topics` pushed as it is published, for caches that can
+    /// push (`RedisCache` through Redis pub/sub); `None` (the default) for
+    /// caches that can only be polled. The future resolves once the
+    /// subscription is up, or fails; the [`HealthUpdates`](super::HealthUpdates)
+    /// end when it drops. The health manager resubscribes with a backoff
+    /// and polls meanwhile (see [`PushStatus`](super::PushStatus)).
+    #[cfg(feature = "tokio-runtime")]
+    fn subscribe<'a>(
+        &'a self,
+        topics: &'a [String],
+    ) -> Option<CacheFuture<'a, super::HealthUpdates>> {
+        let _ = topics;
+        None
+    }
 }
 
 #[derive(Debug)]
@@ -309,6 +324,10 @@ impl HealthCache for LocalCache {
 /// one remote read per topic per TTL at most, so a TTL around the refresh
 /// interval of the readers keeps the remote load low.
 ///
+/// A remote cache that pushes (`RedisCache`) pushes through the hybrid one:
+/// each update is stored locally (unless the local entry is newer) and
+/// handed on to the health manager.
+///
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
@@ -321,7 +340,7 @@ impl HealthCache for LocalCache {
 #[cfg(feature = "tokio-runtime")]
 #[derive(Debug)]
 pub struct HybridCache {
-    local: LocalCache,
+    local: std::sync::Arc<LocalCache>,
     remote: std::sync::Arc<dyn HealthCache>,
 }
 
@@ -329,7 +348,10 @@ pub struct HybridCache {
 impl HybridCache {
     /// `local` in front of `remote`.
     pub fn new(local: LocalCache, remote: std::sync::Arc<dyn HealthCache>) -> Self {
-        HybridCache { local, remote }
+        HybridCache {
+            local: std::sync::Arc::new(local),
+            remote,
+        }
     }
 
     /// The local cache.
@@ -363,6 +385,24 @@ impl HealthCache for HybridCache {
             self.local.put_at(health.clone(), crate::net::clock::now());
             self.remote.put(health).await
         })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        topics: &'a [String],
+    ) -> Option<CacheFuture<'a, super::HealthUpdates>> {
+        let subscribe = self.remote.subscribe(topics)?;
+        let local = std::sync::Arc::clone(&self.local);
+        Some(Box::pin(async move {
+            let updates = subscribe.await?;
+            Ok(updates.inspect(move |health| {
+                let now = crate::net::clock::now();
+                let held = local.get_at(&health.topic, now);
+                if held.is_none_or(|h| h.collected_at_ms <= health.collected_at_ms) {
+                    local.put_at(health.clone(), now);
+                }
+            }))
+        }))
     }
 }
 

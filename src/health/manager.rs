@@ -168,6 +168,46 @@ impl ManagerShared {
     }
 }
 
+/// Health pushed by the cache: scored like polled health and stored unless
+/// the table holds health collected later.
+impl super::push::PushTarget for ManagerShared {
+    fn apply(&self, health: CachedHealth) -> bool {
+        let now = clock::now();
+        let Some(taken_at) = now.checked_sub(health.age(clock::unix_millis())) else {
+            return false;
+        };
+        // Converting both collection times to this clock may differ by a
+        // millisecond; anything older than that is out of date.
+        let held = self.table.snapshot(&health.topic).map(|s| s.taken_at());
+        if held.is_some_and(|held| taken_at + Duration::from_millis(2) < held) {
+            return false;
+        }
+        let snapshot = Arc::new(HealthSnapshot::new(
+            health.topic,
+            health.lags,
+            self.scorer.as_ref(),
+            self.config.health_threshold,
+            taken_at,
+        ));
+        self.table.publish_arc(Arc::clone(&snapshot), now);
+        if let Some(tx) = self
+            .updates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = tx.send(snapshot);
+        }
+        true
+    }
+
+    fn resync(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async {
+            self.refresh().await;
+        })
+    }
+}
+
 /// The configuration's own collector, or the built-in one for `client`.
 fn default_collector(config: &SmartConfig, client: ClientConfig) -> Arc<dyn LagCollector> {
     match &config.collector {
@@ -221,6 +261,8 @@ pub(crate) fn collector_on_pool(
 pub struct HealthManager {
     shared: Arc<ManagerShared>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Health pushed by the cache, when it can push (see `push.rs`).
+    push: Mutex<Option<super::push::PushListener>>,
 }
 
 impl std::fmt::Debug for HealthManager {
@@ -269,18 +311,30 @@ impl HealthManager {
             refreshes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         });
+        let push = shared.config.cache.as_ref().and_then(|cache| {
+            let (topics, group) = (&shared.config.topics, &shared.config.group);
+            super::push::PushListener::start(cache, topics, group, Arc::clone(&shared))
+        });
+        let live = push.as_ref().map(super::push::PushListener::live_flag);
         let worker = Arc::clone(&shared);
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(worker.config.refresh_interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                worker.refresh().await;
+                // While health is pushed, the cache is not polled; the
+                // table's clock still moves on so that it can grow stale.
+                if live.as_ref().is_some_and(super::push::LiveFlag::is_live) {
+                    worker.table.tick(clock::now());
+                } else {
+                    worker.refresh().await;
+                }
             }
         });
         Ok(HealthManager {
             shared,
             task: Mutex::new(Some(task)),
+            push: Mutex::new(push),
         })
     }
 
@@ -372,6 +426,14 @@ impl HealthManager {
         }
     }
 
+    /// Whether health is pushed by the cache, and the counts of what was
+    /// pushed; `None` when the cache cannot push (or the manager collects
+    /// lag itself). See [`PushStatus`](super::PushStatus).
+    pub fn push_status(&self) -> Option<super::PushStatus> {
+        let push = self.push.lock().unwrap_or_else(|p| p.into_inner());
+        push.as_ref().map(super::push::PushListener::status)
+    }
+
     /// Whether the background task is running.
     pub fn is_running(&self) -> bool {
         self.task
@@ -387,6 +449,7 @@ impl HealthManager {
         if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
             task.abort();
         }
+        drop(self.push.lock().unwrap_or_else(|p| p.into_inner()).take());
         self.shared
             .updates
             .lock()

@@ -20,6 +20,7 @@
 //! | routing | [`SmartPartitioner`] | healthy partitions for keyless records (sticky, weighted); fallback otherwise |
 //! | running it | [`HealthManager`], [`HealthStream`], [`HealthSummary`], [`SmartConfig`] | the refresh loop, inside a producer or standalone |
 //! | sharing between processes | [`HealthCache`], [`CachedHealth`], [`LocalCache`], `HybridCache`, `RedisCache` (feature `redis-cache`) | a monitor publishes health, producers read it instead of collecting |
+//! | push | `HealthUpdates`, `PushStatus` | health applied as a monitor publishes it (Redis pub/sub), polling only while the subscription is down |
 //!
 //! The quickest way in is through the producer builder:
 //!
@@ -58,7 +59,9 @@
 //!     ClientConfig::new("localhost:9092"),
 //! )?;
 //!
-//! // A producer, in any other process.
+//! // A producer, in any other process: the monitor's updates are pushed to
+//! // it (Redis pub/sub) as they are published; it polls Redis only while the
+//! // subscription is down.
 //! let cache = HybridCache::new(
 //!     LocalCache::new(1_000, Duration::from_secs(1)),
 //!     Arc::new(RedisCache::new("redis://127.0.0.1:6379/")?),
@@ -70,6 +73,11 @@
 //!     .await?;
 //! # Ok(()) }
 //! ```
+//!
+//! The smart strategy is also a [`PartitionStrategy`](crate::partitioner::PartitionStrategy)
+//! like the others: `.partitioner(PartitionStrategy::smart(config))` is the
+//! same as `.smart_partitioner(config)`, and string properties name it with
+//! `partitioner=smart` and the `smart.*` keys.
 //!
 //! Everything that decides where a record goes is deterministic: the
 //! partitioner never reads a clock (it judges staleness against the time
@@ -86,6 +94,8 @@ mod config;
 mod manager;
 mod partitioner;
 mod properties;
+#[cfg(feature = "tokio-runtime")]
+mod push;
 #[cfg(feature = "redis-cache")]
 mod redis;
 mod score;
@@ -107,8 +117,10 @@ pub use manager::{HealthManager, HealthStream, HealthSummary, TopicHealthSummary
 pub use partitioner::SmartPartitioner;
 #[cfg(feature = "tokio-runtime")]
 pub(crate) use properties::SMART_KEYS;
+#[cfg(feature = "tokio-runtime")]
+pub use push::{HealthUpdates, PushStatus};
 #[cfg(feature = "redis-cache")]
-pub use redis::RedisCache;
+pub use redis::{RedisCache, RedisCacheBuilder};
 pub use score::{HealthScorer, HealthSnapshot, LinearScorer, PartitionScore};
 pub use table::{HealthTable, RoutingCounters, RoutingStats};
 

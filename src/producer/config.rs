@@ -62,7 +62,9 @@ pub struct ProducerConfig {
     pub compression_level: Option<i32>,
     /// Metadata is refreshed at least this often.
     pub metadata_max_age: Duration,
-    /// How records without an explicit partition are placed.
+    /// How records without an explicit partition are placed. With
+    /// [`PartitionStrategy::Smart`] the producer runs a health manager and
+    /// places records with a [`SmartPartitioner`](crate::health::SmartPartitioner).
     pub partitioner: PartitionStrategy,
     /// Seed for the partitioner's and the retry jitter's randomness; `None`
     /// (the default) draws one from the operating system per producer.
@@ -72,10 +74,6 @@ pub struct ProducerConfig {
     /// insists on it (a conflicting setting is then a configuration error);
     /// `Some(false)` turns it off.
     pub enable_idempotence: Option<bool>,
-    /// Lag-aware partitioning: when set, the producer runs a health manager
-    /// and places records with a [`SmartPartitioner`](crate::health::SmartPartitioner)
-    /// (the `partitioner` setting is then not used).
-    pub smart: Option<SmartConfig>,
     /// Transactions: with an id, the producer writes atomically across
     /// partitions through `init_transactions`, `begin_transaction`,
     /// `commit_transaction` and `abort_transaction`. Implies idempotence.
@@ -120,7 +118,6 @@ impl ProducerConfig {
             partitioner: PartitionStrategy::Default,
             seed: None,
             enable_idempotence: None,
-            smart: None,
             transactional_id: None,
             transaction_timeout: Duration::from_secs(60),
             on_delivery: None,
@@ -249,7 +246,8 @@ impl ProducerConfig {
     }
 
     /// Partitioning strategy (default [`PartitionStrategy::Default`]: Java's
-    /// murmur2 with KIP-794 sticky keyless placement).
+    /// murmur2 with KIP-794 sticky keyless placement; see
+    /// [`crate::partitioner`] for the others).
     pub fn partitioner(mut self, strategy: PartitionStrategy) -> Self {
         self.partitioner = strategy;
         self
@@ -315,11 +313,20 @@ impl ProducerConfig {
 
     /// Lag-aware partitioning (default off): the producer watches the lag of
     /// `smart.group` on `smart.topics` in the background and sends keyless
-    /// records to the partitions whose consumers keep up. See
-    /// [`crate::health`].
-    pub fn smart_partitioner(mut self, smart: SmartConfig) -> Self {
-        self.smart = Some(smart);
-        self
+    /// records to the partitions whose consumers keep up. A shorthand for
+    /// [`partitioner`](Self::partitioner)`(`[`PartitionStrategy::smart`]`(smart))`;
+    /// see [`crate::health`].
+    ///
+    /// ```
+    /// use smartkafka::ProducerConfig;
+    /// use smartkafka::health::SmartConfig;
+    ///
+    /// let config = ProducerConfig::new("k:9092")
+    ///     .smart_partitioner(SmartConfig::new("order-processors").topics(["orders"]));
+    /// assert_eq!(config.partitioner.smart_config().unwrap().topics, ["orders"]);
+    /// ```
+    pub fn smart_partitioner(self, smart: SmartConfig) -> Self {
+        self.partitioner(PartitionStrategy::smart(smart))
     }
 
     /// Whether the producer will be idempotent with these settings.
@@ -360,8 +367,14 @@ impl ProducerConfig {
             }
             crate::client_config::check_duration("statistics_interval", *interval)?;
         }
-        if let Some(smart) = &self.smart {
+        if let Some(smart) = self.partitioner.smart_config() {
             smart.validate()?;
+            if smart.fallback.smart_config().is_some() {
+                return Err(Error::config(
+                    "smart.fallback",
+                    "must be one of the other strategies, not the smart one",
+                ));
+            }
         }
         if self.batch_size == 0 {
             return Err(Error::config("batch_size", "must be greater than zero"));
@@ -485,7 +498,7 @@ impl ProducerConfig {
             // Compressed by the dispatch tasks, off the producer's task.
             compress_at: CompressAt::Dispatch,
             metadata_max_age: self.metadata_max_age,
-            partitioner: self.partitioner.clone(),
+            partitioner: self.partitioner.engine_partitioner(),
             seed: self.seed.unwrap_or_else(os_seed),
             idempotence: self.is_idempotent(),
             transactional_id: self.transactional_id.clone(),

@@ -123,11 +123,13 @@ impl Producer {
         let mut engine = config.engine_config();
         // Every connection of this producer, its lag collector's included.
         let pool = BrokerPool::new(config.client.clone(), config.retry_backoff)?;
-        let health = match &config.smart {
+        let health = match config.partitioner.smart_config() {
             Some(smart) => {
                 let table = HealthTable::new();
                 let counters = RoutingCounters::new();
-                engine.partitioner = smart.strategy(table.clone(), counters.clone());
+                engine.partitioner = smart
+                    .strategy(table.clone(), counters.clone())
+                    .engine_partitioner();
                 let collector = crate::health::collector_on_pool(smart, Arc::clone(&pool));
                 Some(HealthManager::start_with(
                     smart.clone(),
@@ -586,7 +588,8 @@ impl Producer {
 }
 
 /// Lag-aware partitioning, when configured with
-/// [`ProducerBuilder::smart_partitioner`].
+/// [`PartitionStrategy::Smart`] (or its shorthand
+/// [`ProducerBuilder::smart_partitioner`]).
 impl Producer {
     /// The health manager of lag-aware partitioning; `None` when it is off.
     pub fn health_manager(&self) -> Option<&HealthManager> {
@@ -715,7 +718,8 @@ impl ProducerBuilder {
         compression_level: i32;
         /// Metadata maximum age (default 5 minutes).
         metadata_max_age: Duration;
-        /// Partitioning strategy (default Java-compatible murmur2 + sticky).
+        /// Partitioning strategy (default Java-compatible murmur2 + sticky;
+        /// [`PartitionStrategy::Smart`] for lag-aware partitioning).
         partitioner: PartitionStrategy;
         /// Seed for partitioner and jitter randomness.
         seed: u64;
@@ -773,7 +777,8 @@ impl ProducerBuilder {
     }
 
     /// Lag-aware partitioning for the topics and consumer group in `smart`
-    /// (default off). See [`crate::health`].
+    /// (default off): a shorthand for
+    /// `.partitioner(PartitionStrategy::smart(smart))`. See [`crate::health`].
     pub fn smart_partitioner(mut self, smart: SmartConfig) -> Self {
         self.config = self.config.smart_partitioner(smart);
         self

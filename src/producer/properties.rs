@@ -12,6 +12,22 @@ use crate::security::SECURITY_KEYS;
 use crate::health::{SMART_KEYS, SmartConfig};
 
 use super::ProducerConfig;
+use crate::partitioner::PartitionStrategy;
+
+/// Two partitioners named at once: `setting` and the one already set.
+fn conflict(setting: &str, current: &PartitionStrategy) -> Error {
+    let current = match current {
+        PartitionStrategy::Smart(_) => "the smart partitioner (`smart.*` keys)".to_owned(),
+        other => format!("the {other:?} partitioner"),
+    };
+    Error::config(
+        "partitioner",
+        format!(
+            "`{setting}` conflicts with {current}; with the smart partitioner, name the \
+             strategy used without health data with `smart.fallback`"
+        ),
+    )
+}
 
 /// The keys the producer takes besides [`CLIENT_KEYS`].
 const PRODUCER_KEYS: &[&str] = &[
@@ -48,17 +64,20 @@ impl ProducerConfig {
     /// (`none`, `gzip`, `snappy`, `lz4`, `zstd`), `compression.gzip.level`
     /// / `compression.zstd.level` (or librdkafka's `compression.level`),
     /// `metadata.max.age.ms`, `partitioner` (librdkafka's names:
-    /// `murmur2_random`, `consistent`, `consistent_random`, plus `default`
-    /// and `round_robin`) or `partitioner.class` (the Java class names of
-    /// the built-in and round-robin partitioners), `enable.idempotence`,
+    /// `murmur2_random`, `consistent`, `consistent_random`, plus `default`,
+    /// `round_robin` and `smart`) or `partitioner.class` (the Java class
+    /// names of the built-in and round-robin partitioners), `enable.idempotence`,
     /// `transactional.id`, `transaction.timeout.ms`, `request.timeout.ms`,
     /// `socket.connection.setup.timeout.ms`, `reconnect.backoff.ms`,
     /// `reconnect.backoff.max.ms`.
     ///
     /// `retries` is accepted only at the Java default (`2147483647`): this
     /// client retries until `delivery.timeout.ms`, which is the setting to
-    /// change. A `smart.*` key turns the smart partitioner on and sets one
-    /// of its settings (see [`SmartConfig::set`]); its scorer, collector and
+    /// change. `partitioner=smart` names the smart partitioner
+    /// ([`PartitionStrategy::Smart`]); any `smart.*` key turns it on as well
+    /// and sets one of its settings (see [`SmartConfig::set`]), in any
+    /// order. Another partitioner named with it is an error (the one used
+    /// without health data is `smart.fallback`). Its scorer, collector and
     /// caches, and callbacks (`on_delivery`, statistics), are set in code.
     ///
     /// ```
@@ -77,7 +96,11 @@ impl ProducerConfig {
             return Ok(self);
         }
         if key.starts_with("smart.") {
-            let smart = self.smart.take().unwrap_or_else(|| SmartConfig::new(""));
+            let smart = match &self.partitioner {
+                PartitionStrategy::Smart(smart) => smart.as_ref().clone(),
+                PartitionStrategy::Default => SmartConfig::new(""),
+                other => return Err(conflict(key, other)),
+            };
             return Ok(self.smart_partitioner(smart.set(key, value)?));
         }
         Ok(match key {
@@ -137,9 +160,16 @@ impl ProducerConfig {
                 self.compression_level(level)
             }
             "metadata.max.age.ms" => self.metadata_max_age(millis("metadata_max_age", key, value)?),
-            "partitioner" | "partitioner.class" => {
-                self.partitioner(strategy_by_name("partitioner", key, value)?)
-            }
+            "partitioner" | "partitioner.class" => match (&self.partitioner, value) {
+                // Already on through `smart.*` keys.
+                (PartitionStrategy::Smart(_), "smart") => self,
+                (_, "smart") => self.smart_partitioner(SmartConfig::new("")),
+                (PartitionStrategy::Smart(_), _) => {
+                    strategy_by_name("partitioner", key, value)?;
+                    return Err(conflict(&format!("{key}={value}"), &self.partitioner));
+                }
+                _ => self.partitioner(strategy_by_name("partitioner", key, value)?),
+            },
             "enable.idempotence" => self.idempotence(boolean("idempotence", key, value)?),
             "transactional.id" => self.transactional_id(value),
             "transaction.timeout.ms" => {
@@ -241,7 +271,10 @@ mod tests {
             ("smart.max.age.ms", "30000"),
         ])
         .expect("valid");
-        let smart = config.smart.as_ref().expect("smart partitioner on");
+        let smart = config
+            .partitioner
+            .smart_config()
+            .expect("smart partitioner on");
         assert_eq!(smart.group, "order-processors");
         assert_eq!(smart.topics, ["orders"]);
         assert_eq!(smart.max_age, Duration::from_secs(30));
@@ -266,6 +299,70 @@ mod tests {
             .set("smart.grup", "g")
             .unwrap_err();
         assert!(e.to_string().contains("did you mean `smart.group`"), "{e}");
+    }
+
+    #[test]
+    fn partitioner_smart_names_the_smart_partitioner_in_any_order() {
+        let keys = [
+            ("bootstrap.servers", "a:1"),
+            ("partitioner", "smart"),
+            ("smart.group", "g"),
+            ("smart.topics", "orders"),
+            ("smart.fallback", "round_robin"),
+        ];
+        let forwards = ProducerConfig::from_properties(keys).expect("valid");
+        let backwards = ProducerConfig::from_properties(keys.into_iter().rev()).expect("valid");
+        for config in [forwards, backwards] {
+            let smart = config.partitioner.smart_config().expect("smart");
+            assert_eq!(smart.group, "g");
+            assert_eq!(smart.topics, ["orders"]);
+            assert!(matches!(smart.fallback, PartitionStrategy::RoundRobin));
+            config.validate().expect("valid together");
+        }
+        // `partitioner=smart` alone is incomplete, and says what is missing.
+        let e = ProducerConfig::from_properties([
+            ("bootstrap.servers", "a:1"),
+            ("partitioner", "smart"),
+        ])
+        .expect("parses")
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            e.kind(),
+            &ErrorKind::Config {
+                field: "smart.group"
+            },
+            "{e}"
+        );
+        // Another partitioner as well is a conflict, whichever comes first.
+        for pairs in [
+            [("partitioner", "round_robin"), ("smart.group", "g")],
+            [("smart.group", "g"), ("partitioner", "round_robin")],
+        ] {
+            let e = ProducerConfig::from_properties(pairs).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                &ErrorKind::Config {
+                    field: "partitioner"
+                },
+                "{e}"
+            );
+            assert!(e.to_string().contains("smart.fallback"), "{e}");
+        }
+        // The smart partitioner cannot be its own fallback.
+        let e = ProducerConfig::new("a:1")
+            .smart_partitioner(SmartConfig::new("g").topics(["t"]).fallback(
+                PartitionStrategy::smart(SmartConfig::new("g").topics(["t"])),
+            ))
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            e.kind(),
+            &ErrorKind::Config {
+                field: "smart.fallback"
+            },
+            "{e}"
+        );
     }
 
     #[test]

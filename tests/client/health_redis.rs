@@ -30,16 +30,62 @@ const PARTITIONS: i32 = 6;
 const STALLED: [i32; 2] = [4, 5];
 
 /// A `redis-server` of the test's own, killed when dropped.
-struct RedisServer {
+pub(crate) struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// Settings beyond the port, the bind address and persistence.
+    args: Vec<String>,
+    /// The CA that signed the server's certificate, when it serves TLS only.
+    ca_pem: Option<String>,
+    /// `user:password` (or `:password`) for [`url`](Self::url) and
+    /// [`cache`](Self::cache); empty for none.
+    credentials: String,
+}
+
+/// The certificates of a TLS server, made at test time: a CA, and a server
+/// certificate for 127.0.0.1 and localhost signed by it.
+pub(crate) struct TestCa {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TestCa {
+    pub(crate) fn generate() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "smartkafka test CA");
+        let ca_key = KeyPair::generate().expect("CA key");
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let server_params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("server params");
+        let key = KeyPair::generate().expect("server key");
+        let cert = server_params
+            .signed_by(&key, &ca, &ca_key)
+            .expect("server certificate");
+        TestCa {
+            ca_pem: ca.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
 }
 
 impl RedisServer {
     /// Starts a server, or `None` (after saying so) when the binary is
     /// missing outside CI.
-    fn start() -> Option<RedisServer> {
+    pub(crate) fn start() -> Option<RedisServer> {
+        RedisServer::start_with(&[], None)
+    }
+
+    /// Starts a server with `args` besides the defaults (`--requirepass`,
+    /// `--user`, ...), serving TLS only with `tls`'s certificates.
+    pub(crate) fn start_with(args: &[&str], tls: Option<&TestCa>) -> Option<RedisServer> {
         if Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -66,36 +112,103 @@ impl RedisServer {
         let dir =
             std::env::temp_dir().join(format!("smartkafka-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temp dir");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string()])
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            ca_pem: None,
+            credentials: String::new(),
+        };
+        if let Some(tls) = tls {
+            for (name, pem) in [
+                ("ca.pem", &tls.ca_pem),
+                ("server.pem", &tls.cert_pem),
+                ("server.key", &tls.key_pem),
+            ] {
+                std::fs::write(server.dir.join(name), pem).expect("writing a certificate");
+            }
+            server.ca_pem = Some(tls.ca_pem.clone());
+        }
+        server.spawn();
+        Some(server)
+    }
+
+    fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let mut command = Command::new("redis-server");
+        if self.ca_pem.is_some() {
+            let file = |name: &str| self.dir.join(name).display().to_string();
+            command
+                .args(["--port", "0", "--tls-port", &port])
+                .args(["--tls-cert-file", &file("server.pem")])
+                .args(["--tls-key-file", &file("server.key")])
+                .args(["--tls-ca-cert-file", &file("ca.pem")])
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            command.args(["--port", &port]);
+        }
+        let child = command
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(&dir)
+            .arg(&self.dir)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server starts");
-        Some(RedisServer {
-            child: Some(child),
-            port,
-            dir,
-        })
+        self.child = Some(child);
     }
 
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+    /// Kills the server and starts it again on the same port, with `args`
+    /// instead of the ones it had.
+    pub(crate) fn restart_with(&mut self, args: &[&str]) {
+        self.kill();
+        self.args = args.iter().map(|a| (*a).to_owned()).collect();
+        self.spawn();
     }
 
-    fn cache(&self) -> RedisCache {
-        RedisCache::new(&self.url())
+    /// Uses `credentials` (`user:password` or `:password`) from now on.
+    pub(crate) fn credentials(mut self, credentials: &str) -> Self {
+        self.credentials = credentials.to_owned();
+        self
+    }
+
+    /// The URL with `credentials` (empty for none).
+    pub(crate) fn url_as(&self, credentials: &str) -> String {
+        let scheme = if self.ca_pem.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        let at = if credentials.is_empty() { "" } else { "@" };
+        format!("{scheme}://{credentials}{at}127.0.0.1:{}/", self.port)
+    }
+
+    pub(crate) fn url(&self) -> String {
+        self.url_as(&self.credentials)
+    }
+
+    /// A cache with `credentials`, trusting the test CA on a TLS server.
+    pub(crate) fn cache_as(&self, credentials: &str) -> RedisCache {
+        let mut builder = RedisCache::builder(self.url_as(credentials));
+        if let Some(ca) = &self.ca_pem {
+            builder = builder.ca_pem(ca.as_bytes());
+        }
+        builder
+            .build()
             .unwrap()
             .timeout(Duration::from_millis(500))
             .ttl(Duration::from_secs(30))
     }
 
+    pub(crate) fn cache(&self) -> RedisCache {
+        self.cache_as(&self.credentials)
+    }
+
     /// Waits until the server answers.
-    async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         let probe = self.cache().key_prefix("probe:");
         let health = smartkafka::health::CachedHealth::new("ready", 0, Vec::new());
         for _ in 0..200 {
@@ -110,7 +223,7 @@ impl RedisServer {
         );
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -1,7 +1,7 @@
 //! The client's integration tests, one binary: the wire layer, first
 //! contact, the producer and the partition reader against the in-process
-//! fake cluster or a scripted broker, TLS and SASL, and health shared
-//! through Redis.
+//! fake cluster or a scripted broker, TLS and SASL, the smart strategy
+//! configured by name, and health shared (and pushed) through Redis.
 //!
 //! The other binaries of `tests/` are the ones that must run alone or are
 //! named elsewhere: `guard.rs` and `hostile_frames.rs` install the counting
@@ -16,7 +16,9 @@ mod fake_cluster;
 mod first_contact;
 mod first_contact_producer;
 mod health_redis;
+mod health_redis_push;
 mod partition_reader_hostile;
 mod partition_reader_replica;
 mod security;
+mod smart_strategy;
 mod testing_against_fake_cluster;

@@ -1,25 +1,16 @@
 //! Partitioners: which partition of a topic a record goes to.
 //!
 //! This module owns the [`Partitioner`] trait, the [`PartitionView`] a
-//! partitioner chooses from, the [`PartitionStrategy`] used in configuration,
-//! [`PartitionError`], and the built-in strategies, one file each:
-//!
-//! | strategy | type | keyed records | keyless records |
-//! |---|---|---|---|
-//! | [`PartitionStrategy::Default`] | [`DefaultPartitioner`] | `murmur2(key)` over all partitions (Java client) | sticky, weighted by queue size (KIP-794) |
-//! | [`PartitionStrategy::Murmur2Random`] | [`Murmur2RandomPartitioner`] | `murmur2(key)` (librdkafka `murmur2_random`) | sticky, uniform |
-//! | [`PartitionStrategy::Consistent`] | [`ConsistentPartitioner`] | `crc32(key)` (librdkafka `consistent`) | partition 0 (`crc32` of no bytes, as librdkafka does) |
-//! | [`PartitionStrategy::ConsistentRandom`] | [`ConsistentRandomPartitioner`] | `crc32(key)`, empty keys sticky (librdkafka `consistent_random`) | sticky, uniform |
-//! | [`PartitionStrategy::RoundRobin`] | [`RoundRobinPartitioner`] | ignored: next available partition (Java `RoundRobinPartitioner`) | next available partition |
-//! | [`PartitionStrategy::Custom`] | any `Box<dyn Partitioner>` | yours | yours |
+//! partitioner chooses from, [`PartitionError`], the built-in partitioners,
+//! one file each, and [`EnginePartitioner`], the form in which the engine
+//! takes its partitioner. The strategy users configure,
+//! [`PartitionStrategy`](crate::partitioner::PartitionStrategy), lives in
+//! `crate::partitioner`, which re-exports this module: it can name the
+//! smart partitioner of `crate::health`, which builds on this module, so
+//! nothing here depends on health.
 //!
 //! A record that names its partition bypasses the partitioner altogether; the
 //! engine only checks the number with [`check_explicit`].
-//!
-//! Keyed records map to the same partition as the Java client (and
-//! librdkafka's `murmur2_random`) or librdkafka's `consistent` partitioners
-//! for the same partition count, so producers written against different
-//! clients can share a topic and keep per-key ordering.
 //!
 //! Everything here is deterministic: partitioners that need randomness own a
 //! small seeded generator, so the same seed and the same calls give the same
@@ -229,7 +220,7 @@ impl PartitionHealth {
 /// # Custom partitioners
 ///
 /// Any type implementing this trait can be configured through
-/// [`PartitionStrategy::Custom`]. This one sends records whose key starts
+/// [`PartitionStrategy::Custom`](crate::partitioner::PartitionStrategy::Custom). This one sends records whose key starts
 /// with `tenant-a/` to partition 0 and hashes the rest over the remaining
 /// partitions the way the Java client would:
 ///
@@ -317,100 +308,39 @@ impl<P: Partitioner + ?Sized> Partitioner for Box<P> {
 /// Builds a custom partitioner from the engine's seed.
 pub type PartitionerFactory = Arc<dyn Fn(u64) -> Box<dyn Partitioner> + Send + Sync>;
 
-/// Which partitioner a producer uses: the configuration-side choice.
-///
-/// The names follow the clients users know: [`Default`](Self::Default) is
-/// the Java client's built-in partitioner; the others are librdkafka's
-/// `partitioner` settings of the same name, plus Java's round-robin.
-///
-/// # Examples
-///
-/// ```
-/// use smartkafka::partitioner::{PartitionStrategy, PartitionView};
-///
-/// let strategy = PartitionStrategy::from_name("murmur2_random").unwrap();
-/// let mut partitioner = strategy.build(7);
-/// let all = [0, 1, 2, 3, 4, 5];
-/// let view = PartitionView::new("t", 6, &all);
-/// // Same answer as the Java client and librdkafka for this key.
-/// assert_eq!(partitioner.partition(Some(b"kafka"), None, &view), Ok(4));
-/// ```
-#[derive(Clone, Default)]
-#[non_exhaustive]
-pub enum PartitionStrategy {
-    /// The Java client's partitioner: murmur2 for keyed records, adaptive
-    /// sticky for keyless ones. See [`DefaultPartitioner`].
-    #[default]
-    Default,
-    /// librdkafka's `murmur2_random`: murmur2 for keyed records (the same
-    /// partitions as the Java client), sticky for keyless ones. See
-    /// [`Murmur2RandomPartitioner`].
-    Murmur2Random,
-    /// librdkafka's `consistent`: CRC-32 of the key, missing keys hashed as
-    /// empty. See [`ConsistentPartitioner`].
-    Consistent,
-    /// librdkafka's `consistent_random`, librdkafka's own default: CRC-32 of
-    /// non-empty keys, sticky for the rest. See
-    /// [`ConsistentRandomPartitioner`].
-    ConsistentRandom,
-    /// The Java client's `RoundRobinPartitioner`. See
-    /// [`RoundRobinPartitioner`].
-    RoundRobin,
-    /// A partitioner of your own, built from the engine's seed. See
-    /// [`PartitionStrategy::custom`].
-    Custom(PartitionerFactory),
+/// The partitioner the engine builds from its seed: what a configured
+/// [`PartitionStrategy`](crate::partitioner::PartitionStrategy) turns into.
+#[derive(Clone)]
+pub(crate) struct EnginePartitioner {
+    name: &'static str,
+    factory: PartitionerFactory,
 }
 
-impl PartitionStrategy {
-    /// A custom strategy from a factory that builds the partitioner from the
-    /// engine's seed (use the seed for any randomness, to stay
-    /// deterministic).
-    pub fn custom<F>(factory: F) -> Self
-    where
-        F: Fn(u64) -> Box<dyn Partitioner> + Send + Sync + 'static,
-    {
-        PartitionStrategy::Custom(Arc::new(factory))
+impl EnginePartitioner {
+    /// A partitioner called `name` (for debugging) built by `factory`.
+    pub(crate) fn new(name: &'static str, factory: PartitionerFactory) -> Self {
+        EnginePartitioner { name, factory }
     }
 
-    /// The strategy a configuration name stands for: `default` (also
-    /// `murmur2`, the Java client's default), and librdkafka's
-    /// `murmur2_random`, `consistent`, `consistent_random`, plus
-    /// `round_robin`. `None` for anything else.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "default" | "murmur2" => PartitionStrategy::Default,
-            "murmur2_random" => PartitionStrategy::Murmur2Random,
-            "consistent" => PartitionStrategy::Consistent,
-            "consistent_random" => PartitionStrategy::ConsistentRandom,
-            "round_robin" | "roundrobin" => PartitionStrategy::RoundRobin,
-            _ => return None,
-        })
-    }
-
-    /// Builds a partitioner for this strategy. `seed` seeds its random
-    /// choices; the same seed and the same calls give the same partitions.
-    pub fn build(&self, seed: u64) -> Box<dyn Partitioner> {
-        match self {
-            PartitionStrategy::Default => Box::new(DefaultPartitioner::new(seed)),
-            PartitionStrategy::Murmur2Random => Box::new(Murmur2RandomPartitioner::new(seed)),
-            PartitionStrategy::Consistent => Box::new(ConsistentPartitioner::new()),
-            PartitionStrategy::ConsistentRandom => Box::new(ConsistentRandomPartitioner::new(seed)),
-            PartitionStrategy::RoundRobin => Box::new(RoundRobinPartitioner::new()),
-            PartitionStrategy::Custom(factory) => factory(seed),
-        }
+    /// Builds the partitioner from the engine's seed.
+    pub(crate) fn build(&self, seed: u64) -> Box<dyn Partitioner> {
+        (self.factory)(seed)
     }
 }
 
-impl fmt::Debug for PartitionStrategy {
+impl Default for EnginePartitioner {
+    /// The Java client's partitioner.
+    fn default() -> Self {
+        EnginePartitioner::new(
+            "Default",
+            Arc::new(|seed| Box::new(DefaultPartitioner::new(seed))),
+        )
+    }
+}
+
+impl fmt::Debug for EnginePartitioner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PartitionStrategy::Default => "Default",
-            PartitionStrategy::Murmur2Random => "Murmur2Random",
-            PartitionStrategy::Consistent => "Consistent",
-            PartitionStrategy::ConsistentRandom => "ConsistentRandom",
-            PartitionStrategy::RoundRobin => "RoundRobin",
-            PartitionStrategy::Custom(_) => "Custom(..)",
-        })
+        f.write_str(self.name)
     }
 }
 
@@ -450,49 +380,6 @@ mod tests {
     }
 
     #[test]
-    fn every_strategy_refuses_a_topic_without_partitions() {
-        let view = PartitionView::new("t", 0, &[]);
-        for strategy in [
-            PartitionStrategy::Default,
-            PartitionStrategy::Murmur2Random,
-            PartitionStrategy::Consistent,
-            PartitionStrategy::ConsistentRandom,
-            PartitionStrategy::RoundRobin,
-        ] {
-            let mut p = strategy.build(1);
-            assert_eq!(
-                p.partition(Some(b"k"), None, &view),
-                Err(PartitionError::NoPartitions),
-                "{strategy:?}"
-            );
-            assert_eq!(
-                p.partition(None, None, &view),
-                Err(PartitionError::NoPartitions),
-                "{strategy:?}"
-            );
-            // Must not panic either.
-            p.on_new_batch(0, &view);
-        }
-    }
-
-    #[test]
-    fn names_map_to_strategies() {
-        for (name, expected) in [
-            ("default", "Default"),
-            ("murmur2", "Default"),
-            ("murmur2_random", "Murmur2Random"),
-            ("consistent", "Consistent"),
-            ("consistent_random", "ConsistentRandom"),
-            ("round_robin", "RoundRobin"),
-        ] {
-            let strategy = PartitionStrategy::from_name(name).unwrap();
-            assert_eq!(format!("{strategy:?}"), expected);
-        }
-        assert!(PartitionStrategy::from_name("fnv1a").is_none());
-        assert_eq!(format!("{:?}", PartitionStrategy::default()), "Default");
-    }
-
-    #[test]
     fn view_helpers_tolerate_missing_and_negative_entries() {
         let queued = [5, 6];
         let view = PartitionView::new("t", 4, &[0, 2]).with_queued_bytes(&queued);
@@ -504,23 +391,5 @@ mod tests {
         let health = [PartitionHealth::new().with_degraded(true)];
         let view = view.with_health(&health);
         assert!(view.health.unwrap()[0].degraded);
-    }
-
-    #[test]
-    fn builds_are_deterministic_per_seed() {
-        let all: Vec<i32> = (0..12).collect();
-        let view = PartitionView::new("t", 12, &all);
-        let run = |seed| {
-            let mut p = PartitionStrategy::Default.build(seed);
-            (0..50)
-                .map(|_| {
-                    let chosen = p.partition(None, None, &view).unwrap();
-                    p.on_new_batch(chosen, &view);
-                    chosen
-                })
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(run(3), run(3));
-        assert_ne!(run(3), run(4));
     }
 }

@@ -196,7 +196,6 @@ async fn two_members_split_the_topic(assignor: Assignor) {
     const PARTITIONS: i32 = 6;
     let cluster = mock(TOPIC, PARTITIONS);
     let bootstrap = cluster.bootstrap_servers();
-    produce(&bootstrap, TOPIC, PARTITIONS, TOTAL).await;
     let group = format!("split-{}", assignor.name());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let members: Vec<Arc<Mutex<Seen>>> = (0..2).map(|_| Arc::default()).collect();
@@ -211,6 +210,20 @@ async fn two_members_split_the_topic(assignor: Assignor) {
             )
         })
         .collect();
+    // The records are written once both members own their half, so that
+    // no hand-over happens while they read: the mock refuses the commit a
+    // member makes on revocation while the group is joining, and a
+    // hand-over would then re-read what it had read (the churn suite is
+    // where hand-overs are measured).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while members
+        .iter()
+        .any(|m| final_assignment(&m.lock().unwrap()).len() != 3)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    produce(&bootstrap, TOPIC, PARTITIONS, TOTAL).await;
     wait_for(TOTAL, &members, Duration::from_secs(30)).await;
     // Let both members settle into one generation before stopping.
     tokio::time::sleep(Duration::from_secs(2)).await;

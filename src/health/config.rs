@@ -7,10 +7,39 @@ use std::time::Duration;
 
 use super::{
     HealthCache, HealthScorer, HealthTable, LagCollector, LinearScorer, MissingCommit,
-    RoutingCounters, SmartPartitioner,
+    RoutingCounters, SmartPartitioner, TrendConfig,
 };
 use crate::error::Error;
 use crate::partitioner::PartitionStrategy;
+
+/// How partitions are scored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Scoring {
+    /// The score of one lag sample ([`SmartConfig::scorer`], linear by
+    /// default); with no partition healthy, keyless records go to the
+    /// fallback partitioner. The behaviour before trend scoring.
+    Threshold,
+    /// The lag sample's score adjusted by the partition's trend (see
+    /// [`trend_score`](super::trend_score)): a partition draining a burst
+    /// keeps receiving, one whose commits froze gets nothing, one falling
+    /// behind gets the share its consumer can process. With no partition
+    /// healthy, keyless records go to the least lagging partitions that are
+    /// not stalled (counted as `routed_by_relative_health`).
+    #[default]
+    Trend,
+}
+
+impl Scoring {
+    /// The scoring a configuration name stands for: `threshold` or `trend`.
+    pub fn from_name(name: &str) -> Option<Scoring> {
+        match name {
+            "threshold" => Some(Scoring::Threshold),
+            "trend" => Some(Scoring::Trend),
+            _ => None,
+        }
+    }
+}
 
 /// Settings of the smart (lag-aware) partitioner and its health manager.
 ///
@@ -21,6 +50,8 @@ use crate::partitioner::PartitionStrategy;
 /// |---|---|---|
 /// | `health_threshold` | 0.5 | a partition is healthy at or above this score |
 /// | `max_lag_for_health` | 1000 | lag (records) at which the linear score reaches 0.0 |
+/// | `scoring` | [`Scoring::Trend`] | score one sample, or the trend of a window of samples |
+/// | `trend` | 10 samples, 10 s | the window of trend scoring (see [`TrendConfig`]) |
 /// | `refresh_interval` | 5 s | how often lag is collected |
 /// | `collection_timeout` | 10 s | how long one collection may take |
 /// | `max_age` | 15 s | older health data is stale: the fallback places records |
@@ -56,6 +87,10 @@ pub struct SmartConfig {
     pub health_threshold: f64,
     /// Lag at which the default linear score reaches 0.0.
     pub max_lag_for_health: u64,
+    /// One sample's score, or the trend's.
+    pub scoring: Scoring,
+    /// The window of trend scoring.
+    pub trend: TrendConfig,
     /// How often the health manager collects lag.
     pub refresh_interval: Duration,
     /// How long one collection (one topic) may take before it is abandoned.
@@ -87,6 +122,8 @@ impl fmt::Debug for SmartConfig {
             .field("topics", &self.topics)
             .field("health_threshold", &self.health_threshold)
             .field("max_lag_for_health", &self.max_lag_for_health)
+            .field("scoring", &self.scoring)
+            .field("trend", &self.trend)
             .field("refresh_interval", &self.refresh_interval)
             .field("collection_timeout", &self.collection_timeout)
             .field("max_age", &self.max_age)
@@ -111,6 +148,8 @@ impl SmartConfig {
             topics: Vec::new(),
             health_threshold: 0.5,
             max_lag_for_health: 1000,
+            scoring: Scoring::Trend,
+            trend: TrendConfig::default(),
             refresh_interval: Duration::from_secs(5),
             collection_timeout: Duration::from_secs(10),
             max_age: Duration::from_secs(15),
@@ -123,6 +162,30 @@ impl SmartConfig {
             cache: None,
             publish_to: None,
         }
+    }
+
+    /// How partitions are scored (default [`Scoring::Trend`]).
+    #[must_use]
+    pub fn scoring(mut self, scoring: Scoring) -> Self {
+        self.scoring = scoring;
+        self
+    }
+
+    /// Samples kept per partition for trend scoring (default 10; at least
+    /// 2).
+    #[must_use]
+    pub fn trend_window(mut self, samples: usize) -> Self {
+        self.trend.window = samples;
+        self
+    }
+
+    /// How long commits may stay still before a partition with lag counts
+    /// as stalled, until the window has learnt how often the group commits
+    /// (default 10 s).
+    #[must_use]
+    pub fn stall_after(mut self, still: Duration) -> Self {
+        self.trend.stall_after = still;
+        self
     }
 
     /// Adds topics to watch.
@@ -286,6 +349,13 @@ impl SmartConfig {
         if self.key_capacity == 0 {
             return Err(Error::config("smart.key_capacity", "must be at least 1"));
         }
+        if self.trend.window < 2 {
+            return Err(Error::config(
+                "smart.trend_window",
+                "must be at least 2 samples",
+            ));
+        }
+        crate::client_config::check_duration("smart.stall_after", self.trend.stall_after)?;
         Ok(())
     }
 
@@ -297,6 +367,7 @@ impl SmartConfig {
         let max_age = self.max_age;
         let key_stickiness = self.key_stickiness;
         let key_capacity = self.key_capacity;
+        let relative = self.scoring == Scoring::Trend;
         PartitionStrategy::custom(move |seed| {
             Box::new(
                 SmartPartitioner::new(table.clone(), seed)
@@ -304,6 +375,7 @@ impl SmartConfig {
                     .max_age(max_age)
                     .key_stickiness(key_stickiness)
                     .key_capacity(key_capacity)
+                    .relative_health(relative)
                     .counters_from(counters.clone()),
             )
         })

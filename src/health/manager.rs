@@ -17,6 +17,7 @@
 //! Besides the caches' own timekeeping, this is the only place in the health
 //! module that reads the clock.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::{
     CachedHealth, HealthCache, HealthScorer, HealthSnapshot, HealthTable, KafkaLagCollector,
-    LagCollector, PartitionLag, RoutingCounters, RoutingStats, SmartConfig,
+    LagCollector, PartitionLag, RoutingCounters, RoutingStats, Scoring, SmartConfig, TopicTrends,
 };
 use crate::client_config::ClientConfig;
 use crate::error::{Error, ErrorKind};
@@ -45,9 +46,41 @@ struct ManagerShared {
     updates: Mutex<Option<broadcast::Sender<Arc<HealthSnapshot>>>>,
     refreshes: AtomicU64,
     failures: AtomicU64,
+    /// Per topic, the window of samples of trend scoring.
+    trends: Mutex<HashMap<String, TopicTrends>>,
 }
 
 impl ManagerShared {
+    /// Scores one collection of `topic`'s lags, taken at `taken_at`: one
+    /// sample's score, or (trend scoring) the trend once the sample joins
+    /// the topic's window.
+    fn score(&self, topic: String, lags: Vec<PartitionLag>, taken_at: Instant) -> HealthSnapshot {
+        let config = &self.config;
+        match config.scoring {
+            Scoring::Threshold => HealthSnapshot::new(
+                topic,
+                lags,
+                self.scorer.as_ref(),
+                config.health_threshold,
+                taken_at,
+            ),
+            Scoring::Trend => {
+                let mut trends = self.trends.lock().unwrap_or_else(|p| p.into_inner());
+                let window = trends.entry(topic.clone()).or_default();
+                window.record(&lags, taken_at, &config.trend);
+                HealthSnapshot::with_trends(
+                    topic,
+                    lags,
+                    self.scorer.as_ref(),
+                    config.health_threshold,
+                    taken_at,
+                    window,
+                    &config.trend,
+                )
+            }
+        }
+    }
+
     /// The lags of `topic` and when they were collected, from the cache
     /// when one is configured and from the collector otherwise; `None` (and
     /// a logged, counted failure) when neither has them.
@@ -143,13 +176,7 @@ impl ManagerShared {
                 let health = CachedHealth::new(topic.clone(), clock::unix_millis(), lags.clone());
                 self.publish(cache.as_ref(), health).await;
             }
-            let snapshot = Arc::new(HealthSnapshot::new(
-                topic.clone(),
-                lags,
-                self.scorer.as_ref(),
-                self.config.health_threshold,
-                taken_at,
-            ));
+            let snapshot = Arc::new(self.score(topic.clone(), lags, taken_at));
             self.table.publish_arc(Arc::clone(&snapshot), clock::now());
             if let Some(tx) = self
                 .updates
@@ -182,13 +209,7 @@ impl super::push::PushTarget for ManagerShared {
         if held.is_some_and(|held| taken_at + Duration::from_millis(2) < held) {
             return false;
         }
-        let snapshot = Arc::new(HealthSnapshot::new(
-            health.topic,
-            health.lags,
-            self.scorer.as_ref(),
-            self.config.health_threshold,
-            taken_at,
-        ));
+        let snapshot = Arc::new(self.score(health.topic, health.lags, taken_at));
         self.table.publish_arc(Arc::clone(&snapshot), now);
         if let Some(tx) = self
             .updates
@@ -310,6 +331,7 @@ impl HealthManager {
             updates: Mutex::new(Some(tx)),
             refreshes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            trends: Mutex::new(HashMap::new()),
         });
         let push = shared.config.cache.as_ref().and_then(|cache| {
             let (topics, group) = (&shared.config.topics, &shared.config.group);

@@ -15,7 +15,8 @@
 //! | piece | type | what it does |
 //! |---|---|---|
 //! | lag | [`LagCollector`], [`KafkaLagCollector`], [`PartitionLag`], [`MissingCommit`] | lag = end offset − committed offset, per partition |
-//! | scoring | [`HealthScorer`], [`LinearScorer`], [`HealthSnapshot`] | a score per partition; healthy at or above `health_threshold` |
+//! | scoring | [`HealthScorer`], [`LinearScorer`], [`HealthSnapshot`], [`Scoring`] | a score per partition; healthy at or above `health_threshold` |
+//! | trends | [`TopicTrends`], [`PartitionWindow`], [`Trend`], [`PartitionStatus`], [`Exclusion`] | a window of offsets per partition: processing rate, arrival rate, slope, a Burrow-like status, and why a partition gets nothing |
 //! | sharing | [`HealthTable`], [`RoutingCounters`], [`RoutingStats`] | the latest snapshot per topic, and how records were routed |
 //! | routing | [`SmartPartitioner`] | healthy partitions for keyless records (sticky, weighted); fallback otherwise |
 //! | running it | [`HealthManager`], [`HealthStream`], [`HealthSummary`], [`SmartConfig`] | the refresh loop, inside a producer or standalone |
@@ -100,6 +101,7 @@ mod push;
 mod redis;
 mod score;
 mod table;
+mod trend;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -109,7 +111,7 @@ pub use cache::HybridCache;
 pub use cache::{CacheFuture, CachedHealth, HealthCache, LocalCache};
 #[cfg(feature = "tokio-runtime")]
 pub use collector::KafkaLagCollector;
-pub use config::SmartConfig;
+pub use config::{Scoring, SmartConfig};
 #[cfg(feature = "tokio-runtime")]
 pub(crate) use manager::collector_on_pool;
 #[cfg(feature = "tokio-runtime")]
@@ -121,8 +123,9 @@ pub(crate) use properties::SMART_KEYS;
 pub use push::{HealthUpdates, PushStatus};
 #[cfg(feature = "redis-cache")]
 pub use redis::{RedisCache, RedisCacheBuilder};
-pub use score::{HealthScorer, HealthSnapshot, LinearScorer, PartitionScore};
+pub use score::{Exclusion, HealthScorer, HealthSnapshot, LinearScorer, PartitionScore};
 pub use table::{HealthTable, RoutingCounters, RoutingStats};
+pub use trend::{PartitionStatus, PartitionWindow, TopicTrends, Trend, TrendConfig, trend_score};
 
 use crate::error::Error;
 

@@ -8,7 +8,8 @@
 //!    unless the table changed). No snapshot → fallback ("no data"); a
 //!    snapshot older than `max_age` at the time the manager last recorded →
 //!    fallback ("stale"); no healthy partition that currently has a leader →
-//!    fallback ("no healthy partition").
+//!    fallback ("no healthy partition"), or, with relative health on (trend
+//!    scoring), the least lagging partitions that are not stalled.
 //! 2. Keyed records keep their hash partition (through the fallback
 //!    partitioner, murmur2 by default) unless key stickiness is on: then a
 //!    key is mapped once to a healthy partition (its hash partition when that
@@ -60,6 +61,14 @@ impl Rng {
     }
 }
 
+/// How the last record of a topic was placed (to log changes only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Health,
+    Relative,
+    Fallback(Fallback),
+}
+
 #[derive(Debug, Default)]
 struct TopicState {
     /// Table version the cached health was read at; `None` before the first read.
@@ -69,7 +78,7 @@ struct TopicState {
     /// The sticky partition for keyless records.
     sticky: Option<i32>,
     /// How the last record was placed, to log changes only.
-    last: Option<Option<Fallback>>,
+    last: Option<Route>,
     keys: HashMap<Vec<u8>, i32>,
     key_order: VecDeque<Vec<u8>>,
 }
@@ -113,6 +122,9 @@ pub struct SmartPartitioner {
     max_age: Duration,
     key_stickiness: bool,
     key_capacity: usize,
+    /// With no healthy partition, route keyless records by relative health
+    /// instead of the fallback.
+    relative_health: bool,
     topics: HashMap<String, TopicState>,
     /// Reused candidate buffers, so routing does not allocate once warm.
     candidates: Vec<(i32, f64)>,
@@ -142,6 +154,7 @@ impl SmartPartitioner {
             max_age: Duration::from_secs(15),
             key_stickiness: false,
             key_capacity: 10_000,
+            relative_health: false,
             topics: HashMap::new(),
             candidates: Vec::new(),
         }
@@ -177,6 +190,17 @@ impl SmartPartitioner {
     #[must_use]
     pub fn key_capacity(mut self, keys: usize) -> Self {
         self.key_capacity = keys.max(1);
+        self
+    }
+
+    /// With no healthy partition, place keyless records on the least
+    /// lagging partitions that are not stalled or stopped (or, when every
+    /// one is, the least lagging of all) instead of handing them to the
+    /// fallback partitioner (default off; on with
+    /// [`Scoring::Trend`](super::Scoring::Trend)).
+    #[must_use]
+    pub fn relative_health(mut self, enabled: bool) -> Self {
+        self.relative_health = enabled;
         self
     }
 
@@ -246,23 +270,61 @@ impl SmartPartitioner {
         self.candidates.last().map_or(0, |(p, _)| *p)
     }
 
-    fn note(&mut self, topic: &str, how: Option<Fallback>) {
+    fn note(&mut self, topic: &str, how: Route) {
         match how {
-            None => self.counters.by_health(),
-            Some(why) => self.counters.fallback(why),
+            Route::Health => self.counters.by_health(),
+            Route::Relative => self.counters.by_relative_health(),
+            Route::Fallback(why) => self.counters.fallback(why),
         }
         if let Some(state) = self.topics.get_mut(topic)
             && state.last != Some(how)
         {
             state.last = Some(how);
             match how {
-                None => tracing::info!(topic, "smart partitioner: routing by health"),
-                Some(why) => tracing::warn!(
+                Route::Health => tracing::info!(topic, "smart partitioner: routing by health"),
+                Route::Relative => tracing::warn!(
+                    topic,
+                    "smart partitioner: no partition is healthy; routing to the least lagging"
+                ),
+                Route::Fallback(why) => tracing::warn!(
                     topic,
                     reason = why.describe(),
                     "smart partitioner: using the fallback partitioner"
                 ),
             }
+        }
+    }
+
+    /// Fills `self.candidates` by relative health: every partition a record
+    /// may go to now, except stalled and stopped ones while another exists,
+    /// weighted towards the least lagging (`1 / (1 + lag / (least lag + 1))`).
+    fn fill_relative(&mut self, snapshot: &HealthSnapshot, view: &PartitionView<'_>) {
+        self.candidates.clear();
+        let usable = |p: &&crate::health::PartitionScore| {
+            let id = p.partition();
+            u32::try_from(id).is_ok_and(|i| i < view.partition_count)
+                && (view.available.is_empty() || view.is_available(id))
+        };
+        let any_moving = snapshot
+            .partitions()
+            .iter()
+            .filter(usable)
+            .any(|p| !p.status().is_some_and(|s| s.is_stuck()));
+        let eligible = || {
+            snapshot
+                .partitions()
+                .iter()
+                .filter(usable)
+                .filter(move |p| !(any_moving && p.status().is_some_and(|s| s.is_stuck())))
+        };
+        let least = eligible().map(|p| p.lag.lag.max(0)).min().unwrap_or(0);
+        #[allow(clippy::cast_precision_loss)]
+        let unit = least as f64 + 1.0;
+        for p in eligible() {
+            #[allow(clippy::cast_precision_loss)]
+            let weight = 1.0 / (1.0 + p.lag.lag.max(0) as f64 / unit);
+            self.candidates
+                .push((p.partition(), weight.max(f64::MIN_POSITIVE)));
         }
     }
 
@@ -274,7 +336,7 @@ impl SmartPartitioner {
         view: &PartitionView<'_>,
     ) -> Result<i32, PartitionError> {
         let chosen = self.fallback.partition(key, value, view)?;
-        self.note(view.topic, Some(why));
+        self.note(view.topic, Route::Fallback(why));
         Ok(chosen)
     }
 
@@ -298,7 +360,7 @@ impl SmartPartitioner {
             .get(view.topic)
             .and_then(|s| s.keys.get(key).copied());
         if let Some(p) = known.filter(|p| self.is_candidate(*p)) {
-            self.note(view.topic, None);
+            self.note(view.topic, Route::Health);
             return Ok(p);
         }
         let hashed = murmur2_partition(key, count)?;
@@ -323,7 +385,7 @@ impl SmartPartitioner {
                 state.key_order.push_back(key.to_vec());
             }
         }
-        self.note(view.topic, None);
+        self.note(view.topic, Route::Health);
         Ok(chosen)
     }
 
@@ -337,6 +399,11 @@ impl SmartPartitioner {
             Err(why) => return self.use_fallback(why, None, value, view),
         };
         self.fill_candidates(&snapshot, view);
+        let mut how = Route::Health;
+        if self.candidates.is_empty() && self.relative_health {
+            self.fill_relative(&snapshot, view);
+            how = Route::Relative;
+        }
         if self.candidates.is_empty() {
             return self.use_fallback(Fallback::NoHealthy, None, value, view);
         }
@@ -348,7 +415,7 @@ impl SmartPartitioner {
         if let Some(state) = self.topics.get_mut(view.topic) {
             state.sticky = Some(chosen);
         }
-        self.note(view.topic, None);
+        self.note(view.topic, how);
         Ok(chosen)
     }
 }
@@ -386,7 +453,7 @@ impl Partitioner for SmartPartitioner {
 mod tests {
     use super::*;
     use crate::health::score::tests::t0;
-    use crate::health::{HealthSnapshot, LinearScorer, PartitionLag};
+    use crate::health::{HealthSnapshot, LinearScorer, PartitionLag, PartitionStatus};
 
     const ALL: [i32; 6] = [0, 1, 2, 3, 4, 5];
 
@@ -639,5 +706,184 @@ mod tests {
             p.partition(None, None, &PartitionView::new("t", 0, &[])),
             Err(PartitionError::NoPartitions)
         );
+    }
+
+    /// Feeds `(committed, end)` per partition, one collection a second,
+    /// into trend scoring and publishes each snapshot; returns the last.
+    fn publish_trends(table: &HealthTable, rounds: &[Vec<(i64, i64)>]) -> Arc<HealthSnapshot> {
+        use crate::health::{MissingCommit, TopicTrends, TrendConfig};
+        let config = TrendConfig::default();
+        let mut trends = TopicTrends::default();
+        let start = t0();
+        for (i, round) in rounds.iter().enumerate() {
+            let at = start + Duration::from_secs(u64::try_from(i).unwrap());
+            let lags: Vec<PartitionLag> = round
+                .iter()
+                .enumerate()
+                .map(|(p, (c, e))| {
+                    PartitionLag::new(
+                        i32::try_from(p).unwrap(),
+                        Some(*c),
+                        *e,
+                        MissingCommit::FullyLagging,
+                    )
+                })
+                .collect();
+            trends.record(&lags, at, &config);
+            let snapshot = HealthSnapshot::with_trends(
+                "t",
+                lags,
+                &LinearScorer::new(1000),
+                0.5,
+                at,
+                &trends,
+                &config,
+            );
+            table.publish(snapshot, at);
+        }
+        table.snapshot("t").unwrap()
+    }
+
+    /// Shares of `picks` per partition of 6.
+    fn shares(picks: &[i32]) -> [f64; 6] {
+        let mut counts = [0usize; 6];
+        for p in picks {
+            counts[usize::try_from(*p).unwrap()] += 1;
+        }
+        counts.map(|c| c as f64 / picks.len() as f64)
+    }
+
+    #[test]
+    fn trend_a_partition_draining_a_burst_keeps_receiving() {
+        let table = HealthTable::new();
+        // Partition 1 got a burst of 3,000 and drains it at 500/s;
+        // partition 2's consumer stalls; the rest keep up.
+        let rounds: Vec<Vec<(i64, i64)>> = (0..4)
+            .map(|t: i64| {
+                (0..6)
+                    .map(|p| match p {
+                        1 => (500 * t, 3_000),
+                        2 => (0, 100 * (t + 1)),
+                        _ => (100 * t, 100 * t),
+                    })
+                    .collect()
+            })
+            .collect();
+        let snapshot = publish_trends(&table, &rounds);
+        assert_eq!(
+            snapshot.get(1).unwrap().status(),
+            Some(PartitionStatus::CatchingUp)
+        );
+        assert!(
+            snapshot.is_healthy(1),
+            "lag 0 under the linear score, healthy by trend"
+        );
+        assert_eq!(
+            snapshot.get(2).unwrap().status(),
+            Some(PartitionStatus::Lagging)
+        );
+        assert_eq!(
+            snapshot.get(2).unwrap().exclusion(),
+            Some(crate::health::Exclusion::Lagging)
+        );
+        let view = PartitionView::new("t", 6, &ALL);
+        let mut p = SmartPartitioner::new(table.clone(), 9).relative_health(true);
+        let got = shares(&batches(&mut p, &view, 6_000, 1));
+        assert!(
+            got[1] > 0.1,
+            "the draining partition keeps receiving: {got:?}"
+        );
+        assert_eq!(got[2], 0.0, "the stalling one gets nothing: {got:?}");
+
+        // Threshold scoring of the same lags: partition 1 (lag 3,000 left
+        // at first) is refused until its lag is small.
+        let threshold = HealthTable::new();
+        let lags = (0..6).map(|p| {
+            let (c, e) = rounds[1][usize::try_from(p).unwrap()];
+            PartitionLag::new(p, Some(c), e, crate::health::MissingCommit::FullyLagging)
+        });
+        threshold.publish(
+            HealthSnapshot::new("t", lags, &LinearScorer::new(1000), 0.5, t0()),
+            t0(),
+        );
+        let mut p = SmartPartitioner::new(threshold, 9);
+        let got = shares(&batches(&mut p, &view, 600, 1));
+        assert_eq!(got[1], 0.0, "{got:?}");
+    }
+
+    #[test]
+    fn trend_with_none_healthy_routes_to_the_least_lagging_never_a_stalled_one() {
+        let table = HealthTable::new();
+        // Every partition far behind and growing; partitions 0 and 3
+        // stalled (commits frozen for 15 s), 5 the least behind.
+        let rounds: Vec<Vec<(i64, i64)>> = (0..16)
+            .map(|t: i64| {
+                (0..6)
+                    .map(|p| match p {
+                        0 | 3 => (0, 5_000 + 500 * t),
+                        5 => (100 * t, 2_000 + 300 * t),
+                        _ => (100 * t, 4_000 + 400 * t),
+                    })
+                    .collect()
+            })
+            .collect();
+        let snapshot = publish_trends(&table, &rounds);
+        assert!(snapshot.healthy_partitions().is_empty());
+        assert_eq!(
+            snapshot.get(0).unwrap().status(),
+            Some(PartitionStatus::Stalled)
+        );
+        let view = PartitionView::new("t", 6, &ALL);
+        let mut p = SmartPartitioner::new(table.clone(), 5).relative_health(true);
+        let picks = batches(&mut p, &view, 3_000, 1);
+        let got = shares(&picks);
+        assert_eq!(got[0] + got[3], 0.0, "stalled partitions avoided: {got:?}");
+        assert!(
+            got[5] > got[1] && got[5] > got[2] && got[5] > got[4],
+            "{got:?}"
+        );
+        let stats = p.counters().stats();
+        assert_eq!(stats.routed_by_relative_health, 3_000);
+        assert_eq!(stats.fallback(), 0);
+
+        // Without relative health (threshold scoring), the fallback as before.
+        let mut p = SmartPartitioner::new(table, 5);
+        p.partition(None, None, &view).unwrap();
+        assert_eq!(p.counters().stats().fallback_no_healthy, 1);
+    }
+
+    proptest::proptest! {
+        /// Whatever the lag data, routing never panics and never picks a
+        /// partition outside the topic or without a leader, and stale data
+        /// goes to the fallback.
+        #[test]
+        fn trend_routing_never_picks_a_partition_that_cannot_take_the_record(
+            rounds in proptest::collection::vec(
+                proptest::collection::vec((proptest::num::i64::ANY, proptest::num::i64::ANY), 0..10),
+                1..6,
+            ),
+            count in 1u32..8,
+            led in proptest::collection::vec(0i32..8, 0..8),
+            seed in proptest::num::u64::ANY,
+        ) {
+            let table = HealthTable::new();
+            let snapshot = publish_trends(&table, &rounds);
+            let led: Vec<i32> = led.into_iter().filter(|p| u32::try_from(*p).is_ok_and(|p| p < count)).collect();
+            let view = PartitionView::new("t", count, &led);
+            let mut p = SmartPartitioner::new(table.clone(), seed).relative_health(true);
+            for _ in 0..20 {
+                let chosen = p.partition(None, None, &view).unwrap();
+                proptest::prop_assert!(u32::try_from(chosen).is_ok_and(|c| c < count));
+                if !led.is_empty() {
+                    proptest::prop_assert!(led.contains(&chosen), "{chosen} has no leader");
+                }
+                p.on_new_batch(chosen, &view);
+            }
+            // Stale: the table's clock moves past max_age.
+            table.tick(snapshot.taken_at() + Duration::from_secs(60));
+            let before = p.counters().stats().fallback_stale;
+            p.partition(None, None, &view).unwrap();
+            proptest::prop_assert_eq!(p.counters().stats().fallback_stale, before + 1);
+        }
     }
 }

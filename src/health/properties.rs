@@ -6,7 +6,7 @@
 use crate::error::Error;
 use crate::properties::{boolean, millis, not_one_of, number, strategy_by_name, unknown_key};
 
-use super::{MissingCommit, SmartConfig};
+use super::{MissingCommit, Scoring, SmartConfig};
 
 /// The keys [`SmartConfig::set`] takes.
 pub(crate) const SMART_KEYS: &[&str] = &[
@@ -21,6 +21,9 @@ pub(crate) const SMART_KEYS: &[&str] = &[
     "smart.key.stickiness",
     "smart.key.capacity",
     "smart.fallback",
+    "smart.scoring",
+    "smart.trend.window",
+    "smart.stall.after.ms",
 ];
 
 impl SmartConfig {
@@ -29,8 +32,10 @@ impl SmartConfig {
     /// `smart.max.lag.for.health`, `smart.refresh.interval.ms`,
     /// `smart.collection.timeout.ms`, `smart.max.age.ms`,
     /// `smart.missing.commit` (`fully_lagging` or `healthy`),
-    /// `smart.key.stickiness`, `smart.key.capacity` and `smart.fallback`
-    /// (a partitioner name, as the producer's `partitioner` key takes).
+    /// `smart.key.stickiness`, `smart.key.capacity`, `smart.fallback`
+    /// (a partitioner name, as the producer's `partitioner` key takes),
+    /// `smart.scoring` (`trend` or `threshold`), `smart.trend.window`
+    /// (samples) and `smart.stall.after.ms`.
     /// [`ProducerConfig::set`](crate::ProducerConfig::set) passes every
     /// `smart.*` key here, so a `.properties` file can turn the smart
     /// partitioner on. The scorer, collector and caches are set in code.
@@ -98,6 +103,12 @@ impl SmartConfig {
             }
             "smart.key.capacity" => self.key_capacity(number("smart.key_capacity", key, value)?),
             "smart.fallback" => self.fallback(strategy_by_name("smart.fallback", key, value)?),
+            "smart.scoring" => match Scoring::from_name(value) {
+                Some(scoring) => self.scoring(scoring),
+                None => return Err(not_one_of("smart.scoring", key, value, "trend, threshold")),
+            },
+            "smart.trend.window" => self.trend_window(number("smart.trend_window", key, value)?),
+            "smart.stall.after.ms" => self.stall_after(millis("smart.stall_after", key, value)?),
             _ => return Err(unknown_key(key, &[SMART_KEYS])),
         })
     }

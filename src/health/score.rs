@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::PartitionLag;
+use super::trend::{PartitionStatus, TopicTrends, Trend, TrendConfig, trend_score};
 
 /// Turns lag into health: `1.0` is a partition whose consumers keep up,
 /// `0.0` one that is as far behind as matters.
@@ -68,6 +69,15 @@ impl HealthScorer for LinearScorer {
     }
 }
 
+/// A score clamped to `0.0..=1.0`, NaN counting as `0.0`.
+fn clamp_score(raw: f64) -> f64 {
+    if raw.is_nan() {
+        0.0
+    } else {
+        raw.clamp(0.0, 1.0)
+    }
+}
+
 /// One partition's lag and score in a [`HealthSnapshot`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
@@ -78,12 +88,59 @@ pub struct PartitionScore {
     pub score: f64,
     /// Whether the score is at or above the snapshot's threshold.
     pub healthy: bool,
+    /// The partition's trend, with trend scoring (`None` with threshold
+    /// scoring, or before the first sample).
+    pub trend: Option<Trend>,
+}
+
+/// Why a partition gets no keyless records by health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Exclusion {
+    /// Its consumer stopped committing while records arrive.
+    Stalled,
+    /// Its consumer stopped committing with lag left over.
+    Stopped,
+    /// It falls further behind than its consumer can process.
+    Lagging,
+    /// Its lag alone puts it below the threshold.
+    TooMuchLag,
+}
+
+impl Exclusion {
+    /// A short lower-case name, for logs, tables and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Exclusion::Stalled => "stalled",
+            Exclusion::Stopped => "stopped",
+            Exclusion::Lagging => "lagging",
+            Exclusion::TooMuchLag => "too_much_lag",
+        }
+    }
 }
 
 impl PartitionScore {
     /// The partition id.
     pub fn partition(&self) -> i32 {
         self.lag.partition
+    }
+
+    /// The partition's status, with trend scoring.
+    pub fn status(&self) -> Option<PartitionStatus> {
+        self.trend.map(|t| t.status)
+    }
+
+    /// Why the partition is not healthy; `None` when it is.
+    pub fn exclusion(&self) -> Option<Exclusion> {
+        if self.healthy {
+            return None;
+        }
+        Some(match self.status() {
+            Some(PartitionStatus::Stalled) => Exclusion::Stalled,
+            Some(PartitionStatus::Stopped) => Exclusion::Stopped,
+            Some(PartitionStatus::Lagging) => Exclusion::Lagging,
+            _ => Exclusion::TooMuchLag,
+        })
     }
 }
 
@@ -122,18 +179,47 @@ impl HealthSnapshot {
         threshold: f64,
         taken_at: Instant,
     ) -> Self {
+        HealthSnapshot::scored(topic, lags, threshold, taken_at, |lag| {
+            (clamp_score(scorer.score(lag)), None)
+        })
+    }
+
+    /// Like [`new`](Self::new), with trend scoring: each partition's score
+    /// is [`trend_score`] of its linear score and its trend in `trends`
+    /// (which should already hold these lags, see [`TopicTrends::record`]).
+    pub fn with_trends(
+        topic: impl Into<String>,
+        lags: impl IntoIterator<Item = PartitionLag>,
+        scorer: &dyn HealthScorer,
+        threshold: f64,
+        taken_at: Instant,
+        trends: &TopicTrends,
+        config: &TrendConfig,
+    ) -> Self {
+        HealthSnapshot::scored(topic, lags, threshold, taken_at, |lag| {
+            let linear = clamp_score(scorer.score(lag));
+            match trends.trend(lag.partition, config) {
+                Some(trend) => (trend_score(linear, &trend), Some(trend)),
+                None => (linear, None),
+            }
+        })
+    }
+
+    fn scored(
+        topic: impl Into<String>,
+        lags: impl IntoIterator<Item = PartitionLag>,
+        threshold: f64,
+        taken_at: Instant,
+        mut score: impl FnMut(&PartitionLag) -> (f64, Option<Trend>),
+    ) -> Self {
         let mut partitions: Vec<PartitionScore> = Vec::new();
         for lag in lags {
-            let raw = scorer.score(&lag);
-            let score = if raw.is_nan() {
-                0.0
-            } else {
-                raw.clamp(0.0, 1.0)
-            };
+            let (score, trend) = score(&lag);
             let entry = PartitionScore {
                 lag,
                 score,
                 healthy: score >= threshold,
+                trend,
             };
             match partitions.binary_search_by_key(&lag.partition, PartitionScore::partition) {
                 Ok(i) => partitions[i] = entry,

@@ -133,6 +133,7 @@ impl HealthTable {
 struct Counters {
     by_health: AtomicU64,
     by_key_hash: AtomicU64,
+    by_relative_health: AtomicU64,
     fallback_no_data: AtomicU64,
     fallback_stale: AtomicU64,
     fallback_no_healthy: AtomicU64,
@@ -180,6 +181,12 @@ impl RoutingCounters {
         self.inner.by_key_hash.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn by_relative_health(&self) {
+        self.inner
+            .by_relative_health
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn fallback(&self, why: Fallback) {
         let counter = match why {
             Fallback::NoData => &self.inner.fallback_no_data,
@@ -207,6 +214,7 @@ impl RoutingCounters {
         RoutingStats {
             routed_by_health: c.by_health.load(Ordering::Relaxed),
             routed_by_key_hash: c.by_key_hash.load(Ordering::Relaxed),
+            routed_by_relative_health: c.by_relative_health.load(Ordering::Relaxed),
             fallback_no_data: c.fallback_no_data.load(Ordering::Relaxed),
             fallback_stale: c.fallback_stale.load(Ordering::Relaxed),
             fallback_no_healthy: c.fallback_no_healthy.load(Ordering::Relaxed),
@@ -225,12 +233,17 @@ pub struct RoutingStats {
     pub routed_by_health: u64,
     /// Keyed records left on their hash partition (key stickiness off).
     pub routed_by_key_hash: u64,
+    /// Keyless records placed by relative health because no partition was
+    /// healthy (trend scoring): the least lagging partitions, never a
+    /// stalled one while another can take them.
+    pub routed_by_relative_health: u64,
     /// Placed by the fallback partitioner: the topic had no health data.
     pub fallback_no_data: u64,
     /// Placed by the fallback partitioner: the topic's health data was
     /// older than the configured maximum age.
     pub fallback_stale: u64,
-    /// Placed by the fallback partitioner: no partition was healthy.
+    /// Placed by the fallback partitioner: no partition was healthy
+    /// (threshold scoring, or keyed records with key stickiness).
     pub fallback_no_healthy: u64,
     /// Health cache operations (reads with
     /// [`SmartConfig::cache`](super::SmartConfig::cache), writes with

@@ -1,0 +1,539 @@
+//! Health that sees trends: a short window of (committed offset, end
+//! offset, time) per partition, from which come the consumer's processing
+//! rate, the producers' arrival rate, the lag's slope and a status in the
+//! spirit of Burrow's consumer evaluation ([`PartitionStatus`]). A partition
+//! draining a burst is then told apart from one whose consumer is dead.
+//!
+//! Everything here is pure: the time of each sample is passed in.
+//!
+//! The status rules, in order (the first that holds wins):
+//!
+//! | status | rule |
+//! |---|---|
+//! | [`Stalled`](PartitionStatus::Stalled) | lag > 0, the committed offset has not moved for longer than the stall limit, and new records keep arriving |
+//! | [`Stopped`](PartitionStatus::Stopped) | lag > 0, the committed offset has not moved for longer than the stall limit, and nothing new arrives either |
+//! | [`Ok`](PartitionStatus::Ok) | the newest lag is 0 |
+//! | [`Lagging`](PartitionStatus::Lagging) | the lag grew over the last two intervals |
+//! | [`CatchingUp`](PartitionStatus::CatchingUp) | the lag shrank over the last interval |
+//! | [`Ok`](PartitionStatus::Ok) | the lag holds steady while commits move (a consumer that keeps up and commits every few seconds) |
+//! | [`Unknown`](PartitionStatus::Unknown) | one sample only, or a steady lag without commits seen to move (lag reported without offsets): scored by its lag alone |
+//!
+//! The stall rules need committed offsets: lag reported without them
+//! ([`PartitionLag::from_lag`]) is never called stalled or stopped.
+//!
+//! The stall limit learns how often the group commits: twice the longest
+//! gap seen between two commit moves, and at least three sample intervals,
+//! so a consumer that commits every 5 s while lag is sampled every second
+//! is not taken for a stalled one. Before any commit has moved it is
+//! [`TrendConfig::stall_after`].
+//!
+//! Offsets going backwards (a consumer reset to an earlier offset, a topic
+//! recreated or truncated) restart the window; samples not newer than the
+//! last one are ignored. Rates are never negative and never NaN.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::PartitionLag;
+
+/// What the window says about a partition's consumer, after Burrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PartitionStatus {
+    /// Keeping up: no lag, or a steady lag with commits moving.
+    Ok,
+    /// Behind, but the lag is shrinking: it keeps receiving records.
+    CatchingUp,
+    /// Behind and falling further behind while still committing.
+    Lagging,
+    /// Commits frozen while records keep arriving: avoided at once.
+    Stalled,
+    /// Commits frozen, nothing arriving, lag left over.
+    Stopped,
+    /// No trend to go by: a single sample, or a steady lag without
+    /// commits seen to move. Scored by its lag alone.
+    Unknown,
+}
+
+impl PartitionStatus {
+    /// A short lower-case name (`ok`, `catching_up`, ...), for logs,
+    /// tables and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionStatus::Ok => "ok",
+            PartitionStatus::CatchingUp => "catching_up",
+            PartitionStatus::Lagging => "lagging",
+            PartitionStatus::Stalled => "stalled",
+            PartitionStatus::Stopped => "stopped",
+            PartitionStatus::Unknown => "unknown",
+        }
+    }
+
+    /// Whether the consumer has stopped making progress (stalled or
+    /// stopped): such a partition gets keyless records only when no other
+    /// partition can take them.
+    pub fn is_stuck(self) -> bool {
+        matches!(self, PartitionStatus::Stalled | PartitionStatus::Stopped)
+    }
+}
+
+/// The trend of one partition, from its window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Trend {
+    /// The status.
+    pub status: PartitionStatus,
+    /// Records the consumer committed per second over the window (`None`
+    /// without committed offsets on both ends).
+    pub processing_rate: Option<f64>,
+    /// Records produced to the partition per second over the window.
+    pub arrival_rate: f64,
+    /// How fast the lag changed over the last two intervals, in records
+    /// per second (negative: shrinking).
+    pub slope: f64,
+    /// Samples in the window.
+    pub samples: usize,
+}
+
+/// How the window behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrendConfig {
+    /// Samples kept per partition (at least 2; default 10).
+    pub window: usize,
+    /// How long commits may stay still before a partition with lag counts
+    /// as stalled, until the window has seen how often the group commits
+    /// (default 10 s).
+    pub stall_after: Duration,
+}
+
+impl Default for TrendConfig {
+    fn default() -> Self {
+        TrendConfig {
+            window: 10,
+            stall_after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Gaps between commit moves remembered to learn the commit interval.
+const COMMIT_GAPS: usize = 8;
+/// Intervals the slope is taken over: short, so a change of direction
+/// shows within two refreshes.
+const SLOPE_INTERVALS: usize = 2;
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    committed: Option<i64>,
+    end: i64,
+    lag: i64,
+}
+
+/// The window of one partition.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionWindow {
+    samples: VecDeque<Sample>,
+    /// When the window (re)started: commits count as still from here
+    /// until they are seen to move.
+    started_at: Option<Instant>,
+    /// When the committed offset was last seen to move.
+    commit_moved_at: Option<Instant>,
+    /// Recent gaps between commit moves.
+    commit_gaps: VecDeque<Duration>,
+}
+
+impl PartitionWindow {
+    /// Adds a sample taken at `at`, keeping at most `window` samples.
+    pub fn push(&mut self, lag: &PartitionLag, at: Instant, window: usize) {
+        let sample = Sample {
+            at,
+            committed: lag.committed,
+            end: lag.end,
+            lag: lag.lag.max(0),
+        };
+        if let Some(last) = self.samples.back().copied() {
+            if at <= last.at {
+                return;
+            }
+            let went_back = sample.end < last.end
+                || matches!((sample.committed, last.committed), (Some(now), Some(before)) if now < before);
+            if went_back {
+                self.samples.clear();
+                self.started_at = Some(at);
+                self.commit_moved_at = None;
+                self.commit_gaps.clear();
+            } else if sample.committed != last.committed {
+                // Only the gap between two moves seen is a commit interval:
+                // the window may have started in the middle of one.
+                if let Some(moved) = self.commit_moved_at {
+                    if self.commit_gaps.len() == COMMIT_GAPS {
+                        self.commit_gaps.pop_front();
+                    }
+                    self.commit_gaps
+                        .push_back(at.saturating_duration_since(moved));
+                }
+                self.commit_moved_at = Some(at);
+            }
+        } else {
+            self.started_at = Some(at);
+        }
+        self.samples.push_back(sample);
+        while self.samples.len() > window.max(2) {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Samples held.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether the window is empty.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// How long the committed offset may stay still before the partition
+    /// counts as stalled.
+    fn stall_limit(&self, config: &TrendConfig) -> Duration {
+        let interval = match (self.samples.front(), self.samples.back()) {
+            (Some(first), Some(last)) if self.samples.len() > 1 => {
+                let span = last.at.saturating_duration_since(first.at);
+                span / u32::try_from(self.samples.len() - 1).unwrap_or(u32::MAX)
+            }
+            _ => Duration::ZERO,
+        };
+        let learnt = self.commit_gaps.iter().max().map(|gap| *gap * 2);
+        learnt.unwrap_or(config.stall_after).max(interval * 3)
+    }
+
+    /// The trend, or `None` for an empty window.
+    pub fn trend(&self, config: &TrendConfig) -> Option<Trend> {
+        let last = *self.samples.back()?;
+        let first = *self.samples.front()?;
+        let samples = self.samples.len();
+        let span = last.at.saturating_duration_since(first.at).as_secs_f64();
+        let per_second = |delta: i64| {
+            if span > 0.0 {
+                #[allow(clippy::cast_precision_loss)]
+                let rate = delta as f64 / span;
+                if rate.is_finite() { rate } else { 0.0 }
+            } else {
+                0.0
+            }
+        };
+        let processing_rate = match (first.committed, last.committed) {
+            (Some(a), Some(b)) if samples > 1 => Some(per_second(b.saturating_sub(a)).max(0.0)),
+            _ => None,
+        };
+        let arrival_rate = per_second(last.end.saturating_sub(first.end)).max(0.0);
+        let recent = self.samples[samples.saturating_sub(SLOPE_INTERVALS + 1)];
+        let recent_span = last.at.saturating_duration_since(recent.at).as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let slope = if recent_span > 0.0 {
+            let s = last.lag.saturating_sub(recent.lag) as f64 / recent_span;
+            if s.is_finite() { s } else { 0.0 }
+        } else {
+            0.0
+        };
+        // Commits still since the last move seen, or since the window began.
+        let still_since = self.commit_moved_at.or(self.started_at).unwrap_or(first.at);
+        let still_for = last.at.saturating_duration_since(still_since);
+        let previous = self.samples.get(samples.wrapping_sub(2)).copied();
+        let before_previous = self.samples.get(samples.wrapping_sub(3)).copied();
+        let status = match previous {
+            None if last.lag == 0 => PartitionStatus::Ok,
+            None => PartitionStatus::Unknown,
+            Some(_)
+                if last.lag > 0
+                    && last.committed.is_some()
+                    && still_for > self.stall_limit(config) =>
+            {
+                if last.end > first.end {
+                    PartitionStatus::Stalled
+                } else {
+                    PartitionStatus::Stopped
+                }
+            }
+            Some(_) if last.lag == 0 => PartitionStatus::Ok,
+            // Growing over the last two intervals (or the only one).
+            Some(prev)
+                if last.lag > prev.lag && before_previous.is_none_or(|b| prev.lag >= b.lag) =>
+            {
+                PartitionStatus::Lagging
+            }
+            Some(prev) if last.lag < prev.lag => PartitionStatus::CatchingUp,
+            // A steady lag is a consumer keeping up only if its commits
+            // are seen to move.
+            Some(_) if processing_rate.is_some_and(|r| r > 0.0) => PartitionStatus::Ok,
+            Some(_) => PartitionStatus::Unknown,
+        };
+        Some(Trend {
+            status,
+            processing_rate,
+            arrival_rate,
+            slope,
+            samples,
+        })
+    }
+}
+
+/// The windows of every partition of one topic.
+#[derive(Debug, Clone, Default)]
+pub struct TopicTrends {
+    partitions: BTreeMap<i32, PartitionWindow>,
+}
+
+impl TopicTrends {
+    /// Adds one collection's lags, taken at `at`; partitions no longer
+    /// reported are forgotten.
+    pub fn record(&mut self, lags: &[PartitionLag], at: Instant, config: &TrendConfig) {
+        self.partitions
+            .retain(|p, _| lags.iter().any(|l| l.partition == *p));
+        for lag in lags {
+            self.partitions
+                .entry(lag.partition)
+                .or_default()
+                .push(lag, at, config.window);
+        }
+    }
+
+    /// The trend of `partition`, if it has samples.
+    pub fn trend(&self, partition: i32, config: &TrendConfig) -> Option<Trend> {
+        self.partitions.get(&partition)?.trend(config)
+    }
+}
+
+/// The score trend scoring gives a partition: the linear score from its
+/// lag (`linear`) adjusted by its trend.
+///
+/// | status | score |
+/// |---|---|
+/// | ok | 1.0 |
+/// | catching up | at least 0.8 (it keeps receiving while it drains) |
+/// | lagging | `linear` × the share of arrivals the consumer processes (`processing_rate / arrival_rate`, at most 1; half without rates) |
+/// | stalled, stopped | 0.0 |
+/// | unknown | `linear` |
+pub fn trend_score(linear: f64, trend: &Trend) -> f64 {
+    let linear = if linear.is_nan() {
+        0.0
+    } else {
+        linear.clamp(0.0, 1.0)
+    };
+    let score = match trend.status {
+        PartitionStatus::Ok => 1.0,
+        PartitionStatus::CatchingUp => linear.max(0.8),
+        PartitionStatus::Lagging => {
+            let keeps = match trend.processing_rate {
+                Some(processing) if trend.arrival_rate > 0.0 => processing / trend.arrival_rate,
+                _ => 0.5,
+            };
+            linear
+                * if keeps.is_finite() {
+                    keeps.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                }
+        }
+        PartitionStatus::Stalled | PartitionStatus::Stopped => 0.0,
+        PartitionStatus::Unknown => linear,
+    };
+    score.clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::MissingCommit;
+    use crate::health::score::tests::t0;
+
+    const S: Duration = Duration::from_secs(1);
+
+    /// Feeds `(committed, end)` samples one second apart and returns the
+    /// status after each.
+    fn statuses(samples: &[(Option<i64>, i64)]) -> Vec<PartitionStatus> {
+        let config = TrendConfig::default();
+        let start = t0();
+        let mut window = PartitionWindow::default();
+        samples
+            .iter()
+            .enumerate()
+            .map(|(i, (committed, end))| {
+                let lag = PartitionLag::new(0, *committed, *end, MissingCommit::FullyLagging);
+                window.push(&lag, start + S * u32::try_from(i).unwrap(), config.window);
+                window.trend(&config).unwrap().status
+            })
+            .collect()
+    }
+
+    use PartitionStatus::*;
+
+    #[test]
+    fn a_burst_then_draining_is_catching_up_not_stalled() {
+        // Keeping up, then 5,000 records arrive at once, then the
+        // consumer drains them at 1,000/s.
+        let got = statuses(&[
+            (Some(100), 100),
+            (Some(200), 200),
+            (Some(300), 5_300),
+            (Some(1_300), 5_300),
+            (Some(2_300), 5_300),
+            (Some(3_300), 5_300),
+            (Some(5_300), 5_300),
+        ]);
+        assert_eq!(
+            got,
+            [Ok, Ok, Lagging, CatchingUp, CatchingUp, CatchingUp, Ok]
+        );
+    }
+
+    #[test]
+    fn frozen_commits_while_records_arrive_are_a_stall() {
+        let mut samples = vec![(Some(0), 0)];
+        for i in 1..=14 {
+            samples.push((Some(100), 100 + 100 * i));
+        }
+        let got = statuses(&samples);
+        // Lagging while commits might still come, stalled once they have
+        // been still for longer than the default 10 s.
+        assert_eq!(got[2], Lagging);
+        assert_eq!(*got.last().unwrap(), Stalled);
+        assert!(got.iter().all(|s| *s != CatchingUp));
+    }
+
+    #[test]
+    fn a_group_that_stopped_with_lag_left_is_stopped() {
+        let samples: Vec<_> = (0..13).map(|_| (Some(50), 400)).collect();
+        let got = statuses(&samples);
+        assert_eq!(got[0], Unknown);
+        assert_eq!(*got.last().unwrap(), Stopped);
+    }
+
+    #[test]
+    fn a_consumer_that_commits_every_five_seconds_is_not_stalled() {
+        // 100 records/s arrive; the consumer keeps up but commits only
+        // every 5 s, while lag is sampled every second.
+        let samples: Vec<_> = (0..40)
+            .map(|t: i64| (Some((t / 5) * 5 * 100), 100 * t))
+            .collect();
+        let got = statuses(&samples);
+        assert!(
+            got.iter().all(|s| !s.is_stuck()),
+            "a slow committer taken for a stalled consumer: {got:?}"
+        );
+        // The learnt limit still catches a real stall: commits stop.
+        let mut stalled = samples.clone();
+        for t in 40..70 {
+            stalled.push((Some(3_500), 100 * t));
+        }
+        assert_eq!(*statuses(&stalled).last().unwrap(), Stalled);
+    }
+
+    #[test]
+    fn the_stall_limit_learns_a_group_that_commits_every_fifteen_seconds() {
+        // Longer between commits than the default 10 s limit: once two
+        // commit moves have been seen, the limit is twice their gap.
+        let samples: Vec<_> = (0..90)
+            .map(|t: i64| (Some((t / 15) * 15 * 10), 10 * t))
+            .collect();
+        let got = statuses(&samples);
+        assert!(
+            got[31..].iter().all(|s| !s.is_stuck()),
+            "stalls reported after learning: {:?}",
+            &got[31..]
+        );
+        // Before any gap is learnt the default limit applies.
+        assert!(
+            got[11..15].iter().all(|s| *s == Stalled),
+            "{:?}",
+            &got[..16]
+        );
+    }
+
+    #[test]
+    fn a_restarted_consumer_and_a_truncated_log_restart_the_window() {
+        let got = statuses(&[
+            (Some(1_000), 1_000),
+            (Some(2_000), 2_000),
+            // Reset to an earlier offset: a restart from scratch.
+            (Some(0), 2_100),
+            (Some(500), 2_200),
+            // The topic was recreated: the end went backwards.
+            (Some(0), 10),
+            (Some(10), 20),
+        ]);
+        assert_eq!(got[2], Unknown, "one sample after the restart");
+        assert_eq!(got[3], CatchingUp);
+        assert_eq!(got[4], Unknown);
+        assert_eq!(got[5], Ok, "a steady lag with commits moving");
+    }
+
+    #[test]
+    fn rates_come_from_the_window_and_are_never_negative() {
+        let config = TrendConfig::default();
+        let start = t0();
+        let mut w = PartitionWindow::default();
+        for (i, (c, e)) in [(0, 0), (1_000, 1_500), (2_000, 3_000)].iter().enumerate() {
+            let lag = PartitionLag::new(0, Some(*c), *e, MissingCommit::FullyLagging);
+            w.push(&lag, start + S * u32::try_from(i).unwrap(), config.window);
+        }
+        let t = w.trend(&config).unwrap();
+        assert_eq!(t.processing_rate, Some(1_000.0));
+        assert_eq!(t.arrival_rate, 1_500.0);
+        assert_eq!(t.slope, 500.0);
+        assert_eq!(t.status, Lagging);
+        assert!((trend_score(1.0, &t) - 2.0 / 3.0).abs() < 1e-9);
+        // A sample that is not newer is ignored.
+        let before = w.len();
+        w.push(&PartitionLag::from_lag(0, 5), start, config.window);
+        assert_eq!(w.len(), before);
+    }
+
+    proptest::proptest! {
+        /// Whatever the samples (offsets going backwards, huge or negative
+        /// values, repeated or earlier timestamps), the window neither
+        /// panics nor yields a rate or score that is negative or NaN.
+        #[test]
+        fn hostile_samples_never_panic_or_give_nonsense(
+            samples in proptest::collection::vec(
+                (proptest::option::of(proptest::num::i64::ANY), proptest::num::i64::ANY, 0u64..5_000),
+                1..40,
+            ),
+            window in 0usize..12,
+        ) {
+            let config = TrendConfig { window, ..TrendConfig::default() };
+            let start = t0();
+            let mut w = PartitionWindow::default();
+            for (committed, end, at_ms) in samples {
+                let lag = PartitionLag::new(0, committed, end, MissingCommit::FullyLagging);
+                w.push(&lag, start + Duration::from_millis(at_ms), config.window);
+                let t = w.trend(&config).expect("a sample was pushed or one is held");
+                proptest::prop_assert!(t.arrival_rate >= 0.0 && t.arrival_rate.is_finite());
+                proptest::prop_assert!(t.processing_rate.is_none_or(|r| r >= 0.0 && r.is_finite()));
+                proptest::prop_assert!(t.slope.is_finite());
+                let score = trend_score(1.0, &t);
+                proptest::prop_assert!((0.0..=1.0).contains(&score));
+                proptest::prop_assert!(w.len() <= window.max(2));
+            }
+        }
+    }
+
+    #[test]
+    fn trend_scores_follow_the_status() {
+        let trend = |status| Trend {
+            status,
+            processing_rate: None,
+            arrival_rate: 0.0,
+            slope: 0.0,
+            samples: 3,
+        };
+        assert_eq!(trend_score(0.1, &trend(Ok)), 1.0);
+        assert_eq!(trend_score(0.1, &trend(CatchingUp)), 0.8);
+        assert_eq!(trend_score(0.9, &trend(CatchingUp)), 0.9);
+        assert_eq!(trend_score(0.9, &trend(Lagging)), 0.45);
+        assert_eq!(trend_score(1.0, &trend(Stalled)), 0.0);
+        assert_eq!(trend_score(1.0, &trend(Stopped)), 0.0);
+        assert_eq!(trend_score(f64::NAN, &trend(Unknown)), 0.0);
+    }
+}

@@ -149,7 +149,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scores: Vec<String> = first
         .partitions()
         .iter()
-        .map(|p| format!("{}:{:.2}", p.partition(), p.score))
+        .map(|p| {
+            let status = p.status().map_or("-", |s| s.name());
+            format!("{}:{:.2} ({status})", p.partition(), p.score)
+        })
         .collect();
     println!(
         "\nfirst health refresh: scores {}, healthy {:?}",
@@ -158,6 +161,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let by_smart = run("smart", &cluster, &smart).await;
     let routing = smart.routing_stats().expect("smart partitioning is on");
+    // Why each partition gets what it gets, as the producer sees it now.
+    let summary = smart.health_summary().expect("smart partitioning is on");
+    if let Some(snapshot) = summary.topic(TOPIC).and_then(|t| t.snapshot.clone()) {
+        println!(
+            "
+health after the run (status, consumer rate, lag slope, score, why excluded):"
+        );
+        for p in snapshot.partitions() {
+            let trend = p.trend;
+            println!(
+                "  partition {}: {:<12} {:>8} rec/s  {:>+9.0} rec/s  score {:.2}  {}",
+                p.partition(),
+                p.status().map_or("-", |s| s.name()),
+                trend
+                    .and_then(|t| t.processing_rate)
+                    .map_or("-".to_string(), |r| format!("{r:.0}")),
+                trend.map_or(0.0, |t| t.slope),
+                p.score,
+                p.exclusion().map_or("", |e| e.name()),
+            );
+        }
+    }
     smart.close(Duration::from_secs(5)).await?;
     stop.store(true, Ordering::Relaxed);
     consumers.await?;
@@ -181,8 +206,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!(
-        "smart routing: {} by health, {} by fallback",
+        "smart routing: {} by health, {} by relative health, {} by fallback",
         routing.routed_by_health,
+        routing.routed_by_relative_health,
         routing.fallback()
     );
     Ok(())

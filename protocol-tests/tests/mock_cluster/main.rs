@@ -21,4 +21,5 @@ mod mock_cluster;
 mod partitioner_interop;
 mod processor_mock;
 mod sink_mock;
+mod smart_trend_mock;
 mod transactions_mock;

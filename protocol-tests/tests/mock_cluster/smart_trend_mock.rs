@@ -70,8 +70,8 @@ fn start_consumer(
                 stalled_paused = true;
             }
             let mut read: BTreeMap<i32, i64> = BTreeMap::new();
-            let until = std::time::Instant::now() + Duration::from_millis(50);
-            while std::time::Instant::now() < until {
+            let until = Instant::now() + Duration::from_millis(50);
+            while Instant::now() < until {
                 let Some(message) = consumer.poll(Duration::from_millis(10)) else {
                     continue;
                 };
@@ -130,7 +130,7 @@ async fn trend_scoring_avoids_a_stalled_partition_and_feeds_one_draining_a_burst
         let mut i = 0u64;
         while Instant::now() < until {
             for _ in 0..20 {
-                producer
+                let _delivery = producer
                     .send(Record::new(TOPIC).value(format!("keyless {i}")))
                     .await
                     .expect("send");
@@ -144,7 +144,7 @@ async fn trend_scoring_avoids_a_stalled_partition_and_feeds_one_draining_a_burst
     // Warm-up: every partition has records and commits, and keeps up.
     for p in 0..PARTITIONS {
         for i in 0..50 {
-            producer
+            let _delivery = producer
                 .send(Record::new(TOPIC).partition(p).value(format!("seed {i}")))
                 .await
                 .expect("send");
@@ -156,7 +156,7 @@ async fn trend_scoring_avoids_a_stalled_partition_and_feeds_one_draining_a_burst
     // 3,000 records its consumer drains at about 2,000/s.
     stall.store(true, Ordering::Relaxed);
     for i in 0..3_000 {
-        producer
+        let _delivery = producer
             .send(
                 Record::new(TOPIC)
                     .partition(BURST)

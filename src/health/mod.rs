@@ -90,7 +90,7 @@
 mod cache;
 #[cfg(feature = "tokio-runtime")]
 mod collector;
-mod config;
+mod smart_config;
 #[cfg(feature = "tokio-runtime")]
 mod manager;
 mod partitioner;
@@ -111,7 +111,7 @@ pub use cache::HybridCache;
 pub use cache::{CacheFuture, CachedHealth, HealthCache, LocalCache};
 #[cfg(feature = "tokio-runtime")]
 pub use collector::KafkaLagCollector;
-pub use config::{Scoring, SmartConfig};
+pub use smart_config::{Scoring, SmartConfig};
 #[cfg(feature = "tokio-runtime")]
 pub(crate) use manager::collector_on_pool;
 #[cfg(feature = "tokio-runtime")]

@@ -17,7 +17,7 @@
 //! Per partition, records are written in `send` order and their delivery
 //! futures complete in that order.
 
-mod config;
+mod producer_config;
 mod delivery;
 mod properties;
 pub(crate) mod runtime;
@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 
 use crate::producer::runtime::buffer_gate::OnGrant;
 
-pub use self::config::ProducerConfig;
+pub use self::producer_config::ProducerConfig;
 pub use self::delivery::{DeliveryCallback, DeliveryFuture};
 pub use self::statistics::StatisticsCallback;
 pub use self::transactions::Transaction;

@@ -90,7 +90,6 @@
 mod cache;
 #[cfg(feature = "tokio-runtime")]
 mod collector;
-mod smart_config;
 #[cfg(feature = "tokio-runtime")]
 mod manager;
 mod partitioner;
@@ -100,6 +99,7 @@ mod push;
 #[cfg(feature = "redis-cache")]
 mod redis;
 mod score;
+mod smart_config;
 mod table;
 mod trend;
 
@@ -111,7 +111,6 @@ pub use cache::HybridCache;
 pub use cache::{CacheFuture, CachedHealth, HealthCache, LocalCache};
 #[cfg(feature = "tokio-runtime")]
 pub use collector::KafkaLagCollector;
-pub use smart_config::{Scoring, SmartConfig};
 #[cfg(feature = "tokio-runtime")]
 pub(crate) use manager::collector_on_pool;
 #[cfg(feature = "tokio-runtime")]
@@ -124,6 +123,7 @@ pub use push::{HealthUpdates, PushStatus};
 #[cfg(feature = "redis-cache")]
 pub use redis::{RedisCache, RedisCacheBuilder};
 pub use score::{Exclusion, HealthScorer, HealthSnapshot, LinearScorer, PartitionScore};
+pub use smart_config::{Scoring, SmartConfig};
 pub use table::{HealthTable, RoutingCounters, RoutingStats};
 pub use trend::{PartitionStatus, PartitionWindow, TopicTrends, Trend, TrendConfig, trend_score};
 

@@ -9,7 +9,9 @@
 //!    snapshot older than `max_age` at the time the manager last recorded →
 //!    fallback ("stale"); no healthy partition that currently has a leader →
 //!    fallback ("no healthy partition"), or, with relative health on (trend
-//!    scoring), the least lagging partitions that are not stalled.
+//!    scoring), the least lagging partitions that are not stalled. With
+//!    trend scoring a healthy partition whose consumer shows spare capacity
+//!    (it processed more than arrived) is weighted up by it.
 //! 2. Keyed records keep their hash partition (through the fallback
 //!    partitioner, murmur2 by default) unless key stickiness is on: then a
 //!    key is mapped once to a healthy partition (its hash partition when that
@@ -250,6 +252,47 @@ impl SmartPartitioner {
                 let queue = 1.0 / (1.0 + view.queued(id) as f64 / QUEUE_UNIT);
                 self.candidates
                     .push((id, (p.score * queue).max(f64::MIN_POSITIVE)));
+            }
+        }
+        if self.relative_health {
+            self.weigh_by_spare_capacity(snapshot);
+        }
+    }
+
+    /// With trend scoring, multiplies each candidate's weight by
+    /// `1 + spare / mean` when every candidate's rates are known: `spare`
+    /// is what its consumer processed beyond what arrived (counted only for
+    /// partitions whose status is ok: one still draining a backlog has
+    /// nothing to spare), `mean` the candidates' mean of the larger of the
+    /// two rates. Consumers that merely keep up process what arrives and
+    /// share evenly (a consumer's rate then measures its input, not its
+    /// capacity, so it is never used to starve one); one that shows room
+    /// to spare takes more.
+    fn weigh_by_spare_capacity(&mut self, snapshot: &HealthSnapshot) {
+        let mut rates = Vec::with_capacity(self.candidates.len());
+        for (id, _) in &self.candidates {
+            let Some(trend) = snapshot.get(*id).and_then(|p| p.trend) else {
+                return;
+            };
+            let Some(processing) = trend.processing_rate.filter(|_| trend.samples > 1) else {
+                return;
+            };
+            let spare = if trend.status == crate::health::PartitionStatus::Ok {
+                (processing - trend.arrival_rate).max(0.0)
+            } else {
+                0.0
+            };
+            rates.push((processing.max(trend.arrival_rate), spare));
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let mean = rates.iter().map(|(r, _)| r).sum::<f64>() / rates.len().max(1) as f64;
+        if !(mean.is_finite() && mean > 0.0) {
+            return;
+        }
+        for ((_, weight), (_, spare)) in self.candidates.iter_mut().zip(&rates) {
+            let scaled = *weight * (1.0 + spare / mean);
+            if scaled.is_finite() {
+                *weight = scaled.max(f64::MIN_POSITIVE);
             }
         }
     }
@@ -850,6 +893,38 @@ mod tests {
         let mut p = SmartPartitioner::new(table, 5);
         p.partition(None, None, &view).unwrap();
         assert_eq!(p.counters().stats().fallback_no_healthy, 1);
+    }
+
+    #[test]
+    fn trend_a_consumer_with_spare_capacity_takes_more() {
+        let table = HealthTable::new();
+        // Every partition keeps up (lag 0 at the end); partition 0's
+        // consumer drained 1,000 records over the window besides what
+        // arrived, so it has shown room to spare.
+        let rounds: Vec<Vec<(i64, i64)>> = (0..4)
+            .map(|t: i64| {
+                (0..6)
+                    .map(|p| match (p, t) {
+                        (0, 0) => (0, 1_000),
+                        (0, _) => (1_000 + 100 * t, 1_000 + 100 * t),
+                        _ => (100 * t, 100 * t),
+                    })
+                    .collect()
+            })
+            .collect();
+        let snapshot = publish_trends(&table, &rounds);
+        assert!(
+            snapshot
+                .partitions()
+                .iter()
+                .all(|p| p.status() == Some(PartitionStatus::Ok))
+        );
+        let view = PartitionView::new("t", 6, &ALL);
+        let mut p = SmartPartitioner::new(table, 21).relative_health(true);
+        let got = shares(&batches(&mut p, &view, 12_000, 1));
+        for other in 1..6 {
+            assert!(got[0] > 1.5 * got[other], "{got:?}");
+        }
     }
 
     proptest::proptest! {

@@ -17,8 +17,8 @@
 //! Per partition, records are written in `send` order and their delivery
 //! futures complete in that order.
 
-mod producer_config;
 mod delivery;
+mod producer_config;
 mod properties;
 pub(crate) mod runtime;
 mod statistics;
@@ -32,8 +32,8 @@ use tokio::sync::oneshot;
 
 use crate::producer::runtime::buffer_gate::OnGrant;
 
-pub use self::producer_config::ProducerConfig;
 pub use self::delivery::{DeliveryCallback, DeliveryFuture};
+pub use self::producer_config::ProducerConfig;
 pub use self::statistics::StatisticsCallback;
 pub use self::transactions::Transaction;
 use crate::compression::Compression;

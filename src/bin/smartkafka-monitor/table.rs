@@ -139,3 +139,73 @@ pub fn render_terminal(summaries: &[HealthSummary]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use smartkafka::health::{
+        HealthManager, HealthTable, LagCollector, LagFuture, PartitionLag, RoutingCounters,
+        SmartConfig,
+    };
+
+    use super::*;
+
+    /// On `orders`, partition 0 keeps up (committed 90 of 100) and
+    /// partition 1 has no commit; collecting any other topic fails.
+    struct Fixed;
+
+    impl LagCollector for Fixed {
+        fn collect<'a>(&'a self, _group: &'a str, topic: &'a str) -> LagFuture<'a> {
+            Box::pin(async move {
+                if topic != "orders" {
+                    return Err(smartkafka::Error::config("topic", "not collected here"));
+                }
+                Ok(vec![
+                    PartitionLag::new(0, Some(90), 100, Default::default()),
+                    PartitionLag::new(1, None, 5_000, Default::default()),
+                ])
+            })
+        }
+    }
+
+    async fn summaries() -> Vec<HealthSummary> {
+        let manager = HealthManager::start_with(
+            SmartConfig::new("readers").topics(["orders", "unseen"]),
+            Arc::new(Fixed),
+            HealthTable::new(),
+            RoutingCounters::new(),
+        )
+        .unwrap();
+        manager.refresh().await;
+        manager.stop();
+        vec![manager.summary()]
+    }
+
+    #[tokio::test]
+    async fn plain_lines_carry_every_partition_and_no_colour() {
+        let text = render_plain(&summaries().await);
+        assert!(text.contains(
+            "group=readers topic=orders partition=0 lag=10 committed=90 end=100 score=0.99 healthy=true"
+        ), "{text}");
+        assert!(text.contains(
+            "group=readers topic=orders partition=1 lag=5000 committed=- end=5000 score=0.00 healthy=false"
+        ), "{text}");
+        assert!(!text.contains('\x1b'), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_terminal_table_colours_rows_by_health() {
+        let text = render_terminal(&summaries().await);
+        assert!(text.starts_with(CLEAR));
+        let row = |p: &str| {
+            text.lines()
+                .find(|l| l.contains("orders") && l.split_whitespace().nth(1) == Some(p))
+                .unwrap_or_else(|| panic!("no row for partition {p}: {text}"))
+                .to_owned()
+        };
+        assert!(row("0").starts_with(GREEN), "{text}");
+        assert!(row("1").starts_with(RED), "{text}");
+        assert!(text.contains("waiting for data"), "{text}");
+    }
+}

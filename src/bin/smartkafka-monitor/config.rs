@@ -19,6 +19,7 @@
 //! max_lag_for_health = 1000                   # lag at which the score reaches 0.0
 //! missing_commit = "fully_lagging"            # or "healthy"
 //! quiet = false                               # true: no table on stdout
+//! log = "warn"                                # log filter for stderr, e.g. "info" or "warn,smartkafka=debug"
 //!
 //! [[groups]]                                  # one or more
 //! name = "order-processors"
@@ -98,6 +99,10 @@ pub struct Args {
     /// Print no table.
     #[arg(long, short)]
     pub quiet: bool,
+    /// What is logged to stderr: a level (`warn`, `info`, `debug`) or
+    /// filter directives (`warn,smartkafka=debug`).
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
 }
 
 /// The file, as written: every key optional, unknown keys refused.
@@ -118,6 +123,7 @@ struct FileConfig {
     max_lag_for_health: Option<u64>,
     missing_commit: Option<String>,
     quiet: Option<bool>,
+    log: Option<String>,
     #[serde(default)]
     groups: Vec<FileGroup>,
 }
@@ -192,6 +198,8 @@ pub struct Settings {
     pub refresh_interval: Duration,
     /// No table.
     pub quiet: bool,
+    /// The log filter (checked).
+    pub log: String,
 }
 
 const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
@@ -386,7 +394,16 @@ impl Settings {
             check_redis_keys(&resolved)?;
         }
 
+        let log = args
+            .log
+            .clone()
+            .or(file.log)
+            .unwrap_or_else(|| "warn".to_owned());
+        tracing_subscriber::EnvFilter::try_new(&log)
+            .map_err(|e| ConfigError::new("log", format!("`{log}`: {e}")))?;
+
         Ok(Settings {
+            log,
             client,
             metrics_addr,
             redis,
@@ -516,6 +533,7 @@ mod tests {
         assert_eq!(key(&["--metrics-addr", "nowhere"], FILE), "metrics_addr");
         assert_eq!(key(&["--missing-commit", "maybe"], FILE), "missing_commit");
         assert_eq!(key(&["--redis-url", "http://x"], FILE), "redis_url");
+        assert_eq!(key(&["--log", "warn,[bad"], FILE), "log");
         assert_eq!(
             key(&[], "[[groups]]\nname = \"g\"\ntopics = [\"t\"]"),
             "bootstrap_servers"

@@ -1,0 +1,211 @@
+//! The live table on stdout: one row per partition (group, topic,
+//! partition, lag, committed and end offsets, score, healthy), redrawn in
+//! place with colours when stdout is a terminal, and written as plain lines
+//! (one block per refresh, for logs) otherwise.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+
+use smartkafka::health::HealthSummary;
+
+const RESET: &str = "\x1b[0m";
+const BOLD: &str = "\x1b[1m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const RED: &str = "\x1b[31m";
+/// Cursor home, then clear the screen.
+const CLEAR: &str = "\x1b[H\x1b[2J";
+
+/// Writes the table to stdout.
+pub struct Table {
+    terminal: bool,
+}
+
+impl Table {
+    /// A table for this process's stdout: coloured and redrawn in place on
+    /// a terminal, plain lines otherwise.
+    pub fn for_stdout() -> Table {
+        Table {
+            terminal: std::io::stdout().is_terminal(),
+        }
+    }
+
+    /// Writes the current state of every group; a closed stdout is ignored.
+    pub fn print(&self, summaries: &[HealthSummary]) {
+        let text = if self.terminal {
+            render_terminal(summaries)
+        } else {
+            render_plain(summaries)
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+/// One line per partition: `group=.. topic=.. partition=.. lag=..`, after
+/// one line per topic.
+pub fn render_plain(summaries: &[HealthSummary]) -> String {
+    let mut out = String::new();
+    for summary in summaries {
+        for topic in &summary.topics {
+            let _ = writeln!(
+                out,
+                "group={} topic={} total_lag={} healthy={:?} unhealthy={:?} stale={} refreshes={} failed_collections={}",
+                summary.group,
+                topic.topic,
+                topic
+                    .total_lag
+                    .map_or_else(|| "-".to_owned(), |l| l.to_string()),
+                topic.healthy,
+                topic.unhealthy,
+                topic.stale,
+                summary.refreshes,
+                summary.failed_collections,
+            );
+            let Some(snapshot) = &topic.snapshot else {
+                continue;
+            };
+            for p in snapshot.partitions() {
+                let _ = writeln!(
+                    out,
+                    "group={} topic={} partition={} lag={} committed={} end={} score={:.2} healthy={}",
+                    summary.group,
+                    topic.topic,
+                    p.partition(),
+                    p.lag.lag,
+                    p.lag
+                        .committed
+                        .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                    p.lag.end,
+                    p.score,
+                    p.healthy,
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The whole screen: a heading per group and topic, a row per partition,
+/// green for healthy, red for unhealthy, yellow for stale data.
+pub fn render_terminal(summaries: &[HealthSummary]) -> String {
+    let mut out = String::from(CLEAR);
+    for summary in summaries {
+        let _ = writeln!(
+            out,
+            "{BOLD}group {}{RESET}  refreshes {}  failed collections {}{}",
+            summary.group,
+            summary.refreshes,
+            summary.failed_collections,
+            if summary.routing.cache_unavailable {
+                format!("  {RED}redis unavailable{RESET}")
+            } else {
+                String::new()
+            },
+        );
+        let _ = writeln!(
+            out,
+            "{BOLD}{:<24} {:>9} {:>12} {:>14} {:>14} {:>6}  {:<8}{RESET}",
+            "topic", "partition", "lag", "committed", "end", "score", "healthy"
+        );
+        for topic in &summary.topics {
+            let Some(snapshot) = &topic.snapshot else {
+                let _ = writeln!(out, "{YELLOW}{:<24} waiting for data{RESET}", topic.topic);
+                continue;
+            };
+            for p in snapshot.partitions() {
+                let (colour, word) = match (topic.stale, p.healthy) {
+                    (true, _) => (YELLOW, "stale"),
+                    (false, true) => (GREEN, "yes"),
+                    (false, false) => (RED, "no"),
+                };
+                let _ = writeln!(
+                    out,
+                    "{colour}{:<24} {:>9} {:>12} {:>14} {:>14} {:>6.2}  {:<8}{RESET}",
+                    topic.topic,
+                    p.partition(),
+                    p.lag.lag,
+                    p.lag
+                        .committed
+                        .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                    p.lag.end,
+                    p.score,
+                    word,
+                );
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use smartkafka::health::{
+        HealthManager, HealthTable, LagCollector, LagFuture, PartitionLag, RoutingCounters,
+        SmartConfig,
+    };
+
+    use super::*;
+
+    /// On `orders`, partition 0 keeps up (committed 90 of 100) and
+    /// partition 1 has no commit; collecting any other topic fails.
+    struct Fixed;
+
+    impl LagCollector for Fixed {
+        fn collect<'a>(&'a self, _group: &'a str, topic: &'a str) -> LagFuture<'a> {
+            Box::pin(async move {
+                if topic != "orders" {
+                    return Err(smartkafka::Error::config("topic", "not collected here"));
+                }
+                Ok(vec![
+                    PartitionLag::new(0, Some(90), 100, Default::default()),
+                    PartitionLag::new(1, None, 5_000, Default::default()),
+                ])
+            })
+        }
+    }
+
+    async fn summaries() -> Vec<HealthSummary> {
+        let manager = HealthManager::start_with(
+            SmartConfig::new("readers").topics(["orders", "unseen"]),
+            Arc::new(Fixed),
+            HealthTable::new(),
+            RoutingCounters::new(),
+        )
+        .unwrap();
+        manager.refresh().await;
+        manager.stop();
+        vec![manager.summary()]
+    }
+
+    #[tokio::test]
+    async fn plain_lines_carry_every_partition_and_no_colour() {
+        let text = render_plain(&summaries().await);
+        assert!(text.contains(
+            "group=readers topic=orders partition=0 lag=10 committed=90 end=100 score=0.99 healthy=true"
+        ), "{text}");
+        assert!(text.contains(
+            "group=readers topic=orders partition=1 lag=5000 committed=- end=5000 score=0.00 healthy=false"
+        ), "{text}");
+        assert!(!text.contains('\x1b'), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_terminal_table_colours_rows_by_health() {
+        let text = render_terminal(&summaries().await);
+        assert!(text.starts_with(CLEAR));
+        let row = |p: &str| {
+            text.lines()
+                .find(|l| l.contains("orders") && l.split_whitespace().nth(1) == Some(p))
+                .unwrap_or_else(|| panic!("no row for partition {p}: {text}"))
+                .to_owned()
+        };
+        assert!(row("0").starts_with(GREEN), "{text}");
+        assert!(row("1").starts_with(RED), "{text}");
+        assert!(text.contains("waiting for data"), "{text}");
+    }
+}

@@ -69,6 +69,24 @@ const PARTITION_GAUGES: &[Gauge<PartitionScore>] = &[
         unit: Unit::Count,
         value: |p| Some(flag(p.healthy)),
     },
+    Gauge {
+        name: "smartkafka_monitor_partition_processing_rate",
+        help: "Records per second the group committed on the partition over the trend window.",
+        unit: Unit::Count,
+        value: |p| p.trend.and_then(|t| t.processing_rate),
+    },
+    Gauge {
+        name: "smartkafka_monitor_partition_lag_slope",
+        help: "How fast the lag changed over the last intervals, records per second.",
+        unit: Unit::Count,
+        value: |p| p.trend.map(|t| t.slope),
+    },
+    Gauge {
+        name: "smartkafka_monitor_partition_stuck",
+        help: "1 when the group's commits on the partition have frozen (stalled or stopped), 0 otherwise.",
+        unit: Unit::Count,
+        value: |p| p.status().map(|s| flag(s.is_stuck())),
+    },
 ];
 
 /// Per topic, labelled `group`, `topic`.

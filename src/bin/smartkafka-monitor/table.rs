@@ -1,5 +1,6 @@
 //! The live table on stdout: one row per partition (group, topic,
-//! partition, lag, committed and end offsets, score, healthy), redrawn in
+//! partition, lag, committed and end offsets, score, healthy, trend status,
+//! processing rate, lag slope and why it is excluded), redrawn in
 //! place with colours when stdout is a terminal, and written as plain lines
 //! (one block per refresh, for logs) otherwise.
 
@@ -69,7 +70,7 @@ pub fn render_plain(summaries: &[HealthSummary]) -> String {
             for p in snapshot.partitions() {
                 let _ = writeln!(
                     out,
-                    "group={} topic={} partition={} lag={} committed={} end={} score={:.2} healthy={}",
+                    "group={} topic={} partition={} lag={} committed={} end={} score={:.2} healthy={} status={} excluded={}",
                     summary.group,
                     topic.topic,
                     p.partition(),
@@ -80,6 +81,8 @@ pub fn render_plain(summaries: &[HealthSummary]) -> String {
                     p.lag.end,
                     p.score,
                     p.healthy,
+                    p.status().map_or("-", |s| s.name()),
+                    p.exclusion().map_or("-", |e| e.name()),
                 );
             }
         }
@@ -106,8 +109,18 @@ pub fn render_terminal(summaries: &[HealthSummary]) -> String {
         );
         let _ = writeln!(
             out,
-            "{BOLD}{:<24} {:>9} {:>12} {:>14} {:>14} {:>6}  {:<8}{RESET}",
-            "topic", "partition", "lag", "committed", "end", "score", "healthy"
+            "{BOLD}{:<24} {:>9} {:>12} {:>14} {:>14} {:>6}  {:<8} {:<12} {:>10} {:>10}  {:<12}{RESET}",
+            "topic",
+            "partition",
+            "lag",
+            "committed",
+            "end",
+            "score",
+            "healthy",
+            "status",
+            "rate/s",
+            "slope/s",
+            "excluded"
         );
         for topic in &summary.topics {
             let Some(snapshot) = &topic.snapshot else {
@@ -122,7 +135,7 @@ pub fn render_terminal(summaries: &[HealthSummary]) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "{colour}{:<24} {:>9} {:>12} {:>14} {:>14} {:>6.2}  {:<8}{RESET}",
+                    "{colour}{:<24} {:>9} {:>12} {:>14} {:>14} {:>6.2}  {:<8} {:<12} {:>10} {:>10}  {:<12}{RESET}",
                     topic.topic,
                     p.partition(),
                     p.lag.lag,
@@ -132,6 +145,13 @@ pub fn render_terminal(summaries: &[HealthSummary]) -> String {
                     p.lag.end,
                     p.score,
                     word,
+                    p.status().map_or("-", |s| s.name()),
+                    p.trend
+                        .and_then(|t| t.processing_rate)
+                        .map_or_else(|| "-".to_owned(), |r| format!("{r:.0}")),
+                    p.trend
+                        .map_or_else(|| "-".to_owned(), |t| format!("{:+.0}", t.slope)),
+                    p.exclusion().map_or("", |e| e.name()),
                 );
             }
         }

@@ -108,7 +108,9 @@ fn smart_defaults(cx: &Context) -> SmartConfig {
 }
 
 #[derive(Debug, Clone, Parser)]
-#[command(about = "End-to-end latency, lag and routing with one slow consumer, per partitioning strategy")]
+#[command(
+    about = "End-to-end latency, lag and routing with one slow consumer, per partitioning strategy"
+)]
 struct Args {
     /// An external cluster (`host:port,...`); each run gets a fresh topic.
     #[arg(long, conflicts_with = "spawn")]
@@ -141,6 +143,10 @@ struct Args {
     /// The consumers' auto commit interval, seconds.
     #[arg(long, default_value_t = 1.0)]
     commit_interval: f64,
+    /// The consumers' fetch.wait.max.ms. The librdkafka mock answers a Fetch
+    /// only when this wait is over, so the default keeps it short.
+    #[arg(long, default_value_t = 10)]
+    fetch_wait_ms: u64,
     /// Records per second.
     #[arg(long, default_value_t = 4500.0)]
     rate: f64,
@@ -266,10 +272,11 @@ fn run_all(args: &Args) -> Result<bool, BoxError> {
         runs.push((strategy, !args.no_slow));
     }
     println!(
-        "hot_partition: {} partitions, {} consumers (rust-rdkafka, own processes, assigned partitions, auto commit every {} s), {} us per record{}",
+        "hot_partition: {} partitions, {} consumers (rust-rdkafka, own processes, assigned partitions, auto commit every {} s, fetch.wait.max.ms {}), {} us per record{}",
         args.partitions,
         args.consumers,
         args.commit_interval,
+        args.fetch_wait_ms,
         args.work_us,
         if args.no_slow {
             String::new()
@@ -385,6 +392,7 @@ fn start_consumers(
             .args(["--work-us", &args.work_us.to_string()])
             .args(["--slow-factor", &args.slow_factor.to_string()])
             .args(["--commit-interval", &args.commit_interval.to_string()])
+            .args(["--fetch-wait-ms", &args.fetch_wait_ms.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -461,7 +469,8 @@ fn read_consumer(
 
 /// Creates the run's topic on an external cluster.
 async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(), BoxError> {
-    let admin = AdminClient::connect(ClientConfig::new(bootstrap).client_id("hot-partition")).await?;
+    let admin =
+        AdminClient::connect(ClientConfig::new(bootstrap).client_id("hot-partition")).await?;
     admin
         .create_topics(&[smartkafka::NewTopic::new(topic, partitions)])
         .await?;
@@ -469,7 +478,11 @@ async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(
 }
 
 /// One run: a fresh broker (or topic), the group's consumers, the producer.
-fn run_one(args: &Args, strategy: &Strategy, slow: Option<SlowWindow>) -> Result<Outcome, BoxError> {
+fn run_one(
+    args: &Args,
+    strategy: &Strategy,
+    slow: Option<SlowWindow>,
+) -> Result<Outcome, BoxError> {
     let label = format!(
         "{}{}",
         strategy.name,
@@ -492,9 +505,10 @@ fn run_one(args: &Args, strategy: &Strategy, slow: Option<SlowWindow>) -> Result
         )?),
         None => None,
     };
-    let bootstrap = spawned
-        .as_ref()
-        .map_or_else(|| args.bootstrap.clone().unwrap_or_default(), |s| s.bootstrap.clone());
+    let bootstrap = spawned.as_ref().map_or_else(
+        || args.bootstrap.clone().unwrap_or_default(),
+        |s| s.bootstrap.clone(),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -513,7 +527,14 @@ fn run_one(args: &Args, strategy: &Strategy, slow: Option<SlowWindow>) -> Result
         group: group.clone(),
         refresh: Duration::from_secs_f64(args.refresh),
     };
-    let produced = runtime.block_on(produce(args, strategy, &cx, &bootstrap, slow, &mut consumers))?;
+    let produced = runtime.block_on(produce(
+        args,
+        strategy,
+        &cx,
+        &bootstrap,
+        slow,
+        &mut consumers,
+    ))?;
 
     // Let the consumers catch up, then stop them.
     let deadline = Instant::now() + Duration::from_secs_f64(args.drain);
@@ -584,7 +605,8 @@ async fn produce(
         .bootstrap_servers(bootstrap)
         .linger(Duration::from_millis(5));
     let producer = (strategy.configure)(builder, cx).build().await?;
-    let admin = AdminClient::connect(ClientConfig::new(bootstrap).client_id("hot-partition-lag")).await?;
+    let admin =
+        AdminClient::connect(ClientConfig::new(bootstrap).client_id("hot-partition-lag")).await?;
     let partitions: Vec<i32> = (0..args.partitions).collect();
 
     // The clock starts; the slow consumer learns its window.
@@ -700,7 +722,11 @@ async fn produce(
                 .header(SENT_HEADER, now.to_string());
             match producer.send(record).await {
                 Ok(future) => {
-                    if tx.send((now.saturating_sub(start_us), future)).await.is_err() {
+                    if tx
+                        .send((now.saturating_sub(start_us), future))
+                        .await
+                        .is_err()
+                    {
                         return Err("the delivery collector stopped".into());
                     }
                 }

@@ -14,8 +14,8 @@
 //! the time its processing finished), and `end ERRORS` when it stops.
 
 use std::io::{BufRead, BufWriter, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -26,7 +26,10 @@ use super::{Args, BoxError, SENT_HEADER, unix_us};
 
 /// Runs the consumer until standard input closes.
 pub(crate) fn run(args: &Args) -> Result<(), BoxError> {
-    let bootstrap = args.bootstrap.as_deref().ok_or("--consumer needs --bootstrap")?;
+    let bootstrap = args
+        .bootstrap
+        .as_deref()
+        .ok_or("--consumer needs --bootstrap")?;
     let group = args.group.as_deref().ok_or("--consumer needs --group")?;
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -36,6 +39,7 @@ pub(crate) fn run(args: &Args) -> Result<(), BoxError> {
             "auto.commit.interval.ms",
             ((args.commit_interval * 1000.0).round() as u64).to_string(),
         )
+        .set("fetch.wait.max.ms", args.fetch_wait_ms.to_string())
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .create()?;

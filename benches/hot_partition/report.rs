@@ -164,8 +164,10 @@ impl Outcome {
 
     /// Time to come back: from the consumer's recovery until the slow
     /// partitions get at least 80% of their fair share over a second.
+    /// `None` when routing never shifted away from them.
     pub fn time_to_come_back(&self) -> Option<f64> {
         let w = self.slow?;
+        self.time_to_shift()?;
         let target = self.fair_share() * 0.8;
         self.time_until(w.until, |s| s >= target)
     }
@@ -273,7 +275,8 @@ impl Outcome {
                 s,
                 "time to shift {}, time to come back {}",
                 secs(self.time_to_shift()),
-                secs(self.time_to_come_back())
+                self.time_to_come_back()
+                    .map_or("-".to_owned(), |v| format!("{v:.1} s"))
             );
         }
         if let Some((health, fallback)) = self.routing {
@@ -368,8 +371,13 @@ pub(crate) fn table(outcomes: &[Outcome]) -> String {
             lag_slow,
             lag_rest,
             final_slow,
-            if o.slow.is_some() { secs(o.time_to_shift()) } else { "-".to_owned() },
-            if o.slow.is_some() { secs(o.time_to_come_back()) } else { "-".to_owned() },
+            if o.slow.is_some() {
+                secs(o.time_to_shift())
+            } else {
+                "-".to_owned()
+            },
+            o.time_to_come_back()
+                .map_or("-".to_owned(), |v| format!("{v:.1} s")),
         );
     }
     let baseline = outcomes.iter().find(|o| o.slow.is_none());

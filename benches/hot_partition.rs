@@ -28,8 +28,9 @@
 //! partition (maximum and at the end of production), records/s, the share of
 //! records each partition received, and how fast routing reacts: the time to
 //! shift (from the consumer turning slow until the slow partitions' share
-//! over the last second is below half their fair share) and the time to come
-//! back (from its recovery until they get at least 80% of their fair share).
+//! over the last second is below half their fair share, and stays below for
+//! two more seconds) and the time to come back (from its recovery until they
+//! get at least 80% of their fair share, likewise sustained).
 //!
 //! `--strategy all` runs a baseline without a slow consumer, then each
 //! strategy on a fresh broker (or topic) with the slow consumer, and prints

@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 pub(crate) const BUCKET_US: u64 = 100_000;
 /// Buckets in the sliding window the shares are judged on (1 s).
 const WINDOW: usize = 10;
+/// Buckets a crossing must hold for to count (2 s).
+const SUSTAIN: usize = 20;
 
 /// The records each consumer handled: latencies in microseconds, by
 /// partition.
@@ -142,15 +144,19 @@ impl Outcome {
     }
 
     /// Seconds from `at` until the slow partitions' share over the last
-    /// second first satisfies `test`; `None` if it never does.
+    /// second satisfies `test` and keeps satisfying it for [`SUSTAIN`] more
+    /// buckets (one second's share is noisy with sticky batches); `None` if
+    /// it never does.
     fn time_until(&self, at: f64, test: impl Fn(f64) -> bool) -> Option<f64> {
         let first = Self::bucket_at(at);
-        (first + 1..=self.buckets.len()).find_map(|end| {
-            let start = end.saturating_sub(WINDOW);
-            self.share(start..end)
-                .filter(|s| test(*s))
-                .map(|_| (end - first) as f64 * BUCKET_US as f64 / 1e6)
-        })
+        let holds = |end: usize| {
+            self.share(end.saturating_sub(WINDOW)..end)
+                .is_some_and(&test)
+        };
+        let last = self.buckets.len().checked_sub(SUSTAIN)?;
+        (first + 1..=last)
+            .find(|end| (*end..=end + SUSTAIN).all(holds))
+            .map(|end| (end - first) as f64 * BUCKET_US as f64 / 1e6)
     }
 
     /// Time to shift: from the consumer turning slow until the slow

@@ -26,8 +26,7 @@
 // The clock rule is for the library's engine; a load generator times itself.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{BufRead, IsTerminal, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::IsTerminal;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,7 +36,10 @@ use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+mod broker;
 mod consume;
+
+use broker::{Broker, ServeSpec, Spawned};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Client {
@@ -54,14 +56,6 @@ enum Mode {
     /// `--fill-client` in a separate process, then read back from the
     /// beginning by a group consumer of `--client` (see `consume.rs`).
     Consume,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Broker {
-    /// The librdkafka mock cluster.
-    Mock,
-    /// smartkafka's fake cluster (`protocol-tests`).
-    Fake,
 }
 
 /// How smartkafka hands back delivery reports.
@@ -327,118 +321,16 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 // ---------------------------------------------------------------- broker
 
-/// The hidden `--serve` mode: the broker in its own process.
 fn serve(broker: Broker, args: &Args) {
-    let stop = || {
-        // Runs until the parent closes our stdin (or kills us).
-        let mut sink = Vec::new();
-        let _ = std::io::stdin().read_to_end(&mut sink);
-    };
-    let announce = |bootstrap: &str| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{bootstrap}");
-        let _ = out.flush();
-    };
-    match broker {
-        Broker::Mock => {
-            let cluster = rdkafka::mocking::MockCluster::new(args.brokers as i32)
-                .expect("librdkafka mock cluster");
-            cluster
-                .create_topic(&args.topic, args.partitions, 1)
-                .expect("create the topic on the mock cluster");
-            announce(&cluster.bootstrap_servers());
-            stop();
-        }
-        Broker::Fake => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            let mut builder = protocol_tests::FakeCluster::builder()
-                .brokers(args.brokers)
-                .topic(&args.topic, args.partitions);
-            if args.tls {
-                builder = builder.tls();
-            }
-            let cluster = runtime.block_on(builder.build());
-            announce(&cluster.bootstrap_servers());
-            // With TLS, the second line names the authority's PEM file.
-            let ca_file = cluster.tls_ca_pem().map(|pem| {
-                let path = std::env::temp_dir().join(format!("perf-ca-{}.pem", std::process::id()));
-                std::fs::write(&path, pem).expect("writing the CA file");
-                announce(&path.display().to_string());
-                path
-            });
-            stop();
-            drop(cluster);
-            if let Some(path) = ca_file {
-                let _ = std::fs::remove_file(path);
-            }
-        }
-    }
+    broker::serve(broker, &serve_spec(args));
 }
 
-/// A broker child process; closing its stdin stops it.
-struct Spawned {
-    child: Child,
-    bootstrap: String,
-    /// The authority's PEM file, for a TLS broker.
-    ca_file: Option<String>,
-}
-
-impl Spawned {
-    fn start(broker: Broker, args: &Args) -> Result<Spawned, BoxError> {
-        let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
-            .arg("--serve")
-            .arg(match broker {
-                Broker::Mock => "mock",
-                Broker::Fake => "fake",
-            })
-            .args(["--brokers", &args.brokers.to_string()])
-            .args(["--topic", &args.topic])
-            .args(["--partitions", &args.partitions.to_string()])
-            .args(args.tls.then_some("--tls"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout from the broker")?;
-        let mut stdout = std::io::BufReader::new(stdout);
-        let mut line = String::new();
-        stdout.read_line(&mut line)?;
-        let bootstrap = line.trim().to_owned();
-        if bootstrap.is_empty() {
-            let _ = child.kill();
-            return Err("the broker process exited without an address".into());
-        }
-        let ca_file = if args.tls {
-            let mut line = String::new();
-            stdout.read_line(&mut line)?;
-            Some(line.trim().to_owned()).filter(|path| !path.is_empty())
-        } else {
-            None
-        };
-        Ok(Spawned {
-            child,
-            bootstrap,
-            ca_file,
-        })
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+fn serve_spec(args: &Args) -> ServeSpec {
+    ServeSpec {
+        brokers: args.brokers,
+        topic: args.topic.clone(),
+        partitions: args.partitions,
+        tls: args.tls,
     }
 }
 
@@ -877,7 +769,7 @@ fn with_broker<T>(
         return Err("--tls with --bootstrap needs --ca-file".into());
     }
     let spawned = match (args.spawn, &args.bootstrap) {
-        (Some(broker), _) => Some(Spawned::start(broker, args)?),
+        (Some(broker), _) => Some(Spawned::start(broker, &serve_spec(args))?),
         (None, Some(_)) => None,
         (None, None) => return Err("give --bootstrap ADDR or --spawn mock|fake".into()),
     };

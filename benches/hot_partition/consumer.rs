@@ -1,0 +1,122 @@
+//! The hidden `--consumer` mode: one rust-rdkafka consumer of the group in
+//! its own process, so the slow side of the pipeline is not smartkafka's code.
+//!
+//! It is assigned its partitions (`--assign`, with `group.id` set, so its
+//! ownership is fixed and its offsets are committed under the group, by
+//! librdkafka's automatic commit every `--commit-interval`). Each record costs
+//! `--work-us` microseconds of simulated processing (a sleep, not CPU), times
+//! `--slow-factor` while the slow window is open. The window comes on standard
+//! input as `go FROM_US UNTIL_US` (Unix microseconds; `go 0 0` for none);
+//! standard input closing stops the consumer.
+//!
+//! Standard output: `ready` once assigned, then one line per record,
+//! `r PARTITION SENT_US DONE_US` (produce time from the `sent-us` header, and
+//! the time its processing finished), and `end ERRORS` when it stops.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{Args, BoxError, SENT_HEADER, unix_us};
+
+/// Runs the consumer until standard input closes.
+pub(crate) fn run(args: &Args) -> Result<(), BoxError> {
+    let bootstrap = args
+        .bootstrap
+        .as_deref()
+        .ok_or("--consumer needs --bootstrap")?;
+    let group = args.group.as_deref().ok_or("--consumer needs --group")?;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set(
+            "auto.commit.interval.ms",
+            ((args.commit_interval * 1000.0).round() as u64).to_string(),
+        )
+        .set("fetch.wait.max.ms", args.fetch_wait_ms.to_string())
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in &args.assign {
+        assignment.add_partition_offset(&args.topic, *partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow_from = Arc::new(AtomicU64::new(0));
+    let slow_until = Arc::new(AtomicU64::new(0));
+    {
+        let (stop, slow_from, slow_until) = (stop.clone(), slow_from.clone(), slow_until.clone());
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                let mut words = line.split_whitespace();
+                if words.next() == Some("go") {
+                    let mut next = || words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                    slow_from.store(next(), Ordering::Relaxed);
+                    slow_until.store(next(), Ordering::Relaxed);
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    writeln!(out, "ready")?;
+    out.flush()?;
+    let base = args.work_us as f64;
+    let mut busy_until = 0u64;
+    let mut errors = 0u64;
+    let mut flushed = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        match consumer.poll(Duration::from_millis(50)) {
+            Some(Ok(message)) => {
+                let sent = message
+                    .headers()
+                    .and_then(|headers| {
+                        headers
+                            .iter()
+                            .find(|h| h.key == SENT_HEADER)
+                            .and_then(|h| h.value)
+                    })
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+                let now = unix_us();
+                let (from, until) = (
+                    slow_from.load(Ordering::Relaxed),
+                    slow_until.load(Ordering::Relaxed),
+                );
+                let slow = from > 0 && now >= from && now < until;
+                let work = if slow { base * args.slow_factor } else { base };
+                // One worker: a record starts when the previous one is done.
+                busy_until = busy_until.max(now) + work.round() as u64;
+                if busy_until > now + 1_000 {
+                    std::thread::sleep(Duration::from_micros(busy_until - now));
+                }
+                if let Some(sent) = sent {
+                    writeln!(out, "r {} {sent} {busy_until}", message.partition())?;
+                }
+            }
+            Some(Err(e)) => {
+                errors += 1;
+                if errors <= 5 {
+                    eprintln!("hot_partition consumer {group}: {e}");
+                }
+            }
+            None => {}
+        }
+        if flushed.elapsed() >= Duration::from_millis(100) {
+            out.flush()?;
+            flushed = Instant::now();
+        }
+    }
+    writeln!(out, "end {errors}")?;
+    out.flush()?;
+    Ok(())
+}

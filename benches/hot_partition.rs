@@ -50,7 +50,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use smartkafka::health::SmartConfig;
+use smartkafka::health::{Scoring, SmartConfig};
 use smartkafka::partitioner::PartitionStrategy;
 use smartkafka::{AdminClient, ClientConfig, OffsetSpec, Producer, ProducerBuilder, Record};
 
@@ -94,6 +94,12 @@ const STRATEGIES: &[Strategy] = &[
     Strategy {
         name: "round-robin",
         configure: |builder, _| builder.partitioner(PartitionStrategy::RoundRobin),
+    },
+    Strategy {
+        name: "smart-threshold",
+        configure: |builder, cx| {
+            builder.smart_partitioner(smart_defaults(cx).scoring(Scoring::Threshold))
+        },
     },
     Strategy {
         name: "smart",
@@ -164,7 +170,7 @@ struct Args {
     /// No slow consumer (the baseline).
     #[arg(long)]
     no_slow: bool,
-    /// sticky | round-robin | smart | all (a baseline without a slow
+    /// sticky | round-robin | smart-threshold | smart | all (a baseline without a slow
     /// consumer, then each strategy with one).
     #[arg(long, default_value = "all")]
     strategy: String,

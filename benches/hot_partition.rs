@@ -96,14 +96,14 @@ const STRATEGIES: &[Strategy] = &[
         configure: |builder, _| builder.partitioner(PartitionStrategy::RoundRobin),
     },
     Strategy {
-        name: "smart-threshold",
-        configure: |builder, cx| {
-            builder.smart_partitioner(smart_defaults(cx).scoring(Scoring::Threshold))
-        },
-    },
-    Strategy {
         name: "smart",
         configure: |builder, cx| builder.smart_partitioner(smart_defaults(cx)),
+    },
+    Strategy {
+        name: "smart-trend",
+        configure: |builder, cx| {
+            builder.smart_partitioner(smart_defaults(cx).scoring(Scoring::Trend))
+        },
     },
 ];
 
@@ -170,7 +170,7 @@ struct Args {
     /// No slow consumer (the baseline).
     #[arg(long)]
     no_slow: bool,
-    /// sticky | round-robin | smart-threshold | smart | all (a baseline without a slow
+    /// sticky | round-robin | smart | smart-trend | all (a baseline without a slow
     /// consumer, then each strategy with one).
     #[arg(long, default_value = "all")]
     strategy: String,

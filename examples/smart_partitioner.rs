@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use protocol_tests::FakeCluster;
-use smartkafka::health::SmartConfig;
+use smartkafka::health::{Scoring, SmartConfig};
 use smartkafka::{Producer, Record};
 
 const TOPIC: &str = "hot";
@@ -136,6 +136,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .smart_partitioner(
             SmartConfig::new(GROUP)
                 .topics([TOPIC])
+                .scoring(Scoring::Trend)
                 .max_lag_for_health(200)
                 .refresh_interval(Duration::from_millis(200)),
         )

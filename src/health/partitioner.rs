@@ -799,13 +799,13 @@ mod tests {
     #[test]
     fn trend_a_partition_draining_a_burst_keeps_receiving() {
         let table = HealthTable::new();
-        // Partition 1 got a burst of 3,000 and drains it at 500/s;
+        // Partition 1 got a burst of 6,000 and drains it at about 1,700/s;
         // partition 2's consumer stalls; the rest keep up.
         let rounds: Vec<Vec<(i64, i64)>> = (0..4)
             .map(|t: i64| {
                 (0..6)
                     .map(|p| match p {
-                        1 => (500 * t, 3_000),
+                        1 => ([0, 2_000, 4_000, 5_000][usize::try_from(t).unwrap()], 6_000),
                         2 => (0, 100 * (t + 1)),
                         _ => (100 * t, 100 * t),
                     })

@@ -18,15 +18,18 @@ use crate::partitioner::PartitionStrategy;
 pub enum Scoring {
     /// The score of one lag sample ([`SmartConfig::scorer`], linear by
     /// default); with no partition healthy, keyless records go to the
-    /// fallback partitioner. The behaviour before trend scoring.
+    /// fallback partitioner. The default.
+    #[default]
     Threshold,
     /// The lag sample's score adjusted by the partition's trend (see
     /// [`trend_score`](super::trend_score)): a partition draining a burst
     /// keeps receiving, one whose commits froze gets nothing, one falling
     /// behind gets the share its consumer can process. With no partition
     /// healthy, keyless records go to the least lagging partitions that are
-    /// not stalled (counted as `routed_by_relative_health`).
-    #[default]
+    /// not stalled (counted as `routed_by_relative_health`). Opt-in: on the
+    /// outcome benchmark (`benches/hot_partition.rs`) it reacts sooner to a
+    /// stall but does not yet give lower end-to-end latency than
+    /// `Threshold`.
     Trend,
 }
 
@@ -50,7 +53,7 @@ impl Scoring {
 /// |---|---|---|
 /// | `health_threshold` | 0.5 | a partition is healthy at or above this score |
 /// | `max_lag_for_health` | 1000 | lag (records) at which the linear score reaches 0.0 |
-/// | `scoring` | [`Scoring::Trend`] | score one sample, or the trend of a window of samples |
+/// | `scoring` | [`Scoring::Threshold`] | score one sample, or the trend of a window of samples |
 /// | `trend` | 10 samples, 10 s | the window of trend scoring (see [`TrendConfig`]) |
 /// | `refresh_interval` | 5 s | how often lag is collected |
 /// | `collection_timeout` | 10 s | how long one collection may take |
@@ -148,7 +151,7 @@ impl SmartConfig {
             topics: Vec::new(),
             health_threshold: 0.5,
             max_lag_for_health: 1000,
-            scoring: Scoring::Trend,
+            scoring: Scoring::Threshold,
             trend: TrendConfig::default(),
             refresh_interval: Duration::from_secs(5),
             collection_timeout: Duration::from_secs(10),
@@ -164,7 +167,7 @@ impl SmartConfig {
         }
     }
 
-    /// How partitions are scored (default [`Scoring::Trend`]).
+    /// How partitions are scored (default [`Scoring::Threshold`]).
     #[must_use]
     pub fn scoring(mut self, scoring: Scoring) -> Self {
         self.scoring = scoring;

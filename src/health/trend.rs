@@ -118,10 +118,6 @@ impl Default for TrendConfig {
     }
 }
 
-/// How long a backlog may take to clear, at its consumer's own rate, for a
-/// partition catching up to keep most of its share.
-const DRAIN_HORIZON_SECS: f64 = 2.0;
-
 /// Gaps between commit moves remembered to learn the commit interval.
 const COMMIT_GAPS: usize = 8;
 /// Intervals the slope is taken over: short, so a change of direction
@@ -318,7 +314,7 @@ impl TopicTrends {
 /// | status | score |
 /// |---|---|
 /// | ok | 1.0 |
-/// | catching up | at least `0.8 × (1 - drain time / 2 s)`, the drain time being the lag over the processing rate: it keeps receiving while it drains, less the longer its backlog takes |
+/// | catching up | at least 0.8 (it keeps receiving while it drains) |
 /// | lagging | `linear` × the share of arrivals the consumer processes (`processing_rate / arrival_rate`, at most 1; half without rates) |
 /// | stalled, stopped | 0.0 |
 /// | unknown | `linear` |
@@ -330,22 +326,7 @@ pub fn trend_score(linear: f64, trend: &Trend) -> f64 {
     };
     let score = match trend.status {
         PartitionStatus::Ok => 1.0,
-        PartitionStatus::CatchingUp => {
-            // Keeps receiving in proportion to how soon its consumer clears
-            // the backlog at its own rate: a backlog it clears within the
-            // drain horizon keeps most of its share, one it needs longer for
-            // gets little, so a slow consumer is not refilled before it
-            // has drained.
-            let drain = match trend.processing_rate {
-                Some(rate) if rate > 0.0 => {
-                    #[allow(clippy::cast_precision_loss)]
-                    let seconds = trend.lag as f64 / rate;
-                    (1.0 - seconds / DRAIN_HORIZON_SECS).clamp(0.0, 1.0)
-                }
-                _ => 0.5,
-            };
-            linear.max(0.8 * drain)
-        }
+        PartitionStatus::CatchingUp => linear.max(0.8),
         PartitionStatus::Lagging => {
             let keeps = match trend.processing_rate {
                 Some(processing) if trend.arrival_rate > 0.0 => processing / trend.arrival_rate,
@@ -552,18 +533,8 @@ mod tests {
             lag: 100,
         };
         assert_eq!(trend_score(0.1, &trend(Ok)), 1.0);
-        // Without a rate, half the catching-up share.
-        assert_eq!(trend_score(0.1, &trend(CatchingUp)), 0.4);
+        assert_eq!(trend_score(0.1, &trend(CatchingUp)), 0.8);
         assert_eq!(trend_score(0.9, &trend(CatchingUp)), 0.9);
-        let draining = |rate, lag| Trend {
-            processing_rate: Some(rate),
-            lag,
-            ..trend(CatchingUp)
-        };
-        // 500 of lag at 1,000/s: half a second of 2 → 0.8 × 0.75.
-        assert!((trend_score(0.0, &draining(1_000.0, 500)) - 0.6).abs() < 1e-9);
-        // A backlog of more than 2 s at its own rate: nothing beyond the lag score.
-        assert_eq!(trend_score(0.0, &draining(500.0, 2_000)), 0.0);
         assert_eq!(trend_score(0.9, &trend(Lagging)), 0.45);
         assert_eq!(trend_score(1.0, &trend(Stalled)), 0.0);
         assert_eq!(trend_score(1.0, &trend(Stopped)), 0.0);

@@ -5,7 +5,6 @@
 //! a new member are handed over without losing records. Commits are read
 //! from the cluster's own state.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -235,20 +234,10 @@ async fn partitions_moving_to_a_new_member_are_handed_over_without_losing_record
         Arc::clone(&stop_second),
     )
     .await;
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let seen: BTreeSet<String> = first
-                .calls()
-                .into_iter()
-                .chain(second.calls())
-                .map(|c| c.value)
-                .collect();
-            if seen.len() == RECORDS {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        runs::every_value_seen(first.clone(), second.clone(), RECORDS),
+    )
     .await
     .expect("every record processed by one member or the other");
     stop_first.notify_one();

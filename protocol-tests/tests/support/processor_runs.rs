@@ -164,6 +164,23 @@ pub fn assert_key_order(calls: &[Call], run: &str) {
     }
 }
 
+/// Completes once `first` and `second` together have processed `records`
+/// distinct values.
+pub async fn every_value_seen(first: Recorder, second: Recorder, records: usize) {
+    loop {
+        let seen: BTreeSet<String> = first
+            .calls()
+            .into_iter()
+            .chain(second.calls())
+            .map(|c| c.value)
+            .collect();
+        if seen.len() == records {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Writes `records` keyed records spread over `keys` keys to `topic`, with
 /// values `<key>-<seq within the key>`, without waiting between sends.
 pub async fn write_keyed(producer: &Producer, topic: &str, keys: usize, records: usize) {
@@ -481,23 +498,7 @@ pub async fn keys_stay_in_order_across_a_crash(peer: &impl Peer, session: Durati
     .max_concurrency(6)
     .build()
     .unwrap();
-    let everything = {
-        let (first, second) = (first.clone(), second.clone());
-        async move {
-            loop {
-                let seen: BTreeSet<String> = first
-                    .calls()
-                    .into_iter()
-                    .chain(second.calls())
-                    .map(|c| c.value)
-                    .collect();
-                if seen.len() == RECORDS {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let everything = every_value_seen(first.clone(), second.clone(), RECORDS);
     tokio::time::timeout(Duration::from_secs(20), runner.run_until(everything))
         .await
         .expect("every record processed")

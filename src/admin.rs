@@ -265,7 +265,7 @@ impl AdminClient {
     }
 
     async fn wait_for_topics(&self, names: &[&str]) -> Result<(), Error> {
-        let started = crate::net::clock::now();
+        let started = crate::clock::now();
         let mut delay = Duration::from_millis(10);
         loop {
             let metadata = self.metadata(Some(names)).await?;
@@ -439,13 +439,13 @@ impl AdminClient {
         partitions: &[i32],
         wait: Duration,
     ) -> Result<BTreeMap<i32, Option<i64>>, Error> {
-        let deadline = crate::net::clock::now() + wait;
+        let deadline = crate::clock::now() + wait;
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.fetch_committed(group, topic, partitions, true).await {
                 Err(e)
                     if e.kafka_code() == Some(KafkaCode::UNSTABLE_OFFSET_COMMIT)
-                        && crate::net::clock::now() + backoff < deadline =>
+                        && crate::clock::now() + backoff < deadline =>
                 {
                     tracing::debug!(%group, %topic, "offsets of an open transaction; asking again");
                     tokio::time::sleep(backoff).await;

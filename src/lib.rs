@@ -75,6 +75,8 @@ mod admin;
 #[cfg(feature = "tokio-runtime")]
 pub mod blocking;
 mod client_config;
+#[cfg(feature = "tokio-runtime")]
+mod clock;
 pub mod compression;
 pub mod consumer;
 mod engine;

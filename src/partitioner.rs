@@ -33,9 +33,11 @@ use std::sync::Arc;
 pub use crate::engine::partitioner::{
     ConsistentPartitioner, ConsistentRandomPartitioner, DefaultPartitioner,
     Murmur2RandomPartitioner, PartitionError, PartitionHealth, PartitionView, Partitioner,
-    PartitionerFactory, RoundRobinPartitioner, check_explicit, crc32, crc32_partition, murmur2,
-    murmur2_partition, to_positive,
+    PartitionerFactory, PartitionerRecipe, RoundRobinPartitioner, check_explicit, crc32,
+    crc32_partition, murmur2, murmur2_partition, to_positive,
 };
+#[cfg(feature = "tokio-runtime")]
+use crate::health::HealthManager;
 use crate::health::{HealthTable, RoutingCounters, SmartConfig};
 
 /// Which partitioner a producer uses: the configuration-side choice.
@@ -110,7 +112,7 @@ pub enum PartitionStrategy {
     /// [`build`](Self::build) outside a producer has no health manager
     /// behind it: the partitioner has no health data and places every
     /// record by the fallback. Share one monitor's health between
-    /// producers with [`HealthManager::strategy`](crate::health::HealthManager::strategy).
+    /// producers with [`PartitionStrategy::shared`].
     Smart(Box<SmartConfig>),
 }
 
@@ -175,20 +177,24 @@ impl PartitionStrategy {
             PartitionStrategy::RoundRobin => Box::new(RoundRobinPartitioner::new()),
             PartitionStrategy::Custom(factory) => factory(seed),
             PartitionStrategy::Smart(config) => config
-                .strategy(HealthTable::new(), RoutingCounters::new())
+                .recipe(HealthTable::new(), RoutingCounters::new())
                 .build(seed),
         }
     }
 
+    /// A strategy routing by `monitor`'s health table and counting into its
+    /// routing counters: for producers sharing one monitor instead of
+    /// collecting lag each.
+    #[cfg(feature = "tokio-runtime")]
+    pub fn shared(monitor: &HealthManager) -> Self {
+        PartitionStrategy::Custom(monitor.recipe().factory())
+    }
+
     /// The strategy as the engine takes it.
-    #[cfg(any(test, feature = "tokio-runtime"))]
-    pub(crate) fn engine_partitioner(&self) -> crate::engine::partitioner::EnginePartitioner {
+    pub(crate) fn recipe(&self) -> PartitionerRecipe {
         let name = self.name();
         let strategy = self.clone();
-        crate::engine::partitioner::EnginePartitioner::new(
-            name,
-            Arc::new(move |seed| strategy.build(seed)),
-        )
+        PartitionerRecipe::new(name, Arc::new(move |seed| strategy.build(seed)))
     }
 
     fn name(&self) -> &'static str {
@@ -210,6 +216,12 @@ impl fmt::Debug for PartitionStrategy {
             PartitionStrategy::Smart(config) => f.debug_tuple("Smart").field(config).finish(),
             other => f.write_str(other.name()),
         }
+    }
+}
+
+impl From<PartitionStrategy> for PartitionerRecipe {
+    fn from(strategy: PartitionStrategy) -> Self {
+        strategy.recipe()
     }
 }
 
@@ -256,14 +268,14 @@ mod tests {
         ] {
             let strategy = PartitionStrategy::from_name(name).unwrap();
             assert_eq!(format!("{strategy:?}"), expected);
-            assert_eq!(format!("{:?}", strategy.engine_partitioner()), expected);
+            assert_eq!(format!("{:?}", strategy.recipe()), expected);
         }
         assert!(PartitionStrategy::from_name("fnv1a").is_none());
         assert!(PartitionStrategy::from_name("smart").is_none());
         assert_eq!(format!("{:?}", PartitionStrategy::default()), "Default");
         let smart = PartitionStrategy::smart(SmartConfig::new("readers"));
         assert!(format!("{smart:?}").starts_with("Smart(SmartConfig {"));
-        assert_eq!(format!("{:?}", smart.engine_partitioner()), "Smart");
+        assert_eq!(format!("{:?}", smart.recipe()), "Smart");
     }
 
     #[test]
@@ -271,7 +283,7 @@ mod tests {
         let all: Vec<i32> = (0..12).collect();
         let view = PartitionView::new("t", 12, &all);
         let run = |strategy: &PartitionStrategy, seed| {
-            let mut p = strategy.engine_partitioner().build(seed);
+            let mut p = strategy.recipe().build(seed);
             (0..50)
                 .map(|_| {
                     let chosen = p.partition(None, None, &view).unwrap();

@@ -7,8 +7,7 @@
 //! locally with the same code and say what is wrong, instead of waiting
 //! for metadata that can never come.
 
-use crate::error::Error;
-use crate::protocol::KafkaCode;
+use crate::error::{Error, KafkaCode};
 
 /// The longest legal topic name, in characters (Kafka's limit, which
 /// leaves room for a partition suffix in a 255-character file name).

@@ -20,11 +20,12 @@ use tokio::task::AbortHandle;
 
 use crate::chaos::ConnectionLifetime;
 use crate::faults::Fault;
+use crate::group_coordinator::CommittedOffset;
 use crate::group_coordinator::{GroupConfig, GroupMemberSnapshot, GroupSnapshot};
 use crate::log::{ControlMarker, ProducerStateRules, StoredRecord};
 use crate::security::{SaslSettings, SaslUsers, TlsMaterial, TlsOptions};
 use crate::server::{Listener, run_broker};
-use crate::state::{BrokerInfo, ClusterState, CommittedOffset, RequestRecord, Shared};
+use crate::state::{BrokerInfo, ClusterState, RequestRecord, Shared};
 use crate::txn::TransactionState;
 use crate::versions::ApiVersionTable;
 

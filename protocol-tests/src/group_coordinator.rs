@@ -27,6 +27,14 @@ use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+/// A committed consumer group offset.
+#[derive(Debug, Clone)]
+pub(crate) struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
 /// How long a member awaiting its join may stay silent when it is new to the
 /// group (Kafka's `NewMemberJoinTimeoutMs`).
 const NEW_MEMBER_JOIN_TIMEOUT: Duration = Duration::from_secs(300);

@@ -85,6 +85,7 @@ mod security;
 mod server;
 mod state;
 pub mod txn;
+mod txn_coordinator;
 pub mod versions;
 
 pub use chaos::ConnectionLifetime;

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::chaos::Chaos;
 use crate::faults::FaultRegistry;
-use crate::group_coordinator::GroupCoordinator;
+use crate::group_coordinator::{CommittedOffset, GroupCoordinator};
 use crate::log::{PartitionLog, ProducerStateRules};
 use crate::txn::Transaction;
 use crate::versions::ApiVersionTable;
@@ -48,14 +48,6 @@ pub(crate) struct PartitionState {
 pub(crate) struct TopicState {
     pub id: Uuid,
     pub partitions: Vec<PartitionState>,
-}
-
-/// A committed consumer group offset.
-#[derive(Debug, Clone)]
-pub(crate) struct CommittedOffset {
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: Option<String>,
 }
 
 /// The producer a transactional id maps to, as the transaction coordinator

@@ -35,9 +35,9 @@ use super::reader::PartitionReader;
 use super::reader_config::{AutoOffsetReset, StartOffset};
 use super::rebalance::{RebalanceContext, RebalanceListener, TopicPartition};
 use crate::client_config::forward_to_config as forward;
+use crate::clock;
 use crate::error::{Error, ErrorKind};
 use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
-use crate::net::clock;
 use crate::protocol::KafkaCode;
 use crate::protocol::consumer_protocol::{Assignment, Subscription};
 

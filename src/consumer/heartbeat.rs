@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 
 use super::coordinator::{Coordinator, GroupIdentity, heartbeat};
 use super::membership::{Reaction, reaction};
+use crate::clock;
 use crate::error::Error;
-use crate::net::clock;
 
 /// What the heartbeat task tells the next `poll`.
 #[derive(Debug, Default)]

@@ -2,8 +2,9 @@
 //! `crate::properties` for the format and the error rules).
 
 use crate::error::Error;
-use crate::properties::{CLIENT_KEYS, millis, not_one_of, number, read_file, unknown_key};
-use crate::security::SECURITY_KEYS;
+use crate::properties::{
+    CLIENT_KEYS, SECURITY_KEYS, millis, not_one_of, number, read_file, unknown_key,
+};
 
 use super::{AutoOffsetReset, IsolationLevel, ReaderConfig};
 

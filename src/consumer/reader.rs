@@ -391,7 +391,7 @@ impl PartitionReader {
         if let Some(e) = self.deferred_error.take() {
             return Err(e);
         }
-        let started = crate::net::clock::now();
+        let started = crate::clock::now();
         if self.assignment.is_empty() {
             tokio::time::sleep(timeout).await;
             return Ok(Vec::new());
@@ -479,7 +479,7 @@ impl PartitionReader {
         // Every answer is in before any position moves, so a poll dropped
         // while waiting loses nothing; one not in by the deadline stays
         // pending for the next round.
-        let deadline = tokio::time::Instant::from_std(crate::net::clock::now()) + wait;
+        let deadline = tokio::time::Instant::from_std(crate::clock::now()) + wait;
         let mut answers = Vec::with_capacity(pending.len());
         for mut fetch in pending {
             match fetch.answer_by(deadline).await {

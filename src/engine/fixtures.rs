@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::compression::Compression;
-use crate::engine::partitioner::EnginePartitioner;
+use crate::engine::partitioner::PartitionerRecipe;
 use crate::engine::{Acks, BufferOwner, CompressAt, EngineConfig};
 use crate::metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 
@@ -34,7 +34,7 @@ pub(crate) fn config() -> EngineConfig {
         compression_level: None,
         compress_at: CompressAt::Seal,
         metadata_max_age: Duration::from_secs(300),
-        partitioner: EnginePartitioner::default(),
+        partitioner: PartitionerRecipe::default(),
         seed: 7,
         idempotence: false,
         transactional_id: None,

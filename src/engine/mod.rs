@@ -36,7 +36,7 @@ mod sim;
 mod sim_scenarios;
 pub(crate) mod stats;
 #[cfg(test)]
-mod sticky_spread;
+pub(crate) mod sticky_spread;
 pub(crate) mod txn;
 #[cfg(test)]
 mod txn_scenarios;

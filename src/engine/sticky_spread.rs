@@ -3,20 +3,28 @@
 //! full, at full speed, where batches fill, and with `linger` zero, where
 //! every record leaves alone. Each run is the engine on the simulated
 //! cluster with a virtual clock, and the shares are read from the logs.
+//! Partitioners built above the engine (the smart one) run the same check
+//! through [`assert_spreads_evenly`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::partitioner::{
+    ConsistentRandomPartitioner, DefaultPartitioner, Murmur2RandomPartitioner, PartitionerRecipe,
+};
 use super::producer::sticky_switch_due;
-use super::sim::{Sim, TOPIC, config};
-use crate::health::{HealthSnapshot, HealthTable, LinearScorer, PartitionLag, SmartPartitioner};
-use crate::partitioner::PartitionStrategy;
+use super::sim::{Sim, config};
 
-const PARTITIONS: usize = 6;
+/// The topic the spread runs send to.
+pub(crate) use super::sim::TOPIC;
+
+/// Partitions of the topic the spread runs send to.
+pub(crate) const PARTITIONS: usize = 6;
 
 /// Sends `records` keyless records, `per_tick` of them every `tick`, and
 /// returns how many each partition's log holds.
 fn run(
-    strategy: PartitionStrategy,
+    recipe: &PartitionerRecipe,
     linger: Duration,
     batch_size: usize,
     records: usize,
@@ -24,7 +32,7 @@ fn run(
     tick: Duration,
 ) -> Vec<usize> {
     let mut cfg = config();
-    cfg.partitioner = strategy.engine_partitioner();
+    cfg.partitioner = recipe.clone();
     cfg.linger = linger;
     cfg.batch_size = batch_size;
     cfg.buffer_memory = 64 << 20;
@@ -61,81 +69,70 @@ fn assert_even(counts: &[usize], tolerance: f64, what: &str) {
     }
 }
 
-fn strategies() -> Vec<(PartitionStrategy, &'static str)> {
-    vec![
-        (PartitionStrategy::Default, "default"),
-        (PartitionStrategy::Murmur2Random, "murmur2_random"),
-        (PartitionStrategy::ConsistentRandom, "consistent_random"),
-        (smart_all_healthy(), "smart"),
-    ]
-}
+/// The rates users run, as (what, linger, records, records per tick,
+/// tick).
+const RATES: [(&str, Duration, usize, usize, Duration); 3] = [
+    // 4,500 records/s of 20 bytes with the default 5 ms linger: batches of
+    // about 22 records leave part full, and used to never move the sticky
+    // partition (every record in one partition). 9 records every 2 ms for
+    // 13 s.
+    (
+        "4,500 records/s, linger 5 ms",
+        Duration::from_millis(5),
+        60_000,
+        9,
+        Duration::from_millis(2),
+    ),
+    // Flat out: many records at once, batches fill.
+    (
+        "flat out",
+        Duration::from_millis(5),
+        60_000,
+        500,
+        Duration::from_millis(1),
+    ),
+    // Linger zero: each record leaves in a batch of its own.
+    (
+        "linger 0",
+        Duration::ZERO,
+        30_000,
+        1,
+        Duration::from_micros(200),
+    ),
+];
 
-/// The smart partitioner with every partition of the topic healthy (lag
-/// 0): its per-batch stickiness must spread as evenly as the built-in
-/// ones (it sticks by KIP-794's rule like them).
-fn smart_all_healthy() -> PartitionStrategy {
-    let table = HealthTable::new();
-    // Some instant to stamp the health with: the partitioner judges
-    // staleness against the table's own time, never the clock.
-    #[allow(clippy::disallowed_methods)]
-    let at = std::time::Instant::now();
-    let lags = (0..PARTITIONS as i32).map(|p| PartitionLag::from_lag(p, 0));
-    table.publish(
-        HealthSnapshot::new(TOPIC, lags, &LinearScorer::new(1000), 0.5, at),
-        at,
-    );
-    PartitionStrategy::custom(move |seed| Box::new(SmartPartitioner::new(table.clone(), seed)))
-}
-
-/// 4,500 records/s of 20 bytes with the default 5 ms linger: batches of
-/// about 22 records leave part full, and used to never move the sticky
-/// partition (every record in one partition).
-#[test]
-fn a_moderate_rate_spreads_evenly() {
-    for (strategy, name) in strategies() {
-        // 9 records every 2 ms is 4,500/s; 60,000 records are 13 s.
-        let counts = run(
-            strategy,
-            Duration::from_millis(5),
-            1024,
-            60_000,
-            9,
-            Duration::from_millis(2),
-        );
-        assert_even(&counts, 0.03, name);
+/// Runs `recipe` at each of the [`RATES`] over a topic of [`PARTITIONS`]
+/// partitions with 1 KiB batches, and checks every partition's share is
+/// within 3 points of an even one.
+pub(crate) fn assert_spreads_evenly(recipe: &PartitionerRecipe) {
+    for (what, linger, records, per_tick, tick) in RATES {
+        let counts = run(recipe, linger, 1024, records, per_tick, tick);
+        assert_even(&counts, 0.03, &format!("{} at {what}", recipe.name()));
     }
 }
 
-/// Flat out: many records at once, batches fill.
 #[test]
-fn a_high_rate_spreads_evenly() {
-    for (strategy, name) in strategies() {
-        let counts = run(
-            strategy,
-            Duration::from_millis(5),
-            1024,
-            60_000,
-            500,
-            Duration::from_millis(1),
-        );
-        assert_even(&counts, 0.03, name);
-    }
+fn the_default_partitioner_spreads_evenly() {
+    assert_spreads_evenly(&PartitionerRecipe::new(
+        "default",
+        Arc::new(|seed| Box::new(DefaultPartitioner::new(seed))),
+    ));
 }
 
-/// Linger zero: each record leaves in a batch of its own.
 #[test]
-fn linger_zero_spreads_evenly() {
-    for (strategy, name) in strategies() {
-        let counts = run(
-            strategy,
-            Duration::ZERO,
-            1024,
-            30_000,
-            1,
-            Duration::from_micros(200),
-        );
-        assert_even(&counts, 0.03, name);
-    }
+fn murmur2_random_spreads_evenly() {
+    assert_spreads_evenly(&PartitionerRecipe::new(
+        "murmur2_random",
+        Arc::new(|seed| Box::new(Murmur2RandomPartitioner::new(seed))),
+    ));
+}
+
+#[test]
+fn consistent_random_spreads_evenly() {
+    assert_spreads_evenly(&PartitionerRecipe::new(
+        "consistent_random",
+        Arc::new(|seed| Box::new(ConsistentRandomPartitioner::new(seed))),
+    ));
 }
 
 /// KIP-794's switching rule: bytes, not batches, at a batch boundary, and

@@ -305,12 +305,12 @@ impl LocalCache {
 #[cfg(feature = "tokio-runtime")]
 impl HealthCache for LocalCache {
     fn get<'a>(&'a self, topic: &'a str) -> CacheFuture<'a, Option<CachedHealth>> {
-        let hit = self.get_at(topic, crate::net::clock::now());
+        let hit = self.get_at(topic, crate::clock::now());
         Box::pin(async move { Ok(hit) })
     }
 
     fn put<'a>(&'a self, health: &'a CachedHealth) -> CacheFuture<'a, ()> {
-        self.put_at(health.clone(), crate::net::clock::now());
+        self.put_at(health.clone(), crate::clock::now());
         Box::pin(async { Ok(()) })
     }
 }
@@ -369,12 +369,12 @@ impl HybridCache {
 impl HealthCache for HybridCache {
     fn get<'a>(&'a self, topic: &'a str) -> CacheFuture<'a, Option<CachedHealth>> {
         Box::pin(async move {
-            if let Some(hit) = self.local.get_at(topic, crate::net::clock::now()) {
+            if let Some(hit) = self.local.get_at(topic, crate::clock::now()) {
                 return Ok(Some(hit));
             }
             let remote = self.remote.get(topic).await?;
             if let Some(health) = &remote {
-                self.local.put_at(health.clone(), crate::net::clock::now());
+                self.local.put_at(health.clone(), crate::clock::now());
             }
             Ok(remote)
         })
@@ -382,7 +382,7 @@ impl HealthCache for HybridCache {
 
     fn put<'a>(&'a self, health: &'a CachedHealth) -> CacheFuture<'a, ()> {
         Box::pin(async move {
-            self.local.put_at(health.clone(), crate::net::clock::now());
+            self.local.put_at(health.clone(), crate::clock::now());
             self.remote.put(health).await
         })
     }
@@ -396,7 +396,7 @@ impl HealthCache for HybridCache {
         Some(Box::pin(async move {
             let updates = subscribe.await?;
             Ok(updates.inspect(move |health| {
-                let now = crate::net::clock::now();
+                let now = crate::clock::now();
                 let held = local.get_at(&health.topic, now);
                 if held.is_none_or(|h| h.collected_at_ms <= health.collected_at_ms) {
                     local.put_at(health.clone(), now);

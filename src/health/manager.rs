@@ -6,7 +6,7 @@
 //! [`ProducerBuilder::smart_partitioner`](crate::ProducerBuilder::smart_partitioner),
 //! stopped when the producer closes or is dropped) or standalone, as a
 //! monitor whose table any number of producers in the process route by
-//! (through [`HealthManager::strategy`]).
+//! (through [`PartitionStrategy::shared`](crate::partitioner::PartitionStrategy::shared)).
 //!
 //! Each round collects every topic with a timeout, publishes the snapshots
 //! that succeeded, and records the time in the table, so a topic whose
@@ -30,9 +30,9 @@ use super::{
     LagCollector, PartitionLag, RoutingCounters, RoutingStats, Scoring, SmartConfig, TopicTrends,
 };
 use crate::client_config::ClientConfig;
+use crate::clock;
+use crate::engine::partitioner::PartitionerRecipe;
 use crate::error::{Error, ErrorKind};
-use crate::net::clock;
-use crate::partitioner::PartitionStrategy;
 
 /// Snapshots kept for a slow [`HealthStream`] reader before it skips ahead.
 const STREAM_CAPACITY: usize = 256;
@@ -381,10 +381,11 @@ impl HealthManager {
         self.shared.counters.clone()
     }
 
-    /// A partitioning strategy routing by this manager's table (for
-    /// producers sharing one monitor), counting into its counters.
-    pub fn strategy(&self) -> PartitionStrategy {
-        self.shared.config.strategy(self.table(), self.counters())
+    /// The partitioner routing by this manager's table and counting into its
+    /// counters; producers take it through
+    /// [`PartitionStrategy::shared`](crate::partitioner::PartitionStrategy::shared).
+    pub(crate) fn recipe(&self) -> PartitionerRecipe {
+        self.shared.config.recipe(self.table(), self.counters())
     }
 
     /// The healthy partitions of `topic`; `None` before its first

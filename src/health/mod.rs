@@ -93,13 +93,14 @@ mod collector;
 #[cfg(feature = "tokio-runtime")]
 mod manager;
 mod partitioner;
-mod properties;
 #[cfg(feature = "tokio-runtime")]
 mod push;
 #[cfg(feature = "redis-cache")]
 mod redis;
 mod score;
 mod smart_config;
+#[cfg(test)]
+mod spread;
 mod table;
 mod trend;
 
@@ -117,7 +118,6 @@ pub(crate) use manager::collector_on_pool;
 pub use manager::{HealthManager, HealthStream, HealthSummary, TopicHealthSummary};
 pub use partitioner::SmartPartitioner;
 #[cfg(feature = "tokio-runtime")]
-pub(crate) use properties::SMART_KEYS;
 #[cfg(feature = "tokio-runtime")]
 pub use push::{HealthUpdates, PushStatus};
 #[cfg(feature = "redis-cache")]

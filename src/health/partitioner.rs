@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use super::table::Fallback;
 use super::{HealthSnapshot, HealthTable, RoutingCounters};
-use crate::partitioner::{
+use crate::engine::partitioner::{
     DefaultPartitioner, PartitionError, PartitionView, Partitioner, murmur2, murmur2_partition,
     to_positive,
 };

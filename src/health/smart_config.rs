@@ -9,8 +9,8 @@ use super::{
     HealthCache, HealthScorer, HealthTable, LagCollector, LinearScorer, MissingCommit,
     RoutingCounters, SmartPartitioner, TrendConfig,
 };
+use crate::engine::partitioner::{Partitioner, PartitionerRecipe};
 use crate::error::Error;
-use crate::partitioner::PartitionStrategy;
 
 /// How partitions are scored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -61,7 +61,7 @@ impl Scoring {
 /// | `missing_commit` | [`MissingCommit::FullyLagging`] | how partitions without a commit count |
 /// | `key_stickiness` | off | keyed records keep their hash partition |
 /// | `key_capacity` | 10 000 | keys remembered per topic with key stickiness |
-/// | `fallback` | [`PartitionStrategy::Default`] | used without usable health data |
+/// | `fallback` | [`PartitionStrategy::Default`](crate::partitioner::PartitionStrategy::Default) | used without usable health data |
 /// | `cache` | none | read health from this cache instead of collecting lag |
 /// | `publish_to` | none | publish the health collected to this cache |
 ///
@@ -106,8 +106,9 @@ pub struct SmartConfig {
     pub key_stickiness: bool,
     /// Keys remembered per topic with key stickiness on.
     pub key_capacity: usize,
-    /// The partitioner used without usable health data.
-    pub fallback: PartitionStrategy,
+    /// The partitioner used without usable health data (set it with
+    /// [`fallback`](Self::fallback); its name tells which it is).
+    pub fallback: PartitionerRecipe,
     /// The scorer; `None` for the linear scorer with `max_lag_for_health`.
     pub scorer: Option<Arc<dyn HealthScorer>>,
     /// The lag source; `None` for the built-in Kafka collector.
@@ -159,7 +160,7 @@ impl SmartConfig {
             missing_commit: MissingCommit::FullyLagging,
             key_stickiness: false,
             key_capacity: 10_000,
-            fallback: PartitionStrategy::Default,
+            fallback: PartitionerRecipe::default(),
             scorer: None,
             collector: None,
             cache: None,
@@ -259,10 +260,13 @@ impl SmartConfig {
         self
     }
 
-    /// The fallback partitioner (default [`PartitionStrategy::Default`]).
+    /// The fallback partitioner: any
+    /// [`PartitionStrategy`](crate::partitioner::PartitionStrategy) but the
+    /// smart one (default
+    /// [`PartitionStrategy::Default`](crate::partitioner::PartitionStrategy::Default)).
     #[must_use]
-    pub fn fallback(mut self, strategy: PartitionStrategy) -> Self {
-        self.fallback = strategy;
+    pub fn fallback(mut self, strategy: impl Into<PartitionerRecipe>) -> Self {
+        self.fallback = strategy.into();
         self
     }
 
@@ -362,26 +366,33 @@ impl SmartConfig {
         Ok(())
     }
 
-    /// The partitioning strategy that routes by `table` and counts into
-    /// `counters`: a [`SmartPartitioner`] per producer, seeded by the
-    /// producer's seed, with this configuration's fallback.
-    pub fn strategy(&self, table: HealthTable, counters: RoutingCounters) -> PartitionStrategy {
+    /// The partitioner that routes by `table` and counts into `counters`: a
+    /// [`SmartPartitioner`] per producer, seeded by the producer's seed,
+    /// with this configuration's fallback.
+    pub(crate) fn recipe(
+        &self,
+        table: HealthTable,
+        counters: RoutingCounters,
+    ) -> PartitionerRecipe {
         let fallback = self.fallback.clone();
         let max_age = self.max_age;
         let key_stickiness = self.key_stickiness;
         let key_capacity = self.key_capacity;
         let relative = self.scoring == Scoring::Trend;
-        PartitionStrategy::custom(move |seed| {
-            Box::new(
-                SmartPartitioner::new(table.clone(), seed)
-                    .fallback(fallback.build(seed ^ 0xfa11_bac4))
-                    .max_age(max_age)
-                    .key_stickiness(key_stickiness)
-                    .key_capacity(key_capacity)
-                    .relative_health(relative)
-                    .counters_from(counters.clone()),
-            )
-        })
+        PartitionerRecipe::new(
+            "Smart",
+            Arc::new(move |seed| {
+                Box::new(
+                    SmartPartitioner::new(table.clone(), seed)
+                        .fallback(fallback.build(seed ^ 0xfa11_bac4))
+                        .max_age(max_age)
+                        .key_stickiness(key_stickiness)
+                        .key_capacity(key_capacity)
+                        .relative_health(relative)
+                        .counters_from(counters.clone()),
+                ) as Box<dyn Partitioner>
+            }),
+        )
     }
 }
 

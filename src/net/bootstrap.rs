@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn two_unreachable_rounds_a_backoff_apart_give_up() {
-        let t0 = crate::net::clock::now();
+        let t0 = crate::clock::now();
         let mut watch = StartupWatch::new(Duration::from_millis(100));
         assert!(!watch.round_failed(at(t0, 0), true));
         // Another request's round right after the first: not yet.
@@ -145,7 +145,7 @@ mod tests {
 
     #[test]
     fn timeouts_and_a_reached_broker_never_give_up() {
-        let t0 = crate::net::clock::now();
+        let t0 = crate::clock::now();
         let mut watch = StartupWatch::new(Duration::from_millis(100));
         // Rounds with a server that did not answer in time do not count.
         assert!(!watch.round_failed(at(t0, 0), false));

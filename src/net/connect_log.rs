@@ -67,7 +67,7 @@ pub(crate) fn failed(addr: &str, error: &crate::error::Error) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get_or_insert_with(ConnectLog::default)
-        .failed(addr, super::clock::now());
+        .failed(addr, crate::clock::now());
     match report {
         Report::Warn { suppressed: 0 } => {
             tracing::warn!(%addr, %error, "cannot connect to broker");
@@ -96,7 +96,7 @@ mod tests {
     #[test]
     fn first_failure_warns_then_once_per_interval_until_reached() {
         let mut log = ConnectLog::default();
-        let t0 = crate::net::clock::now();
+        let t0 = crate::clock::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         assert_eq!(log.failed("a:1", at(0)), Report::Warn { suppressed: 0 });
         // Another broker is reported on its own.

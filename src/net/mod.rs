@@ -1,11 +1,11 @@
 //! The connection layer every client shares: the broker pool (one per
 //! client instance), the connections it opens (sockets, ApiVersions,
 //! pipelined requests with timeouts), reaching the cluster through its
-//! bootstrap servers, the encoding of the transactional requests, and the
-//! clock. Nothing outside this module touches a socket or reads the time.
+//! bootstrap servers, and the encoding of the transactional requests.
+//! Nothing outside this module touches a socket; time is read through
+//! [`crate::clock`] alone.
 
 pub(crate) mod bootstrap;
-pub(crate) mod clock;
 pub(crate) mod connect_log;
 pub(crate) mod connection;
 pub(crate) mod jitter;

@@ -68,7 +68,7 @@ pub(crate) async fn establish(
         None => BrokerConnection::handshake(stream, addr.to_string(), config).await?,
     };
     if let Some(sasl) = &transport.sasl {
-        let began = super::clock::now();
+        let began = crate::clock::now();
         let lifetime = super::sasl::authenticate(&conn, sasl, addr).await?;
         if let Some(lifetime) = lifetime {
             tracing::debug!(%addr, ?lifetime, "the broker limits the SASL session");

@@ -27,9 +27,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::client_config::ClientConfig;
+use crate::clock;
 use crate::error::{Error, ErrorKind};
 use crate::net::bootstrap::{self, StartupWatch};
-use crate::net::clock;
 use crate::net::connection::BrokerConnection;
 use crate::net::open::Transport;
 

@@ -23,8 +23,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::clock;
 use crate::error::{Error, ErrorKind};
-use crate::net::clock;
 use crate::net::connection::BrokerConnection;
 use crate::net::jitter::Jitter;
 use crate::security::SaslConfig;

@@ -25,12 +25,12 @@ use super::keyed::{KeyedQueue, Lane};
 use super::offsets::OffsetTracker;
 use super::retry_topics::{Destination, Routes, forward};
 use super::{ProcessError, Processor};
+use crate::clock;
 use crate::consumer::{
     ConsumedRecord, Consumer, OffsetToCommit, RebalanceContext, RebalanceListener, TopicPartition,
 };
 use crate::error::{Error, ErrorKind};
 use crate::failure_headers::FailureInfo;
-use crate::net::clock;
 use crate::producer::Producer;
 use crate::telemetry;
 

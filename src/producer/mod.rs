@@ -36,6 +36,7 @@ pub use self::delivery::{DeliveryCallback, DeliveryFuture};
 pub use self::producer_config::ProducerConfig;
 pub use self::statistics::StatisticsCallback;
 pub use self::transactions::Transaction;
+use crate::clock;
 use crate::compression::Compression;
 use crate::engine::producer::{check_size, deadline_after};
 use crate::engine::{Acks, ProducerStats};
@@ -44,7 +45,6 @@ use crate::health::{
     HealthManager, HealthStream, HealthSummary, HealthTable, RoutingCounters, RoutingStats,
     SmartConfig,
 };
-use crate::net::clock;
 use crate::net::pool::BrokerPool;
 use crate::partitioner::PartitionStrategy;
 use crate::producer::runtime::driver::{self, Charge, Command, DriverHandle};
@@ -127,9 +127,7 @@ impl Producer {
             Some(smart) => {
                 let table = HealthTable::new();
                 let counters = RoutingCounters::new();
-                engine.partitioner = smart
-                    .strategy(table.clone(), counters.clone())
-                    .engine_partitioner();
+                engine.partitioner = smart.recipe(table.clone(), counters.clone());
                 let collector = crate::health::collector_on_pool(smart, Arc::clone(&pool));
                 Some(HealthManager::start_with(
                     smart.clone(),

@@ -369,7 +369,7 @@ impl ProducerConfig {
         }
         if let Some(smart) = self.partitioner.smart_config() {
             smart.validate()?;
-            if smart.fallback.smart_config().is_some() {
+            if smart.fallback.name() == "Smart" {
                 return Err(Error::config(
                     "smart.fallback",
                     "must be one of the other strategies, not the smart one",
@@ -498,7 +498,7 @@ impl ProducerConfig {
             // Compressed by the dispatch tasks, off the producer's task.
             compress_at: CompressAt::Dispatch,
             metadata_max_age: self.metadata_max_age,
-            partitioner: self.partitioner.engine_partitioner(),
+            partitioner: self.partitioner.recipe(),
             seed: self.seed.unwrap_or_else(os_seed),
             idempotence: self.is_idempotent(),
             transactional_id: self.transactional_id.clone(),

@@ -5,11 +5,11 @@ use crate::compression::Compression;
 use crate::engine::Acks;
 use crate::error::Error;
 use crate::properties::{
-    CLIENT_KEYS, boolean, millis, not_one_of, number, read_file, strategy_by_name, unknown_key,
+    CLIENT_KEYS, SECURITY_KEYS, SMART_KEYS, boolean, millis, not_one_of, number, read_file,
+    strategy_by_name, unknown_key,
 };
-use crate::security::SECURITY_KEYS;
 
-use crate::health::{SMART_KEYS, SmartConfig};
+use crate::health::SmartConfig;
 
 use super::ProducerConfig;
 use crate::partitioner::PartitionStrategy;
@@ -316,7 +316,7 @@ mod tests {
             let smart = config.partitioner.smart_config().expect("smart");
             assert_eq!(smart.group, "g");
             assert_eq!(smart.topics, ["orders"]);
-            assert!(matches!(smart.fallback, PartitionStrategy::RoundRobin));
+            assert_eq!(smart.fallback.name(), "RoundRobin");
             config.validate().expect("valid together");
         }
         // `partitioner=smart` alone is incomplete, and says what is missing.

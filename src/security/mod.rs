@@ -22,7 +22,6 @@ use std::path::PathBuf;
 
 use crate::error::Error;
 
-mod properties;
 #[cfg(feature = "tokio-runtime")]
 pub(crate) mod scram;
 
@@ -78,8 +77,6 @@ pub mod fuzzing {
         }
     }
 }
-
-pub(crate) use properties::{SECURITY_KEYS, set_security_key};
 
 /// How connections are made, as Kafka's `security.protocol` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -397,7 +394,7 @@ impl UnsecuredJwsProvider {
     pub fn make_token(&self) -> OAuthToken {
         use base64::Engine as _;
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let now_ms = crate::net::clock::unix_millis();
+        let now_ms = crate::clock::unix_millis();
         let iat = now_ms / 1000;
         let exp = iat.saturating_add(i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX));
         let principal = self.principal.replace('\\', "\\\\").replace('"', "\\\"");

@@ -413,7 +413,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn t0() -> Instant {
-        crate::net::clock::now()
+        crate::clock::now()
     }
 
     fn breaker(threshold: u32, probes: u32) -> CircuitBreaker {

@@ -87,8 +87,8 @@ pub use self::tracker::{DeliveryStatus, DeliveryTracker, MessageId};
 
 use self::metrics::Counters;
 use self::retry::{dead_letter_record, is_callers_fault, kind_label};
+use crate::clock;
 use crate::error::{Error, ErrorKind};
-use crate::net::clock;
 use crate::producer::{DeliveryFuture, Producer};
 use crate::record::{Header, Record, RecordMetadata, Topic};
 use crate::serialization::Serializer;

@@ -345,7 +345,7 @@ mod tests {
 
     #[test]
     fn full_of_pending_refuses_and_forgets_nothing() {
-        let now = crate::net::clock::now();
+        let now = crate::clock::now();
         let mut t = DeliveryTracker::new(3, Duration::from_secs(60));
         let ids: Vec<MessageId> = (0..3).map(|_| MessageId::generate()).collect();
         for id in &ids {
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn finished_entries_expire_and_pending_ones_stay() {
-        let now = crate::net::clock::now();
+        let now = crate::clock::now();
         let mut t = DeliveryTracker::new(10, Duration::from_secs(5));
         let (a, b) = (MessageId::from("a"), MessageId::from("b"));
         t.insert(a.clone(), now).unwrap();
@@ -384,7 +384,7 @@ mod tests {
 
     #[test]
     fn reused_ids_follow_the_latest_record() {
-        let now = crate::net::clock::now();
+        let now = crate::clock::now();
         let mut t = DeliveryTracker::new(2, Duration::from_secs(5));
         let a = MessageId::from("a");
         t.insert(a.clone(), now).unwrap();
@@ -416,7 +416,7 @@ mod tests {
 
     #[test]
     fn forget_drops_only_pending_entries() {
-        let now = crate::net::clock::now();
+        let now = crate::clock::now();
         let mut t = DeliveryTracker::new(4, Duration::from_secs(5));
         let (a, b) = (MessageId::from("a"), MessageId::from("b"));
         t.insert(a.clone(), now).unwrap();

@@ -28,7 +28,8 @@ use kafka_protocol::messages::{
 };
 
 use super::{Ctx, sb, tn};
-use crate::state::{ClusterState, CommittedOffset};
+use crate::group_coordinator::CommittedOffset;
+use crate::state::ClusterState;
 
 /// Coordinator key types.
 const GROUP: i8 = 0;

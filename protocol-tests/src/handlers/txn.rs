@@ -35,7 +35,8 @@ use kafka_protocol::messages::{
 use tokio::time::Instant;
 
 use super::Ctx;
-use crate::state::{ClusterState, CommittedOffset};
+use crate::group_coordinator::CommittedOffset;
+use crate::state::ClusterState;
 use crate::txn::{EndCause, TransactionOutcome, TransactionStatus, fenced_code};
 
 /// The common checks of the coordinator-side APIs.

@@ -16,6 +16,7 @@ use protocol_tests::FakeCluster;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use smartkafka::health::{KafkaLagCollector, LagCollector, MissingCommit, SmartConfig};
+use smartkafka::partitioner::PartitionStrategy;
 use smartkafka::{ClientConfig, Producer, Record};
 
 const TOPIC: &str = "hot";
@@ -356,7 +357,7 @@ async fn producers_share_one_standalone_monitor() {
             .bootstrap_servers(&bootstrap)
             .batch_size(1024)
             .seed(seed)
-            .partitioner(monitor.strategy())
+            .partitioner(PartitionStrategy::shared(&monitor))
             .build()
             .await
             .unwrap();

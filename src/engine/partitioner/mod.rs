@@ -2,7 +2,7 @@
 //!
 //! This module owns the [`Partitioner`] trait, the [`PartitionView`] a
 //! partitioner chooses from, [`PartitionError`], the built-in partitioners,
-//! one file each, and [`EnginePartitioner`], the form in which the engine
+//! one file each, and [`PartitionerRecipe`], the form in which the engine
 //! takes its partitioner. The strategy users configure,
 //! [`PartitionStrategy`](crate::partitioner::PartitionStrategy), lives in
 //! `crate::partitioner`, which re-exports this module: it can name the
@@ -308,37 +308,51 @@ impl<P: Partitioner + ?Sized> Partitioner for Box<P> {
 /// Builds a custom partitioner from the engine's seed.
 pub type PartitionerFactory = Arc<dyn Fn(u64) -> Box<dyn Partitioner> + Send + Sync>;
 
-/// The partitioner the engine builds from its seed: what a configured
-/// [`PartitionStrategy`](crate::partitioner::PartitionStrategy) turns into.
+/// A partitioner to be built from a seed, with the name of its strategy:
+/// what a configured [`PartitionStrategy`](crate::partitioner::PartitionStrategy)
+/// turns into, and what the engine and the smart partitioner's fallback
+/// take. Every strategy converts into one (`PartitionStrategy::into`).
 #[derive(Clone)]
-pub(crate) struct EnginePartitioner {
+pub struct PartitionerRecipe {
     name: &'static str,
     factory: PartitionerFactory,
 }
 
-impl EnginePartitioner {
+impl PartitionerRecipe {
     /// A partitioner called `name` (for debugging) built by `factory`.
     pub(crate) fn new(name: &'static str, factory: PartitionerFactory) -> Self {
-        EnginePartitioner { name, factory }
+        PartitionerRecipe { name, factory }
     }
 
-    /// Builds the partitioner from the engine's seed.
-    pub(crate) fn build(&self, seed: u64) -> Box<dyn Partitioner> {
+    /// The strategy's name (`Default`, `RoundRobin`, `Smart`, `Custom(..)`,
+    /// ...).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Builds the partitioner from a seed (the same seed and the same calls
+    /// give the same partitions).
+    pub fn build(&self, seed: u64) -> Box<dyn Partitioner> {
         (self.factory)(seed)
+    }
+
+    /// The factory alone.
+    pub(crate) fn factory(&self) -> PartitionerFactory {
+        Arc::clone(&self.factory)
     }
 }
 
-impl Default for EnginePartitioner {
+impl Default for PartitionerRecipe {
     /// The Java client's partitioner.
     fn default() -> Self {
-        EnginePartitioner::new(
+        PartitionerRecipe::new(
             "Default",
             Arc::new(|seed| Box::new(DefaultPartitioner::new(seed))),
         )
     }
 }
 
-impl fmt::Debug for EnginePartitioner {
+impl fmt::Debug for PartitionerRecipe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name)
     }

@@ -8,7 +8,7 @@ use kafka_protocol::messages::ProduceRequest;
 
 use crate::compression::Compression;
 use crate::engine::accumulator::PendingRecord;
-use crate::engine::partitioner::EnginePartitioner;
+use crate::engine::partitioner::PartitionerRecipe;
 use crate::engine::txn::TxnRequest;
 use crate::error::Error;
 use crate::record::{RecordMetadata, Topic};
@@ -95,7 +95,7 @@ pub(crate) struct EngineConfig {
     /// Where batches are compressed (see [`CompressAt`]).
     pub(crate) compress_at: CompressAt,
     pub(crate) metadata_max_age: Duration,
-    pub(crate) partitioner: EnginePartitioner,
+    pub(crate) partitioner: PartitionerRecipe,
     pub(crate) seed: u64,
     /// Idempotence (KIP-98): producer id, epochs and sequence numbers.
     pub(crate) idempotence: bool,

@@ -33,12 +33,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::producer::runtime::buffer_gate::BufferGate;
 use crate::producer::runtime::outbound::{Outbound, WireSizes};
 
+use crate::clock;
 use crate::engine::{
     Engine, EngineConfig, Event, ProducerStats, SendFailure, Transmit, TxnAnswer, TxnOp,
 };
 use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
-use crate::net::clock;
 use crate::net::connection::{BrokerConnection, PendingResponse};
 use crate::net::pool::BrokerPool;
 use crate::producer::DeliveryCallback;

@@ -8,13 +8,25 @@
 //!
 //! Keys are matched exactly (Java's are case-sensitive too). Every typed
 //! setter's documentation names its property.
+//!
+//! This module holds the parsing rules every configuration shares, the
+//! client's own keys, and the keys of the settings that sit below it: the
+//! security settings (`security`) and the smart partitioner's (`smart`).
+//! The producer's and the consumer's keys live with their configurations
+//! (`producer/properties.rs`, `consumer/properties.rs`), which sit above.
+
+mod security;
+mod smart;
 
 use std::time::Duration;
 
 use crate::client_config::ClientConfig;
 use crate::error::Error;
 use crate::partitioner::PartitionStrategy;
-use crate::security::SECURITY_KEYS;
+
+pub(crate) use security::SECURITY_KEYS;
+#[cfg(feature = "tokio-runtime")]
+pub(crate) use smart::SMART_KEYS;
 
 /// The keys every client takes.
 pub(crate) const CLIENT_KEYS: &[&str] = &[
@@ -205,7 +217,7 @@ impl ClientConfig {
             "reconnect.backoff.max.ms" => {
                 self.reconnect_backoff_max = millis("reconnect_backoff_max", key, value)?;
             }
-            _ => return crate::security::set_security_key(self, key, value),
+            _ => return security::set_security_key(self, key, value),
         }
         Ok(true)
     }

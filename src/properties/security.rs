@@ -1,9 +1,9 @@
 //! The security settings by their Java and librdkafka property names:
 //! `security.protocol`, `sasl.*` and `ssl.*`.
 
+use super::{boolean, not_one_of};
 use crate::client_config::ClientConfig;
 use crate::error::Error;
-use crate::properties::{boolean, not_one_of};
 use crate::security::{SaslConfig, SaslMechanism, SecurityProtocol, TlsConfig};
 
 /// The keys [`set_security_key`] knows.

@@ -1,12 +1,11 @@
 //! The smart partitioner's settings by name, for string-keyed
-//! configuration (see [`crate::properties`] for the format and the error
+//! configuration (see the [parent module](super) for the format and the error
 //! rules). The keys are this client's own (Java has no such partitioner),
 //! named in the Java style under `smart.`.
 
+use super::{boolean, millis, not_one_of, number, strategy_by_name, unknown_key};
 use crate::error::Error;
-use crate::properties::{boolean, millis, not_one_of, number, strategy_by_name, unknown_key};
-
-use super::{MissingCommit, Scoring, SmartConfig};
+use crate::health::{MissingCommit, Scoring, SmartConfig};
 
 /// The keys [`SmartConfig::set`] takes.
 pub(crate) const SMART_KEYS: &[&str] = &[
@@ -120,7 +119,6 @@ mod tests {
 
     use super::*;
     use crate::ErrorKind;
-    use crate::partitioner::PartitionStrategy;
 
     #[test]
     fn every_key_sets_its_field() {
@@ -150,7 +148,7 @@ mod tests {
         assert_eq!(smart.missing_commit, MissingCommit::Healthy);
         assert!(smart.key_stickiness);
         assert_eq!(smart.key_capacity, 64);
-        assert!(matches!(smart.fallback, PartitionStrategy::RoundRobin));
+        assert_eq!(smart.fallback.name(), "RoundRobin");
         smart.validate().expect("valid together");
     }
 

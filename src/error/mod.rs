@@ -1,11 +1,15 @@
 //! The crate's error type: an opaque [`Error`] carrying an [`ErrorKind`] and
 //! predicates that tell a caller what to do next (retry, give up, check the
-//! configuration).
+//! configuration), and Kafka's error-code table ([`KafkaCode`]) that the
+//! kinds are built from. Both sit at the bottom of the crate: every layer
+//! reports through them and they import nothing of the crate.
+
+mod kafka_code;
 
 use std::fmt;
 use std::time::Duration;
 
-use crate::protocol::KafkaCode;
+pub use kafka_code::KafkaCode;
 
 /// What went wrong, broadly. Match on this to decide how to react; the
 /// predicates on [`Error`] answer the common questions directly.

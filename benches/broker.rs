@@ -37,12 +37,24 @@ impl Broker {
 pub struct ServeSpec {
     /// Brokers in the cluster.
     pub brokers: usize,
-    /// The topic created at start.
+    /// The topic created at start (with `topics` above 1, the prefix of
+    /// the topics' names: see [`topic_names`]).
     pub topic: String,
-    /// Its partitions.
+    /// How many topics are created.
+    pub topics: usize,
+    /// Partitions of each topic.
     pub partitions: i32,
     /// A TLS listener (fake cluster only).
     pub tls: bool,
+}
+
+/// The topics a run uses: `topic` alone, or `topic-0` to `topic-{n-1}`.
+pub fn topic_names(topic: &str, topics: usize) -> Vec<String> {
+    if topics <= 1 {
+        vec![topic.to_string()]
+    } else {
+        (0..topics).map(|i| format!("{topic}-{i}")).collect()
+    }
 }
 
 /// The hidden `--serve` mode: the broker in its own process. Prints the
@@ -63,9 +75,11 @@ pub fn serve(broker: Broker, spec: &ServeSpec) {
         Broker::Mock => {
             let cluster = rdkafka::mocking::MockCluster::new(spec.brokers as i32)
                 .expect("librdkafka mock cluster");
-            cluster
-                .create_topic(&spec.topic, spec.partitions, 1)
-                .expect("create the topic on the mock cluster");
+            for topic in topic_names(&spec.topic, spec.topics) {
+                cluster
+                    .create_topic(&topic, spec.partitions, 1)
+                    .expect("create the topic on the mock cluster");
+            }
             announce(&cluster.bootstrap_servers());
             stop();
         }
@@ -74,9 +88,10 @@ pub fn serve(broker: Broker, spec: &ServeSpec) {
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            let mut builder = protocol_tests::FakeCluster::builder()
-                .brokers(spec.brokers)
-                .topic(&spec.topic, spec.partitions);
+            let mut builder = protocol_tests::FakeCluster::builder().brokers(spec.brokers);
+            for topic in topic_names(&spec.topic, spec.topics) {
+                builder = builder.topic(&topic, spec.partitions);
+            }
             if spec.tls {
                 builder = builder.tls();
             }
@@ -118,6 +133,7 @@ impl Spawned {
             .args(["--serve", broker.name()])
             .args(["--brokers", &spec.brokers.to_string()])
             .args(["--topic", &spec.topic])
+            .args(["--topics", &spec.topics.to_string()])
             .args(["--partitions", &spec.partitions.to_string()])
             .args(spec.tls.then_some("--tls"))
             .stdin(Stdio::piped())

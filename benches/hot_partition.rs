@@ -190,6 +190,9 @@ struct Args {
     /// Internal (broker mode).
     #[arg(long, hide = true)]
     tls: bool,
+    /// Internal (broker mode): topics served.
+    #[arg(long, hide = true, default_value_t = 1)]
+    topics: usize,
     /// Internal: run one consumer of the group (see `consumer.rs`).
     #[arg(long, hide = true)]
     consumer: bool,
@@ -208,6 +211,7 @@ fn main() {
             broker,
             &ServeSpec {
                 brokers: args.brokers,
+                topics: args.topics,
                 topic: args.topic.clone(),
                 partitions: args.partitions,
                 tls: args.tls,
@@ -505,6 +509,7 @@ fn run_one(
             broker,
             &ServeSpec {
                 brokers: args.brokers,
+                topics: 1,
                 topic: topic.clone(),
                 partitions: args.partitions,
                 tls: false,

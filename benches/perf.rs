@@ -188,9 +188,13 @@ struct Args {
     /// Topic to produce to (created with `--partitions` if missing).
     #[arg(long, default_value = "perf")]
     topic: String,
-    /// Partitions of the topic.
+    /// Partitions of the topic (of each topic, with `--topics`).
     #[arg(long, default_value_t = 6)]
     partitions: i32,
+    /// Spread the records over this many topics (`TOPIC-0`, `TOPIC-1`,
+    /// ...), record by record in turn; 1 uses `--topic` itself.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    topics: u16,
     /// Records to produce (consume mode: to write, then read back).
     #[arg(long, default_value_t = 1_000_000, conflicts_with = "duration")]
     records: u64,
@@ -329,9 +333,15 @@ fn serve_spec(args: &Args) -> ServeSpec {
     ServeSpec {
         brokers: args.brokers,
         topic: args.topic.clone(),
+        topics: usize::from(args.topics),
         partitions: args.partitions,
         tls: args.tls,
     }
+}
+
+/// The topics records go to, in turn.
+fn topic_names(args: &Args) -> Vec<String> {
+    broker::topic_names(&args.topic, usize::from(args.topics))
 }
 
 // ---------------------------------------------------------------- payloads
@@ -624,7 +634,7 @@ impl Report {
         format!(
             concat!(
                 "{{\"label\":\"{}\",\"client\":\"{}\",\"size\":{},\"compression\":\"{}\",\"level\":{},",
-                "\"acks\":\"{:?}\",\"idempotence\":{},\"linger_ms\":{},\"batch_size\":{},\"partitions\":{},",
+                "\"acks\":\"{:?}\",\"idempotence\":{},\"linger_ms\":{},\"batch_size\":{},\"partitions\":{},\"topics\":{},",
                 "\"keys\":\"{}\",\"sent\":{},\"acked\":{},\"errors\":{},\"seconds\":{:.4},",
                 "\"records_per_sec\":{:.1},\"mb_per_sec\":{:.3},\"cpu_seconds\":{:.4},",
                 "\"cpu_us_per_record\":{:.4},\"peak_rss_kb\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},",
@@ -640,6 +650,7 @@ impl Report {
             args.linger_ms,
             args.batch_size,
             args.partitions,
+            args.topics,
             args.key_pattern,
             self.sent,
             self.acked,
@@ -805,7 +816,7 @@ fn run(args: &Args) -> Result<Report, BoxError> {
     })
 }
 
-/// Creates the topic on an external cluster, unless it exists.
+/// Creates the topics on an external cluster, unless they exist.
 fn create_topic(args: &Args, bootstrap: &str) -> Result<(), BoxError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -815,10 +826,11 @@ fn create_topic(args: &Args, bootstrap: &str) -> Result<(), BoxError> {
             smartkafka::ClientConfig::new(bootstrap).client_id("perf"),
         )
         .await?;
-        match admin
-            .create_topics(&[smartkafka::NewTopic::new(&args.topic, args.partitions)])
-            .await
-        {
+        let topics: Vec<smartkafka::NewTopic> = topic_names(args)
+            .iter()
+            .map(|topic| smartkafka::NewTopic::new(topic, args.partitions))
+            .collect();
+        match admin.create_topics(&topics).await {
             Ok(()) => Ok(()),
             Err(e)
                 if e.kafka_code()
@@ -991,15 +1003,13 @@ fn run_smartkafka(
             });
         }
         let producer = builder.build().await?;
-        // Warm the topic's metadata so the first send does not wait for it.
-        producer
-            .send(
-                Record::new(args.topic.as_str())
-                    .key("warm-up")
-                    .value("warm-up"),
-            )
-            .await?
-            .await?;
+        // Warm the topics' metadata so the first send does not wait for it.
+        for topic in topic_names(args) {
+            producer
+                .send(Record::new(topic).key("warm-up").value("warm-up"))
+                .await?
+                .await?;
+        }
         let bar = progress_bar(args, Arc::clone(progress));
         if args.delivery == Delivery::Callback {
             return produce_tagged(args, payloads, progress, &producer, &tally, bar).await;
@@ -1047,9 +1057,9 @@ fn run_smartkafka(
             let chunk = std::mem::replace(&mut chunks[lane], Vec::with_capacity(CHUNK));
             let _ = lanes[lane].send(chunk);
         };
-        // One shared topic name for every record, as an application that
-        // produces to a known topic would hold it.
-        let topic = Topic::from(args.topic.as_str());
+        // One shared name per topic for every record, as an application
+        // that produces to known topics would hold them.
+        let topics: Vec<Topic> = topic_names(args).into_iter().map(Topic::from).collect();
         let mut i = 0u64;
         while !stop.done(i) {
             if let Some(pause) = stop.pause(i) {
@@ -1063,6 +1073,7 @@ fn run_smartkafka(
                 // thread's sleep is finer than tokio's 1 ms timer.
                 std::thread::sleep(pause);
             }
+            let topic = &topics[(i % topics.len() as u64) as usize];
             let mut record = Record::new(topic.clone()).value(payloads.value(i).clone());
             if let Some(key) = payloads.key(i) {
                 record = record.key(key.clone());
@@ -1077,6 +1088,7 @@ fn run_smartkafka(
                             hand_over(&mut chunks, lane);
                         }
                     }
+                    let topic = &topics[(i % topics.len() as u64) as usize];
                     let mut record = Record::new(topic.clone()).value(payloads.value(i).clone());
                     if let Some(key) = payloads.key(i) {
                         record = record.key(key.clone());
@@ -1152,10 +1164,11 @@ async fn produce_tagged(
     let (cpu0, _) = rusage();
     let start = Instant::now();
     let stop = Stop::new(args, start);
-    // One shared topic name for every record, as an application that
-    // produces to a known topic would hold it.
-    let topic = Topic::from(args.topic.as_str());
+    // One shared name per topic for every record, as an application that
+    // produces to known topics would hold them.
+    let topics: Vec<Topic> = topic_names(args).into_iter().map(Topic::from).collect();
     let record = |i: u64| {
+        let topic = &topics[(i % topics.len() as u64) as usize];
         let record = Record::new(topic.clone()).value(payloads.value(i).clone());
         match payloads.key(i) {
             Some(key) => record.key(key.clone()),
@@ -1343,16 +1356,19 @@ fn run_rdkafka(
     let producer: ThreadedProducer<Tally> = config.create_with_context(context)?;
     // Connect and learn the topic before the clock starts, then deliver one
     // record so the producer id is in place too.
-    producer
-        .client()
-        .fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
-    producer
-        .send(
-            BaseRecord::with_opaque_to(&args.topic, 0usize)
-                .key("warm-up")
-                .payload("warm-up"),
-        )
-        .map_err(|(e, _)| e)?;
+    let topics = topic_names(args);
+    for topic in &topics {
+        producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        producer
+            .send(
+                BaseRecord::with_opaque_to(topic, 0usize)
+                    .key("warm-up")
+                    .payload("warm-up"),
+            )
+            .map_err(|(e, _)| e)?;
+    }
     producer.flush(Timeout::After(Duration::from_secs(10)))?;
     producer.context().take();
     let bar = progress_bar(args, Arc::clone(progress));
@@ -1368,7 +1384,8 @@ fn run_rdkafka(
         }
         let value = payloads.value(i);
         let sent = Instant::now().saturating_duration_since(origin).as_nanos() as usize;
-        let mut record = BaseRecord::with_opaque_to(&args.topic, sent).payload(&value[..]);
+        let topic = &topics[(i % topics.len() as u64) as usize];
+        let mut record = BaseRecord::with_opaque_to(topic, sent).payload(&value[..]);
         if let Some(key) = payloads.key(i) {
             record = record.key(&key[..]);
         }

@@ -123,7 +123,15 @@ pub struct BatchBuilder {
     compressor: Compressor,
     /// Compressed output of the last sealed batch, reused between batches.
     compressed: Vec<u8>,
+    /// Uncompressed size of the last batch sealed (0 before the first):
+    /// the next batch's buffer starts at twice this, so a partition that
+    /// sends small batches holds small buffers.
+    last_size: usize,
 }
+
+/// Room a builder asks for its first batch (or after small ones); the
+/// buffer grows as records arrive, up to the batch size.
+const START_CAPACITY: usize = 4096;
 
 impl std::fmt::Debug for BatchBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -149,6 +157,7 @@ impl BatchBuilder {
             record_count: 0,
             compressor: Compressor::new(),
             compressed: Vec::new(),
+            last_size: 0,
         };
         builder.reset(base_timestamp);
         builder
@@ -167,8 +176,18 @@ impl BatchBuilder {
 
     /// [`reset`](Self::reset), taking the buffer for the new batch from
     /// `pool` when the builder's own went out with the last sealed batch.
+    ///
+    /// The room asked for follows the batches this builder sealed: twice
+    /// the last one's size, at least 4 KiB, at most the batch size. A
+    /// producer over thousands of partitions, each sealing a few records
+    /// per linger, then holds kilobytes per partition rather than a whole
+    /// batch size each; a busy partition's batches fill the batch size and
+    /// get full-size buffers from the second batch on.
     pub fn reset_from(&mut self, base_timestamp: i64, pool: Option<&mut BufferPool>) {
-        let wanted = self.config.soft_limit();
+        let wanted = self
+            .config
+            .soft_limit()
+            .min(self.last_size.saturating_mul(2).max(START_CAPACITY));
         if self.buf.capacity() < wanted {
             match pool.and_then(|pool| pool.take(wanted)) {
                 Some(buf) => self.buf = buf,
@@ -327,6 +346,7 @@ impl BatchBuilder {
             return Err(RecordsError::EmptyBatch);
         }
         let uncompressed_size = self.buf.len();
+        self.last_size = uncompressed_size;
         let mut codec = self.config.compression;
         let mut bytes = None;
         if codec != Compression::None {

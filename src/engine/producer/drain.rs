@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::identity::identity_of;
 use super::interface::{Acks, Transmit};
 use super::outcome::records_error;
-use super::{Engine, InFlight, InFlightBatch};
+use super::{Engine, InFlight, InFlightBatch, earliest_after};
 use crate::engine::accumulator::{PartitionQueue, PendingRecord, Stamp};
 use crate::engine::idempotence::ProducerIdentity;
 use crate::record::Topic;
@@ -62,29 +62,44 @@ impl Engine {
         }
     }
 
+    /// Sends what is ready, and leaves in [`Deadlines::send`](super::Deadlines)
+    /// when the first partition left behind becomes ready by time: the
+    /// partitions not ready now are measured in the same walk, the ones
+    /// drained once their batches are taken.
     pub(super) fn drain(&mut self, now: Instant) {
         let Some((identity, resolving_only)) = self.drain_mode() else {
+            self.deadlines.send = self.send_deadline_by_scan();
             return;
         };
         let hurry = self.buffer_blocked;
         let limit = self.partition_in_flight_limit();
+        let linger = self.config.linger;
         let transactional = self.txn.is_some();
         let mut ready: BTreeMap<i32, Vec<(Topic, i32)>> = BTreeMap::new();
         let mut leaderless = false;
+        let mut send_at: Option<Instant> = None;
+        let mut emptied: Vec<(Topic, usize)> = Vec::new();
         for (topic, tq) in &self.topics {
             let Some(info) = self.metadata.topic(topic) else {
+                for (_, pq) in tq.active() {
+                    send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
+                }
                 continue;
             };
-            for (p, pq) in tq.partitions.iter().enumerate() {
-                if pq.is_empty()
-                    || !pq.ready(now, self.config.linger, self.flush_mark, hurry, limit)
-                {
+            for (p, pq) in tq.active() {
+                if pq.is_empty() {
+                    emptied.push((topic.clone(), p));
+                    continue;
+                }
+                if !pq.ready(now, linger, self.flush_mark, hurry, limit) {
+                    send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
                     continue;
                 }
                 // A transaction's partition sends once the coordinator added it.
                 if let Some(txn) = &self.txn
                     && !txn.may_send(topic, p as i32)
                 {
+                    send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
                     continue;
                 }
                 // While a bump waits, only partitions holding a possibly
@@ -100,6 +115,7 @@ impl Engine {
                             .iter()
                             .any(|b| b.maybe_persisted && b.stamp.map(identity_of) == identity))
                 {
+                    send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
                     continue;
                 }
                 let partition = p as i32;
@@ -108,7 +124,10 @@ impl Engine {
                         .entry(leader)
                         .or_default()
                         .push((topic.clone(), partition)),
-                    None => leaderless = true,
+                    None => {
+                        send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
+                        leaderless = true;
+                    }
                 }
             }
         }
@@ -116,6 +135,12 @@ impl Engine {
             self.metadata.want_leader();
             self.poll_metadata(now);
         }
+        for (topic, p) in emptied {
+            if let Some(tq) = self.topics.get_mut(&topic) {
+                tq.active.remove(&p);
+            }
+        }
+        let drained: Vec<(Topic, i32)> = ready.values().flatten().cloned().collect();
         for (node, candidates) in ready {
             let Some(addr) = self.metadata.broker_address(node).map(str::to_string) else {
                 self.metadata.request_refresh();
@@ -187,6 +212,16 @@ impl Engine {
                 self.send_produce(now, node, &addr, batches);
             }
         }
+        for (topic, partition) in drained {
+            if let Some(pq) = self
+                .topics
+                .get(&topic)
+                .and_then(|tq| tq.partitions.get(partition as usize))
+            {
+                send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
+            }
+        }
+        self.deadlines.send = send_at;
     }
 
     pub(super) fn send_produce(
@@ -247,9 +282,13 @@ impl Engine {
         topic: &str,
         partition: i32,
     ) -> Option<&mut PartitionQueue> {
-        self.topics
-            .get_mut(topic)
-            .and_then(|tq| tq.partitions.get_mut(usize::try_from(partition).ok()?))
+        // Whoever asks may put a batch back: the partition counts as
+        // active until `expire` finds it empty.
+        let tq = self.topics.get_mut(topic)?;
+        let index = usize::try_from(partition).ok()?;
+        let pq = tq.partitions.get_mut(index)?;
+        tq.active.insert(index);
+        Some(pq)
     }
 }
 

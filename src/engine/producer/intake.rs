@@ -10,7 +10,7 @@ use super::deadline_after;
 use super::identity::identity_of;
 use super::interface::{BufferOwner, Event, Transmit};
 use super::outcome::records_error;
-use super::{Engine, TopicQueues, Waiting, sticky_switch_due};
+use super::{Engine, TopicQueues, Waiting, earliest, earliest_after, sticky_switch_due};
 use crate::engine::accumulator::{Incoming, PartitionQueue, PendingRecord, Stamp};
 use crate::engine::idempotence::BumpReason;
 use crate::engine::partitioner::{PartitionView, Partitioner, check_explicit};
@@ -315,6 +315,7 @@ impl Engine {
             return;
         };
         let count = info.partitions.len();
+        let in_flight_limit = self.partition_in_flight_limit();
         if !self.topics.contains_key(&key) {
             self.topics.insert(key.clone(), TopicQueues::default());
         }
@@ -357,6 +358,11 @@ impl Engine {
             reserved: w.reserved,
         };
         let pq = &mut tq.partitions[index];
+        if pq.is_empty() {
+            tq.active.insert(index);
+            // The batch this record opens is the partition's oldest.
+            self.deadlines.oldest_batch = earliest(self.deadlines.oldest_batch, Some(now));
+        }
         let keyless = w.record.partition.is_none() && w.record.key.is_none();
         let at_batch_boundary = !pq.has_open_batch();
         match pq.append(
@@ -367,6 +373,12 @@ impl Engine {
             &mut self.spare_buffers,
         ) {
             Ok((sealed_full, lost)) => {
+                // A batch opened here lingers from now on.
+                self.deadlines.send = earliest_after(
+                    now,
+                    self.deadlines.send,
+                    pq.ready_at(self.config.linger, in_flight_limit),
+                );
                 if let Some(txn) = self.txn.as_mut() {
                     txn.record_partition(&w.record.topic, partition);
                 }
@@ -405,10 +417,17 @@ impl Engine {
         let Some(cutoff) = now.checked_sub(self.config.delivery_timeout) else {
             return;
         };
+        // Nothing was created early enough to expire: no pass needed.
+        if self.deadlines.oldest_batch.is_none_or(|c| c > cutoff) {
+            return;
+        }
         let mut expired: Vec<(Topic, i32, Vec<PendingRecord>, bool)> = Vec::new();
         let mut holes: Vec<Stamp> = Vec::new();
         for (topic, tq) in &mut self.topics {
-            for (p, pq) in tq.partitions.iter_mut().enumerate() {
+            for &p in &tq.active {
+                let Some(pq) = tq.partitions.get_mut(p) else {
+                    continue;
+                };
                 while let Some((records, maybe, stamp)) = pq.expire_front(cutoff) {
                     holes.extend(stamp);
                     expired.push((topic.clone(), p as i32, records, maybe));
@@ -430,6 +449,7 @@ impl Engine {
                 }
             }
         }
+        self.deadlines.oldest_batch = self.oldest_batch_by_scan();
         for (topic, partition, records, maybe) in expired {
             // In-flight batches keep their buffer bytes until the response.
             if !maybe || !self.is_in_flight_batch(&topic, partition, &records) {

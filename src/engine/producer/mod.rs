@@ -82,7 +82,7 @@
 //! | `outcome` | what a Produce answer means per batch: delivered, retried, failed, sequence holes |
 //! | `identity` | the producer id and epoch, transactions, the fatal state |
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::compression::Compression;
@@ -138,6 +138,55 @@ struct TopicQueues {
     /// Per partition, the keyless bytes appended since the sticky
     /// partitioner last moved on from it (KIP-794; see [`sticky_switch_due`]).
     keyless_bytes: Vec<u64>,
+    /// The partitions that may hold records waiting to be sent: every
+    /// partition that is not empty is in here (an append or a requeue puts
+    /// it in), and the drain pass takes out the ones it finds empty. The
+    /// drain pass, which runs on every input, walks these instead of every
+    /// partition of the topic, so a producer over thousands of partitions
+    /// pays for the ones in use; expiry and the next timer come from
+    /// [`Deadlines`] without a walk.
+    active: BTreeSet<usize>,
+}
+
+impl TopicQueues {
+    /// The partitions that may hold records, in partition order.
+    fn active(&self) -> impl Iterator<Item = (usize, &PartitionQueue)> {
+        self.active
+            .iter()
+            .filter_map(|&p| self.partitions.get(p).map(|pq| (p, pq)))
+    }
+}
+
+/// The engine's timer table for what lives in the partitions: per kind,
+/// the next instant something of that kind is due, kept by the passes and
+/// inputs that change it, so that [`Engine::poll_timeout`] reads two values
+/// instead of walking every partition and every batch in flight. Each entry
+/// may be early (a wake-up that finds nothing to do) but never late.
+#[derive(Debug, Default, Clone, Copy)]
+struct Deadlines {
+    /// When the next partition becomes sendable by time alone (its linger
+    /// ends, or its retry backoff): set by every drain pass from the
+    /// partitions it saw, lowered by appends that open a batch.
+    send: Option<Instant>,
+    /// No batch waiting or in flight was created before this: expiry has
+    /// nothing to do until it is `delivery_timeout` old. Lowered by every
+    /// append, made exact by every expiry pass that runs.
+    oldest_batch: Option<Instant>,
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// [`earliest`] of `a` and `b`, counting `b` only when it is after `now`:
+/// a partition ready now is the drain pass's business, not a timer's, and
+/// must not hide the later deadlines of the others.
+fn earliest_after(now: Instant, a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    earliest(a, b.filter(|&t| t > now))
 }
 
 /// KIP-794's rule for moving a sticky partition on: once at least
@@ -210,6 +259,8 @@ pub(crate) struct Engine {
     hot_topic: Option<(Topic, Topic)>,
     /// Buffers of acknowledged batches, for new batches to be encoded into.
     spare_buffers: BufferPool,
+    /// The next deadlines that live in the partitions (see [`Deadlines`]).
+    deadlines: Deadlines,
 }
 
 /// Spare batch buffers are kept up to this many requests' worth (the
@@ -262,6 +313,7 @@ impl Engine {
                 .map(|id| Transactions::new(id, config.transaction_timeout, config.retry_backoff)),
             last_token: 0,
             hot_topic: None,
+            deadlines: Deadlines::default(),
             spare_buffers: {
                 let each = config.batch_size.min(config.max_request_size).max(1);
                 let bytes =
@@ -357,8 +409,22 @@ impl Engine {
 
     /// The next instant at which time alone would make the engine act.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let next = self.next_deadline(
+            self.deadlines.send,
+            self.deadlines
+                .oldest_batch
+                .map(|c| c + self.config.delivery_timeout),
+        );
+        #[cfg(test)]
+        self.check_deadlines(next);
+        next
+    }
+
+    /// The earliest of the timers: the waiting records', the two kinds kept
+    /// in [`Deadlines`] (`send`, `expiry`) and the metadata, producer id and
+    /// transaction state machines'.
+    fn next_deadline(&self, send: Option<Instant>, expiry: Option<Instant>) -> Option<Instant> {
         let now = self.now?;
-        let limit = self.partition_in_flight_limit();
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| {
             if t > now {
@@ -368,20 +434,11 @@ impl Engine {
         for w in &self.waiting {
             consider(w.deadline);
         }
-        for tq in self.topics.values() {
-            for pq in &tq.partitions {
-                if let Some(t) = pq.ready_at(self.config.linger, limit) {
-                    consider(t);
-                }
-                if let Some(c) = pq.oldest_created() {
-                    consider(c + self.config.delivery_timeout);
-                }
-            }
+        if let Some(t) = send {
+            consider(t);
         }
-        for request in self.in_flight.values() {
-            for b in request.batches.iter().filter(|b| !b.resolved) {
-                consider(b.batch.created + self.config.delivery_timeout);
-            }
+        if let Some(t) = expiry {
+            consider(t);
         }
         if let Some(t) = self.metadata.next_deadline(now) {
             consider(t.max(now + Duration::from_millis(1)));
@@ -397,6 +454,55 @@ impl Engine {
             consider(t.max(now + Duration::from_millis(1)));
         }
         next
+    }
+
+    /// When the first partition holding records becomes sendable by time
+    /// alone, found by walking them (the drain pass keeps this in
+    /// [`Deadlines::send`] without a walk of its own).
+    fn send_deadline_by_scan(&self) -> Option<Instant> {
+        let now = self.now?;
+        let limit = self.partition_in_flight_limit();
+        self.topics
+            .values()
+            .flat_map(TopicQueues::active)
+            .filter_map(|(_, pq)| pq.ready_at(self.config.linger, limit))
+            .filter(|&t| t > now)
+            .min()
+    }
+
+    /// When the oldest batch waiting or in flight was created, found by
+    /// walking them.
+    fn oldest_batch_by_scan(&self) -> Option<Instant> {
+        let queued = self
+            .topics
+            .values()
+            .flat_map(TopicQueues::active)
+            .filter_map(|(_, pq)| pq.oldest_created());
+        let in_flight = self
+            .in_flight
+            .values()
+            .flat_map(|r| r.batches.iter())
+            .filter(|b| !b.resolved)
+            .map(|b| b.batch.created);
+        queued.chain(in_flight).min()
+    }
+
+    /// Tests: the timer table is never later than a walk over every
+    /// partition and batch in flight would find (a late timer would leave
+    /// a lingering batch or an expiry waiting for the next input).
+    #[cfg(test)]
+    fn check_deadlines(&self, next: Option<Instant>) {
+        let walked = self.next_deadline(
+            self.send_deadline_by_scan(),
+            self.oldest_batch_by_scan()
+                .map(|c| c + self.config.delivery_timeout),
+        );
+        if let Some(walked) = walked {
+            assert!(
+                next.is_some_and(|n| n <= walked),
+                "timer table {next:?} is later than the walk's {walked:?}"
+            );
+        }
     }
 
     /// A snapshot of the counters; the per-partition and per-broker tables
@@ -433,6 +539,22 @@ impl Engine {
         self.poll_producer_id(now);
         self.drain(now);
         self.poll_transactions(now);
+        #[cfg(test)]
+        self.check_active_partitions();
+    }
+
+    /// Tests: every partition holding records is in its topic's active set
+    /// (a partition left out would never send and never time out).
+    #[cfg(test)]
+    fn check_active_partitions(&self) {
+        for (topic, tq) in &self.topics {
+            for (p, pq) in tq.partitions.iter().enumerate() {
+                assert!(
+                    pq.is_empty() || tq.active.contains(&p),
+                    "{topic}-{p} holds records but is not in the active set"
+                );
+            }
+        }
     }
 }
 

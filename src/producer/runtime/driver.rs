@@ -7,7 +7,7 @@
 //!   ┌───────────────────────────▼────────────────────────────┐
 //!   │ loop: select { command, response, engine timeout }      │
 //!   │   → engine input → drain outputs:                       │
-//!   │      poll_transmit → Produce: the broker's dispatch task│
+//!   │      poll_transmit → Produce: its broker's queue        │
 //!   │                      other requests: a task each        │
 //!   │      poll_event    → resolve send / delivery futures    │
 //!   └──────────────┬──────────────────────────▲──────────────┘
@@ -27,19 +27,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::ProduceResponse;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::producer::runtime::buffer_gate::BufferGate;
-use crate::producer::runtime::outbound::{Outbound, WireSizes};
+use crate::producer::runtime::dispatch::{ProduceJob, ProduceQueues};
+use crate::producer::runtime::outbound::Outbound;
+use crate::producer::runtime::response::Response;
 
 use crate::clock;
-use crate::engine::{
-    Engine, EngineConfig, Event, ProducerStats, SendFailure, Transmit, TxnAnswer, TxnOp,
-};
+use crate::engine::{Engine, EngineConfig, Event, ProducerStats, Transmit, TxnOp};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
-use crate::net::connection::{BrokerConnection, PendingResponse};
 use crate::net::pool::BrokerPool;
 use crate::producer::DeliveryCallback;
 use crate::producer::runtime::inbox::{self, InboxReceiver, InboxSender};
@@ -143,164 +141,6 @@ pub(crate) enum Command {
     },
 }
 
-enum Response {
-    Produce {
-        id: u64,
-        result: Result<ProduceResponse, SendFailure>,
-    },
-    Metadata {
-        id: u64,
-        result: Result<ClusterMetadata, Error>,
-    },
-    InitProducerId {
-        id: u64,
-        result: Result<(i16, i64, i16), Error>,
-    },
-    Txn {
-        id: u64,
-        result: Result<TxnAnswer, Error>,
-    },
-    /// Sizes of request `id`'s batches as compressed on the way out; sent
-    /// before the request is written, so before its answer.
-    WireSizes { id: u64, sizes: WireSizes },
-}
-
-/// A Produce request on its way to one broker.
-struct ProduceJob {
-    id: u64,
-    addr: String,
-    request: kafka_protocol::messages::ProduceRequest,
-    expects_response: bool,
-}
-
-/// The answer to one Produce request, in the order the requests were
-/// written to the broker.
-enum Answer {
-    /// Written; the broker's answer is still to come.
-    Awaited(
-        u64,
-        PendingResponse<kafka_protocol::messages::ProduceRequest>,
-    ),
-    /// Known already (not written, or written without an answer).
-    Ready(u64, Result<ProduceResponse, SendFailure>),
-}
-
-/// Hands one broker's Produce answers to the driver in the order their
-/// requests were written. The broker answers in that order on a
-/// connection; awaiting them one by one keeps it, so the records of a
-/// partition are reported in send order (a task per answer would race).
-async fn forward_answers(
-    mut answers: mpsc::UnboundedReceiver<Answer>,
-    responses: mpsc::UnboundedSender<Response>,
-) {
-    while let Some(answer) = answers.recv().await {
-        let (id, result) = match answer {
-            Answer::Awaited(id, pending) => (
-                id,
-                pending.wait().await.map_err(|error| SendFailure {
-                    // A connection re-authenticates only once every request
-                    // written before has been answered, and holds back the
-                    // ones that come meanwhile: a request that fails with
-                    // the re-authentication's refusal was never written.
-                    written: !matches!(error.kind(), ErrorKind::Authentication),
-                    error,
-                }),
-            ),
-            Answer::Ready(id, result) => (id, result),
-        };
-        let _ = responses.send(Response::Produce { id, result });
-    }
-}
-
-/// Writes one broker's Produce requests in the order the engine drained
-/// them (idempotent sequences depend on it), without waiting for one answer
-/// before writing the next; the answers go through `answers`, in order.
-async fn dispatch_produce(
-    node: i32,
-    mut jobs: mpsc::UnboundedReceiver<ProduceJob>,
-    connections: Arc<BrokerPool>,
-    responses: mpsc::UnboundedSender<Response>,
-    answers: mpsc::UnboundedSender<Answer>,
-    outbound: Option<Outbound>,
-    busy: Arc<std::sync::atomic::AtomicUsize>,
-) {
-    while let Some(mut job) = jobs.recv().await {
-        let id = job.id;
-        if let Some(outbound) = outbound {
-            match outbound.compress(std::mem::take(&mut job.request)).await {
-                Ok((request, sizes)) => {
-                    job.request = request;
-                    if !sizes.is_empty() {
-                        let _ = responses.send(Response::WireSizes { id, sizes });
-                    }
-                }
-                Err(error) => {
-                    let failure = SendFailure {
-                        error,
-                        written: false,
-                    };
-                    let _ = answers.send(Answer::Ready(id, Err(failure)));
-                    busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                    continue;
-                }
-            }
-        }
-        match connections.connect_at(node, &job.addr).await {
-            Ok(conn) => write_produce(&conn, &job, &answers),
-            Err(error) => {
-                let failure = SendFailure {
-                    error,
-                    written: false,
-                };
-                let _ = answers.send(Answer::Ready(id, Err(failure)));
-            }
-        }
-        // Done with this job: the driver may write directly again once
-        // nothing is queued here.
-        busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
-/// Queues one Produce request on `conn`; its answer joins `answers`.
-fn write_produce(
-    conn: &BrokerConnection,
-    job: &ProduceJob,
-    answers: &mpsc::UnboundedSender<Answer>,
-) {
-    let id = job.id;
-    let answer = if !job.expects_response {
-        let result = conn
-            .send_without_response(&job.request)
-            .map(|()| ProduceResponse::default())
-            .map_err(|error| SendFailure {
-                error,
-                written: true,
-            });
-        Answer::Ready(id, result)
-    } else {
-        match conn.begin(&job.request) {
-            Ok(pending) => Answer::Awaited(id, pending),
-            // Not queued on the connection: nothing was written.
-            Err(error) => Answer::Ready(
-                id,
-                Err(SendFailure {
-                    error,
-                    written: false,
-                }),
-            ),
-        }
-    };
-    let _ = answers.send(answer);
-}
-
-/// One broker's dispatch queue.
-struct ProduceQueue {
-    jobs: mpsc::UnboundedSender<ProduceJob>,
-    /// The broker's answers, in write order (see `forward_answers`).
-    answers: mpsc::UnboundedSender<Answer>,
-    busy: Arc<std::sync::atomic::AtomicUsize>,
-}
-
 /// What producer handles share with the driver.
 pub(crate) struct DriverHandle {
     pub(crate) commands: InboxSender<Command>,
@@ -379,6 +219,7 @@ pub(crate) fn spawn(
     let (responses, response_rx) = mpsc::unbounded_channel();
     let driver = Driver {
         engine: Engine::new(engine),
+        produce_queues: ProduceQueues::new(Arc::clone(&pool), responses.clone(), outbound),
         connections: pool,
         responses,
         response_rx,
@@ -400,8 +241,6 @@ pub(crate) fn spawn(
         ready_waiters: Vec::new(),
         fatal: None,
         unreachable: None,
-        produce_queues: BTreeMap::new(),
-        outbound,
         accept_waiters: BTreeMap::new(),
         reports: Vec::new(),
         reporter,
@@ -459,11 +298,7 @@ struct Driver {
     txn_waiters: BTreeMap<u64, oneshot::Sender<Result<(), Error>>>,
     next_txn_op: u64,
     /// Per broker, the ordered queue of its Produce requests.
-    /// With the number of its requests not yet queued on the connection
-    /// (waiting in the queue or being handled by the dispatch task).
-    produce_queues: BTreeMap<i32, ProduceQueue>,
-    /// The codec batches are compressed with on the way out, if any.
-    outbound: Option<Outbound>,
+    produce_queues: ProduceQueues,
     /// Senders waiting for their record's acceptance, by token (few: only
     /// records whose topic was not known yet).
     accept_waiters: BTreeMap<u64, AcceptReply>,
@@ -861,60 +696,15 @@ impl Driver {
                 addr,
                 request,
                 expects_response,
-            } => {
-                let job = ProduceJob {
+            } => self.produce_queues.send(
+                node,
+                ProduceJob {
                     id,
                     addr,
                     request,
                     expects_response,
-                };
-                let outbound = self.outbound;
-                let queue = self.produce_queues.entry(node).or_insert_with(|| {
-                    let (jobs, rx) = mpsc::unbounded_channel();
-                    let (answers, answers_rx) = mpsc::unbounded_channel();
-                    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-                    tokio::spawn(forward_answers(answers_rx, responses.clone()));
-                    tokio::spawn(dispatch_produce(
-                        node,
-                        rx,
-                        Arc::clone(&connections),
-                        responses.clone(),
-                        answers.clone(),
-                        outbound,
-                        Arc::clone(&busy),
-                    ));
-                    ProduceQueue {
-                        jobs,
-                        answers,
-                        busy,
-                    }
-                });
-                // Nothing to compress, nothing queued before it and the
-                // connection open: write it from here, which saves a hop
-                // through the dispatch task (encoding a Produce request
-                // copies no batch, so it costs the driver little). Only the
-                // driver adds jobs, so an idle queue stays idle until this
-                // returns.
-                if outbound.is_none()
-                    && queue.busy.load(std::sync::atomic::Ordering::Acquire) == 0
-                    && let Some(conn) = connections.cached(node)
-                {
-                    write_produce(&conn, &job, &queue.answers);
-                    return;
-                }
-                queue.busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                if let Err(mpsc::error::SendError(job)) = queue.jobs.send(job) {
-                    queue.busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                    let failure = SendFailure {
-                        error: Error::new(ErrorKind::Closed, "the producer is closing"),
-                        written: false,
-                    };
-                    let _ = responses.send(Response::Produce {
-                        id: job.id,
-                        result: Err(failure),
-                    });
-                }
-            }
+                },
+            ),
             Transmit::InitProducerId {
                 id,
                 node,

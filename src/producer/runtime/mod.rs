@@ -3,6 +3,9 @@
 //!
 //! - `driver`: the task that owns the engine, turns its transmits into
 //!   requests on the broker pool and feeds the answers back;
+//! - `dispatch`: the ordered Produce queue of each broker, and the answers
+//!   in write order;
+//! - `response`: what those tasks report to the driver, on one channel;
 //! - `inbox`: the segmented command queue from the handles to the driver;
 //! - `buffer_gate`: `buffer_memory` back-pressure on the sending side;
 //! - `token_ring`: the driver's table of unsettled records;
@@ -24,8 +27,10 @@
 //! | close | the driver (its deadline, then `Engine::abort`) | handles see the commands channel close |
 
 pub(crate) mod buffer_gate;
+pub(crate) mod dispatch;
 pub(crate) mod driver;
 pub(crate) mod inbox;
 pub(crate) mod outbound;
 pub(crate) mod reporter;
+pub(crate) mod response;
 pub(crate) mod token_ring;

@@ -95,11 +95,7 @@ pub(crate) struct FetchSession {
 
 /// The epoch after `epoch`, wrapping from `i32::MAX` to 1.
 pub(crate) fn next_epoch(epoch: i32) -> i32 {
-    if epoch >= i32::MAX || epoch < 0 {
-        1
-    } else {
-        epoch + 1
-    }
+    epoch.checked_add(1).filter(|e| *e > 0).unwrap_or(1)
 }
 
 impl FetchSession {

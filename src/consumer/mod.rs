@@ -29,6 +29,9 @@ mod consumed;
 mod coordinator;
 #[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
 mod decode;
+// Session state for the fetcher; not yet used by the fetch path.
+#[cfg_attr(not(test), allow(dead_code))]
+mod fetch_session;
 #[cfg(feature = "tokio-runtime")]
 mod fetcher;
 mod group_config;

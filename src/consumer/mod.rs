@@ -29,8 +29,8 @@ mod consumed;
 mod coordinator;
 #[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
 mod decode;
-// Session state for the fetcher; not yet used by the fetch path.
-#[cfg_attr(not(test), allow(dead_code))]
+// Fetch sessions (KIP-227); only the tokio fetch path uses them.
+#[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
 mod fetch_session;
 #[cfg(feature = "tokio-runtime")]
 mod fetcher;

@@ -154,6 +154,14 @@ impl FetchSession {
         self.builds += 1;
     }
 
+    /// Ends the session on the client's side when it closes: returns the id
+    /// to close at the broker (a Fetch with epoch -1), if there is one.
+    pub(crate) fn close(&mut self) -> Option<i32> {
+        let id = self.session_id;
+        self.forget();
+        (id > 0 && !self.disabled).then_some(id)
+    }
+
     /// Forgets the session entirely (the broker no longer knows it): the
     /// next request is full with id 0 and epoch 0.
     fn forget(&mut self) {
@@ -513,6 +521,16 @@ mod tests {
         );
         assert!(!s.is_open());
         assert_eq!(s.build(&w, 12).session_id, 0);
+    }
+
+    #[test]
+    fn close_names_the_session_once() {
+        let w = wanted(&[("t", 0, 0)]);
+        let mut s = opened(&w);
+        assert_eq!(s.close(), Some(42));
+        assert_eq!(s.close(), None);
+        assert!(s.build(&w, 12).full);
+        assert_eq!(FetchSession::new(true).close(), None);
     }
 
     #[test]

@@ -238,6 +238,25 @@ impl Fetcher {
         }
     }
 
+    /// Closes fetch session `session_id` at the broker: a Fetch with epoch
+    /// -1 and no partitions, answered at once (KIP-227). Errors are the
+    /// caller's to ignore: the broker evicts a session left behind.
+    pub(crate) async fn close_session(&self, session_id: i32) -> Result<(), Error> {
+        if self
+            .fetch_version()
+            .is_none_or(|v| v < super::fetch_session::MIN_SESSION_VERSION)
+        {
+            return Ok(());
+        }
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(0)
+            .with_session_id(session_id)
+            .with_session_epoch(super::fetch_session::FINAL_EPOCH);
+        self.conn.send(&request).await.map(|_| ())
+    }
+
     /// Looks up an offset (`timestamp`: [`EARLIEST_TIMESTAMP`],
     /// [`LATEST_TIMESTAMP`] or milliseconds) for each of `partitions`
     /// (topic, partition, leader epoch), answering per partition with the

@@ -697,6 +697,33 @@ impl PartitionReader {
         }
     }
 
+    /// Closes the fetch session with every broker that has one (as the Java
+    /// consumer does on close), so that the brokers free their slots at
+    /// once; fetches written ahead are dropped. Waits at most the request
+    /// timeout; a broker not reached evicts the session later.
+    pub(crate) async fn close_fetch_sessions(&mut self) {
+        self.prefetched.clear();
+        let mut closing = Vec::new();
+        for (node, session) in &mut self.sessions {
+            if let Some(id) = session.close()
+                && let Some(fetcher) = self.fetchers.get(node)
+                && !fetcher.is_closed()
+            {
+                closing.push((*node, fetcher.close_session(id)));
+            }
+        }
+        let wait = self.config.client.request_timeout;
+        for (node, close) in closing {
+            match tokio::time::timeout(wait, close).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(broker = node, error = %e, "closing the fetch session failed")
+                }
+                Err(_) => tracing::debug!(broker = node, "closing the fetch session timed out"),
+            }
+        }
+    }
+
     /// Drops broker `node`'s fetch session (the next Fetch to it is full).
     fn reset_session(&mut self, node: i32) {
         if let Some(session) = self.sessions.get_mut(&node) {

@@ -338,8 +338,12 @@ fn session_topics(partitions: &[(SessionKey, Asked, Told)]) -> Vec<FetchTopic> {
     topics
 }
 
-/// Answers `request` from the logs, waiting for data up to `max_wait_ms`.
+/// Answers `request` from the logs, waiting for data up to `max_wait_ms`
+/// (a request for no partition at all is answered at once, as Kafka does).
 async fn long_poll(ctx: &Ctx<'_>, request: &FetchRequest) -> FetchResponse {
+    if request.topics.iter().all(|t| t.partitions.is_empty()) {
+        return build(ctx, request).0;
+    }
     let mut changes = ctx.shared.data_changed.subscribe();
     let wait =
         Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0)).min(MAX_WAIT_CAP);

@@ -1,7 +1,8 @@
 //! Fetch sessions (KIP-227) between our consumer and the fake cluster's
 //! session cache: incremental requests list only what changed, and a
 //! session evicted, an epoch refused or a partition paused loses and
-//! repeats nothing. Fault scenarios 51-55 of `docs/fault-scenarios.md`.
+//! repeats nothing, and closing the consumer frees its sessions. Fault
+//! scenarios 51-57 of `docs/fault-scenarios.md`.
 //! What the consumer read is compared with what was produced and with
 //! what rust-rdkafka's consumer reads back from the same cluster.
 
@@ -413,5 +414,29 @@ async fn rdkafka_reads_a_broker_with_sessions() {
     assert!(stats.sessionless_requests > 0, "{stats:?}");
     assert_eq!(stats.created, 2, "librdkafka opened sessions: {stats:?}");
     assert_eq!(cluster.fetch_sessions(), 2);
+    assert_read_exactly(&cluster, &produced, &read, &topics, 6).await;
+}
+
+/// Scenario 57: closing the consumer closes its session on every broker
+/// (a Fetch with epoch -1), so that the brokers free the slots at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_consumer_closes_its_sessions() {
+    let topics = ["closing"];
+    let cluster = FakeCluster::builder()
+        .brokers(3)
+        .topic(topics[0], 6)
+        .build()
+        .await;
+    let produced = produce(&cluster, &topics, 6, 0, 5).await;
+    let mut consumer = consumer(&cluster, "sessions-closing", &topics, 6).await;
+    let mut read = Log::new();
+    read_until(&mut consumer, &mut read, 30, Duration::from_secs(10)).await;
+    read_during(&mut consumer, &mut read, Duration::from_millis(300)).await;
+    assert_eq!(cluster.fetch_sessions(), 3);
+
+    consumer.close().await.expect("close");
+    assert_eq!(cluster.fetch_sessions(), 0);
+    let stats = cluster.fetch_session_stats();
+    assert_eq!((stats.created, stats.closed, stats.evicted), (3, 3, 0));
     assert_read_exactly(&cluster, &produced, &read, &topics, 6).await;
 }

@@ -43,6 +43,7 @@ pub struct FakeClusterBuilder {
     tls: Option<TlsOptions>,
     sasl: Option<SaslSettings>,
     groups: GroupConfig,
+    fetch_session_slots: usize,
 }
 
 impl std::fmt::Debug for FakeClusterBuilder {
@@ -57,6 +58,7 @@ impl std::fmt::Debug for FakeClusterBuilder {
             .field("max_transaction_timeout", &self.max_transaction_timeout)
             .field("tls", &self.tls)
             .field("groups", &self.groups)
+            .field("fetch_session_slots", &self.fetch_session_slots)
             .field(
                 "sasl_mechanisms",
                 &self.sasl.as_ref().map(|s| &s.mechanisms),
@@ -78,6 +80,7 @@ impl Default for FakeClusterBuilder {
             tls: None,
             sasl: None,
             groups: GroupConfig::default(),
+            fetch_session_slots: crate::fetch_sessions::DEFAULT_CACHE_SLOTS,
         }
     }
 }
@@ -152,6 +155,16 @@ impl FakeClusterBuilder {
     pub fn group_session_timeout_range(mut self, min: Duration, max: Duration) -> Self {
         self.groups.min_session_timeout = min;
         self.groups.max_session_timeout = max;
+        self
+    }
+
+    /// How many fetch sessions (KIP-227) each broker keeps (Kafka's
+    /// `max.incremental.fetch.session.cache.slots`, 1000 by default); when
+    /// all are taken a new session evicts the least recently used. Zero
+    /// turns sessions off: every Fetch is answered in full with session
+    /// id 0.
+    pub fn fetch_session_cache_slots(mut self, slots: usize) -> Self {
+        self.fetch_session_slots = slots;
         self
     }
 
@@ -273,6 +286,7 @@ impl FakeClusterBuilder {
         }
         let shared = Arc::new(Shared::new(state));
         shared.chaos.set(self.connection_lifetime);
+        shared.fetch_sessions().set_slots(self.fetch_session_slots);
         let material = self.tls.as_ref().map(TlsMaterial::generate);
         let security = Listener {
             tls: material.as_ref().map(|m| m.acceptor.clone()),
@@ -592,6 +606,31 @@ impl FakeCluster {
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.requests().clone()
+    }
+
+    /// Drops every fetch session of every broker, as a broker evicting them
+    /// would: the next incremental Fetch of each gets
+    /// `FETCH_SESSION_ID_NOT_FOUND`. Returns how many were dropped.
+    pub fn evict_fetch_sessions(&self) -> usize {
+        self.shared.fetch_sessions().evict_all()
+    }
+
+    /// How many fetch sessions are open over all brokers.
+    pub fn fetch_sessions(&self) -> usize {
+        self.shared.fetch_sessions().len()
+    }
+
+    /// The fetch session counters: sessions opened, evicted and closed,
+    /// full, incremental and sessionless requests, session errors.
+    pub fn fetch_session_stats(&self) -> crate::FetchSessionStats {
+        self.shared.fetch_sessions().stats()
+    }
+
+    /// How many partitions Fetch requests have listed so far, over every
+    /// broker and request (injected errors aside): with fetch sessions an
+    /// incremental request lists only what changed.
+    pub fn fetch_partitions_listed(&self) -> u64 {
+        self.fetch_session_stats().partitions_listed
     }
 
     /// How many requests of `api_key` have been received so far.

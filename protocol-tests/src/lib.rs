@@ -64,11 +64,19 @@
 //! some right after applying a Produce, and a [`checker`] that compares what
 //! a producer was told with what the log holds.
 //!
+//! Fetch v7+ goes through fetch sessions (KIP-227) as Kafka's session cache
+//! keeps them: bounded per broker
+//! ([`FakeClusterBuilder::fetch_session_cache_slots`]), random ids, epochs
+//! checked, incremental answers naming only partitions with news.
+//! [`FakeCluster::evict_fetch_sessions`] drops them on demand and
+//! [`FakeCluster::fetch_partitions_listed`] counts what requests listed.
+//!
 //! Modules: [`cluster`] (the handle and builder), `server` (accept loops and
 //! connections), `handlers` (one module per API), [`log`] (batch validation
 //! and partition logs, with their transactional side), [`txn`] (transaction
 //! coordinator state), [`group_coordinator`] (consumer group membership),
-//! `state` (shared cluster state), [`faults`],
+//! `state` (shared cluster state), `fetch_sessions` (the fetch session
+//! cache), [`faults`],
 //! [`chaos`], [`checker`] and [`versions`].
 
 #![forbid(unsafe_code)]
@@ -78,6 +86,7 @@ pub mod chaos;
 pub mod checker;
 pub mod cluster;
 pub mod faults;
+mod fetch_sessions;
 pub mod group_coordinator;
 mod handlers;
 pub mod log;
@@ -92,6 +101,7 @@ pub use chaos::ConnectionLifetime;
 pub use checker::{Checker, Outcome, Report};
 pub use cluster::{FakeCluster, FakeClusterBuilder};
 pub use faults::{Fault, FaultAction};
+pub use fetch_sessions::FetchSessionStats;
 pub use group_coordinator::{GroupMemberSnapshot, GroupPhase, GroupSnapshot};
 pub use log::{BatchError, BatchHeader, ControlMarker, ProducerStateRules, StoredRecord};
 pub use state::RequestRecord;

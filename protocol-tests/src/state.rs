@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::chaos::Chaos;
 use crate::faults::FaultRegistry;
+use crate::fetch_sessions::FetchSessionCache;
 use crate::group_coordinator::{CommittedOffset, GroupCoordinator};
 use crate::log::{PartitionLog, ProducerStateRules};
 use crate::txn::Transaction;
@@ -243,6 +244,8 @@ pub(crate) struct Shared {
     pub data_changed: watch::Sender<u64>,
     /// Connection lifetime chaos: the setting and its counters.
     pub chaos: Chaos,
+    /// Every broker's fetch sessions.
+    pub fetch_sessions: Mutex<FetchSessionCache>,
 }
 
 impl Shared {
@@ -253,6 +256,7 @@ impl Shared {
             requests: Mutex::new(Vec::new()),
             data_changed: watch::Sender::new(0),
             chaos: Chaos::default(),
+            fetch_sessions: Mutex::new(FetchSessionCache::default()),
         }
     }
 
@@ -264,6 +268,12 @@ impl Shared {
 
     pub fn faults(&self) -> MutexGuard<'_, FaultRegistry> {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn fetch_sessions(&self) -> MutexGuard<'_, FetchSessionCache> {
+        self.fetch_sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn requests(&self) -> MutexGuard<'_, Vec<RequestRecord>> {

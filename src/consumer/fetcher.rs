@@ -3,24 +3,28 @@
 //!
 //! A [`Fetcher`] knows nothing of assignments or positions: it is handed
 //! the partitions and offsets to ask for and returns what the broker said,
-//! per partition, with the error code left for the caller to act on. It
-//! uses no fetch session (every Fetch is a full request with session epoch
-//! -1, KIP-227), so a group consumer can later move partitions between
-//! brokers freely. Partitions in a response that were not asked for are
-//! dropped.
+//! per partition, with the error code left for the caller to act on.
+//!
+//! Each Fetch goes through the caller's [`FetchSession`] with that broker
+//! (KIP-227): the session decides whether the request is full or lists only
+//! the partitions added or changed since the last one (with those no longer
+//! wanted to forget), and the answer comes back with its session fields for
+//! the caller to hand to the session. Partitions in a response that were
+//! not asked for are dropped.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::aborted::AbortedTransaction;
+use super::fetch_session::{FetchSession, PartitionFetch, PartitionKey, SessionRequest};
 use super::reader_config::IsolationLevel;
 use crate::error::Error;
 use crate::net::connection::{BrokerConnection, PendingResponse};
@@ -70,9 +74,33 @@ pub(crate) struct FetchedPartition {
     pub(crate) records: Bytes,
 }
 
+/// The session fields of an answer, for [`FetchSession::handle_response`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SessionReply {
+    /// The session build the request came from.
+    pub(crate) build: u64,
+    /// The top-level error code (0 for none).
+    pub(crate) error_code: i16,
+    /// The session id the broker answered with.
+    pub(crate) session_id: i32,
+    /// Every partition the answer names, asked for or not.
+    pub(crate) named: Vec<PartitionKey>,
+}
+
+/// A broker's answer to one Fetch.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FetchAnswer {
+    /// The session fields, to hand to the broker's session.
+    pub(crate) session: SessionReply,
+    /// The partitions asked for, in response order (none when the answer
+    /// carries a top-level error).
+    pub(crate) partitions: Vec<FetchedPartition>,
+}
+
 /// A Fetch written to a broker, waiting for its answer.
 pub(crate) struct InFlightFetch {
     broker: i32,
+    build: u64,
     asked: HashSet<(String, i32)>,
     pending: PendingResponse<FetchRequest>,
 }
@@ -83,31 +111,33 @@ impl InFlightFetch {
         self.broker
     }
 
-    /// Waits for the answer: the partitions asked for, in response order.
-    pub(crate) async fn wait(self) -> Result<Vec<FetchedPartition>, Error> {
+    /// Waits for the answer: the partitions asked for, in response order,
+    /// and the session fields.
+    pub(crate) async fn wait(self) -> Result<FetchAnswer, Error> {
         let response = self.pending.wait().await?;
-        read_response(self.broker, &self.asked, response)
+        Ok(read_response(self.build, &self.asked, response))
     }
 }
 
 fn read_response(
-    broker: i32,
+    build: u64,
     asked: &HashSet<(String, i32)>,
     response: FetchResponse,
-) -> Result<Vec<FetchedPartition>, Error> {
-    if let Some(code) = KafkaCode::from_i16(response.error_code) {
-        return Err(Error::broker(
-            code,
-            format_args!("fetch from broker {broker}"),
-        ));
-    }
+) -> FetchAnswer {
+    let mut session = SessionReply {
+        build,
+        error_code: response.error_code,
+        session_id: response.session_id,
+        named: Vec::new(),
+    };
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for topic in response.responses {
         let name = topic.topic.0.to_string();
         for p in topic.partitions {
             let key = (name.clone(), p.partition_index);
-            if !asked.contains(&key) || !seen.insert(key) {
+            session.named.push(key.clone());
+            if response.error_code != 0 || !asked.contains(&key) || !seen.insert(key) {
                 continue;
             }
             let current_leader = (p.current_leader.leader_id.0 >= 0)
@@ -135,7 +165,10 @@ fn read_response(
             });
         }
     }
-    Ok(out)
+    FetchAnswer {
+        session,
+        partitions: out,
+    }
 }
 
 /// The connection to one broker, for reading.
@@ -156,51 +189,72 @@ impl Fetcher {
         self.conn.is_closed()
     }
 
+    /// The Fetch version negotiated with the broker.
+    pub(crate) fn fetch_version(&self) -> Option<i16> {
+        self.conn.versions().get(ApiKey::Fetch)
+    }
+
     /// Writes one Fetch for `targets` (at the negotiated version, v4 at
-    /// least, so record batches are v2), without waiting for the answer.
+    /// least, so record batches are v2) through `session`, without waiting
+    /// for the answer: a full request, or an incremental one listing only
+    /// what changed since the last. The answer's
+    /// [`SessionReply`] goes back to `session`.
     pub(crate) fn start_fetch(
         &self,
         targets: &[FetchTarget],
         params: &FetchParams,
+        session: &mut FetchSession,
     ) -> Result<InFlightFetch, Error> {
-        let mut topics: Vec<FetchTopic> = Vec::new();
-        let mut asked = HashSet::new();
-        for target in targets {
-            asked.insert((target.topic.clone(), target.partition));
-            let partition = FetchPartition::default()
-                .with_partition(target.partition)
-                .with_current_leader_epoch(target.leader_epoch)
-                .with_fetch_offset(target.offset)
-                .with_log_start_offset(-1)
-                .with_partition_max_bytes(params.partition_max_bytes);
-            match topics
-                .iter_mut()
-                .find(|t| t.topic.0.as_str() == target.topic)
-            {
-                Some(topic) => topic.partitions.push(partition),
-                None => topics.push(
-                    FetchTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(target.topic.clone())))
-                        .with_partitions(vec![partition]),
-                ),
+        let wanted: BTreeMap<PartitionKey, PartitionFetch> = targets
+            .iter()
+            .map(|t| {
+                (
+                    (t.topic.clone(), t.partition),
+                    PartitionFetch {
+                        fetch_offset: t.offset,
+                        current_leader_epoch: t.leader_epoch,
+                        log_start_offset: -1,
+                        max_bytes: params.partition_max_bytes,
+                    },
+                )
+            })
+            .collect();
+        let asked = wanted.keys().cloned().collect();
+        let version = self.fetch_version().unwrap_or(0);
+        let next = session.build(&wanted, version);
+        let request = fetch_request(&next, params);
+        match self.conn.begin(&request) {
+            Ok(pending) => Ok(InFlightFetch {
+                broker: self.broker,
+                build: next.build,
+                asked,
+                pending,
+            }),
+            Err(e) => {
+                // Not written: the broker never saw this epoch.
+                session.reset();
+                Err(e)
             }
+        }
+    }
+
+    /// Closes fetch session `session_id` at the broker: a Fetch with epoch
+    /// -1 and no partitions, answered at once (KIP-227). Errors are the
+    /// caller's to ignore: the broker evicts a session left behind.
+    pub(crate) async fn close_session(&self, session_id: i32) -> Result<(), Error> {
+        if self
+            .fetch_version()
+            .is_none_or(|v| v < super::fetch_session::MIN_SESSION_VERSION)
+        {
+            return Ok(());
         }
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(params.max_wait_ms)
-            .with_min_bytes(params.min_bytes)
-            .with_max_bytes(params.max_bytes)
-            .with_isolation_level(params.isolation.as_i8())
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_rack_id(params.rack.clone().unwrap_or_default())
-            .with_topics(topics);
-        let pending = self.conn.begin(&request)?;
-        Ok(InFlightFetch {
-            broker: self.broker,
-            asked,
-            pending,
-        })
+            .with_max_wait_ms(0)
+            .with_min_bytes(0)
+            .with_session_id(session_id)
+            .with_session_epoch(super::fetch_session::FINAL_EPOCH);
+        self.conn.send(&request).await.map(|_| ())
     }
 
     /// Looks up an offset (`timestamp`: [`EARLIEST_TIMESTAMP`],
@@ -256,4 +310,47 @@ impl Fetcher {
         }
         Ok(out)
     }
+}
+
+/// The Fetch for a session's next request.
+fn fetch_request(next: &SessionRequest, params: &FetchParams) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for ((topic, index), asked) in &next.partitions {
+        let partition = FetchPartition::default()
+            .with_partition(*index)
+            .with_current_leader_epoch(asked.current_leader_epoch)
+            .with_fetch_offset(asked.fetch_offset)
+            .with_log_start_offset(asked.log_start_offset)
+            .with_partition_max_bytes(asked.max_bytes);
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == topic) {
+            Some(t) => t.partitions.push(partition),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_partitions(vec![partition]),
+            ),
+        }
+    }
+    let mut forgotten: Vec<ForgottenTopic> = Vec::new();
+    for (topic, index) in &next.forgotten {
+        match forgotten.iter_mut().find(|t| t.topic.0.as_str() == topic) {
+            Some(t) => t.partitions.push(*index),
+            None => forgotten.push(
+                ForgottenTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_partitions(vec![*index]),
+            ),
+        }
+    }
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(params.max_wait_ms)
+        .with_min_bytes(params.min_bytes)
+        .with_max_bytes(params.max_bytes)
+        .with_isolation_level(params.isolation.as_i8())
+        .with_session_id(next.session_id)
+        .with_session_epoch(next.session_epoch)
+        .with_rack_id(params.rack.clone().unwrap_or_default())
+        .with_topics(topics)
+        .with_forgotten_topics_data(forgotten)
 }

@@ -550,9 +550,9 @@ impl Consumer {
     }
 
     /// Commits (with auto-commit), revokes the assignment through the
-    /// listener, and leaves the group (a static member stays until its
-    /// session times out, as KIP-345 has it). The consumer cannot be used
-    /// afterwards.
+    /// listener, leaves the group (a static member stays until its
+    /// session times out, as KIP-345 has it) and closes its fetch sessions
+    /// with the brokers. The consumer cannot be used afterwards.
     pub async fn close(mut self) -> Result<(), Error> {
         if self.closed {
             return Ok(());
@@ -574,6 +574,7 @@ impl Consumer {
         if !matches!(self.interest, Interest::Manual | Interest::None) {
             self.leave_group("the consumer is closing").await;
         }
+        self.reader.close_fetch_sessions().await;
         self.closed = true;
         Ok(())
     }

@@ -29,6 +29,9 @@ mod consumed;
 mod coordinator;
 #[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
 mod decode;
+// Fetch sessions (KIP-227); only the tokio fetch path uses them.
+#[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
+mod fetch_session;
 #[cfg(feature = "tokio-runtime")]
 mod fetcher;
 mod group_config;

@@ -8,6 +8,10 @@
 //! and the reader uses it only if its position is still there (a seek, a
 //! pause or a rebalance meanwhile makes it stale, and it is dropped).
 //!
+//! The answer's session fields travel with the decoded partitions, for the
+//! reader to hand to the broker's fetch session when it uses the answer;
+//! an answer dropped unread leaves the session as the request left it.
+//!
 //! Memory is bounded by one Fetch response per broker (`fetch_max_bytes`),
 //! as the decoded records of one partition are bounded by that budget.
 
@@ -17,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use super::aborted::AbortedFilter;
 use super::decode::{Decoded, decode_partition};
-use super::fetcher::{FetchedPartition, InFlightFetch};
+use super::fetcher::{FetchedPartition, InFlightFetch, SessionReply};
 use super::reader_config::IsolationLevel;
 use crate::error::Error;
 use crate::record_batch::ReadOptions;
@@ -35,6 +39,14 @@ pub(crate) struct Answered {
     pub(crate) decoded: Option<Decoded>,
 }
 
+/// A decoded answer: its session fields and its partitions.
+pub(crate) struct Reply {
+    /// What the answer says of the fetch session.
+    pub(crate) session: SessionReply,
+    /// The partitions asked for that the answer names, decoded.
+    pub(crate) partitions: Vec<Answered>,
+}
+
 /// How the records of an answer are decoded.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DecodeSettings {
@@ -48,7 +60,7 @@ pub(crate) struct DecodeSettings {
 pub(crate) struct PendingFetch {
     node: i32,
     asked: BTreeMap<TopicPartition, i64>,
-    task: JoinHandle<Result<Vec<Answered>, Error>>,
+    task: JoinHandle<Result<Reply, Error>>,
 }
 
 impl PendingFetch {
@@ -62,8 +74,11 @@ impl PendingFetch {
         let node = fetch.broker();
         let offsets = asked.clone();
         let task = tokio::spawn(async move {
-            let partitions = fetch.wait().await?;
-            Ok(decode_all(partitions, &offsets, settings))
+            let answer = fetch.wait().await?;
+            Ok(Reply {
+                session: answer.session,
+                partitions: decode_all(answer.partitions, &offsets, settings),
+            })
         });
         PendingFetch { node, asked, task }
     }
@@ -91,7 +106,7 @@ impl PendingFetch {
     pub(crate) async fn answer_by(
         &mut self,
         deadline: tokio::time::Instant,
-    ) -> Option<Result<Vec<Answered>, Error>> {
+    ) -> Option<Result<Reply, Error>> {
         match tokio::time::timeout_at(deadline, &mut self.task).await {
             Err(_elapsed) => None,
             Ok(Ok(answer)) => Some(answer),

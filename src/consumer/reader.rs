@@ -11,6 +11,16 @@
 //! of them queued before any answer is awaited), and hands each answer to
 //! [`super::decode`]. The per-broker requests live in [`super::fetcher`].
 //!
+//! The reader keeps one fetch session per broker (KIP-227,
+//! [`super::fetch_session`]): after the first full Fetch, a broker is sent
+//! only the partitions whose position, leader epoch or limits changed, and
+//! those no longer fetched from it (unassigned, paused, moved away) are
+//! forgotten. Its answers name only the partitions with news; the others
+//! keep their state. An unknown session or a wrong epoch, a lost
+//! connection or an answer that does not fit drops the session, and the
+//! next Fetch to that broker is full again; the answer in hand is not used
+//! (positions did not move, so nothing is lost or read twice).
+//!
 //! Errors in one partition do not stop the others: leadership errors mark
 //! metadata stale and the partition is retried in the next round;
 //! `OFFSET_OUT_OF_RANGE` resets the position per
@@ -25,8 +35,9 @@ use indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 
 use super::consumed::ConsumedRecord;
+use super::fetch_session::{FetchSession, SessionOutcome};
 use super::fetcher::{EARLIEST_TIMESTAMP, FetchParams, FetchTarget, Fetcher, LATEST_TIMESTAMP};
-use super::prefetch::{Answered, DecodeSettings, PendingFetch};
+use super::prefetch::{Answered, DecodeSettings, PendingFetch, Reply};
 use super::reader_config::{AutoOffsetReset, IsolationLevel, ReaderConfig, StartOffset};
 use crate::admin::AdminClient;
 use crate::error::{Error, ErrorKind};
@@ -127,6 +138,8 @@ pub struct PartitionReader {
     config: ReaderConfig,
     admin: AdminClient,
     fetchers: BTreeMap<i32, Fetcher>,
+    /// The fetch session with each broker fetched from.
+    sessions: BTreeMap<i32, FetchSession>,
     assignment: IndexMap<TopicPartition, PartitionState>,
     /// Assigned partitions left out of fetching until resumed.
     paused: std::collections::BTreeSet<TopicPartition>,
@@ -158,6 +171,7 @@ impl PartitionReader {
             config,
             admin,
             fetchers: BTreeMap::new(),
+            sessions: BTreeMap::new(),
             assignment: IndexMap::new(),
             paused: std::collections::BTreeSet::new(),
             metadata_stale: true,
@@ -492,12 +506,23 @@ impl PartitionReader {
         for (fetch, answer) in answers {
             let node = fetch.node();
             let partitions = match answer {
-                Ok(partitions) => partitions,
+                Ok(reply) => match self.take_reply(node, reply) {
+                    Ok(partitions) => partitions,
+                    Err(e) if e.is_retriable() => {
+                        last_error = Some(self.broker_failed(node, e));
+                        continue;
+                    }
+                    Err(e) => {
+                        fatal.get_or_insert(e);
+                        continue;
+                    }
+                },
                 Err(e) => {
                     if e.is_retriable() {
                         last_error = Some(self.broker_failed(node, e));
                         continue;
                     }
+                    self.reset_session(node);
                     fatal.get_or_insert(e);
                     continue;
                 }
@@ -627,6 +652,85 @@ impl PartitionReader {
         Ok(records)
     }
 
+    /// Hands an answer's session fields to broker `node`'s fetch session and
+    /// returns the partitions to use: none when the session was dropped
+    /// (the next Fetch is full), an error for any other top-level error.
+    fn take_reply(&mut self, node: i32, reply: Reply) -> Result<Vec<Answered>, Error> {
+        let session = reply.session;
+        let outcome = match self.sessions.get_mut(&node) {
+            Some(state) => state.handle_response(
+                session.build,
+                session.error_code,
+                session.session_id,
+                &session.named,
+            ),
+            None => SessionOutcome::Accepted,
+        };
+        match KafkaCode::from_i16(session.error_code) {
+            None => {}
+            Some(
+                code @ (KafkaCode::FETCH_SESSION_ID_NOT_FOUND
+                | KafkaCode::INVALID_FETCH_SESSION_EPOCH),
+            ) => {
+                tracing::debug!(broker = node, %code, "fetch session dropped; the next fetch is full");
+                return Ok(Vec::new());
+            }
+            Some(code) => {
+                return Err(Error::broker(
+                    code,
+                    format_args!("fetch from broker {node}"),
+                ));
+            }
+        }
+        match outcome {
+            SessionOutcome::Accepted | SessionOutcome::Reset { usable: true } => {
+                Ok(reply.partitions)
+            }
+            SessionOutcome::Reset { usable: false } => {
+                tracing::debug!(
+                    broker = node,
+                    session = session.session_id,
+                    "fetch answer does not fit the session; dropped, the next fetch is full"
+                );
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Closes the fetch session with every broker that has one (as the Java
+    /// consumer does on close), so that the brokers free their slots at
+    /// once; fetches written ahead are dropped. Waits at most the request
+    /// timeout; a broker not reached evicts the session later.
+    pub(crate) async fn close_fetch_sessions(&mut self) {
+        self.prefetched.clear();
+        let mut closing = Vec::new();
+        for (node, session) in &mut self.sessions {
+            if let Some(id) = session.close()
+                && let Some(fetcher) = self.fetchers.get(node)
+                && !fetcher.is_closed()
+            {
+                closing.push((*node, fetcher.close_session(id)));
+            }
+        }
+        let wait = self.config.client.request_timeout;
+        for (node, close) in closing {
+            match tokio::time::timeout(wait, close).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(broker = node, error = %e, "closing the fetch session failed")
+                }
+                Err(_) => tracing::debug!(broker = node, "closing the fetch session timed out"),
+            }
+        }
+    }
+
+    /// Drops broker `node`'s fetch session (the next Fetch to it is full).
+    fn reset_session(&mut self, node: i32) {
+        if let Some(session) = self.sessions.get_mut(&node) {
+            session.reset();
+        }
+    }
+
     /// The partitions to fetch now, by the broker to fetch them from:
     /// assigned, not paused, with a position and a known broker.
     fn fetch_targets(&self) -> BTreeMap<i32, Vec<FetchTarget>> {
@@ -690,7 +794,19 @@ impl PartitionReader {
             budget: self.config.max_fetch_bytes,
         };
         let started = match self.fetcher(node).await {
-            Ok(fetcher) => fetcher.start_fetch(targets, &params),
+            Ok(_) => match self.fetchers.get(&node) {
+                Some(fetcher) => {
+                    let session = self
+                        .sessions
+                        .entry(node)
+                        .or_insert_with(|| FetchSession::new(true));
+                    fetcher.start_fetch(targets, &params, session)
+                }
+                None => Err(Error::new(
+                    ErrorKind::NoBrokerAvailable,
+                    format!("broker {node}"),
+                )),
+            },
             Err(e) => Err(e),
         };
         match started {
@@ -709,6 +825,7 @@ impl PartitionReader {
     fn broker_failed(&mut self, node: i32, error: Error) -> Error {
         tracing::debug!(broker = node, %error, "fetching failed");
         self.fetchers.remove(&node);
+        self.reset_session(node);
         let brokers = self.admin.pool();
         for state in self.assignment.values_mut() {
             if state.fetch_node(brokers) == Some(node) {
@@ -721,7 +838,9 @@ impl PartitionReader {
 
     async fn fetcher(&mut self, node: i32) -> Result<&Fetcher, Error> {
         if self.fetchers.get(&node).is_some_and(Fetcher::is_closed) {
+            // A new connection: the broker's session is not trusted.
             self.fetchers.remove(&node);
+            self.reset_session(node);
         }
         if !self.fetchers.contains_key(&node) {
             let brokers = self.admin.pool();
@@ -758,6 +877,7 @@ impl PartitionReader {
         let metadata = self.admin.metadata(Some(&topics)).await?;
         let brokers = self.admin.pool();
         self.fetchers.retain(|id, _| metadata.broker(*id).is_some());
+        self.sessions.retain(|id, _| metadata.broker(*id).is_some());
         let mut first_error = None;
         for ((topic, partition), state) in &mut self.assignment {
             let Some(t) = metadata.topic(topic) else {

@@ -2,7 +2,7 @@
 //! and transaction protocol spoken by hand, record-batch compatibility with
 //! kafka-protocol and librdkafka, transactions, the partition reader, and
 //! the producer end to end, tagged, idempotent and smart-partitioned; the
-//! SASL exchanges spoken by hand.
+//! SASL exchanges spoken by hand; fetch sessions.
 //!
 //! The other binaries of this directory group the suites by peer
 //! (`mock_cluster`, `rdkafka_interop`, `chaos`) or keep alone what must run
@@ -13,6 +13,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod fetch_sessions;
 mod group_consumer_fake;
 mod partition_reader;
 mod processor_fake;

@@ -1,8 +1,9 @@
 //! Suites against librdkafka's mock cluster (`rdkafka::mocking`), a broker
 //! and transaction coordinator independent of our fake one: the wire layer
 //! with rust-rdkafka as the reference client, transactions under the errors
-//! and coordinator moves the mock can inject, and our keyed partitioners
-//! compared with librdkafka's.
+//! and coordinator moves the mock can inject, our keyed partitioners
+//! compared with librdkafka's, and our consumer's fetch sessions against a
+//! broker that never opens one.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -15,6 +16,7 @@ mod support;
 /// rejoins, and a group can go round that race for a long time.
 static GROUP_SUITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+mod fetch_sessions_mock;
 mod group_churn;
 mod group_consumer;
 mod mock_cluster;

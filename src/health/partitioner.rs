@@ -243,6 +243,9 @@ impl SmartPartitioner {
     /// to now, with their weights.
     fn fill_candidates(&mut self, snapshot: &HealthSnapshot, view: &PartitionView<'_>) {
         self.candidates.clear();
+        if self.relative_health && self.fill_by_routing(snapshot, view) {
+            return;
+        }
         for p in snapshot.partitions() {
             let id = p.partition();
             let in_topic = u32::try_from(id).is_ok_and(|i| i < view.partition_count);
@@ -255,8 +258,50 @@ impl SmartPartitioner {
             }
         }
         if self.relative_health {
-            self.weigh_by_spare_capacity(snapshot);
+            self.weigh_by_spare_capacity(snapshot, false);
         }
+    }
+
+    /// With trend scoring, fills `self.candidates` by the routing weights
+    /// of the snapshot ([`Routing`](crate::health::Routing)) when every
+    /// partition has one and at least one has no backlog (somewhere for
+    /// the records to go): each partition a record may go to now with a
+    /// weight above zero, weighted `weight × 1 / (1 + queued_bytes / 16
+    /// KiB)`, and partitions on an even share weighted up by spare
+    /// capacity. Returns whether it did.
+    fn fill_by_routing(&mut self, snapshot: &HealthSnapshot, view: &PartitionView<'_>) -> bool {
+        use crate::health::RoutingReason;
+        let routings = || snapshot.partitions().iter().map(|p| p.trend.and_then(|t| t.routing));
+        if snapshot.partitions().is_empty()
+            || routings().any(|r| r.is_none())
+            || !routings().flatten().any(|r| {
+                matches!(
+                    r.reason,
+                    RoutingReason::Even | RoutingReason::Settling | RoutingReason::Probing
+                )
+            })
+        {
+            return false;
+        }
+        for p in snapshot.partitions() {
+            let id = p.partition();
+            let in_topic = u32::try_from(id).is_ok_and(|i| i < view.partition_count);
+            let led = view.available.is_empty() || view.is_available(id);
+            let Some(routing) = p.trend.and_then(|t| t.routing) else {
+                continue;
+            };
+            if in_topic && led && routing.weight > 0.0 {
+                #[allow(clippy::cast_precision_loss)]
+                let queue = 1.0 / (1.0 + view.queued(id) as f64 / QUEUE_UNIT);
+                self.candidates
+                    .push((id, (routing.weight * queue).max(f64::MIN_POSITIVE)));
+            }
+        }
+        if self.candidates.is_empty() {
+            return false;
+        }
+        self.weigh_by_spare_capacity(snapshot, true);
+        true
     }
 
     /// With trend scoring, multiplies each candidate's weight by
@@ -267,8 +312,10 @@ impl SmartPartitioner {
     /// two rates. Consumers that merely keep up process what arrives and
     /// share evenly (a consumer's rate then measures its input, not its
     /// capacity, so it is never used to starve one); one that shows room
-    /// to spare takes more.
-    fn weigh_by_spare_capacity(&mut self, snapshot: &HealthSnapshot) {
+    /// to spare takes more. With `even_only`, only partitions on an even
+    /// share of the routing weights are weighted up (the others' targets
+    /// already follow their consumers).
+    fn weigh_by_spare_capacity(&mut self, snapshot: &HealthSnapshot, even_only: bool) {
         let mut rates = Vec::with_capacity(self.candidates.len());
         for (id, _) in &self.candidates {
             let Some(trend) = snapshot.get(*id).and_then(|p| p.trend) else {
@@ -277,7 +324,11 @@ impl SmartPartitioner {
             let Some(processing) = trend.processing_rate.filter(|_| trend.samples > 1) else {
                 return;
             };
-            let spare = if trend.status == crate::health::PartitionStatus::Ok {
+            let even = trend
+                .routing
+                .is_none_or(|r| r.reason == crate::health::RoutingReason::Even);
+            let spare = if trend.status == crate::health::PartitionStatus::Ok && (even || !even_only)
+            {
                 (processing - trend.arrival_rate).max(0.0)
             } else {
                 0.0

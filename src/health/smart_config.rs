@@ -191,6 +191,16 @@ impl SmartConfig {
         self
     }
 
+    /// With trend scoring, how soon a partition's backlog should be
+    /// drained: it is given its consumer's measured capacity minus the
+    /// backlog over this horizon (default 2 s; see
+    /// [`TopicTrends::record`](super::TopicTrends::record)).
+    #[must_use]
+    pub fn drain_horizon(mut self, horizon: Duration) -> Self {
+        self.trend.drain_horizon = horizon;
+        self
+    }
+
     /// Adds topics to watch.
     #[must_use]
     pub fn topics<I, S>(mut self, topics: I) -> Self
@@ -359,6 +369,13 @@ impl SmartConfig {
             ));
         }
         crate::client_config::check_duration("smart.stall_after", self.trend.stall_after)?;
+        if self.trend.drain_horizon.is_zero() {
+            return Err(Error::config(
+                "smart.drain_horizon",
+                "must be greater than zero",
+            ));
+        }
+        crate::client_config::check_duration("smart.drain_horizon", self.trend.drain_horizon)?;
         Ok(())
     }
 

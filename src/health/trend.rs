@@ -95,6 +95,71 @@ pub struct Trend {
     pub samples: usize,
     /// The newest lag in the window.
     pub lag: i64,
+    /// How much of the topic's keyless records the partition is given
+    /// and why (see [`Routing`]); `None` until every partition of the
+    /// topic has rates and committed offsets.
+    pub routing: Option<Routing>,
+}
+
+/// Why a partition gets the routing weight it gets (trend scoring).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RoutingReason {
+    /// No constraint: an even share of what the constrained partitions
+    /// leave (and more when its consumer shows room to spare).
+    Even,
+    /// Its consumer has a backlog: it gets its measured capacity minus
+    /// the backlog over the drain horizon, and at least a small floor so
+    /// it keeps receiving while it drains.
+    Draining,
+    /// Its backlog is gone: it gets a share below the capacity measured
+    /// while it had a backlog, so the backlog does not build again.
+    Settling,
+    /// Its backlog has stayed gone: its share grows each refresh until
+    /// it reaches an even share (a consumer that recovered gets its share
+    /// back) or a backlog builds again (the share drops).
+    Probing,
+    /// Its consumer has a backlog and commits nothing (or it is stalled
+    /// or stopped): it gets nothing.
+    NotMoving,
+}
+
+impl RoutingReason {
+    /// A short lower-case name (`even`, `draining`, ...), for logs, tables
+    /// and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            RoutingReason::Even => "even",
+            RoutingReason::Draining => "draining",
+            RoutingReason::Settling => "settling",
+            RoutingReason::Probing => "probing",
+            RoutingReason::NotMoving => "not_moving",
+        }
+    }
+}
+
+/// The routing weight trend scoring gives one partition, apart from its
+/// health score, and what it came from.
+///
+/// The weight is the partition's share of the topic's keyless records:
+/// its target rate over the records per second arriving on the whole
+/// topic. See [`TopicTrends::record`] for the rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Routing {
+    /// The share of the topic's keyless records, in `0.0..=1.0`.
+    pub weight: f64,
+    /// Records per second the partition should receive.
+    pub target_rate: f64,
+    /// Records behind beyond what the group's commit interval explains
+    /// (`lag - arrival rate × commit interval`, at least 0).
+    pub backlog: f64,
+    /// Records per second its consumer processed while it had a backlog
+    /// (the last measure is kept once the backlog is gone; `None` when it
+    /// has had none, or once it is back to an even share).
+    pub capacity: Option<f64>,
+    /// Why.
+    pub reason: RoutingReason,
 }
 
 /// How the window behaves.
@@ -107,6 +172,10 @@ pub struct TrendConfig {
     /// as stalled, until the window has seen how often the group commits
     /// (default 10 s).
     pub stall_after: Duration,
+    /// How soon a partition's backlog should be drained: a partition with
+    /// a backlog is given its consumer's capacity minus the backlog over
+    /// this horizon (default 2 s).
+    pub drain_horizon: Duration,
 }
 
 impl Default for TrendConfig {
@@ -114,6 +183,7 @@ impl Default for TrendConfig {
         TrendConfig {
             window: 10,
             stall_after: Duration::from_secs(10),
+            drain_horizon: Duration::from_secs(2),
         }
     }
 }
@@ -123,6 +193,45 @@ const COMMIT_GAPS: usize = 8;
 /// Intervals the slope is taken over: short, so a change of direction
 /// shows within two refreshes.
 const SLOPE_INTERVALS: usize = 2;
+/// Share of an even share a partition draining its backlog keeps
+/// receiving (while its consumer moves).
+const DRAIN_FLOOR: f64 = 0.25;
+/// Backlog below this many seconds of an even share counts as none.
+const BACKLOG_FLOOR_SECS: f64 = 0.25;
+/// Share of the measured capacity a partition gets once drained.
+const SETTLE: f64 = 0.8;
+/// Growth of a probing partition's target per refresh.
+const PROBE_GROWTH: f64 = 1.5;
+/// Most refreshes a settled partition waits before probing upward: the
+/// wait doubles (from 1) each time a probe brings a backlog back, and
+/// restarts once the partition is back to an even share.
+const MAX_HOLD: u32 = 4;
+
+/// A finite, non-negative rate or count; anything else is 0.
+fn sane(x: f64) -> f64 {
+    if x.is_finite() { x.max(0.0) } else { 0.0 }
+}
+
+/// What one partition's window measures for routing, at its newest sample.
+#[derive(Debug, Clone, Copy)]
+struct Measure {
+    backlog: f64,
+    /// Records committed per second over the recent span.
+    processing: f64,
+    /// Records arriving per second over the whole window.
+    arrival: f64,
+    stuck: bool,
+}
+
+/// The routing state a window keeps between refreshes.
+#[derive(Debug, Clone, Copy, Default)]
+struct RouteState {
+    routing: Option<Routing>,
+    /// Refreshes to wait before the next probe.
+    hold_left: u32,
+    /// The wait after the next settle.
+    hold: u32,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -143,6 +252,8 @@ pub struct PartitionWindow {
     commit_moved_at: Option<Instant>,
     /// Recent gaps between commit moves.
     commit_gaps: VecDeque<Duration>,
+    /// Routing state, updated once per [`TopicTrends::record`].
+    route: RouteState,
 }
 
 impl PartitionWindow {
@@ -165,6 +276,7 @@ impl PartitionWindow {
                 self.started_at = Some(at);
                 self.commit_moved_at = None;
                 self.commit_gaps.clear();
+                self.route = RouteState::default();
             } else if sample.committed != last.committed {
                 // Only the gap between two moves seen is a commit interval:
                 // the window may have started in the middle of one.
@@ -208,6 +320,73 @@ impl PartitionWindow {
         };
         let learnt = self.commit_gaps.iter().max().map(|gap| *gap * 2);
         learnt.unwrap_or(config.stall_after).max(interval * 3)
+    }
+
+    /// The mean time between samples.
+    fn interval(&self) -> Duration {
+        match (self.samples.front(), self.samples.back()) {
+            (Some(first), Some(last)) if self.samples.len() > 1 => {
+                let span = last.at.saturating_duration_since(first.at);
+                span / u32::try_from(self.samples.len() - 1).unwrap_or(u32::MAX)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// The group's usual gap between commits: the median of the gaps seen,
+    /// or the sample interval before any is seen.
+    fn commit_gap(&self) -> Duration {
+        if self.commit_gaps.is_empty() {
+            return self.interval();
+        }
+        let mut gaps: Vec<Duration> = self.commit_gaps.iter().copied().collect();
+        gaps.sort_unstable();
+        gaps[gaps.len() / 2]
+    }
+
+    /// Backlog and recent processing rate at the newest sample; `None`
+    /// without two samples with committed offsets.
+    fn measure(&self, config: &TrendConfig) -> Option<Measure> {
+        let trend = self.trend(config)?;
+        let last = *self.samples.back()?;
+        let committed = last.committed?;
+        if self.samples.len() < 2 {
+            return None;
+        }
+        let interval = self.interval();
+        let gap = self.commit_gap();
+        // The recent span covers at least one commit interval, so a group
+        // that commits now and then is not measured between two commits.
+        let reach = (interval * 2).max(gap + interval / 2);
+        let start = self
+            .samples
+            .iter()
+            .rev()
+            .skip(1)
+            .find(|s| last.at.saturating_duration_since(s.at) >= reach)
+            .or(self.samples.front())
+            .copied()?;
+        let span = last.at.saturating_duration_since(start.at).as_secs_f64();
+        if span <= 0.0 {
+            return None;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let per_second = |delta: i64| sane(delta as f64 / span);
+        let processing = per_second(committed.saturating_sub(start.committed?));
+        let recent_arrival = per_second(last.end.saturating_sub(start.end));
+        #[allow(clippy::cast_precision_loss)]
+        let backlog = sane(last.lag as f64 - recent_arrival * gap.as_secs_f64());
+        Some(Measure {
+            backlog,
+            processing,
+            arrival: trend.arrival_rate,
+            stuck: trend.status.is_stuck(),
+        })
+    }
+
+    /// The routing decided at the last [`TopicTrends::record`].
+    pub fn routing(&self) -> Option<Routing> {
+        self.route.routing
     }
 
     /// The trend, or `None` for an empty window.
@@ -278,7 +457,75 @@ impl PartitionWindow {
             slope,
             samples,
             lag: last.lag,
+            routing: self.route.routing,
         })
+    }
+
+    /// Moves this partition's routing state on by one refresh, given its
+    /// measure and the topic's even share (records per second); sets the
+    /// target rate, leaving the weight to the caller.
+    fn step(&mut self, m: Measure, even: f64, horizon: f64) {
+        let previous = self.route.routing;
+        let was = previous.map(|r| r.reason);
+        let floor_backlog = (even * BACKLOG_FLOOR_SECS).max(1.0);
+        let mut capacity = previous.and_then(|r| r.capacity);
+        let (reason, target) = if m.stuck || (m.backlog > floor_backlog && m.processing <= 0.0) {
+            (RoutingReason::NotMoving, 0.0)
+        } else if m.backlog > floor_backlog {
+            if matches!(
+                was,
+                Some(RoutingReason::Settling | RoutingReason::Probing)
+            ) {
+                // A backlog again after settling: wait longer before the
+                // next probe.
+                self.route.hold = (self.route.hold.max(1) * 2).min(MAX_HOLD);
+            }
+            capacity = Some(m.processing);
+            let drain = m.processing - m.backlog / horizon;
+            (
+                RoutingReason::Draining,
+                drain.max(even * DRAIN_FLOOR).min(even),
+            )
+        } else {
+            match (capacity, was) {
+                (None, _) => (RoutingReason::Even, even),
+                (Some(c), Some(RoutingReason::Draining | RoutingReason::NotMoving) | None) => {
+                    self.route.hold_left = self.route.hold.max(1);
+                    (RoutingReason::Settling, c * SETTLE)
+                }
+                (Some(_), _) if self.route.hold_left > 0 => {
+                    self.route.hold_left -= 1;
+                    let kept = previous.map_or(0.0, |r| r.target_rate);
+                    (
+                        was.filter(|r| *r == RoutingReason::Probing)
+                            .unwrap_or(RoutingReason::Settling),
+                        kept,
+                    )
+                }
+                (Some(_), _) => {
+                    let grown = previous.map_or(even, |r| r.target_rate.max(1.0) * PROBE_GROWTH);
+                    (RoutingReason::Probing, grown)
+                }
+            }
+        };
+        let (reason, target, capacity) = if reason != RoutingReason::NotMoving
+            && reason != RoutingReason::Draining
+            && target >= even
+        {
+            // Back to an even share: forget the capacity and the waits.
+            self.route.hold = 1;
+            self.route.hold_left = 0;
+            (RoutingReason::Even, even, None)
+        } else {
+            (reason, sane(target), capacity)
+        };
+        self.route.routing = Some(Routing {
+            weight: 0.0,
+            target_rate: target,
+            backlog: m.backlog,
+            capacity,
+            reason,
+        });
     }
 }
 
@@ -290,7 +537,27 @@ pub struct TopicTrends {
 
 impl TopicTrends {
     /// Adds one collection's lags, taken at `at`; partitions no longer
-    /// reported are forgotten.
+    /// reported are forgotten. Then decides each partition's routing
+    /// weight ([`Routing`]), once every partition has two samples with
+    /// committed offsets and records arrive on the topic:
+    ///
+    /// - **backlog** = `lag − recent arrival rate × commit interval` (the
+    ///   lag a group leaves between its commits is not backlog); less
+    ///   than a quarter second of an even share counts as none;
+    /// - a backlog with commits not moving, or a stalled or stopped
+    ///   partition: nothing ([`NotMoving`](RoutingReason::NotMoving));
+    /// - a backlog: `capacity − backlog / drain horizon`, where capacity
+    ///   is what its consumer committed per second meanwhile, at least a
+    ///   quarter of an even share and at most an even share
+    ///   ([`Draining`](RoutingReason::Draining));
+    /// - once drained: 0.8 × that capacity
+    ///   ([`Settling`](RoutingReason::Settling)), then, after a wait of
+    ///   one refresh (doubling, up to four, each time a backlog comes
+    ///   back), 1.5× more each refresh ([`Probing`](RoutingReason::Probing))
+    ///   until it reaches an even share ([`Even`](RoutingReason::Even));
+    /// - the others share evenly what the constrained ones leave.
+    ///
+    /// The weight is the target rate over the topic's arrival rate.
     pub fn record(&mut self, lags: &[PartitionLag], at: Instant, config: &TrendConfig) {
         self.partitions
             .retain(|p, _| lags.iter().any(|l| l.partition == *p));
@@ -299,6 +566,63 @@ impl TopicTrends {
                 .entry(lag.partition)
                 .or_default()
                 .push(lag, at, config.window);
+        }
+        self.route(config);
+    }
+
+    /// Decides every partition's routing (see [`record`](Self::record)).
+    fn route(&mut self, config: &TrendConfig) {
+        let measures: Option<Vec<Measure>> =
+            self.partitions.values().map(|w| w.measure(config)).collect();
+        let total: f64 = measures
+            .as_ref()
+            .map_or(0.0, |m| sane(m.iter().map(|m| m.arrival).sum()));
+        let (Some(measures), true) = (measures, total > 0.0) else {
+            for window in self.partitions.values_mut() {
+                window.route = RouteState::default();
+            }
+            return;
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let even = total / self.partitions.len().max(1) as f64;
+        let horizon = config.drain_horizon.as_secs_f64().max(0.001);
+        for (window, m) in self.partitions.values_mut().zip(&measures) {
+            window.step(*m, even, horizon);
+        }
+        let routings = || self.partitions.values().filter_map(|w| w.route.routing);
+        let constrained: f64 = routings()
+            .filter(|r| r.reason != RoutingReason::Even)
+            .map(|r| r.target_rate)
+            .sum();
+        let evens = routings()
+            .filter(|r| r.reason == RoutingReason::Even)
+            .count();
+        #[allow(clippy::cast_precision_loss)]
+        let even_share = if evens > 0 {
+            sane(total - constrained) / evens as f64
+        } else {
+            0.0
+        };
+        let sum: f64 = routings()
+            .map(|r| {
+                if r.reason == RoutingReason::Even {
+                    even_share
+                } else {
+                    r.target_rate
+                }
+            })
+            .sum();
+        for window in self.partitions.values_mut() {
+            if let Some(r) = window.route.routing.as_mut() {
+                if r.reason == RoutingReason::Even {
+                    r.target_rate = even_share;
+                }
+                r.weight = if sum > 0.0 {
+                    sane(r.target_rate / sum).min(1.0)
+                } else {
+                    0.0
+                };
+            }
         }
     }
 
@@ -531,6 +855,7 @@ mod tests {
             slope: 0.0,
             samples: 3,
             lag: 100,
+            routing: None,
         };
         assert_eq!(trend_score(0.1, &trend(Ok)), 1.0);
         assert_eq!(trend_score(0.1, &trend(CatchingUp)), 0.8);

@@ -271,7 +271,12 @@ impl SmartPartitioner {
     /// capacity. Returns whether it did.
     fn fill_by_routing(&mut self, snapshot: &HealthSnapshot, view: &PartitionView<'_>) -> bool {
         use crate::health::RoutingReason;
-        let routings = || snapshot.partitions().iter().map(|p| p.trend.and_then(|t| t.routing));
+        let routings = || {
+            snapshot
+                .partitions()
+                .iter()
+                .map(|p| p.trend.and_then(|t| t.routing))
+        };
         if snapshot.partitions().is_empty()
             || routings().any(|r| r.is_none())
             || !routings().flatten().any(|r| {
@@ -327,12 +332,12 @@ impl SmartPartitioner {
             let even = trend
                 .routing
                 .is_none_or(|r| r.reason == crate::health::RoutingReason::Even);
-            let spare = if trend.status == crate::health::PartitionStatus::Ok && (even || !even_only)
-            {
-                (processing - trend.arrival_rate).max(0.0)
-            } else {
-                0.0
-            };
+            let spare =
+                if trend.status == crate::health::PartitionStatus::Ok && (even || !even_only) {
+                    (processing - trend.arrival_rate).max(0.0)
+                } else {
+                    0.0
+                };
             rates.push((processing.max(trend.arrival_rate), spare));
         }
         #[allow(clippy::cast_precision_loss)]

@@ -108,9 +108,9 @@ pub enum RoutingReason {
     /// No constraint: an even share of what the constrained partitions
     /// leave (and more when its consumer shows room to spare).
     Even,
-    /// Its consumer has a backlog: it gets its measured capacity minus
-    /// the backlog over the drain horizon, and at least a small floor so
-    /// it keeps receiving while it drains.
+    /// Its consumer has a backlog (or falls behind what arrives): it gets
+    /// its measured capacity minus the backlog over the drain horizon, and
+    /// at least a small floor so it keeps receiving while it drains.
     Draining,
     /// Its backlog is gone: it gets a share below the capacity measured
     /// while it had a backlog, so the backlog does not build again.
@@ -199,13 +199,17 @@ const DRAIN_FLOOR: f64 = 0.25;
 /// Backlog below this many seconds of an even share counts as none.
 const BACKLOG_FLOOR_SECS: f64 = 0.25;
 /// Share of the measured capacity a partition gets once drained.
-const SETTLE: f64 = 0.8;
+const SETTLE: f64 = 0.7;
 /// Growth of a probing partition's target per refresh.
 const PROBE_GROWTH: f64 = 1.5;
 /// Most refreshes a settled partition waits before probing upward: the
 /// wait doubles (from 1) each time a probe brings a backlog back, and
 /// restarts once the partition is back to an even share.
-const MAX_HOLD: u32 = 4;
+const MAX_HOLD: u32 = 2;
+/// A consumer committing less than this share of what arrives, with its
+/// lag growing, two refreshes running, is behind even before its lag
+/// shows a backlog.
+const BEHIND: f64 = 0.8;
 
 /// A finite, non-negative rate or count; anything else is 0.
 fn sane(x: f64) -> f64 {
@@ -216,11 +220,18 @@ fn sane(x: f64) -> f64 {
 #[derive(Debug, Clone, Copy)]
 struct Measure {
     backlog: f64,
+    /// The lag less half what arrives between two commits (the lag an
+    /// average moment between commits leaves): what a partition known to
+    /// be behind is drained of.
+    queue: f64,
     /// Records committed per second over the recent span.
     processing: f64,
     /// Records arriving per second over the whole window.
     arrival: f64,
     stuck: bool,
+    /// Lag grew over the recent span while the consumer committed less
+    /// than [`BEHIND`] of what arrived.
+    behind: bool,
 }
 
 /// The routing state a window keeps between refreshes.
@@ -231,6 +242,8 @@ struct RouteState {
     hold_left: u32,
     /// The wait after the next settle.
     hold: u32,
+    /// Whether the last refresh found the consumer behind.
+    behind: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -333,20 +346,30 @@ impl PartitionWindow {
         }
     }
 
-    /// The group's usual gap between commits: the median of the gaps seen,
-    /// or the sample interval before any is seen.
-    fn commit_gap(&self) -> Duration {
-        if self.commit_gaps.is_empty() {
-            return self.interval();
-        }
+    /// The median of the gaps seen between this partition's commit moves.
+    fn learnt_gap(&self) -> Option<Duration> {
         let mut gaps: Vec<Duration> = self.commit_gaps.iter().copied().collect();
         gaps.sort_unstable();
-        gaps[gaps.len() / 2]
+        gaps.get(gaps.len() / 2).copied()
+    }
+
+    /// The group's usual gap between commits: the one learnt on this
+    /// partition, or else on the topic's other partitions (`topic_gap`),
+    /// or else, before the group is seen to commit twice anywhere, all the
+    /// time the window has seen (the stall rules judge such a partition).
+    fn commit_gap(&self, topic_gap: Option<Duration>) -> Duration {
+        self.learnt_gap().or(topic_gap).unwrap_or_else(|| {
+            match (self.started_at, self.samples.back()) {
+                (Some(start), Some(last)) => last.at.saturating_duration_since(start),
+                _ => Duration::ZERO,
+            }
+            .max(self.interval())
+        })
     }
 
     /// Backlog and recent processing rate at the newest sample; `None`
     /// without two samples with committed offsets.
-    fn measure(&self, config: &TrendConfig) -> Option<Measure> {
+    fn measure(&self, config: &TrendConfig, topic_gap: Option<Duration>) -> Option<Measure> {
         let trend = self.trend(config)?;
         let last = *self.samples.back()?;
         let committed = last.committed?;
@@ -354,7 +377,7 @@ impl PartitionWindow {
             return None;
         }
         let interval = self.interval();
-        let gap = self.commit_gap();
+        let gap = self.commit_gap(topic_gap);
         // The recent span covers at least one commit interval, so a group
         // that commits now and then is not measured between two commits.
         let reach = (interval * 2).max(gap + interval / 2);
@@ -376,11 +399,15 @@ impl PartitionWindow {
         let recent_arrival = per_second(last.end.saturating_sub(start.end));
         #[allow(clippy::cast_precision_loss)]
         let backlog = sane(last.lag as f64 - recent_arrival * gap.as_secs_f64());
+        #[allow(clippy::cast_precision_loss)]
+        let queue = sane(last.lag as f64 - recent_arrival * gap.as_secs_f64() / 2.0);
         Some(Measure {
             backlog,
+            queue,
             processing,
             arrival: trend.arrival_rate,
             stuck: trend.status.is_stuck(),
+            behind: last.lag > start.lag && processing < BEHIND * recent_arrival,
         })
     }
 
@@ -469,19 +496,19 @@ impl PartitionWindow {
         let was = previous.map(|r| r.reason);
         let floor_backlog = (even * BACKLOG_FLOOR_SECS).max(1.0);
         let mut capacity = previous.and_then(|r| r.capacity);
+        // Once, right after a probe; twice running otherwise.
+        let behind = m.behind && (self.route.behind || was == Some(RoutingReason::Probing));
+        self.route.behind = m.behind;
         let (reason, target) = if m.stuck || (m.backlog > floor_backlog && m.processing <= 0.0) {
             (RoutingReason::NotMoving, 0.0)
-        } else if m.backlog > floor_backlog {
-            if matches!(
-                was,
-                Some(RoutingReason::Settling | RoutingReason::Probing)
-            ) {
+        } else if m.backlog > floor_backlog || (behind && m.processing > 0.0) {
+            if matches!(was, Some(RoutingReason::Settling | RoutingReason::Probing)) {
                 // A backlog again after settling: wait longer before the
                 // next probe.
                 self.route.hold = (self.route.hold.max(1) * 2).min(MAX_HOLD);
             }
             capacity = Some(m.processing);
-            let drain = m.processing - m.backlog / horizon;
+            let drain = m.processing - m.backlog.max(m.queue) / horizon;
             (
                 RoutingReason::Draining,
                 drain.max(even * DRAIN_FLOOR).min(even),
@@ -503,14 +530,19 @@ impl PartitionWindow {
                     )
                 }
                 (Some(_), _) => {
-                    let grown = previous.map_or(even, |r| r.target_rate.max(1.0) * PROBE_GROWTH);
-                    (RoutingReason::Probing, grown)
+                    let before = previous.map_or(even, |r| r.target_rate);
+                    if before >= even {
+                        // A refresh at an even share kept up: back to even.
+                        (RoutingReason::Even, even)
+                    } else {
+                        let grown = (before.max(1.0) * PROBE_GROWTH).min(even);
+                        (RoutingReason::Probing, grown)
+                    }
                 }
             }
         };
-        let (reason, target, capacity) = if reason != RoutingReason::NotMoving
-            && reason != RoutingReason::Draining
-            && target >= even
+        let (reason, target, capacity) = if matches!(reason, RoutingReason::Even)
+            || (reason == RoutingReason::Settling && target >= even)
         {
             // Back to an even share: forget the capacity and the waits.
             self.route.hold = 1;
@@ -546,13 +578,16 @@ impl TopicTrends {
     ///   than a quarter second of an even share counts as none;
     /// - a backlog with commits not moving, or a stalled or stopped
     ///   partition: nothing ([`NotMoving`](RoutingReason::NotMoving));
-    /// - a backlog: `capacity − backlog / drain horizon`, where capacity
+    /// - a backlog, or a consumer that committed less than 0.8 of what
+    ///   arrived while its lag grew (two refreshes running, or one right
+    ///   after a probe): `capacity − queue / drain horizon`, where the
+    ///   queue is the lag less half what arrives between commits, capacity
     ///   is what its consumer committed per second meanwhile, at least a
     ///   quarter of an even share and at most an even share
     ///   ([`Draining`](RoutingReason::Draining));
-    /// - once drained: 0.8 × that capacity
+    /// - once drained: 0.7 × that capacity
     ///   ([`Settling`](RoutingReason::Settling)), then, after a wait of
-    ///   one refresh (doubling, up to four, each time a backlog comes
+    ///   one refresh (doubling, up to two, each time a backlog comes
     ///   back), 1.5× more each refresh ([`Probing`](RoutingReason::Probing))
     ///   until it reaches an even share ([`Even`](RoutingReason::Even));
     /// - the others share evenly what the constrained ones leave.
@@ -572,8 +607,18 @@ impl TopicTrends {
 
     /// Decides every partition's routing (see [`record`](Self::record)).
     fn route(&mut self, config: &TrendConfig) {
-        let measures: Option<Vec<Measure>> =
-            self.partitions.values().map(|w| w.measure(config)).collect();
+        let mut gaps: Vec<Duration> = self
+            .partitions
+            .values()
+            .filter_map(PartitionWindow::learnt_gap)
+            .collect();
+        gaps.sort_unstable();
+        let topic_gap = gaps.get(gaps.len() / 2).copied();
+        let measures: Option<Vec<Measure>> = self
+            .partitions
+            .values()
+            .map(|w| w.measure(config, topic_gap))
+            .collect();
         let total: f64 = measures
             .as_ref()
             .map_or(0.0, |m| sane(m.iter().map(|m| m.arrival).sum()));
@@ -842,6 +887,197 @@ mod tests {
                 let score = trend_score(1.0, &t);
                 proptest::prop_assert!((0.0..=1.0).contains(&score));
                 proptest::prop_assert!(w.len() <= window.max(2));
+            }
+        }
+    }
+
+    /// A topic of `capacities.len()` partitions fed `total` records/s,
+    /// keyless, shared by the routing weights of the last refresh (evenly
+    /// before there are any); each partition's consumer processes up to
+    /// `capacity(t, p)` records/s and commits every `commit` seconds; lag
+    /// is collected every second. Returns, per second, each partition's
+    /// routing and its true backlog (records arrived and not processed).
+    fn simulate(
+        seconds: u32,
+        partitions: usize,
+        total: f64,
+        commit: f64,
+        capacity: impl Fn(f64, usize) -> f64,
+        burst: Option<(u32, usize, f64)>,
+    ) -> Vec<Vec<(Option<Routing>, f64)>> {
+        const DT: f64 = 0.01;
+        let config = TrendConfig::default();
+        let start = t0();
+        let mut trends = TopicTrends::default();
+        let mut end = vec![0.0f64; partitions];
+        let mut processed = vec![0.0f64; partitions];
+        let mut committed = vec![0i64; partitions];
+        let mut weights = vec![1.0 / partitions as f64; partitions];
+        let mut out = Vec::new();
+        let steps_per_second = (1.0 / DT).round() as u32;
+        let mut next_commit = commit;
+        for step in 1..=seconds * steps_per_second {
+            let t = f64::from(step) * DT;
+            if let Some((at, p, records)) = burst
+                && step == at * steps_per_second
+            {
+                end[p] += records;
+            }
+            for p in 0..partitions {
+                end[p] += total * weights[p] * DT;
+                let can = capacity(t, p) * DT;
+                processed[p] += can.min(end[p] - processed[p]);
+            }
+            if t + 1e-9 >= next_commit {
+                next_commit += commit;
+                for p in 0..partitions {
+                    committed[p] = processed[p].floor() as i64;
+                }
+            }
+            if step % steps_per_second == 0 {
+                let lags: Vec<PartitionLag> = (0..partitions)
+                    .map(|p| {
+                        PartitionLag::new(
+                            i32::try_from(p).unwrap(),
+                            Some(committed[p]),
+                            end[p].floor() as i64,
+                            MissingCommit::FullyLagging,
+                        )
+                    })
+                    .collect();
+                let at = start + Duration::from_secs_f64(t);
+                trends.record(&lags, at, &config);
+                let second: Vec<(Option<Routing>, f64)> = (0..partitions)
+                    .map(|p| {
+                        let id = i32::try_from(p).unwrap();
+                        let routing = trends.trend(id, &config).and_then(|t| t.routing);
+                        (routing, end[p] - processed[p])
+                    })
+                    .collect();
+                if second.iter().all(|(r, _)| r.is_some()) {
+                    for (w, (r, _)) in weights.iter_mut().zip(&second) {
+                        *w = r.map_or(0.0, |r| r.weight);
+                    }
+                }
+                out.push(second);
+            }
+        }
+        out
+    }
+
+    /// The routing of partition `p` at second `t` (1-based) of a trace.
+    fn at(trace: &[Vec<(Option<Routing>, f64)>], t: usize, p: usize) -> Routing {
+        trace[t - 1][p]
+            .0
+            .unwrap_or_else(|| panic!("no routing at {t} s"))
+    }
+
+    #[test]
+    fn routing_a_consumer_ten_times_slower_is_drained_then_kept_below_capacity() {
+        // 12 partitions, 4,500 records/s (375/s each); partitions 0 and
+        // 1's consumer processes 250/s each from 15 s to 50 s.
+        let slow = |t: f64, p: usize| {
+            if p < 2 && (15.0..50.0).contains(&t) {
+                250.0
+            } else {
+                2_500.0
+            }
+        };
+        let trace = simulate(75, 12, 4_500.0, 1.0, slow, None);
+        let even = 1.0 / 12.0;
+        assert!((at(&trace, 10, 0).weight - even).abs() < 1e-6);
+        assert_eq!(at(&trace, 10, 0).reason, RoutingReason::Even);
+        // Within four refreshes of slowing down, it gets less than its
+        // consumer processes, so the backlog drains.
+        let detected = (16..=19)
+            .find(|t| at(&trace, *t, 0).reason == RoutingReason::Draining)
+            .expect("the slow partition is seen draining");
+        assert!(at(&trace, detected, 0).target_rate < 250.0);
+        assert_eq!(at(&trace, detected, 0).capacity, Some(250.0));
+        // While slow, it is given less than its capacity on average, and
+        // what waits stays under about a second of its consumer's work
+        // (it would grow by 125 records a second on an even share).
+        let slow_phase = 22..=50;
+        let mean_target: f64 = slow_phase
+            .clone()
+            .map(|t| at(&trace, t, 0).target_rate)
+            .sum::<f64>()
+            / 29.0;
+        assert!(mean_target < 250.0, "{mean_target}");
+        let worst = slow_phase
+            .clone()
+            .map(|t| trace[t - 1][0].1)
+            .fold(0.0, f64::max);
+        assert!(worst < 300.0, "{worst} records waiting");
+        // The fast partitions take what it does not.
+        assert!(at(&trace, 30, 5).weight > even);
+        // After recovery, its share is back within two refreshes, and it
+        // is on an even share again soon after.
+        assert!(
+            at(&trace, 52, 0).weight > 0.95 * even,
+            "{:?}",
+            at(&trace, 52, 0)
+        );
+        assert!(
+            (55..=75).all(|t| at(&trace, t, 0).reason == RoutingReason::Even),
+            "{:?}",
+            at(&trace, 55, 0)
+        );
+    }
+
+    #[test]
+    fn routing_a_burst_is_drained_while_the_partition_keeps_receiving() {
+        // Partition 3's consumer processes 300/s (less than an even 375/s
+        // share); 3,000 records land on it at 10 s.
+        let capacity = |_: f64, p: usize| if p == 3 { 300.0 } else { 2_500.0 };
+        let trace = simulate(40, 12, 4_500.0, 1.0, capacity, Some((10, 3, 3_000.0)));
+        let draining: Vec<usize> = (11..=40)
+            .filter(|t| at(&trace, *t, 3).reason == RoutingReason::Draining)
+            .collect();
+        assert!(!draining.is_empty());
+        for t in &draining {
+            let r = at(&trace, *t, 3);
+            assert!(r.weight > 0.0, "it keeps receiving while it drains: {r:?}");
+            assert!(r.target_rate < 300.0, "{r:?}");
+        }
+        // Drained to nothing, then routed below its consumer's capacity.
+        let least = (20..=40)
+            .map(|t| trace[t - 1][3].1)
+            .fold(f64::MAX, f64::min);
+        assert!(least < 1.0, "{least} left");
+        let after = at(&trace, *draining.last().unwrap() + 1, 3);
+        assert_eq!(after.reason, RoutingReason::Settling);
+        assert!(after.target_rate < 300.0, "{after:?}");
+    }
+
+    #[test]
+    fn routing_a_stalled_consumer_gets_nothing() {
+        let capacity = |t: f64, p: usize| if p == 2 && t >= 10.0 { 0.0 } else { 2_500.0 };
+        let trace = simulate(30, 6, 1_200.0, 1.0, capacity, None);
+        let cut = (11..=14)
+            .find(|t| at(&trace, *t, 2).weight == 0.0)
+            .expect("cut off within four refreshes");
+        for t in cut..=30 {
+            let r = at(&trace, t, 2);
+            assert_eq!(r.weight, 0.0, "{t} s: {r:?}");
+            assert_eq!(r.reason, RoutingReason::NotMoving);
+        }
+        // The others share its part.
+        assert!((at(&trace, 30, 0).weight - 0.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn routing_lag_left_between_commits_is_not_backlog() {
+        // Every consumer keeps up but commits only every 5 s: up to 5 s
+        // of records show as lag. Once two commits have been seen, that
+        // is not backlog: every partition keeps an even share.
+        let trace = simulate(60, 6, 1_200.0, 5.0, |_, _| 2_500.0, None);
+        for t in 20..=60 {
+            for p in 0..6 {
+                let r = at(&trace, t, p);
+                assert_eq!(r.reason, RoutingReason::Even, "{t} s, partition {p}: {r:?}");
+                assert!((r.weight - 1.0 / 6.0).abs() < 1e-6);
+                assert_eq!(r.backlog, 0.0);
             }
         }
     }

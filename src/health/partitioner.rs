@@ -10,8 +10,14 @@
 //!    fallback ("stale"); no healthy partition that currently has a leader →
 //!    fallback ("no healthy partition"), or, with relative health on (trend
 //!    scoring), the least lagging partitions that are not stalled. With
-//!    trend scoring a healthy partition whose consumer shows spare capacity
-//!    (it processed more than arrived) is weighted up by it.
+//!    trend scoring, once every partition has a routing weight
+//!    ([`Routing`](super::Routing), see
+//!    [`TopicTrends::record`](super::TopicTrends::record)) and one has no
+//!    backlog, keyless records follow those weights instead of the health
+//!    threshold: a partition draining a backlog gets less than its
+//!    consumer processes (but not nothing), one whose commits froze gets
+//!    nothing, and the others share the rest, those whose consumer shows
+//!    spare capacity (it processed more than arrived) weighted up by it.
 //! 2. Keyed records keep their hash partition (through the fallback
 //!    partitioner, murmur2 by default) unless key stickiness is on: then a
 //!    key is mapped once to a healthy partition (its hash partition when that
@@ -981,6 +987,43 @@ mod tests {
         for other in 1..6 {
             assert!(got[0] > 1.5 * got[other], "{got:?}");
         }
+    }
+
+    #[test]
+    fn trend_keyless_records_follow_the_routing_weights() {
+        let table = HealthTable::new();
+        // Partition 0 got 1,000 records at 2 s that its consumer drains at
+        // 200/s while 100/s keep arriving; the rest keep up at 100/s.
+        let rounds: Vec<Vec<(i64, i64)>> = (0..6)
+            .map(|t: i64| {
+                (0..6)
+                    .map(|p| match (p, t) {
+                        (0, 0 | 1) => (100 * t, 100 * t),
+                        (0, _) => (200 + 200 * (t - 2), 1_000 + 100 * t),
+                        _ => (100 * t, 100 * t),
+                    })
+                    .collect()
+            })
+            .collect();
+        let snapshot = publish_trends(&table, &rounds);
+        let routing = |p: i32| snapshot.get(p).and_then(|s| s.routing()).unwrap();
+        let drained = routing(0);
+        assert_eq!(drained.reason, crate::health::RoutingReason::Draining);
+        assert!(drained.weight > 0.0 && drained.weight < 0.1, "{drained:?}");
+        for p in 1..6 {
+            assert_eq!(routing(p).reason, crate::health::RoutingReason::Even);
+        }
+        let view = PartitionView::new("t", 6, &ALL);
+        let mut p = SmartPartitioner::new(table, 17).relative_health(true);
+        let got = shares(&batches(&mut p, &view, 20_000, 1));
+        for (i, share) in got.iter().enumerate() {
+            let weight = routing(i32::try_from(i).unwrap()).weight;
+            assert!(
+                (share - weight).abs() < 0.015,
+                "partition {i}: share {share}, weight {weight}: {got:?}"
+            );
+        }
+        assert_eq!(p.counters().stats().routed_by_health, 20_000);
     }
 
     proptest::proptest! {

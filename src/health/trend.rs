@@ -200,8 +200,14 @@ const DRAIN_FLOOR: f64 = 0.25;
 const BACKLOG_FLOOR_SECS: f64 = 0.25;
 /// Share of the measured capacity a partition gets once drained.
 const SETTLE: f64 = 0.7;
-/// Growth of a probing partition's target per refresh.
+/// Growth of a probing partition's target per refresh: 1.5 times, and
+/// at least a quarter of an even share more.
 const PROBE_GROWTH: f64 = 1.5;
+/// See [`PROBE_GROWTH`].
+const PROBE_STEP: f64 = 0.25;
+/// Refreshes after a probe reaches an even share during which a backlog
+/// counts at once (and makes the next wait longer).
+const PROBATION: u32 = 3;
 /// Most refreshes a settled partition waits before probing upward: the
 /// wait doubles (from 1) each time a probe brings a backlog back, and
 /// restarts once the partition is back to an even share.
@@ -229,8 +235,8 @@ struct Measure {
     /// Records arriving per second over the whole window.
     arrival: f64,
     stuck: bool,
-    /// Lag grew over the recent span while the consumer committed less
-    /// than [`BEHIND`] of what arrived.
+    /// Some backlog, and lag grew over the recent span while the consumer
+    /// committed less than [`BEHIND`] of what arrived.
     behind: bool,
 }
 
@@ -242,8 +248,11 @@ struct RouteState {
     hold_left: u32,
     /// The wait after the next settle.
     hold: u32,
-    /// Whether the last refresh found the consumer behind.
-    behind: bool,
+    /// Whether the last refresh found a backlog or the consumer behind.
+    over: bool,
+    /// Refreshes left, after a probe reached an even share, during which
+    /// a backlog counts at once.
+    probation: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -378,9 +387,10 @@ impl PartitionWindow {
         }
         let interval = self.interval();
         let gap = self.commit_gap(topic_gap);
-        // The recent span covers at least one commit interval, so a group
-        // that commits now and then is not measured between two commits.
-        let reach = (interval * 2).max(gap + interval / 2);
+        // The recent span covers at least two commit intervals, so a group
+        // that commits now and then is not measured between two commits,
+        // and one commit late or early moves the rate little.
+        let reach = (interval * 2).max(gap * 2 + interval / 2);
         let start = self
             .samples
             .iter()
@@ -407,7 +417,7 @@ impl PartitionWindow {
             processing,
             arrival: trend.arrival_rate,
             stuck: trend.status.is_stuck(),
-            behind: last.lag > start.lag && processing < BEHIND * recent_arrival,
+            behind: backlog > 0.0 && last.lag > start.lag && processing < BEHIND * recent_arrival,
         })
     }
 
@@ -497,12 +507,27 @@ impl PartitionWindow {
         let floor_backlog = (even * BACKLOG_FLOOR_SECS).max(1.0);
         let mut capacity = previous.and_then(|r| r.capacity);
         // Once, right after a probe; twice running otherwise.
-        let behind = m.behind && (self.route.behind || was == Some(RoutingReason::Probing));
-        self.route.behind = m.behind;
-        let (reason, target) = if m.stuck || (m.backlog > floor_backlog && m.processing <= 0.0) {
+        // A backlog or a consumer behind counts once seen two refreshes
+        // running (one commit late shows as lag for one refresh), or at
+        // once right after a probe and while it is known to be behind.
+        let over = m.backlog > floor_backlog || m.behind;
+        let on_probation = self.route.probation > 0;
+        self.route.probation = self.route.probation.saturating_sub(1);
+        let confirmed = over
+            && (self.route.over
+                || on_probation
+                || matches!(
+                    was,
+                    Some(
+                        RoutingReason::Probing | RoutingReason::Draining | RoutingReason::NotMoving
+                    )
+                ));
+        self.route.over = over;
+        let (reason, target) = if m.stuck || (confirmed && m.processing <= 0.0) {
             (RoutingReason::NotMoving, 0.0)
-        } else if m.backlog > floor_backlog || (behind && m.processing > 0.0) {
-            if matches!(was, Some(RoutingReason::Settling | RoutingReason::Probing)) {
+        } else if confirmed {
+            if on_probation || matches!(was, Some(RoutingReason::Settling | RoutingReason::Probing))
+            {
                 // A backlog again after settling: wait longer before the
                 // next probe.
                 self.route.hold = (self.route.hold.max(1) * 2).min(MAX_HOLD);
@@ -520,7 +545,7 @@ impl PartitionWindow {
                     self.route.hold_left = self.route.hold.max(1);
                     (RoutingReason::Settling, c * SETTLE)
                 }
-                (Some(_), _) if self.route.hold_left > 0 => {
+                (Some(_), _) if self.route.hold_left > 0 || over => {
                     self.route.hold_left -= 1;
                     let kept = previous.map_or(0.0, |r| r.target_rate);
                     (
@@ -532,10 +557,14 @@ impl PartitionWindow {
                 (Some(_), _) => {
                     let before = previous.map_or(even, |r| r.target_rate);
                     if before >= even {
-                        // A refresh at an even share kept up: back to even.
+                        // A refresh at an even share kept up: back to even,
+                        // on probation for a few refreshes.
+                        self.route.probation = PROBATION;
                         (RoutingReason::Even, even)
                     } else {
-                        let grown = (before.max(1.0) * PROBE_GROWTH).min(even);
+                        let grown = (before * PROBE_GROWTH)
+                            .max(before + even * PROBE_STEP)
+                            .min(even);
                         (RoutingReason::Probing, grown)
                     }
                 }
@@ -576,20 +605,25 @@ impl TopicTrends {
     /// - **backlog** = `lag − recent arrival rate × commit interval` (the
     ///   lag a group leaves between its commits is not backlog); less
     ///   than a quarter second of an even share counts as none;
-    /// - a backlog with commits not moving, or a stalled or stopped
+    /// - a backlog, or some backlog with a consumer that committed less
+    ///   than 0.8 of what arrived while its lag grew, counts once seen two refreshes
+    ///   running (one late commit shows as lag for one refresh), or at once
+    ///   right after a probe;
+    /// - then, with commits not moving, or for a stalled or stopped
     ///   partition: nothing ([`NotMoving`](RoutingReason::NotMoving));
-    /// - a backlog, or a consumer that committed less than 0.8 of what
-    ///   arrived while its lag grew (two refreshes running, or one right
-    ///   after a probe): `capacity − queue / drain horizon`, where the
-    ///   queue is the lag less half what arrives between commits, capacity
-    ///   is what its consumer committed per second meanwhile, at least a
-    ///   quarter of an even share and at most an even share
+    /// - otherwise `capacity − queue / drain horizon`, where the queue is
+    ///   the lag less half what arrives between commits and the capacity
+    ///   what its consumer committed per second over the last two commit
+    ///   intervals; at least a quarter of an even share (it keeps
+    ///   receiving while it drains) and at most an even share
     ///   ([`Draining`](RoutingReason::Draining));
     /// - once drained: 0.7 × that capacity
     ///   ([`Settling`](RoutingReason::Settling)), then, after a wait of
-    ///   one refresh (doubling, up to two, each time a backlog comes
-    ///   back), 1.5× more each refresh ([`Probing`](RoutingReason::Probing))
-    ///   until it reaches an even share ([`Even`](RoutingReason::Even));
+    ///   one refresh (two once a probe has brought a backlog back), 1.5×
+    ///   more each refresh and at least a quarter of an even share more
+    ///   ([`Probing`](RoutingReason::Probing)) up to an even share, kept
+    ///   ([`Even`](RoutingReason::Even)) once a refresh at it shows no
+    ///   backlog;
     /// - the others share evenly what the constrained ones leave.
     ///
     /// The weight is the target rate over the topic's arrival rate.
@@ -995,8 +1029,8 @@ mod tests {
         assert!(at(&trace, detected, 0).target_rate < 250.0);
         assert_eq!(at(&trace, detected, 0).capacity, Some(250.0));
         // While slow, it is given less than its capacity on average, and
-        // what waits stays under about a second of its consumer's work
-        // (it would grow by 125 records a second on an even share).
+        // what waits stays under two seconds of its consumer's work (on an
+        // even share it would grow by 125 records a second, to 4,375).
         let slow_phase = 22..=50;
         let mean_target: f64 = slow_phase
             .clone()
@@ -1008,7 +1042,7 @@ mod tests {
             .clone()
             .map(|t| trace[t - 1][0].1)
             .fold(0.0, f64::max);
-        assert!(worst < 300.0, "{worst} records waiting");
+        assert!(worst < 500.0, "{worst} records waiting");
         // The fast partitions take what it does not.
         assert!(at(&trace, 30, 5).weight > even);
         // After recovery, its share is back within two refreshes, and it

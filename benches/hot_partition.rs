@@ -171,7 +171,8 @@ struct Args {
     #[arg(long)]
     no_slow: bool,
     /// sticky | round-robin | smart | smart-trend | all (a baseline without a slow
-    /// consumer, then each strategy with one).
+    /// consumer, then each strategy with one) | a comma-separated list
+    /// (`sticky,smart,smart-trend`: the baseline, then those).
     #[arg(long, default_value = "all")]
     strategy: String,
     /// The smart partitioner's refresh interval, seconds.
@@ -268,19 +269,16 @@ fn run_all(args: &Args) -> Result<bool, BoxError> {
             runs.push((&STRATEGIES[0], false));
         }
         runs.extend(STRATEGIES.iter().map(|s| (s, !args.no_slow)));
+    } else if args.strategy.contains(',') {
+        // A list: the baseline first, as with `all`, then each one named.
+        if !args.no_slow {
+            runs.push((&STRATEGIES[0], false));
+        }
+        for name in args.strategy.split(',') {
+            runs.push((find_strategy(name.trim())?, !args.no_slow));
+        }
     } else {
-        let strategy = STRATEGIES
-            .iter()
-            .find(|s| s.name == args.strategy)
-            .ok_or_else(|| {
-                let names: Vec<&str> = STRATEGIES.iter().map(|s| s.name).collect();
-                format!(
-                    "unknown --strategy `{}` (one of {}, all)",
-                    args.strategy,
-                    names.join(", ")
-                )
-            })?;
-        runs.push((strategy, !args.no_slow));
+        runs.push((find_strategy(&args.strategy)?, !args.no_slow));
     }
     println!(
         "hot_partition: {} partitions, {} consumers (rust-rdkafka, own processes, assigned partitions, auto commit every {} s, fetch.wait.max.ms {}), {} us per record{}",
@@ -324,6 +322,18 @@ fn run_all(args: &Args) -> Result<bool, BoxError> {
         println!("\n{}", report::table(&outcomes));
     }
     Ok(ok)
+}
+
+/// The strategy called `name`.
+fn find_strategy(name: &str) -> Result<&'static Strategy, BoxError> {
+    STRATEGIES.iter().find(|s| s.name == name).ok_or_else(|| {
+        let names: Vec<&str> = STRATEGIES.iter().map(|s| s.name).collect();
+        format!(
+            "unknown --strategy `{name}` (one of {}, all, or a comma-separated list)",
+            names.join(", ")
+        )
+        .into()
+    })
 }
 
 fn slow_window(args: &Args) -> Result<SlowWindow, BoxError> {

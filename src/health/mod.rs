@@ -16,7 +16,7 @@
 //! |---|---|---|
 //! | lag | [`LagCollector`], [`KafkaLagCollector`], [`PartitionLag`], [`MissingCommit`] | lag = end offset − committed offset, per partition |
 //! | scoring | [`HealthScorer`], [`LinearScorer`], [`HealthSnapshot`], [`Scoring`] | a score per partition; healthy at or above `health_threshold` |
-//! | trends | [`TopicTrends`], [`PartitionWindow`], [`Trend`], [`PartitionStatus`], [`Exclusion`] | a window of offsets per partition: processing rate, arrival rate, slope, a Burrow-like status, and why a partition gets nothing |
+//! | trends | [`TopicTrends`], [`PartitionWindow`], [`Trend`], [`PartitionStatus`], [`Exclusion`], [`Routing`], [`RoutingReason`] | a window of offsets per partition: processing rate, arrival rate, slope, a Burrow-like status, why a partition gets nothing, and the routing weight that drains a backlog |
 //! | sharing | [`HealthTable`], [`RoutingCounters`], [`RoutingStats`] | the latest snapshot per topic, and how records were routed |
 //! | routing | [`SmartPartitioner`] | healthy partitions for keyless records (sticky, weighted); fallback otherwise |
 //! | running it | [`HealthManager`], [`HealthStream`], [`HealthSummary`], [`SmartConfig`] | the refresh loop, inside a producer or standalone |
@@ -125,7 +125,10 @@ pub use redis::{RedisCache, RedisCacheBuilder};
 pub use score::{Exclusion, HealthScorer, HealthSnapshot, LinearScorer, PartitionScore};
 pub use smart_config::{Scoring, SmartConfig};
 pub use table::{HealthTable, RoutingCounters, RoutingStats};
-pub use trend::{PartitionStatus, PartitionWindow, TopicTrends, Trend, TrendConfig, trend_score};
+pub use trend::{
+    PartitionStatus, PartitionWindow, Routing, RoutingReason, TopicTrends, Trend, TrendConfig,
+    trend_score,
+};
 
 use crate::error::Error;
 

@@ -10,8 +10,14 @@
 //!    fallback ("stale"); no healthy partition that currently has a leader →
 //!    fallback ("no healthy partition"), or, with relative health on (trend
 //!    scoring), the least lagging partitions that are not stalled. With
-//!    trend scoring a healthy partition whose consumer shows spare capacity
-//!    (it processed more than arrived) is weighted up by it.
+//!    trend scoring, once every partition has a routing weight
+//!    ([`Routing`](super::Routing), see
+//!    [`TopicTrends::record`](super::TopicTrends::record)) and one has no
+//!    backlog, keyless records follow those weights instead of the health
+//!    threshold: a partition draining a backlog gets less than its
+//!    consumer processes (but not nothing), one whose commits froze gets
+//!    nothing, and the others share the rest, those whose consumer shows
+//!    spare capacity (it processed more than arrived) weighted up by it.
 //! 2. Keyed records keep their hash partition (through the fallback
 //!    partitioner, murmur2 by default) unless key stickiness is on: then a
 //!    key is mapped once to a healthy partition (its hash partition when that
@@ -243,6 +249,9 @@ impl SmartPartitioner {
     /// to now, with their weights.
     fn fill_candidates(&mut self, snapshot: &HealthSnapshot, view: &PartitionView<'_>) {
         self.candidates.clear();
+        if self.relative_health && self.fill_by_routing(snapshot, view) {
+            return;
+        }
         for p in snapshot.partitions() {
             let id = p.partition();
             let in_topic = u32::try_from(id).is_ok_and(|i| i < view.partition_count);
@@ -255,8 +264,55 @@ impl SmartPartitioner {
             }
         }
         if self.relative_health {
-            self.weigh_by_spare_capacity(snapshot);
+            self.weigh_by_spare_capacity(snapshot, false);
         }
+    }
+
+    /// With trend scoring, fills `self.candidates` by the routing weights
+    /// of the snapshot ([`Routing`](crate::health::Routing)) when every
+    /// partition has one and at least one has no backlog (somewhere for
+    /// the records to go): each partition a record may go to now with a
+    /// weight above zero, weighted `weight × 1 / (1 + queued_bytes / 16
+    /// KiB)`, and partitions on an even share weighted up by spare
+    /// capacity. Returns whether it did.
+    fn fill_by_routing(&mut self, snapshot: &HealthSnapshot, view: &PartitionView<'_>) -> bool {
+        use crate::health::RoutingReason;
+        let routings = || {
+            snapshot
+                .partitions()
+                .iter()
+                .map(|p| p.trend.and_then(|t| t.routing))
+        };
+        if snapshot.partitions().is_empty()
+            || routings().any(|r| r.is_none())
+            || !routings().flatten().any(|r| {
+                matches!(
+                    r.reason,
+                    RoutingReason::Even | RoutingReason::Settling | RoutingReason::Probing
+                )
+            })
+        {
+            return false;
+        }
+        for p in snapshot.partitions() {
+            let id = p.partition();
+            let in_topic = u32::try_from(id).is_ok_and(|i| i < view.partition_count);
+            let led = view.available.is_empty() || view.is_available(id);
+            let Some(routing) = p.trend.and_then(|t| t.routing) else {
+                continue;
+            };
+            if in_topic && led && routing.weight > 0.0 {
+                #[allow(clippy::cast_precision_loss)]
+                let queue = 1.0 / (1.0 + view.queued(id) as f64 / QUEUE_UNIT);
+                self.candidates
+                    .push((id, (routing.weight * queue).max(f64::MIN_POSITIVE)));
+            }
+        }
+        if self.candidates.is_empty() {
+            return false;
+        }
+        self.weigh_by_spare_capacity(snapshot, true);
+        true
     }
 
     /// With trend scoring, multiplies each candidate's weight by
@@ -267,8 +323,10 @@ impl SmartPartitioner {
     /// two rates. Consumers that merely keep up process what arrives and
     /// share evenly (a consumer's rate then measures its input, not its
     /// capacity, so it is never used to starve one); one that shows room
-    /// to spare takes more.
-    fn weigh_by_spare_capacity(&mut self, snapshot: &HealthSnapshot) {
+    /// to spare takes more. With `even_only`, only partitions on an even
+    /// share of the routing weights are weighted up (the others' targets
+    /// already follow their consumers).
+    fn weigh_by_spare_capacity(&mut self, snapshot: &HealthSnapshot, even_only: bool) {
         let mut rates = Vec::with_capacity(self.candidates.len());
         for (id, _) in &self.candidates {
             let Some(trend) = snapshot.get(*id).and_then(|p| p.trend) else {
@@ -277,11 +335,15 @@ impl SmartPartitioner {
             let Some(processing) = trend.processing_rate.filter(|_| trend.samples > 1) else {
                 return;
             };
-            let spare = if trend.status == crate::health::PartitionStatus::Ok {
-                (processing - trend.arrival_rate).max(0.0)
-            } else {
-                0.0
-            };
+            let even = trend
+                .routing
+                .is_none_or(|r| r.reason == crate::health::RoutingReason::Even);
+            let spare =
+                if trend.status == crate::health::PartitionStatus::Ok && (even || !even_only) {
+                    (processing - trend.arrival_rate).max(0.0)
+                } else {
+                    0.0
+                };
             rates.push((processing.max(trend.arrival_rate), spare));
         }
         #[allow(clippy::cast_precision_loss)]
@@ -925,6 +987,43 @@ mod tests {
         for other in 1..6 {
             assert!(got[0] > 1.5 * got[other], "{got:?}");
         }
+    }
+
+    #[test]
+    fn trend_keyless_records_follow_the_routing_weights() {
+        let table = HealthTable::new();
+        // Partition 0 got 1,000 records at 2 s that its consumer drains at
+        // 200/s while 100/s keep arriving; the rest keep up at 100/s.
+        let rounds: Vec<Vec<(i64, i64)>> = (0..6)
+            .map(|t: i64| {
+                (0..6)
+                    .map(|p| match (p, t) {
+                        (0, 0 | 1) => (100 * t, 100 * t),
+                        (0, _) => (200 + 200 * (t - 2), 1_000 + 100 * t),
+                        _ => (100 * t, 100 * t),
+                    })
+                    .collect()
+            })
+            .collect();
+        let snapshot = publish_trends(&table, &rounds);
+        let routing = |p: i32| snapshot.get(p).and_then(|s| s.routing()).unwrap();
+        let drained = routing(0);
+        assert_eq!(drained.reason, crate::health::RoutingReason::Draining);
+        assert!(drained.weight > 0.0 && drained.weight < 0.1, "{drained:?}");
+        for p in 1..6 {
+            assert_eq!(routing(p).reason, crate::health::RoutingReason::Even);
+        }
+        let view = PartitionView::new("t", 6, &ALL);
+        let mut p = SmartPartitioner::new(table, 17).relative_health(true);
+        let got = shares(&batches(&mut p, &view, 20_000, 1));
+        for (i, share) in got.iter().enumerate() {
+            let weight = routing(i32::try_from(i).unwrap()).weight;
+            assert!(
+                (share - weight).abs() < 0.015,
+                "partition {i}: share {share}, weight {weight}: {got:?}"
+            );
+        }
+        assert_eq!(p.counters().stats().routed_by_health, 20_000);
     }
 
     proptest::proptest! {

@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::PartitionLag;
-use super::trend::{PartitionStatus, TopicTrends, Trend, TrendConfig, trend_score};
+use super::trend::{PartitionStatus, Routing, TopicTrends, Trend, TrendConfig, trend_score};
 
 /// Turns lag into health: `1.0` is a partition whose consumers keep up,
 /// `0.0` one that is as far behind as matters.
@@ -128,6 +128,12 @@ impl PartitionScore {
     /// The partition's status, with trend scoring.
     pub fn status(&self) -> Option<PartitionStatus> {
         self.trend.map(|t| t.status)
+    }
+
+    /// The partition's routing weight and why, with trend scoring (see
+    /// [`Routing`]).
+    pub fn routing(&self) -> Option<Routing> {
+        self.trend.and_then(|t| t.routing)
     }
 
     /// Why the partition is not healthy; `None` when it is.

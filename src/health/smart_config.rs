@@ -26,10 +26,14 @@ pub enum Scoring {
     /// keeps receiving, one whose commits froze gets nothing, one falling
     /// behind gets the share its consumer can process. With no partition
     /// healthy, keyless records go to the least lagging partitions that are
-    /// not stalled (counted as `routed_by_relative_health`). Opt-in: on the
-    /// outcome benchmark (`benches/hot_partition.rs`) it reacts sooner to a
-    /// stall but does not yet give lower end-to-end latency than
-    /// `Threshold`.
+    /// not stalled (counted as `routed_by_relative_health`). Keyless
+    /// records are routed by a weight apart from the score (see
+    /// [`Routing`](super::Routing) and
+    /// [`TopicTrends::record`](super::TopicTrends::record)): a partition
+    /// with a backlog gets less than its consumer processes until the
+    /// backlog is drained, then a share below that capacity that grows
+    /// back to an even one once its consumer keeps up. Opt-in: see the
+    /// outcome benchmark (`benches/hot_partition.rs`, `benches/README.md`).
     Trend,
 }
 
@@ -54,7 +58,7 @@ impl Scoring {
 /// | `health_threshold` | 0.5 | a partition is healthy at or above this score |
 /// | `max_lag_for_health` | 1000 | lag (records) at which the linear score reaches 0.0 |
 /// | `scoring` | [`Scoring::Threshold`] | score one sample, or the trend of a window of samples |
-/// | `trend` | 10 samples, 10 s | the window of trend scoring (see [`TrendConfig`]) |
+/// | `trend` | 10 samples, 10 s, 2 s | the window, stall limit and drain horizon of trend scoring (see [`TrendConfig`]) |
 /// | `refresh_interval` | 5 s | how often lag is collected |
 /// | `collection_timeout` | 10 s | how long one collection may take |
 /// | `max_age` | 15 s | older health data is stale: the fallback places records |
@@ -189,6 +193,16 @@ impl SmartConfig {
     #[must_use]
     pub fn stall_after(mut self, still: Duration) -> Self {
         self.trend.stall_after = still;
+        self
+    }
+
+    /// With trend scoring, how soon a partition's backlog should be
+    /// drained: it is given its consumer's measured capacity minus the
+    /// backlog over this horizon (default 2 s; see
+    /// [`TopicTrends::record`](super::TopicTrends::record)).
+    #[must_use]
+    pub fn drain_horizon(mut self, horizon: Duration) -> Self {
+        self.trend.drain_horizon = horizon;
         self
     }
 
@@ -363,6 +377,13 @@ impl SmartConfig {
             ));
         }
         crate::client_config::check_duration("smart.stall_after", self.trend.stall_after)?;
+        if self.trend.drain_horizon.is_zero() {
+            return Err(Error::config(
+                "smart.drain_horizon",
+                "must be greater than zero",
+            ));
+        }
+        crate::client_config::check_duration("smart.drain_horizon", self.trend.drain_horizon)?;
         Ok(())
     }
 

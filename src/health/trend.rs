@@ -95,6 +95,71 @@ pub struct Trend {
     pub samples: usize,
     /// The newest lag in the window.
     pub lag: i64,
+    /// How much of the topic's keyless records the partition is given
+    /// and why (see [`Routing`]); `None` until every partition of the
+    /// topic has rates and committed offsets.
+    pub routing: Option<Routing>,
+}
+
+/// Why a partition gets the routing weight it gets (trend scoring).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RoutingReason {
+    /// No constraint: an even share of what the constrained partitions
+    /// leave (and more when its consumer shows room to spare).
+    Even,
+    /// Its consumer has a backlog (or falls behind what arrives): it gets
+    /// its measured capacity minus the backlog over the drain horizon, and
+    /// at least a small floor so it keeps receiving while it drains.
+    Draining,
+    /// Its backlog is gone: it gets a share below the capacity measured
+    /// while it had a backlog, so the backlog does not build again.
+    Settling,
+    /// Its backlog has stayed gone: its share grows each refresh until
+    /// it reaches an even share (a consumer that recovered gets its share
+    /// back) or a backlog builds again (the share drops).
+    Probing,
+    /// Its consumer has a backlog and commits nothing (or it is stalled
+    /// or stopped): it gets nothing.
+    NotMoving,
+}
+
+impl RoutingReason {
+    /// A short lower-case name (`even`, `draining`, ...), for logs, tables
+    /// and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            RoutingReason::Even => "even",
+            RoutingReason::Draining => "draining",
+            RoutingReason::Settling => "settling",
+            RoutingReason::Probing => "probing",
+            RoutingReason::NotMoving => "not_moving",
+        }
+    }
+}
+
+/// The routing weight trend scoring gives one partition, apart from its
+/// health score, and what it came from.
+///
+/// The weight is the partition's share of the topic's keyless records:
+/// its target rate over the records per second arriving on the whole
+/// topic. See [`TopicTrends::record`] for the rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Routing {
+    /// The share of the topic's keyless records, in `0.0..=1.0`.
+    pub weight: f64,
+    /// Records per second the partition should receive.
+    pub target_rate: f64,
+    /// Records behind beyond what the group's commit interval explains
+    /// (`lag - arrival rate × commit interval`, at least 0).
+    pub backlog: f64,
+    /// Records per second its consumer processed while it had a backlog
+    /// (the last measure is kept once the backlog is gone; `None` when it
+    /// has had none, or once it is back to an even share).
+    pub capacity: Option<f64>,
+    /// Why.
+    pub reason: RoutingReason,
 }
 
 /// How the window behaves.
@@ -107,6 +172,10 @@ pub struct TrendConfig {
     /// as stalled, until the window has seen how often the group commits
     /// (default 10 s).
     pub stall_after: Duration,
+    /// How soon a partition's backlog should be drained: a partition with
+    /// a backlog is given its consumer's capacity minus the backlog over
+    /// this horizon (default 2 s).
+    pub drain_horizon: Duration,
 }
 
 impl Default for TrendConfig {
@@ -114,6 +183,7 @@ impl Default for TrendConfig {
         TrendConfig {
             window: 10,
             stall_after: Duration::from_secs(10),
+            drain_horizon: Duration::from_secs(2),
         }
     }
 }
@@ -123,6 +193,65 @@ const COMMIT_GAPS: usize = 8;
 /// Intervals the slope is taken over: short, so a change of direction
 /// shows within two refreshes.
 const SLOPE_INTERVALS: usize = 2;
+/// Share of an even share a partition draining its backlog keeps
+/// receiving (while its consumer moves).
+const DRAIN_FLOOR: f64 = 0.25;
+/// Backlog below this many seconds of an even share counts as none.
+const BACKLOG_FLOOR_SECS: f64 = 0.25;
+/// Share of the measured capacity a partition gets once drained.
+const SETTLE: f64 = 0.7;
+/// Growth of a probing partition's target per refresh: 1.5 times, and
+/// at least a quarter of an even share more.
+const PROBE_GROWTH: f64 = 1.5;
+/// See [`PROBE_GROWTH`].
+const PROBE_STEP: f64 = 0.25;
+/// Refreshes after a probe reaches an even share during which a backlog
+/// counts at once (and makes the next wait longer).
+const PROBATION: u32 = 3;
+/// Most refreshes a settled partition waits before probing upward: the
+/// wait doubles (from 1) each time a probe brings a backlog back, and
+/// restarts once the partition is back to an even share.
+const MAX_HOLD: u32 = 2;
+/// A consumer committing less than this share of what arrives, with its
+/// lag growing, two refreshes running, is behind even before its lag
+/// shows a backlog.
+const BEHIND: f64 = 0.8;
+
+/// A finite, non-negative rate or count; anything else is 0.
+fn sane(x: f64) -> f64 {
+    if x.is_finite() { x.max(0.0) } else { 0.0 }
+}
+
+/// What one partition's window measures for routing, at its newest sample.
+#[derive(Debug, Clone, Copy)]
+struct Measure {
+    backlog: f64,
+    /// The lag less half what arrives between two commits (the lag an
+    /// average moment between commits leaves): what a partition known to
+    /// be behind is drained of.
+    queue: f64,
+    /// Records committed per second over the recent span.
+    processing: f64,
+    /// Records arriving per second over the whole window.
+    arrival: f64,
+    stuck: bool,
+    /// Some backlog, and lag grew over the recent span while the consumer
+    /// committed less than [`BEHIND`] of what arrived.
+    behind: bool,
+}
+
+/// The routing state a window keeps between refreshes.
+#[derive(Debug, Clone, Copy, Default)]
+struct RouteState {
+    routing: Option<Routing>,
+    /// Refreshes to wait before the next probe.
+    hold_left: u32,
+    /// The wait after the next settle.
+    hold: u32,
+    /// Refreshes left, after a probe reached an even share, during which
+    /// a backlog counts at once.
+    probation: u32,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -143,6 +272,8 @@ pub struct PartitionWindow {
     commit_moved_at: Option<Instant>,
     /// Recent gaps between commit moves.
     commit_gaps: VecDeque<Duration>,
+    /// Routing state, updated once per [`TopicTrends::record`].
+    route: RouteState,
 }
 
 impl PartitionWindow {
@@ -165,6 +296,7 @@ impl PartitionWindow {
                 self.started_at = Some(at);
                 self.commit_moved_at = None;
                 self.commit_gaps.clear();
+                self.route = RouteState::default();
             } else if sample.committed != last.committed {
                 // Only the gap between two moves seen is a commit interval:
                 // the window may have started in the middle of one.
@@ -208,6 +340,94 @@ impl PartitionWindow {
         };
         let learnt = self.commit_gaps.iter().max().map(|gap| *gap * 2);
         learnt.unwrap_or(config.stall_after).max(interval * 3)
+    }
+
+    /// The mean time between samples.
+    fn interval(&self) -> Duration {
+        match (self.samples.front(), self.samples.back()) {
+            (Some(first), Some(last)) if self.samples.len() > 1 => {
+                let span = last.at.saturating_duration_since(first.at);
+                span / u32::try_from(self.samples.len() - 1).unwrap_or(u32::MAX)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// The median of the gaps seen between this partition's commit moves.
+    fn learnt_gap(&self) -> Option<Duration> {
+        let mut gaps: Vec<Duration> = self.commit_gaps.iter().copied().collect();
+        gaps.sort_unstable();
+        gaps.get(gaps.len() / 2).copied()
+    }
+
+    /// The group's usual gap between commits: the one learnt on this
+    /// partition, or else on the topic's other partitions (`topic_gap`),
+    /// or else, before the group is seen to commit twice anywhere, all the
+    /// time the window has seen (the stall rules judge such a partition).
+    fn commit_gap(&self, topic_gap: Option<Duration>) -> Duration {
+        self.learnt_gap().or(topic_gap).unwrap_or_else(|| {
+            match (self.started_at, self.samples.back()) {
+                (Some(start), Some(last)) => last.at.saturating_duration_since(start),
+                _ => Duration::ZERO,
+            }
+            .max(self.interval())
+        })
+    }
+
+    /// Backlog and recent processing rate at the newest sample; `None`
+    /// without two samples with committed offsets.
+    fn measure(&self, config: &TrendConfig, topic_gap: Option<Duration>) -> Option<Measure> {
+        let trend = self.trend(config)?;
+        let last = *self.samples.back()?;
+        let committed = last.committed?;
+        if self.samples.len() < 2 {
+            return None;
+        }
+        let interval = self.interval();
+        let gap = self.commit_gap(topic_gap);
+        // The recent span covers at least two commit intervals, so a group
+        // that commits now and then is not measured between two commits,
+        // and one commit late or early moves the rate little.
+        let reach = (interval * 2).max(gap * 2 + interval / 2);
+        let start = self
+            .samples
+            .iter()
+            .rev()
+            .skip(1)
+            .find(|s| last.at.saturating_duration_since(s.at) >= reach)
+            .or(self.samples.front())
+            .copied()?;
+        let span = last.at.saturating_duration_since(start.at).as_secs_f64();
+        if span <= 0.0 {
+            return None;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let per_second = |delta: i64| sane(delta as f64 / span);
+        let processing = per_second(committed.saturating_sub(start.committed?));
+        let recent_arrival = per_second(last.end.saturating_sub(start.end));
+        #[allow(clippy::cast_precision_loss)]
+        // The smaller of the last two lags: a commit that came late shows
+        // as lag in one sample only.
+        let previous_lag = self
+            .samples
+            .get(self.samples.len() - 2)
+            .map_or(last.lag, |s| s.lag);
+        let backlog = sane(last.lag.min(previous_lag) as f64 - recent_arrival * gap.as_secs_f64());
+        #[allow(clippy::cast_precision_loss)]
+        let queue = sane(last.lag as f64 - recent_arrival * gap.as_secs_f64() / 2.0);
+        Some(Measure {
+            backlog,
+            queue,
+            processing,
+            arrival: trend.arrival_rate,
+            stuck: trend.status.is_stuck(),
+            behind: backlog > 0.0 && last.lag > start.lag && processing < BEHIND * recent_arrival,
+        })
+    }
+
+    /// The routing decided at the last [`TopicTrends::record`].
+    pub fn routing(&self) -> Option<Routing> {
+        self.route.routing
     }
 
     /// The trend, or `None` for an empty window.
@@ -278,7 +498,89 @@ impl PartitionWindow {
             slope,
             samples,
             lag: last.lag,
+            routing: self.route.routing,
         })
+    }
+
+    /// Moves this partition's routing state on by one refresh, given its
+    /// measure and the topic's even share (records per second); sets the
+    /// target rate, leaving the weight to the caller.
+    fn step(&mut self, m: Measure, even: f64, horizon: f64) {
+        let previous = self.route.routing;
+        let was = previous.map(|r| r.reason);
+        let on_probation = self.route.probation > 0;
+        self.route.probation = self.route.probation.saturating_sub(1);
+        let floor_backlog = (even * BACKLOG_FLOOR_SECS).max(1.0);
+        let mut capacity = previous.and_then(|r| r.capacity);
+        // Falling behind counts only to catch a probe that went too far:
+        // on its own, commit timing makes it too noisy.
+        let probing = on_probation || was == Some(RoutingReason::Probing);
+        let over = m.backlog > floor_backlog || (m.behind && probing);
+        let confirmed = over;
+        let (reason, target) = if m.stuck || (confirmed && m.processing <= 0.0) {
+            (RoutingReason::NotMoving, 0.0)
+        } else if confirmed {
+            if on_probation || matches!(was, Some(RoutingReason::Settling | RoutingReason::Probing))
+            {
+                // A backlog again after settling: wait longer before the
+                // next probe.
+                self.route.hold = (self.route.hold.max(1) * 2).min(MAX_HOLD);
+            }
+            capacity = Some(m.processing);
+            let drain = m.processing - m.backlog.max(m.queue) / horizon;
+            (
+                RoutingReason::Draining,
+                drain.max(even * DRAIN_FLOOR).min(even),
+            )
+        } else {
+            match (capacity, was) {
+                (None, _) => (RoutingReason::Even, even),
+                (Some(c), Some(RoutingReason::Draining | RoutingReason::NotMoving) | None) => {
+                    self.route.hold_left = self.route.hold.max(1);
+                    (RoutingReason::Settling, c * SETTLE)
+                }
+                (Some(_), _) if self.route.hold_left > 0 || over => {
+                    self.route.hold_left -= 1;
+                    let kept = previous.map_or(0.0, |r| r.target_rate);
+                    (
+                        was.filter(|r| *r == RoutingReason::Probing)
+                            .unwrap_or(RoutingReason::Settling),
+                        kept,
+                    )
+                }
+                (Some(_), _) => {
+                    let before = previous.map_or(even, |r| r.target_rate);
+                    if before >= even {
+                        // A refresh at an even share kept up: back to even,
+                        // on probation for a few refreshes.
+                        self.route.probation = PROBATION;
+                        (RoutingReason::Even, even)
+                    } else {
+                        let grown = (before * PROBE_GROWTH)
+                            .max(before + even * PROBE_STEP)
+                            .min(even);
+                        (RoutingReason::Probing, grown)
+                    }
+                }
+            }
+        };
+        let (reason, target, capacity) = if matches!(reason, RoutingReason::Even)
+            || (reason == RoutingReason::Settling && target >= even)
+        {
+            // Back to an even share: forget the capacity and the waits.
+            self.route.hold = 1;
+            self.route.hold_left = 0;
+            (RoutingReason::Even, even, None)
+        } else {
+            (reason, sane(target), capacity)
+        };
+        self.route.routing = Some(Routing {
+            weight: 0.0,
+            target_rate: target,
+            backlog: m.backlog,
+            capacity,
+            reason,
+        });
     }
 }
 
@@ -290,7 +592,35 @@ pub struct TopicTrends {
 
 impl TopicTrends {
     /// Adds one collection's lags, taken at `at`; partitions no longer
-    /// reported are forgotten.
+    /// reported are forgotten. Then decides each partition's routing
+    /// weight ([`Routing`]), once every partition has two samples with
+    /// committed offsets and records arrive on the topic:
+    ///
+    /// - **backlog** = `lag − recent arrival rate × commit interval`, with
+    ///   the smaller of the last two lags (the lag a group leaves between
+    ///   its commits, or one commit late, is not backlog); less than a
+    ///   quarter second of an even share counts as none;
+    /// - right after a probe, some backlog with a consumer that committed
+    ///   less than 0.8 of what arrived while its lag grew counts as a
+    ///   backlog too;
+    /// - then, with commits not moving, or for a stalled or stopped
+    ///   partition: nothing ([`NotMoving`](RoutingReason::NotMoving));
+    /// - otherwise `capacity − queue / drain horizon`, where the queue is
+    ///   the lag less half what arrives between commits and the capacity
+    ///   what its consumer committed per second over the last two commit
+    ///   intervals; at least a quarter of an even share (it keeps
+    ///   receiving while it drains) and at most an even share
+    ///   ([`Draining`](RoutingReason::Draining));
+    /// - once drained: 0.7 × that capacity
+    ///   ([`Settling`](RoutingReason::Settling)), then, after a wait of
+    ///   one refresh (two once a probe has brought a backlog back), 1.5×
+    ///   more each refresh and at least a quarter of an even share more
+    ///   ([`Probing`](RoutingReason::Probing)) up to an even share, kept
+    ///   ([`Even`](RoutingReason::Even)) once a refresh at it shows no
+    ///   backlog;
+    /// - the others share evenly what the constrained ones leave.
+    ///
+    /// The weight is the target rate over the topic's arrival rate.
     pub fn record(&mut self, lags: &[PartitionLag], at: Instant, config: &TrendConfig) {
         self.partitions
             .retain(|p, _| lags.iter().any(|l| l.partition == *p));
@@ -299,6 +629,73 @@ impl TopicTrends {
                 .entry(lag.partition)
                 .or_default()
                 .push(lag, at, config.window);
+        }
+        self.route(config);
+    }
+
+    /// Decides every partition's routing (see [`record`](Self::record)).
+    fn route(&mut self, config: &TrendConfig) {
+        let mut gaps: Vec<Duration> = self
+            .partitions
+            .values()
+            .filter_map(PartitionWindow::learnt_gap)
+            .collect();
+        gaps.sort_unstable();
+        let topic_gap = gaps.get(gaps.len() / 2).copied();
+        let measures: Option<Vec<Measure>> = self
+            .partitions
+            .values()
+            .map(|w| w.measure(config, topic_gap))
+            .collect();
+        let total: f64 = measures
+            .as_ref()
+            .map_or(0.0, |m| sane(m.iter().map(|m| m.arrival).sum()));
+        let (Some(measures), true) = (measures, total > 0.0) else {
+            for window in self.partitions.values_mut() {
+                window.route = RouteState::default();
+            }
+            return;
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let even = total / self.partitions.len().max(1) as f64;
+        let horizon = config.drain_horizon.as_secs_f64().max(0.001);
+        for (window, m) in self.partitions.values_mut().zip(&measures) {
+            window.step(*m, even, horizon);
+        }
+        let routings = || self.partitions.values().filter_map(|w| w.route.routing);
+        let constrained: f64 = routings()
+            .filter(|r| r.reason != RoutingReason::Even)
+            .map(|r| r.target_rate)
+            .sum();
+        let evens = routings()
+            .filter(|r| r.reason == RoutingReason::Even)
+            .count();
+        #[allow(clippy::cast_precision_loss)]
+        let even_share = if evens > 0 {
+            sane(total - constrained) / evens as f64
+        } else {
+            0.0
+        };
+        let sum: f64 = routings()
+            .map(|r| {
+                if r.reason == RoutingReason::Even {
+                    even_share
+                } else {
+                    r.target_rate
+                }
+            })
+            .sum();
+        for window in self.partitions.values_mut() {
+            if let Some(r) = window.route.routing.as_mut() {
+                if r.reason == RoutingReason::Even {
+                    r.target_rate = even_share;
+                }
+                r.weight = if sum > 0.0 {
+                    sane(r.target_rate / sum).min(1.0)
+                } else {
+                    0.0
+                };
+            }
         }
     }
 
@@ -522,6 +919,201 @@ mod tests {
         }
     }
 
+    /// A topic of `capacities.len()` partitions fed `total` records/s,
+    /// keyless, shared by the routing weights of the last refresh (evenly
+    /// before there are any); each partition's consumer processes up to
+    /// `capacity(t, p)` records/s and commits every `commit` seconds; lag
+    /// is collected every second. Returns, per second, each partition's
+    /// routing and its true backlog (records arrived and not processed).
+    fn simulate(
+        seconds: u32,
+        partitions: usize,
+        total: f64,
+        commit: f64,
+        capacity: impl Fn(f64, usize) -> f64,
+        burst: Option<(u32, usize, f64)>,
+    ) -> Vec<Vec<(Option<Routing>, f64)>> {
+        const DT: f64 = 0.01;
+        let config = TrendConfig::default();
+        let start = t0();
+        let mut trends = TopicTrends::default();
+        let mut end = vec![0.0f64; partitions];
+        let mut processed = vec![0.0f64; partitions];
+        let mut committed = vec![0i64; partitions];
+        let mut weights = vec![1.0 / partitions as f64; partitions];
+        let mut out = Vec::new();
+        let steps_per_second = (1.0 / DT).round() as u32;
+        let mut next_commit = commit;
+        for step in 1..=seconds * steps_per_second {
+            let t = f64::from(step) * DT;
+            if let Some((at, p, records)) = burst
+                && step == at * steps_per_second
+            {
+                end[p] += records;
+            }
+            for p in 0..partitions {
+                end[p] += total * weights[p] * DT;
+                let can = capacity(t, p) * DT;
+                processed[p] += can.min(end[p] - processed[p]);
+            }
+            if t + 1e-9 >= next_commit {
+                next_commit += commit;
+                for p in 0..partitions {
+                    committed[p] = processed[p].floor() as i64;
+                }
+            }
+            if step % steps_per_second == 0 {
+                let lags: Vec<PartitionLag> = (0..partitions)
+                    .map(|p| {
+                        PartitionLag::new(
+                            i32::try_from(p).unwrap(),
+                            Some(committed[p]),
+                            end[p].floor() as i64,
+                            MissingCommit::FullyLagging,
+                        )
+                    })
+                    .collect();
+                let at = start + Duration::from_secs_f64(t);
+                trends.record(&lags, at, &config);
+                let second: Vec<(Option<Routing>, f64)> = (0..partitions)
+                    .map(|p| {
+                        let id = i32::try_from(p).unwrap();
+                        let routing = trends.trend(id, &config).and_then(|t| t.routing);
+                        (routing, end[p] - processed[p])
+                    })
+                    .collect();
+                if second.iter().all(|(r, _)| r.is_some()) {
+                    for (w, (r, _)) in weights.iter_mut().zip(&second) {
+                        *w = r.map_or(0.0, |r| r.weight);
+                    }
+                }
+                out.push(second);
+            }
+        }
+        out
+    }
+
+    /// The routing of partition `p` at second `t` (1-based) of a trace.
+    fn at(trace: &[Vec<(Option<Routing>, f64)>], t: usize, p: usize) -> Routing {
+        trace[t - 1][p]
+            .0
+            .unwrap_or_else(|| panic!("no routing at {t} s"))
+    }
+
+    #[test]
+    fn routing_a_consumer_ten_times_slower_is_drained_then_kept_below_capacity() {
+        // 12 partitions, 4,500 records/s (375/s each); partitions 0 and
+        // 1's consumer processes 250/s each from 15 s to 50 s.
+        let slow = |t: f64, p: usize| {
+            if p < 2 && (15.0..50.0).contains(&t) {
+                250.0
+            } else {
+                2_500.0
+            }
+        };
+        let trace = simulate(75, 12, 4_500.0, 1.0, slow, None);
+        let even = 1.0 / 12.0;
+        assert!((at(&trace, 10, 0).weight - even).abs() < 1e-6);
+        assert_eq!(at(&trace, 10, 0).reason, RoutingReason::Even);
+        // Within six refreshes of slowing down, it gets less than its
+        // consumer processes, so the backlog drains.
+        let detected = (16..=21)
+            .find(|t| at(&trace, *t, 0).reason == RoutingReason::Draining)
+            .expect("the slow partition is seen draining");
+        assert!(at(&trace, detected, 0).target_rate < 250.0);
+        assert_eq!(at(&trace, detected, 0).capacity, Some(250.0));
+        // While slow, it is given less than its capacity on average, and
+        // what waits stays under 2.5 s of its consumer's work (on an
+        // even share it would grow by 125 records a second, to 4,375).
+        let slow_phase = 22..=50;
+        let mean_target: f64 = slow_phase
+            .clone()
+            .map(|t| at(&trace, t, 0).target_rate)
+            .sum::<f64>()
+            / 29.0;
+        assert!(mean_target < 250.0, "{mean_target}");
+        let worst = slow_phase
+            .clone()
+            .map(|t| trace[t - 1][0].1)
+            .fold(0.0, f64::max);
+        assert!(worst < 600.0, "{worst} records waiting");
+        // The fast partitions take what it does not.
+        for t in slow_phase.clone() {
+            if at(&trace, t, 0).target_rate < 250.0 {
+                assert!(at(&trace, t, 5).weight > even, "{t} s");
+            }
+        }
+        // After recovery (at 50 s), its share is back within four
+        // refreshes (a wait of up to two, then two probes), and it is on
+        // an even share again soon after.
+        let back = (51..=75)
+            .find(|t| at(&trace, *t, 0).weight > 0.95 * even)
+            .unwrap();
+        assert!(back <= 54, "back at {back} s");
+        assert!(
+            (55..=75).all(|t| at(&trace, t, 0).reason == RoutingReason::Even),
+            "{:?}",
+            at(&trace, 55, 0)
+        );
+    }
+
+    #[test]
+    fn routing_a_burst_is_drained_while_the_partition_keeps_receiving() {
+        // Partition 3's consumer processes 300/s (less than an even 375/s
+        // share); 3,000 records land on it at 10 s.
+        let capacity = |_: f64, p: usize| if p == 3 { 300.0 } else { 2_500.0 };
+        let trace = simulate(40, 12, 4_500.0, 1.0, capacity, Some((10, 3, 3_000.0)));
+        let draining: Vec<usize> = (11..=40)
+            .filter(|t| at(&trace, *t, 3).reason == RoutingReason::Draining)
+            .collect();
+        assert!(!draining.is_empty());
+        for t in &draining {
+            let r = at(&trace, *t, 3);
+            assert!(r.weight > 0.0, "it keeps receiving while it drains: {r:?}");
+            assert!(r.target_rate < 300.0, "{r:?}");
+        }
+        // Drained to nothing, then routed below its consumer's capacity.
+        let least = (20..=40)
+            .map(|t| trace[t - 1][3].1)
+            .fold(f64::MAX, f64::min);
+        assert!(least < 1.0, "{least} left");
+        let after = at(&trace, *draining.last().unwrap() + 1, 3);
+        assert_eq!(after.reason, RoutingReason::Settling);
+        assert!(after.target_rate < 300.0, "{after:?}");
+    }
+
+    #[test]
+    fn routing_a_stalled_consumer_gets_nothing() {
+        let capacity = |t: f64, p: usize| if p == 2 && t >= 10.0 { 0.0 } else { 2_500.0 };
+        let trace = simulate(30, 6, 1_200.0, 1.0, capacity, None);
+        let cut = (11..=14)
+            .find(|t| at(&trace, *t, 2).weight == 0.0)
+            .expect("cut off within four refreshes");
+        for t in cut..=30 {
+            let r = at(&trace, t, 2);
+            assert_eq!(r.weight, 0.0, "{t} s: {r:?}");
+            assert_eq!(r.reason, RoutingReason::NotMoving);
+        }
+        // The others share its part.
+        assert!((at(&trace, 30, 0).weight - 0.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn routing_lag_left_between_commits_is_not_backlog() {
+        // Every consumer keeps up but commits only every 5 s: up to 5 s
+        // of records show as lag. Once two commits have been seen, that
+        // is not backlog: every partition keeps an even share.
+        let trace = simulate(60, 6, 1_200.0, 5.0, |_, _| 2_500.0, None);
+        for t in 20..=60 {
+            for p in 0..6 {
+                let r = at(&trace, t, p);
+                assert_eq!(r.reason, RoutingReason::Even, "{t} s, partition {p}: {r:?}");
+                assert!((r.weight - 1.0 / 6.0).abs() < 1e-6);
+                assert_eq!(r.backlog, 0.0);
+            }
+        }
+    }
+
     #[test]
     fn trend_scores_follow_the_status() {
         let trend = |status| Trend {
@@ -531,6 +1123,7 @@ mod tests {
             slope: 0.0,
             samples: 3,
             lag: 100,
+            routing: None,
         };
         assert_eq!(trend_score(0.1, &trend(Ok)), 1.0);
         assert_eq!(trend_score(0.1, &trend(CatchingUp)), 0.8);

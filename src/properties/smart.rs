@@ -23,6 +23,7 @@ pub(crate) const SMART_KEYS: &[&str] = &[
     "smart.scoring",
     "smart.trend.window",
     "smart.stall.after.ms",
+    "smart.drain.horizon.ms",
 ];
 
 impl SmartConfig {
@@ -34,7 +35,7 @@ impl SmartConfig {
     /// `smart.key.stickiness`, `smart.key.capacity`, `smart.fallback`
     /// (a partitioner name, as the producer's `partitioner` key takes),
     /// `smart.scoring` (`trend` or `threshold`), `smart.trend.window`
-    /// (samples) and `smart.stall.after.ms`.
+    /// (samples), `smart.stall.after.ms` and `smart.drain.horizon.ms`.
     /// [`ProducerConfig::set`](crate::ProducerConfig::set) passes every
     /// `smart.*` key here, so a `.properties` file can turn the smart
     /// partitioner on. The scorer, collector and caches are set in code.
@@ -108,6 +109,9 @@ impl SmartConfig {
             },
             "smart.trend.window" => self.trend_window(number("smart.trend_window", key, value)?),
             "smart.stall.after.ms" => self.stall_after(millis("smart.stall_after", key, value)?),
+            "smart.drain.horizon.ms" => {
+                self.drain_horizon(millis("smart.drain_horizon", key, value)?)
+            }
             _ => return Err(unknown_key(key, &[SMART_KEYS])),
         })
     }
@@ -134,6 +138,10 @@ mod tests {
             ("smart.key.stickiness", "true"),
             ("smart.key.capacity", "64"),
             ("smart.fallback", "round_robin"),
+            ("smart.scoring", "trend"),
+            ("smart.trend.window", "5"),
+            ("smart.stall.after.ms", "7000"),
+            ("smart.drain.horizon.ms", "3000"),
         ]
         .into_iter()
         .try_fold(SmartConfig::new(""), |c, (k, v)| c.set(k, v))
@@ -149,6 +157,10 @@ mod tests {
         assert!(smart.key_stickiness);
         assert_eq!(smart.key_capacity, 64);
         assert_eq!(smart.fallback.name(), "RoundRobin");
+        assert_eq!(smart.scoring, Scoring::Trend);
+        assert_eq!(smart.trend.window, 5);
+        assert_eq!(smart.trend.stall_after, Duration::from_secs(7));
+        assert_eq!(smart.trend.drain_horizon, Duration::from_secs(3));
         smart.validate().expect("valid together");
     }
 

@@ -82,6 +82,18 @@ const PARTITION_GAUGES: &[Gauge<PartitionScore>] = &[
         value: |p| p.trend.map(|t| t.slope),
     },
     Gauge {
+        name: "smartkafka_monitor_partition_routing_weight",
+        help: "With trend scoring, the share of the topic's keyless records the partition is routed (0.0 to 1.0).",
+        unit: Unit::Count,
+        value: |p| p.routing().map(|r| r.weight),
+    },
+    Gauge {
+        name: "smartkafka_monitor_partition_backlog",
+        help: "With trend scoring, records behind beyond what the group's commit interval explains.",
+        unit: Unit::Count,
+        value: |p| p.routing().map(|r| r.backlog),
+    },
+    Gauge {
         name: "smartkafka_monitor_partition_stuck",
         help: "1 when the group's commits on the partition have frozen (stalled or stopped), 0 otherwise.",
         unit: Unit::Count,

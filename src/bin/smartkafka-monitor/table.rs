@@ -1,8 +1,9 @@
 //! The live table on stdout: one row per partition (group, topic,
 //! partition, lag, committed and end offsets, score, healthy, trend status,
-//! processing rate, lag slope and why it is excluded), redrawn in
-//! place with colours when stdout is a terminal, and written as plain lines
-//! (one block per refresh, for logs) otherwise.
+//! processing rate, lag slope, the trend routing's reason and share, and
+//! why it is excluded), redrawn in place with colours when stdout is a
+//! terminal, and written as plain lines (one block per refresh, for logs)
+//! otherwise.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -70,7 +71,7 @@ pub fn render_plain(summaries: &[HealthSummary]) -> String {
             for p in snapshot.partitions() {
                 let _ = writeln!(
                     out,
-                    "group={} topic={} partition={} lag={} committed={} end={} score={:.2} healthy={} status={} excluded={}",
+                    "group={} topic={} partition={} lag={} committed={} end={} score={:.2} healthy={} status={} routing={} weight={} excluded={}",
                     summary.group,
                     topic.topic,
                     p.partition(),
@@ -82,6 +83,9 @@ pub fn render_plain(summaries: &[HealthSummary]) -> String {
                     p.score,
                     p.healthy,
                     p.status().map_or("-", |s| s.name()),
+                    p.routing().map_or("-", |r| r.reason.name()),
+                    p.routing()
+                        .map_or_else(|| "-".to_owned(), |r| format!("{:.3}", r.weight)),
                     p.exclusion().map_or("-", |e| e.name()),
                 );
             }
@@ -109,7 +113,7 @@ pub fn render_terminal(summaries: &[HealthSummary]) -> String {
         );
         let _ = writeln!(
             out,
-            "{BOLD}{:<24} {:>9} {:>12} {:>14} {:>14} {:>6}  {:<8} {:<12} {:>10} {:>10}  {:<12}{RESET}",
+            "{BOLD}{:<24} {:>9} {:>12} {:>14} {:>14} {:>6}  {:<8} {:<12} {:>10} {:>10}  {:<9} {:>6}  {:<12}{RESET}",
             "topic",
             "partition",
             "lag",
@@ -120,6 +124,8 @@ pub fn render_terminal(summaries: &[HealthSummary]) -> String {
             "status",
             "rate/s",
             "slope/s",
+            "routing",
+            "share",
             "excluded"
         );
         for topic in &summary.topics {
@@ -135,7 +141,7 @@ pub fn render_terminal(summaries: &[HealthSummary]) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "{colour}{:<24} {:>9} {:>12} {:>14} {:>14} {:>6.2}  {:<8} {:<12} {:>10} {:>10}  {:<12}{RESET}",
+                    "{colour}{:<24} {:>9} {:>12} {:>14} {:>14} {:>6.2}  {:<8} {:<12} {:>10} {:>10}  {:<9} {:>6}  {:<12}{RESET}",
                     topic.topic,
                     p.partition(),
                     p.lag.lag,
@@ -151,6 +157,9 @@ pub fn render_terminal(summaries: &[HealthSummary]) -> String {
                         .map_or_else(|| "-".to_owned(), |r| format!("{r:.0}")),
                     p.trend
                         .map_or_else(|| "-".to_owned(), |t| format!("{:+.0}", t.slope)),
+                    p.routing().map_or("-", |r| r.reason.name()),
+                    p.routing()
+                        .map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r.weight * 100.0)),
                     p.exclusion().map_or("", |e| e.name()),
                 );
             }

@@ -153,6 +153,18 @@ pub(crate) struct SendFailure {
     pub(crate) written: bool,
 }
 
+impl SendFailure {
+    /// A request that never left the client (not queued on a connection,
+    /// no connection, compression failed): retrying it cannot duplicate.
+    #[cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
+    pub(crate) fn unwritten(error: Error) -> Self {
+        SendFailure {
+            error,
+            written: false,
+        }
+    }
+}
+
 /// What the engine reports about records.
 #[derive(Debug)]
 pub(crate) enum Event {

@@ -94,10 +94,8 @@ impl ProduceQueues {
         queue.busy.fetch_add(1, Ordering::AcqRel);
         if let Err(mpsc::error::SendError(job)) = queue.jobs.send(job) {
             queue.busy.fetch_sub(1, Ordering::AcqRel);
-            let failure = SendFailure {
-                error: Error::new(ErrorKind::Closed, "the producer is closing"),
-                written: false,
-            };
+            let failure =
+                SendFailure::unwritten(Error::new(ErrorKind::Closed, "the producer is closing"));
             let _ = responses.send(Response::Produce {
                 id: job.id,
                 result: Err(failure),
@@ -178,10 +176,7 @@ async fn dispatch_produce(
                     }
                 }
                 Err(error) => {
-                    let failure = SendFailure {
-                        error,
-                        written: false,
-                    };
+                    let failure = SendFailure::unwritten(error);
                     let _ = answers.send(Answer::Ready(id, Err(failure)));
                     busy.fetch_sub(1, Ordering::AcqRel);
                     continue;
@@ -191,10 +186,7 @@ async fn dispatch_produce(
         match connections.connect_at(node, &job.addr).await {
             Ok(conn) => write_produce(&conn, &job, &answers),
             Err(error) => {
-                let failure = SendFailure {
-                    error,
-                    written: false,
-                };
+                let failure = SendFailure::unwritten(error);
                 let _ = answers.send(Answer::Ready(id, Err(failure)));
             }
         }
@@ -224,13 +216,7 @@ fn write_produce(
         match conn.begin(&job.request) {
             Ok(pending) => Answer::Awaited(id, pending),
             // Not queued on the connection: nothing was written.
-            Err(error) => Answer::Ready(
-                id,
-                Err(SendFailure {
-                    error,
-                    written: false,
-                }),
-            ),
+            Err(error) => Answer::Ready(id, Err(SendFailure::unwritten(error))),
         }
     };
     let _ = answers.send(answer);

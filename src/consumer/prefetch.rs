@@ -3,7 +3,9 @@
 //! The reader writes a broker's Fetch as soon as it has handed out the
 //! records of the last one, so the broker works while the application
 //! processes them; the answer is decompressed and decoded on the runtime's
-//! worker threads, not on the task that polls. Nothing here moves a
+//! worker threads, not on the task that polls. Each broker's answer is
+//! taken as soon as it is in ([`any_answered`]), so a slow broker never
+//! holds back the others. Nothing here moves a
 //! position: each decoded partition carries the offset it was fetched at,
 //! and the reader uses it only if its position is still there (a seek, a
 //! pause or a rebalance meanwhile makes it stale, and it is dropped).
@@ -16,6 +18,9 @@
 //! as the decoded records of one partition are bounded by that budget.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use tokio::task::JoinHandle;
 
@@ -61,6 +66,9 @@ pub(crate) struct PendingFetch {
     node: i32,
     asked: BTreeMap<TopicPartition, i64>,
     task: JoinHandle<Result<Reply, Error>>,
+    /// The task's outcome once it finished, kept until taken, so that a
+    /// wait dropped after the task finished loses nothing.
+    outcome: Option<Result<Reply, Error>>,
 }
 
 impl PendingFetch {
@@ -80,7 +88,12 @@ impl PendingFetch {
                 partitions: decode_all(answer.partitions, &offsets, settings),
             })
         });
-        PendingFetch { node, asked, task }
+        PendingFetch {
+            node,
+            asked,
+            task,
+            outcome: None,
+        }
     }
 
     /// The broker asked.
@@ -101,21 +114,60 @@ impl PendingFetch {
         self.asked.get(key).copied()
     }
 
-    /// The answer, waiting until `deadline` at most; `None` if it is not in
-    /// by then (the fetch stays pending and can be waited for again).
-    pub(crate) async fn answer_by(
-        &mut self,
-        deadline: tokio::time::Instant,
-    ) -> Option<Result<Reply, Error>> {
-        match tokio::time::timeout_at(deadline, &mut self.task).await {
-            Err(_elapsed) => None,
-            Ok(Ok(answer)) => Some(answer),
-            Ok(Err(join)) => Some(Err(Error::new(
-                crate::error::ErrorKind::Io,
-                format!("the fetch from broker {} was lost: {join}", self.node),
-            ))),
+    /// Whether the answer is in (decoded, or failed): polls the task, and
+    /// keeps its outcome for [`take_answer`](Self::take_answer).
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.outcome.is_some() {
+            return Poll::Ready(());
+        }
+        match Pin::new(&mut self.task).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(joined) => {
+                self.outcome = Some(joined.unwrap_or_else(|join| {
+                    Err(Error::new(
+                        crate::error::ErrorKind::Io,
+                        format!("the fetch from broker {} was lost: {join}", self.node),
+                    ))
+                }));
+                Poll::Ready(())
+            }
         }
     }
+
+    /// The answer, if it is in.
+    pub(crate) fn take_answer(&mut self) -> Option<Result<Reply, Error>> {
+        if self.outcome.is_none() && self.task.is_finished() {
+            // Finished: the poll is ready at once.
+            let waker = std::task::Waker::noop();
+            let _ = self.poll_answer(&mut Context::from_waker(waker));
+        }
+        self.outcome.take()
+    }
+}
+
+/// Waits until at least one of `pending` is answered or `deadline`
+/// passes; whether one was. Nothing is taken out of `pending`, so a wait
+/// that is dropped loses nothing.
+pub(crate) async fn any_answered(
+    pending: &mut [PendingFetch],
+    deadline: tokio::time::Instant,
+) -> bool {
+    let sleep = tokio::time::sleep_until(deadline);
+    tokio::pin!(sleep);
+    std::future::poll_fn(|cx| {
+        let mut any = false;
+        for fetch in pending.iter_mut() {
+            any |= fetch.poll_answer(cx).is_ready();
+        }
+        if any {
+            Poll::Ready(true)
+        } else if sleep.as_mut().poll(cx).is_ready() {
+            Poll::Ready(false)
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 impl Drop for PendingFetch {

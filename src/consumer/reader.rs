@@ -37,7 +37,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::consumed::ConsumedRecord;
 use super::fetch_session::{FetchSession, SessionOutcome};
 use super::fetcher::{EARLIEST_TIMESTAMP, FetchParams, FetchTarget, Fetcher, LATEST_TIMESTAMP};
-use super::prefetch::{Answered, DecodeSettings, PendingFetch, Reply};
+use super::prefetch::{Answered, DecodeSettings, PendingFetch, Reply, any_answered};
 use super::reader_config::{AutoOffsetReset, IsolationLevel, ReaderConfig, StartOffset};
 use crate::admin::AdminClient;
 use crate::error::{Error, ErrorKind};
@@ -150,6 +150,9 @@ pub struct PartitionReader {
     /// Fetches written ahead (at most one per broker), waiting for the
     /// next round.
     prefetched: Vec<PendingFetch>,
+    /// Records whose positions moved but that a dropped `poll` did not
+    /// return; the next `poll` returns them first.
+    undelivered: Vec<ConsumedRecord>,
 }
 
 impl std::fmt::Debug for PartitionReader {
@@ -177,6 +180,7 @@ impl PartitionReader {
             metadata_stale: true,
             deferred_error: None,
             prefetched: Vec::new(),
+            undelivered: Vec::new(),
         })
     }
 
@@ -203,8 +207,26 @@ impl PartitionReader {
     /// ignored).
     pub(crate) fn remove_partitions(&mut self, partitions: &[(String, i32)]) {
         for key in partitions {
+            self.rewind_undelivered(key);
             self.assignment.shift_remove(key);
             self.paused.remove(key);
+        }
+    }
+
+    /// Drops a partition's records that a dropped `poll` left undelivered,
+    /// moving its position back to the first of them, so a pause, a seek or
+    /// a revocation never has them returned later.
+    fn rewind_undelivered(&mut self, key: &TopicPartition) {
+        let mut first = None;
+        self.undelivered.retain(|r| {
+            let ours = *r.topic == *key.0 && r.partition == key.1;
+            if ours {
+                first = Some(first.map_or(r.offset, |f: i64| f.min(r.offset)));
+            }
+            !ours
+        });
+        if let (Some(offset), Some(state)) = (first, self.assignment.get_mut(key)) {
+            state.position = Position::At(offset);
         }
     }
 
@@ -215,6 +237,7 @@ impl PartitionReader {
         if !self.assignment.contains_key(&key) {
             return Err(not_assigned(topic, partition));
         }
+        self.rewind_undelivered(&key);
         self.paused.insert(key);
         Ok(())
     }
@@ -249,6 +272,7 @@ impl PartitionReader {
     pub async fn assign(&mut self, partitions: &[(&str, i32, StartOffset)]) -> Result<(), Error> {
         self.assignment.clear();
         self.paused.clear();
+        self.undelivered.clear();
         self.deferred_error = None;
         let mut assignment = IndexMap::new();
         for (topic, partition, start) in partitions {
@@ -374,9 +398,11 @@ impl PartitionReader {
                 format!("{topic}-{partition}: cannot seek to negative offset {offset}"),
             ));
         }
+        let key = (topic.to_string(), partition);
+        self.rewind_undelivered(&key);
         let state = self
             .assignment
-            .get_mut(&(topic.to_string(), partition))
+            .get_mut(&key)
             .ok_or_else(|| not_assigned(topic, partition))?;
         state.position = Position::At(offset);
         self.deferred_error = None;
@@ -386,8 +412,9 @@ impl PartitionReader {
     /// Waits up to `timeout` for records and returns those available,
     /// possibly none when the timeout passes.
     ///
-    /// Positions move only once the answers of a round are all in, so a
-    /// `poll` future dropped before it completes skips no records.
+    /// Positions move only for the answers a round takes, and records whose
+    /// positions moved are returned by the next `poll` if this one is
+    /// dropped before it completes, so a dropped `poll` skips no records.
     ///
     /// `timeout` bounds the waiting for records (the Fetch `max_wait` is
     /// cut to what is left of it); connecting to a broker, metadata and
@@ -402,6 +429,9 @@ impl PartitionReader {
     /// authorisation failure, `OFFSET_OUT_OF_RANGE` when
     /// [`AutoOffsetReset::None`] is set.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumedRecord>, Error> {
+        if !self.undelivered.is_empty() {
+            return Ok(std::mem::take(&mut self.undelivered));
+        }
         if let Some(e) = self.deferred_error.take() {
             return Err(e);
         }
@@ -435,7 +465,8 @@ impl PartitionReader {
     /// One round: metadata and positions as needed, then one Fetch per
     /// broker (the one written ahead at the end of the last round, if it
     /// asked for the positions as they are now), answered and decoded on
-    /// their own tasks; positions move only once every answer is in.
+    /// their own tasks; the round takes the answers that are in once the
+    /// first one is, and positions move only for those.
     async fn round(&mut self, wait: Duration) -> Result<Vec<ConsumedRecord>, Error> {
         // A partition whose metadata or start offset is missing is left
         // out of this round; the others are fetched all the same.
@@ -466,7 +497,7 @@ impl PartitionReader {
         }
         // Fetches written ahead that asked for what is wanted now are kept;
         // the others (a seek, a pause, a new assignment since) are dropped.
-        let mut pending: Vec<PendingFetch> = Vec::new();
+        let mut kept: Vec<PendingFetch> = Vec::new();
         for fetch in std::mem::take(&mut self.prefetched) {
             let node = fetch.node();
             let wanted = by_node.get(&node).is_some_and(|targets| {
@@ -476,31 +507,37 @@ impl PartitionReader {
                         .map(|t| ((t.topic.clone(), t.partition), t.offset)),
                 )
             });
-            if wanted && !pending.iter().any(|p| p.node() == node) {
-                pending.push(fetch);
+            if wanted && !kept.iter().any(|p| p.node() == node) {
+                kept.push(fetch);
             }
         }
+        self.prefetched = kept;
         let max_wait = self.config.max_wait.min(wait);
         for (node, targets) in &by_node {
-            if pending.iter().any(|p| p.node() == *node) {
+            if self.prefetched.iter().any(|p| p.node() == *node) {
                 continue;
             }
             match self.start_fetch(*node, targets, max_wait).await {
-                Ok(fetch) => pending.push(fetch),
+                Ok(fetch) => self.prefetched.push(fetch),
                 Err(e) => last_error = Some(e),
             }
         }
-        // Every answer is in before any position moves, so a poll dropped
-        // while waiting loses nothing; one not in by the deadline stays
-        // pending for the next round.
+        // The answers in by the deadline are used as soon as the first one
+        // is: each broker is fetched from again as soon as its own answer
+        // is taken, whatever the others are doing. The fetches stay in
+        // `prefetched` while waiting, so a poll dropped meanwhile loses
+        // nothing, and positions move only for answers taken.
         let deadline = tokio::time::Instant::from_std(crate::clock::now()) + wait;
-        let mut answers = Vec::with_capacity(pending.len());
-        for mut fetch in pending {
-            match fetch.answer_by(deadline).await {
+        any_answered(&mut self.prefetched, deadline).await;
+        let mut answers = Vec::with_capacity(self.prefetched.len());
+        let mut waiting = Vec::with_capacity(self.prefetched.len());
+        for mut fetch in std::mem::take(&mut self.prefetched) {
+            match fetch.take_answer() {
                 Some(answer) => answers.push((fetch, answer)),
-                None => self.prefetched.push(fetch),
+                None => waiting.push(fetch),
             }
         }
+        self.prefetched = waiting;
         let mut records = Vec::new();
         let mut fatal = None;
         for (fetch, answer) in answers {
@@ -645,9 +682,13 @@ impl PartitionReader {
             return Err(e);
         }
         // While these records are processed, the brokers already work on
-        // the next ones.
+        // the next ones. The records wait in the reader meanwhile: if this
+        // poll is dropped while a Fetch is written, the next one returns
+        // them (their positions have moved).
         if !records.is_empty() {
+            self.undelivered = records;
             self.fetch_ahead().await;
+            records = std::mem::take(&mut self.undelivered);
         }
         Ok(records)
     }

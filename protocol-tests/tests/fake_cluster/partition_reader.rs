@@ -825,3 +825,93 @@ mod transactions {
         );
     }
 }
+
+/// Polls cut short at random moments (a `poll` future dropped while it
+/// waits for answers, takes them or writes the next Fetch), and a
+/// partition paused and resumed on the way: every record comes back once,
+/// in order, with the broker's offsets, and none of the paused partition
+/// while it is paused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_polls_and_a_pause_skip_and_repeat_nothing() {
+    use rand::Rng;
+    const TOPIC: &str = "dropped-polls";
+    const PARTITIONS: i32 = 6;
+    let cluster = FakeCluster::builder().brokers(3).build().await;
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, PARTITIONS).unwrap();
+    let producer = rdkafka_producer(&bootstrap, "none");
+    let sent = workload(3_000, PARTITIONS, "dropped");
+    let expected = produce_rdkafka(&producer, TOPIC, &sent).await;
+    // Small fetches, so the read takes many rounds over the three brokers.
+    let mut reader = PartitionReader::connect(config(&bootstrap).max_partition_bytes(2_048))
+        .await
+        .unwrap();
+    reader.assign(&earliest(TOPIC, PARTITIONS)).await.unwrap();
+    // One broker's answers take a moment, so some polls wait and can be
+    // cut while waiting; another drops its connection on its first
+    // Fetches, so polls that took the other brokers' records reconnect to
+    // it while writing the next Fetch, and can be cut there.
+    cluster.inject(
+        Fault::new(ApiKey::Fetch)
+            .broker(2)
+            .delay(Duration::from_micros(500))
+            .times(100_000),
+    );
+    cluster.inject(
+        Fault::new(ApiKey::Fetch)
+            .broker(1)
+            .drop_connection()
+            .times(15),
+    );
+    let mut rng = rand::rng();
+    let mut read: Vec<ConsumedRecord> = Vec::new();
+    let (mut completed, mut dropped) = (0, 0);
+    let mut paused_at: Option<usize> = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while read.len() < sent.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "read {} of {} records within 20 s",
+            read.len(),
+            sent.len()
+        );
+        // Pause partition 0 a third of the way in, resume it forty polls
+        // later.
+        if paused_at.is_none() && read.len() > sent.len() / 3 {
+            reader.pause(TOPIC, 0).unwrap();
+            paused_at = Some(completed + dropped);
+        }
+        if paused_at.is_some_and(|at| completed + dropped >= at + 40) {
+            reader.resume(TOPIC, 0).unwrap();
+        }
+        // Every third poll is cut at its first wait; the others at a random
+        // moment.
+        let cut = if (completed + dropped) % 3 == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_micros(rng.random_range(0..1_500))
+        };
+        match tokio::time::timeout(cut, reader.poll(Duration::from_millis(500))).await {
+            Ok(records) => {
+                let records = records.expect("poll");
+                completed += 1;
+                if !reader.paused().is_empty() {
+                    assert!(
+                        records.iter().all(|r| r.partition != 0),
+                        "a record of paused partition 0 was returned"
+                    );
+                }
+                read.extend(records);
+            }
+            Err(_) => dropped += 1,
+        }
+    }
+    assert!(reader.paused().is_empty(), "partition 0 was resumed");
+    assert!(
+        dropped > 0 && completed > 0,
+        "{dropped} dropped, {completed} completed"
+    );
+    let extra = reader.poll(Duration::from_millis(200)).await.expect("poll");
+    assert!(extra.is_empty(), "unexpected records: {extra:?}");
+    check(TOPIC, &read, &expected);
+}

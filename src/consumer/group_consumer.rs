@@ -14,7 +14,8 @@
 //!    │                              ─► leader assigns ─► SyncGroup
 //!    │                              ─► revoke moved (cooperative) ─► assign
 //!    ├──► auto-commit when due
-//!    └──► records: from the buffer, else one reader round
+//!    └──► records: from the buffer (topped up with the answers already
+//!         in when it runs low), else one reader round
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -314,6 +315,12 @@ impl Consumer {
                 () = tokio::time::sleep(left) => {}
                 () = signals.wake.notified() => {}
             }
+        } else if self.buffer.len() <= self.config.max_poll_records {
+            // What is held is nearly used up: take the answers already in
+            // and ask those brokers again, without waiting. The buffer
+            // holds at most this poll's share plus one answer per broker.
+            let records = self.reader.take_ready().await;
+            self.buffer.extend(records);
         }
         Ok(self.take_records())
     }

@@ -529,6 +529,43 @@ impl PartitionReader {
         // nothing, and positions move only for answers taken.
         let deadline = tokio::time::Instant::from_std(crate::clock::now()) + wait;
         any_answered(&mut self.prefetched, deadline).await;
+        let answers = self.take_answers();
+        let records = self.apply_answers(answers, last_error)?;
+        Ok(self.hand_out(records).await)
+    }
+
+    /// Takes the answers already in, without waiting, and writes the next
+    /// Fetch to the brokers that sent them; none when no answer is in. A
+    /// consumer calls this while it still holds records, so each broker
+    /// is asked again as soon as it answered rather than when the
+    /// application has used up what it holds.
+    ///
+    /// Errors are kept for the next [`poll`](Self::poll), which reports
+    /// them as a round would.
+    pub(crate) async fn take_ready(&mut self) -> Vec<ConsumedRecord> {
+        if !self.undelivered.is_empty() || self.deferred_error.is_some() {
+            return Vec::new();
+        }
+        let answers = self.take_answers();
+        if answers.is_empty() {
+            return Vec::new();
+        }
+        match self.apply_answers(answers, None) {
+            Ok(records) => self.hand_out(records).await,
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(error = %e, "taking a fetched answer failed; the next round retries");
+                self.metadata_stale = true;
+                Vec::new()
+            }
+            Err(e) => {
+                self.deferred_error = Some(e);
+                Vec::new()
+            }
+        }
+    }
+
+    /// The pending fetches whose answers are in, taken out of `prefetched`.
+    fn take_answers(&mut self) -> Vec<(PendingFetch, Result<Reply, Error>)> {
         let mut answers = Vec::with_capacity(self.prefetched.len());
         let mut waiting = Vec::with_capacity(self.prefetched.len());
         for mut fetch in std::mem::take(&mut self.prefetched) {
@@ -538,6 +575,17 @@ impl PartitionReader {
             }
         }
         self.prefetched = waiting;
+        answers
+    }
+
+    /// Moves positions by what `answers` hold and returns their records;
+    /// `last_error` (a failure earlier in the round) is returned if there
+    /// are no records.
+    fn apply_answers(
+        &mut self,
+        answers: Vec<(PendingFetch, Result<Reply, Error>)>,
+        mut last_error: Option<Error>,
+    ) -> Result<Vec<ConsumedRecord>, Error> {
         let mut records = Vec::new();
         let mut fatal = None;
         for (fetch, answer) in answers {
@@ -681,16 +729,21 @@ impl PartitionReader {
         {
             return Err(e);
         }
-        // While these records are processed, the brokers already work on
-        // the next ones. The records wait in the reader meanwhile: if this
-        // poll is dropped while a Fetch is written, the next one returns
-        // them (their positions have moved).
-        if !records.is_empty() {
-            self.undelivered = records;
-            self.fetch_ahead().await;
-            records = std::mem::take(&mut self.undelivered);
-        }
         Ok(records)
+    }
+
+    /// Writes the next Fetch to the brokers that have none pending, then
+    /// returns `records`, so the brokers work on the next ones while these
+    /// are processed. The records wait in the reader meanwhile: if the
+    /// caller is dropped while a Fetch is written, the next `poll` returns
+    /// them (their positions have moved).
+    async fn hand_out(&mut self, records: Vec<ConsumedRecord>) -> Vec<ConsumedRecord> {
+        if records.is_empty() {
+            return records;
+        }
+        self.undelivered = records;
+        self.fetch_ahead().await;
+        std::mem::take(&mut self.undelivered)
     }
 
     /// Hands an answer's session fields to broker `node`'s fetch session and

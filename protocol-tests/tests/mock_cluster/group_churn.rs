@@ -28,7 +28,15 @@ use tokio::time::Instant;
 
 const TOPIC: &str = "churn";
 const PARTITIONS: i32 = 6;
-const TOTAL: usize = 60_000;
+/// Records produced: 60,000, or `CHURN_RECORDS` (e.g. 1000000 for the long
+/// run in `docs/fault-scenarios.md`); production takes about 10 s either
+/// way.
+fn total() -> usize {
+    std::env::var("CHURN_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60_000)
+}
 
 /// Ownership changes of every member, and the values each processed.
 #[derive(Debug, Default)]
@@ -396,6 +404,7 @@ async fn members_come_and_go_and_no_partition_has_two_owners() {
     cluster.create_topic(TOPIC, PARTITIONS, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     let log: Shared = Arc::default();
+    let total = total();
 
     let producing = {
         let bootstrap = bootstrap.clone();
@@ -405,13 +414,15 @@ async fn members_come_and_go_and_no_partition_has_two_owners() {
                 .build()
                 .await
                 .unwrap();
-            let mut waits = Vec::with_capacity(TOTAL);
-            // About 6,000 records/s for 10 s.
-            for i in 0..TOTAL {
+            let mut waits = Vec::with_capacity(total);
+            // A hundredth of the records every 100 ms: 10 s of production
+            // (6,000 records/s by default).
+            let per_tick = (total / 100).max(1);
+            for i in 0..total {
                 let partition = i32::try_from(i).unwrap() % PARTITIONS;
                 let record = Record::new(TOPIC).partition(partition).value(i.to_string());
                 waits.push(producer.send(record).await.unwrap());
-                if i % 600 == 599 {
+                if i % per_tick == per_tick - 1 {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -432,10 +443,10 @@ async fn members_come_and_go_and_no_partition_has_two_owners() {
     }
     producing.await.unwrap();
     // Let the group settle and drain.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60 + (total / 20_000) as u64);
     loop {
         let distinct: BTreeSet<usize> = log.lock().unwrap().processed.iter().map(|p| p.2).collect();
-        if distinct.len() >= TOTAL || Instant::now() > deadline {
+        if distinct.len() >= total || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -473,13 +484,13 @@ async fn members_come_and_go_and_no_partition_has_two_owners() {
     for (_, _, v) in &log.processed {
         *counts.entry(*v).or_default() += 1;
     }
-    let missing = (0..TOTAL).filter(|v| !counts.contains_key(v)).count();
+    let missing = (0..total).filter(|v| !counts.contains_key(v)).count();
     assert_eq!(missing, 0, "every record processed at least once");
-    assert!(counts.keys().all(|v| *v < TOTAL), "no phantom records");
+    assert!(counts.keys().all(|v| *v < total), "no phantom records");
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     eprintln!(
         "churn: {} records, {} processed, {duplicates} duplicates, {handovers} assignments, {} commits acknowledged",
-        TOTAL,
+        total,
         log.processed.len(),
         log.acks.len()
     );

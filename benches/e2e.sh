@@ -11,6 +11,10 @@
 #   SCALE=0.1 bash benches/e2e.sh        # a tenth of the records (a quick look)
 #   ONLY=linger0 bash benches/e2e.sh     # only the scenarios whose label has this
 #   TLS=1 BROKER=fake bash benches/e2e.sh  # both clients over TLS (the fake's TLS listener)
+#   DELIVERY=count bash benches/e2e.sh   # both clients with their cheapest delivery report
+#                                        # (a callback that only counts; rdkafka: BaseProducer
+#                                        # and one poll thread); no latency, so the paced
+#                                        # scenario is skipped
 #
 # Output: $target_dir/e2e/results.jsonl (one JSON line per run) and
 # $target_dir/e2e/summary.md (a one-line-per-scenario table, then every metric).
@@ -22,6 +26,7 @@ BROKER=${BROKER:-mock}
 SCALE=${SCALE:-1}
 ONLY=${ONLY:-}
 TLS=${TLS:-0}
+DELIVERY=${DELIVERY:-}
 # Where cargo puts its output (honours CARGO_TARGET_DIR and .cargo/config).
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
@@ -42,6 +47,10 @@ if [[ "$TLS" == 1 ]]; then
     common+=(--tls)
     prefix="TLS "
 fi
+if [[ -n "$DELIVERY" ]]; then
+    common+=(--delivery "$DELIVERY")
+    prefix="$prefix$DELIVERY "
+fi
 
 count() { python3 -c "print(max(1000, int($1 * $SCALE)))"; }
 
@@ -57,6 +66,8 @@ scenarios=(
 for scenario in "${scenarios[@]}"; do
     IFS='|' read -r label records extra <<<"$scenario"
     [[ -z "$ONLY" || "$label" == *"$ONLY"* ]] || continue
+    # Counting reports measures no latency, which is all the paced run is for.
+    [[ "$DELIVERY" == count && "$label" == *"/s"* ]] && continue
     for run in $(seq 1 "$RUNS"); do
         # Alternate which client goes first, so neither always runs on a
         # machine warmed (or loaded) by the other.

@@ -67,6 +67,11 @@ enum Delivery {
     /// `try_send` and a `DeliveryFuture` per record, awaited in order by
     /// one collector task per partition.
     Futures,
+    /// The cheapest report each client offers, for both clients: a delivery
+    /// callback that only counts (no clock read, no latency). smartkafka:
+    /// `try_send_tagged` and `on_delivery`; rdkafka: a `BaseProducer` served
+    /// by one poll thread of its own. No latency is measured in this mode.
+    Count,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -214,8 +219,9 @@ struct Args {
     /// none | random | sequential-mod:N.
     #[arg(long, default_value = "sequential-mod:10000")]
     key_pattern: KeyPattern,
-    /// How smartkafka reports deliveries (rdkafka always uses its
-    /// delivery callback).
+    /// How deliveries are reported: `callback` and `futures` choose
+    /// smartkafka's way (rdkafka uses its delivery callback with a latency
+    /// tally); `count` gives both clients their cheapest report.
     #[arg(long, value_enum, default_value = "callback")]
     delivery: Delivery,
     /// Acknowledgements: 0, 1 or all.
@@ -995,12 +1001,23 @@ fn run_smartkafka(
             builder = builder.compression_level(level);
         }
         let tally = Arc::new(Tally::new(args.size as u64, Arc::clone(progress)));
-        if args.delivery == Delivery::Callback {
-            let tally = Arc::clone(&tally);
-            builder = builder.on_delivery(move |sent_nanos, result| match result {
-                Ok(_) => tally.acked(sent_nanos),
-                Err(e) => tally.failed(e),
-            });
+        let counter = Arc::new(Counter::new(Arc::clone(progress)));
+        match args.delivery {
+            Delivery::Callback => {
+                let tally = Arc::clone(&tally);
+                builder = builder.on_delivery(move |sent_nanos, result| match result {
+                    Ok(_) => tally.acked(sent_nanos),
+                    Err(e) => tally.failed(e),
+                });
+            }
+            Delivery::Count => {
+                let counter = Arc::clone(&counter);
+                builder = builder.on_delivery(move |_, result| match result {
+                    Ok(_) => counter.acked(),
+                    Err(e) => counter.failed(e),
+                });
+            }
+            Delivery::Futures => {}
         }
         let producer = builder.build().await?;
         // Warm the topics' metadata so the first send does not wait for it.
@@ -1011,8 +1028,30 @@ fn run_smartkafka(
                 .await?;
         }
         let bar = progress_bar(args, Arc::clone(progress));
-        if args.delivery == Delivery::Callback {
-            return produce_tagged(args, payloads, progress, &producer, &tally, bar).await;
+        match args.delivery {
+            Delivery::Callback => {
+                return produce_tagged(
+                    args,
+                    payloads,
+                    progress,
+                    &producer,
+                    Reports::Tally(&tally),
+                    bar,
+                )
+                .await;
+            }
+            Delivery::Count => {
+                return produce_tagged(
+                    args,
+                    payloads,
+                    progress,
+                    &producer,
+                    Reports::Count(&counter),
+                    bar,
+                )
+                .await;
+            }
+            Delivery::Futures => {}
         }
 
         // Keyed records: one in-order collector per partition (the lane is
@@ -1149,14 +1188,23 @@ fn run_smartkafka(
     })
 }
 
-/// The smartkafka loop with `--delivery callback`: each record's tag is
-/// its send time, and the producer's callback tallies the reports.
+/// Where a callback's delivery reports go.
+enum Reports<'a> {
+    /// Tags are send times; latency is measured.
+    Tally(&'a Tally),
+    /// Tags are unused; reports are only counted.
+    Count(&'a Counter),
+}
+
+/// The smartkafka loop with `--delivery callback` or `count`: with a tally,
+/// each record's tag is its send time and the callback records the latency;
+/// with a counter, the callback only counts.
 async fn produce_tagged(
     args: &Args,
     payloads: &Payloads,
     progress: &Arc<Progress>,
     producer: &smartkafka::Producer,
-    tally: &Tally,
+    reports: Reports<'_>,
     bar: Option<std::thread::JoinHandle<()>>,
 ) -> Result<Report, BoxError> {
     use smartkafka::{ErrorKind, Record, Topic};
@@ -1180,9 +1228,12 @@ async fn produce_tagged(
         if let Some(pause) = stop.pause(i) {
             std::thread::sleep(pause);
         }
-        let sent = Instant::now()
-            .saturating_duration_since(tally.start)
-            .as_nanos() as u64;
+        let sent = match reports {
+            Reports::Tally(tally) => Instant::now()
+                .saturating_duration_since(tally.start)
+                .as_nanos() as u64,
+            Reports::Count(_) => 0,
+        };
         match producer.try_send_tagged(record(i), sent) {
             Ok(()) => {}
             // Full: wait for space.
@@ -1194,12 +1245,16 @@ async fn produce_tagged(
         i += 1;
     }
     producer.flush().await?;
+    let flushed = Instant::now();
     let (cpu1, peak_rss_kb) = rusage();
     progress.done.store(true, Ordering::Relaxed);
     if let Some(bar) = bar {
         let _ = bar.join();
     }
-    let state = tally.take();
+    let state = match reports {
+        Reports::Tally(tally) => tally.take(),
+        Reports::Count(counter) => counter.take(flushed),
+    };
     let stats = producer.stats();
     producer.close(Duration::from_secs(10)).await?;
     let end = state.last_ack.unwrap_or(start);
@@ -1209,7 +1264,7 @@ async fn produce_tagged(
         acked: state.acked,
         errors: state.errors + stats.errors,
         first_error: state.first_error,
-        value_bytes: state.acked * tally.value_size,
+        value_bytes: state.acked * args.size as u64,
         seconds: end.saturating_duration_since(start).as_secs_f64(),
         cpu_seconds: cpu1 - cpu0,
         peak_rss_kb,
@@ -1286,6 +1341,67 @@ impl Tally {
     }
 }
 
+/// Delivery reports only counted (`--delivery count`): atomics, no clock
+/// read and no lock on the success path. The run ends when `flush` returns.
+struct Counter {
+    progress: Arc<Progress>,
+    acked: AtomicU64,
+    errors: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Counter {
+    fn new(progress: Arc<Progress>) -> Counter {
+        Counter {
+            progress,
+            acked: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+        }
+    }
+
+    fn acked(&self) {
+        let n = self.acked.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_multiple_of(4096) {
+            self.progress.acked.fetch_add(4096, Ordering::Relaxed);
+        }
+    }
+
+    fn failed(&self, error: &dyn std::fmt::Display) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        first.get_or_insert_with(|| error.to_string());
+    }
+
+    /// The counts as a tally (no latency), the run ending at `flushed`.
+    fn take(&self, flushed: Instant) -> TallyState {
+        TallyState {
+            latency: Histogram::new(),
+            acked: self.acked.swap(0, Ordering::Relaxed),
+            errors: self.errors.swap(0, Ordering::Relaxed),
+            first_error: self
+                .first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+            last_ack: Some(flushed),
+        }
+    }
+}
+
+impl rdkafka::ClientContext for Counter {}
+
+impl rdkafka::producer::ProducerContext for Counter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => self.acked(),
+            Err((e, _)) => self.failed(e),
+        }
+    }
+}
+
 impl rdkafka::ClientContext for Tally {}
 
 impl rdkafka::producer::ProducerContext for Tally {
@@ -1351,6 +1467,9 @@ fn run_rdkafka(
         config
             .set("security.protocol", "ssl")
             .set("ssl.ca.location", ca_file);
+    }
+    if args.delivery == Delivery::Count {
+        return run_rdkafka_counted(args, &config, payloads, progress);
     }
     let context = Tally::new(args.size as u64, Arc::clone(progress));
     let producer: ThreadedProducer<Tally> = config.create_with_context(context)?;
@@ -1421,6 +1540,102 @@ fn run_rdkafka(
         first_error: state.first_error,
         value_bytes,
         seconds: end.saturating_duration_since(start).as_secs_f64(),
+        cpu_seconds: cpu1 - cpu0,
+        peak_rss_kb,
+        latency: state.latency,
+        notes: String::new(),
+    })
+}
+
+/// rdkafka with its cheapest report path (`--delivery count`): a
+/// `BaseProducer` whose delivery callback only counts, served by one poll
+/// thread of our own; the sending loop never polls.
+fn run_rdkafka_counted(
+    args: &Args,
+    config: &rdkafka::ClientConfig,
+    payloads: &Payloads,
+    progress: &Arc<Progress>,
+) -> Result<Report, BoxError> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+    use rdkafka::types::RDKafkaErrorCode;
+    use rdkafka::util::Timeout;
+
+    let producer: Arc<BaseProducer<Counter>> =
+        Arc::new(config.create_with_context(Counter::new(Arc::clone(progress)))?);
+    let polling = Arc::new(AtomicBool::new(true));
+    let poller = {
+        let producer = Arc::clone(&producer);
+        let polling = Arc::clone(&polling);
+        std::thread::Builder::new()
+            .name("rdkafka-poll".into())
+            .spawn(move || {
+                while polling.load(Ordering::Relaxed) {
+                    producer.poll(Duration::from_millis(100));
+                }
+            })?
+    };
+    // Connect and learn the topics before the clock starts, then deliver
+    // one record so the producer id is in place too.
+    let topics = topic_names(args);
+    for topic in &topics {
+        producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        producer
+            .send(BaseRecord::to(topic).key("warm-up").payload("warm-up"))
+            .map_err(|(e, _)| e)?;
+    }
+    producer.flush(Timeout::After(Duration::from_secs(10)))?;
+    producer.context().take(Instant::now());
+    let bar = progress_bar(args, Arc::clone(progress));
+
+    let (cpu0, _) = rusage();
+    let start = Instant::now();
+    let stop = Stop::new(args, start);
+    let mut i = 0u64;
+    while !stop.done(i) {
+        if let Some(pause) = stop.pause(i) {
+            std::thread::sleep(pause);
+        }
+        let value = payloads.value(i);
+        let topic = &topics[(i % topics.len() as u64) as usize];
+        let mut record = BaseRecord::to(topic).payload(&value[..]);
+        if let Some(key) = payloads.key(i) {
+            record = record.key(&key[..]);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        i += 1;
+    }
+    producer.flush(Timeout::After(Duration::from_secs(120)))?;
+    let flushed = Instant::now();
+    let (cpu1, peak_rss_kb) = rusage();
+    polling.store(false, Ordering::Relaxed);
+    let _ = poller.join();
+    progress.done.store(true, Ordering::Relaxed);
+    if let Some(bar) = bar {
+        let _ = bar.join();
+    }
+    let state = producer.context().take(flushed);
+    Ok(Report {
+        client: Client::Rdkafka,
+        sent: i,
+        acked: state.acked,
+        errors: state.errors,
+        first_error: state.first_error,
+        value_bytes: state.acked * args.size as u64,
+        seconds: flushed.saturating_duration_since(start).as_secs_f64(),
         cpu_seconds: cpu1 - cpu0,
         peak_rss_kb,
         latency: state.latency,

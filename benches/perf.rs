@@ -1420,6 +1420,8 @@ impl rdkafka::producer::ProducerContext for Tally {
     }
 }
 
+// rdkafka's `send` hands the record back in its error; that size is rdkafka's.
+#[allow(clippy::result_large_err)]
 fn run_rdkafka(
     args: &Args,
     bootstrap: &str,
@@ -1427,7 +1429,6 @@ fn run_rdkafka(
     progress: &Arc<Progress>,
 ) -> Result<Report, BoxError> {
     use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
-    use rdkafka::types::RDKafkaErrorCode;
     use rdkafka::util::Timeout;
 
     let mut config = rdkafka::ClientConfig::new();
@@ -1495,34 +1496,14 @@ fn run_rdkafka(
     let origin = producer.context().start;
     let (cpu0, _) = rusage();
     let start = Instant::now();
-    let stop = Stop::new(args, start);
-    let mut i = 0u64;
-    while !stop.done(i) {
-        if let Some(pause) = stop.pause(i) {
-            std::thread::sleep(pause);
-        }
-        let value = payloads.value(i);
-        let sent = Instant::now().saturating_duration_since(origin).as_nanos() as usize;
-        let topic = &topics[(i % topics.len() as u64) as usize];
-        let mut record = BaseRecord::with_opaque_to(topic, sent).payload(&value[..]);
-        if let Some(key) = payloads.key(i) {
-            record = record.key(&key[..]);
-        }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
-        i += 1;
-    }
+    let i = rdkafka_send_all(
+        args,
+        payloads,
+        &topics,
+        start,
+        || Instant::now().saturating_duration_since(origin).as_nanos() as usize,
+        |record| producer.send(record),
+    )?;
     producer.flush(Timeout::After(Duration::from_secs(120)))?;
     let (cpu1, peak_rss_kb) = rusage();
     progress.done.store(true, Ordering::Relaxed);
@@ -1550,6 +1531,8 @@ fn run_rdkafka(
 /// rdkafka with its cheapest report path (`--delivery count`): a
 /// `BaseProducer` whose delivery callback only counts, served by one poll
 /// thread of our own; the sending loop never polls.
+// rdkafka's `send` hands the record back in its error; that size is rdkafka's.
+#[allow(clippy::result_large_err)]
 fn run_rdkafka_counted(
     args: &Args,
     config: &rdkafka::ClientConfig,
@@ -1557,7 +1540,6 @@ fn run_rdkafka_counted(
     progress: &Arc<Progress>,
 ) -> Result<Report, BoxError> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
-    use rdkafka::types::RDKafkaErrorCode;
     use rdkafka::util::Timeout;
 
     let producer: Arc<BaseProducer<Counter>> =
@@ -1591,33 +1573,14 @@ fn run_rdkafka_counted(
 
     let (cpu0, _) = rusage();
     let start = Instant::now();
-    let stop = Stop::new(args, start);
-    let mut i = 0u64;
-    while !stop.done(i) {
-        if let Some(pause) = stop.pause(i) {
-            std::thread::sleep(pause);
-        }
-        let value = payloads.value(i);
-        let topic = &topics[(i % topics.len() as u64) as usize];
-        let mut record = BaseRecord::to(topic).payload(&value[..]);
-        if let Some(key) = payloads.key(i) {
-            record = record.key(&key[..]);
-        }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
-        i += 1;
-    }
+    let i = rdkafka_send_all(
+        args,
+        payloads,
+        &topics,
+        start,
+        || (),
+        |record| producer.send(record),
+    )?;
     producer.flush(Timeout::After(Duration::from_secs(120)))?;
     let flushed = Instant::now();
     let (cpu1, peak_rss_kb) = rusage();
@@ -1641,4 +1604,50 @@ fn run_rdkafka_counted(
         latency: state.latency,
         notes: String::new(),
     })
+}
+
+/// A record as rdkafka's `send` takes it, with delivery opaque `O`.
+type RdRecord<'a, O> = rdkafka::producer::BaseRecord<'a, [u8], [u8], O>;
+
+/// rdkafka's sending loop, for both report paths: sends the run's records
+/// with `send` (the producer's own), each tagged with `opaque()`, waiting
+/// briefly whenever the queue is full; returns how many were sent.
+fn rdkafka_send_all<O: rdkafka::util::IntoOpaque>(
+    args: &Args,
+    payloads: &Payloads,
+    topics: &[String],
+    start: Instant,
+    mut opaque: impl FnMut() -> O,
+    mut send: impl FnMut(RdRecord<'_, O>) -> Result<(), (rdkafka::error::KafkaError, RdRecord<'_, O>)>,
+) -> Result<u64, BoxError> {
+    use rdkafka::types::RDKafkaErrorCode;
+
+    let stop = Stop::new(args, start);
+    let mut i = 0u64;
+    while !stop.done(i) {
+        if let Some(pause) = stop.pause(i) {
+            std::thread::sleep(pause);
+        }
+        let value = payloads.value(i);
+        let topic = &topics[(i % topics.len() as u64) as usize];
+        let mut record = RdRecord::with_opaque_to(topic, opaque()).payload(&value[..]);
+        if let Some(key) = payloads.key(i) {
+            record = record.key(&key[..]);
+        }
+        loop {
+            match send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        i += 1;
+    }
+    Ok(i)
 }

@@ -1428,7 +1428,7 @@ fn run_rdkafka(
     payloads: &Payloads,
     progress: &Arc<Progress>,
 ) -> Result<Report, BoxError> {
-    use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
+    use rdkafka::producer::{Producer as _, ThreadedProducer};
     use rdkafka::util::Timeout;
 
     let mut config = rdkafka::ClientConfig::new();
@@ -1474,22 +1474,13 @@ fn run_rdkafka(
     }
     let context = Tally::new(args.size as u64, Arc::clone(progress));
     let producer: ThreadedProducer<Tally> = config.create_with_context(context)?;
-    // Connect and learn the topic before the clock starts, then deliver one
-    // record so the producer id is in place too.
     let topics = topic_names(args);
-    for topic in &topics {
-        producer
-            .client()
-            .fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        producer
-            .send(
-                BaseRecord::with_opaque_to(topic, 0usize)
-                    .key("warm-up")
-                    .payload("warm-up"),
-            )
-            .map_err(|(e, _)| e)?;
-    }
-    producer.flush(Timeout::After(Duration::from_secs(10)))?;
+    rdkafka_warm_up(
+        &producer,
+        &topics,
+        || 0usize,
+        |record| producer.send(record),
+    )?;
     producer.context().take();
     let bar = progress_bar(args, Arc::clone(progress));
 
@@ -1539,7 +1530,7 @@ fn run_rdkafka_counted(
     payloads: &Payloads,
     progress: &Arc<Progress>,
 ) -> Result<Report, BoxError> {
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+    use rdkafka::producer::{BaseProducer, Producer as _};
     use rdkafka::util::Timeout;
 
     let producer: Arc<BaseProducer<Counter>> =
@@ -1556,18 +1547,8 @@ fn run_rdkafka_counted(
                 }
             })?
     };
-    // Connect and learn the topics before the clock starts, then deliver
-    // one record so the producer id is in place too.
     let topics = topic_names(args);
-    for topic in &topics {
-        producer
-            .client()
-            .fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        producer
-            .send(BaseRecord::to(topic).key("warm-up").payload("warm-up"))
-            .map_err(|(e, _)| e)?;
-    }
-    producer.flush(Timeout::After(Duration::from_secs(10)))?;
+    rdkafka_warm_up(&*producer, &topics, || (), |record| producer.send(record))?;
     producer.context().take(Instant::now());
     let bar = progress_bar(args, Arc::clone(progress));
 
@@ -1608,6 +1589,33 @@ fn run_rdkafka_counted(
 
 /// A record as rdkafka's `send` takes it, with delivery opaque `O`.
 type RdRecord<'a, O> = rdkafka::producer::BaseRecord<'a, [u8], [u8], O>;
+
+/// Connects and learns the topics before the clock starts, then delivers
+/// one record to each (through `send`, the producer's own) so the producer
+/// id is in place too.
+#[allow(clippy::result_large_err)]
+fn rdkafka_warm_up<C, O>(
+    producer: &impl rdkafka::producer::Producer<C>,
+    topics: &[String],
+    mut opaque: impl FnMut() -> O,
+    mut send: impl FnMut(RdRecord<'_, O>) -> Result<(), (rdkafka::error::KafkaError, RdRecord<'_, O>)>,
+) -> Result<(), BoxError>
+where
+    C: rdkafka::producer::ProducerContext,
+    O: rdkafka::util::IntoOpaque,
+{
+    for topic in topics {
+        producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let record = RdRecord::with_opaque_to(topic, opaque())
+            .key(&b"warm-up"[..])
+            .payload(&b"warm-up"[..]);
+        send(record).map_err(|(e, _)| e)?;
+    }
+    producer.flush(rdkafka::util::Timeout::After(Duration::from_secs(10)))?;
+    Ok(())
+}
 
 /// rdkafka's sending loop, for both report paths: sends the run's records
 /// with `send` (the producer's own), each tagged with `opaque()`, waiting

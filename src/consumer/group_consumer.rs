@@ -35,6 +35,7 @@ use super::membership::{Member, NO_GENERATION, Reaction, reaction};
 use super::reader::PartitionReader;
 use super::reader_config::{AutoOffsetReset, StartOffset};
 use super::rebalance::{RebalanceContext, RebalanceListener, TopicPartition};
+use super::record_queue::RecordQueue;
 use crate::client_config::forward_to_config as forward;
 use crate::clock;
 use crate::error::{Error, ErrorKind};
@@ -85,7 +86,7 @@ pub struct Consumer {
     /// The assigned partitions.
     owned: BTreeSet<TopicPartition>,
     /// Records fetched and not yet returned, in fetch order.
-    buffer: VecDeque<ConsumedRecord>,
+    buffer: RecordQueue,
     paused: BTreeSet<TopicPartition>,
     needs_join: bool,
     signals: Arc<Signals>,
@@ -144,7 +145,7 @@ impl Consumer {
             interest: Interest::None,
             joined_topics: Vec::new(),
             owned: BTreeSet::new(),
-            buffer: VecDeque::new(),
+            buffer: RecordQueue::default(),
             paused: BTreeSet::new(),
             needs_join: false,
             signals: Signals::new(),
@@ -295,15 +296,15 @@ impl Consumer {
         self.signals.polled();
         self.ensure_group(started, timeout).await?;
         self.maybe_auto_commit().await;
-        if self.buffer.iter().all(|r| self.is_paused(r)) && !self.owned.is_empty() {
+        if self.buffer.iter().all(|r| is_among(&self.paused, r)) && !self.owned.is_empty() {
             let left = timeout.saturating_sub(started.elapsed());
             let signals = Arc::clone(&self.signals);
             let round = tokio::select! {
-                round = self.reader.poll(left) => Some(round),
+                round = self.reader.poll_queue(left) => Some(round),
                 () = signals.wake.notified() => None,
             };
             match round {
-                Some(Ok(records)) => self.buffer.extend(records),
+                Some(Ok(records)) => self.buffer.append(records),
                 Some(Err(e)) => return Err(e),
                 // A rebalance or an error is pending: the next poll acts.
                 None => {}
@@ -320,7 +321,7 @@ impl Consumer {
             // and ask those brokers again, without waiting. The buffer
             // holds at most this poll's share plus one answer per broker.
             let records = self.reader.take_ready().await;
-            self.buffer.extend(records);
+            self.buffer.append(records);
         }
         Ok(self.take_records())
     }
@@ -593,32 +594,14 @@ impl Consumer {
         Ok(())
     }
 
-    fn is_paused(&self, record: &ConsumedRecord) -> bool {
-        !self.paused.is_empty()
-            && self
-                .paused
-                .iter()
-                .any(|(t, p)| *p == record.partition && *t == *record.topic)
-    }
-
     /// Up to `max_poll_records` records of partitions not paused.
     fn take_records(&mut self) -> Vec<ConsumedRecord> {
         let max = self.config.max_poll_records;
         if self.paused.is_empty() {
-            let n = max.min(self.buffer.len());
-            return self.buffer.drain(..n).collect();
+            return self.buffer.take(max);
         }
-        let mut out = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.buffer.len());
-        while let Some(record) = self.buffer.pop_front() {
-            if out.len() < max && !self.is_paused(&record) {
-                out.push(record);
-            } else {
-                kept.push_back(record);
-            }
-        }
-        self.buffer = kept;
-        out
+        let paused = &self.paused;
+        self.buffer.take_where(max, |r| !is_among(paused, r))
     }
 
     /// The positions of `only` (or of every assigned partition) as offsets
@@ -1118,4 +1101,12 @@ impl ConsumerBuilder {
         *consumer.listener_slot() = self.listener;
         Ok(consumer)
     }
+}
+
+/// Whether `record` belongs to one of `partitions`.
+fn is_among(partitions: &BTreeSet<TopicPartition>, record: &ConsumedRecord) -> bool {
+    !partitions.is_empty()
+        && partitions
+            .iter()
+            .any(|(t, p)| *p == record.partition && *t == *record.topic)
 }

@@ -50,6 +50,8 @@ mod properties;
 mod reader;
 mod reader_config;
 mod rebalance;
+#[cfg(feature = "tokio-runtime")]
+mod record_queue;
 
 pub use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
 pub use assignor::{Assignor, GroupMember, RebalanceProtocol};

@@ -39,6 +39,7 @@ use super::fetch_session::{FetchSession, SessionOutcome};
 use super::fetcher::{EARLIEST_TIMESTAMP, FetchParams, FetchTarget, Fetcher, LATEST_TIMESTAMP};
 use super::prefetch::{Answered, DecodeSettings, PendingFetch, Reply, any_answered};
 use super::reader_config::{AutoOffsetReset, IsolationLevel, ReaderConfig, StartOffset};
+use super::record_queue::RecordQueue;
 use crate::admin::AdminClient;
 use crate::error::{Error, ErrorKind};
 use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
@@ -152,7 +153,7 @@ pub struct PartitionReader {
     prefetched: Vec<PendingFetch>,
     /// Records whose positions moved but that a dropped `poll` did not
     /// return; the next `poll` returns them first.
-    undelivered: Vec<ConsumedRecord>,
+    undelivered: RecordQueue,
 }
 
 impl std::fmt::Debug for PartitionReader {
@@ -180,7 +181,7 @@ impl PartitionReader {
             metadata_stale: true,
             deferred_error: None,
             prefetched: Vec::new(),
-            undelivered: Vec::new(),
+            undelivered: RecordQueue::default(),
         })
     }
 
@@ -429,6 +430,12 @@ impl PartitionReader {
     /// authorisation failure, `OFFSET_OUT_OF_RANGE` when
     /// [`AutoOffsetReset::None`] is set.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumedRecord>, Error> {
+        self.poll_queue(timeout).await.map(|mut q| q.take_all())
+    }
+
+    /// [`poll`](Self::poll), with the records in the chunks they were
+    /// decoded in.
+    pub(crate) async fn poll_queue(&mut self, timeout: Duration) -> Result<RecordQueue, Error> {
         if !self.undelivered.is_empty() {
             return Ok(std::mem::take(&mut self.undelivered));
         }
@@ -438,7 +445,7 @@ impl PartitionReader {
         let started = crate::clock::now();
         if self.assignment.is_empty() {
             tokio::time::sleep(timeout).await;
-            return Ok(Vec::new());
+            return Ok(RecordQueue::default());
         }
         loop {
             let left = timeout.saturating_sub(started.elapsed());
@@ -457,7 +464,7 @@ impl PartitionReader {
                 return Err(e);
             }
             if started.elapsed() >= timeout {
-                return Ok(Vec::new());
+                return Ok(RecordQueue::default());
             }
         }
     }
@@ -467,7 +474,7 @@ impl PartitionReader {
     /// asked for the positions as they are now), answered and decoded on
     /// their own tasks; the round takes the answers that are in once the
     /// first one is, and positions move only for those.
-    async fn round(&mut self, wait: Duration) -> Result<Vec<ConsumedRecord>, Error> {
+    async fn round(&mut self, wait: Duration) -> Result<RecordQueue, Error> {
         // A partition whose metadata or start offset is missing is left
         // out of this round; the others are fetched all the same.
         let mut last_error = None;
@@ -491,7 +498,7 @@ impl PartitionReader {
                 Some(e) => Err(e),
                 None => {
                     tokio::time::sleep(self.config.retry_backoff.min(wait)).await;
-                    Ok(Vec::new())
+                    Ok(RecordQueue::default())
                 }
             };
         }
@@ -542,24 +549,24 @@ impl PartitionReader {
     ///
     /// Errors are kept for the next [`poll`](Self::poll), which reports
     /// them as a round would.
-    pub(crate) async fn take_ready(&mut self) -> Vec<ConsumedRecord> {
+    pub(crate) async fn take_ready(&mut self) -> RecordQueue {
         if !self.undelivered.is_empty() || self.deferred_error.is_some() {
-            return Vec::new();
+            return RecordQueue::default();
         }
         let answers = self.take_answers();
         if answers.is_empty() {
-            return Vec::new();
+            return RecordQueue::default();
         }
         match self.apply_answers(answers, None) {
             Ok(records) => self.hand_out(records).await,
             Err(e) if e.is_retriable() => {
                 tracing::debug!(error = %e, "taking a fetched answer failed; the next round retries");
                 self.metadata_stale = true;
-                Vec::new()
+                RecordQueue::default()
             }
             Err(e) => {
                 self.deferred_error = Some(e);
-                Vec::new()
+                RecordQueue::default()
             }
         }
     }
@@ -585,8 +592,8 @@ impl PartitionReader {
         &mut self,
         answers: Vec<(PendingFetch, Result<Reply, Error>)>,
         mut last_error: Option<Error>,
-    ) -> Result<Vec<ConsumedRecord>, Error> {
-        let mut records = Vec::new();
+    ) -> Result<RecordQueue, Error> {
+        let mut records = RecordQueue::default();
         let mut fatal = None;
         for (fetch, answer) in answers {
             let node = fetch.node();
@@ -715,7 +722,7 @@ impl PartitionReader {
                         self.deferred_error.get_or_insert(e);
                     }
                 }
-                records.extend(decoded.records);
+                records.push(decoded.records);
             }
         }
         if let Some(e) = fatal {
@@ -737,7 +744,7 @@ impl PartitionReader {
     /// are processed. The records wait in the reader meanwhile: if the
     /// caller is dropped while a Fetch is written, the next `poll` returns
     /// them (their positions have moved).
-    async fn hand_out(&mut self, records: Vec<ConsumedRecord>) -> Vec<ConsumedRecord> {
+    async fn hand_out(&mut self, records: RecordQueue) -> RecordQueue {
         if records.is_empty() {
             return records;
         }

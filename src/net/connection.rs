@@ -21,10 +21,11 @@ use std::time::Duration;
 use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::StrBytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::frame_reader::{FrameReader, Read, ReadError};
 use crate::client_config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::protocol::{
@@ -275,10 +276,23 @@ impl BrokerConnection {
         });
         let read_shared = Arc::clone(&shared);
         let read_task = tokio::spawn(async move {
-            let mut buf = BytesMut::with_capacity(64 * 1024);
+            let decoder = read_shared.lock().proto.frame_decoder();
+            let mut frames = FrameReader::new(decoder);
             loop {
-                match reader.read_buf(&mut buf).await {
-                    Ok(0) => {
+                let frame = match frames.next(&mut reader).await {
+                    Ok(Read::Frame(frame)) => frame,
+                    Ok(Read::Partial { started }) => {
+                        // Bytes of a response began to arrive: refuse them
+                        // at once if no request is waiting for one.
+                        if started && read_shared.lock().proto.pending().len() == 0 {
+                            read_shared.close(Error::protocol(
+                                "response received with no request outstanding",
+                            ));
+                            return;
+                        }
+                        continue;
+                    }
+                    Ok(Read::Closed) => {
                         let reason = Error::new(
                             ErrorKind::Io,
                             format!("connection to {} closed by the broker", read_shared.label),
@@ -286,40 +300,39 @@ impl BrokerConnection {
                         read_shared.end(reason);
                         return;
                     }
-                    Ok(_) => {}
-                    Err(e) => {
+                    Err(ReadError::Io(e)) => {
                         read_shared.end(Error::io(
                             format_args!("reading from {}", read_shared.label),
                             e,
                         ));
                         return;
                     }
-                }
-                loop {
-                    let decoded = {
-                        let mut inner = read_shared.lock();
-                        match inner.proto.decode(&mut buf) {
-                            Ok(Some(resp)) => {
-                                let reply = inner.replies.pop_front();
-                                let drained = inner.held.is_some() && inner.replies.is_empty();
-                                Ok(Some((resp, reply, drained)))
-                            }
-                            Ok(None) => Ok(None),
-                            Err(e) => Err(e),
+                    Err(ReadError::Protocol(e)) => {
+                        read_shared.close(e);
+                        return;
+                    }
+                };
+                let matched = {
+                    let mut inner = read_shared.lock();
+                    inner.proto.match_frame(frame).map(|resp| {
+                        let reply = inner.replies.pop_front();
+                        let drained = inner.held.is_some() && inner.replies.is_empty();
+                        (resp, reply, drained)
+                    })
+                };
+                match matched {
+                    Ok((resp, Some(reply), drained)) => {
+                        let _ = reply.send(Ok(resp));
+                        if drained {
+                            read_shared.drained.notify_one();
                         }
-                    };
-                    match decoded {
-                        Ok(Some((resp, Some(reply), drained))) => {
-                            let _ = reply.send(Ok(resp));
-                            if drained {
-                                read_shared.drained.notify_one();
-                            }
-                        }
-                        Ok(Some((_, None, _))) | Ok(None) => break,
-                        Err(e) => {
-                            read_shared.close(e);
-                            return;
-                        }
+                    }
+                    // A response nobody waits for any more (its request
+                    // timed out on a connection about to close).
+                    Ok((_, None, _)) => {}
+                    Err(e) => {
+                        read_shared.close(e);
+                        return;
                     }
                 }
             }

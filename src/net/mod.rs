@@ -8,6 +8,7 @@
 pub(crate) mod bootstrap;
 pub(crate) mod connect_log;
 pub(crate) mod connection;
+pub(crate) mod frame_reader;
 pub(crate) mod jitter;
 pub(crate) mod open;
 pub(crate) mod pool;

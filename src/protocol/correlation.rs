@@ -156,6 +156,13 @@ impl CorrelationState {
         let Some(frame) = self.frames.decode(buf)? else {
             return Ok(None);
         };
+        self.match_frame(frame).map(Some)
+    }
+
+    /// Matches one complete response frame (its body, without the size
+    /// prefix) to the oldest request waiting. An error means the connection
+    /// must be closed, as for [`CorrelationState::decode`].
+    pub fn match_frame(&mut self, frame: Bytes) -> Result<MatchedResponse, Error> {
         let Some(request) = self.pending.front().copied() else {
             return Err(Error::protocol(
                 "response received with no request outstanding",
@@ -169,7 +176,7 @@ impl CorrelationState {
             )));
         }
         self.pending.pop_front();
-        Ok(Some(MatchedResponse { request, body }))
+        Ok(MatchedResponse { request, body })
     }
 
     /// Requests written and not yet answered, oldest first.

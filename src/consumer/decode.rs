@@ -96,6 +96,7 @@ pub(crate) fn decode_partition(
                 break;
             }
         };
+        let before = out.records.len();
         match decode_batch(
             &shared_topic,
             partition,
@@ -104,14 +105,16 @@ pub(crate) fn decode_partition(
             records,
             filter,
             &mut scratch,
+            &mut out.records,
         ) {
-            Ok(Some((records, next))) => {
-                out.bytes += records.iter().map(weight).sum::<usize>();
-                out.records.extend(records);
+            Ok(Some(next)) => {
+                out.bytes += out.records[before..].iter().map(weight).sum::<usize>();
                 out.next_position = next;
             }
             Ok(None) => {}
             Err(e) => {
+                // A malformed batch delivers nothing.
+                out.records.truncate(before);
                 out.error = Some(e);
                 break;
             }
@@ -120,8 +123,10 @@ pub(crate) fn decode_partition(
     out
 }
 
-/// One batch: `None` if it ends before `position`; otherwise its records
-/// at or after `position` (empty when skipped) and the position after it.
+/// One batch: `None` if it ends before `position`; otherwise the position
+/// after it, its records at or after `position` (none when skipped) added
+/// to `out`. On an error, some of the batch's records may have been added.
+#[allow(clippy::too_many_arguments)]
 fn decode_batch(
     topic: &Topic,
     partition: i32,
@@ -130,7 +135,8 @@ fn decode_batch(
     input: &Bytes,
     filter: &mut AbortedFilter,
     scratch: &mut Vec<u8>,
-) -> Result<Option<(Vec<ConsumedRecord>, i64)>, Error> {
+    out: &mut Vec<ConsumedRecord>,
+) -> Result<Option<i64>, Error> {
     let header = *batch.header();
     let fail = |problem: &dyn std::fmt::Display| corrupt(topic, partition, position, problem);
     if header.base_offset < 0 || header.last_offset_delta < 0 {
@@ -150,7 +156,7 @@ fn decode_batch(
     let next = last_offset + 1;
     if header.record_count == 0 {
         // Kept by log compaction to preserve producer state: nothing to read.
-        return Ok(Some((Vec::new(), next)));
+        return Ok(Some(next));
     }
     let control = if header.is_control() {
         let record = batch
@@ -170,26 +176,34 @@ fn decode_batch(
         control,
     });
     if verdict != Verdict::Deliver {
-        return Ok(Some((Vec::new(), next)));
+        return Ok(Some(next));
     }
     let leader_epoch =
         (header.partition_leader_epoch >= 0).then_some(header.partition_leader_epoch);
     let timestamp_type = header.timestamp_type();
     // A compressed batch is decompressed into a buffer of its own, which
     // its records then share; an uncompressed one is read where it lies.
-    let mut decompressed = Vec::new();
     let compressed = header.compression != crate::compression::Compression::None;
-    if compressed {
+    let backing = if compressed {
+        let mut decompressed = Vec::new();
         batch
             .decompress_into(&mut decompressed)
             .map_err(|e| fail(&e).with_source(e))?;
-    }
-    let (data, base): (&[u8], &[u8]) = if compressed {
-        (&decompressed, &decompressed)
+        Bytes::from(decompressed)
     } else {
-        (batch.records_section(), input)
+        input.clone()
     };
-    let mut pending: Vec<PendingRecord> = Vec::new();
+    let data = if compressed {
+        &backing[..]
+    } else {
+        batch.records_section()
+    };
+    // Room for the records the batch declares, bounded by what its bytes
+    // can hold (a record takes at least 7 bytes), so a hostile count
+    // reserves nothing it could not fill.
+    let declared = usize::try_from(header.record_count).unwrap_or(0);
+    out.reserve(declared.min(data.len() / 7));
+    let piece = |bytes: &[u8]| piece_of(&backing, bytes);
     for record in batch.records_in(data) {
         let record = record.map_err(|e| fail(&e).with_source(e))?;
         let offset = record.offset();
@@ -202,95 +216,40 @@ fn decode_batch(
         if offset < position {
             continue;
         }
-        let piece = |bytes: &[u8]| Piece::within(base, bytes);
-        pending.push(PendingRecord {
+        out.push(ConsumedRecord {
+            topic: topic.clone(),
+            partition,
             offset,
             timestamp: record.timestamp(),
+            timestamp_type,
             key: record.key().map(piece),
             value: record.value().map(piece),
             headers: record
                 .headers()
-                .map(|h| {
-                    (
-                        String::from_utf8_lossy(h.key).into_owned(),
-                        h.value.map(piece),
-                    )
-                })
-                .collect(),
-        });
-    }
-    // The bytes the pieces point into, shared by the batch's records.
-    let backing = if compressed {
-        Bytes::from(decompressed)
-    } else {
-        input.clone()
-    };
-    let delivered = pending
-        .into_iter()
-        .map(|p| ConsumedRecord {
-            topic: topic.clone(),
-            partition,
-            offset: p.offset,
-            timestamp: p.timestamp,
-            timestamp_type,
-            key: p.key.map(|k| k.resolve(&backing)),
-            value: p.value.map(|v| v.resolve(&backing)),
-            headers: p
-                .headers
-                .into_iter()
-                .map(|(key, value)| Header {
-                    key,
-                    value: value.map(|v| v.resolve(&backing)),
+                .map(|h| Header {
+                    key: String::from_utf8_lossy(h.key).into_owned(),
+                    value: h.value.map(piece),
                 })
                 .collect(),
             leader_epoch,
-        })
-        .collect();
-    Ok(Some((delivered, next)))
-}
-
-/// A record read from a batch, its bytes not yet attached.
-struct PendingRecord {
-    offset: i64,
-    timestamp: i64,
-    key: Option<Piece>,
-    value: Option<Piece>,
-    headers: Vec<(String, Option<Piece>)>,
-}
-
-/// Where a key, value or header value lies in the bytes a batch was read
-/// from, resolved into a shared slice once those bytes are owned; or, for
-/// bytes from elsewhere (which the reader never yields), a copy.
-enum Piece {
-    Range(std::ops::Range<usize>),
-    Copied(Bytes),
-}
-
-impl Piece {
-    /// `part`, located inside `base` if it lies there.
-    fn within(base: &[u8], part: &[u8]) -> Piece {
-        let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize);
-        match start {
-            Some(at)
-                if at
-                    .checked_add(part.len())
-                    .is_some_and(|end| end <= base.len()) =>
-            {
-                Piece::Range(at..at + part.len())
-            }
-            _ => Piece::Copied(Bytes::copy_from_slice(part)),
-        }
+        });
     }
+    Ok(Some(next))
+}
 
-    /// The bytes, as a slice of `backing` (the owned form of the `base` the
-    /// piece was located in).
-    fn resolve(self, backing: &Bytes) -> Bytes {
-        match self {
-            // `backing` holds what `base` held, so the range lies inside.
-            Piece::Range(range) if range.end <= backing.len() => backing.slice(range),
-            Piece::Range(_) => Bytes::new(),
-            Piece::Copied(bytes) => bytes,
+/// `part` as a slice of `backing` when it lies inside it (what the record
+/// reader yields), else a copy.
+fn piece_of(backing: &Bytes, part: &[u8]) -> Bytes {
+    let start = (part.as_ptr() as usize).checked_sub(backing.as_ptr() as usize);
+    match start {
+        Some(at)
+            if at
+                .checked_add(part.len())
+                .is_some_and(|end| end <= backing.len()) =>
+        {
+            backing.slice(at..at + part.len())
         }
+        _ => Bytes::copy_from_slice(part),
     }
 }
 

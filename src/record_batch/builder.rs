@@ -517,7 +517,7 @@ impl HeaderFields {
 
 /// Batches at least this long keep the CRC of their records part (from the
 /// record count on), and their CRC is the combination of it with the CRC of
-/// the header fields (see [`super::crc_combine`]): stamping them does not
+/// the header fields (see [`super::crc`]): stamping them does not
 /// read the records again. A combination costs about what rescanning 5 KiB
 /// does (half a microsecond), so shorter batches are simply rescanned.
 const COMBINE_THRESHOLD: usize = 8 * 1024;
@@ -529,23 +529,22 @@ fn write_crc(batch: &mut [u8]) -> Option<u32> {
         write_full_crc(batch);
         return None;
     }
-    let records_crc = crc32c::crc32c(&batch[offsets::RECORD_COUNT..]);
+    let records_crc = super::crc::crc32c(&batch[offsets::RECORD_COUNT..]);
     write_combined_crc(batch, records_crc);
     Some(records_crc)
 }
 
 /// Computes the CRC over bytes 21 to the end and stores it.
 fn write_full_crc(batch: &mut [u8]) {
-    let crc = crc32c::crc32c(&batch[offsets::ATTRIBUTES..]);
+    let crc = super::crc::crc32c(&batch[offsets::ATTRIBUTES..]);
     batch[offsets::CRC..offsets::ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Recomputes the batch CRC from the header fields it covers and the CRC of
 /// the bytes from the record count on.
 fn write_combined_crc(batch: &mut [u8], records_crc: u32) {
-    let head = crc32c::crc32c(&batch[offsets::ATTRIBUTES..offsets::RECORD_COUNT]);
-    let crc =
-        super::crc_combine::crc32c_combine(head, records_crc, batch.len() - offsets::RECORD_COUNT);
+    let head = super::crc::crc32c(&batch[offsets::ATTRIBUTES..offsets::RECORD_COUNT]);
+    let crc = super::crc::crc32c_combine(head, records_crc, batch.len() - offsets::RECORD_COUNT);
     batch[offsets::CRC..offsets::ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
 }
 

@@ -48,7 +48,7 @@ pub fn compress_batch(
     let length = i32::try_from(scratch.len() - LOG_OVERHEAD).unwrap_or(i32::MAX);
     scratch[offsets::BATCH_LENGTH..offsets::PARTITION_LEADER_EPOCH]
         .copy_from_slice(&length.to_be_bytes());
-    let crc = crc32c::crc32c(&scratch[offsets::ATTRIBUTES..]);
+    let crc = super::crc::crc32c(&scratch[offsets::ATTRIBUTES..]);
     scratch[offsets::CRC..offsets::ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
     Ok(Some(Bytes::copy_from_slice(scratch)))
 }

@@ -61,7 +61,7 @@
 
 mod builder;
 mod compress;
-mod crc_combine;
+mod crc;
 mod pool;
 mod reader;
 mod varint;

@@ -96,7 +96,7 @@ impl<'a> BatchReader<'a> {
         }
         if self.options.verify_crc {
             let stored = be_i32(bytes, offsets::CRC) as u32;
-            let computed = crc32c::crc32c(&bytes[offsets::ATTRIBUTES..]);
+            let computed = super::crc::crc32c(&bytes[offsets::ATTRIBUTES..]);
             if computed != stored {
                 return Err(RecordsError::CrcMismatch { stored, computed });
             }

@@ -1,6 +1,15 @@
-//! CRC-32C of a concatenation from the CRCs of its parts, in a few hundred
-//! nanoseconds whatever the length: `crc(A ‖ B)` is `crc(A)` multiplied by
-//! `x^(8·|B|)` modulo the CRC polynomial, plus `crc(B)`.
+//! The CRC-32C (Castagnoli) of record batches: the checksum itself, and the
+//! checksum of a concatenation from the checksums of its parts.
+//!
+//! The checksum comes from `crc-fast`, which folds the input with carry-less
+//! multiplication where the CPU has it (and uses the `crc32` instructions
+//! otherwise). On 64 KiB batches it runs at about twice the speed of the
+//! `crc32` instructions alone, and every byte a consumer reads or a producer
+//! sends goes through it once.
+//!
+//! Combining takes a few hundred nanoseconds whatever the length:
+//! `crc(A ‖ B)` is `crc(A)` multiplied by `x^(8·|B|)` modulo the CRC
+//! polynomial, plus `crc(B)`.
 //!
 //! A batch's CRC covers its header fields from the attributes on and all of
 //! its records. Sealing computes the CRC of the records part once; stamping
@@ -12,6 +21,12 @@
 //! the coefficient of `x^0`, bit 0 that of `x^31`. The powers `x^(8·2^k)`
 //! are computed at compile time, so a combination is one multiplication
 //! per set bit of the length.
+
+/// The CRC-32C of `bytes`.
+pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
+    // A 32-bit CRC, returned in a u64 by the crate's generic interface.
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
+}
 
 /// The CRC-32C (Castagnoli) polynomial, reflected.
 const POLY: u32 = 0x82F6_3B78;
@@ -79,7 +94,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn checks_the_standard_test_vector() {
+        // The CRC-32C check value (RFC 3720, appendix B.4).
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c(b""), 0);
+    }
+
     proptest! {
+        #[test]
+        fn the_checksum_agrees_with_the_crc32c_crate(data in proptest::collection::vec(any::<u8>(), 0..70_000),
+                                                     start in 0usize..64) {
+            // Every length and alignment, up to more than one 64 KiB batch.
+            let data = &data[start.min(data.len())..];
+            prop_assert_eq!(crc32c(data), crc32c::crc32c(data));
+        }
+
         #[test]
         fn agrees_with_the_crate(a in proptest::collection::vec(any::<u8>(), 0..300),
                                  b in proptest::collection::vec(any::<u8>(), 0..3000)) {

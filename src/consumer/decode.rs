@@ -68,7 +68,7 @@ fn corrupt(topic: &str, partition: i32, offset: i64, problem: impl std::fmt::Dis
 /// `records` for an uncompressed batch, and of the batch's decompressed
 /// bytes (one buffer per batch) for a compressed one.
 pub(crate) fn decode_partition(
-    topic: &str,
+    topic: &Topic,
     partition: i32,
     position: i64,
     records: &Bytes,
@@ -83,8 +83,6 @@ pub(crate) fn decode_partition(
         error: None,
     };
     let mut scratch = Vec::new();
-    // One shared name for every record of the partition, not a copy each.
-    let shared_topic = Topic::from(topic);
     for batch in BatchReader::with_options(records, options) {
         if out.bytes >= budget && out.next_position > position {
             break;
@@ -98,7 +96,7 @@ pub(crate) fn decode_partition(
         };
         let before = out.records.len();
         match decode_batch(
-            &shared_topic,
+            topic,
             partition,
             out.next_position,
             &batch,
@@ -285,7 +283,7 @@ mod tests {
 
     fn decode(records: &[u8], position: i64) -> Decoded {
         decode_partition(
-            "t",
+            &Topic::from("t"),
             0,
             position,
             &Bytes::copy_from_slice(records),
@@ -328,7 +326,7 @@ mod tests {
         for compression in [Compression::None, Compression::Lz4, Compression::Zstd] {
             let input = Bytes::from(batch(0, 3, compression));
             let decoded = decode_partition(
-                "t",
+                &Topic::from("t"),
                 0,
                 0,
                 &input,
@@ -368,7 +366,7 @@ mod tests {
             bytes.extend(batch(b * 10, 10, Compression::None));
         }
         let decoded = decode_partition(
-            "t",
+            &Topic::from("t"),
             0,
             0,
             &Bytes::from(bytes.clone()),
@@ -417,7 +415,7 @@ mod tests {
         bytes.extend(txn_batch(2, 4, 1, Some(false))); // abort marker
         bytes.extend(txn_batch(1, 5, 1, Some(true))); // commit marker
         let committed = decode_partition(
-            "t",
+            &Topic::from("t"),
             0,
             0,
             &Bytes::from(bytes.clone()),
@@ -501,7 +499,7 @@ mod tests {
             verify_crc: true,
         };
         let decoded = decode_partition(
-            "t",
+            &Topic::from("t"),
             0,
             0,
             &Bytes::from(bytes.clone()),

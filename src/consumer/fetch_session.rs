@@ -52,7 +52,7 @@ pub(crate) const MIN_SESSION_VERSION: i16 = 7;
 const SESSION_ID_NOT_FOUND: i16 = 70;
 
 /// A topic and partition.
-pub(crate) type PartitionKey = (String, i32);
+pub(crate) type PartitionKey = (crate::record::Topic, i32);
 
 /// What is asked for one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,12 +298,12 @@ mod tests {
 
     fn wanted(list: &[(&str, i32, i64)]) -> BTreeMap<PartitionKey, PartitionFetch> {
         list.iter()
-            .map(|(t, p, o)| (((*t).to_string(), *p), pf(*o)))
+            .map(|(t, p, o)| ((crate::record::Topic::from(*t), *p), pf(*o)))
             .collect()
     }
 
     fn key(t: &str, p: i32) -> PartitionKey {
-        (t.to_string(), p)
+        (crate::record::Topic::from(t), p)
     }
 
     fn opened(w: &BTreeMap<PartitionKey, PartitionFetch>) -> FetchSession {

@@ -29,6 +29,7 @@ use super::reader_config::IsolationLevel;
 use crate::error::Error;
 use crate::net::connection::{BrokerConnection, PendingResponse};
 use crate::protocol::KafkaCode;
+use crate::record::Topic;
 
 /// ListOffsets' timestamp for the log start offset.
 pub(crate) const EARLIEST_TIMESTAMP: i64 = -2;
@@ -38,7 +39,7 @@ pub(crate) const LATEST_TIMESTAMP: i64 = -1;
 /// One partition to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FetchTarget {
-    pub(crate) topic: String,
+    pub(crate) topic: Topic,
     pub(crate) partition: i32,
     pub(crate) offset: i64,
     /// The leader epoch the reader knows, or -1.
@@ -60,7 +61,7 @@ pub(crate) struct FetchParams {
 /// What the broker answered for one partition.
 #[derive(Debug, Clone)]
 pub(crate) struct FetchedPartition {
-    pub(crate) topic: String,
+    pub(crate) topic: Topic,
     pub(crate) partition: i32,
     pub(crate) error: Option<KafkaCode>,
     pub(crate) high_watermark: i64,
@@ -101,7 +102,7 @@ pub(crate) struct FetchAnswer {
 pub(crate) struct InFlightFetch {
     broker: i32,
     build: u64,
-    asked: HashSet<(String, i32)>,
+    asked: HashSet<PartitionKey>,
     pending: PendingResponse<FetchRequest>,
 }
 
@@ -121,7 +122,7 @@ impl InFlightFetch {
 
 fn read_response(
     build: u64,
-    asked: &HashSet<(String, i32)>,
+    asked: &HashSet<PartitionKey>,
     response: FetchResponse,
 ) -> FetchAnswer {
     let mut session = SessionReply {
@@ -133,7 +134,7 @@ fn read_response(
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for topic in response.responses {
-        let name = topic.topic.0.to_string();
+        let name = Topic::from(topic.topic.0.as_str());
         for p in topic.partitions {
             let key = (name.clone(), p.partition_index);
             session.named.push(key.clone());
@@ -279,7 +280,7 @@ impl Fetcher {
                 Some(t) => t.partitions.push(entry),
                 None => topics.push(
                     ListOffsetsTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
                         .with_partitions(vec![entry]),
                 ),
             }
@@ -326,7 +327,7 @@ fn fetch_request(next: &SessionRequest, params: &FetchParams) -> FetchRequest {
             Some(t) => t.partitions.push(partition),
             None => topics.push(
                 FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
                     .with_partitions(vec![partition]),
             ),
         }
@@ -337,7 +338,7 @@ fn fetch_request(next: &SessionRequest, params: &FetchParams) -> FetchRequest {
             Some(t) => t.partitions.push(*index),
             None => forgotten.push(
                 ForgottenTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
                     .with_partitions(vec![*index]),
             ),
         }

@@ -32,7 +32,7 @@ use crate::error::Error;
 use crate::record_batch::ReadOptions;
 
 /// A partition by topic and number.
-pub(crate) type TopicPartition = (String, i32);
+pub(crate) type TopicPartition = (crate::record::Topic, i32);
 
 /// One partition of an answered Fetch.
 pub(crate) struct Answered {

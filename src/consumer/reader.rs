@@ -45,9 +45,11 @@ use crate::error::{Error, ErrorKind};
 use crate::group::{ConsumerGroupMetadata, OffsetToCommit};
 use crate::net::pool::BrokerPool;
 use crate::protocol::KafkaCode;
+use crate::record::Topic;
 use crate::record_batch::ReadOptions;
 
-type TopicPartition = (String, i32);
+/// A partition by its shared topic name and number.
+type TopicPartition = (Topic, i32);
 
 /// How long a read_committed start waits for offsets an open transaction is
 /// committing (the Java consumer's `default.api.timeout.ms`).
@@ -196,8 +198,9 @@ impl PartitionReader {
     /// already assigned is moved to its new start. Start offsets are
     /// resolved by the next `poll`.
     pub(crate) fn add_partitions(&mut self, partitions: Vec<(String, i32, StartOffset)>) {
+        let mut names = self.topic_names();
         for (topic, partition, start) in partitions {
-            let key = (topic, partition);
+            let key = (shared_name(&mut names, &topic), partition);
             self.paused.remove(&key);
             self.assignment.insert(key, PartitionState::new(start));
         }
@@ -207,10 +210,11 @@ impl PartitionReader {
     /// Removes partitions from the assignment (those not assigned are
     /// ignored).
     pub(crate) fn remove_partitions(&mut self, partitions: &[(String, i32)]) {
-        for key in partitions {
-            self.rewind_undelivered(key);
-            self.assignment.shift_remove(key);
-            self.paused.remove(key);
+        for (topic, partition) in partitions {
+            let key = (Topic::from(topic.as_str()), *partition);
+            self.rewind_undelivered(&key);
+            self.assignment.shift_remove(&key);
+            self.paused.remove(&key);
         }
     }
 
@@ -234,7 +238,7 @@ impl PartitionReader {
     /// Stops fetching an assigned partition until [`resume`](Self::resume);
     /// its position is kept.
     pub fn pause(&mut self, topic: &str, partition: i32) -> Result<(), Error> {
-        let key = (topic.to_string(), partition);
+        let key = (Topic::from(topic), partition);
         if !self.assignment.contains_key(&key) {
             return Err(not_assigned(topic, partition));
         }
@@ -245,7 +249,7 @@ impl PartitionReader {
 
     /// Fetches a paused partition again.
     pub fn resume(&mut self, topic: &str, partition: i32) -> Result<(), Error> {
-        let key = (topic.to_string(), partition);
+        let key = (Topic::from(topic), partition);
         if !self.assignment.contains_key(&key) {
             return Err(not_assigned(topic, partition));
         }
@@ -255,7 +259,10 @@ impl PartitionReader {
 
     /// The paused partitions.
     pub fn paused(&self) -> Vec<(String, i32)> {
-        self.paused.iter().cloned().collect()
+        self.paused
+            .iter()
+            .map(|(t, p)| (t.to_string(), *p))
+            .collect()
     }
 
     /// The settings the reader was built with.
@@ -275,6 +282,7 @@ impl PartitionReader {
         self.paused.clear();
         self.undelivered.clear();
         self.deferred_error = None;
+        let mut names = Vec::new();
         let mut assignment = IndexMap::new();
         for (topic, partition, start) in partitions {
             crate::topic_name::validate(topic)?;
@@ -295,7 +303,7 @@ impl PartitionReader {
                 ));
             }
             assignment.insert(
-                ((*topic).to_string(), *partition),
+                (shared_name(&mut names, topic), *partition),
                 PartitionState::new(start.clone()),
             );
         }
@@ -328,7 +336,10 @@ impl PartitionReader {
 
     /// The assigned partitions, in assignment order.
     pub fn assignment(&self) -> Vec<(String, i32)> {
-        self.assignment.keys().cloned().collect()
+        self.assignment
+            .keys()
+            .map(|(t, p)| (t.to_string(), *p))
+            .collect()
     }
 
     /// The offset of the next record `poll` returns for a partition; `None`
@@ -336,7 +347,7 @@ impl PartitionReader {
     pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
         match self
             .assignment
-            .get(&(topic.to_string(), partition))?
+            .get(&(Topic::from(topic), partition))?
             .position
         {
             Position::At(offset) => Some(offset),
@@ -349,7 +360,7 @@ impl PartitionReader {
         self.assignment
             .iter()
             .filter_map(|((topic, partition), state)| match state.position {
-                Position::At(offset) => Some((topic.clone(), *partition, offset)),
+                Position::At(offset) => Some((topic.to_string(), *partition, offset)),
                 Position::Pending(_) => None,
             })
             .collect()
@@ -358,7 +369,7 @@ impl PartitionReader {
     /// The latest high watermark a Fetch reported for a partition.
     pub fn high_watermark(&self, topic: &str, partition: i32) -> Option<i64> {
         self.assignment
-            .get(&(topic.to_string(), partition))?
+            .get(&(Topic::from(topic), partition))?
             .high_watermark
     }
 
@@ -366,7 +377,7 @@ impl PartitionReader {
     /// end of what read_committed can read).
     pub fn last_stable_offset(&self, topic: &str, partition: i32) -> Option<i64> {
         self.assignment
-            .get(&(topic.to_string(), partition))?
+            .get(&(Topic::from(topic), partition))?
             .last_stable_offset
     }
 
@@ -399,7 +410,7 @@ impl PartitionReader {
                 format!("{topic}-{partition}: cannot seek to negative offset {offset}"),
             ));
         }
-        let key = (topic.to_string(), partition);
+        let key = (Topic::from(topic), partition);
         self.rewind_undelivered(&key);
         let state = self
             .assignment
@@ -1051,13 +1062,24 @@ impl PartitionReader {
         }
     }
 
+    /// The topic names of the assignment, one shared name per topic.
+    fn topic_names(&self) -> Vec<Topic> {
+        let mut names: Vec<Topic> = Vec::new();
+        for (topic, _) in self.assignment.keys() {
+            if !names.iter().any(|n| n.same(topic)) {
+                names.push(topic.clone());
+            }
+        }
+        names
+    }
+
     async fn resolve_positions(&mut self) -> Result<(), Error> {
         // Committed offsets, per group and topic.
         let mut committed: BTreeMap<(String, String), Vec<i32>> = BTreeMap::new();
         for ((topic, partition), state) in &self.assignment {
             if let Position::Pending(StartOffset::Committed(group)) = &state.position {
                 committed
-                    .entry((group.clone(), topic.clone()))
+                    .entry((group.clone(), topic.to_string()))
                     .or_default()
                     .push(*partition);
             }
@@ -1067,7 +1089,10 @@ impl PartitionReader {
                 .committed_offsets_to_start_from(&group, &topic, &partitions)
                 .await?;
             for (partition, offset) in offsets {
-                if let Some(state) = self.assignment.get_mut(&(topic.clone(), partition)) {
+                if let Some(state) = self
+                    .assignment
+                    .get_mut(&(Topic::from(topic.as_str()), partition))
+                {
                     state.position = match offset {
                         Some(offset) => Position::At(offset),
                         None => Position::Pending(StartOffset::Earliest),
@@ -1085,7 +1110,7 @@ impl PartitionReader {
             };
             let Some(leader) = state.leader else { continue };
             lookups.entry((leader, timestamp)).or_default().push((
-                topic.clone(),
+                topic.to_string(),
                 *partition,
                 state.leader_epoch,
             ));
@@ -1111,7 +1136,10 @@ impl PartitionReader {
                 }
             };
             for (topic, partition, answer) in answers {
-                let Some(state) = self.assignment.get_mut(&(topic.clone(), partition)) else {
+                let Some(state) = self
+                    .assignment
+                    .get_mut(&(Topic::from(topic.as_str()), partition))
+                else {
                     continue;
                 };
                 match answer {
@@ -1145,4 +1173,16 @@ fn not_assigned(topic: &str, partition: i32) -> Error {
         ErrorKind::InvalidPartition,
         format!("{topic}-{partition} is not assigned"),
     )
+}
+
+/// `name` as one of `names` (so every partition of a topic shares one name,
+/// and the maps keyed by partition compare a pointer rather than bytes),
+/// added to them if it is new.
+fn shared_name(names: &mut Vec<Topic>, name: &str) -> Topic {
+    if let Some(known) = names.iter().find(|n| n.as_str() == name) {
+        return known.clone();
+    }
+    let topic = Topic::from(name);
+    names.push(topic.clone());
+    topic
 }

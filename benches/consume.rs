@@ -200,7 +200,11 @@ impl Counted {
 }
 
 pub(super) fn run(args: &Args, bootstrap: &str) -> Result<ConsumeReport, BoxError> {
-    let (fill_seconds, fill_records_per_sec) = fill(args, bootstrap)?;
+    let (fill_seconds, fill_records_per_sec) = if args.no_fill {
+        (0.0, 0.0)
+    } else {
+        fill(args, bootstrap)?
+    };
     let expected = args.records + WARM_UP_RECORDS;
     let group = format!("perf-consume-{}", std::process::id());
     let (cpu0, _) = rusage();
@@ -225,6 +229,59 @@ pub(super) fn run(args: &Args, bootstrap: &str) -> Result<ConsumeReport, BoxErro
         fill_seconds,
         fill_records_per_sec,
     })
+}
+
+/// `--both`: fills the topic once, then reads it with `--client` and then
+/// the other client, each as this binary in a process of its own
+/// (`--bootstrap` the same broker, `--no-fill`), and prints their reports.
+pub(super) fn run_both(args: &Args, bootstrap: &str) -> Result<(), BoxError> {
+    let (fill_seconds, _) = fill(args, bootstrap)?;
+    let order = match args.client {
+        Client::Smartkafka => [Client::Smartkafka, Client::Rdkafka],
+        Client::Rdkafka => [Client::Rdkafka, Client::Smartkafka],
+    };
+    // This run's own arguments, less those that pick the broker, the
+    // client and the pairing.
+    let mut passed = Vec::new();
+    let mut skip_value = false;
+    for arg in std::env::args().skip(1) {
+        if skip_value {
+            skip_value = false;
+            continue;
+        }
+        match arg.as_str() {
+            "--both" => {}
+            "--spawn" | "--client" | "--bootstrap" => skip_value = true,
+            a if a.starts_with("--spawn=")
+                || a.starts_with("--client=")
+                || a.starts_with("--bootstrap=") => {}
+            _ => passed.push(arg),
+        }
+    }
+    for client in order {
+        let output = Command::new(std::env::current_exe()?)
+            .args(&passed)
+            .args(["--bootstrap", bootstrap, "--no-fill"])
+            .args([
+                "--client",
+                match client {
+                    Client::Smartkafka => "smartkafka",
+                    Client::Rdkafka => "rdkafka",
+                },
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        print!("{stdout}");
+        if !output.status.success() {
+            return Err(format!("the {client:?} reader failed ({})", output.status).into());
+        }
+    }
+    if !args.quiet {
+        eprintln!("fill (once, for both): {fill_seconds:.2} s");
+    }
+    Ok(())
 }
 
 /// Fills the topic with `--records` records: this binary in produce mode

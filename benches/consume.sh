@@ -3,13 +3,15 @@
 # rust-rdkafka's BaseConsumer, side by side.
 #
 # Builds the perf tool (benches/perf.rs, consume mode in benches/consume.rs)
-# in release, then for every scenario runs the two clients alternately
-# (A B, then B A, ...). Each run starts its own broker process (the
-# librdkafka mock cluster by default; BROKER=fake for our fake cluster),
-# fills the topic from another process (rdkafka's producer by default,
-# FILL=smartkafka for ours), then reads every record back from the beginning
-# as a group consumer; only the consuming is measured. Summaries (medians,
-# ranges, ratios) come from benches/summarize.py.
+# in release, then for every scenario does RUNS runs. Each run starts its own
+# broker process (the librdkafka mock cluster by default; BROKER=fake for our
+# fake cluster), fills the topic once from another process (rdkafka's
+# producer by default, FILL=smartkafka for ours), then reads every record
+# back from the beginning with each client in turn (A B, then B A, ...), as a
+# group consumer in a process of its own (`perf --both`); only the consuming
+# is measured. Both clients read the same batches: a fill per client let the
+# batches (and so the broker's work per record) differ between the two.
+# Summaries (medians, ranges, ratios) come from benches/summarize.py.
 #
 #   bash benches/consume.sh                  # 3 alternations, mock cluster
 #   RUNS=5 BROKER=fake bash benches/consume.sh
@@ -66,13 +68,16 @@ for scenario in "${scenarios[@]}"; do
     IFS='|' read -r label records extra <<<"$scenario"
     [[ -z "$ONLY" || "$label" == *"$ONLY"* ]] || continue
     for run in $(seq 1 "$RUNS"); do
-        # Alternate which client goes first, so neither always runs on a
-        # machine warmed (or loaded) by the other.
-        if (( run % 2 )); then order=(smartkafka rdkafka); else order=(rdkafka smartkafka); fi
-        for client in "${order[@]}"; do
-            # shellcheck disable=SC2086
-            line=$("$bin" --client "$client" --records "$records" --label "$label" \
-                   "${common[@]}" $extra $EXTRA) || { echo "run failed: $client $label" >&2; exit 1; }
+        # One fill per run, read by both clients in turn (each in its own
+        # process, against the same broker), so both read the very same
+        # batches. Alternate which client reads first, so neither always
+        # runs on a machine warmed (or loaded) by the other.
+        if (( run % 2 )); then first=smartkafka; else first=rdkafka; fi
+        # shellcheck disable=SC2086
+        lines=$("$bin" --both --client "$first" --records "$records" --label "$label" \
+                "${common[@]}" $extra $EXTRA) || { echo "run failed: $label" >&2; exit 1; }
+        while IFS= read -r line; do
+            [[ "$line" == "{"* ]] || continue
             echo "$line" >> "$results"
             python3 - "$line" "$run" <<'PY'
 import json, sys
@@ -80,9 +85,9 @@ r = json.loads(sys.argv[1])
 print(f"{r['label']:<12} run {sys.argv[2]} {r['client']:<10} {r['records_per_sec']:>12,.0f} rec/s"
       f" {r['mb_per_sec']:8.1f} MB/s {r['cpu_us_per_record']:6.3f} us/rec"
       f"  rss {r['peak_rss_kb'] / 1024:6.1f} MiB  {r['seconds']:5.2f} s"
-      f" (first record {r['first_record_seconds']:.2f} s, fill {r['fill_seconds']:.1f} s)")
+      f" (first record {r['first_record_seconds']:.2f} s)")
 PY
-        done
+        done <<<"$lines"
     done
 done
 

@@ -162,6 +162,16 @@ struct Args {
     /// process, with the produce settings given here).
     #[arg(long, value_enum, default_value = "rdkafka")]
     fill_client: Client,
+    /// Consume mode: fill once, then read the same records with both
+    /// clients, each in a process of its own against the same broker,
+    /// `--client` first; prints one report per client. Both then read
+    /// identical batches, which a fill per run does not give.
+    #[arg(long)]
+    both: bool,
+    /// Consume mode: the topic already holds what a fill of these settings
+    /// wrote; read it without filling (what `--both` runs).
+    #[arg(long, conflicts_with = "both")]
+    no_fill: bool,
     /// Consume mode: the most records one smartkafka `poll` returns
     /// (rdkafka's `poll` returns one).
     #[arg(long, default_value_t = 500)]
@@ -283,6 +293,13 @@ fn main() {
     let args = Args::parse();
     if let Some(broker) = args.serve {
         serve(broker, &args);
+        return;
+    }
+    if args.mode == Mode::Consume && args.both {
+        if let Err(e) = with_broker(&args, consume::run_both) {
+            eprintln!("perf: {e}");
+            std::process::exit(2);
+        }
         return;
     }
     if args.mode == Mode::Consume {
@@ -794,7 +811,7 @@ fn with_broker<T>(
         || args.bootstrap.clone().unwrap_or_default(),
         |s| s.bootstrap.clone(),
     );
-    if spawned.is_none() {
+    if spawned.is_none() && !args.no_fill {
         create_topic(args, &bootstrap)?;
     }
     let mut args = args.clone();

@@ -145,6 +145,42 @@ fn decompress_one(
     }
     take(input, 1, "header checksum")?;
     let frame_start = out.len();
+    // Bytes written so far; `out` may hold zeroes past it, left from the
+    // room given to the last block, so that each block zero-fills only what
+    // the block before it did not use (not its whole maximum size again).
+    let mut filled = out.len();
+    let result = decompress_blocks(
+        input,
+        block_max,
+        independent,
+        block_checksums,
+        (start, frame_start),
+        max_output,
+        out,
+        &mut filled,
+    );
+    out.truncate(filled);
+    result?;
+    if content_checksum {
+        take(input, 4, "content checksum")?;
+    }
+    Ok(())
+}
+
+/// The blocks of one frame, up to its end mark, written into `out` from
+/// `filled` on (see [`decompress_one`]); `start` and `frame_start` are where
+/// the whole output and this frame begin in `out`.
+#[allow(clippy::too_many_arguments)]
+fn decompress_blocks(
+    input: &mut &[u8],
+    block_max: usize,
+    independent: bool,
+    block_checksums: bool,
+    (start, frame_start): (usize, usize),
+    max_output: usize,
+    out: &mut Vec<u8>,
+    filled: &mut usize,
+) -> Result<(), CompressionError> {
     loop {
         let size = take_u32(input, "block size")?;
         if size == 0 {
@@ -161,7 +197,7 @@ fn decompress_one(
         if block_checksums {
             take(input, 4, "block checksum")?;
         }
-        let budget = max_output - (out.len() - start);
+        let budget = max_output - (*filled - start);
         let too_large = CompressionError::OutputTooLarge {
             codec: Compression::Lz4,
             limit: max_output,
@@ -170,29 +206,106 @@ fn decompress_one(
             if len > budget {
                 return Err(too_large);
             }
+            out.truncate(*filled);
             out.extend_from_slice(block);
+            *filled = out.len();
             continue;
         }
         let room = block_max.min(budget);
-        let at = out.len();
-        out.resize(at + room, 0);
+        let at = *filled;
+        if out.len() < at + room {
+            out.resize(at + room, 0);
+        }
         let result = if independent {
-            decompress_into(block, &mut out[at..])
+            decompress_into(block, &mut out[at..at + room])
         } else {
             let (before, after) = out.split_at_mut(at);
             let dict = &before[frame_start.max(at.saturating_sub(WINDOW))..];
-            decompress_into_with_dict(block, after, dict)
+            decompress_into_with_dict(block, &mut after[..room], dict)
         };
         match result {
-            Ok(written) => out.truncate(at + written),
+            Ok(written) => *filled = at + written,
             Err(DecompressError::OutputTooSmall { .. }) if room < block_max => {
                 return Err(too_large);
             }
             Err(e) => return Err(corrupt(e)),
         }
     }
-    if content_checksum {
-        take(input, 4, "content checksum")?;
-    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Text about as compressible as JSON events.
+    fn text(n: usize) -> Vec<u8> {
+        let mut x: u32 = 7;
+        (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                b"abcdefghij{}:,\" 0123"[(x >> 16) as usize % 20]
+            })
+            .collect()
+    }
+
+    /// A frame written by lz4_flex's own frame encoder.
+    fn their_frame(data: &[u8], block: lz4_flex::frame::BlockSize, linked: bool) -> Vec<u8> {
+        let mut info = lz4_flex::frame::FrameInfo::new()
+            .block_size(block)
+            .content_checksum(true);
+        if linked {
+            info = info.block_mode(lz4_flex::frame::BlockMode::Linked);
+        }
+        let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn frames_of_another_encoder_decode_whatever_their_blocks() {
+        use lz4_flex::frame::BlockSize;
+        for n in [1, 1000, 65_536, 65_537, 300_000] {
+            let data = text(n);
+            for block in [BlockSize::Max64KB, BlockSize::Max256KB, BlockSize::Max4MB] {
+                for linked in [false, true] {
+                    let frame = their_frame(&data, block, linked);
+                    let mut out = Vec::new();
+                    decompress_frame(&frame, 1 << 20, &mut out).unwrap();
+                    assert_eq!(out, data, "{n} bytes, {block:?}, linked {linked}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn our_frames_and_concatenated_frames_round_trip() {
+        let (a, b) = (text(150_000), text(70_000));
+        let mut table = CompressTable::default();
+        let mut room = Vec::new();
+        let mut frames = Vec::new();
+        compress_frame(&mut table, &mut room, &a, &mut frames).unwrap();
+        compress_frame(&mut table, &mut room, &b, &mut frames).unwrap();
+        let mut out = Vec::new();
+        decompress_frame(&frames, 1 << 20, &mut out).unwrap();
+        assert_eq!(out, [a, b].concat());
+    }
+
+    #[test]
+    fn the_output_limit_holds_to_the_byte() {
+        let data = text(200_000);
+        let frame = their_frame(&data, lz4_flex::frame::BlockSize::Max64KB, true);
+        let mut out = Vec::new();
+        decompress_frame(&frame, data.len(), &mut out).unwrap();
+        assert_eq!(out, data);
+        let mut out = vec![1, 2, 3];
+        let refused = decompress_frame(&frame, data.len() - 1, &mut out);
+        assert!(matches!(
+            refused,
+            Err(CompressionError::OutputTooLarge { .. })
+        ));
+        // What was there before is kept; nothing of the frame is.
+        assert_eq!(out, [1, 2, 3]);
+    }
 }

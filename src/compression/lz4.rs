@@ -239,15 +239,8 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    /// Text about as compressible as JSON events.
     fn text(n: usize) -> Vec<u8> {
-        let mut x: u32 = 7;
-        (0..n)
-            .map(|_| {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                b"abcdefghij{}:,\" 0123"[(x >> 16) as usize % 20]
-            })
-            .collect()
+        crate::compression::sample_text(n, 7)
     }
 
     /// A frame written by lz4_flex's own frame encoder.

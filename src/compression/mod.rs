@@ -359,3 +359,16 @@ fn read_capped(
         Err(e) => Err(CompressionError::corrupt(codec, e)),
     }
 }
+
+/// Text about as compressible as JSON events (letters of a small alphabet
+/// in a pseudo-random order), for the codecs' tests.
+#[cfg(test)]
+pub(crate) fn sample_text(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            b"abcdefghij{}:,\" 0123"[(x >> 16) as usize % 20]
+        })
+        .collect()
+}

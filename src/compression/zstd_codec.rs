@@ -225,16 +225,8 @@ mod tests {
         out
     }
 
-    /// Text about as compressible as JSON events: letters from a
-    /// pseudo-random sequence.
     fn text(n: usize) -> Vec<u8> {
-        let mut x: u32 = 12_345;
-        (0..n)
-            .map(|_| {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                b"abcdefghij{}:,\" 0123"[(x >> 16) as usize % 20]
-            })
-            .collect()
+        crate::compression::sample_text(n, 12345)
     }
 
     #[test]

@@ -48,3 +48,21 @@ pub struct ConsumedRecord {
     /// stamped one.
     pub leader_epoch: Option<i32>,
 }
+
+#[cfg(test)]
+impl ConsumedRecord {
+    /// A record with no key, value or headers, for tests.
+    pub(crate) fn bare(topic: &str, partition: i32, offset: i64) -> ConsumedRecord {
+        ConsumedRecord {
+            topic: topic.into(),
+            partition,
+            offset,
+            timestamp: 0,
+            timestamp_type: crate::record_batch::TimestampType::CreateTime,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            leader_epoch: None,
+        }
+    }
+}

@@ -125,17 +125,7 @@ mod tests {
 
     fn chunk(partition: i32, offsets: std::ops::Range<i64>) -> Vec<ConsumedRecord> {
         offsets
-            .map(|offset| ConsumedRecord {
-                topic: "t".into(),
-                partition,
-                offset,
-                timestamp: 0,
-                timestamp_type: crate::record_batch::TimestampType::CreateTime,
-                key: None,
-                value: None,
-                headers: Vec::new(),
-                leader_epoch: None,
-            })
+            .map(|offset| ConsumedRecord::bare("t", partition, offset))
             .collect()
     }
 

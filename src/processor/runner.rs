@@ -932,17 +932,7 @@ mod tests {
     }
 
     fn record(offset: i64) -> ConsumedRecord {
-        ConsumedRecord {
-            topic: "t".into(),
-            partition: 0,
-            offset,
-            timestamp: 0,
-            timestamp_type: crate::record_batch::TimestampType::CreateTime,
-            key: None,
-            value: None,
-            headers: Vec::new(),
-            leader_epoch: None,
-        }
+        ConsumedRecord::bare("t", 0, offset)
     }
 
     /// Takes the next ready record of `tp` as `dispatch` does, with a

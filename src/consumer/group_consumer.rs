@@ -989,11 +989,7 @@ impl Consumer {
     }
 
     fn drop_partitions(&mut self, partitions: &[TopicPartition]) {
-        self.buffer.retain(|r| {
-            !partitions
-                .iter()
-                .any(|(t, p)| *p == r.partition && *t == *r.topic)
-        });
+        self.buffer.retain(|r| !is_among(partitions, r));
         for tp in partitions {
             self.owned.remove(tp);
             self.paused.remove(tp);
@@ -1104,9 +1100,11 @@ impl ConsumerBuilder {
 }
 
 /// Whether `record` belongs to one of `partitions`.
-fn is_among(partitions: &BTreeSet<TopicPartition>, record: &ConsumedRecord) -> bool {
-    !partitions.is_empty()
-        && partitions
-            .iter()
-            .any(|(t, p)| *p == record.partition && *t == *record.topic)
+fn is_among<'a>(
+    partitions: impl IntoIterator<Item = &'a TopicPartition>,
+    record: &ConsumedRecord,
+) -> bool {
+    partitions
+        .into_iter()
+        .any(|(t, p)| *p == record.partition && *t == *record.topic)
 }

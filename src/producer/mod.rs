@@ -241,7 +241,7 @@ impl Producer {
 
     /// The error for a record refused for want of buffer space; a `send`
     /// that waited for it counts as a failed record in the stats.
-    fn buffer_exhausted(&self, size: usize, waited: &str, count: bool) -> Error {
+    fn buffer_exhausted(&self, size: usize, waited: Waited, count: bool) -> Error {
         if count {
             self.shared
                 .driver
@@ -306,25 +306,23 @@ impl Producer {
     }
 
     async fn enqueue(&self, record: Record, delivered: DeliveryReply) -> Result<(), Error> {
-        let max_block = self.shared.config.max_block;
-        let within = format!("within max_block ({max_block:?})");
-        self.enqueue_within(record, delivered, max_block, &within)
-            .await
+        let waited = Waited::MaxBlock(self.shared.config.max_block);
+        self.enqueue_within(record, delivered, waited).await
     }
 
-    /// Hands `record` to the engine, waiting up to `wait` (at most
+    /// Hands `record` to the engine, waiting up to `waited`'s time (at most
     /// `max_block`) for buffer space and, for a topic whose metadata is not
     /// known yet, for the engine to accept it; the record's delivery
-    /// deadline starts then too. `within` describes the wait in the error
+    /// deadline starts then too. `waited` also names the wait in the error
     /// when space does not come in time.
     async fn enqueue_within(
         &self,
         record: Record,
         delivered: DeliveryReply,
-        wait: Duration,
-        within: &str,
+        waited: Waited,
     ) -> Result<(), Error> {
         self.check_open()?;
+        let wait = waited.time();
         let deadline = deadline_after(clock::now(), wait);
         let size = record.estimated_size();
         let Some(Charge { total, queued }) = self.shared.driver.rule.charge(size) else {
@@ -362,7 +360,7 @@ impl Producer {
             .reserve(total, wait, on_grant)
             .await
         {
-            return Err(self.buffer_exhausted(size, within, true));
+            return Err(self.buffer_exhausted(size, waited, true));
         }
         if let Some(accepted) = accepted_rx {
             accepted.await.map_err(|_| closed())??;
@@ -403,7 +401,7 @@ impl Producer {
             return Err(self.too_large(size));
         };
         if !self.shared.driver.buffer.try_take(charge.total) {
-            return Err(self.buffer_exhausted(size, "right now", false));
+            return Err(self.buffer_exhausted(size, Waited::Never, false));
         }
         // No deadline: the engine holds the record for its topic's metadata
         // up to max_block from when it takes it.
@@ -483,7 +481,7 @@ impl Producer {
         // waiting for space is never sent.
         let wait = timeout.min(self.shared.config.max_block);
         let (delivered, delivery) = DeliveryReply::future();
-        self.enqueue_within(record, delivered, wait, &format!("within {wait:?}"))
+        self.enqueue_within(record, delivered, Waited::Timeout(wait))
             .await?;
         let until = tokio::time::Instant::from_std(deadline_after(now, timeout));
         match tokio::time::timeout_at(until, delivery).await {
@@ -624,6 +622,38 @@ impl Producer {
 
 fn closed() -> Error {
     Error::new(ErrorKind::Closed, "the producer is closed")
+}
+
+/// How long a send waited for buffer space, named in its error only when
+/// the space did not come (so a send that gets its space formats nothing).
+#[derive(Debug, Clone, Copy)]
+enum Waited {
+    /// Not at all (`try_send`).
+    Never,
+    /// Up to `max_block`.
+    MaxBlock(Duration),
+    /// Up to the caller's timeout (`send_with_timeout`).
+    Timeout(Duration),
+}
+
+impl Waited {
+    /// The longest wait.
+    fn time(self) -> Duration {
+        match self {
+            Waited::Never => Duration::ZERO,
+            Waited::MaxBlock(wait) | Waited::Timeout(wait) => wait,
+        }
+    }
+}
+
+impl std::fmt::Display for Waited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Waited::Never => f.write_str("right now"),
+            Waited::MaxBlock(wait) => write!(f, "within max_block ({wait:?})"),
+            Waited::Timeout(wait) => write!(f, "within {wait:?}"),
+        }
+    }
 }
 
 /// Builds a [`Producer`]; every setter has the default and unit of the

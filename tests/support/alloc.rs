@@ -7,7 +7,8 @@
 //! ```
 //!
 //! and reads what it needs: the bytes the current thread requested
-//! ([`allocated_by`]), the bytes live on the heap ([`live`]), or the largest
+//! ([`allocated_by`]), the bytes live on the heap ([`live`]), the number of
+//! allocations made by every thread ([`allocations`]), or the largest
 //! single allocation made while tracking is on ([`largest_during`]).
 //!
 //! A binary that installs it must keep its allocation-measuring tests to
@@ -30,11 +31,14 @@ thread_local! {
     static ALLOCATED: Cell<usize> = const { Cell::new(0) };
 }
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 static TRACKING: AtomicBool = AtomicBool::new(false);
 static LARGEST: AtomicUsize = AtomicUsize::new(0);
 
-/// Books a request of `bytes` (a fresh allocation or a reallocation's new size).
+/// Books a request of `bytes` (a fresh allocation or a reallocation's new
+/// size) and counts it.
 fn requested(bytes: usize) {
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     let _ = ALLOCATED.try_with(|c| c.set(c.get().saturating_add(bytes)));
     if TRACKING.load(Ordering::Relaxed) {
         LARGEST.fetch_max(bytes, Ordering::Relaxed);
@@ -84,6 +88,11 @@ pub fn allocated_by<T>(f: impl FnOnce() -> T) -> (T, usize) {
 /// The bytes live on the heap, process-wide.
 pub fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
+}
+
+/// Allocations and reallocations made so far, by every thread.
+pub fn allocations() -> usize {
+    ALLOCATIONS.load(Ordering::Relaxed)
 }
 
 /// Runs `f` with tracking on and returns its result with the largest

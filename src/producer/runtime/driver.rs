@@ -565,7 +565,7 @@ impl Driver {
                 }
                 Event::Accepted { .. } => {}
                 Event::Delivered(batch) => {
-                    let mut tagged = Vec::new();
+                    let mut tagged = Vec::with_capacity(batch.records.len());
                     for (i, r) in batch.records.iter().enumerate() {
                         let Some(p) = self.pending.remove(r.token) else {
                             continue;

@@ -4,9 +4,16 @@
 //! threads the N producers added, and the CPU the process spends over an
 //! idle period, as one JSON line.
 //!
+//! With `--send N`, every producer then sends N records of 100 bytes at
+//! once (one sending loop handing records to the producers in turn, each
+//! producer's reports discarded, then every producer flushed), and the line
+//! also has the total records per second, the CPU per record and the peak
+//! resident memory of that phase.
+//!
 //! ```sh
 //! cargo run --release -p smartkafka-benches --bin idle -- --client smartkafka --producers 100
 //! cargo run --release -p smartkafka-benches --bin idle -- --client rdkafka --producers 100
+//! cargo run --release -p smartkafka-benches --bin idle -- --client rdkafka --producers 100 --send 10000
 //! ```
 //!
 //! The broker (the librdkafka mock cluster by default) runs in a child
@@ -63,6 +70,9 @@ struct Args {
     /// A TLS listener (fake cluster only; not used by this tool's clients).
     #[arg(long)]
     tls: bool,
+    /// Records each producer sends after the idle period (0: none).
+    #[arg(long, default_value_t = 0)]
+    send: u64,
     /// Internal: run the broker (see `benches/broker.rs`).
     #[arg(long, value_enum, hide = true)]
     serve: Option<Broker>,
@@ -110,12 +120,21 @@ fn main() -> Result<(), BoxError> {
         Client::Smartkafka => smartkafka_producers(&args, &cluster.bootstrap, idle)?,
         Client::Rdkafka => rdkafka_producers(&args, &cluster.bootstrap, idle)?,
     };
-    let (before, after, idle_cpu) = figures;
+    let (before, after, idle_cpu, sending) = figures;
     let n = args.producers.max(1) as f64;
+    let records = args.send * args.producers as u64;
+    let (records_per_sec, cpu_us_per_record) = match sending {
+        Some(Sending {
+            seconds,
+            cpu_seconds,
+        }) if records > 0 => (records as f64 / seconds, cpu_seconds * 1e6 / records as f64),
+        _ => (0.0, 0.0),
+    };
     println!(
         "{{\"client\":\"{}\",\"producers\":{},\"rss_before_kib\":{},\"rss_after_kib\":{},\
          \"threads_before\":{},\"threads_after\":{},\"kib_per_producer\":{:.1},\
-         \"threads_per_producer\":{:.2},\"idle_cpu_ms_per_s\":{:.2}}}",
+         \"threads_per_producer\":{:.2},\"idle_cpu_ms_per_s\":{:.2},\"sent\":{},\
+         \"records_per_sec\":{:.0},\"cpu_us_per_record\":{:.3},\"peak_rss_kib\":{}}}",
         match args.client {
             Client::Smartkafka => "smartkafka",
             Client::Rdkafka => "rdkafka",
@@ -128,12 +147,49 @@ fn main() -> Result<(), BoxError> {
         after.0.saturating_sub(before.0) as f64 / n,
         after.1.saturating_sub(before.1) as f64 / n,
         idle_cpu * 1000.0 / args.idle_seconds.max(0.001),
+        records,
+        records_per_sec,
+        cpu_us_per_record,
+        peak_rss_kib(),
     );
     Ok(())
 }
 
-/// Memory and threads before and after, and the idle CPU seconds.
-type Figures = ((u64, u64), (u64, u64), f64);
+/// The peak resident memory of this process (KiB), from /proc.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The sending phase: wall-clock and CPU seconds from the first record to
+/// the last producer flushed.
+struct Sending {
+    seconds: f64,
+    cpu_seconds: f64,
+}
+
+/// Times a sending phase that `send` runs.
+fn timed<E>(send: impl FnOnce() -> Result<(), E>) -> Result<Sending, E> {
+    let cpu0 = cpu_seconds();
+    let start = std::time::Instant::now();
+    send()?;
+    Ok(Sending {
+        seconds: start.elapsed().as_secs_f64(),
+        cpu_seconds: cpu_seconds() - cpu0,
+    })
+}
+
+/// The 100-byte value every sent record carries.
+const VALUE: [u8; 100] = [b'v'; 100];
+
+/// Memory and threads before and after, the idle CPU seconds, and the
+/// sending phase when there was one.
+type Figures = ((u64, u64), (u64, u64), f64, Option<Sending>);
 
 fn smartkafka_producers(args: &Args, bootstrap: &str, idle: Duration) -> Result<Figures, BoxError> {
     use smartkafka::{Producer, Record};
@@ -165,10 +221,44 @@ fn smartkafka_producers(args: &Args, bootstrap: &str, idle: Duration) -> Result<
         tokio::time::sleep(idle).await;
         let idle_cpu = cpu_seconds() - cpu0;
         let after = rss_and_threads();
+        let sending = if args.send > 0 {
+            let topic = smartkafka::Topic::from(args.topic.as_str());
+            let keys: Vec<bytes::Bytes> = (0..10_000)
+                .map(|k| bytes::Bytes::from(format!("key-{k}")))
+                .collect();
+            let value = bytes::Bytes::from_static(&VALUE);
+            let cpu0 = cpu_seconds();
+            let start = std::time::Instant::now();
+            for i in 0..args.send * producers.len() as u64 {
+                let producer = &producers[(i % producers.len() as u64) as usize];
+                let record = || {
+                    Record::new(topic.clone())
+                        .key(keys[(i % keys.len() as u64) as usize].clone())
+                        .value(value.clone())
+                };
+                // The report is not awaited: only the flush below counts.
+                match producer.try_send(record()) {
+                    Ok(_) => {}
+                    Err(e) if *e.kind() == smartkafka::ErrorKind::BufferExhausted => {
+                        drop(producer.send(record()).await?);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            for producer in &producers {
+                producer.flush().await?;
+            }
+            Some(Sending {
+                seconds: start.elapsed().as_secs_f64(),
+                cpu_seconds: cpu_seconds() - cpu0,
+            })
+        } else {
+            None
+        };
         for producer in producers {
             producer.close(Duration::from_secs(5)).await?;
         }
-        Ok((before, after, idle_cpu))
+        Ok::<_, BoxError>((before, after, idle_cpu, sending))
     })
 }
 
@@ -192,6 +282,39 @@ fn rdkafka_producers(args: &Args, bootstrap: &str, idle: Duration) -> Result<Fig
     std::thread::sleep(idle);
     let idle_cpu = cpu_seconds() - cpu0;
     let after = rss_and_threads();
+    let sending = if args.send > 0 {
+        let keys: Vec<String> = (0..10_000).map(|k| format!("key-{k}")).collect();
+        Some(timed(|| {
+            for i in 0..args.send * producers.len() as u64 {
+                let producer = &producers[(i % producers.len() as u64) as usize];
+                let key = &keys[(i % keys.len() as u64) as usize];
+                let mut record = BaseRecord::to(&args.topic).key(key).payload(&VALUE[..]);
+                // The reports are served by the flush below; a full queue
+                // is served here and the record tried again.
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull,
+                            ),
+                            back,
+                        )) => {
+                            producer.poll(Duration::from_millis(1));
+                            record = back;
+                        }
+                        Err((e, _)) => return Err(BoxError::from(e)),
+                    }
+                }
+            }
+            for producer in &producers {
+                producer.flush(Timeout::After(Duration::from_secs(60)))?;
+            }
+            Ok(())
+        })?)
+    } else {
+        None
+    };
     drop(producers);
-    Ok((before, after, idle_cpu))
+    Ok((before, after, idle_cpu, sending))
 }

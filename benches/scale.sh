@@ -10,7 +10,13 @@
 #
 #   bash benches/scale.sh                 # 3 alternations of 10 s runs
 #   RUNS=5 SECONDS_PER_RUN=20 bash benches/scale.sh
-#   ONLY=10000 bash benches/scale.sh      # only the scenarios whose label has this
+#   ONLY="10,000" bash benches/scale.sh   # only the scenarios whose label has this
+#   ONLY=linger bash benches/scale.sh     # only the paced linger-0 latency rows
+#
+# Two kinds of scenario: flat out for SECONDS_PER_RUN (records/s and CPU per
+# record as the spread grows), and paced at 20,000 records/s with linger 0
+# (100,000 records each; p99 delivery latency as the spread grows, where the
+# buffer never fills).
 #
 # Output: $target_dir/scale/results.jsonl and $target_dir/scale/summary.md.
 set -euo pipefail
@@ -31,19 +37,23 @@ cargo build --release -p smartkafka-benches --bin perf
 bin=$target_dir/release/perf
 
 # Shared settings: 100-byte values with random keys (every partition in
-# use), acks=all, idempotence on, linger 5 ms, batch 64 KiB, 64 MiB buffer,
-# 3 brokers; flat out.
+# use), acks=all, idempotence on, batch 64 KiB, 64 MiB buffer, 3 brokers.
 common=(--spawn "$BROKER" --brokers 3 --key-pattern random --size 100 --compression none
-        --acks all --idempotence true --linger-ms 5 --batch-size 65536 --buffer-mb 64
-        --duration "$SECONDS_PER_RUN" --json --quiet)
+        --acks all --idempotence true --batch-size 65536 --buffer-mb 64 --json --quiet)
+flat_out="--linger-ms 5 --duration $SECONDS_PER_RUN"
+paced="--linger-ms 0 --rate 20000 --records 100000"
 
 # label | extra arguments
 scenarios=(
-    "6 partitions|--partitions 6"
-    "100 partitions|--partitions 100"
-    "1,000 partitions|--partitions 1000"
-    "10,000 partitions|--partitions 10000"
-    "100 topics x 10 partitions|--topics 100 --partitions 10"
+    "6 partitions|--partitions 6 $flat_out"
+    "100 partitions|--partitions 100 $flat_out"
+    "1,000 partitions|--partitions 1000 $flat_out"
+    "10,000 partitions|--partitions 10000 $flat_out"
+    "100 topics x 10 partitions|--topics 100 --partitions 10 $flat_out"
+    "linger 0 20k/s, 6 partitions|--partitions 6 $paced"
+    "linger 0 20k/s, 100 partitions|--partitions 100 $paced"
+    "linger 0 20k/s, 1,000 partitions|--partitions 1000 $paced"
+    "linger 0 20k/s, 10,000 partitions|--partitions 10000 $paced"
 )
 
 for scenario in "${scenarios[@]}"; do

@@ -220,7 +220,9 @@ impl CompressionError {
 #[derive(Default)]
 pub struct Compressor {
     gzip: Option<gzip::GzipState>,
-    snappy: Option<snap::raw::Encoder>,
+    /// Boxed like lz4's table: the encoder holds a 2 KiB table inline, and
+    /// every partition's batch builder has a compressor, used or not.
+    snappy: Option<Box<snap::raw::Encoder>>,
     lz4: Option<Box<lz4_flex::block::CompressTable>>,
     zstd: Option<zstd_codec::ZstdState>,
     /// Output room for one lz4 or snappy block. It only grows, so the
@@ -269,7 +271,9 @@ impl Compressor {
                 state.compress(input, out)
             }
             Compression::Snappy => {
-                let encoder = self.snappy.get_or_insert_with(snap::raw::Encoder::new);
+                let encoder = self
+                    .snappy
+                    .get_or_insert_with(|| Box::new(snap::raw::Encoder::new()));
                 snappy::compress_xerial(encoder, &mut self.block, input, out)
             }
             Compression::Lz4 => {

@@ -500,3 +500,17 @@ impl PartitionQueue {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PartitionQueue;
+
+    /// Every partition of every topic written to has one of these, so a
+    /// producer over 10,000 partitions holds 10,000 of them: codec state
+    /// and other large parts belong behind a box, allocated when used.
+    #[test]
+    fn a_partitions_state_stays_small() {
+        let size = std::mem::size_of::<PartitionQueue>();
+        assert!(size <= 512, "PartitionQueue is {size} bytes");
+    }
+}

@@ -57,8 +57,9 @@ pub struct ProducerStats {
     /// from a metadata refresh.
     pub leader_hints: u64,
     /// Per partition, ordered by topic and partition. Refreshed at most
-    /// every few milliseconds while the producer is busy, and whenever it
-    /// becomes idle (after `flush`).
+    /// every 20 ms (their cost grows with the partitions written to), and
+    /// exact once `flush` or `close` has returned; the totals above are
+    /// always current.
     pub partitions: Vec<PartitionStats>,
     /// Per broker, ordered by node id; refreshed like `partitions`.
     pub brokers: Vec<BrokerStats>,

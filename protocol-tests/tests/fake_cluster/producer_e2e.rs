@@ -46,6 +46,8 @@ async fn produce(
     for f in futures {
         reports.push(f.await.unwrap());
     }
+    // The per-partition and per-broker tables are exact after a flush.
+    producer.flush().await.unwrap();
     let stats = producer.stats();
     assert_eq!(stats.records_sent, n as u64);
     assert_eq!(stats.errors, 0);

@@ -235,6 +235,7 @@ pub(crate) fn spawn(
         close_waiters: Vec::new(),
         aborted: 0,
         detail_published: None,
+        detail_stale: false,
         ready: !wait_for_id,
         txn_waiters: BTreeMap::new(),
         next_txn_op: 1,
@@ -285,6 +286,9 @@ struct Driver {
     stats: Arc<Mutex<ProducerStats>>,
     /// When the per-partition and per-broker tables were last published.
     detail_published: Option<Instant>,
+    /// Whether the tables changed since they were last published: they go
+    /// out when [`DETAIL_EVERY`] has passed, woken by a timer if need be.
+    detail_stale: bool,
     /// Whether the producer can send (it has its producer id).
     ready: bool,
     ready_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
@@ -310,8 +314,11 @@ struct Driver {
     known_topics: Arc<RwLock<BTreeSet<String>>>,
 }
 
-/// How stale the published per-partition and per-broker tables may get while
-/// the producer is busy.
+/// How stale the published per-partition and per-broker tables may get.
+/// Building them costs in proportion to the partitions written to, so they
+/// are not rebuilt after every delivery (a producer paced over 10,000
+/// partitions would spend most of its time there); `flush` and `close`
+/// publish them at once.
 const DETAIL_EVERY: Duration = Duration::from_millis(20);
 
 impl Driver {
@@ -334,7 +341,10 @@ impl Driver {
                 continue;
             }
             let mut wake = self.engine.poll_timeout();
-            if let Some(d) = self.close_deadline {
+            for d in [self.close_deadline, self.detail_due()]
+                .into_iter()
+                .flatten()
+            {
                 wake = Some(wake.map_or(d, |w| w.min(d)));
             }
             let sleep_until = wake.unwrap_or(now + Duration::from_secs(3600));
@@ -376,6 +386,7 @@ impl Driver {
                     }
                 }
                 () = sleep => {
+                    // Also the time for tables left stale (`pump_outputs`).
                     self.engine.handle_timeout(clock::now());
                 }
             }
@@ -403,7 +414,7 @@ impl Driver {
                 Err(Error::new(ErrorKind::Closed, "the producer is closed")),
             );
         }
-        self.publish_stats();
+        self.publish_stats(true);
         // Hands over what is left; the thread ends after it.
         drop(self.reporter.take());
     }
@@ -545,7 +556,7 @@ impl Driver {
             self.start(transmit);
         }
         // Counters first, so a caller woken by an event sees them updated.
-        self.publish_stats();
+        self.publish_stats(false);
         let mut freed = 0;
         let mut reports = std::mem::take(&mut self.reports);
         while let Some(event) = self.engine.poll_event() {
@@ -634,6 +645,10 @@ impl Driver {
         let mut i = 0;
         while i < self.flush_waiters.len() {
             if oldest.is_none_or(|o| o > self.flush_waiters[i].0) {
+                // A flushed caller reads exact tables.
+                if self.detail_stale {
+                    self.publish_stats(true);
+                }
                 let (_, done) = self.flush_waiters.swap_remove(i);
                 self.signal(done);
             } else {
@@ -667,11 +682,12 @@ impl Driver {
     }
 
     /// Publishes the counters for `Producer::stats`. Totals go out every
-    /// time; the per-partition and per-broker tables at most every
-    /// [`DETAIL_EVERY`] while busy, and whenever the engine is idle.
-    fn publish_stats(&mut self) {
+    /// time; the per-partition and per-broker tables when `detail` is asked
+    /// for, and otherwise at most every [`DETAIL_EVERY`] (see
+    /// [`detail_due`](Self::detail_due) for the ones left stale).
+    fn publish_stats(&mut self, detail: bool) {
         let now = clock::now();
-        let detail = self.engine.is_idle()
+        let detail = detail
             || self
                 .detail_published
                 .is_none_or(|t| now.saturating_duration_since(t) >= DETAIL_EVERY);
@@ -679,11 +695,21 @@ impl Driver {
         let mut shared = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         if detail {
             self.detail_published = Some(now);
+            self.detail_stale = false;
         } else {
+            self.detail_stale = true;
             snapshot.partitions = std::mem::take(&mut shared.partitions);
             snapshot.brokers = std::mem::take(&mut shared.brokers);
         }
         *shared = snapshot;
+    }
+
+    /// When the tables left stale are due, if any are.
+    fn detail_due(&self) -> Option<Instant> {
+        if !self.detail_stale {
+            return None;
+        }
+        self.detail_published.map(|t| t + DETAIL_EVERY)
     }
 
     fn start(&mut self, transmit: Transmit) {

@@ -2,9 +2,10 @@
 //! the engine as it works and handed out as [`ProducerStats`] snapshots.
 //!
 //! Totals are cheap and always current. The per-partition and per-broker
-//! tables are copied into a snapshot by [`StatsBook::snapshot`] only when
-//! asked for (`with_detail`), so a busy producer does not copy them for
-//! every record.
+//! tables are copied into a snapshot by [`StatsBook::snapshot_into`] only
+//! when asked for (`with_detail`), so a busy producer does not copy them for
+//! every record; and they are copied into the entries of an earlier
+//! snapshot, so a refresh of 10,000 partitions allocates nothing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -97,7 +98,7 @@ impl ProducerStats {
 }
 
 /// Counters of one partition.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PartitionStats {
     /// The topic.
@@ -116,6 +117,23 @@ pub struct PartitionStats {
     pub errors: u64,
     /// Bytes of records held for this partition (queued or in flight).
     pub queued_bytes: u64,
+}
+
+impl Clone for PartitionStats {
+    fn clone(&self) -> Self {
+        PartitionStats {
+            topic: self.topic.clone(),
+            ..*self
+        }
+    }
+
+    /// Reuses this entry's topic string: refreshing a snapshot in place
+    /// allocates nothing for the partitions it already had.
+    fn clone_from(&mut self, source: &Self) {
+        let mut topic = std::mem::take(&mut self.topic);
+        topic.clone_from(&source.topic);
+        *self = PartitionStats { topic, ..*source };
+    }
 }
 
 /// Counters of one broker connection.
@@ -272,43 +290,123 @@ impl StatsBook {
         self.totals.leader_hints += 1;
     }
 
-    /// A snapshot: totals always, the tables with `queued` (bytes held
-    /// per topic, index = partition, as the engine counts them). The engine
-    /// fills in the other gauges it owns (queued records, requests in
-    /// flight).
+    /// Fills `out` with a snapshot: totals always; the tables with `queued`
+    /// (bytes held per topic, index = partition, as the engine counts
+    /// them, in topic order), reusing `out`'s entries; without it, `out`'s
+    /// tables are left as they were. The engine fills in the other gauges
+    /// it owns (queued records, requests in flight).
+    pub(crate) fn snapshot_into<'a>(
+        &self,
+        out: &mut ProducerStats,
+        queued: Option<impl Iterator<Item = (&'a str, &'a [u64])>>,
+    ) {
+        let partitions = std::mem::take(&mut out.partitions);
+        let brokers = std::mem::take(&mut out.brokers);
+        *out = ProducerStats {
+            partitions,
+            brokers,
+            ..self.totals.clone()
+        };
+        let Some(queued) = queued else {
+            return;
+        };
+        // The book's topics and the engine's are both in name order: one
+        // merged pass, each topic's slots the longer of the two.
+        let mut filled = 0;
+        let mut book = self.partitions.iter().peekable();
+        let mut held = queued.peekable();
+        loop {
+            let order = match (book.peek(), held.peek()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((b, _)), Some((h, _))) => b.as_str().cmp(h),
+            };
+            let (topic, slots, bytes): (&str, &[PartitionStats], &[u64]) = match order {
+                std::cmp::Ordering::Less => match book.next() {
+                    Some((topic, slots)) => (topic, slots, &[]),
+                    None => break,
+                },
+                std::cmp::Ordering::Greater => match held.next() {
+                    Some((topic, bytes)) => (topic, &[], bytes),
+                    None => break,
+                },
+                std::cmp::Ordering::Equal => match (book.next(), held.next()) {
+                    (Some((topic, slots)), Some((_, bytes))) => (topic, slots, bytes),
+                    _ => break,
+                },
+            };
+            for index in 0..slots.len().max(bytes.len()) {
+                let Ok(partition) = i32::try_from(index) else {
+                    break;
+                };
+                let queued_bytes = bytes.get(index).copied().unwrap_or(0);
+                place(
+                    &mut out.partitions,
+                    filled,
+                    topic,
+                    partition,
+                    slots.get(index),
+                );
+                if let Some(entry) = out.partitions.get_mut(filled) {
+                    entry.queued_bytes = queued_bytes;
+                }
+                filled += 1;
+            }
+        }
+        out.partitions.truncate(filled);
+        out.brokers.clear();
+        out.brokers.extend(self.brokers.values().cloned());
+    }
+}
+
+#[cfg(test)]
+impl StatsBook {
+    /// A fresh snapshot (see [`snapshot_into`](Self::snapshot_into)).
     pub(crate) fn snapshot<'a>(
         &self,
         queued: Option<impl Iterator<Item = (&'a str, &'a [u64])>>,
     ) -> ProducerStats {
-        let mut out = ProducerStats {
-            partitions: Vec::new(),
-            brokers: Vec::new(),
-            ..self.totals.clone()
-        };
-        let Some(queued) = queued else {
-            return out;
-        };
-        let mut partitions = self.partitions.clone();
-        for (topic, held) in queued {
-            for (index, bytes) in held.iter().enumerate() {
-                let Ok(partition) = i32::try_from(index) else {
-                    break;
-                };
-                let slots = partitions.entry(topic.to_string()).or_default();
-                while slots.len() <= index {
-                    let p = i32::try_from(slots.len()).unwrap_or(partition);
-                    slots.push(PartitionStats {
-                        topic: topic.to_string(),
-                        partition: p,
-                        ..PartitionStats::default()
-                    });
-                }
-                slots[index].queued_bytes = *bytes;
-            }
-        }
-        out.partitions = partitions.into_values().flatten().collect();
-        out.brokers = self.brokers.values().cloned().collect();
+        let mut out = ProducerStats::default();
+        self.snapshot_into(&mut out, queued);
         out
+    }
+}
+
+/// Puts partition `partition` of `topic` at `at` in `table` (which holds at
+/// least `at` entries): a copy of `counted`, or zeroed counters when the
+/// book has none for it yet. An entry already there is overwritten in
+/// place.
+fn place(
+    table: &mut Vec<PartitionStats>,
+    at: usize,
+    topic: &str,
+    partition: i32,
+    counted: Option<&PartitionStats>,
+) {
+    let Some(entry) = table.get_mut(at) else {
+        table.push(match counted {
+            Some(counted) => counted.clone(),
+            None => PartitionStats {
+                topic: topic.to_string(),
+                partition,
+                ..PartitionStats::default()
+            },
+        });
+        return;
+    };
+    match counted {
+        Some(counted) => entry.clone_from(counted),
+        None => {
+            let mut name = std::mem::take(&mut entry.topic);
+            name.clear();
+            name.push_str(topic);
+            *entry = PartitionStats {
+                topic: name,
+                partition,
+                ..PartitionStats::default()
+            };
+        }
     }
 }
 
@@ -352,5 +450,38 @@ mod tests {
         assert_eq!(order, [("t", 0), ("t", 1), ("t", 2), ("t", 3), ("u", 0)]);
         let none: Option<std::iter::Empty<(&str, &[u64])>> = None;
         assert!(book.snapshot(none).partitions.is_empty());
+    }
+
+    /// A snapshot refreshed in place matches a fresh one, whether the old
+    /// one had more entries, fewer, or other topics at the same places.
+    #[test]
+    fn a_snapshot_refreshed_in_place_equals_a_fresh_one() {
+        let mut book = StatsBook::default();
+        book.batch_delivered("b", 2, 5, 50);
+        let held_a = [1u64, 2];
+        let held_c = [9u64];
+        let queued = || Some([("a", &held_a[..]), ("c", &held_c[..])].into_iter());
+        let mut reused = ProducerStats::default();
+        book.snapshot_into(&mut reused, queued());
+        assert_eq!(reused, book.snapshot(queued()));
+        // More partitions than before, and the counters moved on.
+        book.batch_delivered("b", 6, 1, 10);
+        book.batch_delivered("a", 0, 3, 30);
+        book.snapshot_into(&mut reused, queued());
+        assert_eq!(reused, book.snapshot(queued()));
+        assert_eq!(reused.partitions.len(), 2 + 7 + 1);
+        // Fewer: a topic's bytes no longer reported.
+        let only_a = Some([("a", &held_a[..])].into_iter());
+        book.snapshot_into(&mut reused, only_a.clone());
+        assert_eq!(reused, book.snapshot(only_a));
+        assert!(reused.partition("c", 0).is_none());
+        assert_eq!(reused.partition("a", 1).unwrap().queued_bytes, 2);
+        // Without the tables asked for, the old tables stay as they were.
+        let before = reused.partitions.clone();
+        book.batch_delivered("b", 2, 1, 10);
+        let none: Option<std::iter::Empty<(&str, &[u64])>> = None;
+        book.snapshot_into(&mut reused, none);
+        assert_eq!(reused.partitions, before);
+        assert_eq!(reused.records_sent, 5 + 1 + 3 + 1);
     }
 }

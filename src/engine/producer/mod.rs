@@ -507,17 +507,25 @@ impl Engine {
 
     /// A snapshot of the counters; the per-partition and per-broker tables
     /// only `with_detail`.
+    #[cfg(test)]
     pub(crate) fn stats(&self, with_detail: bool) -> ProducerStats {
+        let mut stats = ProducerStats::default();
+        self.stats_into(&mut stats, with_detail);
+        stats
+    }
+
+    /// [`stats`](Self::stats) into `out`, reusing its tables' entries;
+    /// without `with_detail` they are left as they were.
+    pub(crate) fn stats_into(&self, out: &mut ProducerStats, with_detail: bool) {
         let queued = with_detail.then(|| {
             self.topics
                 .iter()
                 .map(|(topic, tq)| (topic.as_str(), tq.held.as_slice()))
         });
-        let mut stats = self.stats.snapshot(queued);
-        stats.queued_bytes = self.buffer_used as u64;
-        stats.queued_records = self.held_records;
-        stats.in_flight_requests = self.in_flight.len() as u64;
-        stats
+        self.stats.snapshot_into(out, queued);
+        out.queued_bytes = self.buffer_used as u64;
+        out.queued_records = self.held_records;
+        out.in_flight_requests = self.in_flight.len() as u64;
     }
 
     /// Topics whose partitions are known (records for them are accepted

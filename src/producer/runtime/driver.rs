@@ -236,6 +236,7 @@ pub(crate) fn spawn(
         aborted: 0,
         detail_published: None,
         detail_stale: false,
+        spare_stats: ProducerStats::default(),
         ready: !wait_for_id,
         txn_waiters: BTreeMap::new(),
         next_txn_op: 1,
@@ -286,6 +287,8 @@ struct Driver {
     stats: Arc<Mutex<ProducerStats>>,
     /// When the per-partition and per-broker tables were last published.
     detail_published: Option<Instant>,
+    /// The snapshot before the one published, kept for its table entries.
+    spare_stats: ProducerStats,
     /// Whether the tables changed since they were last published: they go
     /// out when [`DETAIL_EVERY`] has passed, woken by a timer if need be.
     detail_stale: bool,
@@ -691,17 +694,24 @@ impl Driver {
             || self
                 .detail_published
                 .is_none_or(|t| now.saturating_duration_since(t) >= DETAIL_EVERY);
-        let mut snapshot = self.engine.stats(detail);
+        // Filled outside the lock, into the snapshot published two times
+        // ago, whose entries are reused; then swapped in.
+        let mut snapshot = std::mem::take(&mut self.spare_stats);
+        self.engine.stats_into(&mut snapshot, detail);
         let mut shared = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         if detail {
             self.detail_published = Some(now);
             self.detail_stale = false;
         } else {
             self.detail_stale = true;
-            snapshot.partitions = std::mem::take(&mut shared.partitions);
-            snapshot.brokers = std::mem::take(&mut shared.brokers);
+            // The tables published last stay; the spare keeps the older
+            // ones' entries for the next refresh.
+            std::mem::swap(&mut snapshot.partitions, &mut shared.partitions);
+            std::mem::swap(&mut snapshot.brokers, &mut shared.brokers);
         }
-        *shared = snapshot;
+        std::mem::swap(&mut *shared, &mut snapshot);
+        drop(shared);
+        self.spare_stats = snapshot;
     }
 
     /// When the tables left stale are due, if any are.

@@ -91,6 +91,12 @@ impl Topic {
     pub(crate) fn same(&self, other: &Topic) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
+
+    /// The address of the shared string: the same for every clone, and
+    /// another name's while this one is alive.
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0).cast::<u8>() as usize
+    }
 }
 
 impl std::ops::Deref for Topic {

@@ -10,7 +10,7 @@ use super::deadline_after;
 use super::identity::identity_of;
 use super::interface::{BufferOwner, Event, Transmit};
 use super::outcome::records_error;
-use super::{Engine, TopicQueues, Waiting, earliest, earliest_after, sticky_switch_due};
+use super::{Engine, Waiting, earliest, earliest_after, sticky_switch_due};
 use crate::engine::accumulator::{Incoming, PartitionQueue, PendingRecord, Stamp};
 use crate::engine::idempotence::BumpReason;
 use crate::engine::partitioner::{PartitionView, Partitioner, check_explicit};
@@ -272,17 +272,15 @@ impl Engine {
     /// while the cache does not hold the topic). The queues are keyed by
     /// it, so the lookups of a record compare pointers, and the batches and
     /// delivery reports share it rather than the caller's, whose count
-    /// other threads keep changing. The last topic is remembered by the
-    /// caller's pointer; a different one registers interest.
+    /// other threads keep changing. The last topics are remembered by the
+    /// caller's pointer; another one registers interest.
     pub(super) fn topic_key(&mut self, topic: &Topic) -> Option<Topic> {
-        if let Some((caller, key)) = &self.hot_topic
-            && caller.same(topic)
-        {
+        if let Some(key) = self.hot_topics.get(topic) {
             return Some(key.clone());
         }
         self.metadata.add_interest(topic);
         let key = self.metadata.key(topic)?.clone();
-        self.hot_topic = Some((topic.clone(), key.clone()));
+        self.hot_topics.insert(topic, &key);
         Some(key)
     }
 
@@ -290,12 +288,7 @@ impl Engine {
     /// rules: such a record fails at once rather than wait for metadata.
     /// Only a name the engine does not hold yet is checked.
     pub(super) fn illegal_topic(&self, topic: &Topic) -> Option<Error> {
-        if self
-            .hot_topic
-            .as_ref()
-            .is_some_and(|(caller, _)| caller.same(topic))
-            || self.metadata.key(topic).is_some()
-        {
+        if self.hot_topics.get(topic).is_some() || self.metadata.key(topic).is_some() {
             return None;
         }
         crate::topic_name::validate(topic).err()
@@ -316,12 +309,7 @@ impl Engine {
         };
         let count = info.partitions.len();
         let in_flight_limit = self.partition_in_flight_limit();
-        if !self.topics.contains_key(&key) {
-            self.topics.insert(key.clone(), TopicQueues::default());
-        }
-        let Some(tq) = self.topics.get_mut(&key) else {
-            return;
-        };
+        let tq = self.topics.entry(key).or_default();
         if tq.partitions.len() < count {
             tq.partitions.resize_with(count, PartitionQueue::default);
             tq.held.resize(count, 0);

@@ -98,6 +98,7 @@ use crate::record::{Record, Topic};
 use crate::record_batch::{BatchConfig, BufferPool};
 
 mod drain;
+mod hot_topics;
 mod identity;
 mod intake;
 mod interface;
@@ -253,10 +254,10 @@ pub(crate) struct Engine {
     txn: Option<Transactions>,
     /// The last token appended (a commit flushes up to it).
     last_token: u64,
-    /// The caller's name of the topic last seen, with the engine's (see
-    /// `topic_key`): records for it (the same shared name) skip the
-    /// lookups.
-    hot_topic: Option<(Topic, Topic)>,
+    /// The caller's names of the topics seen lately, with the engine's
+    /// (see `topic_key`): records for them (the same shared names) skip
+    /// the lookups by name.
+    hot_topics: hot_topics::HotTopics,
     /// Buffers of acknowledged batches, for new batches to be encoded into.
     spare_buffers: BufferPool,
     /// The next deadlines that live in the partitions (see [`Deadlines`]).
@@ -312,7 +313,7 @@ impl Engine {
                 .clone()
                 .map(|id| Transactions::new(id, config.transaction_timeout, config.retry_backoff)),
             last_token: 0,
-            hot_topic: None,
+            hot_topics: hot_topics::HotTopics::default(),
             deadlines: Deadlines::default(),
             spare_buffers: {
                 let each = config.batch_size.min(config.max_request_size).max(1);

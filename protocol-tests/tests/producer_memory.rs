@@ -54,9 +54,7 @@ async fn buffered_small_records_stay_within_the_cap() {
         .await
         .unwrap();
     fixtures::warm_up(&producer, None).await;
-    let keys: Vec<Bytes> = (0..10_000)
-        .map(|i| Bytes::from(format!("key-{i:05}")))
-        .collect();
+    let keys = keys();
     let topic = Topic::from("t");
     cluster.broker_down(1).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -107,6 +105,13 @@ async fn buffered_small_records_stay_within_the_cap() {
     producer.close(Duration::from_secs(5)).await.unwrap();
 }
 
+/// 10,000 distinct keys of 9 bytes.
+fn keys() -> Vec<Bytes> {
+    (0..10_000)
+        .map(|i| Bytes::from(format!("key-{i:05}")))
+        .collect()
+}
+
 /// Sends `count` records of topic `t` with tags from `first`, keys cycling
 /// over `keys`, waiting for space when the buffer is full, then flushes.
 async fn send_tagged_flat_out(producer: &Producer, keys: &[Bytes], first: usize, count: usize) {
@@ -149,9 +154,7 @@ async fn tagged_sends_allocate_per_batch_not_per_record() {
         .await
         .unwrap();
     fixtures::warm_up(&producer, None).await;
-    let keys: Vec<Bytes> = (0..10_000)
-        .map(|i| Bytes::from(format!("key-{i:05}")))
-        .collect();
+    let keys = keys();
     // A first round grows what grows once: tables, spare buffers, pools,
     // the keys' shared representation.
     send_tagged_flat_out(&producer, &keys, 0, RECORDS).await;

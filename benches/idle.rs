@@ -78,18 +78,21 @@ struct Args {
     serve: Option<Broker>,
 }
 
+/// A number field of this process's `/proc/self/status` (`VmRSS:`,
+/// `VmHWM:`, `Threads:`), 0 when it cannot be read.
+fn status_field(name: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Resident memory (KiB) and threads of this process, from /proc.
 fn rss_and_threads() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("Threads:"))
+    (status_field("VmRSS:"), status_field("Threads:"))
 }
 
 /// CPU seconds used by this process so far (user + system).
@@ -150,20 +153,9 @@ fn main() -> Result<(), BoxError> {
         records,
         records_per_sec,
         cpu_us_per_record,
-        peak_rss_kib(),
+        status_field("VmHWM:"),
     );
     Ok(())
-}
-
-/// The peak resident memory of this process (KiB), from /proc.
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// The sending phase: wall-clock and CPU seconds from the first record to
@@ -173,15 +165,27 @@ struct Sending {
     cpu_seconds: f64,
 }
 
-/// Times a sending phase that `send` runs.
-fn timed<E>(send: impl FnOnce() -> Result<(), E>) -> Result<Sending, E> {
-    let cpu0 = cpu_seconds();
-    let start = std::time::Instant::now();
-    send()?;
-    Ok(Sending {
-        seconds: start.elapsed().as_secs_f64(),
-        cpu_seconds: cpu_seconds() - cpu0,
-    })
+/// When a sending phase started, by the wall clock and the process's CPU.
+struct Started {
+    at: std::time::Instant,
+    cpu_seconds: f64,
+}
+
+impl Started {
+    fn now() -> Started {
+        Started {
+            at: std::time::Instant::now(),
+            cpu_seconds: cpu_seconds(),
+        }
+    }
+
+    /// The phase from then to now.
+    fn sending(self) -> Sending {
+        Sending {
+            seconds: self.at.elapsed().as_secs_f64(),
+            cpu_seconds: cpu_seconds() - self.cpu_seconds,
+        }
+    }
 }
 
 /// The 100-byte value every sent record carries.
@@ -227,8 +231,7 @@ fn smartkafka_producers(args: &Args, bootstrap: &str, idle: Duration) -> Result<
                 .map(|k| bytes::Bytes::from(format!("key-{k}")))
                 .collect();
             let value = bytes::Bytes::from_static(&VALUE);
-            let cpu0 = cpu_seconds();
-            let start = std::time::Instant::now();
+            let started = Started::now();
             for i in 0..args.send * producers.len() as u64 {
                 let producer = &producers[(i % producers.len() as u64) as usize];
                 let record = || {
@@ -248,10 +251,7 @@ fn smartkafka_producers(args: &Args, bootstrap: &str, idle: Duration) -> Result<
             for producer in &producers {
                 producer.flush().await?;
             }
-            Some(Sending {
-                seconds: start.elapsed().as_secs_f64(),
-                cpu_seconds: cpu_seconds() - cpu0,
-            })
+            Some(started.sending())
         } else {
             None
         };
@@ -284,34 +284,33 @@ fn rdkafka_producers(args: &Args, bootstrap: &str, idle: Duration) -> Result<Fig
     let after = rss_and_threads();
     let sending = if args.send > 0 {
         let keys: Vec<String> = (0..10_000).map(|k| format!("key-{k}")).collect();
-        Some(timed(|| {
-            for i in 0..args.send * producers.len() as u64 {
-                let producer = &producers[(i % producers.len() as u64) as usize];
-                let key = &keys[(i % keys.len() as u64) as usize];
-                let mut record = BaseRecord::to(&args.topic).key(key).payload(&VALUE[..]);
-                // The reports are served by the flush below; a full queue
-                // is served here and the record tried again.
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((
-                            rdkafka::error::KafkaError::MessageProduction(
-                                rdkafka::types::RDKafkaErrorCode::QueueFull,
-                            ),
-                            back,
-                        )) => {
-                            producer.poll(Duration::from_millis(1));
-                            record = back;
-                        }
-                        Err((e, _)) => return Err(BoxError::from(e)),
+        let started = Started::now();
+        for i in 0..args.send * producers.len() as u64 {
+            let producer = &producers[(i % producers.len() as u64) as usize];
+            let key = &keys[(i % keys.len() as u64) as usize];
+            let mut record = BaseRecord::to(&args.topic).key(key).payload(&VALUE[..]);
+            // The reports are served by the flush below; a full queue
+            // is served here and the record tried again.
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull,
+                        ),
+                        back,
+                    )) => {
+                        producer.poll(Duration::from_millis(1));
+                        record = back;
                     }
+                    Err((e, _)) => return Err(e.into()),
                 }
             }
-            for producer in &producers {
-                producer.flush(Timeout::After(Duration::from_secs(60)))?;
-            }
-            Ok(())
-        })?)
+        }
+        for producer in &producers {
+            producer.flush(Timeout::After(Duration::from_secs(60)))?;
+        }
+        Some(started.sending())
     } else {
         None
     };

@@ -341,16 +341,14 @@ impl StatsBook {
                     break;
                 };
                 let queued_bytes = bytes.get(index).copied().unwrap_or(0);
-                place(
+                let entry = place(
                     &mut out.partitions,
                     filled,
                     topic,
                     partition,
                     slots.get(index),
                 );
-                if let Some(entry) = out.partitions.get_mut(filled) {
-                    entry.queued_bytes = queued_bytes;
-                }
+                entry.queued_bytes = queued_bytes;
                 filled += 1;
             }
         }
@@ -374,17 +372,17 @@ impl StatsBook {
 }
 
 /// Puts partition `partition` of `topic` at `at` in `table` (which holds at
-/// least `at` entries): a copy of `counted`, or zeroed counters when the
-/// book has none for it yet. An entry already there is overwritten in
-/// place.
-fn place(
-    table: &mut Vec<PartitionStats>,
+/// least `at` entries) and returns it: a copy of `counted`, or zeroed
+/// counters when the book has none for it yet. An entry already there is
+/// overwritten in place, keeping its topic string's allocation.
+fn place<'t>(
+    table: &'t mut Vec<PartitionStats>,
     at: usize,
     topic: &str,
     partition: i32,
     counted: Option<&PartitionStats>,
-) {
-    let Some(entry) = table.get_mut(at) else {
+) -> &'t mut PartitionStats {
+    if at >= table.len() {
         table.push(match counted {
             Some(counted) => counted.clone(),
             None => PartitionStats {
@@ -393,8 +391,11 @@ fn place(
                 ..PartitionStats::default()
             },
         });
-        return;
-    };
+        // Just pushed, so the table is not empty.
+        let last = table.len() - 1;
+        return &mut table[last];
+    }
+    let entry = &mut table[at];
     match counted {
         Some(counted) => entry.clone_from(counted),
         None => {
@@ -408,6 +409,7 @@ fn place(
             };
         }
     }
+    entry
 }
 
 #[cfg(test)]

@@ -181,6 +181,10 @@ struct Args {
     /// Value size in bytes.
     #[arg(long, default_value_t = 100)]
     size: usize,
+    /// Print the slow partitions' routing (trend scoring) at each refresh
+    /// of the smart partitioner: reason, target rate, backlog, capacity.
+    #[arg(long)]
+    trace_routing: bool,
     /// Longest wait for the consumers to catch up after production, seconds.
     #[arg(long, default_value_t = 60.0)]
     drain: f64,
@@ -603,6 +607,39 @@ struct Produced {
     routing: Option<(u64, u64)>,
 }
 
+/// Prints, at each health update, the routing of `partitions` (trend
+/// scoring) with the time since `start`.
+async fn trace_routing(
+    mut stream: smartkafka::health::HealthStream,
+    partitions: Vec<i32>,
+    start: Instant,
+) {
+    while let Some(snapshot) = stream.next().await {
+        let mut line = format!("routing {:6.1} s:", start.elapsed().as_secs_f64());
+        for p in &partitions {
+            let Some(score) = snapshot.get(*p) else {
+                continue;
+            };
+            match score.routing() {
+                Some(r) => line.push_str(&format!(
+                    "  p{p} {} {:.0}/s backlog {:.0} capacity {} end {} committed {}",
+                    r.reason.name(),
+                    r.target_rate,
+                    r.backlog,
+                    r.capacity.map_or("-".to_owned(), |c| format!("{c:.0}")),
+                    score.lag.end,
+                    score
+                        .lag
+                        .committed
+                        .map_or("-".to_owned(), |c| c.to_string()),
+                )),
+                None => line.push_str(&format!("  p{p} - lag {}", score.lag.lag)),
+            }
+        }
+        println!("{line}");
+    }
+}
+
 /// Deliveries by send time: records per partition per bucket, and failures.
 #[derive(Default)]
 struct Deliveries {
@@ -633,6 +670,11 @@ async fn produce(
 
     // The clock starts; the slow consumer learns its window.
     let start = Instant::now();
+    if args.trace_routing
+        && let Some(stream) = producer.health_stream()
+    {
+        tokio::spawn(trace_routing(stream, args.slow_partitions.clone(), start));
+    }
     let start_us = unix_us();
     for (i, consumer) in consumers.iter_mut().enumerate() {
         let line = match slow {

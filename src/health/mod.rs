@@ -97,6 +97,8 @@ mod partitioner;
 mod push;
 #[cfg(feature = "redis-cache")]
 mod redis;
+#[cfg(test)]
+mod routing_replay;
 mod score;
 mod smart_config;
 #[cfg(test)]

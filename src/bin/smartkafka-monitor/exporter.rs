@@ -89,7 +89,7 @@ const PARTITION_GAUGES: &[Gauge<PartitionScore>] = &[
     },
     Gauge {
         name: "smartkafka_monitor_partition_backlog",
-        help: "With trend scoring, records behind beyond what the group's commit interval explains.",
+        help: "With trend scoring, records the consumer had surely not processed at its last commit.",
         unit: Unit::Count,
         value: |p| p.routing().map(|r| r.backlog),
     },

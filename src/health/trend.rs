@@ -115,7 +115,7 @@ pub enum RoutingReason {
     /// Its backlog is gone: it gets a share below the capacity measured
     /// while it had a backlog, so the backlog does not build again.
     Settling,
-    /// Its backlog has stayed gone: its share grows each refresh until
+    /// Its backlog has stayed gone: its share grows with time until
     /// it reaches an even share (a consumer that recovered gets its share
     /// back) or a backlog builds again (the share drops).
     Probing,
@@ -202,18 +202,26 @@ const DRAIN_FLOOR: f64 = 0.25;
 const BACKLOG_FLOOR_SECS: f64 = 0.1;
 /// Share of the measured capacity a partition gets once drained.
 const SETTLE: f64 = 0.7;
-/// Growth of a probing partition's target per refresh: 1.25 times, and
-/// at least a tenth of an even share more.
+/// Growth of a probing partition's target per second: 1.25 times, and
+/// at least a tenth of an even share more. Probes, waits and probation
+/// are counted in seconds, so collecting lag more often sees a probe's
+/// effect sooner without making probes bolder.
 const PROBE_GROWTH: f64 = 1.25;
 /// See [`PROBE_GROWTH`].
 const PROBE_STEP: f64 = 0.1;
-/// Refreshes after a probe reaches an even share during which a backlog
+/// Seconds after a probe reaches an even share during which a backlog
 /// counts at once (and makes the next wait longer).
-const PROBATION: u32 = 3;
-/// Most refreshes a settled partition waits before probing upward: the
-/// wait doubles (from 1) each time a probe brings a backlog back, and
-/// restarts once the partition is back to an even share.
-const MAX_HOLD: u32 = 2;
+const PROBATION_SECS: f64 = 3.0;
+/// Longest a settled partition waits before probing upward, in seconds:
+/// the wait doubles (from [`FIRST_HOLD_SECS`]) each time a probe brings a
+/// backlog back, and restarts once the partition is back to an even
+/// share.
+const MAX_HOLD_SECS: f64 = 2.0;
+/// See [`MAX_HOLD_SECS`].
+const FIRST_HOLD_SECS: f64 = 1.0;
+/// Seconds below which a wait or probation counts as over (what is left
+/// of it after rounding).
+const TICK: f64 = 1e-3;
 /// A consumer committing less than this share of what arrives, with its
 /// lag growing, two refreshes running, is behind even before its lag
 /// shows a backlog.
@@ -247,13 +255,13 @@ struct Measure {
 #[derive(Debug, Clone, Copy, Default)]
 struct RouteState {
     routing: Option<Routing>,
-    /// Refreshes to wait before the next probe.
-    hold_left: u32,
-    /// The wait after the next settle.
-    hold: u32,
-    /// Refreshes left, after a probe reached an even share, during which
-    /// a backlog counts at once.
-    probation: u32,
+    /// Seconds to wait before the next probe.
+    hold_left: f64,
+    /// The wait after the next settle, in seconds (0 before the first).
+    hold: f64,
+    /// Seconds left, after a probe reached an even share, during which a
+    /// backlog counts at once.
+    probation: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -516,14 +524,28 @@ impl PartitionWindow {
         })
     }
 
+    /// Seconds since the previous sample (at most ten): how far one
+    /// refresh moves the routing's clocks.
+    fn last_gap(&self) -> f64 {
+        let n = self.samples.len();
+        if n < 2 {
+            return 0.0;
+        }
+        let gap = self.samples[n - 1]
+            .at
+            .saturating_duration_since(self.samples[n - 2].at);
+        gap.as_secs_f64().min(10.0)
+    }
+
     /// Moves this partition's routing state on by one refresh, given its
     /// measure and the topic's even share (records per second); sets the
     /// target rate, leaving the weight to the caller.
     fn step(&mut self, m: Measure, even: f64, horizon: f64) {
         let previous = self.route.routing;
         let was = previous.map(|r| r.reason);
-        let on_probation = self.route.probation > 0;
-        self.route.probation = self.route.probation.saturating_sub(1);
+        let dt = self.last_gap();
+        let on_probation = self.route.probation > TICK;
+        self.route.probation = (self.route.probation - dt).max(0.0);
         let floor_backlog = (even * BACKLOG_FLOOR_SECS).max(1.0);
         let mut capacity = previous.and_then(|r| r.capacity);
         // Falling behind counts only to catch a probe that went too far:
@@ -539,7 +561,7 @@ impl PartitionWindow {
             {
                 // A backlog again after settling: wait longer before the
                 // next probe.
-                self.route.hold = (self.route.hold.max(1) * 2).min(MAX_HOLD);
+                self.route.hold = (self.route.hold.max(FIRST_HOLD_SECS) * 2.0).min(MAX_HOLD_SECS);
             }
             capacity = if before > floor_backlog {
                 // Busy with a backlog over the whole span: what it
@@ -560,11 +582,11 @@ impl PartitionWindow {
             match (capacity, was) {
                 (None, _) => (RoutingReason::Even, even),
                 (Some(c), Some(RoutingReason::Draining | RoutingReason::NotMoving) | None) => {
-                    self.route.hold_left = self.route.hold.max(1);
+                    self.route.hold_left = self.route.hold.max(FIRST_HOLD_SECS);
                     (RoutingReason::Settling, c * SETTLE)
                 }
-                (Some(_), _) if self.route.hold_left > 0 || over => {
-                    self.route.hold_left -= 1;
+                (Some(_), _) if self.route.hold_left > TICK || over => {
+                    self.route.hold_left = (self.route.hold_left - dt).max(0.0);
                     let kept = previous.map_or(0.0, |r| r.target_rate);
                     (
                         was.filter(|r| *r == RoutingReason::Probing)
@@ -576,12 +598,12 @@ impl PartitionWindow {
                     let before = previous.map_or(even, |r| r.target_rate);
                     if before >= even {
                         // A refresh at an even share kept up: back to even,
-                        // on probation for a few refreshes.
-                        self.route.probation = PROBATION;
+                        // on probation for a few seconds.
+                        self.route.probation = PROBATION_SECS;
                         (RoutingReason::Even, even)
                     } else {
-                        let grown = (before * PROBE_GROWTH)
-                            .max(before + even * PROBE_STEP)
+                        let grown = (before * PROBE_GROWTH.powf(dt))
+                            .max(before + even * PROBE_STEP * dt)
                             .min(even);
                         (RoutingReason::Probing, grown)
                     }
@@ -592,8 +614,8 @@ impl PartitionWindow {
             || (reason == RoutingReason::Settling && target >= even)
         {
             // Back to an even share: forget the capacity and the waits.
-            self.route.hold = 1;
-            self.route.hold_left = 0;
+            self.route.hold = FIRST_HOLD_SECS;
+            self.route.hold_left = 0.0;
             (RoutingReason::Even, even, None)
         } else {
             (reason, sane(target), capacity)
@@ -638,11 +660,14 @@ impl TopicTrends {
     ///   ([`Draining`](RoutingReason::Draining));
     /// - once drained: 0.7 × that capacity
     ///   ([`Settling`](RoutingReason::Settling)), then, after a wait of
-    ///   one refresh (two once a probe has brought a backlog back), 1.25×
-    ///   more each refresh and at least a tenth of an even share more
-    ///   ([`Probing`](RoutingReason::Probing)) up to an even share, kept
-    ///   ([`Even`](RoutingReason::Even)) once a refresh at it shows no
-    ///   backlog;
+    ///   one second (two once a probe has brought a backlog back), 1.25×
+    ///   more each second and at least a tenth of an even share more per
+    ///   second ([`Probing`](RoutingReason::Probing)) up to an even share,
+    ///   kept ([`Even`](RoutingReason::Even)) once a refresh at it shows
+    ///   no backlog (a backlog in the next three seconds counts at once).
+    ///   Waits and probes are timed in seconds, not refreshes, so
+    ///   collecting more often sees a probe's effect sooner without making
+    ///   the probes bolder;
     /// - the others share evenly what the constrained ones leave.
     ///
     /// The weight is the target rate over the topic's arrival rate.

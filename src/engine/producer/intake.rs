@@ -399,6 +399,7 @@ impl Engine {
                 self.fail_record(w.token, w.reserved, records_error(e));
             }
         }
+        self.hot_topics.retire(w.record.topic);
     }
 
     pub(super) fn expire(&mut self, now: Instant) {

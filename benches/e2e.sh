@@ -15,6 +15,8 @@
 #                                        # (a callback that only counts; rdkafka: BaseProducer
 #                                        # and one poll thread); no latency, so the paced
 #                                        # scenario is skipped
+#   SEND=wait bash benches/e2e.sh        # smartkafka's tagged records through send_tagged, which
+#                                        # waits while its task is behind, not try_send_tagged
 #
 # Output: $target_dir/e2e/results.jsonl (one JSON line per run) and
 # $target_dir/e2e/summary.md (a one-line-per-scenario table, then every metric).
@@ -27,6 +29,7 @@ SCALE=${SCALE:-1}
 ONLY=${ONLY:-}
 TLS=${TLS:-0}
 DELIVERY=${DELIVERY:-}
+SEND=${SEND:-}
 # Where cargo puts its output (honours CARGO_TARGET_DIR and .cargo/config).
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
@@ -50,6 +53,10 @@ fi
 if [[ -n "$DELIVERY" ]]; then
     common+=(--delivery "$DELIVERY")
     prefix="$prefix$DELIVERY "
+fi
+if [[ -n "$SEND" ]]; then
+    common+=(--send "$SEND")
+    prefix="${prefix}send-$SEND "
 fi
 
 count() { python3 -c "print(max(1000, int($1 * $SCALE)))"; }

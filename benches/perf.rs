@@ -61,17 +61,27 @@ enum Mode {
 /// How smartkafka hands back delivery reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Delivery {
-    /// `try_send_tagged` and one delivery callback for the producer (the
-    /// same shape as rdkafka's delivery callback with an opaque).
+    /// Tagged sends (see `--send`) and one delivery callback for the
+    /// producer (the same shape as rdkafka's delivery callback with an
+    /// opaque).
     Callback,
     /// `try_send` and a `DeliveryFuture` per record, awaited in order by
     /// one collector task per partition.
     Futures,
     /// The cheapest report each client offers, for both clients: a delivery
     /// callback that only counts (no clock read, no latency). smartkafka:
-    /// `try_send_tagged` and `on_delivery`; rdkafka: a `BaseProducer` served
+    /// tagged sends (see `--send`) and `on_delivery`; rdkafka: a `BaseProducer` served
     /// by one poll thread of its own. No latency is measured in this mode.
     Count,
+}
+
+/// How smartkafka's tagged records are sent (see `--send`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SendMode {
+    /// `try_send_tagged` first, `send_tagged` when the buffer is full.
+    Try,
+    /// `send_tagged` for every record.
+    Wait,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -234,6 +244,12 @@ struct Args {
     /// tally); `count` gives both clients their cheapest report.
     #[arg(long, value_enum, default_value = "callback")]
     delivery: Delivery,
+    /// How smartkafka's tagged sends (`callback` and `count` reports) are
+    /// made: `try` calls `try_send_tagged` and, when the buffer is full,
+    /// waits with `send_tagged`; `wait` always calls `send_tagged`, which
+    /// also waits while the producer's task is 16,384 records behind.
+    #[arg(long, value_enum, default_value = "try")]
+    send: SendMode,
     /// Acknowledgements: 0, 1 or all.
     #[arg(long, value_enum, default_value = "all")]
     acks: AcksArg,
@@ -1251,13 +1267,18 @@ async fn produce_tagged(
                 .as_nanos() as u64,
             Reports::Count(_) => 0,
         };
-        match producer.try_send_tagged(record(i), sent) {
-            Ok(()) => {}
-            // Full: wait for space.
-            Err(e) if *e.kind() == ErrorKind::BufferExhausted => {
-                producer.send_tagged(record(i), sent).await?;
-            }
-            Err(e) => return Err(e.into()),
+        match args.send {
+            SendMode::Try => match producer.try_send_tagged(record(i), sent) {
+                Ok(()) => {}
+                // Full: wait for space.
+                Err(e) if *e.kind() == ErrorKind::BufferExhausted => {
+                    producer.send_tagged(record(i), sent).await?;
+                }
+                Err(e) => return Err(e.into()),
+            },
+            // Returns at once while there is room; waits while the buffer
+            // is full or the producer's task is behind.
+            SendMode::Wait => producer.send_tagged(record(i), sent).await?,
         }
         i += 1;
     }

@@ -322,20 +322,56 @@ impl Producer {
         waited: Waited,
     ) -> Result<(), Error> {
         self.check_open()?;
-        let wait = waited.time();
-        let deadline = deadline_after(clock::now(), wait);
         let size = record.estimated_size();
         let Some(Charge { total, queued }) = self.shared.driver.rule.charge(size) else {
             return Err(self.too_large(size));
         };
+        let known = self.topic_known(&record.topic);
+        // Room now, nobody waiting before it, the producer's task not
+        // behind and the topic known: handed over at once, as `try_send`
+        // does (the engine takes it without waiting).
+        if known && self.shared.driver.buffer.try_take_paced(total) {
+            let charge = Charge { total, queued };
+            return if self
+                .shared
+                .driver
+                .send_record(record, None, None, delivered, Some(charge))
+            {
+                Ok(())
+            } else {
+                Err(closed())
+            };
+        }
+        let deadline = deadline_after(clock::now(), waited.time());
         // Wait for acceptance only when the topic's metadata is unknown: the
         // engine then holds the record until it arrives (up to max_block).
-        let (accepted, accepted_rx) = if self.topic_known(&record.topic) {
+        let (accepted, accepted_rx) = if known {
             (None, None)
         } else {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         };
+        self.wait_in_line(record, deadline, (total, queued), accepted, delivered)
+            .await
+            .map_err(|()| self.buffer_exhausted(size, waited, true))?;
+        if let Some(accepted) = accepted_rx {
+            accepted.await.map_err(|_| closed())??;
+        }
+        Ok(())
+    }
+
+    /// Waits in the buffer's line for `total` bytes up to `deadline`, then
+    /// hands `record` to the producer's task in line order; `Err` when the
+    /// room did not come in time.
+    async fn wait_in_line(
+        &self,
+        record: Record,
+        deadline: std::time::Instant,
+        (total, queued): (usize, usize),
+        accepted: Option<driver::AcceptReply>,
+        delivered: DeliveryReply,
+    ) -> Result<(), ()> {
+        let wait = deadline.saturating_duration_since(clock::now());
         let shared = Arc::clone(&self.shared);
         // Runs when the record's buffer space is granted, in line order, so
         // records that waited reach the engine in the order they asked.
@@ -353,19 +389,17 @@ impl Producer {
                 Some(charge),
             );
         });
-        if !self
+        if self
             .shared
             .driver
             .buffer
             .reserve(total, wait, on_grant)
             .await
         {
-            return Err(self.buffer_exhausted(size, waited, true));
+            Ok(())
+        } else {
+            Err(())
         }
-        if let Some(accepted) = accepted_rx {
-            accepted.await.map_err(|_| closed())??;
-        }
-        Ok(())
     }
 
     /// Like [`send`](Self::send) but never waits: when the buffer is full

@@ -178,7 +178,17 @@ impl ProducerConfig {
         self
     }
 
-    /// Buffer memory in bytes (default 32 MiB).
+    /// Buffer memory in bytes (default 32 MiB): what records not yet
+    /// settled may hold, counting their bytes and the producer's
+    /// bookkeeping for them. A `send` that finds it full waits (up to
+    /// [`max_block`](Self::max_block); `try_send` returns
+    /// [`ErrorKind::BufferExhausted`](crate::ErrorKind::BufferExhausted)).
+    /// A `send` (or `send_tagged`) also waits while 16,384 records are
+    /// handed to the producer's task and not yet taken into batches: a
+    /// sender faster than the task then waits for it instead of filling
+    /// the buffer with records that take more memory, and wait longer,
+    /// queued than encoded. `try_send`, which cannot wait, fails only on
+    /// a full buffer.
     pub fn buffer_memory(mut self, bytes: usize) -> Self {
         self.buffer_memory = bytes;
         self

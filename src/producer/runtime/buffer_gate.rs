@@ -5,9 +5,15 @@
 //! served: a large waiter is not overtaken by later small ones, and a waiter
 //! whose space comes free is handed to the producer's task at that moment,
 //! in line. A `send` that finds room needs no round trip to the task.
+//!
+//! A waiting `send` is also refused room while the producer task's inbox
+//! holds as many queued records as it may (a flag the inbox sets and
+//! clears): a sender faster than the task then waits in line here instead
+//! of filling the buffer with queued commands. `try_send`, which cannot
+//! wait, is refused only when the buffer is full.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -41,6 +47,8 @@ pub(crate) struct BufferGate {
     used: AtomicUsize,
     /// Waiters in line (the length of `state.waiters`).
     queued: AtomicUsize,
+    /// Set while the inbox is full (see [`inbox_flag`](Self::inbox_flag)).
+    inbox_full: Arc<AtomicBool>,
     state: Mutex<State>,
 }
 
@@ -74,11 +82,19 @@ impl BufferGate {
             capacity,
             used: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
+            inbox_full: Arc::default(),
             state: Mutex::new(State {
                 waiters: VecDeque::new(),
                 next_id: 0,
             }),
         })
+    }
+
+    /// The flag that refuses room while set: given to the inbox, which
+    /// sets it while it is full and clears it as the task takes commands
+    /// (the task then calls [`serve_waiters`](Self::serve_waiters)).
+    pub(crate) fn inbox_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.inbox_full)
     }
 
     /// Adds `size` to the budget in use if it fits.
@@ -109,6 +125,16 @@ impl BufferGate {
         self.queued.load(Ordering::SeqCst) == 0 && self.take(size)
     }
 
+    /// [`try_take`](Self::try_take) for a sender that can wait: refused
+    /// too while the inbox is full.
+    pub(crate) fn try_take_paced(&self, size: usize) -> bool {
+        !self.inbox_full() && self.try_take(size)
+    }
+
+    fn inbox_full(&self) -> bool {
+        self.inbox_full.load(Ordering::SeqCst)
+    }
+
     /// `size` bytes, waiting in line up to `timeout`. When the space comes
     /// (at once, or when earlier records settle), `on_grant` runs with it,
     /// in line order. Returns whether it ran; after a timeout it never will.
@@ -120,7 +146,7 @@ impl BufferGate {
     ) -> bool {
         let (id, granted) = {
             let mut state = self.lock();
-            if state.waiters.is_empty() && self.take(size) {
+            if state.waiters.is_empty() && !self.inbox_full() && self.take(size) {
                 drop(state);
                 on_grant(Reservation {
                     gate: Arc::clone(self),
@@ -203,7 +229,7 @@ impl BufferGate {
             let waiter = {
                 let mut state = self.lock();
                 match state.waiters.front() {
-                    Some(front) if self.take(front.size) => {
+                    Some(front) if !self.inbox_full() && self.take(front.size) => {
                         self.queued.fetch_sub(1, Ordering::SeqCst);
                         state.waiters.pop_front()
                     }
@@ -232,6 +258,35 @@ mod tests {
     fn keep(into: &Arc<StdMutex<Vec<(u32, Reservation)>>>, tag: u32) -> OnGrant {
         let into = Arc::clone(into);
         Box::new(move |r| into.lock().unwrap().push((tag, r)))
+    }
+
+    #[tokio::test]
+    async fn a_full_inbox_refuses_room_until_its_flag_clears() {
+        let gate = BufferGate::new(100);
+        let full = gate.inbox_flag();
+        full.store(true, Ordering::SeqCst);
+        assert!(!gate.try_take_paced(1), "room while the inbox is full");
+        let held = Arc::new(StdMutex::new(Vec::new()));
+        let waiter = tokio::spawn({
+            let (gate, held) = (Arc::clone(&gate), Arc::clone(&held));
+            async move {
+                gate.reserve(10, Duration::from_secs(5), keep(&held, 1))
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(held.lock().unwrap().is_empty(), "granted past a full inbox");
+        assert_eq!(gate.used(), 0);
+        // The task took a run: the flag clears and it serves the line.
+        full.store(false, Ordering::SeqCst);
+        gate.serve_waiters();
+        assert!(waiter.await.unwrap());
+        assert_eq!(gate.used(), 10);
+        assert!(gate.try_take_paced(5));
+        // A sender that cannot wait is refused only by a full buffer.
+        full.store(true, Ordering::SeqCst);
+        assert!(gate.try_take(85));
+        assert!(!gate.try_take(1));
     }
 
     #[tokio::test]

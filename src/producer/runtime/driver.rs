@@ -54,6 +54,11 @@ pub(crate) type AcceptReply = oneshot::Sender<Result<(), Error>>;
 /// faster than the engine takes them stay within the cap too.
 pub(crate) const QUEUED_COST: usize = std::mem::size_of::<Command>();
 
+/// Records the inbox holds at most (by their queued charge) before senders
+/// wait for the driver to take some: enough for several of the driver's
+/// runs, a few MiB of commands rather than all of `buffer_memory`.
+const INBOX_RECORDS: usize = 16 * 1024;
+
 /// Bytes of `buffer_memory` a record takes, besides its own and its
 /// framing, from acceptance until it settles: the engine's and the
 /// driver's bookkeeping for it. With it the cap bounds what buffered
@@ -214,7 +219,8 @@ pub(crate) fn spawn(
         max_request_size: engine.max_request_size,
     };
     let known_topics = Arc::new(RwLock::new(BTreeSet::new()));
-    let (commands, command_rx) = inbox::inbox();
+    let (commands, command_rx) =
+        inbox::inbox_limited(INBOX_RECORDS * QUEUED_COST, buffer.inbox_flag());
     let stats = Arc::new(Mutex::new(ProducerStats::default()));
     let (responses, response_rx) = mpsc::unbounded_channel();
     let driver = Driver {

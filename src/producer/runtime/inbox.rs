@@ -16,11 +16,19 @@
 //! queued): the receiver learns the total of what it takes, and senders
 //! can read the total still queued consistently with it.
 //!
+//! A limit on the charges queued keeps the inbox a hand-off, not a second
+//! buffer: past it, a shared flag says so (the buffer gate reads it and
+//! makes senders wait in line), and the receiver's next take clears it.
+//! Without it, a sender faster than the driver would fill all of
+//! `buffer_memory` with queued commands, which take more memory than the
+//! records they carry once encoded.
+//!
 //! Like a channel it closes from either side: when the last sender is
 //! dropped the receiver sees the end after the last command, and once the
 //! receiver is gone `send` hands the command back.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -36,6 +44,11 @@ struct Shared<T> {
     state: Mutex<State<T>>,
     /// Woken on empty to non-empty, and when the last sender leaves.
     ready: Notify,
+    /// The charges queued past which [`over`](Self::over) is set.
+    limit: usize,
+    /// Whether the charges queued are at or past `limit`; written only
+    /// under the lock, as the charges change.
+    over: Arc<AtomicBool>,
 }
 
 /// A run of commands with the total of their charges.
@@ -57,6 +70,15 @@ impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Sets `over` from the charges now queued (under the lock, so the
+    /// flag follows the changes in their order).
+    fn flag(&self, state: &State<T>) {
+        let over = state.charged >= self.limit;
+        if self.over.load(Ordering::Relaxed) != over {
+            self.over.store(over, Ordering::SeqCst);
+        }
+    }
 }
 
 /// The sending side; cloning it adds a sender.
@@ -69,8 +91,18 @@ pub(crate) struct InboxReceiver<T> {
     shared: Arc<Shared<T>>,
 }
 
-/// A new inbox with one sender.
+/// A new inbox with one sender and no limit on the charges queued.
+#[cfg(test)]
 pub(crate) fn inbox<T>() -> (InboxSender<T>, InboxReceiver<T>) {
+    inbox_limited(usize::MAX, Arc::default())
+}
+
+/// A new inbox with one sender that sets `over` while the charges queued
+/// are at or past `limit`, and clears it when they fall below.
+pub(crate) fn inbox_limited<T>(
+    limit: usize,
+    over: Arc<AtomicBool>,
+) -> (InboxSender<T>, InboxReceiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             segments: VecDeque::new(),
@@ -80,6 +112,8 @@ pub(crate) fn inbox<T>() -> (InboxSender<T>, InboxReceiver<T>) {
             receiver_alive: true,
         }),
         ready: Notify::new(),
+        limit,
+        over,
     });
     (
         InboxSender {
@@ -119,6 +153,9 @@ impl<T> InboxSender<T> {
             segment.charge += charge;
         }
         state.charged += charge;
+        if charge > 0 {
+            self.shared.flag(&state);
+        }
         drop(state);
         if was_empty {
             self.shared.ready.notify_one();
@@ -185,6 +222,7 @@ impl<T> InboxReceiver<T> {
                         into.push(segment.items);
                     }
                     state.charged -= taken;
+                    self.shared.flag(&state);
                     on_take(taken);
                     // More left: the receiver comes back without a wake-up.
                     if !state.segments.is_empty() {
@@ -286,6 +324,38 @@ mod tests {
                 "emptied segments kept for reuse"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn flags_charges_at_the_limit_until_a_take_brings_them_below() {
+        let over = Arc::new(AtomicBool::new(false));
+        let (tx, mut rx) = inbox_limited::<u32>(10, Arc::clone(&over));
+        for i in 0..4 {
+            tx.send_charged(i, 3).unwrap();
+            assert_eq!(
+                over.load(Ordering::SeqCst),
+                i == 3,
+                "{} queued",
+                3 * (i + 1)
+            );
+        }
+        // Uncharged commands change nothing.
+        tx.send(9).unwrap();
+        assert!(over.load(Ordering::SeqCst));
+        assert_eq!(take(&mut rx).await, Some(vec![0, 1, 2, 3, 9]));
+        assert!(!over.load(Ordering::SeqCst));
+        // Past the limit with more than one run queued: the take that
+        // leaves less than the limit clears it.
+        let (tx, mut rx) = inbox_limited::<u32>(2 * SEGMENT + 1, Arc::clone(&over));
+        let n = SEGMENT * (TAKE_SEGMENTS + 2);
+        for i in 0..n {
+            tx.send_charged(i as u32, 1).unwrap();
+        }
+        assert!(over.load(Ordering::SeqCst));
+        let mut segments = Vec::new();
+        assert!(rx.recv_run(&mut segments, |_| {}).await);
+        assert!(!over.load(Ordering::SeqCst), "{} left", 2 * SEGMENT);
+        assert_eq!(segments.len(), TAKE_SEGMENTS);
     }
 
     #[tokio::test]

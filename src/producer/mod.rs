@@ -342,7 +342,6 @@ impl Producer {
                 Err(closed())
             };
         }
-        let deadline = deadline_after(clock::now(), waited.time());
         // Wait for acceptance only when the topic's metadata is unknown: the
         // engine then holds the record until it arrives (up to max_block).
         let (accepted, accepted_rx) = if known {
@@ -351,27 +350,31 @@ impl Producer {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         };
-        self.wait_in_line(record, deadline, (total, queued), accepted, delivered)
+        let wait = waited.time();
+        if !self
+            .wait_in_line(record, wait, (total, queued), accepted, delivered)
             .await
-            .map_err(|()| self.buffer_exhausted(size, waited, true))?;
+        {
+            return Err(self.buffer_exhausted(size, waited, true));
+        }
         if let Some(accepted) = accepted_rx {
             accepted.await.map_err(|_| closed())??;
         }
         Ok(())
     }
 
-    /// Waits in the buffer's line for `total` bytes up to `deadline`, then
-    /// hands `record` to the producer's task in line order; `Err` when the
-    /// room did not come in time.
+    /// Waits in the buffer's line for `total` bytes up to `wait`, then
+    /// hands `record` to the producer's task in line order (its deadline
+    /// for metadata counts from now); whether the room came in time.
     async fn wait_in_line(
         &self,
         record: Record,
-        deadline: std::time::Instant,
+        wait: Duration,
         (total, queued): (usize, usize),
         accepted: Option<driver::AcceptReply>,
         delivered: DeliveryReply,
-    ) -> Result<(), ()> {
-        let wait = deadline.saturating_duration_since(clock::now());
+    ) -> bool {
+        let deadline = deadline_after(clock::now(), wait);
         let shared = Arc::clone(&self.shared);
         // Runs when the record's buffer space is granted, in line order, so
         // records that waited reach the engine in the order they asked.
@@ -389,17 +392,11 @@ impl Producer {
                 Some(charge),
             );
         });
-        if self
-            .shared
+        self.shared
             .driver
             .buffer
             .reserve(total, wait, on_grant)
             .await
-        {
-            Ok(())
-        } else {
-            Err(())
-        }
     }
 
     /// Like [`send`](Self::send) but never waits: when the buffer is full

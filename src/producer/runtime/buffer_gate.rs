@@ -128,11 +128,13 @@ impl BufferGate {
     /// [`try_take`](Self::try_take) for a sender that can wait: refused
     /// too while the inbox is full.
     pub(crate) fn try_take_paced(&self, size: usize) -> bool {
-        !self.inbox_full() && self.try_take(size)
+        self.queued.load(Ordering::SeqCst) == 0 && self.take_paced(size)
     }
 
-    fn inbox_full(&self) -> bool {
-        self.inbox_full.load(Ordering::SeqCst)
+    /// [`take`](Self::take) unless the inbox is full: how a sender that
+    /// can wait, or a waiter in line, gets its room.
+    fn take_paced(&self, size: usize) -> bool {
+        !self.inbox_full.load(Ordering::SeqCst) && self.take(size)
     }
 
     /// `size` bytes, waiting in line up to `timeout`. When the space comes
@@ -146,7 +148,7 @@ impl BufferGate {
     ) -> bool {
         let (id, granted) = {
             let mut state = self.lock();
-            if state.waiters.is_empty() && !self.inbox_full() && self.take(size) {
+            if state.waiters.is_empty() && self.take_paced(size) {
                 drop(state);
                 on_grant(Reservation {
                     gate: Arc::clone(self),
@@ -229,7 +231,7 @@ impl BufferGate {
             let waiter = {
                 let mut state = self.lock();
                 match state.waiters.front() {
-                    Some(front) if !self.inbox_full() && self.take(front.size) => {
+                    Some(front) if self.take_paced(front.size) => {
                         self.queued.fetch_sub(1, Ordering::SeqCst);
                         state.waiters.pop_front()
                     }

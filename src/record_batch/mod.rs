@@ -70,6 +70,8 @@ pub use builder::{AppendOutcome, BatchBuilder, BatchConfig, SealedBatch};
 #[cfg(feature = "tokio-runtime")]
 pub(crate) use compress::compress_batch;
 pub(crate) use pool::BufferPool;
+#[cfg(test)]
+pub(crate) use pool::TRIM_EVERY;
 pub use reader::{
     Batch, BatchHeader, BatchReader, ControlRecord, ControlRecordType, HeaderView, Headers,
     ReadOptions, RecordView, Records,

@@ -4,10 +4,27 @@
 //! An uncompressed batch leaves its builder as the very buffer it was
 //! encoded into, so without a pool every batch starts in freshly allocated
 //! memory, which the allocator often has to fault in from the kernel page
-//! by page. The pool keeps a few acknowledged buffers (up to a count) and
-//! gives them to builders instead.
+//! by page. Worse, a producer's task may run on any thread of a
+//! multi-thread runtime, and the system allocator keeps memory per thread:
+//! buffers freed while the task ran on one thread are not where the next
+//! batches are allocated once it runs on another, so a full buffer of
+//! batches could cost its size more than once in resident memory. The pool
+//! keeps acknowledged buffers (up to a count) and gives them to builders
+//! instead: new memory is asked for only while the pool is empty, so the
+//! pool and the batches in use together never hold more than the most
+//! batches ever held at once.
+//!
+//! What a burst left behind is given back with time: every [`TRIM_EVERY`],
+//! the buffers that stayed unused since the last trim (the fewest the pool
+//! held meanwhile) are dropped, so an idle producer lets go of its spare
+//! buffers within two intervals.
+
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+
+/// How often buffers that were not needed are given back to the allocator.
+pub const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// A bounded stack of empty buffers of at least a given capacity.
 #[derive(Debug, Default)]
@@ -15,6 +32,11 @@ pub struct BufferPool {
     free: Vec<BytesMut>,
     max_buffers: usize,
     min_capacity: usize,
+    /// The fewest buffers held since the last trim: that many were not
+    /// needed in the interval.
+    low_water: usize,
+    /// When the pool was last trimmed (first: when it was first asked to).
+    trimmed_at: Option<Instant>,
 }
 
 impl BufferPool {
@@ -25,6 +47,8 @@ impl BufferPool {
             free: Vec::new(),
             max_buffers,
             min_capacity,
+            low_water: 0,
+            trimmed_at: None,
         }
     }
 
@@ -47,7 +71,36 @@ impl BufferPool {
     /// holds one.
     pub fn take(&mut self, capacity: usize) -> Option<BytesMut> {
         let at = self.free.iter().rposition(|b| b.capacity() >= capacity)?;
-        Some(self.free.swap_remove(at))
+        let buf = self.free.swap_remove(at);
+        self.low_water = self.low_water.min(self.free.len());
+        Some(buf)
+    }
+
+    /// Drops the buffers that stayed unused since the last trim, once
+    /// [`TRIM_EVERY`] has passed since it (the first call only starts the
+    /// clock). The oldest buffers go first.
+    pub fn trim(&mut self, now: Instant) {
+        let Some(at) = self.trimmed_at else {
+            self.trimmed_at = Some(now);
+            self.low_water = self.free.len();
+            return;
+        };
+        if now.saturating_duration_since(at) < TRIM_EVERY {
+            return;
+        }
+        let unused = self.low_water.min(self.free.len());
+        self.free.drain(..unused);
+        self.low_water = self.free.len();
+        self.trimmed_at = Some(now);
+    }
+
+    /// When [`trim`](Self::trim) would next drop something, if the pool
+    /// holds buffers: time alone then has work to do.
+    pub fn next_trim(&self) -> Option<Instant> {
+        if self.free.is_empty() {
+            return None;
+        }
+        Some(self.trimmed_at? + TRIM_EVERY)
     }
 
     /// Buffers held.
@@ -108,6 +161,34 @@ mod tests {
         pool.give(batch(2000));
         assert!(pool.take(1_000_000).is_none());
         assert!(pool.take(1500).is_some());
+    }
+
+    #[test]
+    fn trim_drops_what_a_whole_interval_left_unused() {
+        let start = crate::clock::now();
+        let mut pool = BufferPool::new(8, 1000);
+        pool.trim(start);
+        for _ in 0..4 {
+            pool.give(batch(4096));
+        }
+        assert_eq!(pool.next_trim(), Some(start + TRIM_EVERY));
+        // Buffers given after the clock started were not yet unused for a
+        // whole interval: the low-water mark starts at the count held then.
+        pool.trim(start + TRIM_EVERY);
+        assert_eq!(pool.len(), 4);
+        // In the next interval one buffer is taken and given back: three
+        // were never needed.
+        let taken = pool.take(4096).unwrap();
+        pool.give(taken.freeze());
+        pool.trim(start + TRIM_EVERY + TRIM_EVERY / 2);
+        assert_eq!(pool.len(), 4, "not before a whole interval");
+        pool.trim(start + 2 * TRIM_EVERY);
+        assert_eq!(pool.len(), 1);
+        // An idle interval gives back the rest; an empty pool asks for no
+        // more trims.
+        pool.trim(start + 3 * TRIM_EVERY);
+        assert!(pool.is_empty());
+        assert_eq!(pool.next_trim(), None);
     }
 
     #[test]

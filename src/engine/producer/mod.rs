@@ -264,12 +264,6 @@ pub(crate) struct Engine {
     deadlines: Deadlines,
 }
 
-/// Spare batch buffers are kept up to this many requests' worth (the
-/// batches of a few acknowledged requests come back at once, and the next
-/// batches start soon after), and no more than an eighth of
-/// `buffer_memory` in all.
-const SPARE_REQUESTS: usize = 4;
-
 impl Engine {
     pub(crate) fn new(config: EngineConfig) -> Engine {
         let batch_config = BatchConfig {
@@ -315,11 +309,12 @@ impl Engine {
             last_token: 0,
             hot_topics: hot_topics::HotTopics::default(),
             deadlines: Deadlines::default(),
+            // Up to `buffer_memory` in full-size buffers: the pool only
+            // holds what batches held before, and lets go of what stays
+            // unused (see `BufferPool`).
             spare_buffers: {
                 let each = config.batch_size.min(config.max_request_size).max(1);
-                let bytes =
-                    (SPARE_REQUESTS * config.max_request_size).min(config.buffer_memory / 8);
-                BufferPool::new(bytes / each, each)
+                BufferPool::new(config.buffer_memory / each, each)
             },
             config,
         }
@@ -422,8 +417,8 @@ impl Engine {
     }
 
     /// The earliest of the timers: the waiting records', the two kinds kept
-    /// in [`Deadlines`] (`send`, `expiry`) and the metadata, producer id and
-    /// transaction state machines'.
+    /// in [`Deadlines`] (`send`, `expiry`), the metadata, producer id and
+    /// transaction state machines', and the spare buffers' next trim.
     fn next_deadline(&self, send: Option<Instant>, expiry: Option<Instant>) -> Option<Instant> {
         let now = self.now?;
         let mut next: Option<Instant> = None;
@@ -452,6 +447,9 @@ impl Engine {
             consider(t.max(now + Duration::from_millis(1)));
         }
         if let Some(t) = self.txn.as_ref().and_then(Transactions::next_deadline) {
+            consider(t.max(now + Duration::from_millis(1)));
+        }
+        if let Some(t) = self.spare_buffers.next_trim() {
             consider(t.max(now + Duration::from_millis(1)));
         }
         next
@@ -548,6 +546,7 @@ impl Engine {
         self.poll_producer_id(now);
         self.drain(now);
         self.poll_transactions(now);
+        self.spare_buffers.trim(now);
         #[cfg(test)]
         self.check_active_partitions();
     }

@@ -529,3 +529,50 @@ impl TestClock for Instant {
         Instant::now()
     }
 }
+
+/// An acknowledged batch's buffer is kept for the next batch, and given
+/// back once no batch needed it for a whole trim interval: the engine asks
+/// to be woken for that, so an idle producer lets go of it by time alone.
+#[test]
+fn spare_batch_buffers_are_reused_then_given_back_when_idle() {
+    use crate::record_batch::TRIM_EVERY;
+    let t0 = Instant::now_for_tests();
+    let mut cfg = config();
+    cfg.batch_size = 4096;
+    let mut e = engine(cfg, t0, &cluster(&[(0, Some(1), 0)]));
+    let mut now = t0;
+    for token in [10, 11] {
+        e.append(
+            now,
+            0,
+            Record::new("t").partition(0).value("a"),
+            token,
+            Some(now),
+        );
+        now += Duration::from_millis(5);
+        e.handle_timeout(now);
+        let sent = produce_transmits(&mut e);
+        assert_eq!(sent.len(), 1);
+        e.handle_produce_response(now, sent[0].0, Ok(answer(&[(0, 0, token as i64)])));
+        assert!(
+            events(&mut e)
+                .iter()
+                .any(|ev| matches!(ev, Event::Delivered(_)))
+        );
+        // The second batch took the first one's buffer: still one held.
+        assert_eq!(e.spare_buffers.len(), 1, "after record {token}");
+    }
+    assert!(e.is_idle());
+    let delivered_at = now;
+    while !e.spare_buffers.is_empty() {
+        let wake = e
+            .poll_timeout()
+            .expect("a wake-up to trim the spare buffers");
+        assert!(
+            wake <= delivered_at + 2 * TRIM_EVERY + Duration::from_millis(1),
+            "woken at {:?}",
+            wake - delivered_at
+        );
+        e.handle_timeout(wake);
+    }
+}

@@ -75,6 +75,15 @@ enum Delivery {
     Count,
 }
 
+/// How smartkafka's records name their topic (see `--topic-name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TopicNaming {
+    /// `Topic::from_static`: clones copy a pointer.
+    Static,
+    /// `Topic::from(String)`: clones count references.
+    Shared,
+}
+
 /// How smartkafka's tagged records are sent (see `--send`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum SendMode {
@@ -250,6 +259,12 @@ struct Args {
     /// also waits while the producer's task is 16,384 records behind.
     #[arg(long, value_enum, default_value = "try")]
     send: SendMode,
+    /// How smartkafka's records name their topic: `static` with
+    /// `Topic::from_static` (the names are known once the run starts, as an
+    /// application's topics usually are when it is built; rdkafka's records
+    /// borrow the name), `shared` with one reference-counted name per topic.
+    #[arg(long, value_enum, default_value = "static")]
+    topic_name: TopicNaming,
     /// Acknowledgements: 0, 1 or all.
     #[arg(long, value_enum, default_value = "all")]
     acks: AcksArg,
@@ -381,6 +396,20 @@ fn serve_spec(args: &Args) -> ServeSpec {
 /// The topics records go to, in turn.
 fn topic_names(args: &Args) -> Vec<String> {
     broker::topic_names(&args.topic, usize::from(args.topics))
+}
+
+/// The names smartkafka's records carry, one per topic for every record, as
+/// an application that produces to known topics would hold them (see
+/// `--topic-name`). A static name is leaked once for the run.
+fn record_topics(args: &Args) -> Vec<smartkafka::Topic> {
+    use smartkafka::Topic;
+    topic_names(args)
+        .into_iter()
+        .map(|name| match args.topic_name {
+            TopicNaming::Static => Topic::from_static(Box::leak(name.into_boxed_str())),
+            TopicNaming::Shared => Topic::from(name),
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------- payloads
@@ -999,7 +1028,7 @@ fn run_smartkafka(
     progress: &Arc<Progress>,
 ) -> Result<Report, BoxError> {
     use smartkafka::compression::Compression;
-    use smartkafka::{Acks, ErrorKind, Producer, Record, Topic};
+    use smartkafka::{Acks, ErrorKind, Producer, Record};
 
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
@@ -1129,9 +1158,7 @@ fn run_smartkafka(
             let chunk = std::mem::replace(&mut chunks[lane], Vec::with_capacity(CHUNK));
             let _ = lanes[lane].send(chunk);
         };
-        // One shared name per topic for every record, as an application
-        // that produces to known topics would hold them.
-        let topics: Vec<Topic> = topic_names(args).into_iter().map(Topic::from).collect();
+        let topics = record_topics(args);
         let mut i = 0u64;
         while !stop.done(i) {
             if let Some(pause) = stop.pause(i) {
@@ -1240,14 +1267,12 @@ async fn produce_tagged(
     reports: Reports<'_>,
     bar: Option<std::thread::JoinHandle<()>>,
 ) -> Result<Report, BoxError> {
-    use smartkafka::{ErrorKind, Record, Topic};
+    use smartkafka::{ErrorKind, Record};
 
     let (cpu0, _) = rusage();
     let start = Instant::now();
     let stop = Stop::new(args, start);
-    // One shared name per topic for every record, as an application that
-    // produces to known topics would hold them.
-    let topics: Vec<Topic> = topic_names(args).into_iter().map(Topic::from).collect();
+    let topics = record_topics(args);
     let record = |i: u64| {
         let topic = &topics[(i % topics.len() as u64) as usize];
         let record = Record::new(topic.clone()).value(payloads.value(i).clone());

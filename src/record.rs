@@ -47,6 +47,10 @@ impl Header {
 
 /// A topic name, shared rather than copied: cloning one is a reference
 /// count, so records and delivery reports for one topic carry the same name.
+/// A name known when the program is built can be made with
+/// [`Topic::from_static`], whose clones copy a pointer and touch no count at
+/// all: the cheapest way to name the topic of many records sent from several
+/// threads.
 ///
 /// It reads as a `&str` (it derefs to one) and compares with strings.
 ///
@@ -57,9 +61,38 @@ impl Header {
 /// assert_eq!(record.topic, "orders");
 /// assert_eq!(record.topic.len(), 6);
 /// assert_eq!(format!("{orders}"), "orders");
+///
+/// const PAYMENTS: Topic = Topic::from_static("payments");
+/// assert_eq!(Record::new(PAYMENTS).value("v").topic, "payments");
+/// assert_eq!(PAYMENTS, Topic::from("payments"));
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Topic(Arc<str>);
+#[derive(Clone)]
+pub struct Topic(Name);
+
+/// Where a [`Topic`]'s characters live.
+#[derive(Clone)]
+enum Name {
+    /// In the program itself: clones copy the pointer.
+    Static(&'static str),
+    /// In a shared allocation: clones count references.
+    Shared(Arc<str>),
+}
+
+impl PartialEq for Topic {
+    fn eq(&self, other: &Topic) -> bool {
+        self.same(other) || self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Topic {}
+
+/// As the name's `str` hashes, so that maps keyed by topics are found with
+/// a `&str` (see the `Borrow<str>` implementation).
+impl std::hash::Hash for Topic {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
 
 /// By name, as strings order; the same shared name is equal at once (a
 /// map keyed by topics finds a key looked up with its own name without
@@ -81,76 +114,106 @@ impl PartialOrd for Topic {
 }
 
 impl Topic {
+    /// A name that lives in the program: no allocation, and clones touch no
+    /// reference count.
+    ///
+    /// ```
+    /// use smartkafka::Topic;
+    /// const ORDERS: Topic = Topic::from_static("orders");
+    /// assert_eq!(ORDERS.as_str(), "orders");
+    /// ```
+    pub const fn from_static(name: &'static str) -> Topic {
+        Topic(Name::Static(name))
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Name::Static(name) => name,
+            Name::Shared(name) => name,
+        }
     }
 
-    /// Whether `other` is this very name (the same shared string), not
-    /// only an equal one.
+    /// Whether `other` is this very name (the same shared or static string),
+    /// not only an equal one.
     pub(crate) fn same(&self, other: &Topic) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        match (&self.0, &other.0) {
+            (Name::Static(a), Name::Static(b)) => std::ptr::eq(*a, *b),
+            (Name::Shared(a), Name::Shared(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
-    /// The address of the shared string: the same for every clone, and
-    /// another name's while this one is alive.
+    /// Whether clones of this name count references (a name from
+    /// [`from_static`](Self::from_static) does not).
+    pub(crate) fn is_counted(&self) -> bool {
+        matches!(self.0, Name::Shared(_))
+    }
+
+    /// The address of the string: the same for every clone, and another
+    /// name's while this one is alive. (Two static names may share an
+    /// address when one is the other's start; [`same`](Self::same) tells
+    /// them apart by length.)
     pub(crate) fn addr(&self) -> usize {
-        Arc::as_ptr(&self.0).cast::<u8>() as usize
+        match &self.0 {
+            Name::Static(name) => name.as_ptr() as usize,
+            Name::Shared(name) => Arc::as_ptr(name).cast::<u8>() as usize,
+        }
     }
 }
 
 impl std::ops::Deref for Topic {
     type Target = str;
     fn deref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl AsRef<str> for Topic {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl std::borrow::Borrow<str> for Topic {
     fn borrow(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl std::fmt::Debug for Topic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&*self.0, f)
+        std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl std::fmt::Display for Topic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl From<&str> for Topic {
     fn from(name: &str) -> Topic {
-        Topic(Arc::from(name))
+        Topic(Name::Shared(Arc::from(name)))
     }
 }
 
 impl From<String> for Topic {
     fn from(name: String) -> Topic {
-        Topic(Arc::from(name))
+        Topic(Name::Shared(Arc::from(name)))
     }
 }
 
 impl From<&String> for Topic {
     fn from(name: &String) -> Topic {
-        Topic(Arc::from(name.as_str()))
+        Topic(Name::Shared(Arc::from(name.as_str())))
     }
 }
 
 impl From<Arc<str>> for Topic {
     fn from(name: Arc<str>) -> Topic {
-        Topic(name)
+        Topic(Name::Shared(name))
     }
 }
 
@@ -162,43 +225,43 @@ impl From<&Topic> for Topic {
 
 impl From<Topic> for String {
     fn from(topic: Topic) -> String {
-        topic.0.to_string()
+        topic.as_str().to_string()
     }
 }
 
 impl PartialEq<str> for Topic {
     fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
+        self.as_str() == other
     }
 }
 
 impl PartialEq<&str> for Topic {
     fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
+        self.as_str() == *other
     }
 }
 
 impl PartialEq<String> for Topic {
     fn eq(&self, other: &String) -> bool {
-        &*self.0 == other.as_str()
+        self.as_str() == other.as_str()
     }
 }
 
 impl PartialEq<Topic> for str {
     fn eq(&self, other: &Topic) -> bool {
-        self == &*other.0
+        self == other.as_str()
     }
 }
 
 impl PartialEq<Topic> for &str {
     fn eq(&self, other: &Topic) -> bool {
-        *self == &*other.0
+        *self == other.as_str()
     }
 }
 
 impl PartialEq<Topic> for String {
     fn eq(&self, other: &Topic) -> bool {
-        self.as_str() == &*other.0
+        self.as_str() == other.as_str()
     }
 }
 

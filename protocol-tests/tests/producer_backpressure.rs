@@ -5,7 +5,8 @@
 //! the buffer), and once the broker is back they are delivered exactly once,
 //! in order, as reading the log back shows. Waiters for buffer space are
 //! served in arrival order: a later record that would fit does not overtake
-//! an earlier one that does not.
+//! an earlier one that does not. And with a broker slower than the sender, a
+//! waiting `send` holds a few requests' worth of records, not the buffer.
 //!
 //! "Broker down" is two setups: the fake cluster with a fault that closes
 //! every Produce connection without applying the request (metadata still
@@ -512,4 +513,152 @@ async fn a_waiter_that_fits_does_not_overtake_an_earlier_one() {
     assert_eq!(log[0], b"warm-up");
     assert_eq!(log[1..], values[..], "log order is acceptance order");
     producer.close(Duration::from_secs(5)).await.unwrap();
+}
+
+/// How a [`pace_run`] sends: `send`, which waits while the brokers are
+/// behind, or `try_send` (waiting with `send` only when the buffer is full).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Sending {
+    Wait,
+    Try,
+}
+
+/// Sends `count` records of 1 KiB to `topic` on a broker slower than the
+/// sender, sampling `stats().queued_bytes` every millisecond: returns the
+/// most bytes queued and every record's (partition, offset, value).
+async fn pace_run(
+    producer: &Producer,
+    topic: &str,
+    count: usize,
+    sending: Sending,
+) -> (u64, Vec<(i32, i64, Vec<u8>)>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (producer, stop) = (producer.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut most = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                most = most.max(producer.stats().queued_bytes);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            most
+        })
+    };
+    let mut accepted = Vec::with_capacity(count);
+    for i in 0..count {
+        let value = payload(&format!("{sending:?}"), i, 1024);
+        let record = Record::new(topic.to_string()).value(value.clone());
+        let delivery = match sending {
+            Sending::Wait => producer.send(record).await.unwrap(),
+            Sending::Try => match producer.try_send(record) {
+                Ok(delivery) => delivery,
+                Err(e) if *e.kind() == ErrorKind::BufferExhausted => producer
+                    .send(Record::new(topic.to_string()).value(value.clone()))
+                    .await
+                    .unwrap(),
+                Err(e) => panic!("{e}"),
+            },
+        };
+        accepted.push((delivery, value));
+    }
+    let mut results = Vec::with_capacity(count);
+    for (delivery, value) in accepted {
+        let md = tokio::time::timeout(Duration::from_secs(30), delivery)
+            .await
+            .expect("delivered in time")
+            .unwrap_or_else(|e| panic!("a record failed: {e}"));
+        results.push((md.partition, md.offset, value));
+    }
+    stop.store(true, Ordering::Relaxed);
+    (sampler.await.unwrap(), results)
+}
+
+/// A producer faster than its broker (the librdkafka mock with a 20 ms
+/// round trip) holds a few requests' worth of records with a waiting
+/// `send`, not its whole buffer: the records would only have waited longer.
+/// `try_send`, which cannot wait, still fills the buffer (which shows the
+/// broker really is the slower side). The log holds every record once (its
+/// high watermarks count them: the mock keeps only the last few MiB of a
+/// partition, so they cannot all be read back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_send_holds_a_few_requests_not_the_buffer_when_the_broker_is_slower() {
+    let _serial = SERIAL.lock().await;
+    const PARTITIONS: i32 = 3;
+    const PACE_BUFFER: usize = 8 * MIB;
+    const RECORDS: usize = 12_000;
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("paced", PARTITIONS, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let producer = quick_retries(&bootstrap)
+        .buffer_memory(PACE_BUFFER)
+        .batch_size(16 * 1024)
+        .linger(Duration::from_millis(1))
+        .build()
+        .await
+        .unwrap();
+    producer
+        .send_and_wait(Record::new("paced").value("warm-up"))
+        .await
+        .unwrap();
+    cluster
+        .broker_round_trip_time(1, Duration::from_millis(20))
+        .unwrap();
+
+    let (held_waiting, waited) = pace_run(&producer, "paced", RECORDS, Sending::Wait).await;
+    let (held_trying, tried) = pace_run(&producer, "paced", RECORDS, Sending::Try).await;
+    // Three partitions of 16 KiB batches on one broker: eight requests
+    // ahead are 384 KiB, five in flight 240 KiB; the inbox and a pass's lag
+    // add a little.
+    assert!(
+        held_waiting < (PACE_BUFFER / 4) as u64,
+        "a waiting send held {held_waiting} bytes of an {PACE_BUFFER}-byte buffer"
+    );
+    assert!(
+        held_trying > (PACE_BUFFER / 2) as u64,
+        "try_send held only {held_trying} bytes: the broker was not the slower side"
+    );
+
+    // The log holds every record once: as many records as were sent, and no
+    // two reports on one offset.
+    cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
+    let mut reported: Vec<(i32, i64)> = waited
+        .iter()
+        .chain(&tried)
+        .map(|(p, offset, _)| (*p, *offset))
+        .collect();
+    reported.sort();
+    reported.dedup();
+    assert_eq!(
+        reported.len(),
+        2 * RECORDS,
+        "two records reported at one offset"
+    );
+    let logged: i64 = tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        (0..PARTITIONS)
+            .map(|p| {
+                // The mock keeps a bounded log (its low watermark moves
+                // up): the high watermark counts what was appended.
+                let (_, high) = consumer
+                    .fetch_watermarks("paced", p, Duration::from_secs(5))
+                    .unwrap();
+                high
+            })
+            .sum()
+    })
+    .await
+    .unwrap();
+    assert_eq!(logged, (1 + 2 * RECORDS) as i64, "records in the log");
+    assert!(
+        reported
+            .iter()
+            .all(|&(p, offset)| (0..PARTITIONS).contains(&p) && offset < logged),
+        "a report named an offset past the log"
+    );
+    producer.close(Duration::from_secs(5)).await.unwrap();
+    drop(cluster);
 }

@@ -205,6 +205,8 @@ pub(crate) struct PartitionQueue {
     next_order: u64,
     /// Buffer bytes held by this partition's records (queued or in flight).
     pub(crate) held_bytes: u64,
+    /// Buffer bytes of the records not sent (the open batch and the queue).
+    unsent_bytes: u64,
     /// Idempotent producer sequences of this partition.
     pub(crate) sequences: PartitionSequences,
 }
@@ -218,6 +220,17 @@ impl PartitionQueue {
     /// Whether records wait in a batch that is still open (not sealed).
     pub(crate) fn has_open_batch(&self) -> bool {
         !self.open.is_empty()
+    }
+
+    /// Buffer bytes of the records waiting to be sent (not in flight).
+    pub(crate) fn unsent_bytes(&self) -> u64 {
+        self.unsent_bytes
+    }
+
+    /// Records leave the unsent ones (sent, failed or expired).
+    fn unsent_less(&mut self, records: &[PendingRecord]) {
+        let bytes: u64 = records.iter().map(|r| u64::from(r.reserved)).sum();
+        self.unsent_bytes = self.unsent_bytes.saturating_sub(bytes);
     }
 
     /// Appends a record. Returns whether a full batch was sealed to make
@@ -268,6 +281,7 @@ impl PartitionQueue {
                     timestamp_delta: delta.unwrap_or(0),
                     reserved,
                 });
+                self.unsent_bytes += u64::from(reserved);
                 self.open_created.get_or_insert(now);
                 Ok((false, None))
             }
@@ -278,7 +292,10 @@ impl PartitionQueue {
                         None
                     }
                     Ok(None) => None,
-                    Err(lost) => Some(lost),
+                    Err(lost) => {
+                        self.unsent_less(&lost.0);
+                        Some(lost)
+                    }
                 };
                 let builder = self
                     .builder
@@ -293,6 +310,7 @@ impl PartitionQueue {
                     timestamp_delta: 0,
                     reserved,
                 });
+                self.unsent_bytes += u64::from(reserved);
                 self.open_created = Some(now);
                 Ok((true, lost))
             }
@@ -340,6 +358,7 @@ impl PartitionQueue {
     /// Puts a batch back to be sent again, at its place by creation order
     /// (responses can come back out of order across connections).
     pub(crate) fn requeue(&mut self, batch: Batch) {
+        self.unsent_bytes += batch.reserved() as u64;
         let at = self
             .queue
             .iter()
@@ -443,10 +462,16 @@ impl PartitionQueue {
 
     /// Takes the next batch to send, sealing the open one if it is next.
     pub(crate) fn take_next(&mut self, now: Instant) -> Result<Option<Batch>, Unsealable> {
-        if let Some(batch) = self.queue.pop_front() {
-            return Ok(Some(batch));
+        let taken = match self.queue.pop_front() {
+            Some(batch) => Ok(Some(batch)),
+            None => self.seal_open(now),
+        };
+        match &taken {
+            Ok(Some(batch)) => self.unsent_less(&batch.records),
+            Ok(None) => {}
+            Err((lost, _)) => self.unsent_less(lost),
         }
-        self.seal_open(now)
+        taken
     }
 
     /// Size in bytes of the next batch (the open one counted uncompressed).
@@ -466,6 +491,7 @@ impl PartitionQueue {
         if let Some(front) = self.queue.front() {
             if front.created <= cutoff {
                 let batch = self.queue.pop_front()?;
+                self.unsent_less(&batch.records);
                 return Some((batch.records, batch.maybe_persisted, batch.stamp));
             }
             return None;
@@ -476,7 +502,9 @@ impl PartitionQueue {
                 let base = b.base_timestamp();
                 b.reset(base);
             }
-            return Some((std::mem::take(&mut self.open), false, None));
+            let records = std::mem::take(&mut self.open);
+            self.unsent_less(&records);
+            return Some((records, false, None));
         }
         None
     }
@@ -484,6 +512,7 @@ impl PartitionQueue {
     /// Removes everything unsent: per batch, its records and whether it may
     /// have been persisted, oldest first.
     pub(crate) fn take_all(&mut self) -> Vec<(Vec<PendingRecord>, bool)> {
+        self.unsent_bytes = 0;
         let mut out: Vec<(Vec<PendingRecord>, bool)> = self
             .queue
             .drain(..)
@@ -503,7 +532,57 @@ impl PartitionQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::PartitionQueue;
+    use std::time::{Duration, Instant};
+
+    use super::{Incoming, PartitionQueue};
+    use crate::record::Record;
+    use crate::record_batch::{BatchConfig, BufferPool};
+
+    fn append(pq: &mut PartitionQueue, config: BatchConfig, now: Instant, token: u64) {
+        let record = Record::new("t").value(vec![7u8; 100]);
+        let incoming = Incoming {
+            token,
+            timestamp: 1_700_000_000_000,
+            reserved: 150,
+        };
+        pq.append(config, now, &record, incoming, &mut BufferPool::default())
+            .unwrap();
+    }
+
+    /// The unsent bytes follow the records in and out: appended, sealed
+    /// into the queue, taken to send, put back for a retry, expired.
+    #[test]
+    fn unsent_bytes_count_what_waits_to_be_sent() {
+        let now = crate::clock::now();
+        let config = BatchConfig {
+            max_batch_bytes: 1000,
+            ..BatchConfig::default()
+        };
+        let mut pq = PartitionQueue::default();
+        for token in 0..12 {
+            append(&mut pq, config, now, token);
+        }
+        assert_eq!(pq.unsent_bytes(), 12 * 150);
+        assert!(!pq.queue.is_empty(), "a full batch was sealed");
+        let first = pq.take_next(now).unwrap().unwrap();
+        let sent = first.reserved() as u64;
+        assert_eq!(pq.unsent_bytes(), 12 * 150 - sent);
+        pq.sent(first.order);
+        pq.settled(first.order);
+        pq.requeue(first);
+        assert_eq!(pq.unsent_bytes(), 12 * 150);
+        while let Some(batch) = pq.take_next(now).unwrap() {
+            drop(batch);
+        }
+        assert_eq!(pq.unsent_bytes(), 0);
+        append(&mut pq, config, now, 12);
+        assert_eq!(pq.unsent_bytes(), 150);
+        assert!(pq.expire_front(now + Duration::from_secs(1)).is_some());
+        assert_eq!(pq.unsent_bytes(), 0);
+        append(&mut pq, config, now, 13);
+        pq.take_all();
+        assert_eq!(pq.unsent_bytes(), 0);
+    }
 
     /// Every partition of every topic written to has one of these, so a
     /// producer over 10,000 partitions holds 10,000 of them: codec state

@@ -262,6 +262,15 @@ impl Producer {
     /// buffer space (waiters are served in order) and for its topic's
     /// metadata, up to `max_block`; then returns the [`DeliveryFuture`].
     ///
+    /// While the brokers take records more slowly than they come, it also
+    /// waits for room in their next requests: a few requests' worth of
+    /// records wait unsent rather than a full `buffer_memory` of them,
+    /// which would leave no sooner (the same rate, with less memory and a
+    /// shorter wait for each record). When the brokers deliver nothing for
+    /// a quarter of a second (a broker down), the whole buffer absorbs
+    /// records again. [`try_send`](Self::try_send), which cannot wait, is
+    /// refused only by a full buffer.
+    ///
     /// Fails at once for a record larger than the buffer or the maximum
     /// request size, and after `max_block` with
     /// [`ErrorKind::BufferExhausted`] (buffer still full) or

@@ -69,8 +69,10 @@ impl Engine {
     pub(super) fn drain(&mut self, now: Instant) {
         let Some((identity, resolving_only)) = self.drain_mode() else {
             self.deadlines.send = self.send_deadline_by_scan();
+            self.backlog.clear();
             return;
         };
+        self.backlog.start();
         let hurry = self.buffer_blocked;
         let limit = self.partition_in_flight_limit();
         let linger = self.config.linger;
@@ -90,6 +92,9 @@ impl Engine {
                 if pq.is_empty() {
                     emptied.push((topic.clone(), p));
                     continue;
+                }
+                if let Some(leader) = info.leader(p as i32) {
+                    self.backlog.partition(leader, pq.unsent_bytes());
                 }
                 if !pq.ready(now, linger, self.flush_mark, hurry, limit) {
                     send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
@@ -185,6 +190,7 @@ impl Engine {
                     taken[i] = true;
                     match pq.take_next(now) {
                         Ok(Some(mut batch)) => {
+                            self.backlog.sent(batch.reserved() as u64);
                             if let Some(identity) = identity {
                                 stamp_batch(&mut batch, &mut pq.sequences, identity, transactional);
                             }
@@ -222,6 +228,13 @@ impl Engine {
             }
         }
         self.deadlines.send = send_at;
+        let idle = self.is_idle();
+        self.backlog.finish(
+            now,
+            idle,
+            self.config.batch_size,
+            self.config.max_request_size,
+        );
     }
 
     pub(super) fn send_produce(

@@ -79,6 +79,7 @@
 //! | `interface` | configuration, `Transmit`, `Event` and the delivered-batch view |
 //! | `intake` | records waiting for metadata and buffer space, metadata answers, expiry of waiting records |
 //! | `drain` | ready batches into one Produce request per broker, sequences stamped at drain |
+//! | `backlog` | how much more the brokers' next requests can carry: the room a waiting send may take |
 //! | `outcome` | what a Produce answer means per batch: delivered, retried, failed, sequence holes |
 //! | `identity` | the producer id and epoch, transactions, the fatal state |
 
@@ -97,6 +98,7 @@ use crate::error::Error;
 use crate::record::{Record, Topic};
 use crate::record_batch::{BatchConfig, BufferPool};
 
+mod backlog;
 mod drain;
 mod hot_topics;
 mod identity;
@@ -260,6 +262,8 @@ pub(crate) struct Engine {
     hot_topics: hot_topics::HotTopics,
     /// Buffers of acknowledged batches, for new batches to be encoded into.
     spare_buffers: BufferPool,
+    /// The room for waiting sends, as the last drain pass found.
+    backlog: backlog::Backlog,
     /// The next deadlines that live in the partitions (see [`Deadlines`]).
     deadlines: Deadlines,
 }
@@ -312,6 +316,7 @@ impl Engine {
             // Up to `buffer_memory` in full-size buffers: the pool only
             // holds what batches held before, and lets go of what stays
             // unused (see `BufferPool`).
+            backlog: backlog::Backlog::default(),
             spare_buffers: {
                 let each = config.batch_size.min(config.max_request_size).max(1);
                 BufferPool::new(config.buffer_memory / each, each)
@@ -418,7 +423,8 @@ impl Engine {
 
     /// The earliest of the timers: the waiting records', the two kinds kept
     /// in [`Deadlines`] (`send`, `expiry`), the metadata, producer id and
-    /// transaction state machines', and the spare buffers' next trim.
+    /// transaction state machines', the spare buffers' next trim, and when
+    /// the room for waiting sends lapses without another delivery.
     fn next_deadline(&self, send: Option<Instant>, expiry: Option<Instant>) -> Option<Instant> {
         let now = self.now?;
         let mut next: Option<Instant> = None;
@@ -450,6 +456,9 @@ impl Engine {
             consider(t.max(now + Duration::from_millis(1)));
         }
         if let Some(t) = self.spare_buffers.next_trim() {
+            consider(t.max(now + Duration::from_millis(1)));
+        }
+        if let Some(t) = self.backlog.recheck_at() {
             consider(t.max(now + Duration::from_millis(1)));
         }
         next
@@ -531,6 +540,13 @@ impl Engine {
     /// without waiting for metadata).
     pub(crate) fn known_topics(&self) -> impl Iterator<Item = &str> {
         self.metadata.known_topics()
+    }
+
+    /// Bytes of records that waiting senders may still hand over before
+    /// the next pass, so that no more wait unsent than the brokers' next
+    /// requests can carry (see `backlog`); `None` for no limit.
+    pub(crate) fn pacing_room(&self) -> Option<u64> {
+        self.backlog.room()
     }
 
     /// Whether nothing is waiting, queued or in flight.

@@ -190,6 +190,9 @@ impl Engine {
     }
 
     pub(super) fn deliver(&mut self, b: InFlightBatch, base_offset: i64, log_append_time: i64) {
+        if let Some(now) = self.now {
+            self.backlog.delivered(now);
+        }
         if let Some(stamp) = self.current_stamp(&b) {
             let count = b.batch.sealed.record_count();
             if let Some(pq) = self.partition_queue(&b.topic, b.partition) {

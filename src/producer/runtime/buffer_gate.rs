@@ -9,8 +9,14 @@
 //! A waiting `send` is also refused room while the producer task's inbox
 //! holds as many queued records as it may (a flag the inbox sets and
 //! clears): a sender faster than the task then waits in line here instead
-//! of filling the buffer with queued commands. `try_send`, which cannot
-//! wait, is refused only when the buffer is full.
+//! of filling the buffer with queued commands. And while the brokers deliver,
+//! waiting sends spend a room the producer's task sets after each pass: what
+//! the brokers' next requests can carry beyond the records already waiting
+//! (see the engine's `backlog`). Once it is spent they wait in line for the
+//! next pass, so a producer faster than its brokers holds a few requests'
+//! worth of records instead of a full buffer of them, which would only have
+//! waited longer. `try_send`, which cannot wait, is refused only when the
+//! buffer is full.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -49,6 +55,10 @@ pub(crate) struct BufferGate {
     queued: AtomicUsize,
     /// Set while the inbox is full (see [`inbox_flag`](Self::inbox_flag)).
     inbox_full: Arc<AtomicBool>,
+    /// Bytes waiting sends may still take before the producer's task looks
+    /// again (see [`set_pacing`](Self::set_pacing)); `usize::MAX` for no
+    /// limit.
+    pacing_room: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -83,6 +93,7 @@ impl BufferGate {
             used: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             inbox_full: Arc::default(),
+            pacing_room: AtomicUsize::new(usize::MAX),
             state: Mutex::new(State {
                 waiters: VecDeque::new(),
                 next_id: 0,
@@ -131,10 +142,34 @@ impl BufferGate {
         self.queued.load(Ordering::SeqCst) == 0 && self.take_paced(size)
     }
 
-    /// [`take`](Self::take) unless the inbox is full: how a sender that
-    /// can wait, or a waiter in line, gets its room.
+    /// [`take`](Self::take) unless the inbox is full or the pacing room is
+    /// spent: how a sender that can wait, or a waiter in line, gets its
+    /// room. A record larger than what is left of the pacing room takes the
+    /// rest, so that no record waits for a room that never grows that far.
     fn take_paced(&self, size: usize) -> bool {
-        !self.inbox_full.load(Ordering::SeqCst) && self.take(size)
+        if self.inbox_full.load(Ordering::SeqCst)
+            || self.pacing_room.load(Ordering::SeqCst) == 0
+            || !self.take(size)
+        {
+            return false;
+        }
+        let _ = self
+            .pacing_room
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |room| {
+                (room != usize::MAX).then(|| room.saturating_sub(size))
+            });
+        true
+    }
+
+    /// The room waiting sends may take until the producer's task looks
+    /// again (`None`: no limit), as its last pass found; waiters in line are
+    /// served from it.
+    pub(crate) fn set_pacing(self: &Arc<Self>, room: Option<u64>) {
+        let room = room.map_or(usize::MAX, |r| usize::try_from(r).unwrap_or(usize::MAX - 1));
+        self.pacing_room.store(room, Ordering::SeqCst);
+        if room > 0 {
+            self.serve_waiters();
+        }
     }
 
     /// `size` bytes, waiting in line up to `timeout`. When the space comes
@@ -289,6 +324,38 @@ mod tests {
         full.store(true, Ordering::SeqCst);
         assert!(gate.try_take(85));
         assert!(!gate.try_take(1));
+    }
+
+    #[tokio::test]
+    async fn waiting_sends_spend_the_pacing_room_and_wait_for_the_next() {
+        let gate = BufferGate::new(1000);
+        gate.set_pacing(Some(25));
+        assert!(gate.try_take_paced(10));
+        assert!(gate.try_take_paced(10));
+        // Larger than what is left: takes the rest rather than waiting for
+        // a room that may never grow that far.
+        assert!(gate.try_take_paced(10));
+        assert!(!gate.try_take_paced(1), "room spent");
+        assert!(gate.try_take(1), "try_send is not paced");
+        let held = Arc::new(StdMutex::new(Vec::new()));
+        let waiter = tokio::spawn({
+            let (gate, held) = (Arc::clone(&gate), Arc::clone(&held));
+            async move {
+                gate.reserve(10, Duration::from_secs(5), keep(&held, 1))
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(held.lock().unwrap().is_empty(), "granted past a spent room");
+        // The next pass finds room: the line is served from it.
+        gate.set_pacing(Some(15));
+        assert!(waiter.await.unwrap());
+        assert!(gate.try_take_paced(5));
+        assert!(!gate.try_take_paced(1));
+        // No limit (the brokers stalled): only the buffer counts.
+        gate.set_pacing(None);
+        assert!(gate.try_take_paced(900));
+        assert!(!gate.try_take_paced(100), "the buffer is full");
     }
 
     #[tokio::test]

@@ -564,6 +564,8 @@ impl Driver {
         while let Some(transmit) = self.engine.poll_transmit() {
             self.start(transmit);
         }
+        // Before the space freed below is handed to waiters in line.
+        self.buffer.set_pacing(self.engine.pacing_room());
         // Counters first, so a caller woken by an event sees them updated.
         self.publish_stats(false);
         let mut freed = 0;

@@ -297,6 +297,21 @@ mod tests {
         Box::new(move |r| into.lock().unwrap().push((tag, r)))
     }
 
+    /// A waiter for `size` bytes, in line for up to 5 s, whose grant lands
+    /// in `held` under `tag`.
+    fn wait_in_line(
+        gate: &Arc<BufferGate>,
+        held: &Arc<StdMutex<Vec<(u32, Reservation)>>>,
+        size: usize,
+        tag: u32,
+    ) -> tokio::task::JoinHandle<bool> {
+        let (gate, held) = (Arc::clone(gate), Arc::clone(held));
+        tokio::spawn(async move {
+            gate.reserve(size, Duration::from_secs(5), keep(&held, tag))
+                .await
+        })
+    }
+
     #[tokio::test]
     async fn a_full_inbox_refuses_room_until_its_flag_clears() {
         let gate = BufferGate::new(100);
@@ -304,13 +319,7 @@ mod tests {
         full.store(true, Ordering::SeqCst);
         assert!(!gate.try_take_paced(1), "room while the inbox is full");
         let held = Arc::new(StdMutex::new(Vec::new()));
-        let waiter = tokio::spawn({
-            let (gate, held) = (Arc::clone(&gate), Arc::clone(&held));
-            async move {
-                gate.reserve(10, Duration::from_secs(5), keep(&held, 1))
-                    .await
-            }
-        });
+        let waiter = wait_in_line(&gate, &held, 10, 1);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(held.lock().unwrap().is_empty(), "granted past a full inbox");
         assert_eq!(gate.used(), 0);
@@ -338,13 +347,7 @@ mod tests {
         assert!(!gate.try_take_paced(1), "room spent");
         assert!(gate.try_take(1), "try_send is not paced");
         let held = Arc::new(StdMutex::new(Vec::new()));
-        let waiter = tokio::spawn({
-            let (gate, held) = (Arc::clone(&gate), Arc::clone(&held));
-            async move {
-                gate.reserve(10, Duration::from_secs(5), keep(&held, 1))
-                    .await
-            }
-        });
+        let waiter = wait_in_line(&gate, &held, 10, 1);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(held.lock().unwrap().is_empty(), "granted past a spent room");
         // The next pass finds room: the line is served from it.
@@ -366,22 +369,10 @@ mod tests {
             gate.reserve(80, Duration::from_secs(1), keep(&held, 0))
                 .await
         );
-        let big = tokio::spawn({
-            let (gate, held) = (Arc::clone(&gate), Arc::clone(&held));
-            async move {
-                gate.reserve(50, Duration::from_secs(5), keep(&held, 1))
-                    .await
-            }
-        });
-        let small = tokio::spawn({
-            let (gate, held) = (Arc::clone(&gate), Arc::clone(&held));
-            async move {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                gate.reserve(10, Duration::from_secs(5), keep(&held, 2))
-                    .await
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        let big = wait_in_line(&gate, &held, 50, 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let small = wait_in_line(&gate, &held, 10, 2);
+        tokio::time::sleep(Duration::from_millis(40)).await;
         // 20 bytes are free, but the waiter before needs 50.
         assert!(!gate.try_take(10), "a later small record overtook a waiter");
         assert_eq!(held.lock().unwrap().len(), 1);

@@ -201,19 +201,32 @@ impl BatchBuilder {
     }
 
     /// Empties the buffer down to the header placeholder, without asking for
-    /// room: the next `reset` does, once the next batch starts.
+    /// room: the next `reset` does, once the next batch starts. A buffer
+    /// that went out with the sealed batch leaves none to empty: the
+    /// placeholder then waits for the next buffer (see
+    /// [`ensure_header`](Self::ensure_header)), so that sealing allocates
+    /// nothing.
     fn restart(&mut self, base_timestamp: i64) {
         self.buf.clear();
-        self.buf.put_bytes(0, BATCH_HEADER_LEN);
+        if self.buf.capacity() >= BATCH_HEADER_LEN {
+            self.buf.put_bytes(0, BATCH_HEADER_LEN);
+        }
         self.base_timestamp = base_timestamp;
         self.max_timestamp = base_timestamp;
         self.record_count = 0;
     }
 
+    /// Writes the header placeholder if the buffer does not hold it yet.
+    fn ensure_header(&mut self) {
+        if self.buf.is_empty() {
+            self.buf.put_bytes(0, BATCH_HEADER_LEN);
+        }
+    }
+
     /// The exact size in bytes of the batch as it stands, uncompressed: the
     /// header plus every appended record.
     pub fn estimated_size(&self) -> usize {
-        self.buf.len()
+        self.buf.len().max(BATCH_HEADER_LEN)
     }
 
     /// Records appended so far.
@@ -305,6 +318,7 @@ impl BatchBuilder {
         }
 
         // Every length below is bounded by the hard limit, which fits in i32.
+        self.ensure_header();
         self.buf.reserve(size);
         // The five varint fields before the key are gathered on the stack and
         // copied in at once: one buffer call instead of five, which is most
@@ -680,5 +694,53 @@ impl SealedBatch {
             None => write_full_crc(&mut batch),
         }
         self.bytes = batch.freeze();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record_batch::BatchReader;
+
+    fn values(sealed: &SealedBatch) -> Vec<Vec<u8>> {
+        let batch = BatchReader::new(sealed.bytes()).next().unwrap().unwrap();
+        let mut scratch = Vec::new();
+        batch
+            .records(&mut scratch)
+            .unwrap()
+            .map(|r| r.unwrap().value().unwrap().to_vec())
+            .collect()
+    }
+
+    /// An uncompressed batch leaves with the builder's buffer, and sealing
+    /// asks for no new one: the next batch writes its header into whatever
+    /// buffer it gets (appended to directly, or after a reset), and reads
+    /// back whole.
+    #[test]
+    fn sealing_hands_the_buffer_over_and_allocates_nothing() {
+        let t = 1_700_000_000_000;
+        let mut builder = BatchBuilder::new(BatchConfig::new(Compression::None), t);
+        builder.try_append(t, None, Some(b"first"), &[]).unwrap();
+        let first = builder.seal().unwrap();
+        assert_eq!(builder.buf.capacity(), 0, "the buffer went with the batch");
+        assert!(builder.is_empty());
+        assert_eq!(builder.estimated_size(), BATCH_HEADER_LEN);
+        // Appended to without a reset: the header comes first.
+        builder
+            .try_append(t + 1, None, Some(b"second"), &[])
+            .unwrap();
+        let second = builder.seal().unwrap();
+        // Reset first, as the producer does.
+        builder.reset(t + 2);
+        builder
+            .try_append(t + 2, None, Some(b"third"), &[])
+            .unwrap();
+        builder
+            .try_append(t + 3, None, Some(b"fourth"), &[])
+            .unwrap();
+        let third = builder.seal().unwrap();
+        assert_eq!(values(&first), [b"first".to_vec()]);
+        assert_eq!(values(&second), [b"second".to_vec()]);
+        assert_eq!(values(&third), [b"third".to_vec(), b"fourth".to_vec()]);
     }
 }

@@ -720,7 +720,8 @@ mod tests {
     fn sealing_hands_the_buffer_over_and_allocates_nothing() {
         let t = 1_700_000_000_000;
         let mut builder = BatchBuilder::new(BatchConfig::new(Compression::None), t);
-        builder.try_append(t, None, Some(b"first"), &[]).unwrap();
+        let appended = builder.try_append(t, None, Some(b"first"), &[]).unwrap();
+        assert!(matches!(appended, AppendOutcome::Appended));
         let first = builder.seal().unwrap();
         assert_eq!(builder.buf.capacity(), 0, "the buffer went with the batch");
         assert!(builder.is_empty());

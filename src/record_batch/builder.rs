@@ -720,25 +720,22 @@ mod tests {
     fn sealing_hands_the_buffer_over_and_allocates_nothing() {
         let t = 1_700_000_000_000;
         let mut builder = BatchBuilder::new(BatchConfig::new(Compression::None), t);
-        let appended = builder.try_append(t, None, Some(b"first"), &[]).unwrap();
-        assert!(matches!(appended, AppendOutcome::Appended));
+        let appended = builder.try_append(t, None, Some(b"first"), &[]);
+        assert!(matches!(appended, Ok(AppendOutcome::Appended)));
         let first = builder.seal().unwrap();
         assert_eq!(builder.buf.capacity(), 0, "the buffer went with the batch");
         assert!(builder.is_empty());
         assert_eq!(builder.estimated_size(), BATCH_HEADER_LEN);
         // Appended to without a reset: the header comes first.
-        builder
-            .try_append(t + 1, None, Some(b"second"), &[])
-            .unwrap();
+        let appended = builder.try_append(t + 1, None, Some(b"second"), &[]);
+        assert!(matches!(appended, Ok(AppendOutcome::Appended)));
         let second = builder.seal().unwrap();
         // Reset first, as the producer does.
         builder.reset(t + 2);
-        builder
-            .try_append(t + 2, None, Some(b"third"), &[])
-            .unwrap();
-        builder
-            .try_append(t + 3, None, Some(b"fourth"), &[])
-            .unwrap();
+        let appended = builder.try_append(t + 2, None, Some(b"third"), &[]);
+        assert!(matches!(appended, Ok(AppendOutcome::Appended)));
+        let appended = builder.try_append(t + 3, None, Some(b"fourth"), &[]);
+        assert!(matches!(appended, Ok(AppendOutcome::Appended)));
         let third = builder.seal().unwrap();
         assert_eq!(values(&first), [b"first".to_vec()]);
         assert_eq!(values(&second), [b"second".to_vec()]);

@@ -188,9 +188,13 @@ impl Engine {
                         continue;
                     }
                     taken[i] = true;
-                    match pq.take_next(now) {
+                    let unsent = pq.unsent_bytes();
+                    let next = pq.take_next(now);
+                    // What left the partition's unsent records, sent or
+                    // failed, no longer waits.
+                    self.backlog.sent(unsent.saturating_sub(pq.unsent_bytes()));
+                    match next {
                         Ok(Some(mut batch)) => {
-                            self.backlog.sent(batch.reserved() as u64);
                             if let Some(identity) = identity {
                                 stamp_batch(&mut batch, &mut pq.sequences, identity, transactional);
                             }

@@ -131,7 +131,7 @@ pub struct BatchBuilder {
 
 /// Room a builder asks for its first batch (or after small ones); the
 /// buffer grows as records arrive, up to the batch size.
-const START_CAPACITY: usize = 4096;
+const START_CAPACITY: usize = 512;
 
 impl std::fmt::Debug for BatchBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -178,7 +178,7 @@ impl BatchBuilder {
     /// `pool` when the builder's own went out with the last sealed batch.
     ///
     /// The room asked for follows the batches this builder sealed: twice
-    /// the last one's size, at least 4 KiB, at most the batch size. A
+    /// the last one's size, at least 512 bytes, at most the batch size. A
     /// producer over thousands of partitions, each sealing a few records
     /// per linger, then holds kilobytes per partition rather than a whole
     /// batch size each; a busy partition's batches fill the batch size and
@@ -214,6 +214,23 @@ impl BatchBuilder {
         self.base_timestamp = base_timestamp;
         self.max_timestamp = base_timestamp;
         self.record_count = 0;
+    }
+
+    /// Makes room for `size` more bytes. A buffer that has to grow at least
+    /// doubles, up to the batch size: one that fills grows in a few steps
+    /// to exactly the batch size, the size the spare pool keeps.
+    fn make_room(&mut self, size: usize) {
+        let len = self.buf.len();
+        if self.buf.capacity() - len >= size {
+            return;
+        }
+        let needed = len.saturating_add(size);
+        let mut grown = self.buf.capacity().max(1);
+        while grown < needed {
+            grown = grown.saturating_mul(2);
+        }
+        self.buf
+            .reserve(grown.min(self.config.soft_limit()).max(needed) - len);
     }
 
     /// Writes the header placeholder if the buffer does not hold it yet.
@@ -319,7 +336,7 @@ impl BatchBuilder {
 
         // Every length below is bounded by the hard limit, which fits in i32.
         self.ensure_header();
-        self.buf.reserve(size);
+        self.make_room(size);
         // The five varint fields before the key are gathered on the stack and
         // copied in at once: one buffer call instead of five, which is most
         // of the cost of a small record.
@@ -740,5 +757,39 @@ mod tests {
         assert_eq!(values(&first), [b"first".to_vec()]);
         assert_eq!(values(&second), [b"second".to_vec()]);
         assert_eq!(values(&third), [b"third".to_vec(), b"fourth".to_vec()]);
+    }
+
+    /// A partition sending a record or two per batch holds a small buffer;
+    /// one whose batches fill grows its buffer to exactly the batch size
+    /// (the size the spare pool keeps), whatever the records' sizes.
+    #[test]
+    fn buffers_start_small_and_grow_to_exactly_the_batch_size() {
+        let t = 1_700_000_000_000;
+        let mut config = BatchConfig::new(Compression::None);
+        config.max_batch_bytes = 16_384;
+        let mut builder = BatchBuilder::new(config, t);
+        builder.reset(t);
+        let appended = builder.try_append(t, None, Some(&[7u8; 100]), &[]);
+        assert!(matches!(appended, Ok(AppendOutcome::Appended)));
+        assert_eq!(builder.buf.capacity(), START_CAPACITY);
+        let small = builder.seal().unwrap();
+        builder.reset(t);
+        assert_eq!(
+            builder.buf.capacity(),
+            START_CAPACITY,
+            "twice a small batch"
+        );
+        // Records of an odd size until the batch is full.
+        let mut appended = 0;
+        while let Ok(AppendOutcome::Appended) =
+            builder.try_append(t, None, Some(&[1u8; 1_234]), &[])
+        {
+            appended += 1;
+        }
+        assert_eq!(appended, 13);
+        assert_eq!(builder.buf.capacity(), 16_384);
+        let full = builder.seal().unwrap();
+        assert_eq!(values(&small), [vec![7u8; 100]]);
+        assert_eq!(values(&full), vec![vec![1u8; 1_234]; 13]);
     }
 }

@@ -545,7 +545,9 @@ fn spare_batch_buffers_are_reused_then_given_back_when_idle() {
         e.append(
             now,
             0,
-            Record::new("t").partition(0).value("a"),
+            // A batch's worth: small batches start in small buffers,
+            // which the pool does not keep.
+            Record::new("t").partition(0).value(vec![b'a'; 4000]),
             token,
             Some(now),
         );

@@ -245,6 +245,15 @@ struct Args {
     /// Distinct values in the payload pool.
     #[arg(long, default_value_t = 4096)]
     pool: usize,
+    /// Headers per record (names `h0`, `h1`, ..., 16-byte values), made
+    /// for each record as an application does.
+    #[arg(long, default_value_t = 0)]
+    headers: usize,
+    /// Give each record a value of its own, copied from the pool into a
+    /// new allocation, as an application serializing each record does
+    /// (default: clones of the pool's shared values), for both clients.
+    #[arg(long)]
+    fresh_values: bool,
     /// none | random | sequential-mod:N.
     #[arg(long, default_value = "sequential-mod:10000")]
     key_pattern: KeyPattern,
@@ -499,6 +508,9 @@ struct Payloads {
     values: Vec<Bytes>,
     keys: Vec<Bytes>,
     pattern: KeyPattern,
+    header_names: Vec<String>,
+    header_value: Bytes,
+    fresh: bool,
 }
 
 impl Payloads {
@@ -517,9 +529,47 @@ impl Payloads {
             }
         };
         Payloads {
+            header_names: (0..args.headers).map(|i| format!("h{i}")).collect(),
+            header_value: Bytes::from_static(b"0123456789abcdef"),
+            fresh: args.fresh_values,
             values,
             keys,
             pattern: args.key_pattern,
+        }
+    }
+
+    /// `record` with this run's headers (`--headers`).
+    fn with_headers(&self, mut record: smartkafka::Record) -> smartkafka::Record {
+        for name in &self.header_names {
+            record = record.header(name.as_str(), self.header_value.clone());
+        }
+        record
+    }
+
+    /// This run's headers for an rdkafka record, if any.
+    fn rdkafka_headers(&self) -> Option<rdkafka::message::OwnedHeaders> {
+        if self.header_names.is_empty() {
+            return None;
+        }
+        let mut headers =
+            rdkafka::message::OwnedHeaders::new_with_capacity(self.header_names.len());
+        for name in &self.header_names {
+            headers = headers.insert(rdkafka::message::Header {
+                key: name,
+                value: Some(&self.header_value[..]),
+            });
+        }
+        Some(headers)
+    }
+
+    /// The value for smartkafka's record `i`: a clone of the pool's, or
+    /// with `--fresh-values` a copy in a new allocation.
+    fn owned_value(&self, i: u64) -> Bytes {
+        let value = self.value(i);
+        if self.fresh {
+            Bytes::from(value.to_vec())
+        } else {
+            value.clone()
         }
     }
 
@@ -703,7 +753,7 @@ impl Report {
             concat!(
                 "{{\"label\":\"{}\",\"client\":\"{}\",\"size\":{},\"compression\":\"{}\",\"level\":{},",
                 "\"acks\":\"{:?}\",\"idempotence\":{},\"linger_ms\":{},\"batch_size\":{},\"partitions\":{},\"topics\":{},",
-                "\"keys\":\"{}\",\"sent\":{},\"acked\":{},\"errors\":{},\"seconds\":{:.4},",
+                "\"keys\":\"{}\",\"headers\":{},\"sent\":{},\"acked\":{},\"errors\":{},\"seconds\":{:.4},",
                 "\"records_per_sec\":{:.1},\"mb_per_sec\":{:.3},\"cpu_seconds\":{:.4},",
                 "\"cpu_us_per_record\":{:.4},\"peak_rss_kb\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},",
                 "\"max_ms\":{:.3},\"first_error\":{}}}"
@@ -720,6 +770,7 @@ impl Report {
             args.partitions,
             args.topics,
             args.key_pattern,
+            args.headers,
             self.sent,
             self.acked,
             self.errors,
@@ -1173,10 +1224,11 @@ fn run_smartkafka(
                 std::thread::sleep(pause);
             }
             let topic = &topics[(i % topics.len() as u64) as usize];
-            let mut record = Record::new(topic.clone()).value(payloads.value(i).clone());
+            let mut record = Record::new(topic.clone()).value(payloads.owned_value(i));
             if let Some(key) = payloads.key(i) {
                 record = record.key(key.clone());
             }
+            let record = payloads.with_headers(record);
             let sent = Instant::now();
             let delivery = match producer.try_send(record) {
                 Ok(delivery) => delivery,
@@ -1188,11 +1240,11 @@ fn run_smartkafka(
                         }
                     }
                     let topic = &topics[(i % topics.len() as u64) as usize];
-                    let mut record = Record::new(topic.clone()).value(payloads.value(i).clone());
+                    let mut record = Record::new(topic.clone()).value(payloads.owned_value(i));
                     if let Some(key) = payloads.key(i) {
                         record = record.key(key.clone());
                     }
-                    producer.send(record).await?
+                    producer.send(payloads.with_headers(record)).await?
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -1275,11 +1327,11 @@ async fn produce_tagged(
     let topics = record_topics(args);
     let record = |i: u64| {
         let topic = &topics[(i % topics.len() as u64) as usize];
-        let record = Record::new(topic.clone()).value(payloads.value(i).clone());
-        match payloads.key(i) {
+        let record = Record::new(topic.clone()).value(payloads.owned_value(i));
+        payloads.with_headers(match payloads.key(i) {
             Some(key) => record.key(key.clone()),
             None => record,
-        }
+        })
     };
     let mut i = 0u64;
     while !stop.done(i) {
@@ -1699,11 +1751,22 @@ fn rdkafka_send_all<O: rdkafka::util::IntoOpaque>(
         if let Some(pause) = stop.pause(i) {
             std::thread::sleep(pause);
         }
-        let value = payloads.value(i);
+        // With `--fresh-values` the application's value is a new allocation
+        // here too (rdkafka copies it, and it is freed on this thread).
+        let fresh: Vec<u8>;
+        let value: &[u8] = if payloads.fresh {
+            fresh = payloads.value(i).to_vec();
+            &fresh
+        } else {
+            payloads.value(i)
+        };
         let topic = &topics[(i % topics.len() as u64) as usize];
-        let mut record = RdRecord::with_opaque_to(topic, opaque()).payload(&value[..]);
+        let mut record = RdRecord::with_opaque_to(topic, opaque()).payload(value);
         if let Some(key) = payloads.key(i) {
             record = record.key(&key[..]);
+        }
+        if let Some(headers) = payloads.rdkafka_headers() {
+            record = record.headers(headers);
         }
         loop {
             match send(record) {

@@ -190,6 +190,10 @@ impl Batch {
     }
 }
 
+/// Headers per record viewed from the stack when appending (more take an
+/// allocation).
+const FEW_HEADERS: usize = 8;
+
 /// One partition's queue.
 #[derive(Debug, Default)]
 pub(crate) struct PartitionQueue {
@@ -256,11 +260,23 @@ impl PartitionQueue {
         if builder.is_empty() {
             builder.reset_from(timestamp, Some(pool));
         }
-        let headers: Vec<(&str, Option<&[u8]>)> = record
-            .headers
-            .iter()
-            .map(|h| (h.key.as_str(), h.value.as_deref()))
-            .collect();
+        // The builder takes the headers as views; a record's few are
+        // gathered on the stack, not in an allocation per record.
+        let mut few = [("", None); FEW_HEADERS];
+        let many: Vec<(&str, Option<&[u8]>)>;
+        let headers: &[(&str, Option<&[u8]>)] = if record.headers.len() <= FEW_HEADERS {
+            for (view, h) in few.iter_mut().zip(&record.headers) {
+                *view = (h.key.as_str(), h.value.as_deref());
+            }
+            &few[..record.headers.len()]
+        } else {
+            many = record
+                .headers
+                .iter()
+                .map(|h| (h.key.as_str(), h.value.as_deref()))
+                .collect();
+            &many
+        };
         let key = record.key.as_deref();
         let value = record.value.as_deref();
         // A timestamp too far from the open batch's first one for a delta
@@ -272,7 +288,7 @@ impl PartitionQueue {
         // With a delta, the builder's own (an `i64`) cannot overflow.
         let outcome = match delta {
             None => AppendOutcome::Full,
-            Some(_) => builder.try_append(timestamp, key, value, &headers)?,
+            Some(_) => builder.try_append(timestamp, key, value, headers)?,
         };
         match outcome {
             AppendOutcome::Appended => {
@@ -302,7 +318,7 @@ impl PartitionQueue {
                     .get_or_insert_with(|| BatchBuilder::new(config, timestamp));
                 builder.reset_from(timestamp, Some(pool));
                 // A fresh batch takes any record up to the hard limit.
-                match builder.try_append(timestamp, key, value, &headers)? {
+                match builder.try_append(timestamp, key, value, headers)? {
                     AppendOutcome::Appended | AppendOutcome::Full => {}
                 }
                 self.open.push(PendingRecord {

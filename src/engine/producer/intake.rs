@@ -38,7 +38,7 @@ impl Engine {
         token: u64,
         deadline: Option<Instant>,
     ) {
-        self.append_deferred(now, timestamp_now, record, token, deadline, true);
+        self.append_deferred(now, timestamp_now, &record, token, deadline, true);
         self.pump(now);
     }
 
@@ -50,11 +50,15 @@ impl Engine {
     /// one pass over the partitions. With `report_acceptance`, acceptance
     /// is reported with [`Event::Accepted`] (only a caller that waits for
     /// it asks: an event per record would cost memory for nothing).
+    ///
+    /// The record is borrowed: it is encoded and left to the caller, which
+    /// drops it where it was made (only a record that has to wait is
+    /// copied, its payloads shared).
     pub(crate) fn append_deferred(
         &mut self,
         now: Instant,
         timestamp_now: i64,
-        record: Record,
+        record: &Record,
         token: u64,
         deadline: Option<Instant>,
         report_acceptance: bool,
@@ -92,15 +96,11 @@ impl Engine {
             return;
         }
         let timestamp = record.timestamp.unwrap_or(timestamp_now);
-        let deadline = deadline.unwrap_or_else(|| deadline_after(now, self.config.max_block));
         self.held_records += 1;
-        let w = Waiting {
+        let incoming = Incoming {
             token,
-            record,
             timestamp,
             reserved,
-            deadline,
-            report_acceptance,
         };
         // Nothing waits before it, its topic is known and it fits: taken
         // now, as the next pass would take it first, without a stop in the
@@ -109,9 +109,17 @@ impl Engine {
             && self.waiting.is_empty()
             && self.has_room_for(reserved)
         {
-            self.accept(now, key, w);
+            self.accept(now, key, record, incoming, report_acceptance);
         } else {
-            self.waiting.push_back(w);
+            let deadline = deadline.unwrap_or_else(|| deadline_after(now, self.config.max_block));
+            self.waiting.push_back(Waiting {
+                token,
+                record: record.clone(),
+                timestamp,
+                reserved,
+                deadline,
+                report_acceptance,
+            });
         }
     }
 
@@ -231,7 +239,14 @@ impl Engine {
                 && !self.buffer_blocked
             {
                 if let Some(w) = self.waiting.remove(i) {
-                    self.accept(now, key, w);
+                    let incoming = Incoming {
+                        token: w.token,
+                        timestamp: w.timestamp,
+                        reserved: w.reserved,
+                    };
+                    self.accept(now, key, &w.record, incoming, w.report_acceptance);
+                    // Its copy of the caller's name is let go of with others.
+                    self.hot_topics.retire(w.record.topic);
                 }
                 continue;
             }
@@ -301,9 +316,19 @@ impl Engine {
             .filter(|key| self.metadata.topic(key).is_some())
     }
 
-    /// Takes `w` into its partition's batch; `key` is its topic's name
-    /// from [`known_topic`](Self::known_topic).
-    pub(super) fn accept(&mut self, now: Instant, key: Topic, w: Waiting) {
+    /// Takes `record` into its partition's batch; `key` is its topic's
+    /// name from [`known_topic`](Self::known_topic).
+    pub(super) fn accept(
+        &mut self,
+        now: Instant,
+        key: Topic,
+        record: &Record,
+        incoming: Incoming,
+        report_acceptance: bool,
+    ) {
+        let Incoming {
+            token, reserved, ..
+        } = incoming;
         let Some(info) = self.metadata.topic(&key) else {
             return;
         };
@@ -315,13 +340,13 @@ impl Engine {
             tq.held.resize(count, 0);
             tq.keyless_bytes.resize(count, 0);
         }
-        let view = PartitionView::new(&w.record.topic, count as u32, &info.available)
+        let view = PartitionView::new(&record.topic, count as u32, &info.available)
             .with_queued_bytes(&tq.held);
-        let chosen = match w.record.partition {
+        let chosen = match record.partition {
             Some(p) => check_explicit(p, &view),
             None => self
                 .partitioner
-                .partition(w.record.key.as_deref(), w.record.value.as_deref(), &view)
+                .partition(record.key.as_deref(), record.value.as_deref(), &view)
                 .and_then(|p| check_explicit(p, &view)),
         };
         let partition = match chosen {
@@ -329,35 +354,30 @@ impl Engine {
             Err(e) => {
                 self.held_records -= 1;
                 self.fail_record(
-                    w.token,
-                    w.reserved,
+                    token,
+                    reserved,
                     Error::new(
                         ErrorKind::InvalidPartition,
-                        format!("topic `{}`: {e}", w.record.topic),
+                        format!("topic `{}`: {e}", record.topic),
                     ),
                 );
                 return;
             }
         };
         let index = partition as usize;
-        let pending = Incoming {
-            token: w.token,
-            timestamp: w.timestamp,
-            reserved: w.reserved,
-        };
         let pq = &mut tq.partitions[index];
         if pq.is_empty() {
             tq.active.insert(index);
             // The batch this record opens is the partition's oldest.
             self.deadlines.oldest_batch = earliest(self.deadlines.oldest_batch, Some(now));
         }
-        let keyless = w.record.partition.is_none() && w.record.key.is_none();
+        let keyless = record.partition.is_none() && record.key.is_none();
         let at_batch_boundary = !pq.has_open_batch();
         match pq.append(
             self.batch_config,
             now,
-            &w.record,
-            pending,
+            record,
+            incoming,
             &mut self.spare_buffers,
         ) {
             Ok((sealed_full, lost)) => {
@@ -368,38 +388,36 @@ impl Engine {
                     pq.ready_at(self.config.linger, in_flight_limit),
                 );
                 if let Some(txn) = self.txn.as_mut() {
-                    txn.record_partition(&w.record.topic, partition);
+                    txn.record_partition(&record.topic, partition);
                 }
-                pq.held_bytes += w.reserved as u64;
+                pq.held_bytes += reserved as u64;
                 tq.held[index] = pq.held_bytes;
-                self.buffer_used += w.reserved;
-                if w.report_acceptance {
-                    self.events.push_back(Event::Accepted { token: w.token });
+                self.buffer_used += reserved;
+                if report_acceptance {
+                    self.events.push_back(Event::Accepted { token });
                 }
                 if keyless {
                     let produced = &mut tq.keyless_bytes[index];
-                    *produced += w.record.estimated_size() as u64;
+                    *produced += record.estimated_size() as u64;
                     let batch_size = self.batch_config.max_batch_bytes as u64;
                     if sticky_switch_due(*produced, batch_size, at_batch_boundary || sealed_full) {
                         *produced = 0;
-                        let view =
-                            PartitionView::new(&w.record.topic, count as u32, &info.available)
-                                .with_queued_bytes(&tq.held);
+                        let view = PartitionView::new(&record.topic, count as u32, &info.available)
+                            .with_queued_bytes(&tq.held);
                         self.partitioner.on_new_batch(partition, &view);
                     }
                 }
                 if let Some((records, e)) = lost {
                     let bytes: usize = records.iter().map(PendingRecord::reserved).sum();
-                    self.release(&w.record.topic, partition, bytes);
-                    self.fail_records(&w.record.topic, partition, &records, &records_error(e));
+                    self.release(&record.topic, partition, bytes);
+                    self.fail_records(&record.topic, partition, &records, &records_error(e));
                 }
             }
             Err(e) => {
                 self.held_records -= 1;
-                self.fail_record(w.token, w.reserved, records_error(e));
+                self.fail_record(token, reserved, records_error(e));
             }
         }
-        self.hot_topics.retire(w.record.topic);
     }
 
     pub(super) fn expire(&mut self, now: Instant) {

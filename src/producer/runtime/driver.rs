@@ -120,7 +120,9 @@ pub(crate) enum Command {
         /// space is reserved and its topic known); an error before
         /// acceptance then goes to `delivered`.
         accepted: Option<AcceptReply>,
-        delivered: DeliveryReply,
+        /// Taken by the driver (`None` once taken: the record itself stays
+        /// in the inbox, see [`Command::Spent`]).
+        delivered: Option<DeliveryReply>,
         /// Whether the record took its share of `buffer_memory` from the
         /// gate (its [`BufferRule::charge`], which follows from its size):
         /// the queued part is given back as the inbox is emptied, the rest
@@ -144,7 +146,20 @@ pub(crate) enum Command {
         call: TxnOp,
         done: oneshot::Sender<Result<(), Error>>,
     },
+    /// What is left of a command the driver took. A record taken is
+    /// encoded where it lies and left in its inbox segment, with its
+    /// replies taken out; the sender that reuses the segment drops it, on
+    /// the thread that made it (the allocator frees memory fastest where
+    /// it was allocated: dropped on the driver's thread, each record's own
+    /// allocations cost contended frees). Other commands, and records of
+    /// more than [`KEEP_SPENT_BYTES`], are replaced with this.
+    Spent,
 }
+
+/// Records up to this size are left in the inbox once taken, for a sender
+/// to drop (see [`Command::Spent`]); larger ones are dropped by the driver
+/// at once, so what the inbox's spare segments keep stays small.
+const KEEP_SPENT_BYTES: usize = 2048;
 
 /// What producer handles share with the driver.
 pub(crate) struct DriverHandle {
@@ -181,7 +196,7 @@ impl DriverHandle {
             record,
             deadline,
             accepted,
-            delivered,
+            delivered: Some(delivered),
             charged: charge.is_some(),
         };
         if self.commands.send_charged(command, queued).is_ok() {
@@ -380,7 +395,7 @@ impl Driver {
                         let unix_millis = clock::unix_millis();
                         let mut segments = std::mem::take(&mut self.incoming);
                         for segment in &mut segments {
-                            for command in segment.drain(..) {
+                            for command in segment.iter_mut() {
                                 self.on_command(command, now, unix_millis);
                             }
                         }
@@ -440,41 +455,77 @@ impl Driver {
         self.aborted += before - self.pending.len();
     }
 
-    /// Takes one command. Records are appended without an engine pass; the
-    /// caller runs one (`handle_timeout`) after a run of commands.
-    fn on_command(&mut self, command: Command, now: Instant, unix_millis: i64) {
-        match command {
-            Command::Send {
-                record,
-                deadline,
-                accepted,
-                delivered,
-                charged,
-            } => {
-                // The queued part was given back as the inbox was emptied;
-                // the rest is held until the record settles (the engine
-                // reports its size with its outcome).
-                if self.closing {
-                    if charged {
-                        self.buffer.release(self.rule.held(record.estimated_size()));
-                    }
-                    let closed = Error::new(ErrorKind::Closed, "the producer is closed");
-                    match accepted {
-                        Some(reply) => {
-                            let _ = reply.send(Err(closed));
-                        }
-                        None => delivered.send(Err(closed), self.reporter.as_mut()),
-                    }
-                    return;
-                }
-                let token = self.pending.push(PendingRecord { delivered });
-                let waits = accepted.is_some();
-                if let Some(reply) = accepted {
-                    self.accept_waiters.insert(token, reply);
-                }
-                self.engine
-                    .append_deferred(now, unix_millis, record, token, deadline, waits);
+    /// Takes one record: appends it (borrowed: it stays where it lies), or
+    /// refuses it once the producer is closing.
+    #[allow(clippy::too_many_arguments)]
+    fn on_send(
+        &mut self,
+        record: &Record,
+        deadline: Option<Instant>,
+        accepted: Option<AcceptReply>,
+        delivered: Option<DeliveryReply>,
+        charged: bool,
+        now: Instant,
+        unix_millis: i64,
+    ) {
+        // Every command sent carries its reply; only a spent one has none.
+        let Some(delivered) = delivered else {
+            return;
+        };
+        // The queued part was given back as the inbox was emptied; the rest
+        // is held until the record settles (the engine reports its size
+        // with its outcome).
+        if self.closing {
+            if charged {
+                self.buffer.release(self.rule.held(record.estimated_size()));
             }
+            let closed = Error::new(ErrorKind::Closed, "the producer is closed");
+            match accepted {
+                Some(reply) => {
+                    let _ = reply.send(Err(closed));
+                }
+                None => delivered.send(Err(closed), self.reporter.as_mut()),
+            }
+            return;
+        }
+        let token = self.pending.push(PendingRecord { delivered });
+        let waits = accepted.is_some();
+        if let Some(reply) = accepted {
+            self.accept_waiters.insert(token, reply);
+        }
+        self.engine
+            .append_deferred(now, unix_millis, record, token, deadline, waits);
+    }
+
+    /// Takes one command, leaving what is spent of it in place (see
+    /// [`Command::Spent`]). Records are appended without an engine pass;
+    /// the caller runs one (`handle_timeout`) after a run of commands.
+    fn on_command(&mut self, command: &mut Command, now: Instant, unix_millis: i64) {
+        if let Command::Send {
+            record,
+            deadline,
+            accepted,
+            delivered,
+            charged,
+        } = command
+        {
+            let keep = record.estimated_size() <= KEEP_SPENT_BYTES;
+            self.on_send(
+                record,
+                *deadline,
+                accepted.take(),
+                delivered.take(),
+                *charged,
+                now,
+                unix_millis,
+            );
+            if !keep {
+                *command = Command::Spent;
+            }
+            return;
+        }
+        match std::mem::replace(command, Command::Spent) {
+            Command::Send { .. } | Command::Spent => {}
             Command::Flush { done } => {
                 let mark = self.pending.next_token() - 1;
                 self.flush_waiters.push((mark, done));

@@ -8,10 +8,14 @@
 //!
 //! Commands are kept in fixed-size segments rather than one growing
 //! vector: what the queue holds is what it uses (no doubling slack, no
-//! copying as it grows), and emptied segments come back for reuse. As the
-//! driver takes a bounded run and hands it back before the next, a backlog
-//! flows through the same few segments (fresh memory costs page faults),
-//! and the driver gets back to its other work between runs. Each command
+//! copying as it grows), and segments the driver is done with come back
+//! for reuse. As the driver takes a bounded run and hands it back before
+//! the next, a backlog flows through the same few segments (fresh memory
+//! costs page faults), and the driver gets back to its other work between
+//! runs. The driver may leave what it is done with in a segment it hands
+//! back (a record it encoded): the sender that reuses the segment drops
+//! it, outside the lock, on its own thread, where the record's memory was
+//! allocated and is cheapest to free. Each command
 //! may carry a charge (the bytes of `buffer_memory` it takes while
 //! queued): the receiver learns the total of what it takes, and senders
 //! can read the total still queued consistently with it.
@@ -136,18 +140,35 @@ impl<T> InboxSender<T> {
         if !state.receiver_alive {
             return Err(item);
         }
-        let was_empty = state.segments.is_empty();
-        if state
-            .segments
-            .back()
-            .is_none_or(|s| s.items.len() == SEGMENT)
-        {
-            let items = state
+        let full = |state: &State<T>| {
+            state
+                .segments
+                .back()
+                .is_none_or(|s| s.items.len() == SEGMENT)
+        };
+        if full(&state) {
+            let mut items = state
                 .spare
                 .pop()
                 .unwrap_or_else(|| Vec::with_capacity(SEGMENT));
-            state.segments.push_back(Segment { items, charge: 0 });
+            if !items.is_empty() {
+                // What the receiver left in a reused segment is dropped on
+                // this thread, outside the lock.
+                drop(state);
+                items.clear();
+                state = self.shared.lock();
+                if !state.receiver_alive {
+                    return Err(item);
+                }
+            }
+            if full(&state) {
+                state.segments.push_back(Segment { items, charge: 0 });
+            } else if state.spare.len() < SPARE_SEGMENTS {
+                // Another sender opened a segment meanwhile.
+                state.spare.push(items);
+            }
         }
+        let was_empty = state.segments.len() == 1 && state.segments[0].items.is_empty();
         if let Some(segment) = state.segments.back_mut() {
             segment.items.push(item);
             segment.charge += charge;
@@ -239,15 +260,23 @@ impl<T> InboxReceiver<T> {
         }
     }
 
-    /// Gives segments emptied by the receiver back for reuse (`segments`
-    /// is left empty; any beyond the spare limit are freed).
+    /// Gives segments the receiver is done with back for reuse
+    /// (`segments` is left empty). What the receiver left in them is
+    /// dropped by the sender that reuses the segment, outside the lock;
+    /// segments beyond the spare limit are dropped here, with what they
+    /// hold, after the lock is let go of.
     pub(crate) fn recycle(&self, segments: &mut Vec<Vec<T>>) {
         let mut state = self.shared.lock();
+        let mut extra = Vec::new();
         for segment in segments.drain(..) {
-            if segment.is_empty() && state.spare.len() < SPARE_SEGMENTS {
+            if state.spare.len() < SPARE_SEGMENTS {
                 state.spare.push(segment);
+            } else {
+                extra.push(segment);
             }
         }
+        drop(state);
+        drop(extra);
     }
 }
 
@@ -367,6 +396,46 @@ mod tests {
         assert_eq!(waiter.await.unwrap(), Some(vec![1]));
         // The receiver was dropped with the task: the command comes back.
         assert_eq!(tx.send(2), Err(2));
+    }
+
+    /// Counts drops, by the thread that dropped.
+    #[derive(Debug)]
+    struct Tracked(Arc<Mutex<Vec<std::thread::ThreadId>>>);
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().push(std::thread::current().id());
+        }
+    }
+
+    #[test]
+    fn what_the_receiver_leaves_is_dropped_by_the_sender_that_reuses_the_segment() {
+        let dropped = Arc::new(Mutex::new(Vec::new()));
+        let (tx, mut rx) = inbox::<Tracked>();
+        for _ in 0..SEGMENT {
+            tx.send(Tracked(Arc::clone(&dropped))).unwrap();
+        }
+        // The receiver takes the full segment on its own thread, looks at
+        // the commands in place, and hands the segment back with them.
+        let receiver = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let mut segments = Vec::new();
+            assert!(runtime.block_on(rx.recv_run(&mut segments, |_| {})));
+            assert_eq!(segments[0].len(), SEGMENT);
+            rx.recycle(&mut segments);
+            rx
+        });
+        let rx = receiver.join().unwrap();
+        assert!(dropped.lock().unwrap().is_empty(), "kept for the sender");
+        // The next send reuses the segment: what it held is dropped here.
+        tx.send(Tracked(Arc::clone(&dropped))).unwrap();
+        let here = std::thread::current().id();
+        let drops = dropped.lock().unwrap().clone();
+        assert_eq!(drops.len(), SEGMENT);
+        assert!(drops.iter().all(|id| *id == here));
+        assert_eq!(rx.shared.lock().spare.len(), 0);
     }
 
     #[tokio::test]

@@ -144,12 +144,6 @@ impl Topic {
         }
     }
 
-    /// Whether clones of this name count references (a name from
-    /// [`from_static`](Self::from_static) does not).
-    pub(crate) fn is_counted(&self) -> bool {
-        matches!(self.0, Name::Shared(_))
-    }
-
     /// The address of the string: the same for every clone, and another
     /// name's while this one is alive. (Two static names may share an
     /// address when one is the other's start; [`same`](Self::same) tells

@@ -1,6 +1,5 @@
 //! The engine's names of the topics records arrived with lately, found by
-//! the caller's shared name without comparing bytes; and the callers'
-//! names of records taken, let go of together.
+//! the caller's shared name without comparing bytes.
 //!
 //! A record names its topic with the caller's [`Topic`], usually a clone of
 //! one shared name per topic. The engine keys its queues and metadata by
@@ -17,10 +16,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::record::Topic;
 
-/// Callers' names of taken records held before they are let go of, all
-/// at once.
-const SPENT: usize = 256;
-
 /// Names remembered at most; past it the table starts over (it is only a
 /// shortcut: a name not found is looked up by string and remembered).
 const MOST: usize = 4096;
@@ -35,8 +30,6 @@ pub(super) struct HotTopics {
     /// every record.)
     last: Option<(Topic, Topic)>,
     by_addr: HashMap<usize, (Topic, Topic), BuildHasherDefault<AddrHasher>>,
-    /// The callers' names of records taken lately (see [`retire`](Self::retire)).
-    spent: Vec<Topic>,
 }
 
 impl HotTopics {
@@ -52,25 +45,6 @@ impl HotTopics {
             Some((seen, key)) if seen.same(caller) => Some(key),
             _ => None,
         }
-    }
-
-    /// Lets go of the caller's name of a record taken, together with the
-    /// next ones. The sending threads clone one shared name per record and
-    /// this thread drops each clone: every clone and every drop writes the
-    /// same reference count, and one at a time, interleaved, each moves
-    /// that count between the two threads' caches (a quarter of all
-    /// samples at 100-byte records, `benches/README.md`). Dropped a few
-    /// hundred in a row, the count stays in this thread's cache for the
-    /// run. A static name ([`Topic::from_static`]) counts nothing and is
-    /// let go of at once.
-    pub(super) fn retire(&mut self, caller: Topic) {
-        if !caller.is_counted() {
-            return;
-        }
-        if self.spent.len() >= SPENT {
-            self.spent.clear();
-        }
-        self.spent.push(caller);
     }
 
     /// Remembers that the engine's name for `caller` is `key`.
@@ -113,32 +87,6 @@ impl Hasher for AddrHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retired_names_are_held_a_bounded_while() {
-        let mut hot = HotTopics::default();
-        let orders = Topic::from("orders");
-        for _ in 0..SPENT {
-            hot.retire(orders.clone());
-        }
-        assert_eq!(hot.spent.len(), SPENT);
-        // The next one lets go of the run held so far.
-        hot.retire(orders.clone());
-        assert_eq!(hot.spent.len(), 1);
-        for _ in 0..10 * SPENT {
-            hot.retire(Topic::from("other"));
-        }
-        assert!(hot.spent.len() <= SPENT);
-    }
-
-    #[test]
-    fn static_names_are_not_held() {
-        let mut hot = HotTopics::default();
-        for _ in 0..10 {
-            hot.retire(Topic::from_static("orders"));
-        }
-        assert!(hot.spent.is_empty());
-    }
 
     #[test]
     fn static_names_are_found_by_their_own_string() {

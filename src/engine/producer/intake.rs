@@ -245,8 +245,6 @@ impl Engine {
                         reserved: w.reserved,
                     };
                     self.accept(now, key, &w.record, incoming, w.report_acceptance);
-                    // Its copy of the caller's name is let go of with others.
-                    self.hot_topics.retire(w.record.topic);
                 }
                 continue;
             }

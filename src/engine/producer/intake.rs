@@ -396,7 +396,7 @@ impl Engine {
                 }
                 if keyless {
                     let produced = &mut tq.keyless_bytes[index];
-                    *produced += record.estimated_size() as u64;
+                    *produced += reserved as u64;
                     let batch_size = self.batch_config.max_batch_bytes as u64;
                     if sticky_switch_due(*produced, batch_size, at_batch_boundary || sealed_full) {
                         *produced = 0;

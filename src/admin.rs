@@ -42,6 +42,25 @@ use crate::protocol::{KafkaCode, NegotiatedVersions};
 /// cluster; the admin client fails its first call at once either way.
 const STARTUP_GRACE: Duration = Duration::from_millis(100);
 
+/// An offset a consumer group committed, with the metadata string committed
+/// with it (empty metadata reads as `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CommittedOffset {
+    /// The committed offset: the next record the group will read.
+    pub offset: i64,
+    /// The metadata committed with it, if any.
+    pub metadata: Option<String>,
+}
+
+/// The offsets of committed offsets, their metadata dropped.
+fn offsets_only(committed: BTreeMap<i32, Option<CommittedOffset>>) -> BTreeMap<i32, Option<i64>> {
+    committed
+        .into_iter()
+        .map(|(p, c)| (p, c.map(|c| c.offset)))
+        .collect()
+}
+
 /// A topic to create.
 ///
 /// ```no_run
@@ -423,6 +442,32 @@ impl AdminClient {
         topic: &str,
         partitions: &[i32],
     ) -> Result<BTreeMap<i32, Option<i64>>, Error> {
+        let committed = self
+            .fetch_committed(group, topic, partitions, false)
+            .await?;
+        Ok(offsets_only(committed))
+    }
+
+    /// The offsets `group` has committed for `partitions` of `topic`, each
+    /// with the metadata string committed with it (OffsetFetch, as
+    /// [`committed_offsets`](Self::committed_offsets)). A partition without
+    /// a commit maps to `None`.
+    ///
+    /// ```no_run
+    /// # async fn demo(admin: smartkafka::AdminClient) -> Result<(), smartkafka::Error> {
+    /// for (partition, committed) in admin.committed_with_metadata("billing", "orders", &[0, 1]).await? {
+    ///     if let Some(c) = committed {
+    ///         println!("{partition}: {} ({:?})", c.offset, c.metadata);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn committed_with_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, Option<CommittedOffset>>, Error> {
         self.fetch_committed(group, topic, partitions, false).await
     }
 
@@ -442,7 +487,11 @@ impl AdminClient {
         let deadline = crate::clock::now() + wait;
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.fetch_committed(group, topic, partitions, true).await {
+            match self
+                .fetch_committed(group, topic, partitions, true)
+                .await
+                .map(offsets_only)
+            {
                 Err(e)
                     if e.kafka_code() == Some(KafkaCode::UNSTABLE_OFFSET_COMMIT)
                         && crate::clock::now() + backoff < deadline =>
@@ -462,7 +511,7 @@ impl AdminClient {
         topic: &str,
         partitions: &[i32],
         require_stable: bool,
-    ) -> Result<BTreeMap<i32, Option<i64>>, Error> {
+    ) -> Result<BTreeMap<i32, Option<CommittedOffset>>, Error> {
         let coordinator = self.find_coordinator(group).await?;
         let conn = self.connection(coordinator).await?;
         let version = conn.versions().require(ApiKey::OffsetFetch)?;
@@ -495,14 +544,24 @@ impl AdminClient {
             Some(p) => format!("committed offset of group `{group}` for {topic}-{p}"),
             None => format!("committed offsets of group `{group}`"),
         };
-        let mut offsets: BTreeMap<i32, Option<i64>> =
+        let mut offsets: BTreeMap<i32, Option<CommittedOffset>> =
             partitions.iter().map(|p| (*p, None)).collect();
-        let mut record = |partition: i32, code: i16, offset: i64| -> Result<(), Error> {
+        let mut record = |partition: i32,
+                          code: i16,
+                          offset: i64,
+                          metadata: Option<&StrBytes>|
+         -> Result<(), Error> {
             if let Some(code) = KafkaCode::from_i16(code) {
                 return Err(Error::broker(code, context(Some(partition))));
             }
             if let Some(slot) = offsets.get_mut(&partition) {
-                *slot = (offset >= 0).then_some(offset);
+                *slot = (offset >= 0).then(|| CommittedOffset {
+                    offset,
+                    metadata: metadata
+                        .map(|m| m.as_str())
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_owned),
+                });
             }
             Ok(())
         };
@@ -513,7 +572,12 @@ impl AdminClient {
                 }
                 for t in g.topics.iter().filter(|t| t.name.0.as_str() == topic) {
                     for p in &t.partitions {
-                        record(p.partition_index, p.error_code, p.committed_offset)?;
+                        record(
+                            p.partition_index,
+                            p.error_code,
+                            p.committed_offset,
+                            p.metadata.as_ref(),
+                        )?;
                     }
                 }
             }
@@ -527,7 +591,12 @@ impl AdminClient {
                 .filter(|t| t.name.0.as_str() == topic)
             {
                 for p in &t.partitions {
-                    record(p.partition_index, p.error_code, p.committed_offset)?;
+                    record(
+                        p.partition_index,
+                        p.error_code,
+                        p.committed_offset,
+                        p.metadata.as_ref(),
+                    )?;
                 }
             }
         }

@@ -104,7 +104,7 @@ pub mod telemetry;
 mod topic_name;
 
 #[cfg(feature = "tokio-runtime")]
-pub use admin::{AdminClient, NewTopic, OffsetSpec};
+pub use admin::{AdminClient, CommittedOffset, NewTopic, OffsetSpec};
 pub use client_config::ClientConfig;
 pub use engine::{Acks, BrokerStats, PartitionStats, ProducerStats};
 pub use error::{Error, ErrorKind, Result};

@@ -26,7 +26,7 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::PartitionLag;
+use super::{PartitionLag, ProcessingReport};
 use crate::error::{Error, ErrorKind};
 
 /// What [`HealthCache`] operations return: a boxed future, so caches can be
@@ -37,7 +37,9 @@ pub type CacheFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Se
 /// was collected (milliseconds since the Unix epoch).
 ///
 /// The encoding is short text, readable with `redis-cli`:
-/// `v1|<collected ms>|<partition>:<committed or ->:<end>:<lag>;...`.
+/// `v1|<collected ms>|<partition>:<committed or ->:<end>:<lag>;...`, with
+/// `:<nanoseconds per record>:<records>` after the lag of a partition whose
+/// consumer reported its processing ([`ProcessingReport`]).
 ///
 /// ```
 /// use smartkafka::health::{CachedHealth, MissingCommit, PartitionLag};
@@ -51,6 +53,15 @@ pub type CacheFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Se
 /// assert_eq!(text, "v1|1700000000000|0:90:100:10;1:-:100:100");
 /// assert_eq!(CachedHealth::decode("orders", &text)?, health);
 /// assert!(CachedHealth::decode("orders", "garbage").is_err());
+///
+/// // With a consumer's processing report.
+/// use smartkafka::health::ProcessingReport;
+/// use std::time::Duration;
+/// let report = ProcessingReport::new(Duration::from_micros(200), 40);
+/// let lags = vec![PartitionLag::new(0, Some(90), 100, MissingCommit::FullyLagging).with_processing(Some(report))];
+/// let text = CachedHealth::new("orders", 1_700_000_000_000, lags).encode();
+/// assert_eq!(text, "v1|1700000000000|0:90:100:10:200000:40");
+/// assert_eq!(CachedHealth::decode("orders", &text)?.lags[0].processing, Some(report));
 /// # Ok::<(), smartkafka::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +105,15 @@ impl CachedHealth {
                 None => write!(out, "{}:-:{}:{}", l.partition, l.end, l.lag),
             }
             .expect("writing to a String cannot fail");
+            if let Some(report) = l.processing {
+                write!(
+                    out,
+                    ":{}:{}",
+                    report.per_record().as_nanos(),
+                    report.records()
+                )
+                .expect("writing to a String cannot fail");
+            }
         }
         out
     }
@@ -113,16 +133,27 @@ impl CachedHealth {
         let body = parts.next().ok_or_else(bad)?;
         let mut lags = Vec::new();
         for item in body.split(';').filter(|s| !s.is_empty()) {
-            let mut fields = item.split(':');
-            let mut next = || fields.next().ok_or_else(bad);
-            let partition = next()?.parse::<i32>().map_err(|_| bad())?;
-            let committed = match next()? {
+            let fields: Vec<&str> = item.split(':').collect();
+            let (partition, committed, end, lag, processing) = match fields.as_slice() {
+                [p, c, e, l] => (*p, *c, *e, *l, None),
+                [p, c, e, l, ns, records] => (*p, *c, *e, *l, Some((*ns, *records))),
+                _ => return Err(bad()),
+            };
+            let partition = partition.parse::<i32>().map_err(|_| bad())?;
+            let committed = match committed {
                 "-" => None,
                 c => Some(c.parse::<i64>().map_err(|_| bad())?),
             };
-            let end = next()?.parse::<i64>().map_err(|_| bad())?;
-            let lag = next()?.parse::<i64>().map_err(|_| bad())?;
-            if fields.next().is_some() || lag < 0 {
+            let end = end.parse::<i64>().map_err(|_| bad())?;
+            let lag = lag.parse::<i64>().map_err(|_| bad())?;
+            let processing = match processing {
+                None => None,
+                Some((ns, records)) => Some(ProcessingReport::new(
+                    Duration::from_nanos(ns.parse::<u64>().map_err(|_| bad())?),
+                    records.parse::<u64>().map_err(|_| bad())?,
+                )),
+            };
+            if lag < 0 {
                 return Err(bad());
             }
             lags.push(PartitionLag {
@@ -130,6 +161,7 @@ impl CachedHealth {
                 committed,
                 end,
                 lag,
+                processing,
             });
         }
         Ok(CachedHealth {

@@ -2,7 +2,8 @@
 //!
 //! Per collection and topic: ListOffsets (latest) gives each partition's end
 //! offset, FindCoordinator (key type GROUP) finds the group's coordinator,
-//! and OffsetFetch asks it for the group's committed offsets. Both responses
+//! and OffsetFetch asks it for the group's committed offsets, with the
+//! [`ProcessingReport`]s consumers committed as their metadata. Both responses
 //! pass the bounded-decoding guard like every other response. Lag is
 //! `end - committed`; partitions without a commit follow the
 //! [`MissingCommit`] rule.
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::{LagCollector, LagFuture, MissingCommit, PartitionLag};
+use super::{LagCollector, LagFuture, MissingCommit, PartitionLag, ProcessingReport};
 use crate::admin::{AdminClient, OffsetSpec};
 use crate::client_config::ClientConfig;
 use crate::error::{Error, ErrorKind};
@@ -103,12 +104,19 @@ impl KafkaLagCollector {
         let admin = self.admin().await?;
         let ends = admin.list_offsets(topic, OffsetSpec::Latest).await?;
         let partitions: Vec<i32> = ends.keys().copied().collect();
-        let committed = admin.committed_offsets(group, topic, &partitions).await?;
+        let committed = admin
+            .committed_with_metadata(group, topic, &partitions)
+            .await?;
         Ok(ends
             .iter()
             .map(|(p, end)| {
-                let committed = committed.get(p).copied().flatten();
-                PartitionLag::new(*p, committed, *end, self.missing_commit)
+                let committed = committed.get(p).cloned().flatten();
+                let report = committed
+                    .as_ref()
+                    .and_then(|c| c.metadata.as_deref())
+                    .and_then(ProcessingReport::from_metadata);
+                PartitionLag::new(*p, committed.map(|c| c.offset), *end, self.missing_commit)
+                    .with_processing(report)
             })
             .collect())
     }

@@ -16,6 +16,7 @@
 //! |---|---|---|
 //! | lag | [`LagCollector`], [`KafkaLagCollector`], [`PartitionLag`], [`MissingCommit`] | lag = end offset − committed offset, per partition |
 //! | scoring | [`HealthScorer`], [`LinearScorer`], [`HealthSnapshot`], [`Scoring`] | a score per partition; healthy at or above `health_threshold` |
+//! | processing reports | [`ProcessingReport`], [`ProcessingMeter`] | consumers saying how long a record takes them, committed with their offsets: routing by capacity without probing |
 //! | trends | [`TopicTrends`], [`PartitionWindow`], [`Trend`], [`PartitionStatus`], [`Exclusion`], [`Routing`], [`RoutingReason`] | a window of offsets per partition: processing rate, arrival rate, slope, a Burrow-like status, why a partition gets nothing, and the routing weight that drains a backlog |
 //! | sharing | [`HealthTable`], [`RoutingCounters`], [`RoutingStats`] | the latest snapshot per topic, and how records were routed |
 //! | routing | [`SmartPartitioner`] | healthy partitions for keyless records (sticky, weighted); fallback otherwise |
@@ -93,6 +94,7 @@ mod collector;
 #[cfg(feature = "tokio-runtime")]
 mod manager;
 mod partitioner;
+mod processing;
 #[cfg(feature = "tokio-runtime")]
 mod push;
 #[cfg(feature = "redis-cache")]
@@ -119,7 +121,7 @@ pub(crate) use manager::collector_on_pool;
 #[cfg(feature = "tokio-runtime")]
 pub use manager::{HealthManager, HealthStream, HealthSummary, TopicHealthSummary};
 pub use partitioner::SmartPartitioner;
-#[cfg(feature = "tokio-runtime")]
+pub use processing::{ProcessingMeter, ProcessingReport};
 #[cfg(feature = "tokio-runtime")]
 pub use push::{HealthUpdates, PushStatus};
 #[cfg(feature = "redis-cache")]
@@ -172,6 +174,9 @@ pub struct PartitionLag {
     /// Records the group is behind: `end - committed`, at least 0, with
     /// partitions without a commit counted by the [`MissingCommit`] rule.
     pub lag: i64,
+    /// What the consumer reported of its own processing with its commit
+    /// (see [`ProcessingReport`]), if it did.
+    pub processing: Option<ProcessingReport>,
 }
 
 impl PartitionLag {
@@ -187,7 +192,24 @@ impl PartitionLag {
             committed,
             end,
             lag,
+            processing: None,
         }
+    }
+
+    /// The same lag with the consumer's processing report.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smartkafka::health::{MissingCommit, PartitionLag, ProcessingReport};
+    ///
+    /// let report = ProcessingReport::new(Duration::from_micros(200), 1_000);
+    /// let lag = PartitionLag::new(0, Some(90), 100, MissingCommit::FullyLagging).with_processing(Some(report));
+    /// assert_eq!(lag.processing.map(|r| r.capacity()), Some(5_000.0));
+    /// ```
+    #[must_use]
+    pub fn with_processing(mut self, processing: Option<ProcessingReport>) -> Self {
+        self.processing = processing;
+        self
     }
 
     /// A lag figure reported directly (by a metrics system, say), without
@@ -198,6 +220,7 @@ impl PartitionLag {
             committed: None,
             end: lag.max(0),
             lag: lag.max(0),
+            processing: None,
         }
     }
 }

@@ -288,7 +288,10 @@ impl SmartPartitioner {
             || !routings().flatten().any(|r| {
                 matches!(
                     r.reason,
-                    RoutingReason::Even | RoutingReason::Settling | RoutingReason::Probing
+                    RoutingReason::Even
+                        | RoutingReason::Settling
+                        | RoutingReason::Probing
+                        | RoutingReason::Reported
                 )
             })
         {

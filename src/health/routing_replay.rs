@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::trend::{Routing, TopicTrends, TrendConfig};
-use super::{MissingCommit, PartitionLag};
+use super::{MissingCommit, PartitionLag, ProcessingReport};
 use crate::health::score::tests::t0;
 
 /// The step of simulated time, seconds.
@@ -61,6 +61,10 @@ pub(super) struct Pipeline<C> {
     pub batch: f64,
     /// Length of the replay, seconds.
     pub seconds: u32,
+    /// Whether the group commits a [`ProcessingReport`] with each offset:
+    /// its consumer's time per record since the last commit (the last one
+    /// again when it processed nothing).
+    pub reports: bool,
 }
 
 impl<C: Fn(f64, usize) -> f64> Pipeline<C> {
@@ -79,6 +83,7 @@ impl<C: Fn(f64, usize) -> f64> Pipeline<C> {
             burst: None,
             batch: 0.0,
             seconds,
+            reports: false,
         }
     }
 
@@ -91,7 +96,9 @@ impl<C: Fn(f64, usize) -> f64> Pipeline<C> {
             processed: vec![0.0; n],
             queues: vec![VecDeque::new(); n],
             this_second: vec![0.0; n],
+            busy: vec![(0.0, 0.0); n],
         };
+        let mut reported: Vec<Option<ProcessingReport>> = vec![None; n];
         let mut committed = vec![0i64; n];
         let mut weights = vec![1.0 / n as f64; n];
         let mut replay = Replay {
@@ -139,14 +146,15 @@ impl<C: Fn(f64, usize) -> f64> Pipeline<C> {
             match &self.owners {
                 None => {
                     for p in 0..n {
-                        let can = (self.capacity)(t, p).max(0.0) * DT;
-                        flow.process(p, t, can, &mut replay);
+                        let speed = (self.capacity)(t, p).max(0.0);
+                        flow.process(p, t, speed * DT, speed, &mut replay);
                     }
                 }
                 Some(owners) => {
                     let consumers = owners.iter().max().map_or(0, |c| c + 1);
                     for c in 0..consumers {
-                        let mut can = (self.capacity)(t, c).max(0.0) * DT;
+                        let speed = (self.capacity)(t, c).max(0.0);
+                        let mut can = speed * DT;
                         while can > 1e-9 {
                             // The partition of this consumer with the oldest record.
                             let oldest = (0..n)
@@ -156,7 +164,7 @@ impl<C: Fn(f64, usize) -> f64> Pipeline<C> {
                             let Some((p, _)) = oldest else { break };
                             let head = flow.queues[p].front().map_or(0.0, |f| f.1);
                             let taken = head.min(can);
-                            flow.process(p, t, taken, &mut replay);
+                            flow.process(p, t, taken, speed, &mut replay);
                             can -= taken;
                         }
                     }
@@ -173,6 +181,13 @@ impl<C: Fn(f64, usize) -> f64> Pipeline<C> {
                 for (c, done) in committed.iter_mut().zip(&flow.processed) {
                     *c = done.floor() as i64;
                 }
+                for (report, busy) in reported.iter_mut().zip(&mut flow.busy) {
+                    let (seconds, records) = std::mem::take(busy);
+                    if self.reports && records >= 1.0 {
+                        let per_record = Duration::from_secs_f64(seconds / records);
+                        *report = Some(ProcessingReport::new(per_record, records as u64));
+                    }
+                }
             }
             if t + 1e-9 >= next_refresh {
                 next_refresh += self.refresh;
@@ -184,6 +199,7 @@ impl<C: Fn(f64, usize) -> f64> Pipeline<C> {
                             flow.end[p].floor() as i64,
                             MissingCommit::FullyLagging,
                         )
+                        .with_processing(reported[p])
                     })
                     .collect();
                 trends.record(&lags, start + Duration::from_secs_f64(t), &config);
@@ -216,6 +232,9 @@ struct Flow {
     queues: Vec<VecDeque<(f64, f64)>>,
     /// Records arrived in the current second.
     this_second: Vec<f64>,
+    /// Per partition, since the last commit: the seconds its consumer
+    /// spent on its records, and how many it processed.
+    busy: Vec<(f64, f64)>,
 }
 
 impl Flow {
@@ -228,8 +247,9 @@ impl Flow {
     }
 
     /// Processes up to `can` records of partition `p`, oldest first, at
-    /// `t`, counting how long each waited.
-    fn process(&mut self, p: usize, t: f64, mut can: f64, replay: &mut Replay) {
+    /// `t`, counting how long each waited; its consumer processes `speed`
+    /// records per second.
+    fn process(&mut self, p: usize, t: f64, mut can: f64, speed: f64, replay: &mut Replay) {
         while can > 0.0 {
             let Some(front) = self.queues[p].front_mut() else {
                 break;
@@ -239,6 +259,8 @@ impl Flow {
             front.1 -= taken;
             can -= taken;
             self.processed[p] += taken;
+            self.busy[p].0 += taken / speed.max(1e-9);
+            self.busy[p].1 += taken;
             if front.1 <= 1e-9 {
                 self.queues[p].pop_front();
             }
@@ -408,8 +430,14 @@ mod tests {
     /// group's commits at each of nine phases against the lag collection,
     /// with and without jitter. `shared`: six consumers of two partitions
     /// each (the slow one owning partitions 0 and 1), instead of one per
-    /// partition. Lag is collected every `refresh` seconds.
-    fn ten_times_slower(slow: bool, shared: bool, refresh: f64) -> Vec<(Replay, f64, f64)> {
+    /// partition. Lag is collected every `refresh` seconds. `reports`: the
+    /// group commits its consumers' processing reports.
+    fn ten_times_slower(
+        slow: bool,
+        shared: bool,
+        refresh: f64,
+        reports: bool,
+    ) -> Vec<(Replay, f64, f64)> {
         let mut replays = Vec::new();
         for jitter in [0.0, 0.05, 0.2] {
             for phase in [0.05, 0.15, 0.25, 0.35, 0.5, 0.6, 0.75, 0.85, 0.95] {
@@ -426,6 +454,7 @@ mod tests {
                     batch: 22.0,
                     refresh,
                     owners: shared.then(|| (0..12).map(|p| p / 2).collect()),
+                    reports,
                     ..Pipeline::new(75, 12, 4_500.0, capacity)
                 }
                 .run();
@@ -482,12 +511,12 @@ mod tests {
 
     #[test]
     fn routing_keeps_waits_short_whenever_the_group_commits() {
-        check_waits(&ten_times_slower(true, false, 1.0), (1.1, 1.5), 8);
+        check_waits(&ten_times_slower(true, false, 1.0, false), (1.1, 1.5), 8);
     }
 
     #[test]
     fn routing_keeps_waits_short_with_consumers_of_two_partitions() {
-        check_waits(&ten_times_slower(true, true, 1.0), (1.1, 1.5), 8);
+        check_waits(&ten_times_slower(true, true, 1.0, false), (1.1, 1.5), 8);
     }
 
     #[test]
@@ -495,12 +524,67 @@ mod tests {
         // A collection a quarter of the commit interval after the last
         // bounds what a backlog can hide to a quarter second of arrivals,
         // and probes timed in seconds are judged four times as often.
-        check_waits(&ten_times_slower(true, true, 0.25), (0.4, 0.6), 8);
+        check_waits(&ten_times_slower(true, true, 0.25, false), (0.4, 0.6), 8);
+    }
+
+    #[test]
+    fn routing_by_reported_processing_time_waits_little_and_needs_no_probe() {
+        for refresh in [1.0, 0.25] {
+            let replays = ten_times_slower(true, true, refresh, true);
+            // The share of records actually received, counted per whole
+            // second and drawn in sticky batches, is back within 4 s.
+            check_waits(&replays, (0.05, 0.1), 4);
+            for (replay, phase, jitter) in &replays {
+                // The routing weight is back near even within two
+                // collections of the first commit that follows the
+                // recovery at 50 s (commits every 1 ± 0.05 s; the first
+                // may still report a mix of slow and fast records).
+                let per_second = (1.0 / refresh) as usize;
+                let back = (50 * per_second..=75 * per_second)
+                    .find(|r| replay.routing(*r, 0).weight >= 0.8 / 12.0)
+                    .expect("back");
+                assert!(
+                    back <= 53 * per_second,
+                    "refresh {refresh}, phase {phase}, jitter {jitter}: back at refresh {back}"
+                );
+                // Every consumer reports, so every partition is routed by
+                // its report: the slow consumer's two partitions get about
+                // their capacity's share of the group's (1,000 of 51,000
+                // records per second: 2 %) while it is slow.
+                for r in [30, 40] {
+                    let routing = replay.routing(r * per_second, 0);
+                    assert_eq!(routing.reason, RoutingReason::Reported, "{routing:?}");
+                    assert_eq!(routing.capacity, Some(500.0), "{routing:?}");
+                    assert!(
+                        (routing.weight - 500.0 / 51_000.0).abs() < 1e-3,
+                        "refresh {refresh}, phase {phase}, jitter {jitter}, {r} s: {routing:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn routing_by_reported_processing_time_keeps_an_even_share_when_none_is_slow() {
+        for (replay, phase, jitter) in ten_times_slower(false, true, 1.0, true) {
+            for r in 3..=75 {
+                for p in 0..12 {
+                    let routing = replay.routing(r, p);
+                    assert_eq!(routing.reason, RoutingReason::Reported);
+                    assert!(
+                        (routing.weight - 1.0 / 12.0).abs() < 1e-3,
+                        "phase {phase}, jitter {jitter}, {r} s, partition {p}: {routing:?}"
+                    );
+                }
+            }
+            let p99 = replay.wait_quantile(0.99);
+            assert!(p99 <= 0.011, "{p99}");
+        }
     }
 
     #[test]
     fn routing_without_a_slow_consumer_keeps_an_even_share() {
-        for (replay, phase, jitter) in ten_times_slower(false, false, 1.0) {
+        for (replay, phase, jitter) in ten_times_slower(false, false, 1.0, false) {
             for r in 5..=75 {
                 for p in 0..12 {
                     let routing = replay.routing(r, p);

@@ -27,6 +27,10 @@
 //! is not taken for a stalled one. Before any commit has moved it is
 //! [`TrendConfig::stall_after`].
 //!
+//! A consumer that reports its own processing time with its commits
+//! ([`ProcessingReport`]) is routed by that capacity instead of by what its
+//! commits and lag suggest (see [`TopicTrends::record`]).
+//!
 //! Offsets going backwards (a consumer reset to an earlier offset, a topic
 //! recreated or truncated) restart the window; samples not newer than the
 //! last one are ignored. Rates are never negative and never NaN.
@@ -34,7 +38,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::PartitionLag;
+use super::{PartitionLag, ProcessingReport};
 
 /// What the window says about a partition's consumer, after Burrow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,6 +126,12 @@ pub enum RoutingReason {
     /// Its consumer has a backlog and commits nothing (or it is stalled
     /// or stopped): it gets nothing.
     NotMoving,
+    /// Every consumer of the topic reported its processing time
+    /// ([`ProcessingReport`](super::ProcessingReport)): a share in
+    /// proportion to the records per second its consumer can process,
+    /// halved while it has a backlog. No probing: a consumer that recovers
+    /// says so with its next commit.
+    Reported,
 }
 
 impl RoutingReason {
@@ -134,6 +144,7 @@ impl RoutingReason {
             RoutingReason::Settling => "settling",
             RoutingReason::Probing => "probing",
             RoutingReason::NotMoving => "not_moving",
+            RoutingReason::Reported => "reported",
         }
     }
 }
@@ -158,7 +169,9 @@ pub struct Routing {
     pub backlog: f64,
     /// Records per second its consumer processed while it had a backlog
     /// (the last measure is kept once the backlog is gone; `None` when it
-    /// has had none, or once it is back to an even share).
+    /// has had none, or once it is back to an even share), or, with
+    /// [`RoutingReason::Reported`], the records per second its consumer
+    /// reported it can process.
     pub capacity: Option<f64>,
     /// Why.
     pub reason: RoutingReason,
@@ -222,6 +235,12 @@ const FIRST_HOLD_SECS: f64 = 1.0;
 /// Seconds below which a wait or probation counts as over (what is left
 /// of it after rounding).
 const TICK: f64 = 1e-3;
+/// Share of the partition's proportional share a partition with a backlog
+/// gets while its consumer reports its processing time.
+const REPORTED_DRAIN: f64 = 0.5;
+/// The shortest time per record a report counts with (a microsecond), so a
+/// consumer reporting no time at all does not take every record.
+const MIN_PER_RECORD_SECS: f64 = 1e-6;
 /// A consumer committing less than this share of what arrives, with its
 /// lag growing, two refreshes running, is behind even before its lag
 /// shows a backlog.
@@ -246,6 +265,9 @@ struct Measure {
     /// Records arriving per second over the whole window.
     arrival: f64,
     stuck: bool,
+    /// Records per second the consumer reported it can process, with its
+    /// newest commit.
+    reported: Option<f64>,
     /// Some backlog, and lag grew over the recent span while the consumer
     /// committed less than [`BEHIND`] of what arrived.
     behind: bool,
@@ -270,6 +292,7 @@ struct Sample {
     committed: Option<i64>,
     end: i64,
     lag: i64,
+    processing: Option<ProcessingReport>,
 }
 
 /// The window of one partition.
@@ -295,6 +318,7 @@ impl PartitionWindow {
             committed: lag.committed,
             end: lag.end,
             lag: lag.lag.max(0),
+            processing: lag.processing,
         };
         if let Some(last) = self.samples.back().copied() {
             if at <= last.at {
@@ -425,6 +449,9 @@ impl PartitionWindow {
             processing,
             arrival: trend.arrival_rate,
             stuck: trend.status.is_stuck(),
+            reported: last
+                .processing
+                .map(|r| 1.0 / r.per_record().as_secs_f64().max(MIN_PER_RECORD_SECS)),
             behind: backlog > 0.0 && last.lag > start.lag && processing < BEHIND * recent_arrival,
         })
     }
@@ -540,6 +567,36 @@ impl PartitionWindow {
     /// Moves this partition's routing state on by one refresh, given its
     /// measure and the topic's even share (records per second); sets the
     /// target rate, leaving the weight to the caller.
+    /// Routing by the capacity the consumer reported: `share` of the
+    /// topic's records (its capacity over the topic's), halved while it has
+    /// a backlog, nothing while it is stuck or has a backlog and commits
+    /// nothing. The probing state starts over, for when reports stop.
+    fn step_reported(&mut self, m: Measure, share: f64, even: f64) {
+        let floor_backlog = (even * BACKLOG_FLOOR_SECS).max(1.0);
+        let backlog = m.backlog > floor_backlog;
+        let target = if m.stuck || (backlog && m.processing <= 0.0) {
+            0.0
+        } else if backlog {
+            share * REPORTED_DRAIN
+        } else {
+            share
+        };
+        self.route = RouteState {
+            routing: Some(Routing {
+                weight: 0.0,
+                target_rate: sane(target),
+                backlog: m.backlog,
+                capacity: m.reported,
+                reason: if target > 0.0 {
+                    RoutingReason::Reported
+                } else {
+                    RoutingReason::NotMoving
+                },
+            }),
+            ..RouteState::default()
+        };
+    }
+
     fn step(&mut self, m: Measure, even: f64, horizon: f64) {
         let previous = self.route.routing;
         let was = previous.map(|r| r.reason);
@@ -640,7 +697,16 @@ impl TopicTrends {
     /// Adds one collection's lags, taken at `at`; partitions no longer
     /// reported are forgotten. Then decides each partition's routing
     /// weight ([`Routing`]), once every partition has two samples with
-    /// committed offsets and records arrive on the topic:
+    /// committed offsets and records arrive on the topic.
+    ///
+    /// When the newest commit of every partition carries its consumer's
+    /// [`ProcessingReport`], each partition gets the topic's records in
+    /// proportion to the records per second its consumer reported it can
+    /// process, half that while it has a backlog, and nothing while it is
+    /// stalled or stopped, or has a backlog and commits nothing
+    /// ([`Reported`](RoutingReason::Reported)). A consumer given little
+    /// work still says how fast it is, so nothing is probed. Otherwise
+    /// (some consumer does not report) the rules go by commits and lag:
     ///
     /// - **backlog**: what the consumer had surely not processed at its
     ///   newest commit ([`Routing::backlog`]); less than a tenth of a
@@ -709,8 +775,23 @@ impl TopicTrends {
         #[allow(clippy::cast_precision_loss)]
         let even = total / self.partitions.len().max(1) as f64;
         let horizon = config.drain_horizon.as_secs_f64().max(0.001);
-        for (window, m) in self.partitions.values_mut().zip(&measures) {
-            window.step(*m, even, horizon);
+        let reported: Option<Vec<f64>> = measures
+            .iter()
+            .map(|m| m.reported.map(|r| if m.stuck { 0.0 } else { r }))
+            .collect();
+        let reported_total: f64 = reported.iter().flatten().sum();
+        match reported {
+            Some(capacities) if reported_total.is_finite() && reported_total > 0.0 => {
+                let windows = self.partitions.values_mut().zip(&measures);
+                for ((window, m), capacity) in windows.zip(capacities) {
+                    window.step_reported(*m, total * capacity / reported_total, even);
+                }
+            }
+            _ => {
+                for (window, m) in self.partitions.values_mut().zip(&measures) {
+                    window.step(*m, even, horizon);
+                }
+            }
         }
         let routings = || self.partitions.values().filter_map(|w| w.route.routing);
         let constrained: f64 = routings()

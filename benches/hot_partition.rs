@@ -13,8 +13,9 @@
 //! `--partitions` partitions (12). A consumer group reads it with
 //! `--consumers` rust-rdkafka consumers, each in its own process (this binary
 //! in its hidden `--consumer` mode), each assigned a fixed set of partitions
-//! and committing automatically every `--commit-interval` (1 s), as a
-//! deployment does. The consumer owning `--slow-partitions` (0 and 1) spends
+//! and committing what it has processed every `--commit-interval` (1 s), as
+//! a deployment does; with the `smart-reported` strategy each commit also
+//! carries the consumer's processing time per record (`ProcessingReport`). The consumer owning `--slow-partitions` (0 and 1) spends
 //! `--slow-factor` (10) times `--work-us` per record from `--slow-from` until
 //! `--slow-until`; all others spend `--work-us` per record. Processing is
 //! simulated by sleeping, so the figures are latency and routing, not CPU.
@@ -27,10 +28,11 @@
 //! (p50/p99/max: all records, the slow partitions', the others'), lag per
 //! partition (maximum and at the end of production), records/s, the share of
 //! records each partition received, and how fast routing reacts: the time to
-//! shift (from the consumer turning slow until the slow partitions' share
-//! over the last second is below half their fair share, and stays below for
-//! two more seconds) and the time to come back (from its recovery until they
-//! get at least 80% of their fair share, likewise sustained).
+//! shift (from the consumer turning slow until the moment from which the
+//! slow partitions' share of the next three seconds' records is below half
+//! their fair share) and the time to come back (from its recovery until the
+//! moment from which they get at least 80% of their fair share of the next
+//! three seconds).
 //!
 //! `--strategy all` runs a baseline without a slow consumer, then each
 //! strategy on a fresh broker (or topic) with the slow consumer, and prints
@@ -82,6 +84,9 @@ struct Context {
 struct Strategy {
     name: &'static str,
     configure: fn(ProducerBuilder, &Context) -> ProducerBuilder,
+    /// Whether the consumers commit their processing time with their
+    /// offsets (`ProcessingReport` metadata).
+    consumers_report: bool,
 }
 
 /// The strategies, in the order `--strategy all` runs them. Adding one is
@@ -90,20 +95,31 @@ const STRATEGIES: &[Strategy] = &[
     Strategy {
         name: "sticky",
         configure: |builder, _| builder,
+        consumers_report: false,
     },
     Strategy {
         name: "round-robin",
         configure: |builder, _| builder.partitioner(PartitionStrategy::RoundRobin),
+        consumers_report: false,
     },
     Strategy {
         name: "smart",
         configure: |builder, cx| builder.smart_partitioner(smart_defaults(cx)),
+        consumers_report: false,
     },
     Strategy {
         name: "smart-trend",
         configure: |builder, cx| {
             builder.smart_partitioner(smart_defaults(cx).scoring(Scoring::Trend))
         },
+        consumers_report: false,
+    },
+    Strategy {
+        name: "smart-reported",
+        configure: |builder, cx| {
+            builder.smart_partitioner(smart_defaults(cx).scoring(Scoring::Trend))
+        },
+        consumers_report: true,
     },
 ];
 
@@ -147,7 +163,7 @@ struct Args {
     /// Simulated processing per record, microseconds.
     #[arg(long, default_value_t = 200)]
     work_us: u64,
-    /// The consumers' auto commit interval, seconds.
+    /// How often the consumers commit, seconds.
     #[arg(long, default_value_t = 1.0)]
     commit_interval: f64,
     /// The consumers' fetch.wait.max.ms. The librdkafka mock answers a Fetch
@@ -170,7 +186,7 @@ struct Args {
     /// No slow consumer (the baseline).
     #[arg(long)]
     no_slow: bool,
-    /// sticky | round-robin | smart | smart-trend | all (a baseline without a slow
+    /// sticky | round-robin | smart | smart-trend | smart-reported | all (a baseline without a slow
     /// consumer, then each strategy with one) | a comma-separated list
     /// (`sticky,smart,smart-trend`: the baseline, then those).
     #[arg(long, default_value = "all")]
@@ -207,6 +223,9 @@ struct Args {
     /// Internal (consumer mode): the partitions to read.
     #[arg(long, hide = true, value_delimiter = ',')]
     assign: Vec<i32>,
+    /// Internal (consumer mode): commit a processing report with each offset.
+    #[arg(long, hide = true)]
+    report_processing: bool,
 }
 
 fn main() {
@@ -285,7 +304,7 @@ fn run_all(args: &Args) -> Result<bool, BoxError> {
         runs.push((find_strategy(&args.strategy)?, !args.no_slow));
     }
     println!(
-        "hot_partition: {} partitions, {} consumers (rust-rdkafka, own processes, assigned partitions, auto commit every {} s, fetch.wait.max.ms {}), {} us per record{}",
+        "hot_partition: {} partitions, {} consumers (rust-rdkafka, own processes, assigned partitions, committing every {} s, fetch.wait.max.ms {}), {} us per record{}",
         args.partitions,
         args.consumers,
         args.commit_interval,
@@ -398,6 +417,7 @@ impl Drop for ConsumerProcess {
 /// Starts the group's consumers and waits until each is assigned.
 fn start_consumers(
     args: &Args,
+    report_processing: bool,
     bootstrap: &str,
     topic: &str,
     group: &str,
@@ -418,6 +438,7 @@ fn start_consumers(
             .args(["--slow-factor", &args.slow_factor.to_string()])
             .args(["--commit-interval", &args.commit_interval.to_string()])
             .args(["--fetch-wait-ms", &args.fetch_wait_ms.to_string()])
+            .args(report_processing.then_some("--report-processing"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -547,7 +568,14 @@ fn run_one(
         ..Received::default()
     }));
     eprintln!("hot_partition: running {label} on topic `{topic}`");
-    let mut consumers = start_consumers(args, &bootstrap, &topic, &group, &received)?;
+    let mut consumers = start_consumers(
+        args,
+        strategy.consumers_report,
+        &bootstrap,
+        &topic,
+        &group,
+        &received,
+    )?;
     let cx = Context {
         topic: topic.clone(),
         group: group.clone(),

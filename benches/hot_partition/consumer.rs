@@ -2,8 +2,12 @@
 //! its own process, so the slow side of the pipeline is not smartkafka's code.
 //!
 //! It is assigned its partitions (`--assign`, with `group.id` set, so its
-//! ownership is fixed and its offsets are committed under the group, by
-//! librdkafka's automatic commit every `--commit-interval`). Each record costs
+//! ownership is fixed and its offsets are committed under the group). Every
+//! `--commit-interval` it commits the offsets it has processed (an
+//! asynchronous commit, as librdkafka's automatic commit makes); with
+//! `--report-processing` each offset carries the consumer's time per record
+//! since its last commit as metadata (`smartkafka::health::ProcessingMeter`),
+//! the time being the simulated work. Each record costs
 //! `--work-us` microseconds of simulated processing (a sleep, not CPU), times
 //! `--slow-factor` while the slow window is open. The window comes on standard
 //! input as `go FROM_US UNTIL_US` (Unix microseconds; `go 0 0` for none);
@@ -18,9 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use smartkafka::health::ProcessingMeter;
 
 use super::{Args, BoxError, SENT_HEADER, unix_us};
 
@@ -34,11 +39,7 @@ pub(crate) fn run(args: &Args) -> Result<(), BoxError> {
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
-        .set("enable.auto.commit", "true")
-        .set(
-            "auto.commit.interval.ms",
-            ((args.commit_interval * 1000.0).round() as u64).to_string(),
-        )
+        .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", args.fetch_wait_ms.to_string())
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
@@ -75,6 +76,11 @@ pub(crate) fn run(args: &Args) -> Result<(), BoxError> {
     let mut busy_until = 0u64;
     let mut errors = 0u64;
     let mut flushed = Instant::now();
+    let commit_every = Duration::from_secs_f64(args.commit_interval.max(0.001));
+    let mut committed_at = Instant::now();
+    let mut meter = ProcessingMeter::new();
+    // The next offset to commit per partition (the last processed + 1).
+    let mut positions: Vec<(i32, i64)> = args.assign.iter().map(|p| (*p, -1)).collect();
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(message)) => {
@@ -102,6 +108,16 @@ pub(crate) fn run(args: &Args) -> Result<(), BoxError> {
                 if let Some(sent) = sent {
                     writeln!(out, "r {} {sent} {busy_until}", message.partition())?;
                 }
+                let partition = message.partition();
+                meter.record(
+                    &args.topic,
+                    partition,
+                    1,
+                    Duration::from_micros(work.round() as u64),
+                );
+                if let Some(slot) = positions.iter_mut().find(|(p, _)| *p == partition) {
+                    slot.1 = message.offset() + 1;
+                }
             }
             Some(Err(e)) => {
                 errors += 1;
@@ -111,6 +127,10 @@ pub(crate) fn run(args: &Args) -> Result<(), BoxError> {
             }
             None => {}
         }
+        if committed_at.elapsed() >= commit_every {
+            committed_at = Instant::now();
+            commit(&consumer, args, &positions, &mut meter, &mut errors)?;
+        }
         if flushed.elapsed() >= Duration::from_millis(100) {
             out.flush()?;
             flushed = Instant::now();
@@ -118,5 +138,35 @@ pub(crate) fn run(args: &Args) -> Result<(), BoxError> {
     }
     writeln!(out, "end {errors}")?;
     out.flush()?;
+    Ok(())
+}
+
+/// Commits `positions` (asynchronously), each with the meter's processing
+/// report as metadata when `--report-processing` is on.
+fn commit(
+    consumer: &BaseConsumer,
+    args: &Args,
+    positions: &[(i32, i64)],
+    meter: &mut ProcessingMeter,
+    errors: &mut u64,
+) -> Result<(), BoxError> {
+    let mut offsets = TopicPartitionList::new();
+    for (partition, next) in positions.iter().filter(|(_, next)| *next >= 0) {
+        let mut element = offsets.add_partition(&args.topic, *partition);
+        element.set_offset(Offset::Offset(*next))?;
+        if args.report_processing
+            && let Some(report) = meter.metadata(&args.topic, *partition)
+        {
+            element.set_metadata(report);
+        }
+    }
+    if offsets.count() > 0
+        && let Err(e) = consumer.commit(&offsets, CommitMode::Async)
+    {
+        *errors += 1;
+        if *errors <= 5 {
+            eprintln!("hot_partition consumer: commit: {e}");
+        }
+    }
     Ok(())
 }

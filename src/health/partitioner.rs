@@ -29,7 +29,12 @@
 //!    record draws a healthy partition with weight
 //!    `score × 1 / (1 + queued_bytes / 16 KiB)`, so a partition scoring 1.0
 //!    with nothing queued is twice as likely as one scoring 0.5 or one with a
-//!    full default batch waiting.
+//!    full default batch waiting. When the partition's consumer reported
+//!    its processing time ([`RoutingReason::Reported`](super::RoutingReason::Reported)),
+//!    the stint also ends once its records would take that consumer 20 ms
+//!    (10 records on a consumer at 2 ms a record): a batch's worth of
+//!    records handed to a slow consumer at once would otherwise wait behind
+//!    each other however small the partition's share.
 //!
 //! The partitioner never reads a clock and draws from a seeded generator:
 //! the same seed, table contents and calls give the same partitions.
@@ -85,11 +90,69 @@ struct TopicState {
     now: Option<Instant>,
     /// The sticky partition for keyless records.
     sticky: Option<i32>,
+    /// Records placed on the sticky partition in its current stint.
+    stint: u32,
+    /// Records after which the stint ends (see [`STINT_WORK_SECS`]).
+    stint_limit: Option<u32>,
+    /// The partition of the current (or last) stint.
+    stint_partition: Option<i32>,
+    /// Per partition, the records its stints held, a moving average (0
+    /// before its first stint ended).
+    stint_means: Vec<f64>,
     /// How the last record was placed, to log changes only.
     last: Option<Route>,
     keys: HashMap<Vec<u8>, i32>,
     key_order: VecDeque<Vec<u8>>,
 }
+
+/// The longest work a sticky stint may hand a partition whose consumer
+/// reported its processing time, in seconds of that consumer's time.
+const STINT_WORK_SECS: f64 = 0.02;
+
+/// Records a stint on `partition` may hold: [`STINT_WORK_SECS`] of its
+/// consumer's reported capacity (at least 1), or no limit when it did not
+/// report.
+fn stint_limit(snapshot: &HealthSnapshot, partition: i32) -> Option<u32> {
+    let routing = snapshot.get(partition)?.trend?.routing?;
+    if routing.reason != crate::health::RoutingReason::Reported {
+        return None;
+    }
+    let records = (routing.capacity? * STINT_WORK_SECS).floor();
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    records
+        .is_finite()
+        .then(|| records.clamp(1.0, f64::from(u32::MAX)) as u32)
+}
+
+impl TopicState {
+    /// Counts the records of the stint that ends into its partition's
+    /// moving average.
+    fn end_stint(&mut self) {
+        let (Some(p), records) = (self.stint_partition.take(), std::mem::take(&mut self.stint))
+        else {
+            return;
+        };
+        let Ok(i) = usize::try_from(p) else { return };
+        if records == 0 || i >= MAX_TRACKED_PARTITIONS {
+            return;
+        }
+        if self.stint_means.len() <= i {
+            self.stint_means.resize(i + 1, 0.0);
+        }
+        let mean = &mut self.stint_means[i];
+        let records = f64::from(records);
+        *mean = if *mean > 0.0 {
+            0.9 * *mean + 0.1 * records
+        } else {
+            records
+        };
+    }
+}
+
+/// Partitions per topic whose stint lengths are tracked (partition ids come
+/// from the cluster's metadata; the bound keeps a hostile id from sizing
+/// the table).
+const MAX_TRACKED_PARTITIONS: usize = 1 << 16;
 
 /// A lag-aware partitioner reading health from a [`HealthTable`].
 ///
@@ -315,7 +378,33 @@ impl SmartPartitioner {
             return false;
         }
         self.weigh_by_spare_capacity(snapshot, true);
+        self.weigh_by_stint(snapshot, view.topic);
         true
+    }
+
+    /// When some stint is cut short by [`STINT_WORK_SECS`], divides each
+    /// candidate's weight by the records its stints hold (their moving
+    /// average; before one ended, its limit, or the longest limit), so that
+    /// records, not stints, follow the routing weights.
+    fn weigh_by_stint(&mut self, snapshot: &HealthSnapshot, topic: &str) {
+        let limits: Vec<Option<u32>> = self
+            .candidates
+            .iter()
+            .map(|(p, _)| stint_limit(snapshot, *p))
+            .collect();
+        let Some(longest) = limits.iter().flatten().max().map(|l| f64::from(*l)) else {
+            return;
+        };
+        let means = self.topics.get(topic).map_or(&[][..], |s| &s.stint_means);
+        for ((p, weight), limit) in self.candidates.iter_mut().zip(&limits) {
+            let mean = usize::try_from(*p)
+                .ok()
+                .and_then(|i| means.get(i))
+                .copied()
+                .filter(|m| *m > 0.0);
+            let stint = mean.unwrap_or_else(|| limit.map_or(longest, f64::from));
+            *weight = (*weight / stint.max(1.0)).max(f64::MIN_POSITIVE);
+        }
     }
 
     /// With trend scoring, multiplies each candidate's weight by
@@ -521,7 +610,14 @@ impl SmartPartitioner {
             None => self.draw(),
         };
         if let Some(state) = self.topics.get_mut(view.topic) {
-            state.sticky = Some(chosen);
+            if sticky != Some(chosen) {
+                state.end_stint();
+                state.stint_partition = Some(chosen);
+                state.stint_limit = stint_limit(&snapshot, chosen);
+            }
+            state.stint = state.stint.saturating_add(1);
+            let done = state.stint_limit.is_some_and(|limit| state.stint >= limit);
+            state.sticky = (!done).then_some(chosen);
         }
         self.note(view.topic, how);
         Ok(chosen)
@@ -819,7 +915,17 @@ mod tests {
     /// Feeds `(committed, end)` per partition, one collection a second,
     /// into trend scoring and publishes each snapshot; returns the last.
     fn publish_trends(table: &HealthTable, rounds: &[Vec<(i64, i64)>]) -> Arc<HealthSnapshot> {
-        use crate::health::{MissingCommit, TopicTrends, TrendConfig};
+        publish_reported(table, rounds, &[])
+    }
+
+    /// [`publish_trends`], each partition's commits carrying the time per
+    /// record in `reports` (index = partition; none past its end).
+    fn publish_reported(
+        table: &HealthTable,
+        rounds: &[Vec<(i64, i64)>],
+        reports: &[Duration],
+    ) -> Arc<HealthSnapshot> {
+        use crate::health::{MissingCommit, ProcessingReport, TopicTrends, TrendConfig};
         let config = TrendConfig::default();
         let mut trends = TopicTrends::default();
         let start = t0();
@@ -835,6 +941,7 @@ mod tests {
                         *e,
                         MissingCommit::FullyLagging,
                     )
+                    .with_processing(reports.get(p).map(|d| ProcessingReport::new(*d, 100)))
                 })
                 .collect();
             trends.record(&lags, at, &config);
@@ -990,6 +1097,64 @@ mod tests {
         for other in 1..6 {
             assert!(got[0] > 1.5 * got[other], "{got:?}");
         }
+    }
+
+    #[test]
+    fn reported_a_slow_consumer_gets_short_stints_in_proportion_to_its_capacity() {
+        let table = HealthTable::new();
+        // Every partition keeps up at 100 records/s; partition 0's consumer
+        // reports 2 ms per record (500/s), the others 200 us (5,000/s).
+        let rounds: Vec<Vec<(i64, i64)>> = (0..4)
+            .map(|t: i64| (0..6).map(|_| (100 * t, 100 * t)).collect())
+            .collect();
+        let mut reports = [Duration::from_micros(200); 6];
+        reports[0] = Duration::from_millis(2);
+        let snapshot = publish_reported(&table, &rounds, &reports);
+        let routing = |p: i32| snapshot.get(p).and_then(|s| s.routing()).unwrap();
+        assert_eq!(routing(0).reason, crate::health::RoutingReason::Reported);
+        assert_eq!(routing(0).capacity, Some(500.0));
+        assert!((routing(0).weight - 500.0 / 25_500.0).abs() < 1e-9);
+        let view = PartitionView::new("t", 6, &ALL);
+        let mut p = SmartPartitioner::new(table, 29).relative_health(true);
+        // Batches never complete: only stints end a partition's turn.
+        let picks: Vec<i32> = (0..200_000)
+            .map(|_| p.partition(None, None, &view).unwrap())
+            .collect();
+        let got = shares(&picks);
+        assert!((got[0] - 500.0 / 25_500.0).abs() < 0.005, "{got:?}");
+        // Stints: 10 records on partition 0 (20 ms at 2 ms each), 100 on
+        // the others (20 ms at 200 us).
+        let mut runs: Vec<(i32, usize)> = Vec::new();
+        for pick in &picks {
+            match runs.last_mut() {
+                Some((last, n)) if last == pick => *n += 1,
+                _ => runs.push((*pick, 1)),
+            }
+        }
+        // A run may join two stints when the same partition is drawn again.
+        for (partition, n) in &runs[..runs.len() - 1] {
+            let stint = if *partition == 0 { 10 } else { 100 };
+            assert_eq!(n % stint, 0, "partition {partition}: a run of {n}");
+        }
+
+        // Batches complete after 136 records, before the fast partitions'
+        // stints end: records still follow the weights.
+        let mut p = SmartPartitioner::new(p.table.clone(), 31).relative_health(true);
+        let mut open = [0u32; 6];
+        let picks: Vec<i32> = (0..200_000)
+            .map(|_| {
+                let chosen = p.partition(None, None, &view).unwrap();
+                let slot = &mut open[usize::try_from(chosen).unwrap()];
+                *slot += 1;
+                if *slot == 136 {
+                    *slot = 0;
+                    p.on_new_batch(chosen, &view);
+                }
+                chosen
+            })
+            .collect();
+        let got = shares(&picks);
+        assert!((got[0] - 500.0 / 25_500.0).abs() < 0.005, "{got:?}");
     }
 
     #[test]

@@ -117,13 +117,37 @@ struct Tally {
     last: Option<ProcessingReport>,
 }
 
+impl Tally {
+    fn add(&mut self, records: u64, busy: Duration) {
+        self.busy = self.busy.saturating_add(busy);
+        self.records = self.records.saturating_add(records);
+    }
+
+    /// The time per record of what was added since the last take (which
+    /// this starts again from), or the last one when nothing was.
+    fn take(&mut self) -> Option<ProcessingReport> {
+        if self.records > 0 {
+            #[allow(clippy::cast_precision_loss)]
+            let per_record = self.busy.as_secs_f64() / self.records as f64;
+            let per_record = Duration::try_from_secs_f64(per_record).unwrap_or(MAX_PER_RECORD);
+            self.last = Some(ProcessingReport::new(per_record, self.records));
+            self.busy = Duration::ZERO;
+            self.records = 0;
+        }
+        self.last
+    }
+}
+
 /// Measures a consumer's processing time per partition and makes the
 /// [`ProcessingReport`]s it commits with its offsets.
 ///
 /// Call [`record`](Self::record) with the time each record (or batch of
 /// records) took to process, and [`metadata`](Self::metadata) when
 /// committing: the report covers what was processed since the previous
-/// one, or repeats it when nothing was.
+/// one. A partition that received nothing since is reported at the
+/// consumer's latest pace over all its partitions (it would be processed at
+/// that pace), so a partition routing has starved still shows a recovery;
+/// before the consumer has processed anything, there is no report.
 ///
 /// ```
 /// use std::time::Duration;
@@ -138,11 +162,14 @@ struct Tally {
 /// assert_eq!((report.per_record(), report.records()), (Duration::from_millis(2), 4));
 /// // Nothing processed since: the same report again.
 /// assert_eq!(meter.report("orders", 0), Some(report));
-/// assert_eq!(meter.report("orders", 1), None);
+/// // A partition without records of its own: the consumer's pace.
+/// assert_eq!(meter.report("orders", 1).map(|r| r.per_record()), Some(Duration::from_millis(2)));
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct ProcessingMeter {
     topics: HashMap<String, BTreeMap<i32, Tally>>,
+    /// Every partition's records together: the consumer's pace.
+    all: Tally,
 }
 
 impl ProcessingMeter {
@@ -158,25 +185,26 @@ impl ProcessingMeter {
             Some(partitions) => partitions,
             None => self.topics.entry(topic.to_owned()).or_default(),
         };
-        let tally = partitions.entry(partition).or_default();
-        tally.busy = tally.busy.saturating_add(busy);
-        tally.records = tally.records.saturating_add(records);
+        partitions.entry(partition).or_default().add(records, busy);
+        self.all.add(records, busy);
     }
 
     /// The report for the partition's next commit: its time per record
-    /// since the previous report (which this starts again from), the
-    /// previous report when no record was processed since, `None` when
-    /// none ever was.
+    /// since its previous report (which this starts again from); when it
+    /// processed nothing since, the consumer's time per record over all its
+    /// partitions since that was last taken; `None` before the consumer
+    /// processed anything.
     pub fn report(&mut self, topic: &str, partition: i32) -> Option<ProcessingReport> {
-        let tally = self.topics.get_mut(topic)?.get_mut(&partition)?;
-        if tally.records > 0 {
-            let per_record = tally.busy.as_secs_f64() / tally.records as f64;
-            let per_record = Duration::try_from_secs_f64(per_record).unwrap_or(MAX_PER_RECORD);
-            tally.last = Some(ProcessingReport::new(per_record, tally.records));
-            tally.busy = Duration::ZERO;
-            tally.records = 0;
-        }
-        tally.last
+        let overall = self.all.take();
+        let own = self
+            .topics
+            .get_mut(topic)
+            .and_then(|partitions| partitions.get_mut(&partition))
+            .and_then(|tally| {
+                let fresh = tally.records > 0;
+                tally.take().filter(|_| fresh)
+            });
+        own.or(overall)
     }
 
     /// [`report`](Self::report) as commit metadata.
@@ -284,9 +312,32 @@ mod tests {
         );
         assert_eq!(meter.report("t", 0), Some(second));
         assert_eq!(meter.report("t", 1).map(|r| r.records()), Some(1));
-        assert_eq!(meter.report("u", 0), None);
-        meter.forget("t", 0);
+    }
+
+    #[test]
+    fn a_partition_without_records_is_reported_at_the_consumers_pace() {
+        let mut meter = ProcessingMeter::new();
         assert_eq!(meter.report("t", 0), None);
-        assert_eq!(meter.report("t", 1).map(|r| r.records()), Some(1));
+        // Slow on both partitions.
+        meter.record("t", 0, 10, Duration::from_millis(20));
+        meter.record("t", 1, 10, Duration::from_millis(20));
+        assert_eq!(
+            meter.report("t", 0).map(|r| r.per_record()),
+            Some(Duration::from_millis(2))
+        );
+        assert_eq!(
+            meter.report("t", 1).map(|r| r.per_record()),
+            Some(Duration::from_millis(2))
+        );
+        // Then fast, with records on partition 0 only: partition 1 (starved)
+        // is reported at the consumer's new pace, not its old one.
+        meter.record("t", 0, 10, Duration::from_millis(2));
+        let fast = Some(Duration::from_micros(200));
+        assert_eq!(meter.report("t", 0).map(|r| r.per_record()), fast);
+        assert_eq!(meter.report("t", 1).map(|r| r.per_record()), fast);
+        assert_eq!(meter.report("u", 0).map(|r| r.per_record()), fast);
+        // A partition forgotten and nothing since: the consumer's pace.
+        meter.forget("t", 0);
+        assert_eq!(meter.report("t", 0).map(|r| r.per_record()), fast);
     }
 }

@@ -619,6 +619,7 @@ fn run_one(
         lag: produced.lag,
         lag_errors: produced.lag_errors,
         routing: produced.routing,
+        weights: produced.weights,
     })
 }
 
@@ -633,6 +634,30 @@ struct Produced {
     lag: Vec<(f64, Vec<i64>)>,
     lag_errors: u64,
     routing: Option<(u64, u64)>,
+    weights: Vec<(f64, f64)>,
+}
+
+/// Records, at each health update, the slow partitions' routing weight
+/// together (trend scoring; updates without weights are skipped), with the
+/// time since `start`.
+async fn record_weights(
+    mut stream: smartkafka::health::HealthStream,
+    partitions: Vec<i32>,
+    start: Instant,
+    weights: Arc<Mutex<Vec<(f64, f64)>>>,
+) {
+    while let Some(snapshot) = stream.next().await {
+        let sum: Option<f64> = partitions
+            .iter()
+            .map(|p| snapshot.get(*p).and_then(|s| s.routing()).map(|r| r.weight))
+            .sum();
+        if let Some(sum) = sum {
+            weights
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((start.elapsed().as_secs_f64(), sum));
+        }
+    }
 }
 
 /// Prints, at each health update, the routing of `partitions` (trend
@@ -702,6 +727,15 @@ async fn produce(
         && let Some(stream) = producer.health_stream()
     {
         tokio::spawn(trace_routing(stream, args.slow_partitions.clone(), start));
+    }
+    let weights = Arc::new(Mutex::new(Vec::new()));
+    if let Some(stream) = producer.health_stream() {
+        tokio::spawn(record_weights(
+            stream,
+            args.slow_partitions.clone(),
+            start,
+            Arc::clone(&weights),
+        ));
     }
     let start_us = unix_us();
     for (i, consumer) in consumers.iter_mut().enumerate() {
@@ -852,5 +886,6 @@ async fn produce(
         lag,
         lag_errors: lag_errors.load(Ordering::Relaxed),
         routing,
+        weights: std::mem::take(&mut *weights.lock().unwrap_or_else(|e| e.into_inner())),
     })
 }

@@ -56,6 +56,9 @@ pub(crate) struct Outcome {
     pub lag_errors: u64,
     /// The smart partitioner's routing counts (by health, by fallback).
     pub routing: Option<(u64, u64)>,
+    /// At each health update with routing weights (trend scoring): seconds
+    /// since the start, the slow partitions' weight together.
+    pub weights: Vec<(f64, f64)>,
 }
 
 /// Latency percentiles in milliseconds.
@@ -177,6 +180,26 @@ impl Outcome {
         self.time_until(w.until, |s| s >= target)
     }
 
+    /// Routing's own reaction, from its weights: seconds from the consumer
+    /// turning slow until the slow partitions' routing weight together is
+    /// below half their fair share, and from its recovery until it is at
+    /// least 80 % of it; `None` without weights (or when it never does).
+    pub fn routing_reaction(&self) -> (Option<f64>, Option<f64>) {
+        let Some(w) = self.slow else {
+            return (None, None);
+        };
+        let fair = self.fair_share();
+        let first = |after: f64, test: &dyn Fn(f64) -> bool| {
+            self.weights
+                .iter()
+                .find(|(t, weight)| *t >= after && test(*weight))
+                .map(|(t, _)| t - after)
+        };
+        let shift = first(w.from, &|weight| weight < fair / 2.0).filter(|t| *t <= w.until - w.from);
+        let back = shift.and_then(|_| first(w.until, &|weight| weight >= 0.8 * fair));
+        (shift, back)
+    }
+
     /// Highest lag seen on any slow partition, on any other; lag of the
     /// slow partitions in the last sample (taken as production ended).
     pub fn lag_summary(&self) -> (i64, i64, i64) {
@@ -283,6 +306,15 @@ impl Outcome {
                 self.time_to_come_back()
                     .map_or("-".to_owned(), |v| format!("{v:.1} s"))
             );
+            if !self.weights.is_empty() {
+                let (shift, back) = self.routing_reaction();
+                let _ = writeln!(
+                    s,
+                    "routing weights: shifted after {}, back after {}",
+                    secs(shift),
+                    back.map_or("-".to_owned(), |v| format!("{v:.1} s"))
+                );
+            }
         }
         if let Some((health, fallback)) = self.routing {
             let _ = writeln!(
@@ -351,9 +383,9 @@ impl Outcome {
 pub(crate) fn table(outcomes: &[Outcome]) -> String {
     let mut s = String::new();
     s.push_str(
-        "| strategy | slow consumer | records/s | p50 ms | p99 ms | max ms | p99 slow partitions ms | p99 others ms | slow partitions' share during / after | max lag slow / others | final lag slow | time to shift | time to come back |\n",
+        "| strategy | slow consumer | records/s | p50 ms | p99 ms | max ms | p99 slow partitions ms | p99 others ms | slow partitions' share during / after | max lag slow / others | final lag slow | time to shift | time to come back | routing weights shift / back |\n",
     );
-    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|\n");
     let secs = |v: Option<f64>| v.map_or("never".to_owned(), |v| format!("{v:.1} s"));
     for o in outcomes {
         let (all, slow, rest) = o.latency();
@@ -362,7 +394,7 @@ pub(crate) fn table(outcomes: &[Outcome]) -> String {
         let pct = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.1}%", v * 100.0));
         let _ = writeln!(
             s,
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} / {} | {} / {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} / {} | {} / {} | {} | {} | {} | {} |",
             o.strategy,
             if o.slow.is_some() { "yes" } else { "no" },
             o.records_per_sec(),
@@ -383,6 +415,14 @@ pub(crate) fn table(outcomes: &[Outcome]) -> String {
             },
             o.time_to_come_back()
                 .map_or("-".to_owned(), |v| format!("{v:.1} s")),
+            match o.routing_reaction() {
+                (None, None) => "-".to_owned(),
+                (shift, back) => format!(
+                    "{} / {}",
+                    secs(shift),
+                    back.map_or("-".to_owned(), |v| format!("{v:.1} s"))
+                ),
+            },
         );
     }
     let baseline = outcomes.iter().find(|o| o.slow.is_none());

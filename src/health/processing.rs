@@ -144,10 +144,11 @@ impl Tally {
 /// Call [`record`](Self::record) with the time each record (or batch of
 /// records) took to process, and [`metadata`](Self::metadata) when
 /// committing: the report covers what was processed since the previous
-/// one. A partition that received nothing since is reported at the
-/// consumer's latest pace over all its partitions (it would be processed at
-/// that pace), so a partition routing has starved still shows a recovery;
-/// before the consumer has processed anything, there is no report.
+/// one. A partition that received nothing since is reported at its own
+/// last pace or the consumer's latest pace over all its partitions,
+/// whichever is faster, so a partition that routing starved while its
+/// consumer was slow shows the consumer's recovery; before the consumer
+/// has processed anything, there is no report.
 ///
 /// ```
 /// use std::time::Duration;
@@ -191,20 +192,24 @@ impl ProcessingMeter {
 
     /// The report for the partition's next commit: its time per record
     /// since its previous report (which this starts again from); when it
-    /// processed nothing since, the consumer's time per record over all its
-    /// partitions since that was last taken; `None` before the consumer
-    /// processed anything.
+    /// processed nothing since, the faster of its last report and the
+    /// consumer's time per record over all its partitions since that was
+    /// last taken; `None` before the consumer processed anything.
     pub fn report(&mut self, topic: &str, partition: i32) -> Option<ProcessingReport> {
         let overall = self.all.take();
-        let own = self
+        let Some(tally) = self
             .topics
             .get_mut(topic)
             .and_then(|partitions| partitions.get_mut(&partition))
-            .and_then(|tally| {
-                let fresh = tally.records > 0;
-                tally.take().filter(|_| fresh)
-            });
-        own.or(overall)
+        else {
+            return overall;
+        };
+        let fresh = tally.records > 0;
+        match (tally.take(), overall) {
+            (Some(own), _) if fresh => Some(own),
+            (Some(own), Some(all)) if own.per_record() <= all.per_record() => Some(own),
+            (own, all) => all.or(own),
+        }
     }
 
     /// [`report`](Self::report) as commit metadata.
@@ -338,6 +343,23 @@ mod tests {
         assert_eq!(meter.report("u", 0).map(|r| r.per_record()), fast);
         // A partition forgotten and nothing since: the consumer's pace.
         meter.forget("t", 0);
+        assert_eq!(meter.report("t", 0).map(|r| r.per_record()), fast);
+    }
+
+    #[test]
+    fn a_fast_partition_without_records_keeps_its_own_pace() {
+        let mut meter = ProcessingMeter::new();
+        meter.record("t", 0, 10, Duration::from_millis(2));
+        meter.record("t", 1, 10, Duration::from_millis(20));
+        let fast = Some(Duration::from_micros(200));
+        assert_eq!(meter.report("t", 0).map(|r| r.per_record()), fast);
+        // Only the slow partition's records since: partition 0 stays fast,
+        // not the consumer's mixed pace.
+        meter.record("t", 1, 10, Duration::from_millis(20));
+        assert_eq!(
+            meter.report("t", 1).map(|r| r.per_record()),
+            Some(Duration::from_millis(2))
+        );
         assert_eq!(meter.report("t", 0).map(|r| r.per_record()), fast);
     }
 }

@@ -31,6 +31,7 @@ use crate::consumer::{
 };
 use crate::error::{Error, ErrorKind};
 use crate::failure_headers::FailureInfo;
+use crate::health::ProcessingMeter;
 use crate::producer::Producer;
 use crate::telemetry;
 
@@ -101,6 +102,7 @@ struct Settings {
     max_concurrency: usize,
     commit_interval: Duration,
     shutdown_timeout: Duration,
+    report_processing: bool,
 }
 
 impl Settings {
@@ -186,6 +188,7 @@ impl<P: Processor> ProcessorRunner<P> {
                 max_concurrency: 1,
                 commit_interval: Duration::from_millis(500),
                 shutdown_timeout: Duration::from_secs(10),
+                report_processing: true,
             },
         }
     }
@@ -255,6 +258,19 @@ impl<P: Processor> ProcessorRunnerBuilder<P> {
     /// are also committed when partitions are revoked and at shutdown.
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.settings.commit_interval = interval;
+        self
+    }
+
+    /// Whether each commit carries the processor's time per record on that
+    /// partition since the last commit, as the offset's metadata (a
+    /// [`ProcessingReport`](crate::health::ProcessingReport); default on).
+    /// Producers whose smart partitioner collects this group's lag with
+    /// trend scoring then route by what the processors can do instead of
+    /// probing. The time is the processor's, divided by
+    /// [`max_concurrency`](Self::max_concurrency) (records processed at
+    /// once).
+    pub fn report_processing(mut self, on: bool) -> Self {
+        self.settings.report_processing = on;
         self
     }
 
@@ -364,6 +380,9 @@ impl PartitionState {
 #[derive(Debug, Default)]
 struct Shared {
     partitions: BTreeMap<TopicPartition, PartitionState>,
+    /// Processing time per partition, for the reports committed with the
+    /// offsets (`None` when they are off).
+    meter: Option<ProcessingMeter>,
     next_epoch: u64,
     in_flight: usize,
 }
@@ -375,6 +394,11 @@ fn lock(shared: &SharedState) -> MutexGuard<'_, Shared> {
 }
 
 impl Shared {
+    /// The processing report to commit with `topic`/`partition`'s offset.
+    fn report(&mut self, topic: &str, partition: i32) -> Option<String> {
+        self.meter.as_mut()?.metadata(topic, partition)
+    }
+
     fn assign(&mut self, tp: TopicPartition) -> &mut PartitionState {
         let epoch = self.next_epoch;
         self.next_epoch += 1;
@@ -398,7 +422,12 @@ impl Shared {
             }
             self.in_flight -= state.tasks.len();
             if let Some(next) = state.to_commit() {
-                commits.push(OffsetToCommit::new(tp.0.clone(), tp.1, next));
+                let mut commit = OffsetToCommit::new(tp.0.clone(), tp.1, next);
+                commit.metadata = self.report(&tp.0, tp.1);
+                commits.push(commit);
+            }
+            if let Some(meter) = self.meter.as_mut() {
+                meter.forget(&tp.0, tp.1);
             }
         }
         commits
@@ -524,7 +553,10 @@ impl<P: Processor> ProcessorRunner<P> {
             settings,
             stats,
         } = self;
-        let shared: SharedState = Arc::default();
+        let shared: SharedState = Arc::new(Mutex::new(Shared {
+            meter: settings.report_processing.then(ProcessingMeter::new),
+            ..Shared::default()
+        }));
         let _abort = AbortOnDrop(Arc::clone(&shared));
         let (fatal, mut fatal_errors) = mpsc::unbounded_channel();
         let ctx = Arc::new(TaskContext {
@@ -803,7 +835,12 @@ async fn handle<P: Processor>(ctx: &TaskContext<P>, record: ConsumedRecord) -> R
         let started = clock::now();
         match attempt_once(&ctx.processor, &record).await {
             Ok(()) => {
-                telemetry::processed(topic, started.elapsed());
+                let took = started.elapsed();
+                telemetry::processed(topic, took);
+                if let Some(meter) = lock(&ctx.shared).meter.as_mut() {
+                    let at_once = u32::try_from(ctx.settings.max_concurrency).unwrap_or(u32::MAX);
+                    meter.record(topic, record.partition, 1, took / at_once.max(1));
+                }
                 RunStats::add(&ctx.stats.0.processed, 1);
                 return Ok(());
             }
@@ -883,17 +920,24 @@ async fn attempt_once<P: Processor>(
 
 /// Commits every partition's finished position that moved.
 async fn commit(consumer: &mut Consumer, shared: &SharedState) {
-    let offsets: Vec<OffsetToCommit> = lock(shared)
-        .partitions
-        .iter()
-        .filter_map(|((topic, partition), state)| {
-            Some(OffsetToCommit::new(
-                topic.clone(),
-                *partition,
-                state.to_commit()?,
-            ))
-        })
-        .collect();
+    let offsets: Vec<OffsetToCommit> = {
+        let mut shared = lock(shared);
+        let mut offsets: Vec<OffsetToCommit> = shared
+            .partitions
+            .iter()
+            .filter_map(|((topic, partition), state)| {
+                Some(OffsetToCommit::new(
+                    topic.clone(),
+                    *partition,
+                    state.to_commit()?,
+                ))
+            })
+            .collect();
+        for offset in &mut offsets {
+            offset.metadata = shared.report(&offset.topic, offset.partition);
+        }
+        offsets
+    };
     if offsets.is_empty() {
         return;
     }
@@ -924,6 +968,7 @@ mod tests {
             max_concurrency: 1,
             commit_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(1),
+            report_processing: false,
         };
         assert_eq!(s.backoff(1), Duration::from_millis(100));
         assert_eq!(s.backoff(2), Duration::from_millis(200));

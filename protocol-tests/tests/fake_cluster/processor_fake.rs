@@ -257,3 +257,92 @@ async fn partitions_moving_to_a_new_member_are_handed_over_without_losing_record
         );
     }
 }
+
+/// A processor that spends 2 ms on every record.
+struct TwoMillis;
+
+impl smartkafka::processor::Processor for TwoMillis {
+    async fn process(
+        &self,
+        _: &smartkafka::consumer::ConsumedRecord,
+    ) -> Result<(), smartkafka::processor::ProcessError> {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_commits_its_processing_time_with_each_offset() {
+    use smartkafka::health::{KafkaLagCollector, LagCollector, ProcessingReport};
+    use smartkafka::{AdminClient, ClientConfig};
+
+    let cluster = cluster(&[("work", 2), ("work.dlt", 1)]).await;
+    let bootstrap = cluster.bootstrap_servers();
+    let producer = runs::producer(&bootstrap).await;
+    let records: Vec<(Option<String>, Vec<u8>)> = (0..40)
+        .map(|i| (Some(format!("k{i}")), format!("job-{i}").into_bytes()))
+        .collect();
+    runs::write(&producer, "work", &records).await;
+    let run = |group: &'static str, report: bool| {
+        let (bootstrap, producer) = (bootstrap.clone(), producer.clone());
+        async move {
+            let consumer =
+                runs::consumer(&bootstrap, group, Duration::from_secs(3), Assignor::Range).await;
+            let runner = ProcessorRunner::builder(consumer, producer, TwoMillis)
+                .topics(&["work"])
+                .commit_interval(Duration::from_millis(100))
+                .report_processing(report)
+                .build()
+                .unwrap();
+            let stats = runner.stats();
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                runner.run_until(runs::until(stats, |s| s.processed == 40)),
+            )
+            .await
+            .expect("the run ends")
+            .expect("the run succeeds");
+        }
+    };
+    run("reporting", true).await;
+    run("quiet", false).await;
+
+    let admin = AdminClient::connect(ClientConfig::new(&bootstrap))
+        .await
+        .unwrap();
+    let reporting = admin
+        .committed_with_metadata("reporting", "work", &[0, 1])
+        .await
+        .unwrap();
+    for (p, committed) in &reporting {
+        let committed = committed.as_ref().expect("committed");
+        assert_eq!(committed.offset, cluster.high_watermark("work", *p));
+        let report = committed
+            .metadata
+            .as_deref()
+            .and_then(ProcessingReport::from_metadata)
+            .unwrap_or_else(|| panic!("partition {p}: {committed:?}"));
+        // At least the 2 ms slept; not much more on an idle machine.
+        assert!(
+            report.per_record() >= Duration::from_millis(2)
+                && report.per_record() < Duration::from_millis(50),
+            "partition {p}: {report:?}"
+        );
+        assert!(report.records() >= 1, "{report:?}");
+    }
+    // The lag collector reads the same reports.
+    let lags = KafkaLagCollector::new(ClientConfig::new(&bootstrap))
+        .collect("reporting", "work")
+        .await
+        .unwrap();
+    assert!(lags.iter().all(|l| l.processing.is_some()), "{lags:?}");
+    // Turned off: offsets without metadata.
+    let quiet = admin
+        .committed_with_metadata("quiet", "work", &[0, 1])
+        .await
+        .unwrap();
+    for committed in quiet.values() {
+        let committed = committed.as_ref().expect("committed");
+        assert_eq!(committed.metadata, None, "{committed:?}");
+    }
+}

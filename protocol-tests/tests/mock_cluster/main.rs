@@ -22,6 +22,7 @@ mod group_consumer;
 mod mock_cluster;
 mod partitioner_interop;
 mod processor_mock;
+mod reported_processing_mock;
 mod sink_mock;
 mod smart_trend_mock;
 mod transactions_mock;

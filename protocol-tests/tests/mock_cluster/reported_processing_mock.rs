@@ -1,0 +1,234 @@
+//! Consumers reporting their processing time, against librdkafka's mock
+//! cluster: a rust-rdkafka member of the group commits its offsets with a
+//! `ProcessingReport` as metadata (librdkafka sends it, the mock stores it,
+//! our lag collector reads it back with OffsetFetch), and trend routing
+//! shares keyless records in proportion to the reported capacities: the
+//! partitions of a consumer that reports ten times the time per record get
+//! about their capacity's share, and their share comes back within two
+//! refreshes once the reports say it is fast again, without probing.
+//! Where records went is read from the log (end offsets through
+//! rust-rdkafka), not from our callbacks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rdkafka::ClientConfig as RdConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::{Offset, TopicPartitionList};
+use smartkafka::health::{
+    KafkaLagCollector, LagCollector, ProcessingMeter, RoutingReason, Scoring, SmartConfig,
+};
+use smartkafka::{ClientConfig, Producer, Record};
+use tokio::time::Instant;
+
+const TOPIC: &str = "reported";
+const GROUP: &str = "reported-readers";
+const PARTITIONS: i32 = 6;
+/// The partitions of the consumer that reports being slow.
+const SLOW: [i32; 2] = [0, 1];
+
+/// End offsets of every partition, read with rust-rdkafka.
+fn ends(reader: &BaseConsumer) -> Vec<i64> {
+    (0..PARTITIONS)
+        .map(|p| {
+            reader
+                .fetch_watermarks(TOPIC, p, Duration::from_secs(5))
+                .expect("watermarks")
+                .1
+        })
+        .collect()
+}
+
+/// A rust-rdkafka member of the group reading `partitions` and committing
+/// every 100 ms, each offset with its meter's report as metadata. Its
+/// processing is counted, not spent: 200 us per record, 2 ms while `slow`
+/// is set.
+fn start_consumer(
+    bootstrap: String,
+    partitions: Vec<i32>,
+    slow: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let consumer: BaseConsumer = RdConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", GROUP)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            tpl.add_partition_offset(TOPIC, *p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut meter = ProcessingMeter::new();
+        let mut read: BTreeMap<i32, i64> = BTreeMap::new();
+        while !stop.load(Ordering::Relaxed) {
+            let until = Instant::now() + Duration::from_millis(100);
+            while Instant::now() < until {
+                let Some(message) = consumer.poll(Duration::from_millis(10)) else {
+                    continue;
+                };
+                // The cluster goes away when the test ends.
+                let Ok(message) = message else { continue };
+                let p = message.partition();
+                let took = if slow.load(Ordering::Relaxed) {
+                    Duration::from_millis(2)
+                } else {
+                    Duration::from_micros(200)
+                };
+                meter.record(TOPIC, p, 1, took);
+                read.insert(p, message.offset() + 1);
+            }
+            let mut commit = TopicPartitionList::new();
+            for (p, next) in &read {
+                let mut element = commit.add_partition(TOPIC, *p);
+                element.set_offset(Offset::Offset(*next)).unwrap();
+                if let Some(report) = meter.metadata(TOPIC, *p) {
+                    element.set_metadata(report);
+                }
+            }
+            if commit.count() > 0 {
+                let _ = consumer.commit(&commit, CommitMode::Sync);
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reported_processing_times_route_by_capacity_and_give_the_share_back() {
+    let _one_at_a_time = crate::GROUP_SUITES.lock().await;
+    let cluster = MockCluster::new(1).expect("librdkafka mock cluster");
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let bootstrap = cluster.bootstrap_servers();
+    let reader: BaseConsumer = RdConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("reader");
+    let slow = Arc::new(AtomicBool::new(true));
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumers = [
+        start_consumer(
+            bootstrap.clone(),
+            SLOW.to_vec(),
+            Arc::clone(&slow),
+            Arc::clone(&stop),
+        ),
+        start_consumer(
+            bootstrap.clone(),
+            (0..PARTITIONS).filter(|p| !SLOW.contains(p)).collect(),
+            Arc::new(AtomicBool::new(false)),
+            Arc::clone(&stop),
+        ),
+    ];
+
+    let refresh = Duration::from_millis(300);
+    let producer = Producer::builder()
+        .bootstrap_servers(&bootstrap)
+        .linger(Duration::from_millis(5))
+        // Small batches, so the windows below see many sticky choices.
+        .batch_size(1024)
+        .smart_partitioner(
+            SmartConfig::new(GROUP)
+                .topics([TOPIC])
+                .scoring(Scoring::Trend)
+                .refresh_interval(refresh),
+        )
+        .build()
+        .await
+        .expect("producer");
+    // Keyless records at about 2,000/s, in steps of 10 ms.
+    let send_for = |producer: Producer, how_long: Duration| async move {
+        let until = Instant::now() + how_long;
+        let mut i = 0u64;
+        while Instant::now() < until {
+            for _ in 0..20 {
+                let _delivery = producer
+                    .send(Record::new(TOPIC).value(format!("keyless {i}")))
+                    .await
+                    .expect("send");
+                i += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        producer.flush().await.expect("flush");
+    };
+
+    // Every partition gets records and its consumer's reports.
+    for p in 0..PARTITIONS {
+        for i in 0..50 {
+            let _delivery = producer
+                .send(Record::new(TOPIC).partition(p).value(format!("seed {i}")))
+                .await
+                .expect("send");
+        }
+    }
+    send_for(producer.clone(), Duration::from_secs(2)).await;
+
+    // The reports made it through librdkafka and the mock to our collector.
+    let lags = KafkaLagCollector::new(ClientConfig::new(&bootstrap))
+        .collect(GROUP, TOPIC)
+        .await
+        .expect("lag");
+    for lag in &lags {
+        let report = lag
+            .processing
+            .unwrap_or_else(|| panic!("no report for partition {}", lag.partition));
+        let expected = if SLOW.contains(&lag.partition) {
+            Duration::from_millis(2)
+        } else {
+            Duration::from_micros(200)
+        };
+        assert_eq!(report.per_record(), expected, "partition {}", lag.partition);
+    }
+
+    // While slow: about their capacity's share (1,000 of 21,000 records/s).
+    let before = ends(&reader);
+    send_for(producer.clone(), Duration::from_secs(3)).await;
+    let during = ends(&reader);
+    let routing = producer
+        .health_summary()
+        .expect("smart partitioning")
+        .topic(TOPIC)
+        .and_then(|t| t.snapshot.clone())
+        .and_then(|s| s.get(SLOW[0]).and_then(|p| p.routing()))
+        .expect("routing");
+    assert_eq!(routing.reason, RoutingReason::Reported, "{routing:?}");
+    assert_eq!(routing.capacity, Some(500.0), "{routing:?}");
+
+    // Fast again: within two refreshes (plus a commit) the share is back.
+    slow.store(false, Ordering::Relaxed);
+    send_for(producer.clone(), refresh * 2 + Duration::from_millis(200)).await;
+    let back_from = ends(&reader);
+    send_for(producer.clone(), Duration::from_secs(2)).await;
+    let after = ends(&reader);
+    stop.store(true, Ordering::Relaxed);
+    for consumer in consumers {
+        consumer.join().expect("consumer thread");
+    }
+
+    let share = |a: &[i64], b: &[i64]| {
+        let total: i64 = a.iter().zip(b).map(|(x, y)| x - y).sum();
+        assert!(total > 1_000, "records were sent: {a:?} {b:?}");
+        let slow: i64 = SLOW.iter().map(|p| a[*p as usize] - b[*p as usize]).sum();
+        slow as f64 / total as f64
+    };
+    let slow_share = share(&during, &before);
+    let back_share = share(&after, &back_from);
+    eprintln!("the slow consumer's share: {slow_share:.3} while slow, {back_share:.3} after");
+    assert!(
+        slow_share < 0.1,
+        "the slow consumer's partitions got {slow_share:.3} of the records"
+    );
+    assert!(
+        back_share > 0.22,
+        "after its reports went fast, its partitions got {back_share:.3} (even: 0.333)"
+    );
+    producer.close(Duration::from_secs(5)).await.expect("close");
+}

@@ -7,7 +7,9 @@
 //! asynchronous commit, as librdkafka's automatic commit makes); with
 //! `--report-processing` each offset carries the consumer's time per record
 //! since its last commit as metadata (`smartkafka::health::ProcessingMeter`),
-//! the time being the simulated work. Each record costs
+//! the time being the simulated work, and a partition whose pace halves or
+//! doubles (over 10 records) is committed at once (at most every 100 ms).
+//! Each record costs
 //! `--work-us` microseconds of simulated processing (a sleep, not CPU), times
 //! `--slow-factor` while the slow window is open. The window comes on standard
 //! input as `go FROM_US UNTIL_US` (Unix microseconds; `go 0 0` for none);
@@ -127,7 +129,14 @@ pub(crate) fn run(args: &Args) -> Result<(), BoxError> {
             }
             None => {}
         }
-        if committed_at.elapsed() >= commit_every {
+        // A pace that halved or doubled is reported at once.
+        let drifted = args.report_processing
+            && committed_at.elapsed() >= Duration::from_millis(100)
+            && args
+                .assign
+                .iter()
+                .any(|p| meter.drifted(&args.topic, *p, 2.0, 10));
+        if drifted || committed_at.elapsed() >= commit_every {
             committed_at = Instant::now();
             commit(&consumer, args, &positions, &mut meter, &mut errors)?;
         }

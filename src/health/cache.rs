@@ -472,6 +472,28 @@ mod tests {
     }
 
     #[test]
+    fn cached_health_with_processing_reports_rejects_malformed_fields() {
+        for bad in [
+            "v1|1|0:1:2:1:200000",
+            "v1|1|0:1:2:1:200000:4:9",
+            "v1|1|0:1:2:1:-5:4",
+            "v1|1|0:1:2:1:200000:x",
+            "v1|1|0:1:2:1::4",
+        ] {
+            assert!(CachedHealth::decode("t", bad).is_err(), "{bad}");
+        }
+        // A partition with a report and one without, side by side.
+        let text = "v1|1|0:1:2:1:200000:4;1:-:5:5";
+        let health = CachedHealth::decode("t", text).unwrap();
+        assert_eq!(
+            health.lags[0].processing.map(|r| r.per_record()),
+            Some(Duration::from_micros(200))
+        );
+        assert_eq!(health.lags[1].processing, None);
+        assert_eq!(health.encode(), text);
+    }
+
+    #[test]
     fn health_cache_entries_expire_after_the_ttl() {
         let ttl = Duration::from_millis(500);
         let cache = LocalCache::new(8, ttl);

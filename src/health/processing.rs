@@ -212,6 +212,45 @@ impl ProcessingMeter {
         }
     }
 
+    /// Whether the partition's pace since its last report differs from that
+    /// report by more than `factor` (either way, over at least
+    /// `min_records` records): a consumer that slows down or recovers can
+    /// commit at once instead of at its next interval, so routing learns
+    /// of it a commit interval sooner. `false` before the first report.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smartkafka::health::ProcessingMeter;
+    ///
+    /// let mut meter = ProcessingMeter::new();
+    /// meter.record("orders", 0, 10, Duration::from_millis(2));
+    /// meter.report("orders", 0);
+    /// meter.record("orders", 0, 10, Duration::from_millis(3));
+    /// assert!(!meter.drifted("orders", 0, 2.0, 10));
+    /// meter.record("orders", 0, 10, Duration::from_millis(40));
+    /// assert!(meter.drifted("orders", 0, 2.0, 10));
+    /// ```
+    pub fn drifted(&self, topic: &str, partition: i32, factor: f64, min_records: u64) -> bool {
+        let Some(tally) = self.topics.get(topic).and_then(|p| p.get(&partition)) else {
+            return false;
+        };
+        let Some(last) = tally.last else {
+            return false;
+        };
+        if tally.records == 0 || tally.records < min_records {
+            return false;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let now = tally.busy.as_secs_f64() / tally.records as f64;
+        let before = last.per_record().as_secs_f64();
+        let factor = if factor.is_finite() {
+            factor.max(1.0)
+        } else {
+            return false;
+        };
+        now > before * factor || now * factor < before
+    }
+
     /// [`report`](Self::report) as commit metadata.
     pub fn metadata(&mut self, topic: &str, partition: i32) -> Option<String> {
         self.report(topic, partition)

@@ -32,8 +32,15 @@ pub enum Scoring {
     /// [`TopicTrends::record`](super::TopicTrends::record)): a partition
     /// with a backlog gets less than its consumer processes until the
     /// backlog is drained, then a share below that capacity that grows
-    /// back to an even one once its consumer keeps up. Opt-in: see the
-    /// outcome benchmark (`benches/hot_partition.rs`, `benches/README.md`).
+    /// back to an even one once its consumer keeps up. When every
+    /// partition's consumer commits a
+    /// [`ProcessingReport`](super::ProcessingReport) with its offsets (the
+    /// [`ProcessorRunner`](crate::processor::ProcessorRunner) does by
+    /// default; any client can with a [`ProcessingMeter`](super::ProcessingMeter)),
+    /// records are shared in proportion to the reported capacities instead,
+    /// and a recovery shows with the next commit, without probing. Opt-in:
+    /// see the outcome benchmark (`benches/hot_partition.rs`,
+    /// `benches/README.md`).
     Trend,
 }
 

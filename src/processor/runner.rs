@@ -264,6 +264,9 @@ impl<P: Processor> ProcessorRunnerBuilder<P> {
     /// Whether each commit carries the processor's time per record on that
     /// partition since the last commit, as the offset's metadata (a
     /// [`ProcessingReport`](crate::health::ProcessingReport); default on).
+    /// A partition whose pace halves or doubles (over 16 records) is
+    /// committed at once rather than at the next interval (at most every
+    /// 100 ms).
     /// Producers whose smart partitioner collects this group's lag with
     /// trend scoring then route by what the processors can do instead of
     /// probing. The time is the processor's, divided by
@@ -376,6 +379,15 @@ impl PartitionState {
     }
 }
 
+/// How much a partition's processing pace must move since its last report
+/// (either way) for the runner to commit at once.
+const PACE_CHANGE: f64 = 2.0;
+/// Records the moved pace must be seen over.
+const PACE_RECORDS: u64 = 16;
+/// The least time between two commits when a moved pace asks for one, so
+/// a consumer whose records vary widely does not commit on every few.
+const EARLY_COMMIT_GAP: Duration = Duration::from_millis(100);
+
 /// What the poll loop, the record tasks and the rebalance listener share.
 #[derive(Debug, Default)]
 struct Shared {
@@ -383,6 +395,10 @@ struct Shared {
     /// Processing time per partition, for the reports committed with the
     /// offsets (`None` when they are off).
     meter: Option<ProcessingMeter>,
+    /// A partition's processing pace moved by more than [`PACE_CHANGE`]
+    /// since its last report: commit (and report) without waiting for the
+    /// commit interval.
+    pace_changed: bool,
     next_epoch: u64,
     in_flight: usize,
 }
@@ -590,7 +606,10 @@ impl<P: Processor> ProcessorRunner<P> {
             release_due(&shared);
             dispatch(&ctx);
             update_pauses(&mut consumer, &shared);
-            if last_commit.elapsed() >= settings.commit_interval {
+            let since = last_commit.elapsed();
+            let early =
+                since >= EARLY_COMMIT_GAP && std::mem::take(&mut lock(&shared).pace_changed);
+            if early || since >= settings.commit_interval {
                 last_commit = clock::now();
                 commit(&mut consumer, &shared).await;
             }
@@ -837,10 +856,15 @@ async fn handle<P: Processor>(ctx: &TaskContext<P>, record: ConsumedRecord) -> R
             Ok(()) => {
                 let took = started.elapsed();
                 telemetry::processed(topic, took);
-                if let Some(meter) = lock(&ctx.shared).meter.as_mut() {
+                let mut shared = lock(&ctx.shared);
+                if let Some(meter) = shared.meter.as_mut() {
                     let at_once = u32::try_from(ctx.settings.max_concurrency).unwrap_or(u32::MAX);
                     meter.record(topic, record.partition, 1, took / at_once.max(1));
+                    if meter.drifted(topic, record.partition, PACE_CHANGE, PACE_RECORDS) {
+                        shared.pace_changed = true;
+                    }
                 }
+                drop(shared);
                 RunStats::add(&ctx.stats.0.processed, 1);
                 return Ok(());
             }

@@ -105,6 +105,7 @@ mod score;
 mod smart_config;
 #[cfg(test)]
 mod spread;
+mod stint;
 mod table;
 mod trend;
 

@@ -34,7 +34,9 @@
 //!    the stint also ends once its records would take that consumer 20 ms
 //!    (10 records on a consumer at 2 ms a record): a batch's worth of
 //!    records handed to a slow consumer at once would otherwise wait behind
-//!    each other however small the partition's share.
+//!    each other however small the partition's share. Draws are then
+//!    divided by each partition's mean stint, so records, not stints,
+//!    follow the routing weights.
 //!
 //! The partitioner never reads a clock and draws from a seeded generator:
 //! the same seed, table contents and calls give the same partitions.
@@ -43,6 +45,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::stint::{self, Stints};
 use super::table::Fallback;
 use super::{HealthSnapshot, HealthTable, RoutingCounters};
 use crate::engine::partitioner::{
@@ -90,69 +93,13 @@ struct TopicState {
     now: Option<Instant>,
     /// The sticky partition for keyless records.
     sticky: Option<i32>,
-    /// Records placed on the sticky partition in its current stint.
-    stint: u32,
-    /// Records after which the stint ends (see [`STINT_WORK_SECS`]).
-    stint_limit: Option<u32>,
-    /// The partition of the current (or last) stint.
-    stint_partition: Option<i32>,
-    /// Per partition, the records its stints held, a moving average (0
-    /// before its first stint ended).
-    stint_means: Vec<f64>,
+    /// How long keyless records stay on a partition.
+    stints: Stints,
     /// How the last record was placed, to log changes only.
     last: Option<Route>,
     keys: HashMap<Vec<u8>, i32>,
     key_order: VecDeque<Vec<u8>>,
 }
-
-/// The longest work a sticky stint may hand a partition whose consumer
-/// reported its processing time, in seconds of that consumer's time.
-const STINT_WORK_SECS: f64 = 0.02;
-
-/// Records a stint on `partition` may hold: [`STINT_WORK_SECS`] of its
-/// consumer's reported capacity (at least 1), or no limit when it did not
-/// report.
-fn stint_limit(snapshot: &HealthSnapshot, partition: i32) -> Option<u32> {
-    let routing = snapshot.get(partition)?.trend?.routing?;
-    if routing.reason != crate::health::RoutingReason::Reported {
-        return None;
-    }
-    let records = (routing.capacity? * STINT_WORK_SECS).floor();
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    records
-        .is_finite()
-        .then(|| records.clamp(1.0, f64::from(u32::MAX)) as u32)
-}
-
-impl TopicState {
-    /// Counts the records of the stint that ends into its partition's
-    /// moving average.
-    fn end_stint(&mut self) {
-        let (Some(p), records) = (self.stint_partition.take(), std::mem::take(&mut self.stint))
-        else {
-            return;
-        };
-        let Ok(i) = usize::try_from(p) else { return };
-        if records == 0 || i >= MAX_TRACKED_PARTITIONS {
-            return;
-        }
-        if self.stint_means.len() <= i {
-            self.stint_means.resize(i + 1, 0.0);
-        }
-        let mean = &mut self.stint_means[i];
-        let records = f64::from(records);
-        *mean = if *mean > 0.0 {
-            0.9 * *mean + 0.1 * records
-        } else {
-            records
-        };
-    }
-}
-
-/// Partitions per topic whose stint lengths are tracked (partition ids come
-/// from the cluster's metadata; the bound keeps a hostile id from sizing
-/// the table).
-const MAX_TRACKED_PARTITIONS: usize = 1 << 16;
 
 /// A lag-aware partitioner reading health from a [`HealthTable`].
 ///
@@ -378,33 +325,9 @@ impl SmartPartitioner {
             return false;
         }
         self.weigh_by_spare_capacity(snapshot, true);
-        self.weigh_by_stint(snapshot, view.topic);
+        let stints = self.topics.get(view.topic).map(|s| &s.stints);
+        stint::weigh(&mut self.candidates, snapshot, stints);
         true
-    }
-
-    /// When some stint is cut short by [`STINT_WORK_SECS`], divides each
-    /// candidate's weight by the records its stints hold (their moving
-    /// average; before one ended, its limit, or the longest limit), so that
-    /// records, not stints, follow the routing weights.
-    fn weigh_by_stint(&mut self, snapshot: &HealthSnapshot, topic: &str) {
-        let limits: Vec<Option<u32>> = self
-            .candidates
-            .iter()
-            .map(|(p, _)| stint_limit(snapshot, *p))
-            .collect();
-        let Some(longest) = limits.iter().flatten().max().map(|l| f64::from(*l)) else {
-            return;
-        };
-        let means = self.topics.get(topic).map_or(&[][..], |s| &s.stint_means);
-        for ((p, weight), limit) in self.candidates.iter_mut().zip(&limits) {
-            let mean = usize::try_from(*p)
-                .ok()
-                .and_then(|i| means.get(i))
-                .copied()
-                .filter(|m| *m > 0.0);
-            let stint = mean.unwrap_or_else(|| limit.map_or(longest, f64::from));
-            *weight = (*weight / stint.max(1.0)).max(f64::MIN_POSITIVE);
-        }
     }
 
     /// With trend scoring, multiplies each candidate's weight by
@@ -610,14 +533,10 @@ impl SmartPartitioner {
             None => self.draw(),
         };
         if let Some(state) = self.topics.get_mut(view.topic) {
-            if sticky != Some(chosen) {
-                state.end_stint();
-                state.stint_partition = Some(chosen);
-                state.stint_limit = stint_limit(&snapshot, chosen);
-            }
-            state.stint = state.stint.saturating_add(1);
-            let done = state.stint_limit.is_some_and(|limit| state.stint >= limit);
-            state.sticky = (!done).then_some(chosen);
+            let over = state
+                .stints
+                .place(chosen, sticky == Some(chosen), &snapshot);
+            state.sticky = (!over).then_some(chosen);
         }
         self.note(view.topic, how);
         Ok(chosen)

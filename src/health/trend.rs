@@ -564,9 +564,6 @@ impl PartitionWindow {
         gap.as_secs_f64().min(10.0)
     }
 
-    /// Moves this partition's routing state on by one refresh, given its
-    /// measure and the topic's even share (records per second); sets the
-    /// target rate, leaving the weight to the caller.
     /// Routing by the capacity the consumer reported: `share` of the
     /// topic's records (its capacity over the topic's), halved while it has
     /// a backlog, nothing while it is stuck or has a backlog and commits
@@ -597,6 +594,9 @@ impl PartitionWindow {
         };
     }
 
+    /// Moves this partition's routing state on by one refresh, given its
+    /// measure and the topic's even share (records per second); sets the
+    /// target rate, leaving the weight to the caller.
     fn step(&mut self, m: Measure, even: f64, horizon: f64) {
         let previous = self.route.routing;
         let was = previous.map(|r| r.reason);

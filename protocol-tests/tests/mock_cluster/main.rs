@@ -19,6 +19,7 @@ static GROUP_SUITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 mod fetch_sessions_mock;
 mod group_churn;
 mod group_consumer;
+mod keyless_load;
 mod mock_cluster;
 mod partitioner_interop;
 mod processor_mock;

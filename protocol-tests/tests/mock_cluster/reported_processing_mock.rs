@@ -17,12 +17,13 @@ use std::time::Duration;
 use rdkafka::ClientConfig as RdConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::message::Message;
-use rdkafka::mocking::MockCluster;
 use rdkafka::{Offset, TopicPartitionList};
 use smartkafka::health::{
     KafkaLagCollector, LagCollector, ProcessingMeter, RoutingReason, Scoring, SmartConfig,
 };
-use smartkafka::{ClientConfig, Producer, Record};
+use smartkafka::{ClientConfig, Producer};
+
+use crate::keyless_load::{ends, mock_with_topic, seed, send_keyless_for};
 use tokio::time::Instant;
 
 const TOPIC: &str = "reported";
@@ -30,18 +31,6 @@ const GROUP: &str = "reported-readers";
 const PARTITIONS: i32 = 6;
 /// The partitions of the consumer that reports being slow.
 const SLOW: [i32; 2] = [0, 1];
-
-/// End offsets of every partition, read with rust-rdkafka.
-fn ends(reader: &BaseConsumer) -> Vec<i64> {
-    (0..PARTITIONS)
-        .map(|p| {
-            reader
-                .fetch_watermarks(TOPIC, p, Duration::from_secs(5))
-                .expect("watermarks")
-                .1
-        })
-        .collect()
-}
 
 /// A rust-rdkafka member of the group reading `partitions` and committing
 /// every 100 ms, each offset with its meter's report as metadata. Its
@@ -104,13 +93,7 @@ fn start_consumer(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reported_processing_times_route_by_capacity_and_give_the_share_back() {
     let _one_at_a_time = crate::GROUP_SUITES.lock().await;
-    let cluster = MockCluster::new(1).expect("librdkafka mock cluster");
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
-    let bootstrap = cluster.bootstrap_servers();
-    let reader: BaseConsumer = RdConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .expect("reader");
+    let (_cluster, bootstrap, reader) = mock_with_topic(TOPIC, PARTITIONS);
     let slow = Arc::new(AtomicBool::new(true));
     let stop = Arc::new(AtomicBool::new(false));
     let consumers = [
@@ -143,33 +126,10 @@ async fn reported_processing_times_route_by_capacity_and_give_the_share_back() {
         .build()
         .await
         .expect("producer");
-    // Keyless records at about 2,000/s, in steps of 10 ms.
-    let send_for = |producer: Producer, how_long: Duration| async move {
-        let until = Instant::now() + how_long;
-        let mut i = 0u64;
-        while Instant::now() < until {
-            for _ in 0..20 {
-                let _delivery = producer
-                    .send(Record::new(TOPIC).value(format!("keyless {i}")))
-                    .await
-                    .expect("send");
-                i += 1;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        producer.flush().await.expect("flush");
-    };
 
     // Every partition gets records and its consumer's reports.
-    for p in 0..PARTITIONS {
-        for i in 0..50 {
-            let _delivery = producer
-                .send(Record::new(TOPIC).partition(p).value(format!("seed {i}")))
-                .await
-                .expect("send");
-        }
-    }
-    send_for(producer.clone(), Duration::from_secs(2)).await;
+    seed(&producer, TOPIC, PARTITIONS).await;
+    send_keyless_for(&producer, TOPIC, Duration::from_secs(2)).await;
 
     // The reports made it through librdkafka and the mock to our collector.
     let lags = KafkaLagCollector::new(ClientConfig::new(&bootstrap))
@@ -189,9 +149,9 @@ async fn reported_processing_times_route_by_capacity_and_give_the_share_back() {
     }
 
     // While slow: about their capacity's share (1,000 of 21,000 records/s).
-    let before = ends(&reader);
-    send_for(producer.clone(), Duration::from_secs(3)).await;
-    let during = ends(&reader);
+    let before = ends(&reader, TOPIC, PARTITIONS);
+    send_keyless_for(&producer, TOPIC, Duration::from_secs(3)).await;
+    let during = ends(&reader, TOPIC, PARTITIONS);
     let routing = producer
         .health_summary()
         .expect("smart partitioning")
@@ -204,10 +164,10 @@ async fn reported_processing_times_route_by_capacity_and_give_the_share_back() {
 
     // Fast again: within two refreshes (plus a commit) the share is back.
     slow.store(false, Ordering::Relaxed);
-    send_for(producer.clone(), refresh * 2 + Duration::from_millis(200)).await;
-    let back_from = ends(&reader);
-    send_for(producer.clone(), Duration::from_secs(2)).await;
-    let after = ends(&reader);
+    send_keyless_for(&producer, TOPIC, refresh * 2 + Duration::from_millis(200)).await;
+    let back_from = ends(&reader, TOPIC, PARTITIONS);
+    send_keyless_for(&producer, TOPIC, Duration::from_secs(2)).await;
+    let after = ends(&reader, TOPIC, PARTITIONS);
     stop.store(true, Ordering::Relaxed);
     for consumer in consumers {
         consumer.join().expect("consumer thread");

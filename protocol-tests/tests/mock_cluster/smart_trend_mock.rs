@@ -13,10 +13,11 @@ use std::time::Duration;
 use rdkafka::ClientConfig as RdConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::message::Message;
-use rdkafka::mocking::MockCluster;
 use rdkafka::{Offset, TopicPartitionList};
 use smartkafka::health::{PartitionStatus, Scoring, SmartConfig};
 use smartkafka::{Producer, Record};
+
+use crate::keyless_load::{ends, mock_with_topic, seed, send_keyless_for};
 use tokio::time::Instant;
 
 const TOPIC: &str = "trend";
@@ -26,18 +27,6 @@ const PARTITIONS: i32 = 6;
 const STALLED: i32 = 2;
 /// The partition that gets a burst and drains it slowly.
 const BURST: i32 = 4;
-
-/// End offsets of every partition, read with rust-rdkafka.
-fn ends(reader: &BaseConsumer) -> Vec<i64> {
-    (0..PARTITIONS)
-        .map(|p| {
-            reader
-                .fetch_watermarks(TOPIC, p, Duration::from_secs(5))
-                .expect("watermarks")
-                .1
-        })
-        .collect()
-}
 
 /// A rust-rdkafka member of the group reading every partition: it commits
 /// what it read after each poll, stops touching `STALLED` once `stall` is
@@ -101,13 +90,7 @@ async fn trend_scoring_avoids_a_stalled_partition_and_feeds_one_draining_a_burst
     // Timing matters here (a consumer draining at a set rate): run alone
     // beside the other suites that share the machine's two cores.
     let _one_at_a_time = crate::GROUP_SUITES.lock().await;
-    let cluster = MockCluster::new(1).expect("librdkafka mock cluster");
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
-    let bootstrap = cluster.bootstrap_servers();
-    let reader: BaseConsumer = RdConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .expect("reader");
+    let (_cluster, bootstrap, reader) = mock_with_topic(TOPIC, PARTITIONS);
     let stall = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let consumer = start_consumer(bootstrap.clone(), Arc::clone(&stall), Arc::clone(&stop));
@@ -133,33 +116,10 @@ async fn trend_scoring_avoids_a_stalled_partition_and_feeds_one_draining_a_burst
         .build()
         .await
         .expect("producer");
-    // Keyless records at about 2,000/s, in steps of 10 ms.
-    let send_for = |producer: Producer, how_long: Duration| async move {
-        let until = Instant::now() + how_long;
-        let mut i = 0u64;
-        while Instant::now() < until {
-            for _ in 0..20 {
-                let _delivery = producer
-                    .send(Record::new(TOPIC).value(format!("keyless {i}")))
-                    .await
-                    .expect("send");
-                i += 1;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        producer.flush().await.expect("flush");
-    };
 
     // Warm-up: every partition has records and commits, and keeps up.
-    for p in 0..PARTITIONS {
-        for i in 0..50 {
-            let _delivery = producer
-                .send(Record::new(TOPIC).partition(p).value(format!("seed {i}")))
-                .await
-                .expect("send");
-        }
-    }
-    send_for(producer.clone(), Duration::from_secs(2)).await;
+    seed(&producer, TOPIC, PARTITIONS).await;
+    send_keyless_for(&producer, TOPIC, Duration::from_secs(2)).await;
 
     // Partition 2's consumer stops committing; partition 4 gets a burst of
     // 3,000 records its consumer drains at about 2,000/s.
@@ -175,9 +135,9 @@ async fn trend_scoring_avoids_a_stalled_partition_and_feeds_one_draining_a_burst
             .expect("send");
     }
     producer.flush().await.expect("flush");
-    let burst_sent = ends(&reader);
-    send_for(producer.clone(), Duration::from_millis(1_500)).await;
-    let during_drain = ends(&reader);
+    let burst_sent = ends(&reader, TOPIC, PARTITIONS);
+    send_keyless_for(&producer, TOPIC, Duration::from_millis(1_500)).await;
+    let during_drain = ends(&reader, TOPIC, PARTITIONS);
     // The routing rule itself: a partition whose commits move is never
     // routed nothing, however large its backlog.
     let drain_routing = producer
@@ -189,15 +149,15 @@ async fn trend_scoring_avoids_a_stalled_partition_and_feeds_one_draining_a_burst
 
     // Give trend scoring a few refreshes to call partition 2 stalled, then
     // measure where keyless records go.
-    send_for(producer.clone(), Duration::from_secs(2)).await;
+    send_keyless_for(&producer, TOPIC, Duration::from_secs(2)).await;
     let summary = producer.health_summary().expect("smart partitioning");
     let snapshot = summary
         .topic(TOPIC)
         .and_then(|t| t.snapshot.clone())
         .expect("health");
-    let before = ends(&reader);
-    send_for(producer.clone(), Duration::from_secs(3)).await;
-    let after = ends(&reader);
+    let before = ends(&reader, TOPIC, PARTITIONS);
+    send_keyless_for(&producer, TOPIC, Duration::from_secs(3)).await;
+    let after = ends(&reader, TOPIC, PARTITIONS);
     stop.store(true, Ordering::Relaxed);
     consumer.join().expect("consumer thread");
 

@@ -264,14 +264,13 @@ impl<P: Processor> ProcessorRunnerBuilder<P> {
     /// Whether each commit carries the processor's time per record on that
     /// partition since the last commit, as the offset's metadata (a
     /// [`ProcessingReport`](crate::health::ProcessingReport); default on).
-    /// A partition whose pace halves or doubles (over 16 records) is
-    /// committed at once rather than at the next interval (at most every
-    /// 100 ms).
     /// Producers whose smart partitioner collects this group's lag with
     /// trend scoring then route by what the processors can do instead of
     /// probing. The time is the processor's, divided by
     /// [`max_concurrency`](Self::max_concurrency) (records processed at
-    /// once).
+    /// once). A partition whose pace halves or doubles (over 16 records)
+    /// is committed at once rather than at the next interval (at most
+    /// every 100 ms), so routing hears of a slowdown or a recovery sooner.
     pub fn report_processing(mut self, on: bool) -> Self {
         self.settings.report_processing = on;
         self

@@ -1,7 +1,8 @@
 //! The `smartkafka-monitor` binary end to end: run as a child process
 //! against the in-process fake cluster and a real `redis-server`, it watches
-//! a consumer group (our group consumer, committing what it reads), and two
-//! producers route by the health it publishes to Redis. When the consumer
+//! a consumer group (our group consumer, committing what it reads with a
+//! processing report), and two producers route by the health it publishes
+//! to Redis; the reports reach the monitor's page and both producers. When the consumer
 //! stops committing on two partitions, the monitor's Prometheus page shows
 //! their lag growing and them unhealthy, both producers' keyless records
 //! leave them (counted from the partitions' end offsets, not from the
@@ -23,7 +24,7 @@ use std::time::Duration;
 use prometheus_parse::{Scrape, Value};
 use protocol_tests::FakeCluster;
 use smartkafka::consumer::{AutoOffsetReset, Consumer, ConsumerConfig, OffsetToCommit};
-use smartkafka::health::{HybridCache, LocalCache, RedisCache, SmartConfig};
+use smartkafka::health::{HybridCache, LocalCache, ProcessingReport, RedisCache, SmartConfig};
 use smartkafka::{AdminClient, ClientConfig, OffsetSpec, Producer, Record};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -204,8 +205,9 @@ async fn scrape_until(
 }
 
 /// Our group consumer, reading the topic and committing what it read,
-/// except on [`SLOW`] once `slow` is set. Counts its assigned partitions
-/// into `assigned`.
+/// except on [`SLOW`] once `slow` is set, each commit carrying the
+/// partition's [`reported`] processing time. Counts its assigned
+/// partitions into `assigned`.
 fn consume(
     bootstrap: String,
     slow: Arc<AtomicBool>,
@@ -230,9 +232,10 @@ fn consume(
                 .iter()
                 .filter(|(_, p)| !(slow_now && SLOW.contains(p)))
                 .filter_map(|(t, p)| {
-                    consumer
-                        .position(t, *p)
-                        .map(|next| OffsetToCommit::new(t.clone(), *p, next))
+                    consumer.position(t, *p).map(|next| OffsetToCommit {
+                        metadata: Some(reported(*p).to_metadata()),
+                        ..OffsetToCommit::new(t.clone(), *p, next)
+                    })
                 })
                 .collect();
             if !commits.is_empty() {
@@ -241,6 +244,14 @@ fn consume(
         }
         consumer.close().await.unwrap();
     })
+}
+
+/// What the consumer reports of its processing on `partition`: 200 us a
+/// record plus 100 us per partition number, so each partition's report is
+/// its own.
+fn reported(partition: i32) -> ProcessingReport {
+    let micros = 200 + 100 * u64::try_from(partition).unwrap();
+    ProcessingReport::new(Duration::from_micros(micros), 100)
 }
 
 /// A producer that takes its health from Redis (published by the monitor)
@@ -390,6 +401,22 @@ async fn the_monitor_steers_two_producers_away_from_a_slow_consumer_and_stops_on
     )
     .await;
 
+    // The consumer's processing reports, read from its commits by the
+    // monitor, are on the page.
+    let reports_shown = |page: &Scrape| {
+        (0..PARTITIONS).all(|p| {
+            partition_value(page, "smartkafka_monitor_partition_reported_capacity", p)
+                .is_some_and(|c| (c - reported(p).capacity()).abs() < 0.5)
+        })
+    };
+    scrape_until(
+        metrics,
+        Duration::from_secs(10),
+        "every partition's reported capacity",
+        reports_shown,
+    )
+    .await;
+
     let (a, b) = tokio::join!(
         producer(&bootstrap, &redis_url, 1),
         producer(&bootstrap, &redis_url, 2)
@@ -405,6 +432,20 @@ async fn the_monitor_steers_two_producers_away_from_a_slow_consumer_and_stops_on
             "both producers read the monitor's health within 10 s"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The reports reached both producers through Redis unchanged.
+    for producer in [&a, &b] {
+        let summary = producer.health_summary().expect("smart partitioning");
+        let snapshot = summary.topics[0].snapshot.as_ref().expect("health");
+        for p in snapshot.partitions() {
+            assert_eq!(
+                p.lag.processing,
+                Some(reported(p.partition())),
+                "partition {}",
+                p.partition()
+            );
+        }
     }
 
     // Records keep arriving on every partition; the consumer keeps up.

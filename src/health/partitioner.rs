@@ -29,7 +29,10 @@
 //!    record draws a healthy partition with weight
 //!    `score × 1 / (1 + queued_bytes / 16 KiB)`, so a partition scoring 1.0
 //!    with nothing queued is twice as likely as one scoring 0.5 or one with a
-//!    full default batch waiting. When the partition's consumer reported
+//!    full default batch waiting; with `avoid_slow_brokers`, times
+//!    `(fastest + 5 ms) / (leader + 5 ms)` over the latencies with which
+//!    the partitions' leaders answer this producer, so a slow broker is
+//!    avoided as well as a slow consumer. When the partition's consumer reported
 //!    its processing time ([`RoutingReason::Reported`](super::RoutingReason::Reported)),
 //!    the stint also ends once its records would take that consumer 20 ms
 //!    (10 records on a consumer at 2 ms a record): a batch's worth of
@@ -56,6 +59,12 @@ use crate::engine::partitioner::{
 /// Queue depth, in bytes, that halves a partition's weight (the default
 /// batch size).
 const QUEUE_UNIT: f64 = 16_384.0;
+
+/// With slow brokers avoided, the latency added to every leader's before
+/// they are compared, so differences of a few milliseconds (noise on any
+/// network) barely count: a leader answering in 205 ms against the
+/// fastest's 5 ms weighs a partition `(5 + 5) / (205 + 5)`, about 1/21.
+const LATENCY_SLACK_US: f64 = 5_000.0;
 
 /// SplitMix64, as the built-in partitioners use: small, fast, seeded.
 #[derive(Debug, Clone)]
@@ -101,6 +110,38 @@ struct TopicState {
     key_order: VecDeque<Vec<u8>>,
 }
 
+/// What this producer itself knows of a partition, as a factor on its
+/// weight: `1 / (1 + queued_bytes / 16 KiB)` and, with slow brokers
+/// avoided, `(fastest + 5 ms) / (leader + 5 ms)` over the leaders'
+/// latencies.
+struct ProducerSignals {
+    /// The fastest known leader latency in microseconds plus the slack;
+    /// `None` when leader latency is not weighed or not known.
+    fastest: Option<f64>,
+}
+
+impl ProducerSignals {
+    fn new(view: &PartitionView<'_>, avoid_slow_brokers: bool) -> Self {
+        let fastest = avoid_slow_brokers
+            .then(|| view.leader_latency_us.unwrap_or_default())
+            .and_then(|l| l.iter().filter(|us| **us > 0).min().copied())
+            .map(|us| f64::from(us) + LATENCY_SLACK_US);
+        ProducerSignals { fastest }
+    }
+
+    fn factor(&self, view: &PartitionView<'_>, id: i32) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let queue = 1.0 / (1.0 + view.queued(id) as f64 / QUEUE_UNIT);
+        let leader = match (self.fastest, view.leader_latency(id)) {
+            (Some(fastest), Some(latency)) => {
+                fastest / (latency.as_secs_f64() * 1e6 + LATENCY_SLACK_US)
+            }
+            _ => 1.0,
+        };
+        queue * leader
+    }
+}
+
 /// A lag-aware partitioner reading health from a [`HealthTable`].
 ///
 /// Usually built for you by
@@ -143,6 +184,8 @@ pub struct SmartPartitioner {
     /// With no healthy partition, route keyless records by relative health
     /// instead of the fallback.
     relative_health: bool,
+    /// Weigh partitions down by their leader's latency against the fastest.
+    avoid_slow_brokers: bool,
     topics: HashMap<String, TopicState>,
     /// Reused candidate buffers, so routing does not allocate once warm.
     candidates: Vec<(i32, f64)>,
@@ -173,6 +216,7 @@ impl SmartPartitioner {
             key_stickiness: false,
             key_capacity: 10_000,
             relative_health: false,
+            avoid_slow_brokers: false,
             topics: HashMap::new(),
             candidates: Vec::new(),
         }
@@ -222,6 +266,19 @@ impl SmartPartitioner {
         self
     }
 
+    /// Weigh each partition also by how fast its leader answers this
+    /// producer (see [`PartitionView::leader_latency`]):
+    /// `(fastest + 5 ms) / (its leader's + 5 ms)`, so a leader ten times
+    /// slower than the fastest (and well beyond 5 ms) draws about a tenth
+    /// of the records and a slow broker is avoided as well as a slow
+    /// consumer (default off). Partitions whose leader's latency is not
+    /// known yet weigh as the fastest.
+    #[must_use]
+    pub fn avoid_slow_brokers(mut self, enabled: bool) -> Self {
+        self.avoid_slow_brokers = enabled;
+        self
+    }
+
     /// Counts into `counters` (shared with whoever reads them) instead of
     /// counters of its own.
     #[must_use]
@@ -262,15 +319,16 @@ impl SmartPartitioner {
         if self.relative_health && self.fill_by_routing(snapshot, view) {
             return;
         }
+        let producer = ProducerSignals::new(view, self.avoid_slow_brokers);
         for p in snapshot.partitions() {
             let id = p.partition();
             let in_topic = u32::try_from(id).is_ok_and(|i| i < view.partition_count);
             let led = view.available.is_empty() || view.is_available(id);
             if p.healthy && in_topic && led {
-                #[allow(clippy::cast_precision_loss)]
-                let queue = 1.0 / (1.0 + view.queued(id) as f64 / QUEUE_UNIT);
-                self.candidates
-                    .push((id, (p.score * queue).max(f64::MIN_POSITIVE)));
+                self.candidates.push((
+                    id,
+                    (p.score * producer.factor(view, id)).max(f64::MIN_POSITIVE),
+                ));
             }
         }
         if self.relative_health {
@@ -307,6 +365,7 @@ impl SmartPartitioner {
         {
             return false;
         }
+        let producer = ProducerSignals::new(view, self.avoid_slow_brokers);
         for p in snapshot.partitions() {
             let id = p.partition();
             let in_topic = u32::try_from(id).is_ok_and(|i| i < view.partition_count);
@@ -315,10 +374,10 @@ impl SmartPartitioner {
                 continue;
             };
             if in_topic && led && routing.weight > 0.0 {
-                #[allow(clippy::cast_precision_loss)]
-                let queue = 1.0 / (1.0 + view.queued(id) as f64 / QUEUE_UNIT);
-                self.candidates
-                    .push((id, (routing.weight * queue).max(f64::MIN_POSITIVE)));
+                self.candidates.push((
+                    id,
+                    (routing.weight * producer.factor(view, id)).max(f64::MIN_POSITIVE),
+                ));
             }
         }
         if self.candidates.is_empty() {
@@ -645,6 +704,48 @@ mod tests {
         assert_eq!(again, picks[..200]);
         let other = batches(&mut SmartPartitioner::new(table, 43), &view, 200, 1);
         assert_ne!(other, picks[..200]);
+    }
+
+    #[test]
+    fn a_slow_leader_weighs_its_partitions_down_only_when_asked() {
+        let table = HealthTable::new();
+        publish(&table, &[0; 6], t0());
+        // Partitions 4 and 5 on a leader answering in 205 ms, the others
+        // in 2-5 ms; partition 3's leader not heard from yet.
+        let latency = [2_000, 5_000, 4_000, 0, 205_000, 205_000];
+        let view = PartitionView::new("t", 6, &ALL).with_leader_latency(&latency);
+        let count = |p: &mut SmartPartitioner| shares(&batches(p, &view, 20_000, 1));
+        let even = count(&mut SmartPartitioner::new(table.clone(), 3));
+        assert!(
+            even.iter().all(|s| (s - 1.0 / 6.0).abs() < 0.02),
+            "{even:?}"
+        );
+
+        let shares = count(&mut SmartPartitioner::new(table.clone(), 3).avoid_slow_brokers(true));
+        // Weights (2 + 5) / (l + 5): 1, 0.7, 0.78, 1 (unknown), 0.033, 0.033.
+        let weights = [1.0, 0.7, 7.0 / 9.0, 1.0, 7.0 / 210.0, 7.0 / 210.0];
+        let total: f64 = weights.iter().sum();
+        for (i, w) in weights.iter().enumerate() {
+            assert!((shares[i] - w / total).abs() < 0.02, "{i}: {shares:?}");
+        }
+        assert!(shares[4] + shares[5] < 0.03, "{shares:?}");
+
+        // With trend routing as well: the same factor on the weights.
+        let rounds: Vec<Vec<(i64, i64)>> = (0..4).map(|t| vec![(t * 500, t * 500); 6]).collect();
+        let routed = publish_trends(&table, &rounds);
+        assert!(
+            routed
+                .partitions()
+                .iter()
+                .all(|p| p.trend.and_then(|t| t.routing).is_some()),
+            "routing weights for every partition"
+        );
+        let mut trend = SmartPartitioner::new(table, 3)
+            .relative_health(true)
+            .avoid_slow_brokers(true);
+        let shares = count(&mut trend);
+        assert!(shares[4] + shares[5] < 0.03, "{shares:?}");
+        assert!(shares[0] > 0.2 && shares[3] > 0.2, "{shares:?}");
     }
 
     #[test]

@@ -72,6 +72,7 @@ impl Scoring {
 /// | `missing_commit` | [`MissingCommit::FullyLagging`] | how partitions without a commit count |
 /// | `key_stickiness` | off | keyed records keep their hash partition |
 /// | `key_capacity` | 10 000 | keys remembered per topic with key stickiness |
+/// | `avoid_slow_brokers` | off | weigh partitions down by their leader's Produce latency too |
 /// | `fallback` | [`PartitionStrategy::Default`](crate::partitioner::PartitionStrategy::Default) | used without usable health data |
 /// | `cache` | none | read health from this cache instead of collecting lag |
 /// | `publish_to` | none | publish the health collected to this cache |
@@ -117,6 +118,8 @@ pub struct SmartConfig {
     pub key_stickiness: bool,
     /// Keys remembered per topic with key stickiness on.
     pub key_capacity: usize,
+    /// Whether partitions are weighed by their leader's Produce latency too.
+    pub avoid_slow_brokers: bool,
     /// The partitioner used without usable health data (set it with
     /// [`fallback`](Self::fallback); its name tells which it is).
     pub fallback: PartitionerRecipe,
@@ -144,6 +147,7 @@ impl fmt::Debug for SmartConfig {
             .field("max_age", &self.max_age)
             .field("missing_commit", &self.missing_commit)
             .field("key_stickiness", &self.key_stickiness)
+            .field("avoid_slow_brokers", &self.avoid_slow_brokers)
             .field("key_capacity", &self.key_capacity)
             .field("fallback", &self.fallback)
             .field("scorer", &self.scorer)
@@ -171,6 +175,7 @@ impl SmartConfig {
             missing_commit: MissingCommit::FullyLagging,
             key_stickiness: false,
             key_capacity: 10_000,
+            avoid_slow_brokers: false,
             fallback: PartitionerRecipe::default(),
             scorer: None,
             collector: None,
@@ -289,6 +294,19 @@ impl SmartConfig {
     #[must_use]
     pub fn key_capacity(mut self, keys: usize) -> Self {
         self.key_capacity = keys;
+        self
+    }
+
+    /// Weigh each partition by how fast its leader answers this producer's
+    /// Produce requests as well as by health (default off): a partition
+    /// whose leader answers in `l` against the fastest leader's `f` draws
+    /// `(f + 5 ms) / (l + 5 ms)` of the keyless records it would otherwise
+    /// (see [`SmartPartitioner::avoid_slow_brokers`]). The signal is this
+    /// producer's own, needs no collection and reacts with the next few
+    /// answers; keyed records are not moved by it.
+    #[must_use]
+    pub fn avoid_slow_brokers(mut self, enabled: bool) -> Self {
+        self.avoid_slow_brokers = enabled;
         self
     }
 
@@ -418,6 +436,7 @@ impl SmartConfig {
         let key_stickiness = self.key_stickiness;
         let key_capacity = self.key_capacity;
         let relative = self.scoring == Scoring::Trend;
+        let avoid_slow_brokers = self.avoid_slow_brokers;
         PartitionerRecipe::new(
             "Smart",
             Arc::new(move |seed| {
@@ -428,6 +447,7 @@ impl SmartConfig {
                         .key_stickiness(key_stickiness)
                         .key_capacity(key_capacity)
                         .relative_health(relative)
+                        .avoid_slow_brokers(avoid_slow_brokers)
                         .counters_from(counters.clone()),
                 ) as Box<dyn Partitioner>
             }),

@@ -19,6 +19,7 @@ pub(crate) const SMART_KEYS: &[&str] = &[
     "smart.missing.commit",
     "smart.key.stickiness",
     "smart.key.capacity",
+    "smart.avoid.slow.brokers",
     "smart.fallback",
     "smart.scoring",
     "smart.trend.window",
@@ -32,7 +33,8 @@ impl SmartConfig {
     /// `smart.max.lag.for.health`, `smart.refresh.interval.ms`,
     /// `smart.collection.timeout.ms`, `smart.max.age.ms`,
     /// `smart.missing.commit` (`fully_lagging` or `healthy`),
-    /// `smart.key.stickiness`, `smart.key.capacity`, `smart.fallback`
+    /// `smart.key.stickiness`, `smart.key.capacity`,
+    /// `smart.avoid.slow.brokers`, `smart.fallback`
     /// (a partitioner name, as the producer's `partitioner` key takes),
     /// `smart.scoring` (`trend` or `threshold`), `smart.trend.window`
     /// (samples), `smart.stall.after.ms` and `smart.drain.horizon.ms`.
@@ -102,6 +104,9 @@ impl SmartConfig {
                 self.key_stickiness(boolean("smart.key_stickiness", key, value)?)
             }
             "smart.key.capacity" => self.key_capacity(number("smart.key_capacity", key, value)?),
+            "smart.avoid.slow.brokers" => {
+                self.avoid_slow_brokers(boolean("smart.avoid_slow_brokers", key, value)?)
+            }
             "smart.fallback" => self.fallback(strategy_by_name("smart.fallback", key, value)?),
             "smart.scoring" => match Scoring::from_name(value) {
                 Some(scoring) => self.scoring(scoring),
@@ -137,6 +142,7 @@ mod tests {
             ("smart.missing.commit", "healthy"),
             ("smart.key.stickiness", "true"),
             ("smart.key.capacity", "64"),
+            ("smart.avoid.slow.brokers", "true"),
             ("smart.fallback", "round_robin"),
             ("smart.scoring", "trend"),
             ("smart.trend.window", "5"),
@@ -156,6 +162,7 @@ mod tests {
         assert_eq!(smart.missing_commit, MissingCommit::Healthy);
         assert!(smart.key_stickiness);
         assert_eq!(smart.key_capacity, 64);
+        assert!(smart.avoid_slow_brokers);
         assert_eq!(smart.fallback.name(), "RoundRobin");
         assert_eq!(smart.scoring, Scoring::Trend);
         assert_eq!(smart.trend.window, 5);
@@ -189,6 +196,7 @@ mod tests {
             ("smart.max.age.ms", "soon", "smart.max_age"),
             ("smart.missing.commit", "maybe", "smart.missing_commit"),
             ("smart.key.stickiness", "yes", "smart.key_stickiness"),
+            ("smart.avoid.slow.brokers", "on", "smart.avoid_slow_brokers"),
             ("smart.fallback", "smart", "smart.fallback"),
         ] {
             let e = SmartConfig::new("g").set(key, value).unwrap_err();

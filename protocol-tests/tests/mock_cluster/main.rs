@@ -13,7 +13,9 @@ mod support;
 /// the leader's SyncGroup arrives and refuses a follower's SyncGroup that
 /// comes after it (INVALID_REQUEST; a Kafka broker answers it with the
 /// assignment), so a follower slowed down by other suites on the same cores
-/// rejoins, and a group can go round that race for a long time.
+/// rejoins, and a group can go round that race for a long time. Suites
+/// that keep the cores busy for seconds (steady keyless load) take the
+/// same lock, so they do not slow those members down.
 static GROUP_SUITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 mod fetch_sessions_mock;
@@ -25,5 +27,6 @@ mod partitioner_interop;
 mod processor_mock;
 mod reported_processing_mock;
 mod sink_mock;
+mod slow_broker_mock;
 mod smart_trend_mock;
 mod transactions_mock;

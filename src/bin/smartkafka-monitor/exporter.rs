@@ -76,6 +76,12 @@ const PARTITION_GAUGES: &[Gauge<PartitionScore>] = &[
         value: |p| p.trend.and_then(|t| t.processing_rate),
     },
     Gauge {
+        name: "smartkafka_monitor_partition_reported_capacity",
+        help: "Records per second the partition's consumer reported it can process, from the processing report committed with its offset (absent without one).",
+        unit: Unit::Count,
+        value: |p| p.lag.processing.map(|r| r.capacity()),
+    },
+    Gauge {
         name: "smartkafka_monitor_partition_lag_slope",
         help: "How fast the lag changed over the last intervals, records per second.",
         unit: Unit::Count,

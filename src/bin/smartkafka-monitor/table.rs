@@ -1,14 +1,14 @@
 //! The live table on stdout: one row per partition (group, topic,
 //! partition, lag, committed and end offsets, score, healthy, trend status,
-//! processing rate, lag slope, the trend routing's reason and share, and
-//! why it is excluded), redrawn in place with colours when stdout is a
+//! processing rate, the capacity its consumer reported, lag slope, the
+//! trend routing's reason and share, and why it is excluded), redrawn in place with colours when stdout is a
 //! terminal, and written as plain lines (one block per refresh, for logs)
 //! otherwise.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 
-use smartkafka::health::HealthSummary;
+use smartkafka::health::{HealthSummary, PartitionScore};
 
 const RESET: &str = "\x1b[0m";
 const BOLD: &str = "\x1b[1m";
@@ -45,6 +45,14 @@ impl Table {
     }
 }
 
+/// The records per second the partition's consumer reported it can
+/// process, `-` without a report.
+fn capacity(p: &PartitionScore) -> String {
+    p.lag
+        .processing
+        .map_or_else(|| "-".to_owned(), |r| format!("{:.0}", r.capacity()))
+}
+
 /// One line per partition: `group=.. topic=.. partition=.. lag=..`, after
 /// one line per topic.
 pub fn render_plain(summaries: &[HealthSummary]) -> String {
@@ -71,7 +79,7 @@ pub fn render_plain(summaries: &[HealthSummary]) -> String {
             for p in snapshot.partitions() {
                 let _ = writeln!(
                     out,
-                    "group={} topic={} partition={} lag={} committed={} end={} score={:.2} healthy={} status={} routing={} weight={} excluded={}",
+                    "group={} topic={} partition={} lag={} committed={} end={} score={:.2} healthy={} status={} reported_capacity={} routing={} weight={} excluded={}",
                     summary.group,
                     topic.topic,
                     p.partition(),
@@ -83,6 +91,7 @@ pub fn render_plain(summaries: &[HealthSummary]) -> String {
                     p.score,
                     p.healthy,
                     p.status().map_or("-", |s| s.name()),
+                    capacity(p),
                     p.routing().map_or("-", |r| r.reason.name()),
                     p.routing()
                         .map_or_else(|| "-".to_owned(), |r| format!("{:.3}", r.weight)),
@@ -113,7 +122,7 @@ pub fn render_terminal(summaries: &[HealthSummary]) -> String {
         );
         let _ = writeln!(
             out,
-            "{BOLD}{:<24} {:>9} {:>12} {:>14} {:>14} {:>6}  {:<8} {:<12} {:>10} {:>10}  {:<9} {:>6}  {:<12}{RESET}",
+            "{BOLD}{:<24} {:>9} {:>12} {:>14} {:>14} {:>6}  {:<8} {:<12} {:>10} {:>10} {:>10}  {:<9} {:>6}  {:<12}{RESET}",
             "topic",
             "partition",
             "lag",
@@ -123,6 +132,7 @@ pub fn render_terminal(summaries: &[HealthSummary]) -> String {
             "healthy",
             "status",
             "rate/s",
+            "capacity/s",
             "slope/s",
             "routing",
             "share",
@@ -141,7 +151,7 @@ pub fn render_terminal(summaries: &[HealthSummary]) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "{colour}{:<24} {:>9} {:>12} {:>14} {:>14} {:>6.2}  {:<8} {:<12} {:>10} {:>10}  {:<9} {:>6}  {:<12}{RESET}",
+                    "{colour}{:<24} {:>9} {:>12} {:>14} {:>14} {:>6.2}  {:<8} {:<12} {:>10} {:>10} {:>10}  {:<9} {:>6}  {:<12}{RESET}",
                     topic.topic,
                     p.partition(),
                     p.lag.lag,
@@ -155,6 +165,7 @@ pub fn render_terminal(summaries: &[HealthSummary]) -> String {
                     p.trend
                         .and_then(|t| t.processing_rate)
                         .map_or_else(|| "-".to_owned(), |r| format!("{r:.0}")),
+                    capacity(p),
                     p.trend
                         .map_or_else(|| "-".to_owned(), |t| format!("{:+.0}", t.slope)),
                     p.routing().map_or("-", |r| r.reason.name()),
@@ -172,16 +183,18 @@ pub fn render_terminal(summaries: &[HealthSummary]) -> String {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use smartkafka::health::{
-        HealthManager, HealthTable, LagCollector, LagFuture, PartitionLag, RoutingCounters,
-        SmartConfig,
+        HealthManager, HealthTable, LagCollector, LagFuture, PartitionLag, ProcessingReport,
+        RoutingCounters, SmartConfig,
     };
 
     use super::*;
 
-    /// On `orders`, partition 0 keeps up (committed 90 of 100) and
-    /// partition 1 has no commit; collecting any other topic fails.
+    /// On `orders`, partition 0 keeps up (committed 90 of 100, its
+    /// consumer reporting 2 ms a record) and partition 1 has no commit;
+    /// collecting any other topic fails.
     struct Fixed;
 
     impl LagCollector for Fixed {
@@ -191,7 +204,9 @@ mod tests {
                     return Err(smartkafka::Error::config("topic", "not collected here"));
                 }
                 Ok(vec![
-                    PartitionLag::new(0, Some(90), 100, Default::default()),
+                    PartitionLag::new(0, Some(90), 100, Default::default()).with_processing(Some(
+                        ProcessingReport::new(Duration::from_millis(2), 100),
+                    )),
                     PartitionLag::new(1, None, 5_000, Default::default()),
                 ])
             })
@@ -215,10 +230,10 @@ mod tests {
     async fn plain_lines_carry_every_partition_and_no_colour() {
         let text = render_plain(&summaries().await);
         assert!(text.contains(
-            "group=readers topic=orders partition=0 lag=10 committed=90 end=100 score=0.99 healthy=true"
+            "group=readers topic=orders partition=0 lag=10 committed=90 end=100 score=0.99 healthy=true status=- reported_capacity=500 "
         ), "{text}");
         assert!(text.contains(
-            "group=readers topic=orders partition=1 lag=5000 committed=- end=5000 score=0.00 healthy=false"
+            "group=readers topic=orders partition=1 lag=5000 committed=- end=5000 score=0.00 healthy=false status=- reported_capacity=- "
         ), "{text}");
         assert!(!text.contains('\x1b'), "{text}");
     }
@@ -234,6 +249,8 @@ mod tests {
                 .to_owned()
         };
         assert!(row("0").starts_with(GREEN), "{text}");
+        // The reported capacity, after the (absent) rate column.
+        assert_eq!(row("0").split_whitespace().nth(9), Some("500"), "{text}");
         assert!(row("1").starts_with(RED), "{text}");
         assert!(text.contains("waiting for data"), "{text}");
     }

@@ -27,6 +27,7 @@ mod sticky;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use crc32::{ConsistentPartitioner, ConsistentRandomPartitioner, crc32, crc32_partition};
 pub use default::DefaultPartitioner;
@@ -68,9 +69,11 @@ pub enum PartitionError {
 ///
 /// Beyond the partition count it carries the signals a load-aware
 /// partitioner needs: which partitions have a leader right now, how many
-/// bytes are queued in this producer per partition, and health reported from
-/// outside the producer (such as consumer lag). The built-in strategies use
-/// the first two; the health signals exist for custom partitioners. The type
+/// bytes are queued in this producer per partition, how long each
+/// partition's leader takes to answer, and health reported from outside
+/// the producer (such as consumer lag). The built-in strategies use the
+/// first two (the smart partitioner the leader latency too, when asked to);
+/// the health signals exist for custom partitioners. The type
 /// is `#[non_exhaustive]` so further signals can be added without breaking
 /// partitioners written against it: construct it with [`PartitionView::new`]
 /// and the `with_*` methods.
@@ -103,6 +106,11 @@ pub struct PartitionView<'a> {
     /// Bytes queued in this producer per partition (index = partition), if
     /// the engine tracks them. A missing entry counts as nothing queued.
     pub queued_bytes: Option<&'a [u64]>,
+    /// Per partition (index = partition), how long its leader took to
+    /// answer this producer's Produce requests lately, in microseconds (a
+    /// moving average), if the engine tracks it. 0 or a missing entry:
+    /// not known yet.
+    pub leader_latency_us: Option<&'a [u32]>,
     /// Health per partition (index = partition) reported from outside the
     /// producer, if anything reports it. The built-in strategies ignore it.
     pub health: Option<&'a [PartitionHealth]>,
@@ -117,6 +125,7 @@ impl<'a> PartitionView<'a> {
             partition_count,
             available,
             queued_bytes: None,
+            leader_latency_us: None,
             health: None,
         }
     }
@@ -125,6 +134,14 @@ impl<'a> PartitionView<'a> {
     #[must_use]
     pub fn with_queued_bytes(mut self, queued_bytes: &'a [u64]) -> Self {
         self.queued_bytes = Some(queued_bytes);
+        self
+    }
+
+    /// The same view with each partition's leader latency in microseconds
+    /// (index = partition; 0 for not known).
+    #[must_use]
+    pub fn with_leader_latency(mut self, leader_latency_us: &'a [u32]) -> Self {
+        self.leader_latency_us = Some(leader_latency_us);
         self
     }
 
@@ -156,6 +173,29 @@ impl<'a> PartitionView<'a> {
             .and_then(|p| queued.get(p))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// How long `partition`'s leader took to answer this producer's
+    /// Produce requests lately (a moving average), `None` when not known.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smartkafka::partitioner::PartitionView;
+    ///
+    /// let all = [0, 1, 2];
+    /// let latency = [1_500, 0, 200_000];
+    /// let view = PartitionView::new("events", 3, &all).with_leader_latency(&latency);
+    /// assert_eq!(view.leader_latency(0), Some(Duration::from_micros(1_500)));
+    /// assert_eq!(view.leader_latency(1), None);
+    /// assert_eq!(view.leader_latency(7), None);
+    /// ```
+    pub fn leader_latency(&self, partition: i32) -> Option<Duration> {
+        let latency = self.leader_latency_us.unwrap_or_default();
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| latency.get(p))
+            .filter(|us| **us > 0)
+            .map(|us| Duration::from_micros(u64::from(*us)))
     }
 }
 

@@ -336,10 +336,12 @@ impl Engine {
         if tq.partitions.len() < count {
             tq.partitions.resize_with(count, PartitionQueue::default);
             tq.held.resize(count, 0);
+            tq.leader_latency_us.resize(count, 0);
             tq.keyless_bytes.resize(count, 0);
         }
         let view = PartitionView::new(&record.topic, count as u32, &info.available)
-            .with_queued_bytes(&tq.held);
+            .with_queued_bytes(&tq.held)
+            .with_leader_latency(&tq.leader_latency_us);
         let chosen = match record.partition {
             Some(p) => check_explicit(p, &view),
             None => self
@@ -401,7 +403,8 @@ impl Engine {
                     if sticky_switch_due(*produced, batch_size, at_batch_boundary || sealed_full) {
                         *produced = 0;
                         let view = PartitionView::new(&record.topic, count as u32, &info.available)
-                            .with_queued_bytes(&tq.held);
+                            .with_queued_bytes(&tq.held)
+                            .with_leader_latency(&tq.leader_latency_us);
                         self.partitioner.on_new_batch(partition, &view);
                     }
                 }

@@ -104,6 +104,7 @@ mod hot_topics;
 mod identity;
 mod intake;
 mod interface;
+mod leader_latency;
 mod outcome;
 #[cfg(test)]
 mod tests;
@@ -138,6 +139,11 @@ struct Waiting {
 struct TopicQueues {
     partitions: Vec<PartitionQueue>,
     held: Vec<u64>,
+    /// Per partition, its leader's Produce latency in microseconds (0
+    /// before the first answer; see [`leader_latency`]).
+    leader_latency_us: Vec<u32>,
+    /// When every partition last took its leader's latency.
+    latency_refreshed: Option<Instant>,
     /// Per partition, the keyless bytes appended since the sticky
     /// partitioner last moved on from it (KIP-794; see [`sticky_switch_due`]).
     keyless_bytes: Vec<u64>,
@@ -229,6 +235,8 @@ pub(crate) struct Engine {
     buffer_blocked: bool,
     in_flight: BTreeMap<u64, InFlight>,
     node_in_flight: BTreeMap<i32, usize>,
+    /// Each broker's Produce latency, for the partitioner.
+    leader_latency: leader_latency::LeaderLatency,
     /// Per broker, the partition the last request started with.
     drain_cursor: BTreeMap<i32, (Topic, i32)>,
     transmits: VecDeque<Transmit>,
@@ -289,6 +297,7 @@ impl Engine {
             buffer_blocked: false,
             in_flight: BTreeMap::new(),
             node_in_flight: BTreeMap::new(),
+            leader_latency: leader_latency::LeaderLatency::default(),
             drain_cursor: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),

@@ -578,3 +578,67 @@ fn spare_batch_buffers_are_reused_then_given_back_when_idle() {
         e.handle_timeout(wake);
     }
 }
+
+/// Records what the view says of partitions 0, 1 and 2's leaders, and
+/// places every keyless record on partition 0.
+struct LatencyProbe(std::sync::Arc<std::sync::Mutex<Vec<[Option<Duration>; 3]>>>);
+
+impl Partitioner for LatencyProbe {
+    fn partition(
+        &mut self,
+        _key: Option<&[u8]>,
+        _value: Option<&[u8]>,
+        view: &crate::engine::partitioner::PartitionView<'_>,
+    ) -> Result<i32, crate::engine::partitioner::PartitionError> {
+        self.0
+            .lock()
+            .unwrap()
+            .push([0, 1, 2].map(|p| view.leader_latency(p)));
+        Ok(0)
+    }
+}
+
+#[test]
+fn the_partitioner_sees_each_leaders_produce_latency() {
+    use crate::engine::partitioner::PartitionerRecipe;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let probe = std::sync::Arc::clone(&seen);
+    let config = EngineConfig {
+        partitioner: PartitionerRecipe::new(
+            "Probe",
+            std::sync::Arc::new(move |_| Box::new(LatencyProbe(std::sync::Arc::clone(&probe)))),
+        ),
+        ..config()
+    };
+    let t0 = Instant::now_for_tests();
+    // Partitions 0 and 2 on broker 2, partition 1 on broker 1.
+    let leaders = cluster(&[(0, Some(2), 0), (1, Some(1), 0), (2, Some(2), 0)]);
+    let mut e = engine(config, t0, &leaders);
+    let ms = Duration::from_millis;
+    e.append(t0, 0, Record::new("t").value("a"), 10, Some(t0));
+    e.append(
+        t0,
+        0,
+        Record::new("t").partition(1).value("b"),
+        11,
+        Some(t0),
+    );
+    e.handle_timeout(t0 + ms(5));
+    let sent = produce_transmits(&mut e);
+    assert_eq!(sent.len(), 2, "one request per broker: {sent:?}");
+    let mut sent = sent;
+    sent.sort_by_key(|(_, node, _)| std::cmp::Reverse(*node));
+    for (id, node, _) in &sent {
+        // Broker 2 answers after 45 ms, then broker 1 after 51 ms.
+        let (after, partition) = if *node == 2 { (50, 0) } else { (56, 1) };
+        e.handle_produce_response(t0 + ms(after), *id, Ok(answer(&[(partition, 0, 0)])));
+    }
+    e.append(t0 + ms(60), 0, Record::new("t").value("c"), 12, Some(t0));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![[None; 3], [Some(ms(45)), Some(ms(51)), Some(ms(45))]],
+        "not known before an answer; then each leader's own figure, also \
+         for partition 2, which sent nothing"
+    );
+}

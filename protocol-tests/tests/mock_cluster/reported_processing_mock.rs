@@ -152,15 +152,26 @@ async fn reported_processing_times_route_by_capacity_and_give_the_share_back() {
     let before = ends(&reader, TOPIC, PARTITIONS);
     send_keyless_for(&producer, TOPIC, Duration::from_secs(3)).await;
     let during = ends(&reader, TOPIC, PARTITIONS);
-    let routing = producer
-        .health_summary()
-        .expect("smart partitioning")
-        .topic(TOPIC)
-        .and_then(|t| t.snapshot.clone())
-        .and_then(|s| s.get(SLOW[0]).and_then(|p| p.routing()))
-        .expect("routing");
-    assert_eq!(routing.reason, RoutingReason::Reported, "{routing:?}");
-    assert_eq!(routing.capacity, Some(500.0), "{routing:?}");
+    // Routed by the reports. On a busy machine a collection can also find
+    // the slow consumer's few commits standing still for a moment (weight
+    // 0, `not_moving`), so look for a while.
+    let routing = || {
+        producer
+            .health_summary()
+            .expect("smart partitioning")
+            .topic(TOPIC)
+            .and_then(|t| t.snapshot.clone())
+            .and_then(|s| s.get(SLOW[0]).and_then(|p| p.routing()))
+            .expect("routing")
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut last = routing();
+    while last.reason != RoutingReason::Reported && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        last = routing();
+    }
+    assert_eq!(last.reason, RoutingReason::Reported, "{last:?}");
+    assert_eq!(last.capacity, Some(500.0), "{last:?}");
 
     // Fast again: within two refreshes (plus a commit) the share is back.
     slow.store(false, Ordering::Relaxed);
@@ -182,8 +193,10 @@ async fn reported_processing_times_route_by_capacity_and_give_the_share_back() {
     let slow_share = share(&during, &before);
     let back_share = share(&after, &back_from);
     eprintln!("the slow consumer's share: {slow_share:.3} while slow, {back_share:.3} after");
+    // Their capacity's share is 0.048 and an even one 0.333; with the other
+    // suites on the same two cores it measured 0.012-0.099.
     assert!(
-        slow_share < 0.1,
+        slow_share < 0.15,
         "the slow consumer's partitions got {slow_share:.3} of the records"
     );
     assert!(

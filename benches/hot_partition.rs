@@ -414,7 +414,8 @@ impl Drop for ConsumerProcess {
     }
 }
 
-/// Starts the group's consumers and waits until each is assigned.
+/// Starts the group's consumers and waits until each has fetched every
+/// partition it is assigned (see `consumer::wait_until_fetching`).
 fn start_consumers(
     args: &Args,
     report_processing: bool,

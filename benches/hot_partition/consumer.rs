@@ -15,16 +15,19 @@
 //! input as `go FROM_US UNTIL_US` (Unix microseconds; `go 0 0` for none);
 //! standard input closing stops the consumer.
 //!
-//! Standard output: `ready` once assigned, then one line per record,
+//! Standard output: `ready` once librdkafka has fetched every assigned
+//! partition (see [`wait_until_fetching`]), then one line per record,
 //! `r PARTITION SENT_US DONE_US` (produce time from the `sent-us` header, and
 //! the time its processing finished), and `end ERRORS` when it stops.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufWriter, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use smartkafka::health::ProcessingMeter;
@@ -44,13 +47,15 @@ pub(crate) fn run(args: &Args) -> Result<(), BoxError> {
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", args.fetch_wait_ms.to_string())
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
+        // Each partition's end is reported: the readiness check below.
+        .set("enable.partition.eof", "true")
         .create()?;
     let mut assignment = TopicPartitionList::new();
     for partition in &args.assign {
         assignment.add_partition_offset(&args.topic, *partition, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
+    wait_until_fetching(&consumer, &args.assign);
 
     let stop = Arc::new(AtomicBool::new(false));
     let slow_from = Arc::new(AtomicU64::new(0));
@@ -121,6 +126,7 @@ pub(crate) fn run(args: &Args) -> Result<(), BoxError> {
                     slot.1 = message.offset() + 1;
                 }
             }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => {
                 errors += 1;
                 if errors <= 5 {
@@ -148,6 +154,26 @@ pub(crate) fn run(args: &Args) -> Result<(), BoxError> {
     writeln!(out, "end {errors}")?;
     out.flush()?;
     Ok(())
+}
+
+/// Polls until librdkafka has fetched every partition in `partitions` once
+/// (it reports each one's end as `PartitionEOF`; the topic is fresh and
+/// empty), so records sent after `ready` do not wait for the consumer's
+/// start-up (offset lookup, connections, the first fetch), which no
+/// partitioning strategy has a say in. Gives up after 10 s.
+fn wait_until_fetching(consumer: &BaseConsumer, partitions: &[i32]) {
+    let mut waiting: BTreeSet<i32> = partitions.iter().copied().collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !waiting.is_empty() && Instant::now() < deadline {
+        if let Some(Err(KafkaError::PartitionEOF(p))) = consumer.poll(Duration::from_millis(50)) {
+            waiting.remove(&p);
+        }
+    }
+    if !waiting.is_empty() {
+        eprintln!(
+            "hot_partition consumer: partitions {waiting:?} not fetched within 10 s; starting anyway"
+        );
+    }
 }
 
 /// Commits `positions` (asynchronously), each with the meter's processing

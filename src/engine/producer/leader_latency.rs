@@ -39,15 +39,11 @@ impl LeaderLatency {
     /// "unknown" in the partitions' figures).
     pub(super) fn observe(&mut self, node: i32, latency: Duration) -> u32 {
         let sample = latency.as_secs_f64() * 1e6;
-        let average = self
-            .by_node
+        self.by_node
             .entry(node)
             .and_modify(|a| *a += NEWEST_WEIGHT * (sample - *a))
             .or_insert(sample);
-        // In range by the clamp; the cast only drops the fraction.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let micros = average.round().clamp(1.0, f64::from(u32::MAX)) as u32;
-        micros
+        self.of(node)
     }
 
     /// `node`'s average in microseconds; 0 before its first answer.

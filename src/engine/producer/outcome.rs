@@ -10,7 +10,7 @@ use kafka_protocol::messages::ProduceResponse;
 
 use super::identity::identity_of;
 use super::interface::{Acks, DeliveredBatch, Event, SendFailure};
-use super::{Engine, InFlightBatch, PartitionAnswer, leader_latency};
+use super::{Engine, InFlight, InFlightBatch, PartitionAnswer, leader_latency};
 use crate::engine::accumulator::{PendingRecord, Stamp};
 use crate::engine::idempotence::{BumpReason, Idempotence, ProducerIdentity, SequenceVerdict};
 use crate::engine::retry::{Outcome, RetryAction, classify};
@@ -86,27 +86,7 @@ impl Engine {
                 }
             }
             Ok(response) => {
-                let latency = self
-                    .leader_latency
-                    .observe(request.node, now.saturating_duration_since(request.sent_at));
-                for b in &request.batches {
-                    let Some(tq) = self.topics.get_mut(&b.topic) else {
-                        continue;
-                    };
-                    if let Some(figure) = usize::try_from(b.partition)
-                        .ok()
-                        .and_then(|i| tq.leader_latency_us.get_mut(i))
-                    {
-                        *figure = latency;
-                    }
-                    let due = tq.latency_refreshed.is_none_or(|at| {
-                        now.saturating_duration_since(at) >= leader_latency::REFRESH
-                    });
-                    if let Some(info) = self.metadata.topic(&b.topic).filter(|_| due) {
-                        self.leader_latency.refresh(info, &mut tq.leader_latency_us);
-                        tq.latency_refreshed = Some(now);
-                    }
-                }
+                self.note_leader_latency(now, &request);
                 let mut by_partition: BTreeMap<(&str, i32), PartitionAnswer> = BTreeMap::new();
                 for topic in &response.responses {
                     for p in &topic.partition_responses {
@@ -162,6 +142,34 @@ impl Engine {
     }
 
     /// The identity a batch was stamped with, when it is the current one.
+    /// `request` was answered at `now`: its latency joins its broker's
+    /// average, which each of its batches' partitions takes; at most every
+    /// [`leader_latency::REFRESH`], every partition of their topics takes
+    /// its own leader's average too.
+    fn note_leader_latency(&mut self, now: Instant, request: &InFlight) {
+        let latency = self
+            .leader_latency
+            .observe(request.node, now.saturating_duration_since(request.sent_at));
+        for b in &request.batches {
+            let Some(tq) = self.topics.get_mut(&b.topic) else {
+                continue;
+            };
+            if let Some(figure) = usize::try_from(b.partition)
+                .ok()
+                .and_then(|i| tq.leader_latency_us.get_mut(i))
+            {
+                *figure = latency;
+            }
+            let due = tq
+                .latency_refreshed
+                .is_none_or(|at| now.saturating_duration_since(at) >= leader_latency::REFRESH);
+            if let Some(info) = self.metadata.topic(&b.topic).filter(|_| due) {
+                self.leader_latency.refresh(info, &mut tq.leader_latency_us);
+                tq.latency_refreshed = Some(now);
+            }
+        }
+    }
+
     pub(super) fn current_stamp(&self, b: &InFlightBatch) -> Option<Stamp> {
         b.batch
             .stamp

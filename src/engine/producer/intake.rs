@@ -10,7 +10,7 @@ use super::deadline_after;
 use super::identity::identity_of;
 use super::interface::{BufferOwner, Event, Transmit};
 use super::outcome::records_error;
-use super::{Engine, Waiting, earliest, earliest_after, sticky_switch_due};
+use super::{Engine, TopicQueues, Waiting, earliest, earliest_after, sticky_switch_due};
 use crate::engine::accumulator::{Incoming, PartitionQueue, PendingRecord, Stamp};
 use crate::engine::idempotence::BumpReason;
 use crate::engine::partitioner::{PartitionView, Partitioner, check_explicit};
@@ -87,10 +87,8 @@ impl Engine {
             self.fail_record(token, reserved, error);
             return;
         }
-        let key = self.known_topic(&record.topic);
-        if key.is_none()
-            && let Some(error) = &self.unreachable
-        {
+        let known = self.knows_topic(&record.topic);
+        if !known && let Some(error) = &self.unreachable {
             let error = error.clone_shallow().with_possibly_persisted(false);
             self.fail_record(token, reserved, error);
             return;
@@ -105,11 +103,8 @@ impl Engine {
         // Nothing waits before it, its topic is known and it fits: taken
         // now, as the next pass would take it first, without a stop in the
         // waiting line (a copy, and memory, per record).
-        if let Some(key) = key
-            && self.waiting.is_empty()
-            && self.has_room_for(reserved)
-        {
-            self.accept(now, key, record, incoming, report_acceptance);
+        if known && self.waiting.is_empty() && self.has_room_for(reserved) {
+            self.accept(now, record, incoming, report_acceptance);
         } else {
             let deadline = deadline.unwrap_or_else(|| deadline_after(now, self.config.max_block));
             self.waiting.push_back(Waiting {
@@ -179,10 +174,7 @@ impl Engine {
         self.now = Some(now);
         let mut i = 0;
         while i < self.waiting.len() {
-            if self
-                .known_topic(&self.waiting[i].record.topic.clone())
-                .is_some()
-            {
+            if self.knows_topic(&self.waiting[i].record.topic.clone()) {
                 i += 1;
                 continue;
             }
@@ -230,21 +222,17 @@ impl Engine {
         let mut i = 0;
         while i < self.waiting.len() {
             let topic = self.waiting[i].record.topic.clone();
-            let key = self.known_topic(&topic);
-            let known = key.is_some();
+            let known = self.knows_topic(&topic);
             let w = &self.waiting[i];
             let fits = self.has_room_for(w.reserved);
-            if let Some(key) = key
-                && fits
-                && !self.buffer_blocked
-            {
+            if known && fits && !self.buffer_blocked {
                 if let Some(w) = self.waiting.remove(i) {
                     let incoming = Incoming {
                         token: w.token,
                         timestamp: w.timestamp,
                         reserved: w.reserved,
                     };
-                    self.accept(now, key, &w.record, incoming, w.report_acceptance);
+                    self.accept(now, &w.record, incoming, w.report_acceptance);
                 }
                 continue;
             }
@@ -281,20 +269,24 @@ impl Engine {
         }
     }
 
-    /// The engine's name for `topic`: the metadata cache's own (`None`
-    /// while the cache does not hold the topic). The queues are keyed by
-    /// it, so the lookups of a record compare pointers, and the batches and
-    /// delivery reports share it rather than the caller's, whose count
-    /// other threads keep changing. The last topics are remembered by the
-    /// caller's pointer; another one registers interest.
-    pub(super) fn topic_key(&mut self, topic: &Topic) -> Option<Topic> {
-        if let Some(key) = self.hot_topics.get(topic) {
-            return Some(key.clone());
+    /// Makes sure the engine's name for `topic` is among the hot topics,
+    /// and says whether it has one. The engine's name is the metadata
+    /// cache's own (none while the cache does not hold the topic); the
+    /// queues are keyed by it, so the lookups of a record compare pointers,
+    /// and the batches and delivery reports share it rather than the
+    /// caller's, whose count other threads keep changing. The last topics
+    /// are remembered by the caller's pointer (a record for one of them
+    /// touches no reference count); another one registers interest.
+    fn remember_topic(&mut self, topic: &Topic) -> bool {
+        if self.hot_topics.get(topic).is_some() {
+            return true;
         }
         self.metadata.add_interest(topic);
-        let key = self.metadata.key(topic)?.clone();
-        self.hot_topics.insert(topic, &key);
-        Some(key)
+        let Some(key) = self.metadata.key(topic) else {
+            return false;
+        };
+        self.hot_topics.insert(topic, key);
+        true
     }
 
     /// Why `topic` can never be produced to, when its name breaks Kafka's
@@ -307,19 +299,23 @@ impl Engine {
         crate::topic_name::validate(topic).err()
     }
 
-    /// The engine's name for `topic` (see `topic_key`) when its partitions
-    /// are known, so that a record for it can be accepted.
-    pub(super) fn known_topic(&mut self, topic: &Topic) -> Option<Topic> {
-        self.topic_key(topic)
-            .filter(|key| self.metadata.topic(key).is_some())
+    /// Whether `topic`'s partitions are known, so that a record for it can
+    /// be accepted (see [`remember_topic`](Self::remember_topic)).
+    pub(super) fn knows_topic(&mut self, topic: &Topic) -> bool {
+        self.remember_topic(topic)
+            && self
+                .hot_topics
+                .get(topic)
+                .is_some_and(|key| self.metadata.topic(key).is_some())
     }
 
-    /// Takes `record` into its partition's batch; `key` is its topic's
-    /// name from [`known_topic`](Self::known_topic).
+    /// Takes `record` into its partition's batch; its topic is one that
+    /// [`knows_topic`](Self::knows_topic) said is known. The queues are
+    /// found by the engine's name for the topic, borrowed from the hot
+    /// topics: no reference count changes per record.
     pub(super) fn accept(
         &mut self,
         now: Instant,
-        key: Topic,
         record: &Record,
         incoming: Incoming,
         report_acceptance: bool,
@@ -327,12 +323,23 @@ impl Engine {
         let Incoming {
             token, reserved, ..
         } = incoming;
-        let Some(info) = self.metadata.topic(&key) else {
+        if !self.remember_topic(&record.topic) {
+            return;
+        }
+        let Some(key) = self.hot_topics.get(&record.topic) else {
+            return;
+        };
+        let Some(info) = self.metadata.topic(key) else {
             return;
         };
         let count = info.partitions.len();
         let in_flight_limit = self.partition_in_flight_limit();
-        let tq = self.topics.entry(key).or_default();
+        if !self.topics.contains_key(key) {
+            self.topics.insert(key.clone(), TopicQueues::default());
+        }
+        let Some(tq) = self.topics.get_mut(key) else {
+            return;
+        };
         if tq.partitions.len() < count {
             tq.partitions.resize_with(count, PartitionQueue::default);
             tq.held.resize(count, 0);

@@ -294,18 +294,34 @@ impl Engine {
         });
     }
 
-    pub(super) fn partition_queue(
+    /// A partition's queue, to put a batch back into: the partition
+    /// counts as active (its batches are drained and expired) until a
+    /// drain pass finds it empty.
+    pub(super) fn partition_queue_to_refill(
         &mut self,
         topic: &str,
         partition: i32,
     ) -> Option<&mut PartitionQueue> {
-        // Whoever asks may put a batch back: the partition counts as
-        // active until `expire` finds it empty.
         let tq = self.topics.get_mut(topic)?;
         let index = usize::try_from(partition).ok()?;
         let pq = tq.partitions.get_mut(index)?;
         tq.active.insert(index);
         Some(pq)
+    }
+
+    /// A partition's queue, for what takes nothing and adds nothing to its
+    /// records (a batch settled, its sequences acknowledged): a partition
+    /// holding records is active already, and an empty one need not be
+    /// (marking it would cost an insert and a removal per delivered batch).
+    pub(super) fn partition_queue(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Option<&mut PartitionQueue> {
+        self.topics
+            .get_mut(topic)?
+            .partitions
+            .get_mut(usize::try_from(partition).ok()?)
     }
 }
 

@@ -279,7 +279,7 @@ impl Engine {
         {
             tracing::debug!(topic = %b.topic, partition = b.partition, records = b.batch.records.len(), "splitting a batch the broker found too large");
             self.stats.batch_retried(&b.topic, b.partition);
-            if let Some(pq) = self.partition_queue(&b.topic, b.partition) {
+            if let Some(pq) = self.partition_queue_to_refill(&b.topic, b.partition) {
                 pq.settled(b.batch.order);
                 // Same place: the first half goes back first, the second
                 // lands right behind it.
@@ -430,7 +430,7 @@ impl Engine {
             self.metadata.invalidate(&b.topic, b.partition);
         }
         tracing::debug!(topic = %b.topic, partition = b.partition, %error, ?wait, "retrying batch");
-        if let Some(pq) = self.partition_queue(&b.topic, b.partition) {
+        if let Some(pq) = self.partition_queue_to_refill(&b.topic, b.partition) {
             pq.settled(b.batch.order);
             pq.requeue(b.batch);
         }

@@ -142,7 +142,7 @@ impl Engine {
         }
         for (topic, p) in emptied {
             if let Some(tq) = self.topics.get_mut(&topic) {
-                tq.active.remove(&p);
+                tq.active.remove(p);
             }
         }
         let drained: Vec<(Topic, i32)> = ready.values().flatten().cloned().collect();

@@ -439,7 +439,7 @@ impl Engine {
         let mut expired: Vec<(Topic, i32, Vec<PendingRecord>, bool)> = Vec::new();
         let mut holes: Vec<Stamp> = Vec::new();
         for (topic, tq) in &mut self.topics {
-            for &p in &tq.active {
+            for p in tq.active.iter() {
                 let Some(pq) = tq.partitions.get_mut(p) else {
                     continue;
                 };

@@ -83,7 +83,7 @@
 //! | `outcome` | what a Produce answer means per batch: delivered, retried, failed, sequence holes |
 //! | `identity` | the producer id and epoch, transactions, the fatal state |
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::compression::Compression;
@@ -106,6 +106,7 @@ mod intake;
 mod interface;
 mod leader_latency;
 mod outcome;
+mod partition_set;
 #[cfg(test)]
 mod tests;
 
@@ -154,7 +155,7 @@ struct TopicQueues {
     /// partition of the topic, so a producer over thousands of partitions
     /// pays for the ones in use; expiry and the next timer come from
     /// [`Deadlines`] without a walk.
-    active: BTreeSet<usize>,
+    active: partition_set::PartitionSet,
 }
 
 impl TopicQueues {
@@ -162,7 +163,7 @@ impl TopicQueues {
     fn active(&self) -> impl Iterator<Item = (usize, &PartitionQueue)> {
         self.active
             .iter()
-            .filter_map(|&p| self.partitions.get(p).map(|pq| (p, pq)))
+            .filter_map(|p| self.partitions.get(p).map(|pq| (p, pq)))
     }
 }
 
@@ -583,7 +584,7 @@ impl Engine {
         for (topic, tq) in &self.topics {
             for (p, pq) in tq.partitions.iter().enumerate() {
                 assert!(
-                    pq.is_empty() || tq.active.contains(&p),
+                    pq.is_empty() || tq.active.contains(p),
                     "{topic}-{p} holds records but is not in the active set"
                 );
             }

@@ -434,26 +434,30 @@ impl PartitionQueue {
     }
 
     /// Whether the partition's next batch may be sent at `now`, with at
-    /// most `max_in_flight` batches of the partition in flight.
-    pub(crate) fn ready(
+    /// most `max_in_flight` batches of the partition in flight: `Ok` if so,
+    /// and otherwise, in the same look, what [`ready_at`](Self::ready_at)
+    /// says (the drain pass asks both of every partition it walks).
+    pub(crate) fn readiness(
         &self,
         now: Instant,
         linger: Duration,
         flush_mark: u64,
         hurry: bool,
         max_in_flight: usize,
-    ) -> bool {
+    ) -> Result<(), Option<Instant>> {
         if !self.may_send(max_in_flight) {
-            return false;
+            return Err(None);
         }
         if let Some(front) = self.queue.front() {
-            return front.retry_at.is_none_or(|t| now >= t);
+            return match front.retry_at {
+                Some(t) if now < t => Err(Some(t)),
+                _ => Ok(()),
+            };
         }
-        match (self.open.first(), self.open_created) {
-            (Some(first), Some(created)) => {
-                hurry || first.token <= flush_mark || now >= created + linger
-            }
-            _ => false,
+        let ready_at = self.open_created.map(|c| c + linger);
+        match (self.open.first(), ready_at) {
+            (Some(first), Some(at)) if hurry || first.token <= flush_mark || now >= at => Ok(()),
+            _ => Err(ready_at),
         }
     }
 
@@ -598,6 +602,43 @@ mod tests {
         append(&mut pq, config, now, 13);
         pq.take_all();
         assert_eq!(pq.unsent_bytes(), 0);
+    }
+
+    /// The drain pass's one look answers as `ready_at` does whenever the
+    /// partition cannot send yet: lingering, held back by its flush mark,
+    /// hurried, waiting out a retry's backoff, at its in-flight limit.
+    #[test]
+    fn readiness_agrees_with_ready_at() {
+        let now = crate::clock::now();
+        let linger = Duration::from_millis(5);
+        let config = BatchConfig::default();
+        let mut pq = PartitionQueue::default();
+        assert_eq!(pq.readiness(now, linger, 0, false, 5), Err(None), "empty");
+        append(&mut pq, config, now, 7);
+        let at = pq.ready_at(linger, 5);
+        assert_eq!(at, Some(now + linger));
+        assert_eq!(pq.readiness(now, linger, 0, false, 5), Err(at));
+        assert_eq!(pq.readiness(now + linger, linger, 0, false, 5), Ok(()));
+        assert_eq!(pq.readiness(now, linger, 0, true, 5), Ok(()), "hurried");
+        assert_eq!(pq.readiness(now, linger, 7, false, 5), Ok(()), "flushed");
+        let batch = pq.take_next(now).unwrap().unwrap();
+        pq.sent(batch.order);
+        append(&mut pq, config, now, 8);
+        // The first batch is in flight and nothing was acknowledged yet:
+        // one at a time.
+        assert_eq!(pq.ready_at(linger, 5), None);
+        assert_eq!(pq.readiness(now + linger, linger, 0, true, 5), Err(None));
+        pq.settled(batch.order);
+        let mut retry = batch;
+        retry.retry_at = Some(now + Duration::from_millis(100));
+        pq.requeue(retry);
+        let at = pq.ready_at(linger, 5);
+        assert_eq!(at, Some(now + Duration::from_millis(100)));
+        assert_eq!(pq.readiness(now + linger, linger, 0, true, 5), Err(at));
+        assert_eq!(
+            pq.readiness(now + Duration::from_millis(100), linger, 0, false, 5),
+            Ok(())
+        );
     }
 
     /// Every partition of every topic written to has one of these, so a

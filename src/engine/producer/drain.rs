@@ -96,8 +96,8 @@ impl Engine {
                 if let Some(leader) = info.leader(p as i32) {
                     self.backlog.partition(leader, pq.unsent_bytes());
                 }
-                if !pq.ready(now, linger, self.flush_mark, hurry, limit) {
-                    send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
+                if let Err(at) = pq.readiness(now, linger, self.flush_mark, hurry, limit) {
+                    send_at = earliest_after(now, send_at, at);
                     continue;
                 }
                 // A transaction's partition sends once the coordinator added it.

@@ -1,9 +1,9 @@
 //! The live table on stdout: one row per partition (group, topic,
 //! partition, lag, committed and end offsets, score, healthy, trend status,
 //! processing rate, the capacity its consumer reported, lag slope, the
-//! trend routing's reason and share, and why it is excluded), redrawn in place with colours when stdout is a
-//! terminal, and written as plain lines (one block per refresh, for logs)
-//! otherwise.
+//! trend routing's reason and share, and why it is excluded), redrawn in
+//! place with colours when stdout is a terminal, and written as plain lines
+//! (one block per refresh, for logs) otherwise.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};

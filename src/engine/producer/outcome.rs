@@ -141,7 +141,6 @@ impl Engine {
         self.pump(now);
     }
 
-    /// The identity a batch was stamped with, when it is the current one.
     /// `request` was answered at `now`: its latency joins its broker's
     /// average, which each of its batches' partitions takes; at most every
     /// [`leader_latency::REFRESH`], every partition of their topics takes
@@ -170,6 +169,7 @@ impl Engine {
         }
     }
 
+    /// The identity a batch was stamped with, when it is the current one.
     pub(super) fn current_stamp(&self, b: &InFlightBatch) -> Option<Stamp> {
         b.batch
             .stamp

@@ -203,8 +203,10 @@ pub(crate) struct PartitionQueue {
     /// Sealed batches, oldest first.
     pub(crate) queue: VecDeque<Batch>,
     /// The `order` of each batch in flight, with a count per order (the
-    /// halves of a split batch share one).
-    in_flight_orders: std::collections::BTreeMap<u64, u32>,
+    /// halves of a split batch share one), oldest first. A handful at most
+    /// (the in-flight limit), in a list that keeps its room: sending and
+    /// settling a batch allocate nothing.
+    in_flight_orders: Vec<(u64, u32)>,
     /// The `order` of the next batch sealed.
     next_order: u64,
     /// Buffer bytes held by this partition's records (queued or in flight).
@@ -385,20 +387,25 @@ impl PartitionQueue {
 
     /// Batches of this partition in flight.
     fn in_flight(&self) -> usize {
-        self.in_flight_orders.values().map(|n| *n as usize).sum()
+        self.in_flight_orders.iter().map(|(_, n)| *n as usize).sum()
     }
 
     /// A batch of this partition went out.
     pub(crate) fn sent(&mut self, order: u64) {
-        *self.in_flight_orders.entry(order).or_insert(0) += 1;
+        let orders = &mut self.in_flight_orders;
+        match orders.binary_search_by_key(&order, |(o, _)| *o) {
+            Ok(at) => orders[at].1 += 1,
+            Err(at) => orders.insert(at, (order, 1)),
+        }
     }
 
     /// A batch of this partition is no longer in flight.
     pub(crate) fn settled(&mut self, order: u64) {
-        if let Some(n) = self.in_flight_orders.get_mut(&order) {
-            *n -= 1;
-            if *n == 0 {
-                self.in_flight_orders.remove(&order);
+        let orders = &mut self.in_flight_orders;
+        if let Ok(at) = orders.binary_search_by_key(&order, |(o, _)| *o) {
+            orders[at].1 -= 1;
+            if orders[at].1 == 0 {
+                orders.remove(at);
             }
         }
     }
@@ -426,7 +433,7 @@ impl PartitionQueue {
             next => {
                 let next_order = next.map_or(self.next_order, |b| b.order);
                 self.in_flight() < max_in_flight
-                    && self.in_flight_orders.keys().next().is_none_or(|oldest| {
+                    && self.in_flight_orders.first().is_none_or(|(oldest, _)| {
                         next_order.saturating_sub(*oldest) < max_in_flight as u64
                     })
             }
@@ -639,6 +646,30 @@ mod tests {
             pq.readiness(now + Duration::from_millis(100), linger, 0, false, 5),
             Ok(())
         );
+    }
+
+    /// Orders in flight stay sorted with a count each, whatever order
+    /// batches go out and settle in: a retry goes out after newer batches,
+    /// the halves of a split batch share their order, and settling an
+    /// order not in flight changes nothing.
+    #[test]
+    fn in_flight_orders_count_and_keep_the_oldest_first() {
+        let mut pq = PartitionQueue::default();
+        for order in [5, 7, 5, 6, 3] {
+            pq.sent(order);
+        }
+        assert_eq!(pq.in_flight(), 5);
+        assert_eq!(pq.in_flight_orders, vec![(3, 1), (5, 2), (6, 1), (7, 1)]);
+        pq.settled(3);
+        pq.settled(5);
+        assert_eq!(pq.in_flight_orders.first(), Some(&(5, 1)));
+        pq.settled(99);
+        pq.settled(7);
+        pq.settled(5);
+        assert_eq!(pq.in_flight_orders, vec![(6, 1)]);
+        assert_eq!(pq.in_flight(), 1);
+        pq.settled(6);
+        assert!(pq.in_flight_orders.is_empty());
     }
 
     /// Every partition of every topic written to has one of these, so a

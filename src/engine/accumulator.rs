@@ -228,6 +228,16 @@ impl PartitionQueue {
         !self.open.is_empty()
     }
 
+    /// When the open batch was created (its linger starts then).
+    pub(crate) fn open_created(&self) -> Option<Instant> {
+        self.open_created
+    }
+
+    /// Whether sealed batches wait (the head one may wait out a backoff).
+    pub(crate) fn has_sealed(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
     /// Buffer bytes of the records waiting to be sent (not in flight).
     pub(crate) fn unsent_bytes(&self) -> u64 {
         self.unsent_bytes

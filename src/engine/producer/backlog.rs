@@ -8,11 +8,20 @@
 //! leave sooner for being queued early: while the producer is faster than
 //! its brokers they only add waiting time and memory (a full 64 MiB buffer
 //! of 1 KiB records is tens of milliseconds of waiting, and its size in
-//! resident memory). Each drain pass counts, per leader, the partitions with
+//! resident memory). Each drain pass knows, per leader, the partitions with
 //! unsent records and their bytes, and leaves as room what
 //! [`REQUESTS_AHEAD`] requests of every leader could carry beyond them. The
 //! producer's waiting sends spend that room and wait once it is spent,
 //! until a later pass finds more; `try_send` still fills the whole buffer.
+//!
+//! A pass that walks every partition holding records counts them afresh
+//! ([`start`](Backlog::start), [`partition`](Backlog::partition)); between
+//! such walks the count follows the records: appends add to it
+//! ([`appended`](Backlog::appended)), drains take from it
+//! ([`sent`](Backlog::sent), [`emptied`](Backlog::emptied)), and a pass
+//! that looks only at the partitions that may send carries it on
+//! ([`carry_on`](Backlog::carry_on)). Either way a pass's room counts the
+//! partitions that held records when it began.
 //!
 //! Partitions without a known leader are not counted: their records cannot
 //! leave until metadata says where to, and holding every sender back for
@@ -39,7 +48,7 @@ pub(super) const REQUESTS_AHEAD: u64 = 8;
 pub(super) const STALL: Duration = Duration::from_millis(250);
 
 /// A drain pass's count of unsent records (see the module documentation).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Backlog {
     /// When a batch was last delivered.
     delivered_at: Option<Instant>,
@@ -49,8 +58,11 @@ pub(super) struct Backlog {
     was_idle: bool,
     /// Buffer bytes of unsent records in partitions with a known leader.
     unsent: u64,
-    /// Per leader: partitions with unsent records.
+    /// Per leader: partitions with unsent records when the pass began.
     leaders: Vec<(i32, u64)>,
+    /// Per leader: partitions the pass emptied, taken off `leaders` when
+    /// the next pass carries the count on.
+    emptied: Vec<(i32, u64)>,
     /// The room the last complete pass left; `None` for no limit.
     room: Option<u64>,
 }
@@ -63,16 +75,18 @@ impl Default for Backlog {
             was_idle: true,
             unsent: 0,
             leaders: Vec::new(),
+            emptied: Vec::new(),
             room: None,
         }
     }
 }
 
 impl Backlog {
-    /// Starts a pass.
+    /// Starts a pass that counts every partition afresh.
     pub(super) fn start(&mut self) {
         self.unsent = 0;
         self.leaders.clear();
+        self.emptied.clear();
     }
 
     /// A partition led by `leader` holds `unsent` bytes of unsent records.
@@ -81,15 +95,52 @@ impl Backlog {
             return;
         }
         self.unsent += unsent;
-        match self.leaders.iter_mut().find(|(id, _)| *id == leader) {
-            Some((_, partitions)) => *partitions += 1,
-            None => self.leaders.push((leader, 1)),
+        bump(&mut self.leaders, leader);
+    }
+
+    /// Starts a pass that keeps the count the appends and drains since the
+    /// last one left.
+    pub(super) fn carry_on(&mut self) {
+        for (leader, gone) in self.emptied.drain(..) {
+            if let Some((_, partitions)) = self.leaders.iter_mut().find(|(id, _)| *id == leader) {
+                *partitions = partitions.saturating_sub(gone);
+            }
+        }
+        self.leaders.retain(|(_, partitions)| *partitions > 0);
+    }
+
+    /// Records of `bytes` joined a partition led by `leader`, which held no
+    /// unsent records before if `first`.
+    pub(super) fn appended(&mut self, leader: i32, bytes: u64, first: bool) {
+        self.unsent += bytes;
+        if first {
+            bump(&mut self.leaders, leader);
         }
     }
 
     /// Records of `bytes` were taken into a request in the same pass.
     pub(super) fn sent(&mut self, bytes: u64) {
         self.unsent = self.unsent.saturating_sub(bytes);
+    }
+
+    /// The pass took the last unsent records of a partition led by
+    /// `leader` (it still counts for this pass's room).
+    pub(super) fn emptied(&mut self, leader: i32) {
+        bump(&mut self.emptied, leader);
+    }
+
+    /// Tests: what the count holds, as a fresh count would give it: the
+    /// unsent bytes and, per leader in order, the partitions holding some.
+    #[cfg(test)]
+    pub(super) fn counted(&self) -> (u64, Vec<(i32, u64)>) {
+        let mut leaders: Vec<(i32, u64)> = self
+            .leaders
+            .iter()
+            .copied()
+            .filter(|(_, partitions)| *partitions > 0)
+            .collect();
+        leaders.sort_unstable();
+        (self.unsent, leaders)
     }
 
     /// A batch was delivered at `now`: the brokers are taking records.
@@ -165,6 +216,14 @@ impl Backlog {
     }
 }
 
+/// Adds one to `leader`'s count in `counts`.
+fn bump(counts: &mut Vec<(i32, u64)>, leader: i32) {
+    match counts.iter_mut().find(|(id, _)| *id == leader) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((leader, 1)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +291,40 @@ mod tests {
         let allowance = REQUESTS_AHEAD * BATCH as u64;
         assert_eq!(pass(&[(1, allowance)], 0), Some(0));
         assert_eq!(pass(&[(1, allowance), (2, 1)], 0), Some(allowance - 1));
+    }
+
+    /// Appends and drains between walks keep the count a walk would make,
+    /// and a pass's room counts the partitions it began with.
+    #[test]
+    fn a_count_carried_on_is_the_count_a_walk_makes() {
+        let now = crate::clock::now();
+        let mut b = Backlog::default();
+        b.delivered(now);
+        // A walk: two partitions of leader 1, one of leader 2.
+        b.start();
+        for (leader, unsent) in [(1, 10 * KIB), (1, KIB), (2, 5 * KIB)] {
+            b.partition(leader, unsent);
+        }
+        // The pass drains leader 2's partition whole and part of another.
+        b.sent(5 * KIB);
+        b.emptied(2);
+        b.sent(4 * KIB);
+        b.finish(now, false, BATCH, REQUEST);
+        let allowance = REQUESTS_AHEAD * (2 * BATCH + BATCH) as u64;
+        assert_eq!(b.room(), Some(allowance - 7 * KIB), "leader 2 still counts");
+        // Then: more records for a partition of leader 1 that held some,
+        // and a first one for a partition of leader 3.
+        b.appended(1, KIB, false);
+        b.appended(3, 2 * KIB, true);
+        b.carry_on();
+        let mut walk = Backlog::default();
+        for (leader, unsent) in [(1, 6 * KIB), (1, 2 * KIB), (3, 2 * KIB)] {
+            walk.partition(leader, unsent);
+        }
+        assert_eq!(b.counted(), walk.counted());
+        assert_eq!(b.counted(), (10 * KIB, vec![(1, 2), (3, 1)]));
+        b.finish(now, false, BATCH, REQUEST);
+        assert_eq!(b.room(), Some(allowance - 10 * KIB));
     }
 
     #[test]

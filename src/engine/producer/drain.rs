@@ -3,7 +3,7 @@
 //! producer id, epoch and sequences stamped at drain time.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName, TransactionalId};
@@ -63,87 +63,113 @@ impl Engine {
     }
 
     /// Sends what is ready, and leaves in [`Deadlines::send`](super::Deadlines)
-    /// when the first partition left behind becomes ready by time: the
-    /// partitions not ready now are measured in the same walk, the ones
-    /// drained once their batches are taken.
+    /// when the first partition left behind becomes ready by time.
+    ///
+    /// A pass looks at the partitions its topics' ready indexes name (see
+    /// [`ready_index`](super::ready_index)), and at every partition holding
+    /// records after an input the index does not follow (`walk_all`) and
+    /// while the buffer is short, a transaction runs or an epoch bump waits.
+    /// Those it looks at and finds not ready give the next deadline, with
+    /// the indexes' linger and backoff ends; the ones drained give theirs
+    /// once their batches are taken.
     pub(super) fn drain(&mut self, now: Instant) {
         let Some((identity, resolving_only)) = self.drain_mode() else {
             self.deadlines.send = self.send_deadline_by_scan();
             self.backlog.clear();
+            self.walk_all = true;
             return;
         };
-        self.backlog.start();
         let hurry = self.buffer_blocked;
         let limit = self.partition_in_flight_limit();
         let linger = self.config.linger;
         let transactional = self.txn.is_some();
+        let walk = std::mem::take(&mut self.walk_all) || hurry || transactional || resolving_only;
+        let rules = Rules {
+            now,
+            linger,
+            flush_mark: self.flush_mark,
+            hurry,
+            limit,
+            resolving: resolving_only.then_some(identity),
+        };
+        #[cfg(test)]
+        let walked = (!walk).then(|| self.check_index(&rules));
+        if walk {
+            self.backlog.start();
+        } else {
+            self.backlog.carry_on();
+        }
         let mut ready: BTreeMap<i32, Vec<(Topic, i32)>> = BTreeMap::new();
         let mut leaderless = false;
         let mut send_at: Option<Instant> = None;
-        let mut emptied: Vec<(Topic, usize)> = Vec::new();
-        for (topic, tq) in &self.topics {
+        let mut look_at = std::mem::take(&mut self.due_scratch);
+        for (topic, tq) in &mut self.topics {
+            tq.ready.advance(now);
+            if walk {
+                tq.ready.clear_due();
+                look_at.clear();
+                look_at.extend(tq.active.iter().filter_map(|p| u32::try_from(p).ok()));
+            } else {
+                tq.ready.take_due(&mut look_at);
+                send_at = earliest_after(now, send_at, tq.ready.next_time());
+            }
             let Some(info) = self.metadata.topic(topic) else {
-                for (_, pq) in tq.active() {
-                    send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
+                for p in &look_at {
+                    if let Some(pq) = tq.partitions.get(*p as usize) {
+                        send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
+                    }
                 }
                 continue;
             };
-            for (p, pq) in tq.active() {
+            for &p in &look_at {
+                let index = p as usize;
+                let Some(pq) = tq.partitions.get(index) else {
+                    continue;
+                };
                 if pq.is_empty() {
-                    emptied.push((topic.clone(), p));
-                    continue;
-                }
-                if let Some(leader) = info.leader(p as i32) {
-                    self.backlog.partition(leader, pq.unsent_bytes());
-                }
-                if let Err(at) = pq.readiness(now, linger, self.flush_mark, hurry, limit) {
-                    send_at = earliest_after(now, send_at, at);
-                    continue;
-                }
-                // A transaction's partition sends once the coordinator added it.
-                if let Some(txn) = &self.txn
-                    && !txn.may_send(topic, p as i32)
-                {
-                    send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
-                    continue;
-                }
-                // While a bump waits, only partitions holding a possibly
-                // written batch under the old identity send, in order, to
-                // learn its outcome.
-                if resolving_only
-                    && !(pq
-                        .queue
-                        .front()
-                        .is_some_and(|b| b.stamp.map(identity_of) == identity)
-                        && pq
-                            .queue
-                            .iter()
-                            .any(|b| b.maybe_persisted && b.stamp.map(identity_of) == identity))
-                {
-                    send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
+                    tq.active.remove(index);
                     continue;
                 }
                 let partition = p as i32;
-                match info.leader(partition) {
-                    Some(leader) => ready
-                        .entry(leader)
-                        .or_default()
-                        .push((topic.clone(), partition)),
-                    None => {
-                        send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
-                        leaderless = true;
+                if walk && let Some(leader) = info.leader(partition) {
+                    self.backlog.partition(leader, pq.unsent_bytes());
+                }
+                let waits_for_txn = self
+                    .txn
+                    .as_ref()
+                    .is_some_and(|txn| !txn.may_send(topic, partition));
+                match rules.look(pq, waits_for_txn) {
+                    Look::Later(at) => {
+                        send_at = earliest_after(now, send_at, at);
+                        // A head batch waiting out its backoff; linger ends
+                        // are in the index from when their batches opened.
+                        if let Some(at) = at
+                            && pq.has_sealed()
+                        {
+                            tq.ready.backoff(at, index);
+                        }
                     }
+                    Look::Ready => match info.leader(partition) {
+                        Some(leader) => ready
+                            .entry(leader)
+                            .or_default()
+                            .push((topic.clone(), partition)),
+                        None => {
+                            send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
+                            leaderless = true;
+                        }
+                    },
                 }
             }
+        }
+        self.due_scratch = look_at;
+        #[cfg(test)]
+        if let Some(walked) = walked {
+            assert_eq!(ready, walked, "the ready index missed or added partitions");
         }
         if leaderless {
             self.metadata.want_leader();
             self.poll_metadata(now);
-        }
-        for (topic, p) in emptied {
-            if let Some(tq) = self.topics.get_mut(&topic) {
-                tq.active.remove(p);
-            }
         }
         let drained: Vec<(Topic, i32)> = ready.values().flatten().cloned().collect();
         for (node, candidates) in ready {
@@ -193,6 +219,9 @@ impl Engine {
                     // What left the partition's unsent records, sent or
                     // failed, no longer waits.
                     self.backlog.sent(unsent.saturating_sub(pq.unsent_bytes()));
+                    if unsent > 0 && pq.unsent_bytes() == 0 {
+                        self.backlog.emptied(node);
+                    }
                     match next {
                         Ok(Some(mut batch)) => {
                             if let Some(identity) = identity {
@@ -222,13 +251,16 @@ impl Engine {
                 self.send_produce(now, node, &addr, batches);
             }
         }
+        // Every partition found ready is looked at again by the next pass:
+        // one drained may have more to send (or be empty now), one left for
+        // a later request (its broker at its limit, the request full, the
+        // broker's address unknown) is still ready.
         for (topic, partition) in drained {
-            if let Some(pq) = self
-                .topics
-                .get(&topic)
-                .and_then(|tq| tq.partitions.get(partition as usize))
+            if let Some(tq) = self.topics.get_mut(&topic)
+                && let Some(pq) = tq.partitions.get(partition as usize)
             {
                 send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
+                tq.ready.mark(partition as usize);
             }
         }
         self.deadlines.send = send_at;
@@ -302,6 +334,8 @@ impl Engine {
         topic: &str,
         partition: i32,
     ) -> Option<&mut PartitionQueue> {
+        // A batch put back (with its backoff) is found by the next walk.
+        self.walk_all = true;
         let tq = self.topics.get_mut(topic)?;
         let index = usize::try_from(partition).ok()?;
         let pq = tq.partitions.get_mut(index)?;
@@ -322,6 +356,107 @@ impl Engine {
             .get_mut(topic)?
             .partitions
             .get_mut(usize::try_from(partition).ok()?)
+    }
+}
+
+/// What a drain pass asks of every partition it looks at.
+struct Rules {
+    now: Instant,
+    linger: Duration,
+    flush_mark: u64,
+    /// Buffer space is short: every open batch goes.
+    hurry: bool,
+    /// Batches of a partition in flight at once.
+    limit: usize,
+    /// While an epoch bump waits: the identity whose possibly written
+    /// batches alone may go.
+    resolving: Option<Option<ProducerIdentity>>,
+}
+
+/// What a pass finds of a partition holding records.
+enum Look {
+    /// Its next batch may go now.
+    Ready,
+    /// Not now: sendable by time alone at the instant, if any.
+    Later(Option<Instant>),
+}
+
+impl Rules {
+    /// Whether `pq`'s next batch may go now: the partition's own readiness
+    /// (in-flight limit, backoff, linger, flush, hurry), then a running
+    /// transaction (`waits_for_txn`: the coordinator has not added the
+    /// partition yet) and a waiting epoch bump (only partitions holding a
+    /// possibly written batch under the old identity send, in order, to
+    /// learn its outcome).
+    fn look(&self, pq: &PartitionQueue, waits_for_txn: bool) -> Look {
+        let later = || Look::Later(pq.ready_at(self.linger, self.limit));
+        if let Err(at) = pq.readiness(
+            self.now,
+            self.linger,
+            self.flush_mark,
+            self.hurry,
+            self.limit,
+        ) {
+            return Look::Later(at);
+        }
+        if waits_for_txn {
+            return later();
+        }
+        if let Some(identity) = self.resolving
+            && !(pq
+                .queue
+                .front()
+                .is_some_and(|b| b.stamp.map(identity_of) == identity)
+                && pq
+                    .queue
+                    .iter()
+                    .any(|b| b.maybe_persisted && b.stamp.map(identity_of) == identity))
+        {
+            return later();
+        }
+        Look::Ready
+    }
+}
+
+#[cfg(test)]
+impl Engine {
+    /// Tests: before a pass that looks only at what the ready indexes name,
+    /// the partitions a walk over every partition holding records finds
+    /// ready, per leader, in the order the pass finds them; and the
+    /// count of unsent records the pass carries on is the one a walk would
+    /// make.
+    fn check_index(&self, rules: &Rules) -> BTreeMap<i32, Vec<(Topic, i32)>> {
+        let mut ready: BTreeMap<i32, Vec<(Topic, i32)>> = BTreeMap::new();
+        let mut fresh = super::backlog::Backlog::default();
+        let mut carried = self.backlog.clone();
+        carried.carry_on();
+        for (topic, tq) in &self.topics {
+            let Some(info) = self.metadata.topic(topic) else {
+                continue;
+            };
+            for (p, pq) in tq.active() {
+                let partition = p as i32;
+                if pq.is_empty() {
+                    continue;
+                }
+                if let Some(leader) = info.leader(partition) {
+                    fresh.partition(leader, pq.unsent_bytes());
+                }
+                if let (Look::Ready, Some(leader)) = (rules.look(pq, false), info.leader(partition))
+                {
+                    ready
+                        .entry(leader)
+                        .or_default()
+                        .push((topic.clone(), partition));
+                }
+            }
+        }
+        assert_eq!(
+            carried.counted(),
+            fresh.counted(),
+            "the unsent records counted as they came and went differ from a walk's count"
+        );
+        ready
     }
 }
 

@@ -21,6 +21,9 @@ impl Engine {
         result: Result<(i16, i64, i16), Error>,
     ) {
         self.now = Some(now);
+        // A producer id lets partitions send, and an epoch bump changes
+        // which may.
+        self.walk_all = true;
         let Some(idem) = self.idempotence.as_mut() else {
             return;
         };
@@ -64,6 +67,7 @@ impl Engine {
     /// `abort_transaction`); `Event::TxnDone` with `op` reports its result.
     pub(crate) fn transaction(&mut self, now: Instant, op: u64, call: TxnOp) {
         self.now = Some(now);
+        self.walk_all = true;
         let Some(txn) = self.txn.as_mut() else {
             let error = Error::config(
                 "transactional_id",
@@ -112,6 +116,7 @@ impl Engine {
         result: Result<TxnAnswer, Error>,
     ) {
         self.now = Some(now);
+        self.walk_all = true;
         if let Some(txn) = self.txn.as_mut() {
             match txn.handle_answer(now, id, result) {
                 TxnEffect::None => {}

@@ -125,6 +125,8 @@ impl Engine {
         id: u64,
         result: Result<ClusterMetadata, Error>,
     ) {
+        // Leaders may have moved, and topics become known or unknown.
+        self.walk_all = true;
         if self.metadata.is_in_flight(id) {
             match result {
                 Ok(metadata) => {
@@ -172,6 +174,7 @@ impl Engine {
     /// requests go on as before).
     pub(crate) fn cluster_unreachable(&mut self, now: Instant, error: Error) {
         self.now = Some(now);
+        self.walk_all = true;
         let mut i = 0;
         while i < self.waiting.len() {
             if self.knows_topic(&self.waiting[i].record.topic.clone()) {
@@ -380,6 +383,8 @@ impl Engine {
         }
         let keyless = record.partition.is_none() && record.key.is_none();
         let at_batch_boundary = !pq.has_open_batch();
+        let opened_before = pq.open_created();
+        let unsent_before = pq.unsent_bytes();
         match pq.append(
             self.batch_config,
             now,
@@ -394,6 +399,24 @@ impl Engine {
                     self.deadlines.send,
                     pq.ready_at(self.config.linger, in_flight_limit),
                 );
+                if let Some(created) = pq.open_created()
+                    && opened_before != Some(created)
+                {
+                    tq.ready.opened(created + self.config.linger, index);
+                }
+                // Full, or flushed already (a record that waited for its
+                // topic or for room can be older than a flush): it may go.
+                if sealed_full || token <= self.flush_mark {
+                    tq.ready.mark(index);
+                }
+                if let Some(leader) = info.leader(partition) {
+                    let unsent = pq.unsent_bytes();
+                    self.backlog.appended(
+                        leader,
+                        unsent.saturating_sub(unsent_before),
+                        unsent_before == 0 && unsent > 0,
+                    );
+                }
                 if let Some(txn) = self.txn.as_mut() {
                     txn.record_partition(&record.topic, partition);
                 }
@@ -416,6 +439,8 @@ impl Engine {
                     }
                 }
                 if let Some((records, e)) = lost {
+                    // The count of unsent records is redone by a walk.
+                    self.walk_all = true;
                     let bytes: usize = records.iter().map(PendingRecord::reserved).sum();
                     self.release(&record.topic, partition, bytes);
                     self.fail_records(&record.topic, partition, &records, &records_error(e));
@@ -465,6 +490,9 @@ impl Engine {
             }
         }
         self.deadlines.oldest_batch = self.oldest_batch_by_scan();
+        if !expired.is_empty() {
+            self.walk_all = true;
+        }
         for (topic, partition, records, maybe) in expired {
             // In-flight batches keep their buffer bytes until the response.
             if !maybe || !self.is_in_flight_batch(&topic, partition, &records) {

@@ -79,6 +79,7 @@
 //! | `interface` | configuration, `Transmit`, `Event` and the delivered-batch view |
 //! | `intake` | records waiting for metadata and buffer space, metadata answers, expiry of waiting records |
 //! | `drain` | ready batches into one Produce request per broker, sequences stamped at drain |
+//! | `ready_index` | per topic, the partitions a drain pass looks at: linger and backoff ends, partitions due after an event |
 //! | `backlog` | how much more the brokers' next requests can carry: the room a waiting send may take |
 //! | `outcome` | what a Produce answer means per batch: delivered, retried, failed, sequence holes |
 //! | `identity` | the producer id and epoch, transactions, the fatal state |
@@ -107,6 +108,7 @@ mod interface;
 mod leader_latency;
 mod outcome;
 mod partition_set;
+mod ready_index;
 #[cfg(test)]
 mod tests;
 
@@ -150,12 +152,15 @@ struct TopicQueues {
     keyless_bytes: Vec<u64>,
     /// The partitions that may hold records waiting to be sent: every
     /// partition that is not empty is in here (an append or a requeue puts
-    /// it in), and the drain pass takes out the ones it finds empty. The
-    /// drain pass, which runs on every input, walks these instead of every
-    /// partition of the topic, so a producer over thousands of partitions
-    /// pays for the ones in use; expiry and the next timer come from
-    /// [`Deadlines`] without a walk.
+    /// it in), and the drain pass takes out the ones it finds empty. Expiry
+    /// and a drain pass that walks every partition holding records walk
+    /// these instead of every partition of the topic, so a producer over
+    /// thousands of partitions pays for the ones in use; most drain passes
+    /// look only at what [`ready`](Self::ready) names.
     active: partition_set::PartitionSet,
+    /// The partitions a drain pass looks at when it does not walk every
+    /// active one (see [`ready_index`]).
+    ready: ready_index::ReadyIndex,
 }
 
 impl TopicQueues {
@@ -176,7 +181,8 @@ impl TopicQueues {
 struct Deadlines {
     /// When the next partition becomes sendable by time alone (its linger
     /// ends, or its retry backoff): set by every drain pass from the
-    /// partitions it saw, lowered by appends that open a batch.
+    /// partitions it saw and the ready indexes' linger and backoff ends,
+    /// lowered by appends that open a batch.
     send: Option<Instant>,
     /// No batch waiting or in flight was created before this: expiry has
     /// nothing to do until it is `delivery_timeout` old. Lowered by every
@@ -273,6 +279,14 @@ pub(crate) struct Engine {
     spare_buffers: BufferPool,
     /// The room for waiting sends, as the last drain pass found.
     backlog: backlog::Backlog,
+    /// Whether the next drain pass walks every partition holding records
+    /// (and counts the backlog afresh) instead of the ones its topics'
+    /// [`ready_index`] names: set by every input that can make partitions
+    /// sendable other than time, an append or a delivered batch (a flush,
+    /// metadata, a producer id, a failed or retried batch, an expiry).
+    walk_all: bool,
+    /// The due partitions of the topic a pass looks at (kept for its room).
+    due_scratch: Vec<u32>,
     /// The next deadlines that live in the partitions (see [`Deadlines`]).
     deadlines: Deadlines,
 }
@@ -327,6 +341,8 @@ impl Engine {
             // holds what batches held before, and lets go of what stays
             // unused (see `BufferPool`).
             backlog: backlog::Backlog::default(),
+            walk_all: true,
+            due_scratch: Vec::new(),
             spare_buffers: {
                 let each = config.batch_size.min(config.max_request_size).max(1);
                 BufferPool::new(config.buffer_memory / each, each)
@@ -338,6 +354,7 @@ impl Engine {
     /// Makes every record appended so far ready to send, ignoring linger.
     pub(crate) fn flush(&mut self, now: Instant, up_to_token: u64) {
         self.flush_mark = self.flush_mark.max(up_to_token);
+        self.walk_all = true;
         self.pump(now);
     }
 
@@ -346,6 +363,7 @@ impl Engine {
     /// responses are ignored.
     pub(crate) fn abort(&mut self, now: Instant, reason: &Error) {
         self.now = Some(now);
+        self.walk_all = true;
         self.fail_unsent(reason);
         let mut failed: Vec<(Topic, i32, Vec<PendingRecord>, bool)> = Vec::new();
         for (_, request) in std::mem::take(&mut self.in_flight) {
@@ -371,6 +389,7 @@ impl Engine {
     /// Test hook: the next sequence of a partition (to test wrapping).
     #[cfg(test)]
     pub(crate) fn set_next_sequence(&mut self, topic: &str, partition: i32, next: i32) {
+        self.walk_all = true;
         if let Some(pq) = self.partition_queue(topic, partition) {
             pq.sequences = super::idempotence::PartitionSequences::starting_at(next);
         }

@@ -24,6 +24,7 @@ impl Engine {
     /// (a queued retry fails as possibly persisted). Returns whether a
     /// failed batch held sequence numbers (it leaves a hole behind).
     pub(super) fn fail_unsent(&mut self, reason: &Error) -> bool {
+        self.walk_all = true;
         let mut stamped = false;
         while let Some(w) = self.waiting.pop_front() {
             self.held_records -= 1;
@@ -260,6 +261,9 @@ impl Engine {
         error: &Error,
         log_start_offset: i64,
     ) {
+        // Retries, bumps, leader moves and failures change which partitions
+        // may send in ways the ready index does not follow.
+        self.walk_all = true;
         if b.resolved {
             // Expired in flight (scenario 15): the answer still resolves its
             // sequences, but the records were reported already.
@@ -487,8 +491,13 @@ impl Engine {
     /// again): one fewer in flight, and its buffer bytes released.
     pub(super) fn unmute(&mut self, b: &InFlightBatch) {
         let bytes = b.batch.reserved();
-        if let Some(pq) = self.partition_queue(&b.topic, b.partition) {
+        if let Some(tq) = self.topics.get_mut(&*b.topic)
+            && let Ok(index) = usize::try_from(b.partition)
+            && let Some(pq) = tq.partitions.get_mut(index)
+        {
             pq.settled(b.batch.order);
+            // One fewer in flight: the partition may send again.
+            tq.ready.mark(index);
         }
         self.release(&b.topic, b.partition, bytes);
     }

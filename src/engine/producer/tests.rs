@@ -642,3 +642,52 @@ fn the_partitioner_sees_each_leaders_produce_latency() {
          for partition 2, which sent nothing"
     );
 }
+
+/// A record that waited for buffer space when `flush` was called is
+/// flushed too: once a delivery makes room it goes at once, without
+/// waiting out its linger (the pass that takes it follows a delivered
+/// batch, and looks only at the partitions that may send).
+#[test]
+fn a_record_waiting_for_room_at_a_flush_goes_once_taken() {
+    let t0 = Instant::now_for_tests();
+    let mut cfg = config();
+    cfg.buffer_memory = 300;
+    cfg.batch_size = 100;
+    cfg.linger = Duration::from_secs(1);
+    let mut e = engine(cfg, t0, &cluster(&[(0, Some(1), 0), (1, Some(1), 0)]));
+    for token in 10..14 {
+        e.append(
+            t0,
+            0,
+            Record::new("t")
+                .partition(if token < 13 { 0 } else { 1 })
+                .value(vec![b'v'; 70]),
+            token,
+            None,
+        );
+    }
+    let accepted = |e: &mut Engine| -> Vec<u64> {
+        events(e)
+            .into_iter()
+            .filter_map(|ev| match ev {
+                Event::Accepted { token } => Some(token),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(accepted(&mut e), vec![10, 11, 12], "13 waits for room");
+    e.flush(t0, 13);
+    let sent = produce_transmits(&mut e);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].2.iter().all(|(p, _)| *p == 0));
+    // The first batch is delivered: room for 13, which the flush covers.
+    let t1 = t0 + Duration::from_millis(2);
+    e.handle_produce_response(t1, sent[0].0, Ok(answer(&[(0, 0, 0)])));
+    assert_eq!(accepted(&mut e), vec![13]);
+    let sent = produce_transmits(&mut e);
+    assert!(
+        sent.iter()
+            .any(|(_, _, parts)| parts.iter().any(|(p, _)| *p == 1)),
+        "13 went out at once: {sent:?}"
+    );
+}

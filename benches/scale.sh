@@ -11,12 +11,14 @@
 #   bash benches/scale.sh                 # 3 alternations of 10 s runs
 #   RUNS=5 SECONDS_PER_RUN=20 bash benches/scale.sh
 #   ONLY="10,000" bash benches/scale.sh   # only the scenarios whose label has this
-#   ONLY=linger bash benches/scale.sh     # only the paced linger-0 latency rows
+#   ONLY=linger bash benches/scale.sh     # only the paced rows
 #
-# Two kinds of scenario: flat out for SECONDS_PER_RUN (records/s and CPU per
-# record as the spread grows), and paced at 20,000 records/s with linger 0
+# Three kinds of scenario: flat out for SECONDS_PER_RUN (records/s and CPU per
+# record as the spread grows), paced at 20,000 records/s with linger 0
 # (100,000 records each; p99 delivery latency as the spread grows, where the
-# buffer never fills).
+# buffer never fills), and paced at 150,000 records/s with linger 5 ms
+# (600,000 records each; CPU per record at a rate both clients keep up with,
+# where over 10,000 partitions a batch holds a record or two).
 #
 # Output: $target_dir/scale/results.jsonl and $target_dir/scale/summary.md.
 set -euo pipefail
@@ -42,6 +44,7 @@ common=(--spawn "$BROKER" --brokers 3 --key-pattern random --size 100 --compress
         --acks all --idempotence true --batch-size 65536 --buffer-mb 64 --json --quiet)
 flat_out="--linger-ms 5 --duration $SECONDS_PER_RUN"
 paced="--linger-ms 0 --rate 20000 --records 100000"
+paced_linger="--linger-ms 5 --rate 150000 --records 600000"
 
 # label | extra arguments
 scenarios=(
@@ -54,6 +57,8 @@ scenarios=(
     "linger 0 20k/s, 100 partitions|--partitions 100 $paced"
     "linger 0 20k/s, 1,000 partitions|--partitions 1000 $paced"
     "linger 0 20k/s, 10,000 partitions|--partitions 10000 $paced"
+    "linger 5 150k/s, 6 partitions|--partitions 6 $paced_linger"
+    "linger 5 150k/s, 10,000 partitions|--partitions 10000 $paced_linger"
 )
 
 for scenario in "${scenarios[@]}"; do

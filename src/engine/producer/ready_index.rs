@@ -78,12 +78,10 @@ impl ReadyIndex {
     /// The earliest linger or backoff end still ahead (may be early: the
     /// batch it was kept for may have gone already).
     pub(super) fn next_time(&self) -> Option<Instant> {
-        let linger = self.lingering.front().map(|(t, _)| *t);
-        let backoff = self.backoff.first().map(|(t, _)| *t);
-        match (linger, backoff) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        super::earliest(
+            self.lingering.front().map(|(t, _)| *t),
+            self.backoff.first().map(|(t, _)| *t),
+        )
     }
 
     /// Moves the due partitions into `into` (cleared first), in ascending

@@ -11,9 +11,14 @@ pub(crate) fn now() -> Instant {
 
 /// Milliseconds since the Unix epoch (record timestamps); 0 if the system
 /// clock is before 1970.
-#[allow(clippy::disallowed_methods)]
 pub(crate) fn unix_millis() -> i64 {
+    unix_micros() / 1000
+}
+
+/// Microseconds since the Unix epoch; 0 if the system clock is before 1970.
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn unix_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }

@@ -263,3 +263,84 @@ async fn keys_land_where_murmur2_and_our_partitioner_put_them() {
     );
     producer.close(Duration::from_secs(5)).await.unwrap();
 }
+
+/// Milliseconds since the Unix epoch, as record timestamps count them.
+#[allow(clippy::disallowed_methods)]
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Records sent paced, a few per linger, as a service sends them: while the
+/// producer's task waits between batches they gather without waking it, and
+/// each still gets the timestamp of its `send` (not of when the task took
+/// it), joins a batch with the records sent within a linger, and is
+/// delivered about a linger after it was sent. Read back from the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_records_keep_their_send_time_and_share_batches_within_a_linger() {
+    const N: usize = 60;
+    let linger = Duration::from_millis(100);
+    let cluster = FakeCluster::builder()
+        .brokers(1)
+        .topic("paced", 1)
+        .build()
+        .await;
+    let producer = Producer::builder()
+        .bootstrap_servers(&cluster.bootstrap_servers())
+        .linger(linger)
+        .build()
+        .await
+        .unwrap();
+    let mut sent_within = Vec::with_capacity(N);
+    let mut deliveries = Vec::with_capacity(N);
+    for i in 0..N {
+        let before = unix_millis();
+        let delivery = producer
+            .send(Record::new("paced").value(format!("{i}")))
+            .await
+            .unwrap();
+        sent_within.push((before, unix_millis()));
+        deliveries.push(tokio::spawn(async move {
+            let metadata = delivery.await.unwrap();
+            (metadata.offset, unix_millis())
+        }));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut delivered_at = Vec::with_capacity(N);
+    for d in deliveries {
+        delivered_at.push(d.await.unwrap());
+    }
+    let stored = cluster.records("paced", 0);
+    assert_eq!(stored.len(), N);
+    for (i, r) in stored.iter().enumerate() {
+        assert_eq!(r.value.as_deref(), Some(format!("{i}").as_bytes()));
+        let (before, after) = sent_within[i];
+        // A record that did not gather is taken microseconds after its
+        // send, which may cross into the next millisecond.
+        assert!(
+            (before..=after + 1).contains(&r.timestamp),
+            "record {i}: timestamp {} not within its send ({before}..={after})",
+            r.timestamp
+        );
+        let (offset, at) = delivered_at[i];
+        assert_eq!(offset, r.offset);
+        // A linger and the round trip; far less than two lingers and a
+        // scheduling hiccup.
+        assert!(
+            at - before < 2 * linger.as_millis() as i64 + 1000,
+            "record {i} delivered {} ms after its send",
+            at - before
+        );
+    }
+    // Sent every 10 ms with a linger of 100 ms: batches of several records,
+    // none spanning much more than a linger (the records of one batch
+    // were sent within a linger of its first).
+    let batches = cluster.raw_batches("paced", 0).len();
+    assert!(
+        batches <= N / 3,
+        "{batches} batches for {N} records: linger not honoured"
+    );
+    producer.close(Duration::from_secs(5)).await.unwrap();
+}

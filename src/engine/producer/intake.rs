@@ -54,6 +54,11 @@ impl Engine {
     /// The record is borrowed: it is encoded and left to the caller, which
     /// drops it where it was made (only a record that has to wait is
     /// copied, its payloads shared).
+    ///
+    /// `now` may be when the record was sent rather than when it is
+    /// appended (its linger starts then); time does not go back for the
+    /// engine, though: an instant before the engine's last input counts as
+    /// that input's.
     pub(crate) fn append_deferred(
         &mut self,
         now: Instant,
@@ -63,6 +68,7 @@ impl Engine {
         deadline: Option<Instant>,
         report_acceptance: bool,
     ) {
+        let now = self.now.map_or(now, |last| last.max(now));
         self.now = Some(now);
         self.last_token = self.last_token.max(token);
         let reserved = record.estimated_size();

@@ -111,6 +111,48 @@ fn a_batch_waits_for_linger_then_goes_to_its_leader() {
     assert!(e.is_idle());
 }
 
+/// A record appended as of the instant it was sent (the producer's task
+/// took it later) lingers from then; an instant before the engine's last
+/// input counts as that input's, so its time never goes back.
+#[test]
+fn a_record_lingers_from_the_instant_it_is_appended_as_of_never_before_the_last_input() {
+    let t0 = Instant::now_for_tests();
+    let ms = Duration::from_millis;
+    let mut e = engine(config(), t0, &cluster(&[(0, Some(2), 0), (1, Some(1), 0)]));
+    e.handle_timeout(t0 + ms(3));
+    // Sent at 4 ms, taken at 6: lingers from 4.
+    e.append_deferred(
+        t0 + ms(4),
+        0,
+        &Record::new("t").partition(0).value("a"),
+        10,
+        None,
+        false,
+    );
+    e.handle_timeout(t0 + ms(6));
+    assert_eq!(e.poll_timeout(), Some(t0 + ms(9)));
+    // Sent at 2 ms, before the input at 6: lingers from 6.
+    e.append_deferred(
+        t0 + ms(2),
+        0,
+        &Record::new("t").partition(1).value("b"),
+        11,
+        None,
+        false,
+    );
+    e.handle_timeout(t0 + ms(8));
+    assert!(produce_transmits(&mut e).is_empty());
+    e.handle_timeout(t0 + ms(9));
+    let sent = produce_transmits(&mut e);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].2[0].0, 0, "partition 0 first");
+    assert_eq!(e.poll_timeout(), Some(t0 + ms(11)));
+    e.handle_timeout(t0 + ms(11));
+    let sent = produce_transmits(&mut e);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].2[0].0, 1);
+}
+
 /// Fault scenario 3 (KIP-951): a NOT_LEADER_OR_FOLLOWER answer that
 /// names the new leader, with a newer epoch and its endpoint, moves the
 /// batch there at once: no metadata round trip, no backoff.

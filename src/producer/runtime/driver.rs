@@ -18,6 +18,12 @@
 //!       after the reconnect backoff if connecting fails)
 //! ```
 //!
+//! Between runs of records the driver waits quietly when it has linger:
+//! records sent while it waits gather in the inbox without waking it
+//! until its next deadline (a linger end, a retry, a timeout), a batch's
+//! worth of bytes, or any other command, and each is taken as of the
+//! instant it was sent (see `inbox`). At linger 0 every record wakes it.
+//!
 //! Lifecycle: `Running` until a close command (or every handle dropped),
 //! then `Closing` (everything ready at once, no new records) until the
 //! engine is idle or the close deadline passes (then what is left fails),
@@ -40,7 +46,7 @@ use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
 use crate::net::pool::BrokerPool;
 use crate::producer::DeliveryCallback;
-use crate::producer::runtime::inbox::{self, InboxReceiver, InboxSender};
+use crate::producer::runtime::inbox::{self, Arrival, InboxReceiver, InboxSender, Quiet};
 use crate::producer::runtime::reporter::DeliveryReply;
 use crate::producer::runtime::reporter::Reporter;
 use crate::producer::runtime::token_ring::TokenRing;
@@ -128,6 +134,9 @@ pub(crate) enum Command {
         /// the queued part is given back as the inbox is emptied, the rest
         /// is held until the record settles.
         charged: bool,
+        /// When it was sent, if the driver was waiting quietly then (it is
+        /// taken as of this instant).
+        sent_at: Option<Instant>,
     },
     Flush {
         done: oneshot::Sender<()>,
@@ -192,14 +201,28 @@ impl DriverHandle {
         charge: Option<Charge>,
     ) -> bool {
         let queued = charge.map_or(0, |c| c.queued);
+        // A record whose acceptance is awaited wakes the driver at once.
+        let arrival = if accepted.is_some() {
+            Arrival::Loud
+        } else {
+            Arrival::Record {
+                at: self.commands.is_quiet().then(clock::now),
+                bytes: record.estimated_size(),
+            }
+        };
+        let sent_at = match arrival {
+            Arrival::Record { at, .. } => at,
+            Arrival::Loud => None,
+        };
         let command = Command::Send {
             record,
             deadline,
             accepted,
             delivered: Some(delivered),
             charged: charge.is_some(),
+            sent_at,
         };
-        if self.commands.send_charged(command, queued).is_ok() {
+        if self.commands.send_as(command, queued, arrival).is_ok() {
             return true;
         }
         // Closed: the record never reaches the driver, its share goes back.
@@ -238,8 +261,14 @@ pub(crate) fn spawn(
         inbox::inbox_limited(INBOX_RECORDS * QUEUED_COST, buffer.inbox_flag());
     let stats = Arc::new(Mutex::new(ProducerStats::default()));
     let (responses, response_rx) = mpsc::unbounded_channel();
+    let quiet = QuietRule {
+        linger: engine.linger,
+        bytes: engine.batch_size,
+        after_take: false,
+    };
     let driver = Driver {
         engine: Engine::new(engine),
+        quiet,
         produce_queues: ProduceQueues::new(Arc::clone(&pool), responses.clone(), outbound),
         connections: pool,
         responses,
@@ -290,6 +319,8 @@ struct PendingRecord {
 
 struct Driver {
     engine: Engine,
+    /// When the driver waits quietly (see the module doc).
+    quiet: QuietRule,
     connections: Arc<BrokerPool>,
     responses: mpsc::UnboundedSender<Response>,
     response_rx: mpsc::UnboundedReceiver<Response>,
@@ -338,6 +369,32 @@ struct Driver {
     known_topics: Arc<RwLock<BTreeSet<String>>>,
 }
 
+/// When the driver waits quietly for commands: with linger, after a run of
+/// commands, until its next deadline and at most a linger from now, or
+/// until a batch's worth of bytes gathers. Once that wait ends on the
+/// timer with nothing taken, the next record wakes it again (an idle
+/// producer does not wake every linger).
+struct QuietRule {
+    linger: Duration,
+    bytes: usize,
+    /// Whether the last wait ended with a take (not on the timer).
+    after_take: bool,
+}
+
+impl QuietRule {
+    /// The quiet wait from `now`, with the driver's next deadline `wake`.
+    fn wait(&self, now: Instant, wake: Option<Instant>) -> Option<Quiet> {
+        if !self.after_take || self.linger.is_zero() {
+            return None;
+        }
+        let end = crate::engine::producer::deadline_after(now, self.linger);
+        Some(Quiet {
+            until: wake.map_or(end, |w| w.min(end)),
+            bytes: self.bytes.max(1),
+        })
+    }
+}
+
 /// How stale the published per-partition and per-broker tables may get.
 /// Building them costs in proportion to the partitions written to, so they
 /// are not rebuilt after every delivery (a producer paced over 10,000
@@ -371,11 +428,28 @@ impl Driver {
             {
                 wake = Some(wake.map_or(d, |w| w.min(d)));
             }
-            let sleep_until = wake.unwrap_or(now + Duration::from_secs(3600));
+            let quiet = if self.closing {
+                None
+            } else {
+                self.quiet.wait(now, wake)
+            };
+            let sleep_until = quiet
+                .map(|q| q.until)
+                .or(wake)
+                .unwrap_or(now + Duration::from_secs(3600));
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep_until));
             tokio::select! {
                 biased;
                 Some(response) = self.response_rx.recv() => {
+                    // Records that gathered while the driver waited quietly
+                    // go first: they were sent before the response came.
+                    if self.commands_open
+                        && self.command_rx.try_recv_run(&mut self.incoming, |taken| {
+                            self.buffer.give_back(taken)
+                        })
+                    {
+                        self.on_run();
+                    }
                     self.on_response(response);
                     while let Ok(more) = self.response_rx.try_recv() {
                         self.on_response(more);
@@ -386,22 +460,11 @@ impl Driver {
                     // Out of the inbox: the queued part of the charges goes
                     // back (consistently with what `stats` reads).
                     |taken| self.buffer.give_back(taken),
+                    quiet,
                 ), if self.commands_open => {
                     if more {
-                        self.buffer.serve_waiters();
-                        // One clock reading and one engine pass for the
-                        // run of commands taken.
-                        let now = clock::now();
-                        let unix_millis = clock::unix_millis();
-                        let mut segments = std::mem::take(&mut self.incoming);
-                        for segment in &mut segments {
-                            for command in segment.iter_mut() {
-                                self.on_command(command, now, unix_millis);
-                            }
-                        }
-                        self.command_rx.recycle(&mut segments);
-                        self.incoming = segments;
-                        self.engine.handle_timeout(now);
+                        self.quiet.after_take = true;
+                        self.on_run();
                     } else {
                         // Every handle is gone: send what is left, then stop.
                         self.commands_open = false;
@@ -410,6 +473,9 @@ impl Driver {
                     }
                 }
                 () = sleep => {
+                    // Nothing came while the driver waited: the next record
+                    // wakes it.
+                    self.quiet.after_take = false;
                     // Also the time for tables left stale (`pump_outputs`).
                     self.engine.handle_timeout(clock::now());
                 }
@@ -441,6 +507,23 @@ impl Driver {
         self.publish_stats(true);
         // Hands over what is left; the thread ends after it.
         drop(self.reporter.take());
+    }
+
+    /// Handles the run of commands just taken into `incoming`: one clock
+    /// reading and one engine pass for all of them.
+    fn on_run(&mut self) {
+        self.buffer.serve_waiters();
+        let now = clock::now();
+        let unix_micros = clock::unix_micros();
+        let mut segments = std::mem::take(&mut self.incoming);
+        for segment in &mut segments {
+            for command in segment.iter_mut() {
+                self.on_command(command, now, unix_micros);
+            }
+        }
+        self.command_rx.recycle(&mut segments);
+        self.incoming = segments;
+        self.engine.handle_timeout(now);
     }
 
     fn abort(&mut self, now: Instant) {
@@ -500,24 +583,35 @@ impl Driver {
     /// Takes one command, leaving what is spent of it in place (see
     /// [`Command::Spent`]). Records are appended without an engine pass;
     /// the caller runs one (`handle_timeout`) after a run of commands.
-    fn on_command(&mut self, command: &mut Command, now: Instant, unix_millis: i64) {
+    fn on_command(&mut self, command: &mut Command, now: Instant, unix_micros: i64) {
         if let Command::Send {
             record,
             deadline,
             accepted,
             delivered,
             charged,
+            sent_at,
         } = command
         {
             let keep = record.estimated_size() <= KEEP_SPENT_BYTES;
+            // A record that gathered while the driver waited quietly is
+            // taken as of when it was sent (its linger and its timestamp
+            // start then).
+            let (at, unix_micros) = match *sent_at {
+                Some(sent) if sent < now => {
+                    let ago = i64::try_from((now - sent).as_micros()).unwrap_or(i64::MAX);
+                    (sent, unix_micros.saturating_sub(ago))
+                }
+                _ => (now, unix_micros),
+            };
             self.on_send(
                 record,
                 *deadline,
                 accepted.take(),
                 delivered.take(),
                 *charged,
-                now,
-                unix_millis,
+                at,
+                unix_micros / 1000,
             );
             if !keep {
                 *command = Command::Spent;

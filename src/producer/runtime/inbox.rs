@@ -30,10 +30,24 @@
 //! Like a channel it closes from either side: when the last sender is
 //! dropped the receiver sees the end after the last command, and once the
 //! receiver is gone `send` hands the command back.
+//!
+//! The receiver may wait *quietly* ([`Quiet`]): records then gather without
+//! waking it until the first one sent at or after a given instant (the
+//! receiver's next deadline), until they add up to a given size or to
+//! [`QUIET_RECORDS`]; any other command wakes it at once. Records
+//! paced in small bursts would otherwise wake the receiver once per burst,
+//! and the wake-ups cost more than the records. The sender reads the clock
+//! for the comparison, so the receiver hears of its deadline on time while
+//! records flow (finer than the runtime's timer), and the record carries
+//! the instant it was sent, so the receiver can take it as of then.
 
 use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
@@ -43,6 +57,13 @@ const SEGMENT: usize = 256;
 pub(crate) const TAKE_SEGMENTS: usize = 4;
 /// Emptied segments kept for reuse (beyond them, segments are freed).
 const SPARE_SEGMENTS: usize = 2 * TAKE_SEGMENTS;
+/// Commands that may gather while the receiver waits quietly: the one
+/// that brings the queue to this many wakes it. The receiver handles what
+/// gathered before anything else (a batch whose linger ended waits for
+/// the records sent before it ended), so a long run would hold up the
+/// next send; a few dozen records already make the wake-up a small part
+/// of their cost.
+const QUIET_RECORDS: usize = 64;
 
 struct Shared<T> {
     state: Mutex<State<T>>,
@@ -53,6 +74,18 @@ struct Shared<T> {
     /// Whether the charges queued are at or past `limit`; written only
     /// under the lock, as the charges change.
     over: Arc<AtomicBool>,
+    /// Whether the receiver waits quietly; follows `State::quiet`, written
+    /// only under the lock, read without it (see [`InboxSender::is_quiet`]).
+    quiet: AtomicBool,
+}
+
+/// How a waiting receiver may let records gather before it is woken.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quiet {
+    /// A record sent at or after this instant wakes the receiver.
+    pub(crate) until: Instant,
+    /// The record that brings the bytes gathered to this wakes it.
+    pub(crate) bytes: usize,
 }
 
 /// A run of commands with the total of their charges.
@@ -68,6 +101,18 @@ struct State<T> {
     charged: usize,
     senders: usize,
     receiver_alive: bool,
+    /// Set while the receiver waits quietly, with the bytes still allowed
+    /// to gather; cleared by the command that wakes it and by a take.
+    quiet: Option<Quiet>,
+}
+
+impl<T> State<T> {
+    /// The commands queued.
+    fn queued(&self) -> usize {
+        self.segments.back().map_or(0, |last| {
+            (self.segments.len() - 1) * SEGMENT + last.items.len()
+        })
+    }
 }
 
 impl<T> Shared<T> {
@@ -83,6 +128,25 @@ impl<T> Shared<T> {
             self.over.store(over, Ordering::SeqCst);
         }
     }
+
+    /// Sets or clears the quiet wait (under the lock).
+    fn set_quiet(&self, state: &mut State<T>, quiet: Option<Quiet>) {
+        if state.quiet.is_some() != quiet.is_some() {
+            self.quiet.store(quiet.is_some(), Ordering::Relaxed);
+        }
+        state.quiet = quiet;
+    }
+}
+
+/// How a command asks for the receiver's attention.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arrival {
+    /// Wakes a waiting receiver, quiet or not.
+    Loud,
+    /// A record of `bytes`, sent at `at` (read by the sender when it saw
+    /// the receiver quiet; `None` otherwise): it may gather unseen while
+    /// the receiver waits quietly.
+    Record { at: Option<Instant>, bytes: usize },
 }
 
 /// The sending side; cloning it adds a sender.
@@ -114,10 +178,12 @@ pub(crate) fn inbox_limited<T>(
             charged: 0,
             senders: 1,
             receiver_alive: true,
+            quiet: None,
         }),
         ready: Notify::new(),
         limit,
         over,
+        quiet: AtomicBool::new(false),
     });
     (
         InboxSender {
@@ -134,8 +200,23 @@ impl<T> InboxSender<T> {
     }
 
     /// Queues `item`, counting `charge` bytes for it until the receiver
-    /// takes it.
+    /// takes it; wakes a waiting receiver.
     pub(crate) fn send_charged(&self, item: T, charge: usize) -> Result<(), T> {
+        self.send_as(item, charge, Arrival::Loud)
+    }
+
+    /// Whether the receiver waits quietly, as last seen: a record sent now
+    /// should carry the instant it was sent (see [`Arrival::Record`]). A
+    /// stale answer costs a wake-up, never a lost one: a record without its
+    /// instant wakes a quiet receiver.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.shared.quiet.load(Ordering::Relaxed)
+    }
+
+    /// Queues `item`, counting `charge` bytes for it until the receiver
+    /// takes it; wakes a waiting receiver unless it waits quietly and
+    /// `arrival` is a record it lets gather.
+    pub(crate) fn send_as(&self, item: T, charge: usize, arrival: Arrival) -> Result<(), T> {
         let mut state = self.shared.lock();
         if !state.receiver_alive {
             return Err(item);
@@ -177,8 +258,27 @@ impl<T> InboxSender<T> {
         if charge > 0 {
             self.shared.flag(&state);
         }
+        let wake = match state.quiet.as_mut() {
+            None => was_empty,
+            Some(quiet) => match arrival {
+                Arrival::Loud | Arrival::Record { at: None, .. } => true,
+                Arrival::Record {
+                    at: Some(at),
+                    bytes,
+                } => {
+                    quiet.bytes = quiet.bytes.saturating_sub(bytes);
+                    at >= quiet.until
+                        || quiet.bytes == 0
+                        || state.queued() >= QUIET_RECORDS
+                        || state.charged >= self.shared.limit
+                }
+            },
+        };
+        if wake && state.quiet.is_some() {
+            self.shared.set_quiet(&mut state, None);
+        }
         drop(state);
-        if was_empty {
+        if wake {
             self.shared.ready.notify_one();
         }
         Ok(())
@@ -220,44 +320,82 @@ impl<T> InboxReceiver<T> {
     /// gone and nothing is left.
     ///
     /// `on_take` gets the total charge of what was taken, under the lock
-    /// (so it must not send on this inbox).
+    /// (so it must not send on this inbox). With `quiet`, the wait is quiet
+    /// (see [`Quiet`]); a take ends it. Each poll of the future looks at
+    /// the queue, so whatever wakes the caller's task takes what gathered.
     ///
     /// Cancel-safe: commands are moved only in the poll that returns.
     pub(crate) async fn recv_run(
         &mut self,
         into: &mut Vec<Vec<T>>,
         mut on_take: impl FnMut(usize),
+        quiet: Option<Quiet>,
     ) -> bool {
-        loop {
-            // Registered before looking, so a send in between is not missed.
-            let notified = self.shared.ready.notified();
-            {
-                let mut state = self.shared.lock();
-                if !state.segments.is_empty() {
-                    let mut taken = 0;
-                    for _ in 0..TAKE_SEGMENTS {
-                        let Some(segment) = state.segments.pop_front() else {
-                            break;
-                        };
-                        taken += segment.charge;
-                        into.push(segment.items);
-                    }
-                    state.charged -= taken;
-                    self.shared.flag(&state);
-                    on_take(taken);
-                    // More left: the receiver comes back without a wake-up.
-                    if !state.segments.is_empty() {
-                        drop(state);
-                        self.shared.ready.notify_one();
-                    }
-                    return true;
+        let mut notified = pin!(self.shared.ready.notified());
+        // Looks at every poll, not only after a wake-up: records that
+        // gathered quietly are taken whenever the receiver's task runs.
+        poll_fn(|cx| {
+            loop {
+                // Registered before looking, so a send in between is not
+                // missed.
+                notified.as_mut().enable();
+                match self.take(into, &mut on_take, quiet) {
+                    Take::Taken => return Poll::Ready(true),
+                    Take::Ended => return Poll::Ready(false),
+                    Take::Empty => {}
                 }
-                if state.senders == 0 {
-                    return false;
+                match notified.as_mut().poll(cx) {
+                    Poll::Ready(()) => notified.set(self.shared.ready.notified()),
+                    Poll::Pending => return Poll::Pending,
                 }
             }
-            notified.await;
+        })
+        .await
+    }
+
+    /// What [`recv_run`](Self::recv_run) does without waiting: `true` when
+    /// it took a run (an ended or empty queue gives `false`).
+    pub(crate) fn try_recv_run(
+        &mut self,
+        into: &mut Vec<Vec<T>>,
+        mut on_take: impl FnMut(usize),
+    ) -> bool {
+        matches!(self.take(into, &mut on_take, None), Take::Taken)
+    }
+
+    /// Takes a run if there is one; else starts the wait as `quiet` says.
+    fn take(
+        &self,
+        into: &mut Vec<Vec<T>>,
+        on_take: &mut impl FnMut(usize),
+        quiet: Option<Quiet>,
+    ) -> Take {
+        let mut state = self.shared.lock();
+        if state.segments.is_empty() {
+            if state.senders == 0 {
+                return Take::Ended;
+            }
+            self.shared.set_quiet(&mut state, quiet);
+            return Take::Empty;
         }
+        self.shared.set_quiet(&mut state, None);
+        let mut taken = 0;
+        for _ in 0..TAKE_SEGMENTS {
+            let Some(segment) = state.segments.pop_front() else {
+                break;
+            };
+            taken += segment.charge;
+            into.push(segment.items);
+        }
+        state.charged -= taken;
+        self.shared.flag(&state);
+        on_take(taken);
+        // More left: the receiver comes back without a wake-up.
+        if !state.segments.is_empty() {
+            drop(state);
+            self.shared.ready.notify_one();
+        }
+        Take::Taken
     }
 
     /// Gives segments the receiver is done with back for reuse
@@ -280,6 +418,13 @@ impl<T> InboxReceiver<T> {
     }
 }
 
+/// What a look at the queue found.
+enum Take {
+    Taken,
+    Empty,
+    Ended,
+}
+
 impl<T> Drop for InboxReceiver<T> {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
@@ -297,7 +442,7 @@ mod tests {
 
     async fn take(rx: &mut InboxReceiver<u32>) -> Option<Vec<u32>> {
         let mut segments = Vec::new();
-        if !rx.recv_run(&mut segments, |_| {}).await {
+        if !rx.recv_run(&mut segments, |_| {}, None).await {
             return None;
         }
         let items = segments.iter_mut().flat_map(|s| s.drain(..)).collect();
@@ -336,7 +481,7 @@ mod tests {
             let mut runs = 0;
             while got.len() < n as usize {
                 let mut segments = Vec::new();
-                assert!(rx.recv_run(&mut segments, |c| taken += c).await);
+                assert!(rx.recv_run(&mut segments, |c| taken += c, None).await);
                 assert!(segments.len() <= TAKE_SEGMENTS, "a bounded run");
                 got.extend(segments.iter_mut().flat_map(|s| s.drain(..)));
                 rx.recycle(&mut segments);
@@ -382,7 +527,7 @@ mod tests {
         }
         assert!(over.load(Ordering::SeqCst));
         let mut segments = Vec::new();
-        assert!(rx.recv_run(&mut segments, |_| {}).await);
+        assert!(rx.recv_run(&mut segments, |_| {}, None).await);
         assert!(!over.load(Ordering::SeqCst), "{} left", 2 * SEGMENT);
         assert_eq!(segments.len(), TAKE_SEGMENTS);
     }
@@ -422,7 +567,7 @@ mod tests {
                 .build()
                 .unwrap();
             let mut segments = Vec::new();
-            assert!(runtime.block_on(rx.recv_run(&mut segments, |_| {})));
+            assert!(runtime.block_on(rx.recv_run(&mut segments, |_| {}, None)));
             assert_eq!(segments[0].len(), SEGMENT);
             rx.recycle(&mut segments);
             rx
@@ -444,11 +589,146 @@ mod tests {
         let mut segments = Vec::new();
         let timed_out = tokio::time::timeout(
             std::time::Duration::from_millis(5),
-            rx.recv_run(&mut segments, |_| {}),
+            rx.recv_run(&mut segments, |_| {}, None),
         )
         .await;
         assert!(timed_out.is_err());
         tx.send(7).unwrap();
         assert_eq!(take(&mut rx).await, Some(vec![7]));
+    }
+
+    /// A receiver waiting quietly until an hour from now for up to
+    /// `bytes`, with the records it may let gather.
+    fn quiet_receiver(bytes: usize) -> (InboxSender<u32>, InboxReceiver<u32>, Quiet) {
+        let (tx, rx) = inbox::<u32>();
+        let quiet = Quiet {
+            until: crate::clock::now() + std::time::Duration::from_secs(3600),
+            bytes,
+        };
+        let mut segments = Vec::new();
+        let mut on_take = |_| {};
+        assert!(matches!(
+            rx.take(&mut segments, &mut on_take, Some(quiet)),
+            Take::Empty
+        ));
+        assert!(tx.is_quiet());
+        (tx, rx, quiet)
+    }
+
+    fn record_at(at: Instant, bytes: usize) -> Arrival {
+        Arrival::Record {
+            at: Some(at),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn records_before_the_deadline_gather_quietly_and_the_first_after_it_wakes() {
+        let (tx, rx, quiet) = quiet_receiver(1 << 20);
+        let before = quiet.until - std::time::Duration::from_millis(1);
+        for i in 0..3 {
+            tx.send_as(i, 0, record_at(before, 10)).unwrap();
+        }
+        assert!(tx.is_quiet(), "still quiet");
+        tx.send_as(3, 0, record_at(quiet.until, 10)).unwrap();
+        assert!(!tx.is_quiet(), "woken");
+        assert!(rx.shared.lock().quiet.is_none());
+    }
+
+    #[test]
+    fn the_record_that_brings_the_bytes_to_the_limit_wakes() {
+        let (tx, _rx, quiet) = quiet_receiver(25);
+        let now = crate::clock::now();
+        assert!(now < quiet.until);
+        tx.send_as(0, 0, record_at(now, 10)).unwrap();
+        tx.send_as(1, 0, record_at(now, 10)).unwrap();
+        assert!(tx.is_quiet());
+        tx.send_as(2, 0, record_at(now, 10)).unwrap();
+        assert!(!tx.is_quiet(), "30 of 25 bytes");
+    }
+
+    #[test]
+    fn the_record_that_brings_the_count_to_the_limit_wakes() {
+        let (tx, _rx, _) = quiet_receiver(usize::MAX);
+        let now = crate::clock::now();
+        for i in 0..QUIET_RECORDS - 1 {
+            tx.send_as(i as u32, 0, record_at(now, 1)).unwrap();
+        }
+        assert!(tx.is_quiet());
+        tx.send_as(0, 0, record_at(now, 1)).unwrap();
+        assert!(!tx.is_quiet(), "{QUIET_RECORDS} records");
+    }
+
+    #[test]
+    fn any_other_command_and_a_record_without_its_instant_wake() {
+        for arrival in [Arrival::Loud, Arrival::Record { at: None, bytes: 1 }] {
+            let (tx, _rx, _) = quiet_receiver(usize::MAX);
+            tx.send_as(1, 0, arrival).unwrap();
+            assert!(!tx.is_quiet(), "{arrival:?}");
+        }
+    }
+
+    #[test]
+    fn a_take_ends_the_quiet_wait_and_the_next_wait_is_as_asked() {
+        let (tx, rx, _) = quiet_receiver(usize::MAX);
+        tx.send_as(1, 0, record_at(crate::clock::now(), 1)).unwrap();
+        assert!(tx.is_quiet());
+        let mut segments = Vec::new();
+        let mut on_take = |_| {};
+        assert!(matches!(
+            rx.take(&mut segments, &mut on_take, None),
+            Take::Taken
+        ));
+        assert!(!tx.is_quiet());
+        // Looking again without a quiet wait: the next record wakes.
+        assert!(matches!(
+            rx.take(&mut segments, &mut on_take, None),
+            Take::Empty
+        ));
+        assert!(!tx.is_quiet());
+        assert!(rx.shared.lock().quiet.is_none());
+    }
+
+    #[tokio::test]
+    async fn records_that_gathered_quietly_are_taken_at_the_next_poll_whatever_woke_it() {
+        let (tx, mut rx) = inbox::<u32>();
+        let quiet = Quiet {
+            until: crate::clock::now() + std::time::Duration::from_secs(3600),
+            bytes: usize::MAX,
+        };
+        let (poke, mut poked) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let receiver = tokio::spawn(async move {
+            let mut segments = Vec::new();
+            let mut wakes = 0;
+            // The same wait, polled again when another source wakes the
+            // task (as the driver's responses do): it must look, though
+            // nothing notified it.
+            {
+                let mut waiting = pin!(rx.recv_run(&mut segments, |_| {}, Some(quiet)));
+                loop {
+                    tokio::select! {
+                        biased;
+                        Some(()) = poked.recv() => wakes += 1,
+                        more = &mut waiting => {
+                            assert!(more);
+                            break;
+                        }
+                    }
+                }
+            }
+            (segments.concat(), wakes)
+        });
+        while !tx.is_quiet() {
+            tokio::task::yield_now().await;
+        }
+        tx.send_as(7, 0, record_at(crate::clock::now(), 1)).unwrap();
+        assert!(tx.is_quiet(), "gathered without a wake-up");
+        poke.send(()).unwrap();
+        let (got, wakes) = tokio::time::timeout(std::time::Duration::from_secs(10), receiver)
+            .await
+            .expect("taken at the poll after the other wake-up")
+            .unwrap();
+        assert_eq!(got, vec![7]);
+        assert_eq!(wakes, 1);
     }
 }

@@ -443,7 +443,9 @@ impl Driver {
                 Some(response) = self.response_rx.recv() => {
                     // Records that gathered while the driver waited quietly
                     // go first: they were sent before the response came.
+                    // (Otherwise answers go first, as they free buffer.)
                     if self.commands_open
+                        && self.command_rx.waiting_quietly()
                         && self.command_rx.try_recv_run(&mut self.incoming, |taken| {
                             self.buffer.give_back(taken)
                         })

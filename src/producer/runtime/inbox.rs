@@ -353,6 +353,12 @@ impl<T> InboxReceiver<T> {
         .await
     }
 
+    /// Whether the receiver's last wait was quiet and nothing has woken it
+    /// since: records may have gathered.
+    pub(crate) fn waiting_quietly(&self) -> bool {
+        self.shared.quiet.load(Ordering::Relaxed)
+    }
+
     /// What [`recv_run`](Self::recv_run) does without waiting: `true` when
     /// it took a run (an ended or empty queue gives `false`).
     pub(crate) fn try_recv_run(

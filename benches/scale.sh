@@ -16,9 +16,11 @@
 # Three kinds of scenario: flat out for SECONDS_PER_RUN (records/s and CPU per
 # record as the spread grows), paced at 20,000 records/s with linger 0
 # (100,000 records each; p99 delivery latency as the spread grows, where the
-# buffer never fills), and paced at 150,000 records/s with linger 5 ms
+# buffer never fills), and paced with linger 5 ms at 150,000 records/s
 # (600,000 records each; CPU per record at a rate both clients keep up with,
-# where over 10,000 partitions a batch holds a record or two).
+# where over 10,000 partitions a batch holds a record or two) and at 20,000
+# records/s over 6 partitions (records sent 0.8 ms apart in bursts of 16:
+# where the wake-ups of the producer's task, not the records, set the cost).
 #
 # Output: $target_dir/scale/results.jsonl and $target_dir/scale/summary.md.
 set -euo pipefail
@@ -57,6 +59,7 @@ scenarios=(
     "linger 0 20k/s, 100 partitions|--partitions 100 $paced"
     "linger 0 20k/s, 1,000 partitions|--partitions 1000 $paced"
     "linger 0 20k/s, 10,000 partitions|--partitions 10000 $paced"
+    "linger 5 20k/s, 6 partitions|--partitions 6 --linger-ms 5 --rate 20000 --records 120000"
     "linger 5 150k/s, 6 partitions|--partitions 6 $paced_linger"
     "linger 5 150k/s, 10,000 partitions|--partitions 10000 $paced_linger"
 )

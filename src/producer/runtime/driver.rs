@@ -263,7 +263,9 @@ pub(crate) fn spawn(
     let (responses, response_rx) = mpsc::unbounded_channel();
     let quiet = QuietRule {
         linger: engine.linger,
-        bytes: engine.batch_size,
+        // A batch's worth, and never so much of a small buffer that senders
+        // would wait for room the task has not yet looked at.
+        bytes: engine.batch_size.min(engine.buffer_memory / 2),
         after_take: false,
     };
     let driver = Driver {

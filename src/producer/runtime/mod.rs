@@ -6,7 +6,8 @@
 //! - `dispatch`: the ordered Produce queue of each broker, and the answers
 //!   in write order;
 //! - `response`: what those tasks report to the driver, on one channel;
-//! - `inbox`: the segmented command queue from the handles to the driver;
+//! - `inbox`: the segmented command queue from the handles to the driver,
+//!   and when a record wakes the driver (its quiet wait between runs);
 //! - `buffer_gate`: `buffer_memory` back-pressure on the sending side;
 //! - `token_ring`: the driver's table of unsettled records;
 //! - `reporter`: where each record's outcome goes (its future, or the
@@ -25,6 +26,7 @@
 //! | known topics | the engine's metadata cache | the driver copies the names into a shared set after each metadata answer, for `send`'s fast path |
 //! | flush | the engine (its flush mark makes every record up to a token ready) | the driver keeps each `flush` caller's token and answers it once those records settled |
 //! | close | the driver (its deadline, then `Engine::abort`) | handles see the commands channel close |
+//! | when a record wakes the driver | the driver sets each quiet wait (until its next deadline, at most a linger away); the inbox applies it | senders stamp a record with its send instant while the driver waits quietly; the engine appends it as of then |
 
 pub(crate) mod buffer_gate;
 pub(crate) mod dispatch;

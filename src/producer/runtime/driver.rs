@@ -136,7 +136,7 @@ pub(crate) enum Command {
         charged: bool,
         /// When it was sent, if the driver was waiting quietly then (it is
         /// taken as of this instant).
-        sent_at: Option<Instant>,
+        sent_at: SentAt,
     },
     Flush {
         done: oneshot::Sender<()>,
@@ -165,6 +165,33 @@ pub(crate) enum Command {
     Spent,
 }
 
+/// When a record was sent, in microseconds since the producer started,
+/// wrapping: 32 bits fit in the command's padding, and a record waits in
+/// the inbox for far less than the 71 minutes they count. 0: not known (an
+/// instant that falls on 0 counts as a microsecond later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SentAt(u32);
+
+impl SentAt {
+    pub(crate) const UNKNOWN: SentAt = SentAt(0);
+
+    /// `at` as counted from `epoch` (the producer's start).
+    pub(crate) fn new(epoch: Instant, at: Instant) -> SentAt {
+        // The low 32 bits: the count wraps.
+        let micros = at.saturating_duration_since(epoch).as_micros() as u32;
+        SentAt(micros.max(1))
+    }
+
+    /// How long before `now` it was sent, if known.
+    pub(crate) fn ago(self, epoch: Instant, now: Instant) -> Option<Duration> {
+        if self == Self::UNKNOWN {
+            return None;
+        }
+        let now = SentAt::new(epoch, now).0;
+        Some(Duration::from_micros(u64::from(now.wrapping_sub(self.0))))
+    }
+}
+
 /// Records up to this size are left in the inbox once taken, for a sender
 /// to drop (see [`Command::Spent`]); larger ones are dropped by the driver
 /// at once, so what the inbox's spare segments keep stays small.
@@ -186,6 +213,8 @@ pub(crate) struct DriverHandle {
     pub(crate) refused: Arc<std::sync::atomic::AtomicU64>,
     /// Set by `close`: later sends fail at once.
     pub(crate) closed: std::sync::atomic::AtomicBool,
+    /// When the producer started: what [`SentAt`] counts from.
+    epoch: Instant,
 }
 
 impl DriverHandle {
@@ -211,8 +240,8 @@ impl DriverHandle {
             }
         };
         let sent_at = match arrival {
-            Arrival::Record { at, .. } => at,
-            Arrival::Loud => None,
+            Arrival::Record { at: Some(at), .. } => SentAt::new(self.epoch, at),
+            Arrival::Record { at: None, .. } | Arrival::Loud => SentAt::UNKNOWN,
         };
         let command = Command::Send {
             record,
@@ -268,9 +297,11 @@ pub(crate) fn spawn(
         bytes: engine.batch_size.min(engine.buffer_memory / 2),
         after_take: false,
     };
+    let epoch = clock::now();
     let driver = Driver {
         engine: Engine::new(engine),
         quiet,
+        epoch,
         produce_queues: ProduceQueues::new(Arc::clone(&pool), responses.clone(), outbound),
         connections: pool,
         responses,
@@ -310,6 +341,7 @@ pub(crate) fn spawn(
         known_topics,
         refused: Arc::default(),
         closed: std::sync::atomic::AtomicBool::new(false),
+        epoch,
     })
 }
 
@@ -323,6 +355,8 @@ struct Driver {
     engine: Engine,
     /// When the driver waits quietly (see the module doc).
     quiet: QuietRule,
+    /// When the producer started: what [`SentAt`] counts from.
+    epoch: Instant,
     connections: Arc<BrokerPool>,
     responses: mpsc::UnboundedSender<Response>,
     response_rx: mpsc::UnboundedReceiver<Response>,
@@ -601,12 +635,12 @@ impl Driver {
             // A record that gathered while the driver waited quietly is
             // taken as of when it was sent (its linger and its timestamp
             // start then).
-            let (at, unix_micros) = match *sent_at {
-                Some(sent) if sent < now => {
-                    let ago = i64::try_from((now - sent).as_micros()).unwrap_or(i64::MAX);
-                    (sent, unix_micros.saturating_sub(ago))
-                }
-                _ => (now, unix_micros),
+            let (at, unix_micros) = match sent_at.ago(self.epoch, now) {
+                Some(ago) => (
+                    now - ago,
+                    unix_micros.saturating_sub(i64::try_from(ago.as_micros()).unwrap_or(0)),
+                ),
+                None => (now, unix_micros),
             };
             self.on_send(
                 record,
@@ -956,5 +990,40 @@ impl Driver {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_instant_comes_back_to_the_microsecond_across_the_wrap() {
+        let epoch = clock::now();
+        let micro = Duration::from_micros(1);
+        for offset in [
+            Duration::from_micros(5),
+            Duration::from_secs(3600),
+            // Just before and after 2^32 microseconds (71.6 minutes).
+            Duration::from_micros((1 << 32) - 3),
+            Duration::from_micros((1 << 32) + 7),
+        ] {
+            let sent = epoch + offset;
+            for later in [micro, Duration::from_millis(5), Duration::from_secs(2)] {
+                let at = SentAt::new(epoch, sent);
+                assert_ne!(at, SentAt::UNKNOWN);
+                assert_eq!(
+                    at.ago(epoch, sent + later),
+                    Some(later),
+                    "{offset:?} + {later:?}"
+                );
+            }
+        }
+        assert_eq!(SentAt::UNKNOWN.ago(epoch, epoch + micro), None);
+        // The epoch itself is not taken for "unknown".
+        assert_eq!(
+            SentAt::new(epoch, epoch).ago(epoch, epoch + micro),
+            Some(Duration::ZERO)
+        );
     }
 }

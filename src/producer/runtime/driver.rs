@@ -182,13 +182,14 @@ impl SentAt {
         SentAt(micros.max(1))
     }
 
-    /// How long before `now` it was sent, if known.
+    /// How long before `now` it was sent, if known. An instant after
+    /// `now` (a count more than half the wrap ahead) is not.
     pub(crate) fn ago(self, epoch: Instant, now: Instant) -> Option<Duration> {
         if self == Self::UNKNOWN {
             return None;
         }
-        let now = SentAt::new(epoch, now).0;
-        Some(Duration::from_micros(u64::from(now.wrapping_sub(self.0))))
+        let ago = SentAt::new(epoch, now).0.wrapping_sub(self.0);
+        (ago < 1 << 31).then(|| Duration::from_micros(u64::from(ago)))
     }
 }
 
@@ -635,9 +636,12 @@ impl Driver {
             // A record that gathered while the driver waited quietly is
             // taken as of when it was sent (its linger and its timestamp
             // start then).
-            let (at, unix_micros) = match sent_at.ago(self.epoch, now) {
-                Some(ago) => (
-                    now - ago,
+            let sent = sent_at
+                .ago(self.epoch, now)
+                .and_then(|ago| Some((now.checked_sub(ago)?, ago)));
+            let (at, unix_micros) = match sent {
+                Some((sent, ago)) => (
+                    sent,
                     unix_micros.saturating_sub(i64::try_from(ago.as_micros()).unwrap_or(0)),
                 ),
                 None => (now, unix_micros),
@@ -1020,6 +1024,9 @@ mod tests {
             }
         }
         assert_eq!(SentAt::UNKNOWN.ago(epoch, epoch + micro), None);
+        // Sent after `now` (another thread's clock reading): not known.
+        let sent = epoch + Duration::from_secs(10);
+        assert_eq!(SentAt::new(epoch, sent).ago(epoch, sent - micro), None);
         // The epoch itself is not taken for "unknown".
         assert_eq!(
             SentAt::new(epoch, epoch).ago(epoch, epoch + micro),

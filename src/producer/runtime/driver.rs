@@ -231,18 +231,20 @@ impl DriverHandle {
         charge: Option<Charge>,
     ) -> bool {
         let queued = charge.map_or(0, |c| c.queued);
-        // A record whose acceptance is awaited wakes the driver at once.
-        let arrival = if accepted.is_some() {
-            Arrival::Loud
-        } else {
-            Arrival::Record {
-                at: self.commands.is_quiet().then(clock::now),
+        // A record may gather only while the driver waits quietly (then
+        // it carries its send instant); one whose acceptance is awaited
+        // wakes the driver at once.
+        let arrival = if accepted.is_none() && self.commands.is_quiet() {
+            Arrival::Quiet {
+                at: clock::now(),
                 bytes: record.estimated_size(),
             }
+        } else {
+            Arrival::Loud
         };
         let sent_at = match arrival {
-            Arrival::Record { at: Some(at), .. } => SentAt::new(self.epoch, at),
-            Arrival::Record { at: None, .. } | Arrival::Loud => SentAt::UNKNOWN,
+            Arrival::Quiet { at, .. } => SentAt::new(self.epoch, at),
+            Arrival::Loud => SentAt::UNKNOWN,
         };
         let command = Command::Send {
             record,

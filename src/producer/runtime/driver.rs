@@ -21,8 +21,9 @@
 //! Between runs of records the driver waits quietly when it has linger:
 //! records sent while it waits gather in the inbox without waking it
 //! until its next deadline (a linger end, a retry, a timeout), a batch's
-//! worth of bytes, or any other command, and each is taken as of the
-//! instant it was sent (see `inbox`). At linger 0 every record wakes it.
+//! worth of bytes, a few dozen records, or any other command, and each is
+//! taken as of the instant it was sent (see `inbox`). At linger 0 every
+//! record wakes it.
 //!
 //! Lifecycle: `Running` until a close command (or every handle dropped),
 //! then `Closing` (everything ready at once, no new records) until the
@@ -410,9 +411,9 @@ struct Driver {
 
 /// When the driver waits quietly for commands: with linger, after a run of
 /// commands, until its next deadline and at most a linger from now, or
-/// until a batch's worth of bytes gathers. Once that wait ends on the
-/// timer with nothing taken, the next record wakes it again (an idle
-/// producer does not wake every linger).
+/// until a batch's worth of bytes (or the inbox's record bound) gathers.
+/// Once that wait ends on the timer with nothing taken, the next record
+/// wakes it again (an idle producer does not wake every linger).
 struct QuietRule {
     linger: Duration,
     bytes: usize,

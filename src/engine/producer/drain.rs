@@ -171,6 +171,11 @@ impl Engine {
             self.metadata.want_leader();
             self.poll_metadata(now);
         }
+        // Hurried or without linger, every partition holding records that
+        // may send was ready already.
+        if !ready.is_empty() && !hurry && !linger.is_zero() {
+            self.join_ready_brokers(&rules, &mut ready);
+        }
         let drained: Vec<(Topic, i32)> = ready.values().flatten().cloned().collect();
         for (node, candidates) in ready {
             let Some(addr) = self.metadata.broker_address(node).map(str::to_string) else {
@@ -273,6 +278,53 @@ impl Engine {
         );
     }
 
+    /// Adds to each broker's ready partitions the others it leads that
+    /// hold records and may send but have not reached their linger: a
+    /// request goes to the broker anyway, and what it carries now need not
+    /// wait for a request of its own (as the Java client drains a ready
+    /// node). Partitions led by one broker fall into step: their batches
+    /// open together after a drain and end their lingers together, so a
+    /// broker gets about one request per linger instead of one per
+    /// partition.
+    fn join_ready_brokers(&self, rules: &Rules, ready: &mut BTreeMap<i32, Vec<(Topic, i32)>>) {
+        let eager = Rules {
+            hurry: true,
+            ..*rules
+        };
+        let mut joined = false;
+        for (topic, tq) in &self.topics {
+            let Some(info) = self.metadata.topic(topic) else {
+                continue;
+            };
+            for (p, pq) in tq.active() {
+                let partition = p as i32;
+                let Some(leader) = info.leader(partition) else {
+                    continue;
+                };
+                let Some(candidates) = ready.get_mut(&leader) else {
+                    continue;
+                };
+                if pq.is_empty() {
+                    continue;
+                }
+                let waits_for_txn = self
+                    .txn
+                    .as_ref()
+                    .is_some_and(|txn| !txn.may_send(topic, partition));
+                if let Look::Ready = eager.look(pq, waits_for_txn) {
+                    candidates.push((topic.clone(), partition));
+                    joined = true;
+                }
+            }
+        }
+        if joined {
+            for candidates in ready.values_mut() {
+                candidates.sort_unstable();
+                candidates.dedup();
+            }
+        }
+    }
+
     pub(super) fn send_produce(
         &mut self,
         now: Instant,
@@ -360,6 +412,7 @@ impl Engine {
 }
 
 /// What a drain pass asks of every partition it looks at.
+#[derive(Clone, Copy)]
 struct Rules {
     now: Instant,
     linger: Duration,

@@ -153,6 +153,52 @@ fn a_record_lingers_from_the_instant_it_is_appended_as_of_never_before_the_last_
     assert_eq!(sent[0].2[0].0, 1);
 }
 
+/// A request that goes to a broker for a partition whose linger ended
+/// takes what the broker's other partitions hold too, lingering or not; a
+/// partition led by another broker keeps its linger.
+#[test]
+fn a_ready_partition_takes_its_brokers_other_partitions_along() {
+    let t0 = Instant::now_for_tests();
+    let ms = Duration::from_millis;
+    let mut e = engine(
+        config(),
+        t0,
+        &cluster(&[(0, Some(1), 0), (1, Some(1), 0), (2, Some(2), 0)]),
+    );
+    let mut append = |at: Instant, partition: i32, token: u64| {
+        let record = Record::new("t").partition(partition).value("v");
+        e.append(at, 0, record, token, Some(at));
+    };
+    append(t0, 0, 10);
+    append(t0 + ms(1), 2, 11);
+    append(t0 + ms(3), 1, 12);
+    e.handle_timeout(t0 + ms(4));
+    assert!(
+        produce_transmits(&mut e).is_empty(),
+        "nothing lingered 5 ms"
+    );
+    e.handle_timeout(t0 + ms(5));
+    let sent = produce_transmits(&mut e);
+    assert_eq!(sent.len(), 1, "one request: {sent:?}");
+    let (_, node, parts) = &sent[0];
+    assert_eq!(*node, 1);
+    let partitions: Vec<i32> = parts.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        partitions,
+        [0, 1],
+        "partition 1 joins partition 0's request"
+    );
+    assert_eq!(
+        e.poll_timeout(),
+        Some(t0 + ms(6)),
+        "partition 2 still lingers"
+    );
+    e.handle_timeout(t0 + ms(6));
+    let sent = produce_transmits(&mut e);
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].1, sent[0].2[0].0), (2, 2));
+}
+
 /// Fault scenario 3 (KIP-951): a NOT_LEADER_OR_FOLLOWER answer that
 /// names the new leader, with a newer epoch and its endpoint, moves the
 /// batch there at once: no metadata round trip, no backoff.

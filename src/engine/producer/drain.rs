@@ -84,8 +84,12 @@ impl Engine {
         let linger = self.config.linger;
         let transactional = self.txn.is_some();
         let walk = std::mem::take(&mut self.walk_all) || hurry || transactional || resolving_only;
+        // A linger or backoff ending within this of now counts as ended:
+        // the pass that goes now takes it, instead of a wake-up of its own
+        // a moment later.
+        let soon = now + (linger / 10).min(Duration::from_millis(1));
         let rules = Rules {
-            now,
+            now: soon,
             linger,
             flush_mark: self.flush_mark,
             hurry,
@@ -104,7 +108,7 @@ impl Engine {
         let mut send_at: Option<Instant> = None;
         let mut look_at = std::mem::take(&mut self.due_scratch);
         for (topic, tq) in &mut self.topics {
-            tq.ready.advance(now);
+            tq.ready.advance(soon);
             if walk {
                 tq.ready.clear_due();
                 look_at.clear();

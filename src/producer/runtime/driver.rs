@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::producer::runtime::buffer_gate::BufferGate;
 use crate::producer::runtime::dispatch::{ProduceJob, ProduceQueues};
+use crate::producer::runtime::fine_timer::FineTimer;
 use crate::producer::runtime::outbound::Outbound;
 use crate::producer::runtime::response::Response;
 
@@ -442,10 +443,14 @@ impl QuietRule {
 /// publish them at once.
 const DETAIL_EVERY: Duration = Duration::from_millis(20);
 
+/// Deadlines closer than this are slept to on the task's fine timer.
+const FINE_WITHIN: Duration = Duration::from_secs(1);
+
 impl Driver {
     async fn run(mut self) {
         // The first metadata request (brokers only) goes out at once.
         self.engine.handle_timeout(clock::now());
+        let mut fine = FineTimer::new();
         loop {
             self.pump_outputs();
             if (self.closing || !self.commands_open)
@@ -477,6 +482,16 @@ impl Driver {
                 .map(|q| q.until)
                 .or(wake)
                 .unwrap_or(now + Duration::from_secs(3600));
+            // A deadline under a second away is kept to the microsecond (a
+            // linger's end, a backoff); further ones on the runtime's timer.
+            let use_fine = sleep_until < now + FINE_WITHIN
+                && fine.as_mut().is_some_and(|t| t.arm(now, sleep_until));
+            let fine_fired = async {
+                match fine.as_mut() {
+                    Some(timer) => timer.fired().await,
+                    None => std::future::pending().await,
+                }
+            };
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep_until));
             tokio::select! {
                 biased;
@@ -514,7 +529,11 @@ impl Driver {
                         self.engine.flush(clock::now(), u64::MAX);
                     }
                 }
-                () = sleep => {
+                () = fine_fired, if use_fine => {
+                    self.quiet.after_take = false;
+                    self.engine.handle_timeout(clock::now());
+                }
+                () = sleep, if !use_fine => {
                     // Nothing came while the driver waited: the next record
                     // wakes it.
                     self.quiet.after_take = false;

@@ -31,6 +31,7 @@
 pub(crate) mod buffer_gate;
 pub(crate) mod dispatch;
 pub(crate) mod driver;
+pub(crate) mod fine_timer;
 pub(crate) mod inbox;
 pub(crate) mod outbound;
 pub(crate) mod reporter;

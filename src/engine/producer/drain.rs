@@ -84,12 +84,13 @@ impl Engine {
         let linger = self.config.linger;
         let transactional = self.txn.is_some();
         let walk = std::mem::take(&mut self.walk_all) || hurry || transactional || resolving_only;
-        // A linger or backoff ending within this of now counts as ended:
-        // the pass that goes now takes it, instead of a wake-up of its own
-        // a moment later.
+        // A linger ending within this of now counts as ended: the pass that
+        // goes now takes its batch, instead of a wake-up of its own a moment
+        // later. (A retry's backoff is a least wait: never shortened.)
         let soon = now + (linger / 10).min(Duration::from_millis(1));
         let rules = Rules {
-            now: soon,
+            now,
+            soon,
             linger,
             flush_mark: self.flush_mark,
             hurry,
@@ -108,7 +109,7 @@ impl Engine {
         let mut send_at: Option<Instant> = None;
         let mut look_at = std::mem::take(&mut self.due_scratch);
         for (topic, tq) in &mut self.topics {
-            tq.ready.advance(soon);
+            tq.ready.advance(now, soon);
             if walk {
                 tq.ready.clear_due();
                 look_at.clear();
@@ -419,6 +420,8 @@ impl Engine {
 #[derive(Clone, Copy)]
 struct Rules {
     now: Instant,
+    /// Lingers ending by this instant count as ended.
+    soon: Instant,
     linger: Duration,
     flush_mark: u64,
     /// Buffer space is short: every open batch goes.
@@ -448,13 +451,19 @@ impl Rules {
     fn look(&self, pq: &PartitionQueue, waits_for_txn: bool) -> Look {
         let later = || Look::Later(pq.ready_at(self.linger, self.limit));
         if let Err(at) = pq.readiness(
-            self.now,
+            self.soon,
             self.linger,
             self.flush_mark,
             self.hurry,
             self.limit,
         ) {
             return Look::Later(at);
+        }
+        // Ready as of `soon`; a backoff must have ended by `now`.
+        if let Some(at) = pq.queue.front().and_then(|b| b.retry_at)
+            && self.now < at
+        {
+            return Look::Later(Some(at));
         }
         if waits_for_txn {
             return later();

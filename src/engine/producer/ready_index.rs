@@ -57,10 +57,11 @@ impl ReadyIndex {
         self.backoff.insert((at, index(partition)));
     }
 
-    /// Marks due the partitions whose linger or backoff ended by `now`.
-    pub(super) fn advance(&mut self, now: Instant) {
+    /// Marks due the partitions whose backoff ended by `now` and those
+    /// whose linger ends by `soon` (at or after `now`).
+    pub(super) fn advance(&mut self, now: Instant, soon: Instant) {
         while let Some(&(at, p)) = self.lingering.front() {
-            if at > now {
+            if at > soon {
                 break;
             }
             self.lingering.pop_front();
@@ -127,15 +128,15 @@ mod tests {
         assert_eq!(index.next_time(), Some(t0 + ms(2)));
         index.mark(9);
         let mut due = vec![42];
-        index.advance(t0 + ms(1));
+        index.advance(t0 + ms(1), t0 + ms(1));
         index.take_due(&mut due);
         assert_eq!(due, vec![9], "only the mark before any end");
-        index.advance(t0 + ms(5));
+        index.advance(t0 + ms(5), t0 + ms(5));
         index.mark(3);
         index.take_due(&mut due);
         assert_eq!(due, vec![3, 7, 8], "sorted, each once");
         assert_eq!(index.next_time(), Some(t0 + ms(6)));
-        index.advance(t0 + ms(100));
+        index.advance(t0 + ms(100), t0 + ms(100));
         index.take_due(&mut due);
         assert_eq!(due, vec![4, 9]);
         assert_eq!(index.next_time(), None);

@@ -199,6 +199,59 @@ fn a_ready_partition_takes_its_brokers_other_partitions_along() {
     assert_eq!((sent[0].1, sent[0].2[0].0), (2, 2));
 }
 
+/// A linger ending within a tenth of the linger after a pass goes with it
+/// (one wake-up, not two a moment apart); a retry's backoff is never
+/// shortened.
+#[test]
+fn a_linger_about_to_end_goes_with_the_pass_but_a_backoff_is_waited_out() {
+    let t0 = Instant::now_for_tests();
+    let us = Duration::from_micros;
+    let mut e = engine(config(), t0, &cluster(&[(0, Some(1), 0), (1, Some(2), 0)]));
+    e.append(
+        t0,
+        0,
+        Record::new("t").partition(0).value("a"),
+        10,
+        Some(t0),
+    );
+    let t1 = t0 + us(400);
+    e.append(
+        t1,
+        0,
+        Record::new("t").partition(1).value("b"),
+        11,
+        Some(t1),
+    );
+    e.handle_timeout(t0 + us(5_000));
+    let sent = produce_transmits(&mut e);
+    let nodes: Vec<i32> = sent.iter().map(|s| s.1).collect();
+    assert_eq!(
+        nodes,
+        [1, 2],
+        "partition 1, 0.4 ms short of its linger, went too"
+    );
+
+    // Partition 0's batch is refused with a retriable error: it waits out
+    // its whole backoff.
+    let t2 = t0 + us(6_000);
+    e.handle_produce_response(
+        t2,
+        sent[0].0,
+        Ok(answer(&[(0, KafkaCode::NOT_ENOUGH_REPLICAS.code(), -1)])),
+    );
+    let retry_at = e.poll_timeout().expect("a retry is planned");
+    assert!(retry_at > t2);
+    e.handle_timeout(retry_at - us(200));
+    assert!(
+        produce_transmits(&mut e).is_empty(),
+        "retried before its backoff ended"
+    );
+    e.handle_timeout(retry_at);
+    let sent = produce_transmits(&mut e);
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].1, sent[0].2[0].0), (1, 0));
+}
+
 /// Fault scenario 3 (KIP-951): a NOT_LEADER_OR_FOLLOWER answer that
 /// names the new leader, with a newer epoch and its endpoint, moves the
 /// batch there at once: no metadata round trip, no backoff.

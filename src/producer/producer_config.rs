@@ -166,7 +166,11 @@ impl ProducerConfig {
 
     /// Linger time (default 5 ms: the Java client's `linger.ms` default since
     /// Kafka 4.0, KIP-1030; earlier versions used 0). A batch is sent when it
-    /// is full or has waited this long.
+    /// is full or has waited this long (to the microsecond on Linux; a batch
+    /// whose linger ends within a tenth of it, at most 1 ms, goes with the
+    /// request being made), or sooner when a request goes to its partition's
+    /// leader anyway: like the Java client, a request to a broker takes what
+    /// each of the broker's partitions holds.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
         self

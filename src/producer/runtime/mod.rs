@@ -8,6 +8,8 @@
 //! - `response`: what those tasks report to the driver, on one channel;
 //! - `inbox`: the segmented command queue from the handles to the driver,
 //!   and when a record wakes the driver (its quiet wait between runs);
+//! - `fine_timer`: the driver's timer for deadlines under a second (a
+//!   linger's end), to the microsecond where the platform allows;
 //! - `buffer_gate`: `buffer_memory` back-pressure on the sending side;
 //! - `token_ring`: the driver's table of unsettled records;
 //! - `reporter`: where each record's outcome goes (its future, or the

@@ -453,10 +453,13 @@ impl PartitionQueue {
     /// Whether the partition's next batch may be sent at `now`, with at
     /// most `max_in_flight` batches of the partition in flight: `Ok` if so,
     /// and otherwise, in the same look, what [`ready_at`](Self::ready_at)
-    /// says (the drain pass asks both of every partition it walks).
+    /// says (the drain pass asks both of every partition it walks). A
+    /// linger ending by `soon` (at or after `now`) counts as ended; a
+    /// retry's backoff must have ended by `now`.
     pub(crate) fn readiness(
         &self,
         now: Instant,
+        soon: Instant,
         linger: Duration,
         flush_mark: u64,
         hurry: bool,
@@ -473,7 +476,7 @@ impl PartitionQueue {
         }
         let ready_at = self.open_created.map(|c| c + linger);
         match (self.open.first(), ready_at) {
-            (Some(first), Some(at)) if hurry || first.token <= flush_mark || now >= at => Ok(()),
+            (Some(first), Some(at)) if hurry || first.token <= flush_mark || soon >= at => Ok(()),
             _ => Err(ready_at),
         }
     }
@@ -630,30 +633,69 @@ mod tests {
         let linger = Duration::from_millis(5);
         let config = BatchConfig::default();
         let mut pq = PartitionQueue::default();
-        assert_eq!(pq.readiness(now, linger, 0, false, 5), Err(None), "empty");
+        assert_eq!(
+            pq.readiness(now, now, linger, 0, false, 5),
+            Err(None),
+            "empty"
+        );
         append(&mut pq, config, now, 7);
         let at = pq.ready_at(linger, 5);
         assert_eq!(at, Some(now + linger));
-        assert_eq!(pq.readiness(now, linger, 0, false, 5), Err(at));
-        assert_eq!(pq.readiness(now + linger, linger, 0, false, 5), Ok(()));
-        assert_eq!(pq.readiness(now, linger, 0, true, 5), Ok(()), "hurried");
-        assert_eq!(pq.readiness(now, linger, 7, false, 5), Ok(()), "flushed");
+        assert_eq!(pq.readiness(now, now, linger, 0, false, 5), Err(at));
+        assert_eq!(
+            pq.readiness(now + linger, now + linger, linger, 0, false, 5),
+            Ok(())
+        );
+        assert_eq!(
+            pq.readiness(now, now, linger, 0, true, 5),
+            Ok(()),
+            "hurried"
+        );
+        assert_eq!(
+            pq.readiness(now, now, linger, 7, false, 5),
+            Ok(()),
+            "flushed"
+        );
+        assert_eq!(
+            pq.readiness(now, now + linger, linger, 0, false, 5),
+            Ok(()),
+            "its linger ends by `soon`"
+        );
         let batch = pq.take_next(now).unwrap().unwrap();
         pq.sent(batch.order);
         append(&mut pq, config, now, 8);
         // The first batch is in flight and nothing was acknowledged yet:
         // one at a time.
         assert_eq!(pq.ready_at(linger, 5), None);
-        assert_eq!(pq.readiness(now + linger, linger, 0, true, 5), Err(None));
+        assert_eq!(
+            pq.readiness(now + linger, now + linger, linger, 0, true, 5),
+            Err(None)
+        );
         pq.settled(batch.order);
         let mut retry = batch;
         retry.retry_at = Some(now + Duration::from_millis(100));
         pq.requeue(retry);
         let at = pq.ready_at(linger, 5);
         assert_eq!(at, Some(now + Duration::from_millis(100)));
-        assert_eq!(pq.readiness(now + linger, linger, 0, true, 5), Err(at));
         assert_eq!(
-            pq.readiness(now + Duration::from_millis(100), linger, 0, false, 5),
+            pq.readiness(now + linger, now + linger, linger, 0, true, 5),
+            Err(at)
+        );
+        let retry_at = now + Duration::from_millis(100);
+        assert_eq!(
+            pq.readiness(now, retry_at, linger, 0, true, 5),
+            Err(at),
+            "a backoff is waited out to `now`, not to `soon`"
+        );
+        assert_eq!(
+            pq.readiness(
+                now + Duration::from_millis(100),
+                now + Duration::from_millis(100),
+                linger,
+                0,
+                false,
+                5
+            ),
             Ok(())
         );
     }

@@ -451,6 +451,7 @@ impl Rules {
     fn look(&self, pq: &PartitionQueue, waits_for_txn: bool) -> Look {
         let later = || Look::Later(pq.ready_at(self.linger, self.limit));
         if let Err(at) = pq.readiness(
+            self.now,
             self.soon,
             self.linger,
             self.flush_mark,
@@ -458,12 +459,6 @@ impl Rules {
             self.limit,
         ) {
             return Look::Later(at);
-        }
-        // Ready as of `soon`; a backoff must have ended by `now`.
-        if let Some(at) = pq.queue.front().and_then(|b| b.retry_at)
-            && self.now < at
-        {
-            return Look::Later(Some(at));
         }
         if waits_for_txn {
             return later();

@@ -486,13 +486,14 @@ impl Driver {
             // linger's end, a backoff); further ones on the runtime's timer.
             let use_fine = sleep_until < now + FINE_WITHIN
                 && fine.as_mut().is_some_and(|t| t.arm(now, sleep_until));
-            let fine_fired = async {
+            let timer = async {
                 match fine.as_mut() {
-                    Some(timer) => timer.fired().await,
-                    None => std::future::pending().await,
+                    Some(fine) if use_fine => fine.fired().await,
+                    _ => {
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(sleep_until)).await;
+                    }
                 }
             };
-            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep_until));
             tokio::select! {
                 biased;
                 Some(response) = self.response_rx.recv() => {
@@ -529,11 +530,7 @@ impl Driver {
                         self.engine.flush(clock::now(), u64::MAX);
                     }
                 }
-                () = fine_fired, if use_fine => {
-                    self.quiet.after_take = false;
-                    self.engine.handle_timeout(clock::now());
-                }
-                () = sleep, if !use_fine => {
+                () = timer => {
                     // Nothing came while the driver waited: the next record
                     // wakes it.
                     self.quiet.after_take = false;

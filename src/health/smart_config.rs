@@ -303,7 +303,8 @@ impl SmartConfig {
     /// `(f + 5 ms) / (l + 5 ms)` of the keyless records it would otherwise
     /// (see [`SmartPartitioner::avoid_slow_brokers`]). The signal is this
     /// producer's own, needs no collection and reacts with the next few
-    /// answers; keyed records are not moved by it.
+    /// answers (the next one, after a second in which the leader answered
+    /// nothing); keyed records are not moved by it.
     #[must_use]
     pub fn avoid_slow_brokers(mut self, enabled: bool) -> Self {
         self.avoid_slow_brokers = enabled;

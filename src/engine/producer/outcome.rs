@@ -147,9 +147,11 @@ impl Engine {
     /// [`leader_latency::REFRESH`], every partition of their topics takes
     /// its own leader's average too.
     fn note_leader_latency(&mut self, now: Instant, request: &InFlight) {
-        let latency = self
-            .leader_latency
-            .observe(request.node, now.saturating_duration_since(request.sent_at));
+        let latency = self.leader_latency.observe(
+            request.node,
+            now,
+            now.saturating_duration_since(request.sent_at),
+        );
         for b in &request.batches {
             let Some(tq) = self.topics.get_mut(&b.topic) else {
                 continue;

@@ -35,6 +35,16 @@ use crate::record_batch::{
     SealedBatch,
 };
 
+/// When a batch sealed by [`PartitionQueue::take_next`] gets its CRC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Crc {
+    /// At sealing.
+    Now,
+    /// By the stamp the caller gives it before sending it (idempotence):
+    /// the CRC is not computed twice.
+    AtStamp,
+}
+
 /// A record accepted into a batch, waiting for its outcome: 16 bytes,
 /// kept for every buffered record.
 #[derive(Debug, Clone, Copy)]
@@ -314,7 +324,7 @@ impl PartitionQueue {
                 Ok((false, None))
             }
             AppendOutcome::Full => {
-                let lost = match self.seal_open(now) {
+                let lost = match self.seal_open(now, Crc::Now) {
                     Ok(Some(batch)) => {
                         self.queue.push_back(batch);
                         None
@@ -347,7 +357,7 @@ impl PartitionQueue {
 
     /// Seals the open batch, if any. On a codec failure the open records are
     /// returned for failing and the builder is emptied.
-    fn seal_open(&mut self, now: Instant) -> Result<Option<Batch>, Unsealable> {
+    fn seal_open(&mut self, now: Instant, crc: Crc) -> Result<Option<Batch>, Unsealable> {
         let Some(builder) = self.builder.as_mut() else {
             return Ok(None);
         };
@@ -360,7 +370,11 @@ impl PartitionQueue {
         let next = Vec::with_capacity(self.open.len());
         let records = std::mem::replace(&mut self.open, next);
         let order = self.next_order;
-        match builder.seal() {
+        let sealed = match crc {
+            Crc::Now => builder.seal(),
+            Crc::AtStamp => builder.seal_to_stamp(),
+        };
+        match sealed {
             Ok(sealed) => Ok(Some(Batch {
                 sealed,
                 records,
@@ -501,10 +515,16 @@ impl PartitionQueue {
     }
 
     /// Takes the next batch to send, sealing the open one if it is next.
-    pub(crate) fn take_next(&mut self, now: Instant) -> Result<Option<Batch>, Unsealable> {
+    /// With [`Crc::AtStamp`] the caller stamps the batch it gets before
+    /// sending it (a batch sealed before, when it filled, has its CRC).
+    pub(crate) fn take_next(
+        &mut self,
+        now: Instant,
+        crc: Crc,
+    ) -> Result<Option<Batch>, Unsealable> {
         let taken = match self.queue.pop_front() {
             Some(batch) => Ok(Some(batch)),
-            None => self.seal_open(now),
+            None => self.seal_open(now, crc),
         };
         match &taken {
             Ok(Some(batch)) => self.unsent_less(&batch.records),
@@ -574,7 +594,7 @@ impl PartitionQueue {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{Incoming, PartitionQueue};
+    use super::{Crc, Incoming, PartitionQueue};
     use crate::record::Record;
     use crate::record_batch::{BatchConfig, BufferPool};
 
@@ -604,14 +624,14 @@ mod tests {
         }
         assert_eq!(pq.unsent_bytes(), 12 * 150);
         assert!(!pq.queue.is_empty(), "a full batch was sealed");
-        let first = pq.take_next(now).unwrap().unwrap();
+        let first = pq.take_next(now, Crc::Now).unwrap().unwrap();
         let sent = first.reserved() as u64;
         assert_eq!(pq.unsent_bytes(), 12 * 150 - sent);
         pq.sent(first.order);
         pq.settled(first.order);
         pq.requeue(first);
         assert_eq!(pq.unsent_bytes(), 12 * 150);
-        while let Some(batch) = pq.take_next(now).unwrap() {
+        while let Some(batch) = pq.take_next(now, Crc::Now).unwrap() {
             drop(batch);
         }
         assert_eq!(pq.unsent_bytes(), 0);
@@ -661,7 +681,7 @@ mod tests {
             Ok(()),
             "its linger ends by `soon`"
         );
-        let batch = pq.take_next(now).unwrap().unwrap();
+        let batch = pq.take_next(now, Crc::Now).unwrap().unwrap();
         pq.sent(batch.order);
         append(&mut pq, config, now, 8);
         // The first batch is in flight and nothing was acknowledged yet:

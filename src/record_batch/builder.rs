@@ -376,6 +376,19 @@ impl BatchBuilder {
     /// with a compression error if the codec fails; the records stay in the
     /// builder in both cases.
     pub fn seal(&mut self) -> Result<SealedBatch, RecordsError> {
+        self.seal_with(Crc::Now)
+    }
+
+    /// [`seal`](Self::seal) for a batch that will be stamped
+    /// ([`SealedBatch::stamp`]) before it is sent: its CRC, which the stamp
+    /// writes anyway, is left unwritten (a large batch keeps the CRC of its
+    /// records, which the stamp combines with the header's). The bytes of
+    /// the batch this returns are not a valid record batch until stamped.
+    pub fn seal_to_stamp(&mut self) -> Result<SealedBatch, RecordsError> {
+        self.seal_with(Crc::AtStamp)
+    }
+
+    fn seal_with(&mut self, crc: Crc) -> Result<SealedBatch, RecordsError> {
         if self.record_count == 0 {
             return Err(RecordsError::EmptyBatch);
         }
@@ -416,11 +429,16 @@ impl BatchBuilder {
             record_count: self.record_count,
         };
         header.write(&mut bytes);
-        let records_crc = write_crc(&mut bytes);
+        let records_crc = match crc {
+            Crc::Now => write_crc(&mut bytes),
+            Crc::AtStamp => records_crc(&bytes),
+        };
         let sealed = SealedBatch {
             bytes: bytes.freeze(),
             records_crc,
             uncompressed_size,
+            record_count: self.record_count,
+            base_timestamp: self.base_timestamp,
         };
         let base_timestamp = self.base_timestamp;
         self.restart(base_timestamp);
@@ -556,16 +574,30 @@ impl HeaderFields {
 /// does (half a microsecond), so shorter batches are simply rescanned.
 const COMBINE_THRESHOLD: usize = 8 * 1024;
 
+/// When a sealed batch's CRC is written.
+#[derive(Debug, Clone, Copy)]
+enum Crc {
+    /// At sealing.
+    Now,
+    /// By the stamp that follows.
+    AtStamp,
+}
+
 /// Writes the CRC of a batch whose header is complete; returns the CRC of
 /// its records part when it is kept (see [`COMBINE_THRESHOLD`]).
 fn write_crc(batch: &mut [u8]) -> Option<u32> {
-    if batch.len() < COMBINE_THRESHOLD {
-        write_full_crc(batch);
-        return None;
+    let records_crc = records_crc(batch);
+    match records_crc {
+        Some(records_crc) => write_combined_crc(batch, records_crc),
+        None => write_full_crc(batch),
     }
-    let records_crc = super::crc::crc32c(&batch[offsets::RECORD_COUNT..]);
-    write_combined_crc(batch, records_crc);
-    Some(records_crc)
+    records_crc
+}
+
+/// The CRC of the bytes from the record count on, for a batch of at least
+/// [`COMBINE_THRESHOLD`] bytes.
+fn records_crc(batch: &[u8]) -> Option<u32> {
+    (batch.len() >= COMBINE_THRESHOLD).then(|| super::crc::crc32c(&batch[offsets::RECORD_COUNT..]))
 }
 
 /// Computes the CRC over bytes 21 to the end and stores it.
@@ -593,6 +625,10 @@ pub struct SealedBatch {
     /// a batch of at least [`COMBINE_THRESHOLD`] bytes (see `write_crc`).
     records_crc: Option<u32>,
     uncompressed_size: usize,
+    /// The header's record count and base timestamp, kept beside the bytes:
+    /// an acknowledgement reads them long after the bytes left the cache.
+    record_count: i32,
+    base_timestamp: i64,
 }
 
 impl SealedBatch {
@@ -624,7 +660,7 @@ impl SealedBatch {
 
     /// Number of records.
     pub fn record_count(&self) -> i32 {
-        be_i32(&self.bytes, offsets::RECORD_COUNT)
+        self.record_count
     }
 
     /// Offset delta of the last record (record count - 1).
@@ -645,7 +681,7 @@ impl SealedBatch {
 
     /// Base timestamp.
     pub fn base_timestamp(&self) -> i64 {
-        be_i64(&self.bytes, offsets::BASE_TIMESTAMP)
+        self.base_timestamp
     }
 
     /// Largest record timestamp.
@@ -795,5 +831,57 @@ mod tests {
         let full = builder.seal().unwrap();
         assert_eq!(values(&small), [vec![7u8; 100]]);
         assert_eq!(values(&full), vec![vec![1u8; 1_234]; 13]);
+    }
+
+    /// A batch sealed to be stamped gets the same bytes from the stamp as
+    /// one sealed whole and stamped, small (CRC rescanned) and large (CRC
+    /// combined), compressed or not; its count and base timestamp are
+    /// those of its header.
+    #[test]
+    fn a_batch_sealed_to_be_stamped_gets_its_crc_from_the_stamp() {
+        let t = 1_700_000_000_000;
+        for (codec, records) in [
+            (Compression::None, 1),
+            (Compression::None, 200),
+            (Compression::Lz4, 3),
+            (Compression::Lz4, 400),
+        ] {
+            let mut config = BatchConfig::new(codec);
+            config.max_batch_bytes = 1 << 20;
+            let fill = |builder: &mut BatchBuilder| {
+                for i in 0..records {
+                    let value = format!("value {i} {}", "x".repeat(i % 64));
+                    let appended =
+                        builder.try_append(t + i as i64, None, Some(value.as_bytes()), &[]);
+                    assert!(matches!(appended, Ok(AppendOutcome::Appended)));
+                }
+            };
+            let mut whole = BatchBuilder::new(config, t);
+            fill(&mut whole);
+            let mut whole = whole.seal().unwrap();
+            let mut deferred = BatchBuilder::new(config, t);
+            fill(&mut deferred);
+            let mut deferred = deferred.seal_to_stamp().unwrap();
+            assert_eq!(deferred.record_count(), i32::try_from(records).unwrap());
+            assert_eq!(deferred.base_timestamp(), t);
+            let header = |b: &SealedBatch| {
+                (
+                    be_i32(b.bytes(), offsets::RECORD_COUNT),
+                    be_i64(b.bytes(), offsets::BASE_TIMESTAMP),
+                )
+            };
+            assert_eq!(header(&deferred), (deferred.record_count(), t));
+            assert_ne!(
+                whole.bytes(),
+                deferred.bytes(),
+                "{codec:?} {records}: no CRC yet"
+            );
+            whole.stamp(7, 3, 100, false);
+            deferred.stamp(7, 3, 100, false);
+            assert_eq!(whole.bytes(), deferred.bytes(), "{codec:?} {records}");
+            // The reader checks the CRC.
+            let batch = BatchReader::new(deferred.bytes()).next().unwrap().unwrap();
+            assert_eq!(batch.header().record_count, i32::try_from(records).unwrap());
+        }
     }
 }

@@ -13,7 +13,7 @@ use super::identity::identity_of;
 use super::interface::{Acks, Transmit};
 use super::outcome::records_error;
 use super::{Engine, InFlight, InFlightBatch, earliest_after};
-use crate::engine::accumulator::{PartitionQueue, PendingRecord, Stamp};
+use crate::engine::accumulator::{Crc, PartitionQueue, PendingRecord, Stamp};
 use crate::engine::idempotence::ProducerIdentity;
 use crate::record::Topic;
 
@@ -225,7 +225,14 @@ impl Engine {
                     }
                     taken[i] = true;
                     let unsent = pq.unsent_bytes();
-                    let next = pq.take_next(now);
+                    // Stamped below when there is an identity: the stamp
+                    // writes the CRC.
+                    let crc = if identity.is_some() {
+                        Crc::AtStamp
+                    } else {
+                        Crc::Now
+                    };
+                    let next = pq.take_next(now, crc);
                     // What left the partition's unsent records, sent or
                     // failed, no longer waits.
                     self.backlog.sent(unsent.saturating_sub(pq.unsent_bytes()));

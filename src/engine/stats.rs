@@ -58,7 +58,8 @@ pub struct ProducerStats {
     /// from a metadata refresh.
     pub leader_hints: u64,
     /// Per partition, ordered by topic and partition. Refreshed at most
-    /// every 20 ms (their cost grows with the partitions written to), and
+    /// every 20 ms, or 10 us per partition beyond 2,000 (100 ms over
+    /// 10,000: their cost grows with the partitions written to), and
     /// exact once `flush` or `close` has returned; the totals above are
     /// always current.
     pub partitions: Vec<PartitionStats>,

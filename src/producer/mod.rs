@@ -603,8 +603,9 @@ impl Producer {
     /// Counters: records and bytes sent, retries, errors, batch sizes,
     /// request latency, queued bytes and records, requests in flight; per
     /// partition and per broker in [`ProducerStats::partitions`] and
-    /// [`ProducerStats::brokers`] (those two tables lag by up to 20 ms,
-    /// and are exact after [`flush`](Self::flush)).
+    /// [`ProducerStats::brokers`] (those two tables lag by up to 20 ms, or
+    /// 10 us per partition written to beyond 2,000, and are exact after
+    /// [`flush`](Self::flush)).
     pub fn stats(&self) -> ProducerStats {
         let driver = &self.shared.driver;
         let mut stats = driver

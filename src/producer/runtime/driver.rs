@@ -324,6 +324,7 @@ pub(crate) fn spawn(
         aborted: 0,
         detail_published: None,
         detail_stale: false,
+        detail_rows: 0,
         spare_stats: ProducerStats::default(),
         ready: !wait_for_id,
         txn_waiters: BTreeMap::new(),
@@ -383,8 +384,10 @@ struct Driver {
     /// The snapshot before the one published, kept for its table entries.
     spare_stats: ProducerStats,
     /// Whether the tables changed since they were last published: they go
-    /// out when [`DETAIL_EVERY`] has passed, woken by a timer if need be.
+    /// out when [`detail_every`] has passed, woken by a timer if need be.
     detail_stale: bool,
+    /// Rows in the partition table last published.
+    detail_rows: usize,
     /// Whether the producer can send (it has its producer id).
     ready: bool,
     ready_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
@@ -436,12 +439,24 @@ impl QuietRule {
     }
 }
 
-/// How stale the published per-partition and per-broker tables may get.
-/// Building them costs in proportion to the partitions written to, so they
-/// are not rebuilt after every delivery (a producer paced over 10,000
-/// partitions would spend most of its time there); `flush` and `close`
-/// publish them at once.
+/// How stale the published per-partition and per-broker tables may get
+/// with up to 2,000 partitions. Building them costs in proportion to the
+/// partitions written to, so they are not rebuilt after every delivery (a
+/// producer paced over 10,000 partitions would spend most of its time
+/// there); `flush` and `close` publish them at once.
 const DETAIL_EVERY: Duration = Duration::from_millis(20);
+
+/// Beyond 2,000 partitions the tables may get this much staler per
+/// partition (100 ms at 10,000): a rebuild costs about 60 ns a partition,
+/// so rebuilding takes under 1 % of the task's time however many there
+/// are.
+const DETAIL_PER_PARTITION: Duration = Duration::from_micros(10);
+
+/// How stale the tables may get when the last published had `rows`
+/// partitions.
+fn detail_every(rows: usize) -> Duration {
+    DETAIL_EVERY.max(DETAIL_PER_PARTITION.saturating_mul(u32::try_from(rows).unwrap_or(u32::MAX)))
+}
 
 /// Deadlines closer than this are slept to on the task's fine timer.
 const FINE_WITHIN: Duration = Duration::from_secs(1);
@@ -900,14 +915,14 @@ impl Driver {
 
     /// Publishes the counters for `Producer::stats`. Totals go out every
     /// time; the per-partition and per-broker tables when `detail` is asked
-    /// for, and otherwise at most every [`DETAIL_EVERY`] (see
+    /// for, and otherwise at most every [`detail_every`] (see
     /// [`detail_due`](Self::detail_due) for the ones left stale).
     fn publish_stats(&mut self, detail: bool) {
         let now = clock::now();
         let detail = detail
             || self
                 .detail_published
-                .is_none_or(|t| now.saturating_duration_since(t) >= DETAIL_EVERY);
+                .is_none_or(|t| now.saturating_duration_since(t) >= detail_every(self.detail_rows));
         // Filled outside the lock, into the snapshot published two times
         // ago, whose entries are reused; then swapped in.
         let mut snapshot = std::mem::take(&mut self.spare_stats);
@@ -916,6 +931,7 @@ impl Driver {
         if detail {
             self.detail_published = Some(now);
             self.detail_stale = false;
+            self.detail_rows = snapshot.partitions.len();
         } else {
             self.detail_stale = true;
             // The tables published last stay; the spare keeps the older
@@ -933,7 +949,8 @@ impl Driver {
         if !self.detail_stale {
             return None;
         }
-        self.detail_published.map(|t| t + DETAIL_EVERY)
+        self.detail_published
+            .map(|t| t + detail_every(self.detail_rows))
     }
 
     fn start(&mut self, transmit: Transmit) {

@@ -10,9 +10,9 @@
 //! batches are allocated once it runs on another, so a full buffer of
 //! batches could cost its size more than once in resident memory. The pool
 //! keeps acknowledged buffers and gives them to builders instead: full-size
-//! ones up to a count, and smaller ones (a producer over thousands of
-//! partitions seals batches of a record or two) in power-of-two size
-//! classes up to a total of bytes. New memory is asked for only while the
+//! ones up to a count, and small ones of 512 bytes to 4 KiB (a producer
+//! over thousands of partitions seals batches of a record or two) in
+//! power-of-two size classes up to a total of bytes. New memory is asked for only while the
 //! pool has no buffer of the size wanted, so the pool and the batches in
 //! use together hold little more than the most batches ever held at once.
 //!
@@ -30,6 +30,12 @@ pub const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// The smallest buffer kept: the least room a builder asks for.
 pub const SMALLEST: usize = 512;
+
+/// Buffers below the batch size are kept only up to this size: what is
+/// smaller comes and goes by the hundred when batches hold a record or
+/// two; the few larger ones of moderately filled batches would only add
+/// to the resident memory.
+const LARGEST_SMALL: usize = 4 * 1024;
 
 /// Buffers of one size class: each has room for at least the class's
 /// size.
@@ -59,7 +65,8 @@ impl Class {
 }
 
 /// A bounded store of empty buffers: full-size ones (at least the batch
-/// size) up to a count, and smaller ones in size classes up to a total.
+/// size) up to a count, and small ones (512 bytes to 4 KiB) in size
+/// classes up to a total.
 ///
 /// Without the small classes, over thousands of partitions each small
 /// buffer was freed when its batch was acknowledged and a new one
@@ -82,8 +89,8 @@ pub struct BufferPool {
 
 impl BufferPool {
     /// A pool keeping up to `max_buffers` buffers with room for at least
-    /// `min_capacity` bytes each, and as many smaller ones (of at least
-    /// [`SMALLEST`] bytes) up to `max_small_bytes` of capacity in all.
+    /// `min_capacity` bytes each, and as many small ones ([`SMALLEST`] to
+    /// 4 KiB) up to `max_small_bytes` of capacity in all.
     pub fn new(max_buffers: usize, min_capacity: usize, max_small_bytes: usize) -> Self {
         BufferPool {
             max_buffers,
@@ -112,7 +119,7 @@ impl BufferPool {
             if self.full.free.len() < self.max_buffers {
                 self.full.free.push(buf);
             }
-        } else if capacity >= SMALLEST
+        } else if (SMALLEST..=LARGEST_SMALL).contains(&capacity)
             && self.small_bytes + capacity <= self.max_small_bytes
             && self.small_count < self.max_buffers
         {
@@ -129,7 +136,7 @@ impl BufferPool {
     /// An empty buffer with room for at least `capacity` bytes, if the pool
     /// holds one: from the class that fits, else a full-size one.
     pub fn take(&mut self, capacity: usize) -> Option<BytesMut> {
-        if capacity < self.min_capacity {
+        if capacity <= LARGEST_SMALL && capacity < self.min_capacity {
             // The top of the request's own class if it has room enough,
             // else the top of the class above, which always has.
             let k = Self::class_of(capacity.max(SMALLEST));
@@ -296,6 +303,10 @@ mod tests {
         // 2,048 more would pass the total: dropped.
         pool.give(batch(2_048));
         assert_eq!(pool.len(), 3);
+        // Neither small nor full-size: dropped.
+        let mut roomy = BufferPool::new(4, 65_536, 1 << 20);
+        roomy.give(batch(8_192));
+        assert!(roomy.is_empty());
         // A request takes from its own class, or the one above.
         assert_eq!(pool.take(1_024).map(|b| b.capacity()), Some(2_048));
         assert!(pool.take(1_024).is_none(), "512s have too little room");

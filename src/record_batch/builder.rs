@@ -132,9 +132,8 @@ pub struct BatchBuilder {
 /// Room a builder asks for its first batch (or after small ones); the
 /// buffer grows as records arrive, up to the batch size. Small, as over
 /// thousands of partitions a batch holds a record or two, and each
-/// partition's buffer stays about twice its last batch. The spare pool's
-/// smallest size class.
-const START_CAPACITY: usize = super::pool::SMALLEST;
+/// partition's buffer stays about twice its last batch.
+const START_CAPACITY: usize = 512;
 
 impl std::fmt::Debug for BatchBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

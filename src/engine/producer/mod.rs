@@ -337,15 +337,15 @@ impl Engine {
             last_token: 0,
             hot_topics: hot_topics::HotTopics::default(),
             deadlines: Deadlines::default(),
+            // Up to `buffer_memory` in full-size buffers: the pool only
+            // holds what batches held before, and lets go of what stays
+            // unused (see `BufferPool`).
             backlog: backlog::Backlog::default(),
             walk_all: true,
             due_scratch: Vec::new(),
-            // Up to `buffer_memory` in full-size buffers and a 32nd of
-            // it in smaller ones: the pool only holds what batches held
-            // before, and lets go of what stays unused (see `BufferPool`).
             spare_buffers: {
                 let each = config.batch_size.min(config.max_request_size).max(1);
-                BufferPool::new(config.buffer_memory / each, each, config.buffer_memory / 32)
+                BufferPool::new(config.buffer_memory / each, each)
             },
             config,
         }

@@ -31,19 +31,9 @@ use std::time::{Duration, Instant};
 use super::idempotence::PartitionSequences;
 use crate::record::Record;
 use crate::record_batch::{
-    AppendOutcome, BatchBuilder, BatchConfig, BatchReader, BufferPool, ReadOptions, RecordsError,
-    SealedBatch,
+    AppendOutcome, BatchBuilder, BatchConfig, BatchReader, BufferPool, Crc, ReadOptions,
+    RecordsError, SealedBatch,
 };
-
-/// When a batch sealed by [`PartitionQueue::take_next`] gets its CRC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Crc {
-    /// At sealing.
-    Now,
-    /// By the stamp the caller gives it before sending it (idempotence):
-    /// the CRC is not computed twice.
-    AtStamp,
-}
 
 /// A record accepted into a batch, waiting for its outcome: 16 bytes,
 /// kept for every buffered record.
@@ -370,11 +360,7 @@ impl PartitionQueue {
         let next = Vec::with_capacity(self.open.len());
         let records = std::mem::replace(&mut self.open, next);
         let order = self.next_order;
-        let sealed = match crc {
-            Crc::Now => builder.seal(),
-            Crc::AtStamp => builder.seal_to_stamp(),
-        };
-        match sealed {
+        match builder.seal_with(crc) {
             Ok(sealed) => Ok(Some(Batch {
                 sealed,
                 records,

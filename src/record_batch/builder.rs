@@ -387,7 +387,9 @@ impl BatchBuilder {
         self.seal_with(Crc::AtStamp)
     }
 
-    fn seal_with(&mut self, crc: Crc) -> Result<SealedBatch, RecordsError> {
+    /// [`seal`](Self::seal) or [`seal_to_stamp`](Self::seal_to_stamp), by
+    /// `crc`.
+    pub(crate) fn seal_with(&mut self, crc: Crc) -> Result<SealedBatch, RecordsError> {
         if self.record_count == 0 {
             return Err(RecordsError::EmptyBatch);
         }
@@ -574,11 +576,12 @@ impl HeaderFields {
 const COMBINE_THRESHOLD: usize = 8 * 1024;
 
 /// When a sealed batch's CRC is written.
-#[derive(Debug, Clone, Copy)]
-enum Crc {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Crc {
     /// At sealing.
     Now,
-    /// By the stamp that follows.
+    /// By the stamp the sealer gives it before sending it (idempotence):
+    /// the CRC is not computed twice.
     AtStamp,
 }
 

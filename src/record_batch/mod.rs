@@ -66,6 +66,7 @@ mod pool;
 mod reader;
 mod varint;
 
+pub(crate) use builder::Crc;
 pub use builder::{AppendOutcome, BatchBuilder, BatchConfig, SealedBatch};
 #[cfg(feature = "tokio-runtime")]
 pub(crate) use compress::compress_batch;

@@ -13,9 +13,10 @@ use super::identity::identity_of;
 use super::interface::{Acks, Transmit};
 use super::outcome::records_error;
 use super::{Engine, InFlight, InFlightBatch, earliest_after};
-use crate::engine::accumulator::{Crc, PartitionQueue, PendingRecord, Stamp};
+use crate::engine::accumulator::{PartitionQueue, PendingRecord, Stamp};
 use crate::engine::idempotence::ProducerIdentity;
 use crate::record::Topic;
+use crate::record_batch::Crc;
 
 impl Engine {
     pub(super) fn is_in_flight_batch(

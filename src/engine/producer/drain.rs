@@ -269,16 +269,27 @@ impl Engine {
                 self.send_produce(now, node, &addr, batches);
             }
         }
-        // Every partition found ready is looked at again by the next pass:
-        // one drained may have more to send (or be empty now), one left for
-        // a later request (its broker at its limit, the request full, the
-        // broker's address unknown) is still ready.
+        // Every partition found ready and still holding records is looked
+        // at again by the next pass: one drained may have more to send, one
+        // left for a later request (its broker at its limit, the request
+        // full, the broker's address unknown) is still ready. One drained
+        // empty leaves the active set now, rather than costing the next
+        // pass a look (over thousands of partitions, most batches carry a
+        // record or two, and most partitions drained are empty after).
         for (topic, partition) in drained {
+            let index = partition as usize;
             if let Some(tq) = self.topics.get_mut(&topic)
-                && let Some(pq) = tq.partitions.get(partition as usize)
+                && let Some(pq) = tq.partitions.get(index)
             {
-                send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
-                tq.ready.mark(partition as usize);
+                if !pq.has_open_batch() {
+                    tq.ready.closed(index);
+                }
+                if pq.is_empty() {
+                    tq.active.remove(index);
+                } else {
+                    send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
+                    tq.ready.mark(index);
+                }
             }
         }
         self.deadlines.send = send_at;

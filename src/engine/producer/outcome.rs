@@ -498,8 +498,11 @@ impl Engine {
             && let Some(pq) = tq.partitions.get_mut(index)
         {
             pq.settled(b.batch.order);
-            // One fewer in flight: the partition may send again.
-            tq.ready.mark(index);
+            // One fewer in flight: the partition may send again, if it
+            // holds records (a record appended later is indexed then).
+            if !pq.is_empty() {
+                tq.ready.mark(index);
+            }
         }
         self.release(&b.topic, b.partition, bytes);
     }

@@ -1,5 +1,6 @@
 //! A set of a topic's partition indices, one bit each: the partitions that
-//! may hold records.
+//! may hold records, and those that may have a batch lingering (see
+//! `ready_index`).
 //!
 //! Over thousands of partitions a producer's batches hold a record or two,
 //! so a partition joins the set and leaves it about once per batch: with
@@ -31,7 +32,6 @@ impl PartitionSet {
     }
 
     /// Whether `partition` is in the set.
-    #[cfg(test)]
     pub(super) fn contains(&self, partition: usize) -> bool {
         self.words
             .get(partition / 64)

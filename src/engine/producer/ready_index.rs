@@ -19,12 +19,21 @@
 //!
 //! The index may hold partitions that turn out not to be sendable (a
 //! batch drained early because it filled leaves its linger end behind);
-//! looking at them costs a check. What it must never do is miss one: the
+//! looking at them costs a check. It forgets the linger ends of a
+//! partition the drain left without an open batch ([`closed`]), as over
+//! thousands of partitions most batches go before their linger ends
+//! (drained with their broker's others) and most partitions are empty
+//! after: without that, each such end would cost a look at a partition's
+//! state out of the cache. What it must never do is miss one: the
 //! engine's tests compare each pass that uses the index with a walk over
 //! every partition.
+//!
+//! [`closed`]: ReadyIndex::closed
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
+
+use super::partition_set::PartitionSet;
 
 /// One topic's partitions that may become sendable, by time or by an event.
 #[derive(Debug, Default)]
@@ -34,6 +43,9 @@ pub(super) struct ReadyIndex {
     due: Vec<u32>,
     /// (linger end, partition) of each batch opened, in opening order.
     lingering: VecDeque<(Instant, u32)>,
+    /// Partitions that may have an open batch whose linger end is in
+    /// `lingering`; an end of a partition not in it is passed over.
+    open: PartitionSet,
     /// (end of backoff, partition) of partitions whose head batch waits to
     /// be retried.
     backoff: BTreeSet<(Instant, u32)>,
@@ -45,6 +57,13 @@ impl ReadyIndex {
     pub(super) fn opened(&mut self, ready_at: Instant, partition: usize) {
         debug_assert!(self.lingering.back().is_none_or(|(t, _)| *t <= ready_at));
         self.lingering.push_back((ready_at, index(partition)));
+        self.open.insert(partition);
+    }
+
+    /// `partition` has no open batch any more (the drain took it): the
+    /// linger ends kept for its earlier batches need no look.
+    pub(super) fn closed(&mut self, partition: usize) {
+        self.open.remove(partition);
     }
 
     /// `partition` should be looked at in the next pass.
@@ -65,7 +84,9 @@ impl ReadyIndex {
                 break;
             }
             self.lingering.pop_front();
-            self.due.push(p);
+            if self.open.contains(p as usize) {
+                self.due.push(p);
+            }
         }
         while let Some(&(at, p)) = self.backoff.first() {
             if at > now {
@@ -144,5 +165,35 @@ mod tests {
         index.clear_due();
         index.take_due(&mut due);
         assert!(due.is_empty());
+    }
+
+    /// A partition the drain left without an open batch has its earlier
+    /// linger ends passed over; once a batch opens there again, its ends
+    /// count (the earlier ones too: a look too many, never one too few).
+    #[test]
+    fn the_linger_ends_of_a_closed_partition_are_passed_over() {
+        #[allow(clippy::disallowed_methods)]
+        let t0 = std::time::Instant::now();
+        let ms = Duration::from_millis;
+        let mut index = ReadyIndex::default();
+        let mut due = Vec::new();
+        index.opened(t0 + ms(5), 1);
+        index.opened(t0 + ms(5), 2);
+        index.closed(1);
+        index.advance(t0 + ms(5), t0 + ms(5));
+        index.take_due(&mut due);
+        assert_eq!(due, vec![2], "1's batch went before its linger ended");
+        index.opened(t0 + ms(6), 3);
+        index.closed(3);
+        index.opened(t0 + ms(7), 3);
+        index.advance(t0 + ms(6), t0 + ms(6));
+        index.take_due(&mut due);
+        assert_eq!(due, vec![3], "3 has an open batch again");
+        index.advance(t0 + ms(7), t0 + ms(7));
+        index.take_due(&mut due);
+        assert_eq!(due, vec![3]);
+        index.mark(1);
+        index.take_due(&mut due);
+        assert_eq!(due, vec![1], "a mark counts whatever the linger ends");
     }
 }

@@ -250,8 +250,10 @@ impl PartitionQueue {
     }
 
     /// Appends a record. Returns whether a full batch was sealed to make
-    /// room (a batch boundary for the sticky partitioner), and any records
-    /// that had to be failed because their batch could not be sealed.
+    /// room (a batch boundary for the sticky partitioner); records that had
+    /// to be failed because their batch could not be sealed go to `lost`
+    /// (a rare outcome, kept out of the returned value, which the caller
+    /// reads for every record).
     pub(crate) fn append(
         &mut self,
         config: BatchConfig,
@@ -259,7 +261,8 @@ impl PartitionQueue {
         record: &Record,
         incoming: Incoming,
         pool: &mut BufferPool,
-    ) -> Result<(bool, Option<Unsealable>), RecordsError> {
+        lost: &mut Option<Unsealable>,
+    ) -> Result<bool, RecordsError> {
         let Incoming {
             token,
             timestamp,
@@ -311,20 +314,17 @@ impl PartitionQueue {
                 });
                 self.unsent_bytes += u64::from(reserved);
                 self.open_created.get_or_insert(now);
-                Ok((false, None))
+                Ok(false)
             }
             AppendOutcome::Full => {
-                let lost = match self.seal_open(now, Crc::Now) {
-                    Ok(Some(batch)) => {
-                        self.queue.push_back(batch);
-                        None
+                match self.seal_open(now, Crc::Now) {
+                    Ok(Some(batch)) => self.queue.push_back(batch),
+                    Ok(None) => {}
+                    Err(unsealable) => {
+                        self.unsent_less(&unsealable.0);
+                        *lost = Some(unsealable);
                     }
-                    Ok(None) => None,
-                    Err(lost) => {
-                        self.unsent_less(&lost.0);
-                        Some(lost)
-                    }
-                };
+                }
                 let builder = self
                     .builder
                     .get_or_insert_with(|| BatchBuilder::new(config, timestamp));
@@ -340,7 +340,7 @@ impl PartitionQueue {
                 });
                 self.unsent_bytes += u64::from(reserved);
                 self.open_created = Some(now);
-                Ok((true, lost))
+                Ok(true)
             }
         }
     }
@@ -591,8 +591,15 @@ mod tests {
             timestamp: 1_700_000_000_000,
             reserved: 150,
         };
-        pq.append(config, now, &record, incoming, &mut BufferPool::default())
-            .unwrap();
+        pq.append(
+            config,
+            now,
+            &record,
+            incoming,
+            &mut BufferPool::default(),
+            &mut None,
+        )
+        .unwrap();
     }
 
     /// The unsent bytes follow the records in and out: appended, sealed

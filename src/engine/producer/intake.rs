@@ -391,14 +391,16 @@ impl Engine {
         let at_batch_boundary = !pq.has_open_batch();
         let opened_before = pq.open_created();
         let unsent_before = pq.unsent_bytes();
+        let mut lost = None;
         match pq.append(
             self.batch_config,
             now,
             record,
             incoming,
             &mut self.spare_buffers,
+            &mut lost,
         ) {
-            Ok((sealed_full, lost)) => {
+            Ok(sealed_full) => {
                 // A batch opened here lingers from now on.
                 self.deadlines.send = earliest_after(
                     now,

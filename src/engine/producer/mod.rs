@@ -99,6 +99,7 @@ use crate::error::Error;
 use crate::record::{Record, Topic};
 use crate::record_batch::{BatchConfig, BufferPool};
 
+mod answers;
 mod backlog;
 mod drain;
 mod hot_topics;
@@ -115,17 +116,6 @@ mod tests;
 pub(crate) use intake::check_size;
 pub use interface::Acks;
 pub(crate) use interface::{BufferOwner, CompressAt, EngineConfig, Event, SendFailure, Transmit};
-
-/// One partition's answer in a Produce response.
-#[derive(Debug, Clone, Copy)]
-struct PartitionAnswer {
-    code: i16,
-    base_offset: i64,
-    log_append_time: i64,
-    /// KIP-951 `current_leader`: (leader id, leader epoch), -1 when absent.
-    leader_hint: (i32, i32),
-    log_start_offset: i64,
-}
 
 struct Waiting {
     token: u64,

@@ -3,14 +3,14 @@
 //! needs a new epoch; and the buffer accounting released when a batch is
 //! done.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ProduceResponse;
 
+use super::answers::Answers;
 use super::identity::identity_of;
 use super::interface::{Acks, DeliveredBatch, Event, SendFailure};
-use super::{Engine, InFlight, InFlightBatch, PartitionAnswer, leader_latency};
+use super::{Engine, InFlight, InFlightBatch, leader_latency};
 use crate::engine::accumulator::{PendingRecord, Stamp};
 use crate::engine::idempotence::{BumpReason, Idempotence, ProducerIdentity, SequenceVerdict};
 use crate::engine::retry::{Outcome, RetryAction, classify};
@@ -88,26 +88,9 @@ impl Engine {
             }
             Ok(response) => {
                 self.note_leader_latency(now, &request);
-                let mut by_partition: BTreeMap<(&str, i32), PartitionAnswer> = BTreeMap::new();
-                for topic in &response.responses {
-                    for p in &topic.partition_responses {
-                        by_partition.insert(
-                            (topic.name.0.as_str(), p.index),
-                            PartitionAnswer {
-                                code: p.error_code,
-                                base_offset: p.base_offset,
-                                log_append_time: p.log_append_time_ms,
-                                leader_hint: (
-                                    p.current_leader.leader_id.0,
-                                    p.current_leader.leader_epoch,
-                                ),
-                                log_start_offset: p.log_start_offset,
-                            },
-                        );
-                    }
-                }
+                let mut answers = Answers::new(&response);
                 for b in request.batches {
-                    let found = by_partition.get(&(&*b.topic, b.partition)).copied();
+                    let found = answers.find(&b.topic, b.partition);
                     match (self.config.acks, found) {
                         (Acks::None, _) => self.deliver(b, -1, -1),
                         (_, Some(a)) if a.code == 0 => {

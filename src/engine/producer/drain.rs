@@ -109,6 +109,7 @@ impl Engine {
         let mut leaderless = false;
         let mut send_at: Option<Instant> = None;
         let mut look_at = std::mem::take(&mut self.due_scratch);
+        let mut spare = std::mem::take(&mut self.spare_lists);
         for (topic, tq) in &mut self.topics {
             tq.ready.advance(now, soon);
             if walk {
@@ -158,7 +159,7 @@ impl Engine {
                     Look::Ready => match info.leader(partition) {
                         Some(leader) => ready
                             .entry(leader)
-                            .or_default()
+                            .or_insert_with(|| spare.take())
                             .push((topic.clone(), partition)),
                         None => {
                             send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
@@ -182,92 +183,16 @@ impl Engine {
         if !ready.is_empty() && !hurry && !linger.is_zero() {
             self.join_ready_brokers(&rules, &mut ready);
         }
-        let drained: Vec<(Topic, i32)> = ready.values().flatten().cloned().collect();
+        let mut drained = spare.take();
+        drained.extend(ready.values().flatten().cloned());
         for (node, candidates) in ready {
-            let Some(addr) = self.metadata.broker_address(node).map(str::to_string) else {
-                self.metadata.request_refresh();
-                continue;
-            };
-            let mut taken = vec![false; candidates.len()];
-            loop {
-                let in_flight = self.node_in_flight.get(&node).copied().unwrap_or(0);
-                if in_flight >= self.config.max_in_flight || taken.iter().all(|t| *t) {
-                    break;
+            match self.metadata.broker_address(node).map(str::to_string) {
+                Some(addr) => {
+                    self.drain_broker(now, node, &addr, &candidates, identity, transactional);
                 }
-                // Start after the partition the previous request started
-                // with, so that none starves when requests fill up.
-                let start = self.drain_cursor.get(&node).map_or(0, |last| {
-                    candidates.iter().position(|c| c > last).unwrap_or(0)
-                });
-                let start = (start..candidates.len())
-                    .chain(0..start)
-                    .find(|i| !taken[*i])
-                    .unwrap_or(start);
-                self.drain_cursor.insert(node, candidates[start].clone());
-                let mut size = 64usize;
-                let mut batches: Vec<InFlightBatch> = Vec::new();
-                for k in 0..candidates.len() {
-                    let i = (start + k) % candidates.len();
-                    if taken[i] {
-                        continue;
-                    }
-                    let (topic, partition) = &candidates[i];
-                    let Some(pq) = self
-                        .topics
-                        .get_mut(topic)
-                        .and_then(|tq| tq.partitions.get_mut(*partition as usize))
-                    else {
-                        taken[i] = true;
-                        continue;
-                    };
-                    let next = pq.next_size() + topic.len() + 32;
-                    if !batches.is_empty() && size + next > self.config.max_request_size {
-                        continue;
-                    }
-                    taken[i] = true;
-                    let unsent = pq.unsent_bytes();
-                    // Stamped below when there is an identity: the stamp
-                    // writes the CRC.
-                    let crc = if identity.is_some() {
-                        Crc::AtStamp
-                    } else {
-                        Crc::Now
-                    };
-                    let next = pq.take_next(now, crc);
-                    // What left the partition's unsent records, sent or
-                    // failed, no longer waits.
-                    self.backlog.sent(unsent.saturating_sub(pq.unsent_bytes()));
-                    if unsent > 0 && pq.unsent_bytes() == 0 {
-                        self.backlog.emptied(node);
-                    }
-                    match next {
-                        Ok(Some(mut batch)) => {
-                            if let Some(identity) = identity {
-                                stamp_batch(&mut batch, &mut pq.sequences, identity, transactional);
-                            }
-                            size += batch.sealed.len() + topic.len() + 32;
-                            pq.sent(batch.order);
-                            batches.push(InFlightBatch {
-                                topic: topic.clone(),
-                                partition: *partition,
-                                batch,
-                                resolved: false,
-                            });
-                        }
-                        Ok(None) => {}
-                        Err((records, e)) => {
-                            let bytes: usize = records.iter().map(PendingRecord::reserved).sum();
-                            let (topic, partition) = (topic.clone(), *partition);
-                            self.release(&topic, partition, bytes);
-                            self.fail_records(&topic, partition, &records, &records_error(e));
-                        }
-                    }
-                }
-                if batches.is_empty() {
-                    continue;
-                }
-                self.send_produce(now, node, &addr, batches);
+                None => self.metadata.request_refresh(),
             }
+            spare.keep(candidates);
         }
         // Every partition found ready and still holding records is looked
         // at again by the next pass: one drained may have more to send, one
@@ -276,7 +201,7 @@ impl Engine {
         // empty leaves the active set now, rather than costing the next
         // pass a look (over thousands of partitions, most batches carry a
         // record or two, and most partitions drained are empty after).
-        for (topic, partition) in drained {
+        for (topic, partition) in drained.drain(..) {
             let index = partition as usize;
             if let Some(tq) = self.topics.get_mut(&topic)
                 && let Some(pq) = tq.partitions.get(index)
@@ -292,6 +217,8 @@ impl Engine {
                 }
             }
         }
+        spare.keep(drained);
+        self.spare_lists = spare;
         self.deadlines.send = send_at;
         let idle = self.is_idle();
         self.backlog.finish(
@@ -300,6 +227,101 @@ impl Engine {
             self.config.batch_size,
             self.config.max_request_size,
         );
+    }
+
+    /// Sends `node` its ready partitions' next batches (`candidates`, in
+    /// topic and partition order), in as many requests as its in-flight
+    /// limit allows and the request size needs, each starting after the
+    /// partition the previous one started with.
+    fn drain_broker(
+        &mut self,
+        now: Instant,
+        node: i32,
+        addr: &str,
+        candidates: &[(Topic, i32)],
+        identity: Option<ProducerIdentity>,
+        transactional: bool,
+    ) {
+        let mut taken = vec![false; candidates.len()];
+        loop {
+            let in_flight = self.node_in_flight.get(&node).copied().unwrap_or(0);
+            if in_flight >= self.config.max_in_flight || taken.iter().all(|t| *t) {
+                break;
+            }
+            // Start after the partition the previous request started
+            // with, so that none starves when requests fill up.
+            let start = self.drain_cursor.get(&node).map_or(0, |last| {
+                candidates.iter().position(|c| c > last).unwrap_or(0)
+            });
+            let start = (start..candidates.len())
+                .chain(0..start)
+                .find(|i| !taken[*i])
+                .unwrap_or(start);
+            self.drain_cursor.insert(node, candidates[start].clone());
+            let mut size = 64usize;
+            let mut batches = self.spare_batch_lists.take();
+            for k in 0..candidates.len() {
+                let i = (start + k) % candidates.len();
+                if taken[i] {
+                    continue;
+                }
+                let (topic, partition) = &candidates[i];
+                let Some(pq) = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|tq| tq.partitions.get_mut(*partition as usize))
+                else {
+                    taken[i] = true;
+                    continue;
+                };
+                let next = pq.next_size() + topic.len() + 32;
+                if !batches.is_empty() && size + next > self.config.max_request_size {
+                    continue;
+                }
+                taken[i] = true;
+                let unsent = pq.unsent_bytes();
+                // Stamped below when there is an identity: the stamp
+                // writes the CRC.
+                let crc = if identity.is_some() {
+                    Crc::AtStamp
+                } else {
+                    Crc::Now
+                };
+                let next = pq.take_next(now, crc);
+                // What left the partition's unsent records, sent or
+                // failed, no longer waits.
+                self.backlog.sent(unsent.saturating_sub(pq.unsent_bytes()));
+                if unsent > 0 && pq.unsent_bytes() == 0 {
+                    self.backlog.emptied(node);
+                }
+                match next {
+                    Ok(Some(mut batch)) => {
+                        if let Some(identity) = identity {
+                            stamp_batch(&mut batch, &mut pq.sequences, identity, transactional);
+                        }
+                        size += batch.sealed.len() + topic.len() + 32;
+                        pq.sent(batch.order);
+                        batches.push(InFlightBatch {
+                            topic: topic.clone(),
+                            partition: *partition,
+                            batch,
+                            resolved: false,
+                        });
+                    }
+                    Ok(None) => {}
+                    Err((records, e)) => {
+                        let bytes: usize = records.iter().map(PendingRecord::reserved).sum();
+                        let (topic, partition) = (topic.clone(), *partition);
+                        self.release(&topic, partition, bytes);
+                        self.fail_records(&topic, partition, &records, &records_error(e));
+                    }
+                }
+            }
+            if batches.is_empty() {
+                continue;
+            }
+            self.send_produce(now, node, addr, batches);
+        }
     }
 
     /// Adds to each broker's ready partitions the others it leads that
@@ -358,19 +380,27 @@ impl Engine {
     ) {
         let id = self.next_id;
         self.next_id += 1;
-        let mut topics: Vec<TopicProduceData> = Vec::new();
         for b in &mut batches {
             b.batch.attempts += 1;
+        }
+        let mut topics: Vec<TopicProduceData> = Vec::new();
+        for (n, b) in batches.iter().enumerate() {
             let data = PartitionProduceData::default()
                 .with_index(b.partition)
                 .with_records(Some(b.batch.sealed.bytes().clone()));
             match topics.iter_mut().find(|t| t.name.0.as_str() == b.topic) {
                 Some(t) => t.partition_data.push(data),
-                None => topics.push(
-                    TopicProduceData::default()
-                        .with_name(TopicName(StrBytes::from_string(b.topic.to_string())))
-                        .with_partition_data(vec![data]),
-                ),
+                None => {
+                    // Sized once for all of the topic's batches here.
+                    let of_topic = batches[n..].iter().filter(|o| o.topic == b.topic);
+                    let mut partition_data = Vec::with_capacity(of_topic.count());
+                    partition_data.push(data);
+                    topics.push(
+                        TopicProduceData::default()
+                            .with_name(TopicName(StrBytes::from_string(b.topic.to_string())))
+                            .with_partition_data(partition_data),
+                    );
+                }
             }
         }
         let timeout_ms = i32::try_from(self.config.request_timeout.as_millis()).unwrap_or(i32::MAX);

@@ -110,12 +110,14 @@ mod leader_latency;
 mod outcome;
 mod partition_set;
 mod ready_index;
+mod spare_lists;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use intake::check_size;
 pub use interface::Acks;
 pub(crate) use interface::{BufferOwner, CompressAt, EngineConfig, Event, SendFailure, Transmit};
+use spare_lists::SpareLists;
 
 struct Waiting {
     token: u64,
@@ -277,6 +279,10 @@ pub(crate) struct Engine {
     walk_all: bool,
     /// The due partitions of the topic a pass looks at (kept for its room).
     due_scratch: Vec<u32>,
+    /// Emptied lists of ready partitions from earlier drain passes.
+    spare_lists: SpareLists<(Topic, i32)>,
+    /// Emptied lists of the batches of requests answered.
+    spare_batch_lists: SpareLists<InFlightBatch>,
     /// The next deadlines that live in the partitions (see [`Deadlines`]).
     deadlines: Deadlines,
 }
@@ -333,6 +339,8 @@ impl Engine {
             backlog: backlog::Backlog::default(),
             walk_all: true,
             due_scratch: Vec::new(),
+            spare_lists: SpareLists::default(),
+            spare_batch_lists: SpareLists::default(),
             spare_buffers: {
                 let each = config.batch_size.min(config.max_request_size).max(1);
                 BufferPool::new(config.buffer_memory / each, each)

@@ -60,7 +60,7 @@ impl Engine {
         result: Result<ProduceResponse, SendFailure>,
     ) {
         self.now = Some(now);
-        let Some(request) = self.in_flight.remove(&id) else {
+        let Some(mut request) = self.in_flight.remove(&id) else {
             self.pump(now);
             return;
         };
@@ -77,7 +77,7 @@ impl Engine {
             Err(failure) => {
                 tracing::debug!(node = request.node, error = %failure.error, "produce request failed");
                 let written = failure.written;
-                for b in request.batches {
+                for b in request.batches.drain(..) {
                     let outcome = if failure.error.is_fatal() {
                         Outcome::Fatal { written }
                     } else {
@@ -89,7 +89,7 @@ impl Engine {
             Ok(response) => {
                 self.note_leader_latency(now, &request);
                 let mut answers = Answers::new(&response);
-                for b in request.batches {
+                for b in request.batches.drain(..) {
                     let found = answers.find(&b.topic, b.partition);
                     match (self.config.acks, found) {
                         (Acks::None, _) => self.deliver(b, -1, -1),
@@ -122,6 +122,7 @@ impl Engine {
                 }
             }
         }
+        self.spare_batch_lists.keep(request.batches);
         self.pump(now);
     }
 

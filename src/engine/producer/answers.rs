@@ -1,12 +1,14 @@
 //! One Produce response's answers, found per batch of the request.
 //!
-//! A broker answers a request's partitions in the order the request named
-//! them, so the batches of a request, taken in their order, find their
-//! answers one after the other: each lookup compares one entry. An answer
-//! not where it is expected (a broker that orders its answer otherwise)
-//! is found by a binary search over the answers sorted once, so a request
-//! of hundreds of partitions costs neither a tree built per response nor a
-//! search per batch.
+//! The protocol does not fix the order of a response's partitions. A
+//! broker that answers in the order the request named them (the librdkafka
+//! mock cluster does) lets the batches of a request, taken in their order,
+//! find their answers one after the other: each lookup compares one entry.
+//! Apache Kafka builds its answer from hash maps, so its order may be any;
+//! an answer not where it is expected is found by a binary search over the
+//! answers sorted once. Either way a request of hundreds of partitions
+//! costs no tree built per response (an allocation per node) and no
+//! lookup that compares names at every level.
 
 use kafka_protocol::messages::ProduceResponse;
 

@@ -43,7 +43,7 @@ mod txn_scenarios;
 
 pub use producer::Acks;
 pub(crate) use producer::{
-    BufferOwner, CompressAt, Engine, EngineConfig, Event, SendFailure, Transmit,
+    BufferOwner, CompressAt, DeliveredBatch, Engine, EngineConfig, Event, SendFailure, Transmit,
 };
 pub use stats::{BrokerStats, PartitionStats, ProducerStats};
 pub(crate) use txn::{CoordinatorKind, TxnAnswer, TxnOp, TxnRequest};

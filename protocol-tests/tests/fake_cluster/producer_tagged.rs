@@ -167,6 +167,7 @@ async fn fake_cluster_tagged_reports_match_the_log() {
         for r in cluster.records("t", p) {
             let i = index_of(r.value.as_ref().unwrap());
             assert_eq!((reports[i].partition, reports[i].offset), (p, r.offset));
+            assert_eq!(reports[i].timestamp, r.timestamp, "record {i}'s timestamp");
             logged.entry(p).or_default().push(i);
         }
     }
@@ -214,6 +215,81 @@ async fn failures_reach_the_callback_and_refusals_the_caller() {
     let logged = cluster.records("t", 0);
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0].offset, md.offset);
+    producer.close(Duration::from_secs(5)).await.unwrap();
+}
+
+/// Records with futures and tagged records in the same batches: each
+/// future resolves and each tag is reported once, with the offset and
+/// timestamp its record has in the log. (A batch whose records are all
+/// tagged goes to the callback whole; one that mixes lists its tags apart.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn futures_and_tags_in_one_batch_each_get_their_record() {
+    let cluster = FakeCluster::builder().topic("t", 1).build().await;
+    let reports: Reports = Arc::default();
+    let sink = Arc::clone(&reports);
+    let producer = Producer::builder()
+        .bootstrap_servers(&cluster.bootstrap_servers())
+        // A long linger, so that each batch gathers many records.
+        .linger(Duration::from_millis(50))
+        .on_delivery(move |tag, result| {
+            let result = result.cloned().map_err(|e| e.kind().clone());
+            sink.lock().unwrap().push((tag, result));
+        })
+        .build()
+        .await
+        .unwrap();
+    let n = 600u64;
+    let mut futures = Vec::new();
+    for i in 0..n {
+        let record = Record::new("t")
+            .value(format!("r{i}"))
+            .timestamp(1_700_000_000_000 + i as i64);
+        // The first half: runs of tagged records with a future now and
+        // then; the second half, after a flush, tagged only.
+        if i == n / 2 {
+            producer.flush().await.unwrap();
+        }
+        if i % 7 == 3 && i < n / 2 {
+            futures.push((i, producer.send(record).await.unwrap()));
+        } else {
+            producer.send_tagged(record, i).await.unwrap();
+        }
+    }
+    producer.flush().await.unwrap();
+    let logged: BTreeMap<String, (i64, i64)> = cluster
+        .records("t", 0)
+        .into_iter()
+        .map(|r| {
+            let value = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
+            (value, (r.offset, r.timestamp))
+        })
+        .collect();
+    assert_eq!(logged.len(), n as usize);
+    let mut seen = vec![false; n as usize];
+    for (i, future) in futures {
+        let md = future.await.unwrap();
+        assert_eq!(
+            logged[&format!("r{i}")],
+            (md.offset, md.timestamp),
+            "record {i}"
+        );
+        seen[i as usize] = true;
+    }
+    for (tag, result) in std::mem::take(&mut *reports.lock().unwrap()) {
+        let md = result.unwrap();
+        assert!(!seen[tag as usize], "record {tag} reported twice");
+        assert_eq!(
+            logged[&format!("r{tag}")],
+            (md.offset, md.timestamp),
+            "record {tag}"
+        );
+        seen[tag as usize] = true;
+    }
+    assert!(seen.iter().all(|s| *s), "every record reported");
+    assert!(
+        producer.stats().avg_batch_records() > 10,
+        "batches held many records each"
+    );
     producer.close(Duration::from_secs(5)).await.unwrap();
 }
 

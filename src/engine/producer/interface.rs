@@ -203,7 +203,9 @@ pub(crate) struct DeliveredBatch {
     pub(super) base_timestamp: i64,
     /// Each record's token, timestamp and reserved size
     /// (`Record::estimated_size` as appended, so the caller need not keep
-    /// it).
+    /// it). Once the caller has looked the tokens up, it may put its own
+    /// values in their place (the producer's runtime puts the caller's tags
+    /// there for the delivery thread).
     pub(crate) records: Vec<PendingRecord>,
 }
 

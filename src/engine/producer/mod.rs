@@ -116,7 +116,9 @@ mod tests;
 
 pub(crate) use intake::check_size;
 pub use interface::Acks;
-pub(crate) use interface::{BufferOwner, CompressAt, EngineConfig, Event, SendFailure, Transmit};
+pub(crate) use interface::{
+    BufferOwner, CompressAt, DeliveredBatch, EngineConfig, Event, SendFailure, Transmit,
+};
 use spare_lists::SpareLists;
 
 struct Waiting {

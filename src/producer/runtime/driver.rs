@@ -43,14 +43,14 @@ use crate::producer::runtime::outbound::Outbound;
 use crate::producer::runtime::response::Response;
 
 use crate::clock;
-use crate::engine::{Engine, EngineConfig, Event, ProducerStats, Transmit, TxnOp};
+use crate::engine::{DeliveredBatch, Engine, EngineConfig, Event, ProducerStats, Transmit, TxnOp};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::ClusterMetadata;
 use crate::net::pool::BrokerPool;
 use crate::producer::DeliveryCallback;
 use crate::producer::runtime::inbox::{self, Arrival, InboxReceiver, InboxSender, Quiet};
 use crate::producer::runtime::reporter::DeliveryReply;
-use crate::producer::runtime::reporter::Reporter;
+use crate::producer::runtime::reporter::{Reporter, TaggedBatch};
 use crate::producer::runtime::token_ring::TokenRing;
 use crate::record::{Record, RecordMetadata};
 
@@ -265,6 +265,19 @@ impl DriverHandle {
         }
         false
     }
+}
+
+/// The first `count` records of `batch`, whose tokens hold their tags, as
+/// (tag, index, timestamp) for a list of tags apart from the batch.
+fn tags_so_far(batch: &DeliveredBatch, count: usize) -> Vec<(u64, u32, i64)> {
+    let mut list = Vec::with_capacity(batch.records.len());
+    list.extend(
+        batch.records[..count]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.token, i as u32, batch.timestamp(r))),
+    );
+    list
 }
 
 /// Starts the driver task on the current runtime.
@@ -807,27 +820,49 @@ impl Driver {
                     }
                 }
                 Event::Accepted { .. } => {}
-                Event::Delivered(batch) => {
-                    let mut tagged = Vec::with_capacity(batch.records.len());
-                    for (i, r) in batch.records.iter().enumerate() {
-                        let Some(p) = self.pending.remove(r.token) else {
-                            continue;
-                        };
-                        // A run of deliveries (a batch) returns its space in
-                        // one release, before any of them is reported.
-                        freed += self.rule.held(r.reserved());
-                        match p.delivered {
-                            // The callback's reports go as one item per batch.
-                            DeliveryReply::Tagged(tag) => {
-                                tagged.push((tag, i as u32, batch.timestamp(r)));
+                Event::Delivered(mut batch) => {
+                    // The callback's reports go as one item per batch. While
+                    // every record so far has a tag, each tag takes its
+                    // record's token in the batch itself, which then goes
+                    // to the callback as it is: no list per batch. From
+                    // the first record that has none (a future, or a record
+                    // no longer pending), the tags are listed apart.
+                    let mut apart: Option<Vec<(u64, u32, i64)>> = None;
+                    for i in 0..batch.records.len() {
+                        let r = batch.records[i];
+                        let reply = self.pending.remove(r.token).map(|p| {
+                            // A run of deliveries (a batch) returns its space
+                            // in one release, before any of them is reported.
+                            freed += self.rule.held(r.reserved());
+                            p.delivered
+                        });
+                        match (reply, &mut apart) {
+                            (Some(DeliveryReply::Tagged(tag)), None) => {
+                                batch.records[i].token = tag
                             }
-                            future => reports.push((future, batch.metadata(i))),
+                            (Some(DeliveryReply::Tagged(tag)), Some(list)) => {
+                                list.push((tag, i as u32, batch.timestamp(&r)));
+                            }
+                            (other, _) => {
+                                if apart.is_none() {
+                                    apart = Some(tags_so_far(&batch, i));
+                                }
+                                if let Some(future) = other {
+                                    reports.push((future, batch.metadata(i)));
+                                }
+                            }
                         }
                     }
-                    if !tagged.is_empty()
-                        && let Some(reporter) = self.reporter.as_mut()
-                    {
-                        reporter.delivered(batch.metadata(0), tagged);
+                    if let Some(reporter) = self.reporter.as_mut() {
+                        match apart {
+                            None if !batch.records.is_empty() => {
+                                reporter.delivered_tagged(TaggedBatch::new(batch));
+                            }
+                            Some(tagged) if !tagged.is_empty() => {
+                                reporter.delivered(batch.metadata(0), tagged);
+                            }
+                            _ => {}
+                        }
                     }
                 }
                 Event::TxnDone { op, result } => {

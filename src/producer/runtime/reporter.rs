@@ -19,6 +19,7 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
+use crate::engine::DeliveredBatch;
 use crate::error::Error;
 use crate::producer::{DeliveryCallback, DeliveryFuture};
 use crate::record::RecordMetadata;
@@ -33,10 +34,26 @@ enum Report {
         first: RecordMetadata,
         records: Vec<(u64, u32, i64)>,
     },
+    /// A batch delivered whose records are all tagged, as the engine
+    /// reported it, with each record's tag in place of its token.
+    Batch(TaggedBatch),
     /// A completion to signal once the reports before it are done.
     Signal(oneshot::Sender<()>),
     /// A result to hand over once the reports before it are done.
     Answer(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
+}
+
+/// A delivered batch whose records' tokens the driver has replaced with
+/// the caller's tags (each had one): the batch goes to the callback as the
+/// engine reported it, so a batch of hundreds of records costs no list of
+/// its reports.
+pub(crate) struct TaggedBatch(DeliveredBatch);
+
+impl TaggedBatch {
+    /// `batch`, whose every record's token is now its tag.
+    pub(crate) fn new(batch: DeliveredBatch) -> TaggedBatch {
+        TaggedBatch(batch)
+    }
 }
 
 /// Records in a pass that the driver reports itself when the thread is idle.
@@ -68,6 +85,14 @@ fn deliver(callback: &DeliveryCallback, report: Report) {
                 };
                 metadata.timestamp = timestamp;
                 callback.report(tag, Ok(&metadata));
+            }
+        }
+        Report::Batch(TaggedBatch(batch)) => {
+            let mut metadata = batch.metadata(0);
+            for (i, r) in batch.records.iter().enumerate() {
+                metadata.offset = batch.offset(i);
+                metadata.timestamp = batch.timestamp(r);
+                callback.report(r.token, Ok(&metadata));
             }
         }
         Report::Signal(done) => {
@@ -121,6 +146,13 @@ impl Reporter {
     pub(crate) fn delivered(&mut self, first: RecordMetadata, records: Vec<(u64, u32, i64)>) {
         self.queued_records += records.len();
         self.batch.push(Report::Delivered { first, records });
+    }
+
+    /// Queues the outcomes of a delivered batch whose records are all
+    /// tagged (see [`TaggedBatch`]).
+    pub(crate) fn delivered_tagged(&mut self, batch: TaggedBatch) {
+        self.queued_records += batch.0.records.len();
+        self.batch.push(Report::Batch(batch));
     }
 
     /// Signals `done` after the outcomes queued so far.

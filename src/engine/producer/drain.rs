@@ -318,6 +318,7 @@ impl Engine {
                 }
             }
             if batches.is_empty() {
+                self.spare_batch_lists.keep(batches);
                 continue;
             }
             self.send_produce(now, node, addr, batches);

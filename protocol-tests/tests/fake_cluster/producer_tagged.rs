@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use protocol_tests::FakeCluster;
 use rdkafka::mocking::MockCluster;
-use smartkafka::{ErrorKind, Producer, Record, RecordMetadata, Topic};
+use smartkafka::{ErrorKind, Producer, ProducerBuilder, Record, RecordMetadata, Topic};
 
 use crate::support::workload::*;
 
@@ -22,17 +22,26 @@ const PARTITIONS: i32 = 6;
 type Reports = Arc<Mutex<Vec<(u64, Result<RecordMetadata, ErrorKind>)>>>;
 
 async fn tagged_producer(bootstrap: &str, buffer_memory: usize) -> (Producer, Reports) {
+    recorded(
+        Producer::builder()
+            .bootstrap_servers(bootstrap)
+            .linger(Duration::from_millis(2))
+            .buffer_memory(buffer_memory)
+            .max_block(Duration::from_secs(10))
+            .request_timeout(Duration::from_secs(10)),
+    )
+    .await
+}
+
+/// The producer `builder` makes, with a delivery callback that keeps every
+/// report.
+async fn recorded(builder: ProducerBuilder) -> (Producer, Reports) {
     let reports: Reports = Arc::default();
     let sink = Arc::clone(&reports);
     // The callback runs on the producer's task or its delivery thread, never
     // on both at once.
     let inside = Arc::new(AtomicBool::new(false));
-    let producer = Producer::builder()
-        .bootstrap_servers(bootstrap)
-        .linger(Duration::from_millis(2))
-        .buffer_memory(buffer_memory)
-        .max_block(Duration::from_secs(10))
-        .request_timeout(Duration::from_secs(10))
+    let producer = builder
         .on_delivery(move |tag, result| {
             assert!(
                 !inside.swap(true, Ordering::SeqCst),
@@ -177,19 +186,13 @@ async fn fake_cluster_tagged_reports_match_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_reach_the_callback_and_refusals_the_caller() {
     let cluster = FakeCluster::builder().topic("t", 1).build().await;
-    let reports: Reports = Arc::default();
-    let sink = Arc::clone(&reports);
-    let producer = Producer::builder()
-        .bootstrap_servers(&cluster.bootstrap_servers())
-        .max_block(Duration::from_millis(300))
-        .max_request_size(10_000)
-        .on_delivery(move |tag, result| {
-            let result = result.cloned().map_err(|e| e.kind().clone());
-            sink.lock().unwrap().push((tag, result));
-        })
-        .build()
-        .await
-        .unwrap();
+    let (producer, reports) = recorded(
+        Producer::builder()
+            .bootstrap_servers(&cluster.bootstrap_servers())
+            .max_block(Duration::from_millis(300))
+            .max_request_size(10_000),
+    )
+    .await;
     // Too large: refused by the call itself, never reported.
     let big = Record::new("t").value(vec![0u8; 20_000]);
     let refused = producer.send_tagged(big, 1).await.unwrap_err();
@@ -225,19 +228,13 @@ async fn failures_reach_the_callback_and_refusals_the_caller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn futures_and_tags_in_one_batch_each_get_their_record() {
     let cluster = FakeCluster::builder().topic("t", 1).build().await;
-    let reports: Reports = Arc::default();
-    let sink = Arc::clone(&reports);
-    let producer = Producer::builder()
-        .bootstrap_servers(&cluster.bootstrap_servers())
-        // A long linger, so that each batch gathers many records.
-        .linger(Duration::from_millis(50))
-        .on_delivery(move |tag, result| {
-            let result = result.cloned().map_err(|e| e.kind().clone());
-            sink.lock().unwrap().push((tag, result));
-        })
-        .build()
-        .await
-        .unwrap();
+    let (producer, reports) = recorded(
+        Producer::builder()
+            .bootstrap_servers(&cluster.bootstrap_servers())
+            // A long linger, so that each batch gathers many records.
+            .linger(Duration::from_millis(50)),
+    )
+    .await;
     let n = 600u64;
     let mut futures = Vec::new();
     for i in 0..n {

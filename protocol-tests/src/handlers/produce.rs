@@ -42,11 +42,17 @@ fn topic_name(
     }
 }
 
+/// One topic's answers. Kafka builds its answer from hash maps, so its
+/// order is not the request's; the fake does not keep the request's order
+/// either: a topic's partitions are answered by index (and topics by name,
+/// see [`in_kafkas_order`]), so clients that match answers to batches by
+/// position are caught.
 fn topic_response(
     ctx: &Ctx<'_>,
     topic: &kafka_protocol::messages::produce_request::TopicProduceData,
-    partitions: Vec<PartitionProduceResponse>,
+    mut partitions: Vec<PartitionProduceResponse>,
 ) -> TopicProduceResponse {
+    partitions.sort_by_key(|p| p.index);
     let mut response = TopicProduceResponse::default().with_partition_responses(partitions);
     if ctx.version >= 13 {
         response.topic_id = topic.topic_id;
@@ -54,6 +60,13 @@ fn topic_response(
         response.name = topic.name.clone();
     }
     response
+}
+
+/// The topics of an answer by name (before version 13, which names them by
+/// id), not in the request's order (see [`topic_response`]).
+fn in_kafkas_order(mut responses: Vec<TopicProduceResponse>) -> Vec<TopicProduceResponse> {
+    responses.sort_by(|a, b| a.name.0.as_str().cmp(b.name.0.as_str()));
+    responses
 }
 
 /// Checks a transactional batch against the coordinator's state.
@@ -203,7 +216,7 @@ pub(super) fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse 
         ctx.shared.notify_data();
     }
     ProduceResponse::default()
-        .with_responses(responses)
+        .with_responses(in_kafkas_order(responses))
         .with_node_endpoints(node_endpoints)
 }
 
@@ -221,5 +234,5 @@ pub(super) fn error(ctx: &Ctx<'_>, request: &ProduceRequest, code: i16) -> Produ
             topic_response(ctx, topic, partitions)
         })
         .collect();
-    ProduceResponse::default().with_responses(responses)
+    ProduceResponse::default().with_responses(in_kafkas_order(responses))
 }

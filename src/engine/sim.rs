@@ -291,6 +291,9 @@ impl SimCluster {
                 };
                 partitions.push(response.with_log_start_offset(log_start));
             }
+            // Not in the request's order: Kafka builds its answer from hash
+            // maps, and a client must match answers to batches by name.
+            partitions.reverse();
             topics.push(
                 TopicProduceResponse::default()
                     .with_name(TopicName(StrBytes::from_string(topic.name.0.to_string())))

@@ -6,7 +6,9 @@
 //! in order, as reading the log back shows. Waiters for buffer space are
 //! served in arrival order: a later record that would fit does not overtake
 //! an earlier one that does not. And with a broker slower than the sender, a
-//! waiting `send` holds a few requests' worth of records, not the buffer.
+//! waiting `send` holds a few requests' worth of records, not the buffer,
+//! and a `try_send` faster than the producer's task is refused once the
+//! task's inbox holds its share, not once the buffer is full.
 //!
 //! "Broker down" is two setups: the fake cluster with a fault that closes
 //! every Produce connection without applying the request (metadata still
@@ -512,6 +514,104 @@ async fn a_waiter_that_fits_does_not_overtake_an_earlier_one() {
         .collect();
     assert_eq!(log[0], b"warm-up");
     assert_eq!(log[1..], values[..], "log order is acceptance order");
+    producer.close(Duration::from_secs(5)).await.unwrap();
+}
+
+/// A sender faster than the producer's task (here the task cannot run at
+/// all while the sender loops: the runtime has one thread) has `try_send`
+/// refused once the task's inbox holds its share of records, long before a
+/// 64 MiB buffer is full, with an error that says why. Once the task has
+/// taken them `try_send` succeeds again, and the log holds every accepted
+/// record once, in the order sent.
+#[tokio::test(flavor = "current_thread")]
+async fn try_send_is_refused_while_the_producers_task_is_behind() {
+    let _serial = SERIAL.lock().await;
+    const LARGE_BUFFER: usize = 64 * MIB;
+    let cluster = fixtures::cluster(1, "t", 1).await;
+    let producer = builder(&cluster.bootstrap_servers())
+        .buffer_memory(LARGE_BUFFER)
+        .build()
+        .await
+        .unwrap();
+    fixtures::warm_up(&producer, None).await;
+
+    let mut values = Vec::new();
+    let mut deliveries = Vec::new();
+    let refusal = loop {
+        let i = values.len();
+        assert!(
+            i < 200_000,
+            "try_send never refused a sender that outran the task"
+        );
+        let value = format!("try-{i:06}").into_bytes();
+        match producer.try_send(Record::new("t").value(value.clone())) {
+            Ok(delivery) => {
+                values.push(value);
+                deliveries.push(delivery);
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(refusal.kind(), &ErrorKind::BufferExhausted, "{refusal}");
+    assert!(refusal.is_retriable(), "{refusal}");
+    assert!(!refusal.possibly_persisted(), "{refusal}");
+    assert!(
+        refusal.to_string().contains("task has not yet taken"),
+        "the refusal does not say why: {refusal}"
+    );
+    // The inbox's share is about 16,384 records; the buffer could have
+    // held hundreds of thousands of these.
+    let queued = producer.stats().queued_bytes;
+    assert!(
+        (8_000..=20_000).contains(&values.len()),
+        "refused after {} records",
+        values.len()
+    );
+    assert!(
+        queued < (LARGE_BUFFER / 8) as u64,
+        "{queued} bytes queued when refused"
+    );
+
+    // The task catches up once the sender yields: try_send takes records
+    // again.
+    let resumed = Instant::now();
+    let last = loop {
+        let value = b"after".to_vec();
+        match producer.try_send(Record::new("t").value(value.clone())) {
+            Ok(delivery) => {
+                values.push(value);
+                break delivery;
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), &ErrorKind::BufferExhausted, "{e}");
+                assert!(
+                    resumed.elapsed() < Duration::from_secs(10),
+                    "still refused: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    deliveries.push(last);
+    let mut offsets = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        offsets.push(delivery.await.expect("an accepted record failed").offset);
+    }
+    assert!(
+        offsets.windows(2).all(|w| w[1] == w[0] + 1),
+        "offsets not consecutive in send order"
+    );
+    let log: Vec<Vec<u8>> = cluster
+        .records("t", 0)
+        .into_iter()
+        .map(|r| r.value.unwrap().to_vec())
+        .collect();
+    assert_eq!(log[0], b"warm-up");
+    assert_eq!(log.len(), values.len() + 1, "records in the log");
+    assert!(
+        log[1..] == values[..],
+        "the log is not the accepted records in order"
+    );
     producer.close(Duration::from_secs(5)).await.unwrap();
 }
 

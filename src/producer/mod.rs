@@ -30,7 +30,7 @@ use std::time::Duration;
 use crate::client_config::forward_to_config as forward;
 use tokio::sync::oneshot;
 
-use crate::producer::runtime::buffer_gate::OnGrant;
+use crate::producer::runtime::buffer_gate::{OnGrant, Refusal};
 
 pub use self::delivery::{DeliveryCallback, DeliveryFuture};
 pub use self::producer_config::ProducerConfig;
@@ -258,6 +258,24 @@ impl Producer {
         )
     }
 
+    /// The error for a `try_send` refused because the producer's task has
+    /// not yet taken the records sent before it: retriable, as a full
+    /// buffer is (the same kind, so callers that wait on a full buffer wait
+    /// here too).
+    fn task_behind(&self, size: usize) -> Error {
+        Error::new(
+            ErrorKind::BufferExhausted,
+            format!(
+                "no room for {size} bytes right now: the producer's task has not yet taken the \
+                 records sent before (about {} queued; buffer_memory {}, {} in use); send waits \
+                 for it",
+                driver::INBOX_RECORDS,
+                self.shared.config.buffer_memory,
+                self.shared.driver.buffer.used()
+            ),
+        )
+    }
+
     /// Queues a record. Waits only until the record is in the buffer: for
     /// buffer space (waiters are served in order) and for its topic's
     /// metadata, up to `max_block`; then returns the [`DeliveryFuture`].
@@ -269,7 +287,7 @@ impl Producer {
     /// shorter wait for each record). When the brokers deliver nothing for
     /// a quarter of a second (a broker down), the whole buffer absorbs
     /// records again. [`try_send`](Self::try_send), which cannot wait, is
-    /// refused only by a full buffer.
+    /// not paced to the brokers.
     ///
     /// Fails at once for a record larger than the buffer or the maximum
     /// request size, and after `max_block` with
@@ -413,6 +431,15 @@ impl Producer {
     /// larger than `max_request_size` or `buffer_memory` fails at once with
     /// [`ErrorKind::RecordTooLarge`].
     ///
+    /// It also fails with [`ErrorKind::BufferExhausted`] while the
+    /// producer's task has not yet taken about 16,384 records sent before
+    /// (a sender faster than the task that encodes them): as with
+    /// librdkafka's `queue.buffering.max.messages`, the records queued for
+    /// the task stay few, so a flood of sends holds a few MiB of them
+    /// instead of a full `buffer_memory` of records not yet encoded (which
+    /// hold more than their encoded bytes, and would only wait longer).
+    /// Retry later, or [`send`](Self::send), which waits for the task.
+    ///
     /// A record whose topic's metadata is not known yet (a fresh producer)
     /// is held, within `buffer_memory`, until it arrives, as librdkafka
     /// does: it fails through the returned future only if the metadata
@@ -440,8 +467,12 @@ impl Producer {
         let Some(charge) = self.shared.driver.rule.charge(size) else {
             return Err(self.too_large(size));
         };
-        if !self.shared.driver.buffer.try_take(charge.total) {
-            return Err(self.buffer_exhausted(size, Waited::Never, false));
+        match self.shared.driver.buffer.try_take(charge.total) {
+            Ok(()) => {}
+            Err(Refusal::BufferFull) => {
+                return Err(self.buffer_exhausted(size, Waited::Never, false));
+            }
+            Err(Refusal::InboxFull) => return Err(self.task_behind(size)),
         }
         // No deadline: the engine holds the record for its topic's metadata
         // up to max_block from when it takes it.

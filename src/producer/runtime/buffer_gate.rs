@@ -6,17 +6,17 @@
 //! whose space comes free is handed to the producer's task at that moment,
 //! in line. A `send` that finds room needs no round trip to the task.
 //!
-//! A waiting `send` is also refused room while the producer task's inbox
-//! holds as many queued records as it may (a flag the inbox sets and
-//! clears): a sender faster than the task then waits in line here instead
-//! of filling the buffer with queued commands. And while the brokers deliver,
+//! Every send is also refused room while the producer task's inbox holds
+//! as many queued records as it may (a flag the inbox sets and clears): a
+//! sender faster than the task then waits in line here, or for `try_send`
+//! is told to retry, instead of filling the buffer with queued commands. And while the brokers deliver,
 //! waiting sends spend a room the producer's task sets after each pass: what
 //! the brokers' next requests can carry beyond the records already waiting
 //! (see the engine's `backlog`). Once it is spent they wait in line for the
 //! next pass, so a producer faster than its brokers holds a few requests'
 //! worth of records instead of a full buffer of them, which would only have
-//! waited longer. `try_send`, which cannot wait, is refused only when the
-//! buffer is full.
+//! waited longer. `try_send`, which cannot wait, is not paced: it is
+//! refused only by a full buffer or a full inbox.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -38,6 +38,15 @@ struct Waiter {
 struct State {
     waiters: VecDeque<Waiter>,
     next_id: u64,
+}
+
+/// Why a sender that cannot wait found no room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The buffer is full, or others wait in line before it.
+    BufferFull,
+    /// The producer's task has not yet taken the records queued before it.
+    InboxFull,
 }
 
 /// A byte budget with a FIFO queue of waiters.
@@ -132,12 +141,25 @@ impl BufferGate {
     /// The caller holds them (no reservation, no reference to the gate:
     /// this is the path of every record that finds room) and returns them
     /// with [`release`](Self::release).
-    pub(crate) fn try_take(&self, size: usize) -> bool {
-        self.queued.load(Ordering::SeqCst) == 0 && self.take(size)
+    ///
+    /// Refused too while the inbox is full, for the sender that cannot wait
+    /// as for the one that can: a sender faster than the producer's task
+    /// would otherwise fill the buffer with commands not yet taken, which
+    /// hold more memory than their records once encoded and only wait
+    /// longer.
+    pub(crate) fn try_take(&self, size: usize) -> Result<(), Refusal> {
+        if self.inbox_full.load(Ordering::SeqCst) {
+            return Err(Refusal::InboxFull);
+        }
+        if self.queued.load(Ordering::SeqCst) == 0 && self.take(size) {
+            Ok(())
+        } else {
+            Err(Refusal::BufferFull)
+        }
     }
 
     /// [`try_take`](Self::try_take) for a sender that can wait: refused
-    /// too while the inbox is full.
+    /// too while the pacing room is spent.
     pub(crate) fn try_take_paced(&self, size: usize) -> bool {
         self.queued.load(Ordering::SeqCst) == 0 && self.take_paced(size)
     }
@@ -329,10 +351,13 @@ mod tests {
         assert!(waiter.await.unwrap());
         assert_eq!(gate.used(), 10);
         assert!(gate.try_take_paced(5));
-        // A sender that cannot wait is refused only by a full buffer.
+        // A sender that cannot wait is refused by a full inbox too, and
+        // told why.
         full.store(true, Ordering::SeqCst);
-        assert!(gate.try_take(85));
-        assert!(!gate.try_take(1));
+        assert_eq!(gate.try_take(1), Err(Refusal::InboxFull));
+        full.store(false, Ordering::SeqCst);
+        assert_eq!(gate.try_take(85), Ok(()));
+        assert_eq!(gate.try_take(1), Err(Refusal::BufferFull));
     }
 
     #[tokio::test]
@@ -345,7 +370,7 @@ mod tests {
         // a room that may never grow that far.
         assert!(gate.try_take_paced(10));
         assert!(!gate.try_take_paced(1), "room spent");
-        assert!(gate.try_take(1), "try_send is not paced");
+        assert_eq!(gate.try_take(1), Ok(()), "try_send is not paced");
         let held = Arc::new(StdMutex::new(Vec::new()));
         let waiter = wait_in_line(&gate, &held, 10, 1);
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -374,7 +399,11 @@ mod tests {
         let small = wait_in_line(&gate, &held, 10, 2);
         tokio::time::sleep(Duration::from_millis(40)).await;
         // 20 bytes are free, but the waiter before needs 50.
-        assert!(!gate.try_take(10), "a later small record overtook a waiter");
+        assert_eq!(
+            gate.try_take(10),
+            Err(Refusal::BufferFull),
+            "a later small record overtook a waiter"
+        );
         assert_eq!(held.lock().unwrap().len(), 1);
         assert_eq!(gate.used(), 80);
         let first = held.lock().unwrap().remove(0);
@@ -391,7 +420,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_gives_up_at_its_timeout_and_lets_the_line_move() {
         let gate = BufferGate::new(100);
-        assert!(gate.try_take(90));
+        assert_eq!(gate.try_take(90), Ok(()));
         let ran = Arc::new(StdMutex::new(Vec::new()));
         let started = tokio::time::Instant::now();
         assert!(
@@ -400,7 +429,7 @@ mod tests {
                 .await
         );
         assert!(started.elapsed() >= Duration::from_millis(50));
-        assert!(gate.try_take(10));
+        assert_eq!(gate.try_take(10), Ok(()));
         assert_eq!(gate.used(), 100);
         gate.release(90);
         gate.release(10);

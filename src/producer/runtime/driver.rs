@@ -65,7 +65,7 @@ pub(crate) const QUEUED_COST: usize = std::mem::size_of::<Command>();
 /// Records the inbox holds at most (by their queued charge) before senders
 /// wait for the driver to take some: enough for several of the driver's
 /// runs, a few MiB of commands rather than all of `buffer_memory`.
-const INBOX_RECORDS: usize = 16 * 1024;
+pub(crate) const INBOX_RECORDS: usize = 16 * 1024;
 
 /// Bytes of `buffer_memory` a record takes, besides its own and its
 /// framing, from acceptance until it settles: the engine's and the

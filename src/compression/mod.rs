@@ -221,7 +221,7 @@ impl CompressionError {
 pub struct Compressor {
     gzip: Option<gzip::GzipState>,
     /// Boxed like lz4's table: the encoder holds a 2 KiB table inline, and
-    /// every partition's batch builder has a compressor, used or not.
+    /// a compressor is made for every batch builder that compresses.
     snappy: Option<Box<snap::raw::Encoder>>,
     lz4: Option<Box<lz4_flex::block::CompressTable>>,
     zstd: Option<zstd_codec::ZstdState>,

@@ -738,11 +738,13 @@ mod tests {
     }
 
     /// Every partition of every topic written to has one of these, so a
-    /// producer over 10,000 partitions holds 10,000 of them: codec state
-    /// and other large parts belong behind a box, allocated when used.
+    /// producer over 10,000 partitions holds 10,000 of them, and touches
+    /// one for each record, mostly out of the cache: codec state and other
+    /// large parts belong behind a box, allocated when used, and the rest
+    /// stays within four cache lines.
     #[test]
     fn a_partitions_state_stays_small() {
         let size = std::mem::size_of::<PartitionQueue>();
-        assert!(size <= 512, "PartitionQueue is {size} bytes");
+        assert!(size <= 4 * 64, "PartitionQueue is {size} bytes");
     }
 }

@@ -120,9 +120,13 @@ pub struct BatchBuilder {
     base_timestamp: i64,
     max_timestamp: i64,
     record_count: i32,
-    compressor: Compressor,
-    /// Compressed output of the last sealed batch, reused between batches.
-    compressed: Vec<u8>,
+    /// The codec's state and the compressed output of the last sealed
+    /// batch, reused between batches: made at the first compressed seal.
+    /// Boxed, as most builders never compress (a producer compresses when
+    /// it sends, not here), and a producer over thousands of partitions
+    /// keeps a builder per partition: without its 136 bytes a builder's
+    /// fields sit in fewer cache lines, which a record's append touches.
+    compression: Option<Box<(Compressor, Vec<u8>)>>,
     /// Uncompressed size of the last batch sealed (0 before the first):
     /// the next batch's buffer starts at twice this, so a partition that
     /// sends small batches holds small buffers.
@@ -157,8 +161,7 @@ impl BatchBuilder {
             base_timestamp,
             max_timestamp: base_timestamp,
             record_count: 0,
-            compressor: Compressor::new(),
-            compressed: Vec::new(),
+            compression: None,
             last_size: 0,
         };
         builder.reset(base_timestamp);
@@ -398,10 +401,12 @@ impl BatchBuilder {
         let mut codec = self.config.compression;
         let mut bytes = None;
         if codec != Compression::None {
-            let scratch = &mut self.compressed;
+            let (compressor, scratch) = &mut **self
+                .compression
+                .get_or_insert_with(|| Box::new((Compressor::new(), Vec::new())));
             scratch.clear();
             scratch.resize(BATCH_HEADER_LEN, 0);
-            self.compressor.compress(
+            compressor.compress(
                 codec,
                 self.config.level,
                 &self.buf[BATCH_HEADER_LEN..],

@@ -93,35 +93,41 @@ impl Engine {
             self.fail_record(token, reserved, error);
             return;
         }
-        let known = self.knows_topic(&record.topic);
-        if !known && let Some(error) = &self.unreachable {
-            let error = error.clone_shallow().with_possibly_persisted(false);
-            self.fail_record(token, reserved, error);
-            return;
-        }
         let timestamp = record.timestamp.unwrap_or(timestamp_now);
-        self.held_records += 1;
         let incoming = Incoming {
             token,
             timestamp,
             reserved,
         };
-        // Nothing waits before it, its topic is known and it fits: taken
-        // now, as the next pass would take it first, without a stop in the
-        // waiting line (a copy, and memory, per record).
-        if known && self.waiting.is_empty() && self.has_room_for(reserved) {
-            self.accept(now, record, incoming, report_acceptance);
-        } else {
-            let deadline = deadline.unwrap_or_else(|| deadline_after(now, self.config.max_block));
-            self.waiting.push_back(Waiting {
-                token,
-                record: record.clone(),
-                timestamp,
-                reserved,
-                deadline,
-                report_acceptance,
-            });
+        // Nothing waits before it and it fits: taken now if its topic is
+        // known (the usual case, found with one lookup), as the next pass
+        // would take it first, without a stop in the waiting line (a copy,
+        // and memory, per record).
+        if self.waiting.is_empty() && self.has_room_for(reserved) {
+            self.held_records += 1;
+            if self.accept(now, record, incoming, report_acceptance) {
+                return;
+            }
+            self.held_records -= 1;
         }
+        // It waits: for its topic's metadata, or behind the others.
+        if !self.knows_topic(&record.topic)
+            && let Some(error) = &self.unreachable
+        {
+            let error = error.clone_shallow().with_possibly_persisted(false);
+            self.fail_record(token, reserved, error);
+            return;
+        }
+        self.held_records += 1;
+        let deadline = deadline.unwrap_or_else(|| deadline_after(now, self.config.max_block));
+        self.waiting.push_back(Waiting {
+            token,
+            record: record.clone(),
+            timestamp,
+            reserved,
+            deadline,
+            report_acceptance,
+        });
     }
 
     /// A Metadata request finished.
@@ -241,7 +247,8 @@ impl Engine {
                         timestamp: w.timestamp,
                         reserved: w.reserved,
                     };
-                    self.accept(now, &w.record, incoming, w.report_acceptance);
+                    // Its topic is known: taken.
+                    let _ = self.accept(now, &w.record, incoming, w.report_acceptance);
                 }
                 continue;
             }
@@ -318,28 +325,32 @@ impl Engine {
                 .is_some_and(|key| self.metadata.topic(key).is_some())
     }
 
-    /// Takes `record` into its partition's batch; its topic is one that
-    /// [`knows_topic`](Self::knows_topic) said is known. The queues are
-    /// found by the engine's name for the topic, borrowed from the hot
-    /// topics: no reference count changes per record.
+    /// Takes `record` into its partition's batch (or fails it, for a
+    /// partition the topic does not have) and says so; `false`, with
+    /// nothing changed but the topic remembered (as
+    /// [`knows_topic`](Self::knows_topic) does), when its topic's
+    /// partitions are not known. The caller counts the record as held
+    /// before. The queues are found by the engine's name for the topic,
+    /// borrowed from the hot topics: no reference count changes per
+    /// record, and the topic is looked up once.
     pub(super) fn accept(
         &mut self,
         now: Instant,
         record: &Record,
         incoming: Incoming,
         report_acceptance: bool,
-    ) {
+    ) -> bool {
         let Incoming {
             token, reserved, ..
         } = incoming;
         if !self.remember_topic(&record.topic) {
-            return;
+            return false;
         }
         let Some(key) = self.hot_topics.get(&record.topic) else {
-            return;
+            return false;
         };
         let Some(info) = self.metadata.topic(key) else {
-            return;
+            return false;
         };
         let count = info.partitions.len();
         let in_flight_limit = self.partition_in_flight_limit();
@@ -347,7 +358,8 @@ impl Engine {
             self.topics.insert(key.clone(), TopicQueues::default());
         }
         let Some(tq) = self.topics.get_mut(key) else {
-            return;
+            // Not reached: inserted above.
+            return false;
         };
         if tq.partitions.len() < count {
             tq.partitions.resize_with(count, PartitionQueue::default);
@@ -377,7 +389,7 @@ impl Engine {
                         format!("topic `{}`: {e}", record.topic),
                     ),
                 );
-                return;
+                return true;
             }
         };
         let index = partition as usize;
@@ -459,6 +471,7 @@ impl Engine {
                 self.fail_record(token, reserved, records_error(e));
             }
         }
+        true
     }
 
     pub(super) fn expire(&mut self, now: Instant) {

@@ -354,12 +354,14 @@ impl Engine {
         };
         let count = info.partitions.len();
         let in_flight_limit = self.partition_in_flight_limit();
-        if !self.topics.contains_key(key) {
-            self.topics.insert(key.clone(), TopicQueues::default());
-        }
-        let Some(tq) = self.topics.get_mut(key) else {
-            // Not reached: inserted above.
-            return false;
+        let tq = match self.topics.get_mut(key) {
+            Some(tq) => tq,
+            None => {
+                // The topic's first record: its queues are made, and it is
+                // taken as any other.
+                self.topics.insert(key.clone(), TopicQueues::default());
+                return self.accept(now, record, incoming, report_acceptance);
+            }
         };
         if tq.partitions.len() < count {
             tq.partitions.resize_with(count, PartitionQueue::default);

@@ -269,7 +269,7 @@ impl Producer {
                 "no room for {size} bytes right now: the producer's task has not yet taken the \
                  records sent before (about {} queued; buffer_memory {}, {} in use); send waits \
                  for it",
-                driver::INBOX_RECORDS,
+                driver::INBOX_CAP_RECORDS,
                 self.shared.config.buffer_memory,
                 self.shared.driver.buffer.used()
             ),
@@ -432,13 +432,14 @@ impl Producer {
     /// [`ErrorKind::RecordTooLarge`].
     ///
     /// It also fails with [`ErrorKind::BufferExhausted`] while the
-    /// producer's task has not yet taken about 16,384 records sent before
-    /// (a sender faster than the task that encodes them): as with
-    /// librdkafka's `queue.buffering.max.messages`, the records queued for
-    /// the task stay few, so a flood of sends holds a few MiB of them
-    /// instead of a full `buffer_memory` of records not yet encoded (which
-    /// hold more than their encoded bytes, and would only wait longer).
-    /// Retry later, or [`send`](Self::send), which waits for the task.
+    /// producer's task has not yet taken 100,000 records sent before (a
+    /// sender faster than the task that encodes them, or one that never
+    /// yields to it on a one-thread runtime): as librdkafka's `produce`
+    /// does at its default `queue.buffering.max.messages`, so that a flood
+    /// of sends holds that many records not yet encoded at most, rather
+    /// than a full `buffer_memory` of them (they hold more than their
+    /// encoded bytes, and would only wait longer). Retry later, or
+    /// [`send`](Self::send), which waits for the task (from 16,384).
     ///
     /// A record whose topic's metadata is not known yet (a fresh producer)
     /// is held, within `buffer_memory`, until it arrives, as librdkafka

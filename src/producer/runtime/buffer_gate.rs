@@ -6,10 +6,11 @@
 //! whose space comes free is handed to the producer's task at that moment,
 //! in line. A `send` that finds room needs no round trip to the task.
 //!
-//! Every send is also refused room while the producer task's inbox holds
-//! as many queued records as it may (a flag the inbox sets and clears): a
-//! sender faster than the task then waits in line here, or for `try_send`
-//! is told to retry, instead of filling the buffer with queued commands. And while the brokers deliver,
+//! A waiting `send` is also refused room while the producer task's inbox
+//! holds as many queued records as it may (a flag the inbox sets and
+//! clears), and `try_send` while it holds its cap, a higher mark: a sender
+//! faster than the task then waits in line here, or is told to retry,
+//! instead of filling the buffer with queued commands. And while the brokers deliver,
 //! waiting sends spend a room the producer's task sets after each pass: what
 //! the brokers' next requests can carry beyond the records already waiting
 //! (see the engine's `backlog`). Once it is spent they wait in line for the
@@ -64,6 +65,9 @@ pub(crate) struct BufferGate {
     queued: AtomicUsize,
     /// Set while the inbox is full (see [`inbox_flag`](Self::inbox_flag)).
     inbox_full: Arc<AtomicBool>,
+    /// Set while the inbox is at its cap, a higher mark (see
+    /// [`inbox_cap_flag`](Self::inbox_cap_flag)).
+    inbox_at_cap: Arc<AtomicBool>,
     /// Bytes waiting sends may still take before the producer's task looks
     /// again (see [`set_pacing`](Self::set_pacing)); `usize::MAX` for no
     /// limit.
@@ -102,6 +106,7 @@ impl BufferGate {
             used: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             inbox_full: Arc::default(),
+            inbox_at_cap: Arc::default(),
             pacing_room: AtomicUsize::new(usize::MAX),
             state: Mutex::new(State {
                 waiters: VecDeque::new(),
@@ -115,6 +120,13 @@ impl BufferGate {
     /// (the task then calls [`serve_waiters`](Self::serve_waiters)).
     pub(crate) fn inbox_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.inbox_full)
+    }
+
+    /// The flag that refuses room to senders that cannot wait while set:
+    /// given to the inbox, which sets it while it holds its cap of queued
+    /// records, a higher mark than the one of [`inbox_flag`](Self::inbox_flag).
+    pub(crate) fn inbox_cap_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.inbox_at_cap)
     }
 
     /// Adds `size` to the budget in use if it fits.
@@ -142,13 +154,13 @@ impl BufferGate {
     /// this is the path of every record that finds room) and returns them
     /// with [`release`](Self::release).
     ///
-    /// Refused too while the inbox is full, for the sender that cannot wait
-    /// as for the one that can: a sender faster than the producer's task
-    /// would otherwise fill the buffer with commands not yet taken, which
-    /// hold more memory than their records once encoded and only wait
-    /// longer.
+    /// Refused too while the inbox is at its cap: a sender faster than the
+    /// producer's task would otherwise fill the buffer with commands not
+    /// yet taken, which hold more memory than their records once encoded
+    /// and only wait longer. (A sender that can wait stops at the lower
+    /// mark of a full inbox, see [`try_take_paced`](Self::try_take_paced).)
     pub(crate) fn try_take(&self, size: usize) -> Result<(), Refusal> {
-        if self.inbox_full.load(Ordering::SeqCst) {
+        if self.inbox_at_cap.load(Ordering::SeqCst) {
             return Err(Refusal::InboxFull);
         }
         if self.queued.load(Ordering::SeqCst) == 0 && self.take(size) {
@@ -351,12 +363,15 @@ mod tests {
         assert!(waiter.await.unwrap());
         assert_eq!(gate.used(), 10);
         assert!(gate.try_take_paced(5));
-        // A sender that cannot wait is refused by a full inbox too, and
-        // told why.
+        // A sender that cannot wait goes on past a full inbox, and is
+        // refused by one at its cap, and told why.
         full.store(true, Ordering::SeqCst);
+        assert_eq!(gate.try_take(1), Ok(()));
+        let cap = gate.inbox_cap_flag();
+        cap.store(true, Ordering::SeqCst);
         assert_eq!(gate.try_take(1), Err(Refusal::InboxFull));
-        full.store(false, Ordering::SeqCst);
-        assert_eq!(gate.try_take(85), Ok(()));
+        cap.store(false, Ordering::SeqCst);
+        assert_eq!(gate.try_take(84), Ok(()));
         assert_eq!(gate.try_take(1), Err(Refusal::BufferFull));
     }
 

@@ -67,6 +67,12 @@ pub(crate) const QUEUED_COST: usize = std::mem::size_of::<Command>();
 /// runs, a few MiB of commands rather than all of `buffer_memory`.
 pub(crate) const INBOX_RECORDS: usize = 16 * 1024;
 
+/// Records the inbox holds at most before `try_send`, which cannot wait,
+/// is refused: librdkafka's default `queue.buffering.max.messages`, so a
+/// loop of sends that never yields to the producer's task is taken as far
+/// as librdkafka would take it.
+pub(crate) const INBOX_CAP_RECORDS: usize = 100_000;
+
 /// Bytes of `buffer_memory` a record takes, besides its own and its
 /// framing, from acceptance until it settles: the engine's and the
 /// driver's bookkeeping for it. With it the cap bounds what buffered
@@ -304,8 +310,16 @@ pub(crate) fn spawn(
         max_request_size: engine.max_request_size,
     };
     let known_topics = Arc::new(RwLock::new(BTreeSet::new()));
-    let (commands, command_rx) =
-        inbox::inbox_limited(INBOX_RECORDS * QUEUED_COST, buffer.inbox_flag());
+    let (commands, command_rx) = inbox::inbox_limited(
+        inbox::Limit {
+            charges: INBOX_RECORDS * QUEUED_COST,
+            flag: buffer.inbox_flag(),
+        },
+        inbox::Limit {
+            charges: INBOX_CAP_RECORDS * QUEUED_COST,
+            flag: buffer.inbox_cap_flag(),
+        },
+    );
     let stats = Arc::new(Mutex::new(ProducerStats::default()));
     let (responses, response_rx) = mpsc::unbounded_channel();
     let quiet = QuietRule {

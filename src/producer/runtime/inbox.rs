@@ -74,6 +74,10 @@ struct Shared<T> {
     /// Whether the charges queued are at or past `limit`; written only
     /// under the lock, as the charges change.
     over: Arc<AtomicBool>,
+    /// A second, higher limit with its own flag (the buffer gate refuses
+    /// senders that cannot wait past it).
+    cap: usize,
+    at_cap: Arc<AtomicBool>,
     /// Whether the receiver waits quietly; follows `State::quiet`, written
     /// only under the lock, read without it (see [`InboxSender::is_quiet`]).
     quiet: AtomicBool,
@@ -127,6 +131,10 @@ impl<T> Shared<T> {
         if self.over.load(Ordering::Relaxed) != over {
             self.over.store(over, Ordering::SeqCst);
         }
+        let at_cap = state.charged >= self.cap;
+        if self.at_cap.load(Ordering::Relaxed) != at_cap {
+            self.at_cap.store(at_cap, Ordering::SeqCst);
+        }
     }
 
     /// Sets or clears the quiet wait (under the lock).
@@ -163,15 +171,31 @@ pub(crate) struct InboxReceiver<T> {
 /// A new inbox with one sender and no limit on the charges queued.
 #[cfg(test)]
 pub(crate) fn inbox<T>() -> (InboxSender<T>, InboxReceiver<T>) {
-    inbox_limited(usize::MAX, Arc::default())
+    inbox_limited(Limit::none(), Limit::none())
 }
 
-/// A new inbox with one sender that sets `over` while the charges queued
-/// are at or past `limit`, and clears it when they fall below.
-pub(crate) fn inbox_limited<T>(
-    limit: usize,
-    over: Arc<AtomicBool>,
-) -> (InboxSender<T>, InboxReceiver<T>) {
+/// A limit on the charges an inbox queues: `flag` is set while they are
+/// at or past `charges`, and cleared when they fall below.
+pub(crate) struct Limit {
+    pub(crate) charges: usize,
+    pub(crate) flag: Arc<AtomicBool>,
+}
+
+impl Limit {
+    /// No limit: the flag is never set.
+    #[cfg(test)]
+    pub(crate) fn none() -> Limit {
+        Limit {
+            charges: usize::MAX,
+            flag: Arc::default(),
+        }
+    }
+}
+
+/// A new inbox with one sender and two limits on the charges queued:
+/// `limit`, which also wakes a receiver that waits quietly, and a higher
+/// `cap`.
+pub(crate) fn inbox_limited<T>(limit: Limit, cap: Limit) -> (InboxSender<T>, InboxReceiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             segments: VecDeque::new(),
@@ -182,8 +206,10 @@ pub(crate) fn inbox_limited<T>(
             quiet: None,
         }),
         ready: Notify::new(),
-        limit,
-        over,
+        limit: limit.charges,
+        over: limit.flag,
+        cap: cap.charges.max(limit.charges),
+        at_cap: cap.flag,
         quiet: AtomicBool::new(false),
     });
     (
@@ -507,7 +533,13 @@ mod tests {
     #[tokio::test]
     async fn flags_charges_at_the_limit_until_a_take_brings_them_below() {
         let over = Arc::new(AtomicBool::new(false));
-        let (tx, mut rx) = inbox_limited::<u32>(10, Arc::clone(&over));
+        let (tx, mut rx) = inbox_limited::<u32>(
+            Limit {
+                charges: 10,
+                flag: Arc::clone(&over),
+            },
+            Limit::none(),
+        );
         for i in 0..4 {
             tx.send_charged(i, 3).unwrap();
             assert_eq!(
@@ -524,7 +556,13 @@ mod tests {
         assert!(!over.load(Ordering::SeqCst));
         // Past the limit with more than one run queued: the take that
         // leaves less than the limit clears it.
-        let (tx, mut rx) = inbox_limited::<u32>(2 * SEGMENT + 1, Arc::clone(&over));
+        let (tx, mut rx) = inbox_limited::<u32>(
+            Limit {
+                charges: 2 * SEGMENT + 1,
+                flag: Arc::clone(&over),
+            },
+            Limit::none(),
+        );
         let n = SEGMENT * (TAKE_SEGMENTS + 2);
         for i in 0..n {
             tx.send_charged(i as u32, 1).unwrap();

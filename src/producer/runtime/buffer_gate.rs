@@ -10,14 +10,14 @@
 //! holds as many queued records as it may (a flag the inbox sets and
 //! clears), and `try_send` while it holds its cap, a higher mark: a sender
 //! faster than the task then waits in line here, or is told to retry,
-//! instead of filling the buffer with queued commands. And while the brokers deliver,
-//! waiting sends spend a room the producer's task sets after each pass: what
-//! the brokers' next requests can carry beyond the records already waiting
-//! (see the engine's `backlog`). Once it is spent they wait in line for the
-//! next pass, so a producer faster than its brokers holds a few requests'
-//! worth of records instead of a full buffer of them, which would only have
-//! waited longer. `try_send`, which cannot wait, is not paced: it is
-//! refused only by a full buffer or a full inbox.
+//! instead of filling the buffer with queued commands. And while the
+//! brokers deliver, waiting sends spend a room the producer's task sets
+//! after each pass: what the brokers' next requests can carry beyond the
+//! records already waiting (see the engine's `backlog`). Once it is spent
+//! they wait in line for the next pass, so a producer faster than its
+//! brokers holds a few requests' worth of records instead of a full buffer
+//! of them, which would only have waited longer. `try_send`, which cannot wait, is not paced: it is
+//! refused only by a full buffer or an inbox at its cap.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -171,7 +171,8 @@ impl BufferGate {
     }
 
     /// [`try_take`](Self::try_take) for a sender that can wait: refused
-    /// too while the pacing room is spent.
+    /// from the inbox's lower mark (a full inbox) and while the pacing room
+    /// is spent.
     pub(crate) fn try_take_paced(&self, size: usize) -> bool {
         self.queued.load(Ordering::SeqCst) == 0 && self.take_paced(size)
     }

@@ -63,8 +63,9 @@ pub(crate) type AcceptReply = oneshot::Sender<Result<(), Error>>;
 pub(crate) const QUEUED_COST: usize = std::mem::size_of::<Command>();
 
 /// Records the inbox holds at most (by their queued charge) before senders
-/// wait for the driver to take some: enough for several of the driver's
-/// runs, a few MiB of commands rather than all of `buffer_memory`.
+/// that can wait wait for the driver to take some: enough for several of
+/// the driver's runs, a few MiB of commands rather than all of
+/// `buffer_memory`.
 pub(crate) const INBOX_RECORDS: usize = 16 * 1024;
 
 /// Records the inbox holds at most before `try_send`, which cannot wait,

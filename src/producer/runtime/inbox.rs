@@ -20,12 +20,13 @@
 //! queued): the receiver learns the total of what it takes, and senders
 //! can read the total still queued consistently with it.
 //!
-//! A limit on the charges queued keeps the inbox a hand-off, not a second
-//! buffer: past it, a shared flag says so (the buffer gate reads it and
-//! makes senders wait in line), and the receiver's next take clears it.
-//! Without it, a sender faster than the driver would fill all of
-//! `buffer_memory` with queued commands, which take more memory than the
-//! records they carry once encoded.
+//! Limits on the charges queued keep the inbox a hand-off, not a second
+//! buffer: past each, a shared flag says so, and the receiver's next take
+//! clears it. The buffer gate reads them: past the first, senders that can
+//! wait wait in line; past the second, higher one (the cap), senders that
+//! cannot wait are refused. Without them, a sender faster than the driver
+//! would fill all of `buffer_memory` with queued commands, which take more
+//! memory than the records they carry once encoded.
 //!
 //! Like a channel it closes from either side: when the last sender is
 //! dropped the receiver sees the end after the last command, and once the
@@ -533,27 +534,32 @@ mod tests {
     #[tokio::test]
     async fn flags_charges_at_the_limit_until_a_take_brings_them_below() {
         let over = Arc::new(AtomicBool::new(false));
+        let at_cap = Arc::new(AtomicBool::new(false));
         let (tx, mut rx) = inbox_limited::<u32>(
             Limit {
                 charges: 10,
                 flag: Arc::clone(&over),
             },
-            Limit::none(),
+            Limit {
+                charges: 15,
+                flag: Arc::clone(&at_cap),
+            },
         );
-        for i in 0..4 {
+        for i in 0..5 {
             tx.send_charged(i, 3).unwrap();
+            let queued = 3 * (i + 1);
+            assert_eq!(over.load(Ordering::SeqCst), queued >= 10, "{queued} queued");
             assert_eq!(
-                over.load(Ordering::SeqCst),
-                i == 3,
-                "{} queued",
-                3 * (i + 1)
+                at_cap.load(Ordering::SeqCst),
+                queued >= 15,
+                "{queued} queued"
             );
         }
         // Uncharged commands change nothing.
         tx.send(9).unwrap();
-        assert!(over.load(Ordering::SeqCst));
-        assert_eq!(take(&mut rx).await, Some(vec![0, 1, 2, 3, 9]));
-        assert!(!over.load(Ordering::SeqCst));
+        assert!(over.load(Ordering::SeqCst) && at_cap.load(Ordering::SeqCst));
+        assert_eq!(take(&mut rx).await, Some(vec![0, 1, 2, 3, 4, 9]));
+        assert!(!over.load(Ordering::SeqCst) && !at_cap.load(Ordering::SeqCst));
         // Past the limit with more than one run queued: the take that
         // leaves less than the limit clears it.
         let (tx, mut rx) = inbox_limited::<u32>(

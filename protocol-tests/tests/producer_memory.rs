@@ -3,10 +3,12 @@
 //! heap the producer then holds, counted by a counting allocator, stays
 //! within `buffer_memory` (plus a fixed allowance for structures that grow
 //! once: the inbox's spare segments, the record table's capacity), and per
-//! buffered record within the record's own bytes (key and value) plus 52
-//! (36-41 in this test, once what grows once has grown before counting:
+//! buffered record within the record's own bytes (key and value) plus 72
+//! (55-64 in this test, once what grows once has grown before counting:
 //! its framing in the batch, about 9; the engine's entry for it, 16, and
-//! the driver's, 16; less what the tables' capacity already held).
+//! the driver's, 16; its share of the batch buffers, which are all counted,
+//! none left spare by the warm-up; less what the tables' capacity already
+//! held).
 //!
 //! And what sending costs the allocator: with the broker up and records
 //! flowing, the tagged path (`try_send_tagged` with an `on_delivery`
@@ -69,7 +71,12 @@ async fn buffered_small_records_stay_within_the_cap() {
     }
     producer.flush().await.unwrap();
     cluster.broker_down(1).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Idle for two of the spare pool's trim intervals (a second each) and
+    // a margin: the batch buffers the warm-up left spare are given back,
+    // so every buffer the flood fills is counted. (Counted from 100 ms,
+    // whether they were still there depended on when the last trim fell:
+    // about 17 bytes per record less when they were.)
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let before = live();
 
     let mut accepted = 0usize;
@@ -104,7 +111,7 @@ async fn buffered_small_records_stay_within_the_cap() {
         "{held} bytes held for a buffer of {BUFFER}"
     );
     assert!(
-        per_record <= (own + 52) as f64,
+        per_record <= (own + 72) as f64,
         "{per_record:.1} bytes per buffered record of {own}"
     );
 

@@ -191,8 +191,9 @@ impl ProducerConfig {
     /// handed to the producer's task and not yet taken into batches: a
     /// sender faster than the task then waits for it instead of filling
     /// the buffer with records that take more memory, and wait longer,
-    /// queued than encoded. `try_send`, which cannot wait, fails only on
-    /// a full buffer.
+    /// queued than encoded. `try_send`, which cannot wait, fails on a full
+    /// buffer, and while 100,000 records are handed over and not yet taken
+    /// (librdkafka's default `queue.buffering.max.messages`).
     pub fn buffer_memory(mut self, bytes: usize) -> Self {
         self.buffer_memory = bytes;
         self

@@ -93,6 +93,11 @@ pub(crate) struct Stamp {
 pub(crate) struct Batch {
     pub(crate) sealed: SealedBatch,
     pub(crate) records: Vec<PendingRecord>,
+    /// Buffer bytes reserved for its records, summed once at sealing: the
+    /// batch is taken to send and acknowledged long after its records
+    /// were written down, and over thousands of partitions its list of
+    /// records has left the cache by then.
+    reserved: u64,
     /// Creation order within its partition: retries go back to this place.
     pub(crate) order: u64,
     /// Producer id, epoch and base sequence of the last attempt (idempotence).
@@ -111,8 +116,9 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
+    /// Buffer bytes reserved for its records.
     pub(crate) fn reserved(&self) -> usize {
-        self.records.iter().map(PendingRecord::reserved).sum()
+        usize::try_from(self.reserved).unwrap_or(usize::MAX)
     }
 }
 
@@ -171,6 +177,7 @@ impl Batch {
         let half = |sealed: SealedBatch, records: &[PendingRecord], stamp: Option<Stamp>| Batch {
             sealed,
             records: records.to_vec(),
+            reserved: reserved_by(records),
             order: self.order,
             stamp,
             created: self.created,
@@ -188,6 +195,11 @@ impl Batch {
             half(b, &self.records[first_half..], second_stamp),
         ))
     }
+}
+
+/// Buffer bytes reserved for `records`.
+fn reserved_by(records: &[PendingRecord]) -> u64 {
+    records.iter().map(|r| u64::from(r.reserved)).sum()
 }
 
 /// Headers per record viewed from the stack when appending (more take an
@@ -245,8 +257,7 @@ impl PartitionQueue {
 
     /// Records leave the unsent ones (sent, failed or expired).
     fn unsent_less(&mut self, records: &[PendingRecord]) {
-        let bytes: u64 = records.iter().map(|r| u64::from(r.reserved)).sum();
-        self.unsent_bytes = self.unsent_bytes.saturating_sub(bytes);
+        self.unsent_bytes = self.unsent_bytes.saturating_sub(reserved_by(records));
     }
 
     /// Appends a record. Returns whether a full batch was sealed to make
@@ -363,6 +374,7 @@ impl PartitionQueue {
         match builder.seal_with(crc) {
             Ok(sealed) => Ok(Some(Batch {
                 sealed,
+                reserved: reserved_by(&records),
                 records,
                 order: {
                     self.next_order += 1;
@@ -386,7 +398,7 @@ impl PartitionQueue {
     /// Puts a batch back to be sent again, at its place by creation order
     /// (responses can come back out of order across connections).
     pub(crate) fn requeue(&mut self, batch: Batch) {
-        self.unsent_bytes += batch.reserved() as u64;
+        self.unsent_bytes += batch.reserved;
         let at = self
             .queue
             .iter()
@@ -513,7 +525,7 @@ impl PartitionQueue {
             None => self.seal_open(now, crc),
         };
         match &taken {
-            Ok(Some(batch)) => self.unsent_less(&batch.records),
+            Ok(Some(batch)) => self.unsent_bytes = self.unsent_bytes.saturating_sub(batch.reserved),
             Ok(None) => {}
             Err((lost, _)) => self.unsent_less(lost),
         }
@@ -537,7 +549,7 @@ impl PartitionQueue {
         if let Some(front) = self.queue.front() {
             if front.created <= cutoff {
                 let batch = self.queue.pop_front()?;
-                self.unsent_less(&batch.records);
+                self.unsent_bytes = self.unsent_bytes.saturating_sub(batch.reserved);
                 return Some((batch.records, batch.maybe_persisted, batch.stamp));
             }
             return None;

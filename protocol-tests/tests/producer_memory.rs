@@ -12,12 +12,14 @@
 //!
 //! And what sending costs the allocator: with the broker up and records
 //! flowing, the tagged path (`try_send_tagged` with an `on_delivery`
-//! callback) allocates per batch and per request, never per record.
+//! callback) allocates per batch and per request, never per record; and a
+//! batch itself, from its first record to its stamp, allocates only its
+//! buffer and the buffer's shared count.
 //!
 //! The broker is the librdkafka mock, whose memory is C's and not counted;
 //! the values are static, so the only copy of each payload is the one the
-//! producer encoded. The counts are process-wide, so the tests of this
-//! binary take turns ([`TURN`]).
+//! producer encoded. The counts with a producer running are process-wide,
+//! so those tests take turns ([`TURN`]); the batch's count is its thread's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +31,7 @@ use smartkafka::{ErrorKind, Producer, Record, Topic};
 
 mod support;
 
-use support::alloc::{Counting, allocations, live};
+use support::alloc::{Counting, allocations, allocations_by, live};
 use support::fixtures;
 
 #[global_allocator]
@@ -178,15 +180,18 @@ async fn tagged_sends_allocate_per_batch_not_per_record() {
     // the keys' shared representation.
     send_tagged_flat_out(&producer, &keys, 0, RECORDS).await;
 
+    let batches_before = producer.stats().batches_sent;
     let before = allocations();
     send_tagged_flat_out(&producer, &keys, RECORDS, RECORDS).await;
     let made = allocations() - before;
     let stats = producer.stats();
+    let batches = stats.batches_sent - batches_before;
     let per_record = made as f64 / RECORDS as f64;
+    let per_batch = made as f64 / batches as f64;
     println!(
-        "{RECORDS} records of 100 bytes: {made} allocations ({per_record:.4} per record), \
-         {} requests, {} batches",
-        stats.requests_sent, stats.batches_sent
+        "{RECORDS} records of 100 bytes: {made} allocations ({per_record:.4} per record, \
+         {per_batch:.1} per batch of {batches}), {} requests in all",
+        stats.requests_sent
     );
     assert_eq!(delivered.load(Ordering::Relaxed), 2 * RECORDS as u64);
     assert_eq!(failed.load(Ordering::Relaxed), 0);
@@ -197,4 +202,63 @@ async fn tagged_sends_allocate_per_batch_not_per_record() {
         "{per_record:.4} allocations per record ({made} for {RECORDS})"
     );
     producer.close(Duration::from_secs(5)).await.unwrap();
+}
+
+/// A batch from its first record to its stamp allocates its buffer and
+/// the buffer's shared count, nothing more: sealing hands the buffer over
+/// as the batch, and stamping takes it back and hands it over again, both
+/// in place. Over thousands of partitions a batch carries a record or two,
+/// so what a batch allocates is what a record costs the allocator.
+#[test]
+fn a_batch_allocates_its_buffer_once_from_first_record_to_stamp() {
+    use smartkafka::record_batch::{AppendOutcome, BatchBuilder, BatchConfig};
+
+    const BATCHES: usize = 1_000;
+    let value = [7u8; 100];
+    let mut builder = BatchBuilder::new(BatchConfig::default(), 1_700_000_000_000);
+    let mut one = |n: usize| {
+        let timestamp = 1_700_000_000_000 + n as i64;
+        builder.reset(timestamp);
+        let appended = builder
+            .try_append(timestamp, Some(b"key"), Some(&value), &[])
+            .unwrap();
+        assert_eq!(appended, AppendOutcome::Appended);
+        let mut batch = builder.seal().unwrap();
+        batch.stamp(7, 0, n as i32, false);
+        batch
+    };
+    // The first batch goes out in the buffer the builder was made with.
+    let mut stamped = vec![one(0)];
+    stamped.reserve(BATCHES);
+    // Counted on this thread: the other tests' producers may be winding
+    // down on theirs.
+    let ((), made) = allocations_by(|| {
+        for n in 1..=BATCHES {
+            stamped.push(one(n));
+        }
+    });
+    println!("{BATCHES} one-record batches sealed and stamped: {made} allocations");
+    // Two per batch: the buffer and its shared count (and none for the list
+    // that holds the batches, sized before counting).
+    assert_eq!(
+        made,
+        2 * BATCHES,
+        "{made} allocations for {BATCHES} batches"
+    );
+    // Each batch holds its record under its stamp, and its checksum (read
+    // and checked by the reader) covers the stamp.
+    let mut scratch = Vec::new();
+    for (n, batch) in stamped.iter().enumerate() {
+        let read = smartkafka::record_batch::BatchReader::new(batch.bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.header().base_sequence, n as i32);
+        assert_eq!(read.header().producer_id, 7);
+        let records: Vec<_> = read.records(&mut scratch).unwrap().collect();
+        assert_eq!(records.len(), 1);
+        let record = records[0].as_ref().unwrap();
+        assert_eq!(record.key(), Some(&b"key"[..]));
+        assert_eq!(record.value(), Some(&value[..]));
+    }
 }

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! and reads what it needs: the bytes the current thread requested
-//! ([`allocated_by`]), the bytes live on the heap ([`live`]), the number of
+//! ([`allocated_by`]) and the allocations it made ([`allocations_by`]),
+//! the bytes live on the heap ([`live`]), the number of
 //! allocations made by every thread ([`allocations`]), or the largest
 //! single allocation made while tracking is on ([`largest_during`]).
 //!
@@ -29,6 +30,7 @@ pub struct Counting;
 
 thread_local! {
     static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+    static MADE_HERE: Cell<usize> = const { Cell::new(0) };
 }
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
@@ -40,6 +42,7 @@ static LARGEST: AtomicUsize = AtomicUsize::new(0);
 fn requested(bytes: usize) {
     ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     let _ = ALLOCATED.try_with(|c| c.set(c.get().saturating_add(bytes)));
+    let _ = MADE_HERE.try_with(|c| c.set(c.get().saturating_add(1)));
     if TRACKING.load(Ordering::Relaxed) {
         LARGEST.fetch_max(bytes, Ordering::Relaxed);
     }
@@ -82,6 +85,15 @@ pub fn allocated_by<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let before = ALLOCATED.with(Cell::get);
     let out = f();
     let after = ALLOCATED.with(Cell::get);
+    (out, after.saturating_sub(before))
+}
+
+/// Runs `f` and returns its result with the allocations and reallocations
+/// this thread made.
+pub fn allocations_by<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = MADE_HERE.with(Cell::get);
+    let out = f();
+    let after = MADE_HERE.with(Cell::get);
     (out, after.saturating_sub(before))
 }
 

@@ -62,6 +62,54 @@ impl PendingRecord {
     }
 }
 
+/// The records of a sealed batch, in offset order. Over thousands of
+/// partitions most batches hold a single record: kept inline, it needs no
+/// list of its own (one allocation at sealing, and one free once the batch
+/// is delivered, often on the delivery thread).
+#[derive(Debug, Clone)]
+pub(crate) enum BatchRecords {
+    One(PendingRecord),
+    Many(Vec<PendingRecord>),
+}
+
+impl BatchRecords {
+    /// The records of `list`, inline if there is one.
+    pub(crate) fn from_slice(list: &[PendingRecord]) -> BatchRecords {
+        match list {
+            [one] => BatchRecords::One(*one),
+            _ => BatchRecords::Many(list.to_vec()),
+        }
+    }
+
+    /// The records as a list of their own.
+    pub(crate) fn into_vec(self) -> Vec<PendingRecord> {
+        match self {
+            BatchRecords::One(one) => vec![one],
+            BatchRecords::Many(list) => list,
+        }
+    }
+}
+
+impl std::ops::Deref for BatchRecords {
+    type Target = [PendingRecord];
+
+    fn deref(&self) -> &[PendingRecord] {
+        match self {
+            BatchRecords::One(one) => std::slice::from_ref(one),
+            BatchRecords::Many(list) => list,
+        }
+    }
+}
+
+impl std::ops::DerefMut for BatchRecords {
+    fn deref_mut(&mut self) -> &mut [PendingRecord] {
+        match self {
+            BatchRecords::One(one) => std::slice::from_mut(one),
+            BatchRecords::Many(list) => list,
+        }
+    }
+}
+
 /// A record as the engine hands it to its partition's queue.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Incoming {
@@ -92,7 +140,7 @@ pub(crate) struct Stamp {
 #[derive(Debug)]
 pub(crate) struct Batch {
     pub(crate) sealed: SealedBatch,
-    pub(crate) records: Vec<PendingRecord>,
+    pub(crate) records: BatchRecords,
     /// Buffer bytes reserved for its records, summed once at sealing: the
     /// batch is taken to send and acknowledged long after its records
     /// were written down, and over thousands of partitions its list of
@@ -176,7 +224,7 @@ impl Batch {
         }
         let half = |sealed: SealedBatch, records: &[PendingRecord], stamp: Option<Stamp>| Batch {
             sealed,
-            records: records.to_vec(),
+            records: BatchRecords::from_slice(records),
             reserved: reserved_by(records),
             order: self.order,
             stamp,
@@ -201,6 +249,11 @@ impl Batch {
 fn reserved_by(records: &[PendingRecord]) -> u64 {
     records.iter().map(|r| u64::from(r.reserved)).sum()
 }
+
+/// Room past which an open list that held many records is not kept for
+/// single-record batches (the list a busy partition grew stays with it
+/// otherwise).
+const SMALL_OPEN: usize = 4;
 
 /// Headers per record viewed from the stack when appending (more take an
 /// allocation).
@@ -366,10 +419,24 @@ impl PartitionQueue {
             return Ok(None);
         }
         let created = self.open_created.take();
-        // The next batch likely holds as many records: its list starts at
-        // that size rather than growing (and copying) from empty.
-        let next = Vec::with_capacity(self.open.len());
-        let records = std::mem::replace(&mut self.open, next);
+        let records = match self.open[..] {
+            // A single record goes inline and the open list stays for the
+            // next batch, unless a busier past left it large.
+            [one] => {
+                if self.open.capacity() > SMALL_OPEN {
+                    self.open = Vec::new();
+                } else {
+                    self.open.clear();
+                }
+                BatchRecords::One(one)
+            }
+            // The next batch likely holds as many records: its list starts
+            // at that size rather than growing (and copying) from empty.
+            _ => {
+                let next = Vec::with_capacity(self.open.len());
+                BatchRecords::Many(std::mem::replace(&mut self.open, next))
+            }
+        };
         let order = self.next_order;
         match builder.seal_with(crc) {
             Ok(sealed) => Ok(Some(Batch {
@@ -390,7 +457,7 @@ impl PartitionQueue {
             Err(e) => {
                 let base = builder.base_timestamp();
                 builder.reset(base);
-                Err((records, e))
+                Err((records.into_vec(), e))
             }
         }
     }
@@ -550,7 +617,7 @@ impl PartitionQueue {
             if front.created <= cutoff {
                 let batch = self.queue.pop_front()?;
                 self.unsent_bytes = self.unsent_bytes.saturating_sub(batch.reserved);
-                return Some((batch.records, batch.maybe_persisted, batch.stamp));
+                return Some((batch.records.into_vec(), batch.maybe_persisted, batch.stamp));
             }
             return None;
         }
@@ -574,7 +641,7 @@ impl PartitionQueue {
         let mut out: Vec<(Vec<PendingRecord>, bool)> = self
             .queue
             .drain(..)
-            .map(|b| (b.records, b.maybe_persisted))
+            .map(|b| (b.records.into_vec(), b.maybe_persisted))
             .collect();
         if !self.open.is_empty() {
             out.push((std::mem::take(&mut self.open), false));
@@ -747,6 +814,41 @@ mod tests {
         assert_eq!(pq.in_flight(), 1);
         pq.settled(6);
         assert!(pq.in_flight_orders.is_empty());
+    }
+
+    /// A batch of one record keeps it inline and leaves the open list's
+    /// room for the next batch; a batch of many takes the list, and the
+    /// next starts with room for as many; a single record after them does
+    /// not keep that larger room.
+    #[test]
+    fn single_records_are_kept_inline_and_busy_lists_not_kept() {
+        use super::BatchRecords;
+
+        let now = crate::clock::now();
+        let config = BatchConfig::default();
+        let mut pq = PartitionQueue::default();
+        append(&mut pq, config, now, 1);
+        let one = pq.take_next(now, Crc::Now).unwrap().unwrap();
+        assert!(matches!(one.records, BatchRecords::One(r) if r.token == 1));
+        assert_eq!(one.reserved(), 150);
+        assert!(pq.open.is_empty() && pq.open.capacity() >= 1);
+        for token in 2..12 {
+            append(&mut pq, config, now, token);
+        }
+        let many = pq.take_next(now, Crc::Now).unwrap().unwrap();
+        let tokens: Vec<u64> = many.records.iter().map(|r| r.token).collect();
+        assert_eq!(tokens, (2..12).collect::<Vec<_>>());
+        assert!(matches!(many.records, BatchRecords::Many(_)));
+        assert_eq!(many.reserved(), 10 * 150);
+        assert!(pq.open.capacity() >= 10);
+        append(&mut pq, config, now, 12);
+        let single = pq.take_next(now, Crc::Now).unwrap().unwrap();
+        assert_eq!(single.records.len(), 1);
+        assert_eq!(pq.open.capacity(), 0, "the busy list went with its batch");
+        assert_eq!(pq.unsent_bytes(), 0);
+        // Either form reads as the same list, and gives it up as one.
+        assert_eq!(single.records.into_vec()[0].token, 12);
+        assert_eq!(BatchRecords::from_slice(&many.records).into_vec().len(), 10);
     }
 
     /// Every partition of every topic written to has one of these, so a

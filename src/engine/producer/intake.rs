@@ -508,7 +508,7 @@ impl Engine {
             for b in request.batches.iter_mut().filter(|b| !b.resolved) {
                 if b.batch.created <= cutoff {
                     b.resolved = true;
-                    expired.push((b.topic.clone(), b.partition, b.batch.records.clone(), true));
+                    expired.push((b.topic.clone(), b.partition, b.batch.records.to_vec(), true));
                 }
             }
         }

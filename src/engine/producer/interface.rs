@@ -7,7 +7,7 @@ use std::time::Duration;
 use kafka_protocol::messages::ProduceRequest;
 
 use crate::compression::Compression;
-use crate::engine::accumulator::PendingRecord;
+use crate::engine::accumulator::{BatchRecords, PendingRecord};
 use crate::engine::partitioner::PartitionerRecipe;
 use crate::engine::txn::TxnRequest;
 use crate::error::Error;
@@ -206,7 +206,7 @@ pub(crate) struct DeliveredBatch {
     /// it). Once the caller has looked the tokens up, it may put its own
     /// values in their place (the producer's runtime puts the caller's tags
     /// there for the delivery thread).
-    pub(crate) records: Vec<PendingRecord>,
+    pub(crate) records: BatchRecords,
 }
 
 impl DeliveredBatch {

@@ -370,7 +370,7 @@ impl Engine {
             for b in request.batches {
                 self.unmute(&b);
                 if !b.resolved {
-                    failed.push((b.topic, b.partition, b.batch.records, true));
+                    failed.push((b.topic, b.partition, b.batch.records.into_vec(), true));
                 }
             }
         }

@@ -369,7 +369,7 @@ fn timestamps_weeks_apart_take_separate_batches_and_are_reported_exactly() {
         }
         for ev in events(&mut e) {
             if let Event::Delivered(b) = ev {
-                for r in &b.records {
+                for r in b.records.iter() {
                     reported.insert(r.token, b.timestamp(r));
                 }
             }

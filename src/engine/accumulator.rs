@@ -308,9 +308,10 @@ impl PartitionQueue {
         self.unsent_bytes
     }
 
-    /// Records leave the unsent ones (sent, failed or expired).
-    fn unsent_less(&mut self, records: &[PendingRecord]) {
-        self.unsent_bytes = self.unsent_bytes.saturating_sub(reserved_by(records));
+    /// Records that reserved `bytes` leave the unsent ones (sent, failed
+    /// or expired).
+    fn unsent_less(&mut self, bytes: u64) {
+        self.unsent_bytes = self.unsent_bytes.saturating_sub(bytes);
     }
 
     /// Appends a record. Returns whether a full batch was sealed to make
@@ -385,7 +386,7 @@ impl PartitionQueue {
                     Ok(Some(batch)) => self.queue.push_back(batch),
                     Ok(None) => {}
                     Err(unsealable) => {
-                        self.unsent_less(&unsealable.0);
+                        self.unsent_less(reserved_by(&unsealable.0));
                         *lost = Some(unsealable);
                     }
                 }
@@ -592,9 +593,9 @@ impl PartitionQueue {
             None => self.seal_open(now, crc),
         };
         match &taken {
-            Ok(Some(batch)) => self.unsent_bytes = self.unsent_bytes.saturating_sub(batch.reserved),
+            Ok(Some(batch)) => self.unsent_less(batch.reserved),
             Ok(None) => {}
-            Err((lost, _)) => self.unsent_less(lost),
+            Err((lost, _)) => self.unsent_less(reserved_by(lost)),
         }
         taken
     }
@@ -616,7 +617,7 @@ impl PartitionQueue {
         if let Some(front) = self.queue.front() {
             if front.created <= cutoff {
                 let batch = self.queue.pop_front()?;
-                self.unsent_bytes = self.unsent_bytes.saturating_sub(batch.reserved);
+                self.unsent_less(batch.reserved);
                 return Some((batch.records.into_vec(), batch.maybe_persisted, batch.stamp));
             }
             return None;
@@ -628,7 +629,7 @@ impl PartitionQueue {
                 b.reset(base);
             }
             let records = std::mem::take(&mut self.open);
-            self.unsent_less(&records);
+            self.unsent_less(reserved_by(&records));
             return Some((records, false, None));
         }
         None

@@ -23,6 +23,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
+use std::thread::LocalKey;
 
 /// Forwards to the system allocator and counts: bytes requested per
 /// thread, bytes live, and the largest single allocation while tracking.
@@ -80,21 +81,24 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
+/// Runs `f` and returns its result with how far this thread's `count`
+/// moved meanwhile.
+fn counted_by<T>(count: &'static LocalKey<Cell<usize>>, f: impl FnOnce() -> T) -> (T, usize) {
+    let before = count.with(Cell::get);
+    let out = f();
+    let after = count.with(Cell::get);
+    (out, after.saturating_sub(before))
+}
+
 /// Runs `f` and returns its result with the bytes this thread allocated.
 pub fn allocated_by<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = ALLOCATED.with(Cell::get);
-    let out = f();
-    let after = ALLOCATED.with(Cell::get);
-    (out, after.saturating_sub(before))
+    counted_by(&ALLOCATED, f)
 }
 
 /// Runs `f` and returns its result with the allocations and reallocations
 /// this thread made.
 pub fn allocations_by<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = MADE_HERE.with(Cell::get);
-    let out = f();
-    let after = MADE_HERE.with(Cell::get);
-    (out, after.saturating_sub(before))
+    counted_by(&MADE_HERE, f)
 }
 
 /// The bytes live on the heap, process-wide.

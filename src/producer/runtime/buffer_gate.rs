@@ -16,8 +16,9 @@
 //! records already waiting (see the engine's `backlog`). Once it is spent
 //! they wait in line for the next pass, so a producer faster than its
 //! brokers holds a few requests' worth of records instead of a full buffer
-//! of them, which would only have waited longer. `try_send`, which cannot wait, is not paced: it is
-//! refused only by a full buffer or an inbox at its cap.
+//! of them, which would only have waited longer. `try_send`, which cannot
+//! wait, is not paced: it is refused only by a full buffer or an inbox at
+//! its cap.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

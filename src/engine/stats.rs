@@ -192,13 +192,14 @@ fn mean(total: Duration, n: u64) -> Duration {
     }
 }
 
-/// The counters the book keeps per partition: 40 bytes, where a
-/// [`PartitionStats`] takes 80 with its name. A delivered batch adds to
-/// its partition's, so over thousands of partitions the table is read out
-/// of the cache about once per batch; the snapshot adds the names and the
-/// bytes held.
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
+/// The counters kept per partition: 40 bytes, where a [`PartitionStats`]
+/// takes 80 with its name. They live with the partition's queue (the
+/// engine's), next to the sequences and in-flight orders an acknowledgement
+/// reads anyway: over thousands of partitions a table of its own was read
+/// out of the cache once more per delivered batch. The snapshot adds the
+/// names and the bytes held.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PartitionCounts {
     records_sent: u64,
     bytes_sent: u64,
     batches_sent: u64,
@@ -206,28 +207,24 @@ struct Counts {
     errors: u64,
 }
 
-/// The engine's running counters.
+impl PartitionCounts {
+    /// `n` records of the partition failed after they were accepted (the
+    /// totals count each failed record by [`StatsBook::record_failed`]).
+    pub(crate) fn records_failed(&mut self, n: usize) {
+        self.errors += n as u64;
+    }
+}
+
+/// The engine's running counters: the totals and the per-broker table.
+/// The per-partition counters ([`PartitionCounts`]) are kept by the
+/// partitions and counted through the book.
 #[derive(Debug, Default)]
 pub(crate) struct StatsBook {
     totals: ProducerStats,
-    /// Per topic, index = partition.
-    partitions: BTreeMap<String, Vec<Counts>>,
     brokers: BTreeMap<i32, BrokerStats>,
 }
 
 impl StatsBook {
-    fn partition(&mut self, topic: &str, partition: i32) -> Option<&mut Counts> {
-        let index = usize::try_from(partition).ok()?;
-        if !self.partitions.contains_key(topic) {
-            self.partitions.insert(topic.to_string(), Vec::new());
-        }
-        let slots = self.partitions.get_mut(topic)?;
-        if slots.len() <= index {
-            slots.resize(index + 1, Counts::default());
-        }
-        slots.get_mut(index)
-    }
-
     fn broker(&mut self, node: i32) -> &mut BrokerStats {
         self.brokers.entry(node).or_insert_with(|| BrokerStats {
             node,
@@ -272,11 +269,11 @@ impl StatsBook {
         }
     }
 
-    /// A batch of `records` records and `bytes` bytes was acknowledged.
+    /// A batch of `records` records and `bytes` bytes of the partition
+    /// counted by `partition` was acknowledged.
     pub(crate) fn batch_delivered(
         &mut self,
-        topic: &str,
-        partition: i32,
+        partition: &mut PartitionCounts,
         records: usize,
         bytes: usize,
     ) {
@@ -287,26 +284,16 @@ impl StatsBook {
         t.batches_sent += 1;
         t.batch_bytes_max = t.batch_bytes_max.max(bytes);
         t.batch_records_max = t.batch_records_max.max(records);
-        if let Some(p) = self.partition(topic, partition) {
-            p.records_sent += records;
-            p.bytes_sent += bytes;
-            p.batches_sent += 1;
-        }
+        partition.records_sent += records;
+        partition.bytes_sent += bytes;
+        partition.batches_sent += 1;
     }
 
-    /// A batch of the partition goes back to be sent again.
-    pub(crate) fn batch_retried(&mut self, topic: &str, partition: i32) {
+    /// A batch of the partition counted by `partition` goes back to be
+    /// sent again.
+    pub(crate) fn batch_retried(&mut self, partition: &mut PartitionCounts) {
         self.totals.retries += 1;
-        if let Some(p) = self.partition(topic, partition) {
-            p.retries += 1;
-        }
-    }
-
-    /// `n` records of the partition failed after they were accepted.
-    pub(crate) fn partition_errors(&mut self, topic: &str, partition: i32, n: usize) {
-        if let Some(p) = self.partition(topic, partition) {
-            p.errors += n as u64;
-        }
+        partition.retries += 1;
     }
 
     /// A record failed (anywhere: waiting, queued or in flight).
@@ -319,64 +306,36 @@ impl StatsBook {
         self.totals.leader_hints += 1;
     }
 
-    /// Fills `out` with a snapshot: totals always; the tables with `queued`
-    /// (bytes held per topic, index = partition, as the engine counts
-    /// them, in topic order), reusing `out`'s entries; without it, `out`'s
-    /// tables are left as they were. The engine fills in the other gauges
-    /// it owns (queued records, requests in flight).
-    pub(crate) fn snapshot_into<'a>(
+    /// Fills `out` with a snapshot: totals always; the tables with
+    /// `partitions` (per topic, in name order, each partition's counters
+    /// and the bytes it holds as the engine counts them, index =
+    /// partition), reusing `out`'s entries; without it, `out`'s tables are
+    /// left as they were. The engine fills in the other gauges it owns
+    /// (queued records, requests in flight).
+    pub(crate) fn snapshot_into<'a, P>(
         &self,
         out: &mut ProducerStats,
-        queued: Option<impl Iterator<Item = (&'a str, &'a [u64])>>,
-    ) {
-        let partitions = std::mem::take(&mut out.partitions);
+        partitions: Option<impl Iterator<Item = (&'a str, P)>>,
+    ) where
+        P: Iterator<Item = (&'a PartitionCounts, u64)>,
+    {
+        let table = std::mem::take(&mut out.partitions);
         let brokers = std::mem::take(&mut out.brokers);
         *out = ProducerStats {
-            partitions,
+            partitions: table,
             brokers,
             ..self.totals.clone()
         };
-        let Some(queued) = queued else {
+        let Some(partitions) = partitions else {
             return;
         };
-        // The book's topics and the engine's are both in name order: one
-        // merged pass, each topic's slots the longer of the two.
         let mut filled = 0;
-        let mut book = self.partitions.iter().peekable();
-        let mut held = queued.peekable();
-        loop {
-            let order = match (book.peek(), held.peek()) {
-                (None, None) => break,
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some((b, _)), Some((h, _))) => b.as_str().cmp(h),
-            };
-            let (topic, slots, bytes): (&str, &[Counts], &[u64]) = match order {
-                std::cmp::Ordering::Less => match book.next() {
-                    Some((topic, slots)) => (topic, slots, &[]),
-                    None => break,
-                },
-                std::cmp::Ordering::Greater => match held.next() {
-                    Some((topic, bytes)) => (topic, &[], bytes),
-                    None => break,
-                },
-                std::cmp::Ordering::Equal => match (book.next(), held.next()) {
-                    (Some((topic, slots)), Some((_, bytes))) => (topic, slots, bytes),
-                    _ => break,
-                },
-            };
-            for index in 0..slots.len().max(bytes.len()) {
+        for (topic, counted) in partitions {
+            for (index, (counts, queued_bytes)) in counted.enumerate() {
                 let Ok(partition) = i32::try_from(index) else {
                     break;
                 };
-                let queued_bytes = bytes.get(index).copied().unwrap_or(0);
-                let entry = place(
-                    &mut out.partitions,
-                    filled,
-                    topic,
-                    partition,
-                    slots.get(index),
-                );
+                let entry = place(&mut out.partitions, filled, topic, partition, counts);
                 entry.queued_bytes = queued_bytes;
                 filled += 1;
             }
@@ -390,28 +349,29 @@ impl StatsBook {
 #[cfg(test)]
 impl StatsBook {
     /// A fresh snapshot (see [`snapshot_into`](Self::snapshot_into)).
-    pub(crate) fn snapshot<'a>(
+    pub(crate) fn snapshot<'a, P>(
         &self,
-        queued: Option<impl Iterator<Item = (&'a str, &'a [u64])>>,
-    ) -> ProducerStats {
+        partitions: Option<impl Iterator<Item = (&'a str, P)>>,
+    ) -> ProducerStats
+    where
+        P: Iterator<Item = (&'a PartitionCounts, u64)>,
+    {
         let mut out = ProducerStats::default();
-        self.snapshot_into(&mut out, queued);
+        self.snapshot_into(&mut out, partitions);
         out
     }
 }
 
 /// Puts partition `partition` of `topic` at `at` in `table` (which holds at
-/// least `at` entries) and returns it, with the book's `counted` counters
-/// (zero when it has none for it yet). An entry already there is
+/// least `at` entries) and returns it, with its `counted` counters. An entry already there is
 /// overwritten in place, keeping its topic string's allocation.
 fn place<'t>(
     table: &'t mut Vec<PartitionStats>,
     at: usize,
     topic: &str,
     partition: i32,
-    counted: Option<&Counts>,
+    c: &PartitionCounts,
 ) -> &'t mut PartitionStats {
-    let c = counted.copied().unwrap_or_default();
     let name = match table.get_mut(at) {
         Some(entry) => {
             let mut name = std::mem::take(&mut entry.topic);
@@ -447,6 +407,33 @@ fn place<'t>(
 mod tests {
     use super::*;
 
+    /// A test's partitions: per topic, in name order, each partition's
+    /// counters and the bytes it holds.
+    type Table = Vec<(&'static str, Vec<(PartitionCounts, u64)>)>;
+
+    /// `table` as the engine hands its partitions to a snapshot.
+    fn rows(
+        table: &Table,
+    ) -> Option<impl Iterator<Item = (&str, impl Iterator<Item = (&PartitionCounts, u64)>)>> {
+        Some(
+            table
+                .iter()
+                .map(|(topic, ps)| (*topic, ps.iter().map(|(c, held)| (c, *held)))),
+        )
+    }
+
+    /// No tables asked for.
+    fn no_rows<'a>()
+    -> Option<impl Iterator<Item = (&'a str, impl Iterator<Item = (&'a PartitionCounts, u64)>)>>
+    {
+        None::<std::iter::Empty<(&str, std::iter::Empty<(&PartitionCounts, u64)>)>>
+    }
+
+    /// `n` partitions with nothing counted or held.
+    fn fresh(n: usize) -> Vec<(PartitionCounts, u64)> {
+        vec![(PartitionCounts::default(), 0); n]
+    }
+
     #[test]
     fn totals_and_tables_add_up() {
         let mut book = StatsBook::default();
@@ -454,19 +441,25 @@ mod tests {
         book.request_sent(2, 100);
         book.response(2, Duration::from_millis(4));
         book.request_failed(2);
-        book.batch_delivered("t", 1, 10, 300);
-        book.batch_retried("t", 3);
-        book.partition_errors("t", 3, 2);
-        let held = [77u64];
-        let s = book.snapshot(Some([("u", &held[..])].into_iter()));
+        let mut t = fresh(4);
+        book.batch_delivered(&mut t[1].0, 10, 300);
+        book.batch_retried(&mut t[3].0);
+        t[3].0.records_failed(2);
+        let table: Table = vec![("t", t), ("u", vec![(PartitionCounts::default(), 77)])];
+        let s = book.snapshot(rows(&table));
         assert_eq!(
             (s.requests_sent, s.responses_received, s.request_failures),
             (2, 1, 1)
         );
         assert_eq!(s.request_latency_avg(), Duration::from_millis(4));
         assert_eq!(
-            (s.records_sent, s.batches_sent, s.avg_batch_bytes()),
-            (10, 1, 300)
+            (
+                s.records_sent,
+                s.batches_sent,
+                s.avg_batch_bytes(),
+                s.retries
+            ),
+            (10, 1, 300, 1)
         );
         let b = s.broker(2).unwrap();
         assert_eq!((b.bytes_sent, b.in_flight_requests), (400, 0));
@@ -474,39 +467,32 @@ mod tests {
         assert_eq!(s.partition("t", 3).unwrap().errors, 2);
         assert_eq!(s.partition("t", 3).unwrap().retries, 1);
         assert_eq!(s.partition("u", 0).unwrap().queued_bytes, 77);
-        // Partitions are listed in order, gaps included.
+        // Partitions are listed in order, the ones never written included.
         let order: Vec<(&str, i32)> = s
             .partitions
             .iter()
             .map(|p| (p.topic.as_str(), p.partition))
             .collect();
         assert_eq!(order, [("t", 0), ("t", 1), ("t", 2), ("t", 3), ("u", 0)]);
-        let none: Option<std::iter::Empty<(&str, &[u64])>> = None;
-        assert!(book.snapshot(none).partitions.is_empty());
+        assert!(book.snapshot(no_rows()).partitions.is_empty());
     }
 
     /// Over thousands of partitions and several topics, every partition
-    /// is found by the search, a partition never counted is not, and a
-    /// list the caller reversed still answers the same.
+    /// is found by the search, a partition not listed is not, and a list
+    /// the caller reversed still answers the same.
     #[test]
     fn partitions_are_found_in_order_and_out_of_it() {
         let mut book = StatsBook::default();
+        let mut table: Table = Vec::new();
         for topic in ["audit", "events", "events-dlq"] {
-            for p in (0..3_000).step_by(3) {
-                book.batch_delivered(topic, p, (p as usize % 7) + 1, 100);
+            let mut partitions = fresh(2_998);
+            for p in (0..2_998).step_by(3) {
+                book.batch_delivered(&mut partitions[p].0, (p % 7) + 1, 100);
             }
+            table.push((topic, partitions));
         }
-        let empty: [u64; 0] = [];
-        let s = book.snapshot(Some(
-            [
-                ("audit", &empty[..]),
-                ("events", &empty[..]),
-                ("events-dlq", &empty[..]),
-            ]
-            .into_iter(),
-        ));
-        // In the snapshot's order the search alone finds every partition
-        // listed (each topic's up to the last written, 2,997).
+        let s = book.snapshot(rows(&table));
+        // In the snapshot's order the search alone finds every partition.
         for topic in ["audit", "events", "events-dlq"] {
             for p in 0..2_998 {
                 let found = s.search_partition(topic, p).unwrap();
@@ -517,15 +503,14 @@ mod tests {
         reversed.partitions.reverse();
         for stats in [&s, &reversed] {
             for topic in ["audit", "events", "events-dlq"] {
-                for p in (0..3_000).step_by(3) {
+                for p in (0..2_998).step_by(3) {
                     let found = stats.partition(topic, p).unwrap();
                     assert_eq!((found.topic.as_str(), found.partition), (topic, p));
                     assert_eq!(found.records_sent, (p as u64 % 7) + 1);
                 }
-                // Listed (the gaps between written partitions are), but
-                // never written to.
+                // Listed, but never written to.
                 assert_eq!(stats.partition(topic, 1).unwrap().records_sent, 0);
-                assert!(stats.partition(topic, 3_000).is_none());
+                assert!(stats.partition(topic, 2_998).is_none());
             }
             assert!(stats.partition("event", 0).is_none());
             assert!(stats.partition("zebra", 0).is_none());
@@ -537,30 +522,39 @@ mod tests {
     #[test]
     fn a_snapshot_refreshed_in_place_equals_a_fresh_one() {
         let mut book = StatsBook::default();
-        book.batch_delivered("b", 2, 5, 50);
-        let held_a = [1u64, 2];
-        let held_c = [9u64];
-        let queued = || Some([("a", &held_a[..]), ("c", &held_c[..])].into_iter());
+        let mut table: Table = vec![
+            (
+                "a",
+                vec![
+                    (PartitionCounts::default(), 1),
+                    (PartitionCounts::default(), 2),
+                ],
+            ),
+            ("b", fresh(3)),
+            ("c", vec![(PartitionCounts::default(), 9)]),
+        ];
+        book.batch_delivered(&mut table[1].1[2].0, 5, 50);
         let mut reused = ProducerStats::default();
-        book.snapshot_into(&mut reused, queued());
-        assert_eq!(reused, book.snapshot(queued()));
+        book.snapshot_into(&mut reused, rows(&table));
+        assert_eq!(reused, book.snapshot(rows(&table)));
         // More partitions than before, and the counters moved on.
-        book.batch_delivered("b", 6, 1, 10);
-        book.batch_delivered("a", 0, 3, 30);
-        book.snapshot_into(&mut reused, queued());
-        assert_eq!(reused, book.snapshot(queued()));
+        table[1].1.resize(7, (PartitionCounts::default(), 0));
+        book.batch_delivered(&mut table[1].1[6].0, 1, 10);
+        book.batch_delivered(&mut table[0].1[0].0, 3, 30);
+        book.snapshot_into(&mut reused, rows(&table));
+        assert_eq!(reused, book.snapshot(rows(&table)));
         assert_eq!(reused.partitions.len(), 2 + 7 + 1);
-        // Fewer: a topic's bytes no longer reported.
-        let only_a = Some([("a", &held_a[..])].into_iter());
-        book.snapshot_into(&mut reused, only_a.clone());
-        assert_eq!(reused, book.snapshot(only_a));
+        // Fewer: one topic listed where three were.
+        table.truncate(1);
+        book.snapshot_into(&mut reused, rows(&table));
+        assert_eq!(reused, book.snapshot(rows(&table)));
         assert!(reused.partition("c", 0).is_none());
         assert_eq!(reused.partition("a", 1).unwrap().queued_bytes, 2);
+        assert_eq!(reused.partition("a", 0).unwrap().records_sent, 3);
         // Without the tables asked for, the old tables stay as they were.
         let before = reused.partitions.clone();
-        book.batch_delivered("b", 2, 1, 10);
-        let none: Option<std::iter::Empty<(&str, &[u64])>> = None;
-        book.snapshot_into(&mut reused, none);
+        book.batch_delivered(&mut table[0].1[1].0, 1, 10);
+        book.snapshot_into(&mut reused, no_rows());
         assert_eq!(reused.partitions, before);
         assert_eq!(reused.records_sent, 5 + 1 + 3 + 1);
     }

@@ -433,23 +433,6 @@ impl Engine {
         });
     }
 
-    /// A partition's queue, to put a batch back into: the partition
-    /// counts as active (its batches are drained and expired) until a
-    /// drain pass finds it empty.
-    pub(super) fn partition_queue_to_refill(
-        &mut self,
-        topic: &str,
-        partition: i32,
-    ) -> Option<&mut PartitionQueue> {
-        // A batch put back (with its backoff) is found by the next walk.
-        self.walk_all = true;
-        let tq = self.topics.get_mut(topic)?;
-        let index = usize::try_from(partition).ok()?;
-        let pq = tq.partitions.get_mut(index)?;
-        tq.active.insert(index);
-        Some(pq)
-    }
-
     /// A partition's queue, for what takes nothing and adds nothing to its
     /// records (a batch settled, its sequences acknowledged): a partition
     /// holding records is active already, and an empty one need not be

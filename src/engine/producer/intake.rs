@@ -442,8 +442,7 @@ impl Engine {
                 if let Some(txn) = self.txn.as_mut() {
                     txn.record_partition(&record.topic, partition);
                 }
-                pq.held_bytes += reserved as u64;
-                tq.held[index] = pq.held_bytes;
+                tq.held[index] += reserved as u64;
                 self.buffer_used += reserved;
                 if report_acceptance {
                     self.events.push_back(Event::Accepted { token });

@@ -135,6 +135,8 @@ struct Waiting {
 #[derive(Default)]
 struct TopicQueues {
     partitions: Vec<PartitionQueue>,
+    /// Per partition, the buffer bytes its records hold (queued or in
+    /// flight): what the partitioner reads as queued bytes.
     held: Vec<u64>,
     /// Per partition, its leader's Produce latency in microseconds (0
     /// before the first answer; see [`leader_latency`]).
@@ -163,6 +165,29 @@ impl TopicQueues {
         self.active
             .iter()
             .filter_map(|p| self.partitions.get(p).map(|pq| (p, pq)))
+    }
+
+    /// Partition `index` no longer holds `bytes` of buffer (records sent,
+    /// failed or expired).
+    fn release(&mut self, index: usize, bytes: usize) {
+        if let Some(held) = self.held.get_mut(index) {
+            *held = held.saturating_sub(bytes as u64);
+        }
+    }
+
+    /// A batch of partition `index`, sealed as `order` and holding `bytes`
+    /// of buffer, is no longer in flight and will not be again: one fewer
+    /// in flight, and its bytes released. Returns the partition's queue.
+    fn settle(&mut self, index: usize, order: u64, bytes: usize) -> Option<&mut PartitionQueue> {
+        self.release(index, bytes);
+        let pq = self.partitions.get_mut(index)?;
+        pq.settled(order);
+        // One fewer in flight: the partition may send again, if it holds
+        // records (a record appended later is indexed then).
+        if !pq.is_empty() {
+            self.ready.mark(index);
+        }
+        Some(pq)
     }
 }
 
@@ -554,12 +579,16 @@ impl Engine {
     /// [`stats`](Self::stats) into `out`, reusing its tables' entries;
     /// without `with_detail` they are left as they were.
     pub(crate) fn stats_into(&self, out: &mut ProducerStats, with_detail: bool) {
-        let queued = with_detail.then(|| {
-            self.topics
-                .iter()
-                .map(|(topic, tq)| (topic.as_str(), tq.held.as_slice()))
+        let partitions = with_detail.then(|| {
+            self.topics.iter().map(|(topic, tq)| {
+                let counted = tq.partitions.iter().zip(&tq.held);
+                (
+                    topic.as_str(),
+                    counted.map(|(pq, held)| (&pq.counts, *held)),
+                )
+            })
         });
-        self.stats.snapshot_into(out, queued);
+        self.stats.snapshot_into(out, partitions);
         out.queued_bytes = self.buffer_used as u64;
         out.queued_records = self.held_records;
         out.in_flight_requests = self.in_flight.len() as u64;

@@ -11,7 +11,7 @@ use super::answers::Answers;
 use super::identity::identity_of;
 use super::interface::{Acks, DeliveredBatch, Event, SendFailure};
 use super::{Engine, InFlight, InFlightBatch, leader_latency};
-use crate::engine::accumulator::{PendingRecord, Stamp};
+use crate::engine::accumulator::{Batch, PendingRecord, Stamp};
 use crate::engine::idempotence::{BumpReason, Idempotence, ProducerIdentity, SequenceVerdict};
 use crate::engine::retry::{Outcome, RetryAction, classify};
 use crate::error::{Error, ErrorKind};
@@ -205,26 +205,34 @@ impl Engine {
         }
     }
 
+    /// The broker wrote `b` at `base_offset`. Its partition is read once
+    /// for all this touches there (sequences, the batches in flight, bytes
+    /// held, counters): over thousands of partitions each read is likely a
+    /// cache miss.
     pub(super) fn deliver(&mut self, b: InFlightBatch, base_offset: i64, log_append_time: i64) {
         if let Some(now) = self.now {
             self.backlog.delivered(now);
         }
-        if let Some(stamp) = self.current_stamp(&b) {
-            let count = b.batch.sealed.record_count();
-            if let Some(pq) = self.partition_queue(&b.topic, b.partition) {
+        let stamp = self.current_stamp(&b);
+        let bytes = b.batch.reserved();
+        self.buffer_used = self.buffer_used.saturating_sub(bytes);
+        if let Some(tq) = self.topics.get_mut(&*b.topic)
+            && let Ok(index) = usize::try_from(b.partition)
+            && let Some(pq) = tq.settle(index, b.batch.order, bytes)
+        {
+            if let Some(stamp) = stamp {
+                let count = b.batch.sealed.record_count();
                 pq.sequences.acked(stamp.base_sequence, count, base_offset);
             }
+            if !b.resolved {
+                let wire_len = b.batch.wire_len.unwrap_or_else(|| b.batch.sealed.len());
+                self.stats
+                    .batch_delivered(&mut pq.counts, b.batch.records.len(), wire_len);
+            }
         }
-        self.unmute(&b);
         if b.resolved {
             return;
         }
-        self.stats.batch_delivered(
-            &b.topic,
-            b.partition,
-            b.batch.records.len(),
-            b.batch.wire_len.unwrap_or_else(|| b.batch.sealed.len()),
-        );
         self.settle_delivered(b.batch.records.len() as u64);
         self.events.push_back(Event::Delivered(DeliveredBatch {
             topic: b.topic,
@@ -268,14 +276,9 @@ impl Engine {
         ) && let Some((first, second)) = b.batch.split(self.batch_config)
         {
             tracing::debug!(topic = %b.topic, partition = b.partition, records = b.batch.records.len(), "splitting a batch the broker found too large");
-            self.stats.batch_retried(&b.topic, b.partition);
-            if let Some(pq) = self.partition_queue_to_refill(&b.topic, b.partition) {
-                pq.settled(b.batch.order);
-                // Same place: the first half goes back first, the second
-                // lands right behind it.
-                pq.requeue(first);
-                pq.requeue(second);
-            }
+            // Same place: the first half goes back first, the second lands
+            // right behind it.
+            self.put_back(&b.topic, b.partition, b.batch.order, [first, second]);
             return;
         }
         if let (Some(txn), Outcome::Code(code)) = (&self.txn, outcome)
@@ -415,14 +418,38 @@ impl Engine {
             Duration::ZERO
         };
         b.batch.retry_at = Some(now + wait);
-        self.stats.batch_retried(&b.topic, b.partition);
         if refresh_metadata {
             self.metadata.invalidate(&b.topic, b.partition);
         }
         tracing::debug!(topic = %b.topic, partition = b.partition, %error, ?wait, "retrying batch");
-        if let Some(pq) = self.partition_queue_to_refill(&b.topic, b.partition) {
-            pq.settled(b.batch.order);
-            pq.requeue(b.batch);
+        let order = b.batch.order;
+        self.put_back(&b.topic, b.partition, order, [b.batch]);
+    }
+
+    /// Puts what an attempt of the batch sealed as `order` carried (the
+    /// batch, or the halves of a split one) back in its partition's queue,
+    /// at its place, and counts the retry. The partition counts as active
+    /// (its batches are drained and expired) until a drain pass finds it
+    /// empty.
+    fn put_back(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        order: u64,
+        batches: impl IntoIterator<Item = Batch>,
+    ) {
+        // A batch put back (with its backoff) is found by the next walk.
+        self.walk_all = true;
+        if let Some(tq) = self.topics.get_mut(topic)
+            && let Ok(index) = usize::try_from(partition)
+            && let Some(pq) = tq.partitions.get_mut(index)
+        {
+            tq.active.insert(index);
+            self.stats.batch_retried(&mut pq.counts);
+            pq.settled(order);
+            for batch in batches {
+                pq.requeue(batch);
+            }
         }
     }
 
@@ -477,29 +504,21 @@ impl Engine {
     /// again): one fewer in flight, and its buffer bytes released.
     pub(super) fn unmute(&mut self, b: &InFlightBatch) {
         let bytes = b.batch.reserved();
+        self.buffer_used = self.buffer_used.saturating_sub(bytes);
         if let Some(tq) = self.topics.get_mut(&*b.topic)
             && let Ok(index) = usize::try_from(b.partition)
-            && let Some(pq) = tq.partitions.get_mut(index)
         {
-            pq.settled(b.batch.order);
-            // One fewer in flight: the partition may send again, if it
-            // holds records (a record appended later is indexed then).
-            if !pq.is_empty() {
-                tq.ready.mark(index);
-            }
+            tq.settle(index, b.batch.order, bytes);
         }
-        self.release(&b.topic, b.partition, bytes);
     }
 
+    /// `bytes` of buffer held by records of `topic`-`partition` are free.
     pub(super) fn release(&mut self, topic: &str, partition: i32, bytes: usize) {
         self.buffer_used = self.buffer_used.saturating_sub(bytes);
         if let Some(tq) = self.topics.get_mut(topic)
-            && let Some(pq) = tq.partitions.get_mut(partition as usize)
+            && let Ok(index) = usize::try_from(partition)
         {
-            pq.held_bytes = pq.held_bytes.saturating_sub(bytes as u64);
-            if let Some(h) = tq.held.get_mut(partition as usize) {
-                *h = pq.held_bytes;
-            }
+            tq.release(index, bytes);
         }
     }
 
@@ -511,7 +530,9 @@ impl Engine {
         records: &[PendingRecord],
         error: &Error,
     ) {
-        self.stats.partition_errors(topic, partition, records.len());
+        if let Some(pq) = self.partition_queue(topic, partition) {
+            pq.counts.records_failed(records.len());
+        }
         for r in records {
             self.held_records = self.held_records.saturating_sub(1);
             self.fail_record(r.token, r.reserved(), error.clone_shallow());

@@ -63,17 +63,54 @@ impl PendingRecord {
     }
 }
 
-/// The records of a sealed batch, in offset order. Over thousands of
-/// partitions most batches hold a single record: kept inline, it needs no
-/// list of its own (one allocation at sealing, and one free once the batch
-/// is delivered, often on the delivery thread).
+/// The records of a batch, in offset order, open or sealed. Over thousands
+/// of partitions most batches hold a single record: kept inline, it needs
+/// no list of its own (an allocation, a free once the batch is delivered,
+/// often on the delivery thread, and a cache miss at each end). An empty
+/// `Many` without room is the empty list.
 #[derive(Debug, Clone)]
 pub(crate) enum BatchRecords {
     One(PendingRecord),
     Many(Vec<PendingRecord>),
 }
 
+impl Default for BatchRecords {
+    fn default() -> Self {
+        BatchRecords::Many(Vec::new())
+    }
+}
+
 impl BatchRecords {
+    /// Adds a record: the first goes inline, unless a list with room
+    /// waits for it.
+    fn push(&mut self, record: PendingRecord) {
+        match self {
+            BatchRecords::Many(list) if list.capacity() == 0 => *self = BatchRecords::One(record),
+            BatchRecords::Many(list) => list.push(record),
+            BatchRecords::One(first) => {
+                let mut list = Vec::with_capacity(SMALL_OPEN);
+                list.push(*first);
+                list.push(record);
+                *self = BatchRecords::Many(list);
+            }
+        }
+    }
+
+    /// Takes the records of an open batch to seal it, leaving an empty list
+    /// for the next: with room for as many as these when there were several
+    /// (the next batch likely holds as many, and its list need not grow
+    /// and copy from empty), inline room otherwise.
+    fn take_for_seal(&mut self) -> BatchRecords {
+        let next = match &**self {
+            [] | [_] => BatchRecords::default(),
+            several => BatchRecords::Many(Vec::with_capacity(several.len())),
+        };
+        match std::mem::replace(self, next) {
+            BatchRecords::Many(list) if list.len() == 1 => BatchRecords::One(list[0]),
+            taken => taken,
+        }
+    }
+
     /// The records of `list`, inline if there is one.
     pub(crate) fn from_slice(list: &[PendingRecord]) -> BatchRecords {
         match list {
@@ -251,9 +288,8 @@ fn reserved_by(records: &[PendingRecord]) -> u64 {
     records.iter().map(|r| u64::from(r.reserved)).sum()
 }
 
-/// Room past which an open list that held many records is not kept for
-/// single-record batches (the list a busy partition grew stays with it
-/// otherwise).
+/// Room of the list an open batch's records move to when a second joins
+/// the first.
 const SMALL_OPEN: usize = 4;
 
 /// Headers per record viewed from the stack when appending (more take an
@@ -264,7 +300,8 @@ const FEW_HEADERS: usize = 8;
 #[derive(Debug, Default)]
 pub(crate) struct PartitionQueue {
     builder: Option<BatchBuilder>,
-    open: Vec<PendingRecord>,
+    /// The open batch's records (the first inline).
+    open: BatchRecords,
     open_created: Option<Instant>,
     /// Sealed batches, oldest first.
     pub(crate) queue: VecDeque<Batch>,
@@ -422,24 +459,7 @@ impl PartitionQueue {
             return Ok(None);
         }
         let created = self.open_created.take();
-        let records = match self.open[..] {
-            // A single record goes inline and the open list stays for the
-            // next batch, unless a busier past left it large.
-            [one] => {
-                if self.open.capacity() > SMALL_OPEN {
-                    self.open = Vec::new();
-                } else {
-                    self.open.clear();
-                }
-                BatchRecords::One(one)
-            }
-            // The next batch likely holds as many records: its list starts
-            // at that size rather than growing (and copying) from empty.
-            _ => {
-                let next = Vec::with_capacity(self.open.len());
-                BatchRecords::Many(std::mem::replace(&mut self.open, next))
-            }
-        };
+        let records = self.open.take_for_seal();
         let order = self.next_order;
         match builder.seal_with(crc) {
             Ok(sealed) => Ok(Some(Batch {
@@ -630,7 +650,7 @@ impl PartitionQueue {
                 let base = b.base_timestamp();
                 b.reset(base);
             }
-            let records = std::mem::take(&mut self.open);
+            let records = std::mem::take(&mut self.open).into_vec();
             self.unsent_less(reserved_by(&records));
             return Some((records, false, None));
         }
@@ -647,7 +667,7 @@ impl PartitionQueue {
             .map(|b| (b.records.into_vec(), b.maybe_persisted))
             .collect();
         if !self.open.is_empty() {
-            out.push((std::mem::take(&mut self.open), false));
+            out.push((std::mem::take(&mut self.open).into_vec(), false));
             self.open_created = None;
             if let Some(b) = self.builder.as_mut() {
                 let base = b.base_timestamp();
@@ -819,10 +839,10 @@ mod tests {
         assert!(pq.in_flight_orders.is_empty());
     }
 
-    /// A batch of one record keeps it inline and leaves the open list's
-    /// room for the next batch; a batch of many takes the list, and the
-    /// next starts with room for as many; a single record after them does
-    /// not keep that larger room.
+    /// A batch of one record keeps it inline, open and sealed, with no
+    /// list of its own; a batch of many takes its list, and the next
+    /// starts with room for as many; a single record after them goes back
+    /// to inline and the larger room is not kept.
     #[test]
     fn single_records_are_kept_inline_and_busy_lists_not_kept() {
         use super::BatchRecords;
@@ -831,10 +851,11 @@ mod tests {
         let config = BatchConfig::default();
         let mut pq = PartitionQueue::default();
         append(&mut pq, config, now, 1);
+        assert!(matches!(pq.open, BatchRecords::One(r) if r.token == 1));
         let one = pq.take_next(now, Crc::Now).unwrap().unwrap();
         assert!(matches!(one.records, BatchRecords::One(r) if r.token == 1));
         assert_eq!(one.reserved(), 150);
-        assert!(pq.open.is_empty() && pq.open.capacity() >= 1);
+        assert!(matches!(&pq.open, BatchRecords::Many(l) if l.capacity() == 0));
         for token in 2..12 {
             append(&mut pq, config, now, token);
         }
@@ -843,13 +864,23 @@ mod tests {
         assert_eq!(tokens, (2..12).collect::<Vec<_>>());
         assert!(matches!(many.records, BatchRecords::Many(_)));
         assert_eq!(many.reserved(), 10 * 150);
-        assert!(pq.open.capacity() >= 10);
+        assert!(matches!(&pq.open, BatchRecords::Many(l) if l.is_empty() && l.capacity() >= 10));
         append(&mut pq, config, now, 12);
         let single = pq.take_next(now, Crc::Now).unwrap().unwrap();
-        assert_eq!(single.records.len(), 1);
-        assert_eq!(pq.open.capacity(), 0, "the busy list went with its batch");
+        assert!(matches!(single.records, BatchRecords::One(r) if r.token == 12));
+        assert!(
+            matches!(&pq.open, BatchRecords::Many(l) if l.capacity() == 0),
+            "the busy list went with its batch"
+        );
         assert_eq!(pq.unsent_bytes(), 0);
-        // Either form reads as the same list, and gives it up as one.
+        // Two records leave inline for a list; either form reads as the
+        // same list, and gives it up as one.
+        append(&mut pq, config, now, 13);
+        append(&mut pq, config, now, 14);
+        assert_eq!(
+            pq.open.iter().map(|r| r.token).collect::<Vec<_>>(),
+            [13, 14]
+        );
         assert_eq!(single.records.into_vec()[0].token, 12);
         assert_eq!(BatchRecords::from_slice(&many.records).into_vec().len(), 10);
     }

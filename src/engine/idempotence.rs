@@ -124,8 +124,11 @@ pub(crate) struct PartitionSequences {
     next: i32,
     /// The last sequence the broker acknowledged under the current identity.
     last_acked: Option<i32>,
-    /// The offset of the last acknowledged record (for UNKNOWN_PRODUCER_ID).
-    last_acked_offset: Option<i64>,
+    /// The offset after the last acknowledged record, 0 before any (for
+    /// UNKNOWN_PRODUCER_ID). Not an `Option`: a partition's state is
+    /// read at every acknowledgement, and over thousands of partitions
+    /// each of its bytes counts (see the engine's `PartitionQueue`).
+    acked_end_offset: i64,
 }
 
 impl PartitionSequences {
@@ -135,7 +138,7 @@ impl PartitionSequences {
         PartitionSequences {
             next,
             last_acked: Some(add_sequence(next, -1)),
-            last_acked_offset: None,
+            acked_end_offset: 0,
         }
     }
 
@@ -155,11 +158,8 @@ impl PartitionSequences {
             self.last_acked = Some(last);
         }
         if base_offset >= 0 {
-            let last_offset = base_offset + i64::from(count.max(1)) - 1;
-            self.last_acked_offset = Some(
-                self.last_acked_offset
-                    .map_or(last_offset, |o| o.max(last_offset)),
-            );
+            let end = base_offset.saturating_add(i64::from(count.max(1)));
+            self.acked_end_offset = self.acked_end_offset.max(end);
         }
     }
 
@@ -177,8 +177,7 @@ impl PartitionSequences {
     /// Whether retention removed this producer's state on the broker: its
     /// log now starts after everything we had acknowledged.
     pub(crate) fn removed_by_retention(&self, log_start_offset: i64) -> bool {
-        self.last_acked_offset
-            .is_some_and(|acked| log_start_offset > acked)
+        self.acked_end_offset > 0 && log_start_offset >= self.acked_end_offset
     }
 
     /// Starts over (after a new identity: sequences begin at 0 again).
@@ -547,7 +546,7 @@ mod tests {
         s.acked(10, 5, 10);
         s.acked(0, 10, 0); // a late duplicate answer
         assert_eq!(s.expected(), 15);
-        assert_eq!(s.last_acked_offset, Some(14));
+        assert_eq!(s.acked_end_offset, 15);
         assert!(s.removed_by_retention(15));
         assert!(!s.removed_by_retention(14));
     }

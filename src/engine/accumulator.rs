@@ -29,6 +29,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::idempotence::PartitionSequences;
+use super::in_flight_orders::InFlightOrders;
 use super::stats::PartitionCounts;
 use crate::record::Record;
 use crate::record_batch::{
@@ -305,11 +306,8 @@ pub(crate) struct PartitionQueue {
     open_created: Option<Instant>,
     /// Sealed batches, oldest first.
     pub(crate) queue: VecDeque<Batch>,
-    /// The `order` of each batch in flight, with a count per order (the
-    /// halves of a split batch share one), oldest first. A handful at most
-    /// (the in-flight limit), in a list that keeps its room: sending and
-    /// settling a batch allocate nothing.
-    in_flight_orders: Vec<(u64, u32)>,
+    /// The `order` of each batch in flight, with a count per order.
+    in_flight_orders: InFlightOrders,
     /// The `order` of the next batch sealed.
     next_order: u64,
     /// Buffer bytes of the records not sent (the open batch and the queue).
@@ -499,27 +497,17 @@ impl PartitionQueue {
 
     /// Batches of this partition in flight.
     fn in_flight(&self) -> usize {
-        self.in_flight_orders.iter().map(|(_, n)| *n as usize).sum()
+        self.in_flight_orders.count()
     }
 
     /// A batch of this partition went out.
     pub(crate) fn sent(&mut self, order: u64) {
-        let orders = &mut self.in_flight_orders;
-        match orders.binary_search_by_key(&order, |(o, _)| *o) {
-            Ok(at) => orders[at].1 += 1,
-            Err(at) => orders.insert(at, (order, 1)),
-        }
+        self.in_flight_orders.sent(order);
     }
 
     /// A batch of this partition is no longer in flight.
     pub(crate) fn settled(&mut self, order: u64) {
-        let orders = &mut self.in_flight_orders;
-        if let Ok(at) = orders.binary_search_by_key(&order, |(o, _)| *o) {
-            orders[at].1 -= 1;
-            if orders[at].1 == 0 {
-                orders.remove(at);
-            }
-        }
+        self.in_flight_orders.settled(order);
     }
 
     /// Whether the partition may have another batch in flight: fewer than
@@ -545,8 +533,8 @@ impl PartitionQueue {
             next => {
                 let next_order = next.map_or(self.next_order, |b| b.order);
                 self.in_flight() < max_in_flight
-                    && self.in_flight_orders.first().is_none_or(|(oldest, _)| {
-                        next_order.saturating_sub(*oldest) < max_in_flight as u64
+                    && self.in_flight_orders.oldest().is_none_or(|oldest| {
+                        next_order.saturating_sub(oldest) < max_in_flight as u64
                     })
             }
         }
@@ -813,30 +801,6 @@ mod tests {
             ),
             Ok(())
         );
-    }
-
-    /// Orders in flight stay sorted with a count each, whatever order
-    /// batches go out and settle in: a retry goes out after newer batches,
-    /// the halves of a split batch share their order, and settling an
-    /// order not in flight changes nothing.
-    #[test]
-    fn in_flight_orders_count_and_keep_the_oldest_first() {
-        let mut pq = PartitionQueue::default();
-        for order in [5, 7, 5, 6, 3] {
-            pq.sent(order);
-        }
-        assert_eq!(pq.in_flight(), 5);
-        assert_eq!(pq.in_flight_orders, vec![(3, 1), (5, 2), (6, 1), (7, 1)]);
-        pq.settled(3);
-        pq.settled(5);
-        assert_eq!(pq.in_flight_orders.first(), Some(&(5, 1)));
-        pq.settled(99);
-        pq.settled(7);
-        pq.settled(5);
-        assert_eq!(pq.in_flight_orders, vec![(6, 1)]);
-        assert_eq!(pq.in_flight(), 1);
-        pq.settled(6);
-        assert!(pq.in_flight_orders.is_empty());
     }
 
     /// A batch of one record keeps it inline, open and sealed, with no

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `producer/` | the engine: inputs, outputs, waiting records, drain, in-flight requests, outcomes, identity (one file per job) |
 //! | `accumulator` | per-partition batch queues, readiness, expiry |
+//! | `in_flight_orders` | which of a partition's batches are in flight |
 //! | `idempotence` | producer id and epoch, sequence numbers, what sequence errors mean |
 //! | `metadata_cache` | leaders and leader epochs (never backwards), refresh schedule |
 //! | `retry` | the retry decision table and backoff with jitter |
@@ -26,6 +27,7 @@ pub(crate) mod accumulator;
 #[cfg(test)]
 mod fixtures;
 pub(crate) mod idempotence;
+pub(crate) mod in_flight_orders;
 pub(crate) mod metadata_cache;
 pub mod partitioner;
 pub(crate) mod producer;

@@ -129,8 +129,10 @@ pub struct BatchBuilder {
     compression: Option<Box<(Compressor, Vec<u8>)>>,
     /// Uncompressed size of the last batch sealed (0 before the first):
     /// the next batch's buffer starts at twice this, so a partition that
-    /// sends small batches holds small buffers.
-    last_size: usize,
+    /// sends small batches holds small buffers. A `u32` (saturating), beside
+    /// the `i32` record count, as a builder's bytes count over thousands of
+    /// partitions.
+    last_size: u32,
 }
 
 /// Room a builder asks for its first batch (or after small ones); the
@@ -205,10 +207,11 @@ impl BatchBuilder {
     /// batch size each; a busy partition's batches fill the batch size and
     /// get full-size buffers from the second batch on.
     pub fn reset_from(&mut self, base_timestamp: i64, pool: Option<&mut BufferPool>) {
-        let wanted = self
-            .config
-            .soft_limit()
-            .min(self.last_size.saturating_mul(2).max(START_CAPACITY));
+        let wanted = self.config.soft_limit().min(
+            (self.last_size as usize)
+                .saturating_mul(2)
+                .max(START_CAPACITY),
+        );
         if self.buf.capacity() < wanted {
             match pool.and_then(|pool| pool.take(wanted)) {
                 Some(buf) => self.buf = buf,
@@ -410,7 +413,7 @@ impl BatchBuilder {
             return Err(RecordsError::EmptyBatch);
         }
         let uncompressed_size = self.buf.len();
-        self.last_size = uncompressed_size;
+        self.last_size = u32::try_from(uncompressed_size).unwrap_or(u32::MAX);
         let mut codec = self.config.compression;
         let mut bytes = None;
         if codec != Compression::None {

@@ -434,9 +434,9 @@ impl Engine {
     }
 
     /// A partition's queue, for what takes nothing and adds nothing to its
-    /// records (a batch settled, its sequences acknowledged): a partition
-    /// holding records is active already, and an empty one need not be
-    /// (marking it would cost an insert and a removal per delivered batch).
+    /// records (its queued batches marked, its failed records counted): a
+    /// partition holding records is active already, and an empty one need
+    /// not be.
     pub(super) fn partition_queue(
         &mut self,
         topic: &str,

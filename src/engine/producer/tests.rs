@@ -528,6 +528,82 @@ fn unsent_batches_expire_not_persisted_and_in_flight_ones_possibly() {
     assert_eq!(e.stats(true).queued_bytes, 0);
 }
 
+/// Each partition's counters follow its own batches through a retry, a
+/// delivery and an expiry, and add up to the totals.
+#[test]
+fn a_partitions_counters_follow_its_batches() {
+    let t0 = Instant::now_for_tests();
+    let mut e = engine(config(), t0, &cluster(&[(0, Some(1), 0), (1, None, 0)]));
+    // The setup's probe record failed before it reached a partition: the
+    // totals count it, no partition does.
+    let before = e.stats(false);
+    for token in 10..13 {
+        e.append(
+            t0,
+            0,
+            Record::new("t").partition(0).value("sent"),
+            token,
+            Some(t0),
+        );
+    }
+    e.append(
+        t0,
+        0,
+        Record::new("t").partition(1).value("stuck"),
+        13,
+        Some(t0),
+    );
+    e.flush(t0, 13);
+    let first = produce_transmits(&mut e);
+    assert_eq!(first.len(), 1);
+    // NOT_ENOUGH_REPLICAS: retried after a backoff, no metadata needed.
+    let t1 = t0 + Duration::from_millis(1);
+    e.handle_produce_response(t1, first[0].0, Ok(answer(&[(0, 19, -1)])));
+    let stats = e.stats(true);
+    let p0 = stats.partition("t", 0).unwrap();
+    assert_eq!((p0.retries, p0.records_sent, p0.batches_sent), (1, 0, 0));
+    let t2 = t1 + Duration::from_millis(500);
+    e.handle_timeout(t2);
+    let retry = produce_transmits(&mut e);
+    assert_eq!(retry.len(), 1, "resent after the backoff");
+    e.handle_produce_response(t2, retry[0].0, Ok(answer(&[(0, 0, 40)])));
+    // Partition 1 has no leader: its record expires.
+    e.handle_timeout(t0 + Duration::from_secs(3));
+    let outcomes = events(&mut e);
+    assert!(
+        outcomes
+            .iter()
+            .any(|ev| matches!(ev, Event::Delivered(b) if b.records.len() == 3))
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|ev| matches!(ev, Event::Failed { token: 13, .. }))
+    );
+    let stats = e.stats(true);
+    let p0 = stats.partition("t", 0).unwrap();
+    assert_eq!(
+        (p0.records_sent, p0.batches_sent, p0.retries, p0.errors),
+        (3, 1, 1, 0)
+    );
+    assert_eq!(p0.bytes_sent, retry[0].2[0].1 as u64, "the batch as sent");
+    let p1 = stats.partition("t", 1).unwrap();
+    assert_eq!(
+        (p1.records_sent, p1.batches_sent, p1.retries, p1.errors),
+        (0, 0, 0, 1)
+    );
+    assert_eq!((p0.queued_bytes, p1.queued_bytes), (0, 0), "nothing held");
+    assert_eq!(
+        (
+            stats.records_sent - before.records_sent,
+            stats.retries - before.retries,
+            stats.errors - before.errors,
+            stats.bytes_sent - before.bytes_sent,
+        ),
+        (3, 1, 1, p0.bytes_sent)
+    );
+}
+
 #[test]
 fn the_drain_rotates_its_starting_partition() {
     let t0 = Instant::now_for_tests();

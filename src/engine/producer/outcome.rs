@@ -3,6 +3,7 @@
 //! needs a new epoch; and the buffer accounting released when a batch is
 //! done.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ProduceResponse;
@@ -10,8 +11,8 @@ use kafka_protocol::messages::ProduceResponse;
 use super::answers::Answers;
 use super::identity::identity_of;
 use super::interface::{Acks, DeliveredBatch, Event, SendFailure};
-use super::{Engine, InFlight, InFlightBatch, leader_latency};
-use crate::engine::accumulator::{Batch, PendingRecord, Stamp};
+use super::{Engine, InFlight, InFlightBatch, TopicQueues, leader_latency};
+use crate::engine::accumulator::{Batch, PartitionQueue, PendingRecord, Stamp};
 use crate::engine::idempotence::{BumpReason, Idempotence, ProducerIdentity, SequenceVerdict};
 use crate::engine::retry::{Outcome, RetryAction, classify};
 use crate::error::{Error, ErrorKind};
@@ -214,12 +215,7 @@ impl Engine {
             self.backlog.delivered(now);
         }
         let stamp = self.current_stamp(&b);
-        let bytes = b.batch.reserved();
-        self.buffer_used = self.buffer_used.saturating_sub(bytes);
-        if let Some(tq) = self.topics.get_mut(&*b.topic)
-            && let Ok(index) = usize::try_from(b.partition)
-            && let Some(pq) = tq.settle(index, b.batch.order, bytes)
-        {
+        if let Some(pq) = settle_batch(&mut self.topics, &mut self.buffer_used, &b) {
             if let Some(stamp) = stamp {
                 let count = b.batch.sealed.record_count();
                 pq.sequences.acked(stamp.base_sequence, count, base_offset);
@@ -503,13 +499,7 @@ impl Engine {
     /// A batch of the partition is no longer in flight (and will not be
     /// again): one fewer in flight, and its buffer bytes released.
     pub(super) fn unmute(&mut self, b: &InFlightBatch) {
-        let bytes = b.batch.reserved();
-        self.buffer_used = self.buffer_used.saturating_sub(bytes);
-        if let Some(tq) = self.topics.get_mut(&*b.topic)
-            && let Ok(index) = usize::try_from(b.partition)
-        {
-            tq.settle(index, b.batch.order, bytes);
-        }
+        settle_batch(&mut self.topics, &mut self.buffer_used, b);
     }
 
     /// `bytes` of buffer held by records of `topic`-`partition` are free.
@@ -555,6 +545,24 @@ impl Engine {
     pub(super) fn settle_delivered(&mut self, n: u64) {
         self.held_records = self.held_records.saturating_sub(n);
     }
+}
+
+/// What [`Engine::unmute`] does, over the engine's fields rather than the
+/// whole engine: the batch's buffer bytes leave `buffer_used` and its
+/// partition, which has one fewer in flight (see [`TopicQueues::settle`]).
+/// Returns the partition's queue, so that a delivery can count into its
+/// counters with the stats book in the same look.
+fn settle_batch<'t>(
+    topics: &'t mut BTreeMap<Topic, TopicQueues>,
+    buffer_used: &mut usize,
+    b: &InFlightBatch,
+) -> Option<&'t mut PartitionQueue> {
+    let bytes = b.batch.reserved();
+    *buffer_used = buffer_used.saturating_sub(bytes);
+    let index = usize::try_from(b.partition).ok()?;
+    topics
+        .get_mut(&*b.topic)?
+        .settle(index, b.batch.order, bytes)
 }
 
 pub(super) fn records_error(e: RecordsError) -> Error {

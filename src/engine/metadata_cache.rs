@@ -18,6 +18,7 @@ use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use super::topic_table::{TopicSlot, TopicTable};
 use crate::metadata::ClusterMetadata;
 use crate::protocol::KafkaCode;
 use crate::record::Topic;
@@ -76,8 +77,10 @@ enum FetchState {
 pub(crate) struct MetadataCache {
     brokers: BTreeMap<i32, String>,
     /// By name; the engine's queues are keyed by these very names (see
-    /// [`key`](Self::key)), so its lookups compare pointers, not bytes.
-    topics: BTreeMap<Topic, TopicInfo>,
+    /// [`key`](Self::key)), so its lookups compare pointers, not bytes,
+    /// and a record's topic is found by its slot (see
+    /// [`topic_at`](Self::topic_at)).
+    topics: TopicTable<TopicInfo>,
     /// Every topic this producer has been asked to send to.
     interest: BTreeSet<String>,
     /// The topics the request in flight (or the last one) asked for.
@@ -94,7 +97,7 @@ impl MetadataCache {
     pub(crate) fn new(max_age: Duration, backoff: Duration) -> MetadataCache {
         MetadataCache {
             brokers: BTreeMap::new(),
-            topics: BTreeMap::new(),
+            topics: TopicTable::default(),
             interest: BTreeSet::new(),
             asked: BTreeSet::new(),
             state: FetchState::Wanted,
@@ -116,9 +119,18 @@ impl MetadataCache {
         self.topics.get(name).filter(|t| !t.partitions.is_empty())
     }
 
-    /// The cache's own shared name for a topic it holds.
-    pub(crate) fn key(&self, name: &str) -> Option<&Topic> {
-        self.topics.get_key_value(name).map(|(key, _)| key)
+    /// The topic with partitions in `slot` (from [`key`](Self::key)), and
+    /// the cache's own name for it: found without a search by name.
+    pub(crate) fn topic_at(&self, slot: TopicSlot) -> Option<(&Topic, &TopicInfo)> {
+        self.topics
+            .at(slot)
+            .filter(|(_, t)| !t.partitions.is_empty())
+    }
+
+    /// The cache's own shared name for a topic it holds, and its slot (which
+    /// stays good: the cache never forgets a topic).
+    pub(crate) fn key(&self, name: &str) -> Option<(&Topic, TopicSlot)> {
+        self.topics.find(name).map(|(key, slot, _)| (key, slot))
     }
 
     /// Topics with partitions.
@@ -212,11 +224,13 @@ impl MetadataCache {
                 .collect();
         }
         for (name, topic) in &metadata.topics {
-            if !self.topics.contains_key(name.as_str()) {
-                self.topics
-                    .insert(Topic::from(name.as_str()), TopicInfo::default());
-            }
-            let Some(entry) = self.topics.get_mut(name.as_str()) else {
+            let slot = match self.topics.find(name.as_str()) {
+                Some((_, slot, _)) => slot,
+                None => self
+                    .topics
+                    .slot_or_insert_with(&Topic::from(name.as_str()), TopicInfo::default),
+            };
+            let Some(entry) = self.topics.at_mut(slot) else {
                 continue;
             };
             entry.error = topic.error;

@@ -15,6 +15,7 @@
 //! | `metadata_cache` | leaders and leader epochs (never backwards), refresh schedule |
 //! | `retry` | the retry decision table and backoff with jitter |
 //! | `stats` | counters: totals, per partition, per broker |
+//! | `topic_table` | a table of topics in name order, also found by a fixed slot |
 //! | `txn` | the transactional state machine: coordinator, partitions added, offsets, commit and abort |
 //! | `partitioner` | where records go |
 
@@ -39,6 +40,7 @@ mod sim_scenarios;
 pub(crate) mod stats;
 #[cfg(test)]
 pub(crate) mod sticky_spread;
+pub(crate) mod topic_table;
 pub(crate) mod txn;
 #[cfg(test)]
 mod txn_scenarios;

@@ -110,7 +110,7 @@ impl Engine {
         let mut send_at: Option<Instant> = None;
         let mut look_at = std::mem::take(&mut self.due_scratch);
         let mut spare = std::mem::take(&mut self.spare_lists);
-        for (topic, tq) in &mut self.topics {
+        for (topic, tq) in self.topics.iter_mut() {
             tq.ready.advance(now, soon);
             if walk {
                 tq.ready.clear_due();
@@ -339,7 +339,7 @@ impl Engine {
             ..*rules
         };
         let mut joined = false;
-        for (topic, tq) in &self.topics {
+        for (topic, tq) in self.topics.iter() {
             let Some(info) = self.metadata.topic(topic) else {
                 continue;
             };
@@ -524,7 +524,7 @@ impl Engine {
         let mut fresh = super::backlog::Backlog::default();
         let mut carried = self.backlog.clone();
         carried.carry_on();
-        for (topic, tq) in &self.topics {
+        for (topic, tq) in self.topics.iter() {
             let Some(info) = self.metadata.topic(topic) else {
                 continue;
             };

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use super::deadline_after;
+use super::hot_topics::TopicSlots;
 use super::identity::identity_of;
 use super::interface::{BufferOwner, Event, Transmit};
 use super::outcome::records_error;
@@ -285,24 +286,24 @@ impl Engine {
         }
     }
 
-    /// Makes sure the engine's name for `topic` is among the hot topics,
-    /// and says whether it has one. The engine's name is the metadata
-    /// cache's own (none while the cache does not hold the topic); the
-    /// queues are keyed by it, so the lookups of a record compare pointers,
-    /// and the batches and delivery reports share it rather than the
-    /// caller's, whose count other threads keep changing. The last topics
-    /// are remembered by the caller's pointer (a record for one of them
-    /// touches no reference count); another one registers interest.
-    fn remember_topic(&mut self, topic: &Topic) -> bool {
-        if self.hot_topics.get(topic).is_some() {
-            return true;
+    /// Where `topic` is in the metadata cache and the queues, when the
+    /// cache holds it (as the hot topics remember it, or found by name and
+    /// then remembered; a topic not found registers interest). The
+    /// engine's name for a topic is the cache's own: the queues are keyed
+    /// by it, and the batches and delivery reports share it rather than
+    /// the caller's, whose count other threads keep changing. A record for
+    /// a topic remembered touches no reference count and searches nothing
+    /// by name.
+    fn remember_topic(&mut self, topic: &Topic) -> Option<TopicSlots> {
+        if let Some(slots) = self.hot_topics.get(topic) {
+            return Some(slots);
         }
         self.metadata.add_interest(topic);
-        let Some(key) = self.metadata.key(topic) else {
-            return false;
-        };
-        self.hot_topics.insert(topic, key);
-        true
+        let (key, metadata) = self.metadata.key(topic)?;
+        let queues = self.topics.find(key).map(|(_, slot, _)| slot);
+        let slots = TopicSlots { metadata, queues };
+        self.hot_topics.insert(topic, slots);
+        Some(slots)
     }
 
     /// Why `topic` can never be produced to, when its name breaks Kafka's
@@ -319,10 +320,7 @@ impl Engine {
     /// be accepted (see [`remember_topic`](Self::remember_topic)).
     pub(super) fn knows_topic(&mut self, topic: &Topic) -> bool {
         self.remember_topic(topic)
-            && self
-                .hot_topics
-                .get(topic)
-                .is_some_and(|key| self.metadata.topic(key).is_some())
+            .is_some_and(|slots| self.metadata.topic_at(slots.metadata).is_some())
     }
 
     /// Takes `record` into its partition's batch (or fails it, for a
@@ -330,9 +328,8 @@ impl Engine {
     /// nothing changed but the topic remembered (as
     /// [`knows_topic`](Self::knows_topic) does), when its topic's
     /// partitions are not known. The caller counts the record as held
-    /// before. The queues are found by the engine's name for the topic,
-    /// borrowed from the hot topics: no reference count changes per
-    /// record, and the topic is looked up once.
+    /// before. The topic's metadata and queues are found by the slots the
+    /// hot topics remember.
     pub(super) fn accept(
         &mut self,
         now: Instant,
@@ -343,23 +340,26 @@ impl Engine {
         let Incoming {
             token, reserved, ..
         } = incoming;
-        if !self.remember_topic(&record.topic) {
-            return false;
-        }
-        let Some(key) = self.hot_topics.get(&record.topic) else {
+        let Some(slots) = self.remember_topic(&record.topic) else {
             return false;
         };
-        let Some(info) = self.metadata.topic(key) else {
+        let Some((key, info)) = self.metadata.topic_at(slots.metadata) else {
             return false;
         };
         let count = info.partitions.len();
         let in_flight_limit = self.partition_in_flight_limit();
-        let tq = match self.topics.get_mut(key) {
+        let tq = match slots.queues.and_then(|slot| self.topics.at_mut(slot)) {
             Some(tq) => tq,
             None => {
-                // The topic's first record: its queues are made, and it is
-                // taken as any other.
-                self.topics.insert(key.clone(), TopicQueues::default());
+                // The topic's first record (or the first with this shared
+                // name since another made the queues): its queues are found
+                // or made, remembered, and it is taken as any other.
+                let queues = self.topics.slot_or_insert_with(key, TopicQueues::default);
+                let slots = TopicSlots {
+                    queues: Some(queues),
+                    ..slots
+                };
+                self.hot_topics.insert(&record.topic, slots);
                 return self.accept(now, record, incoming, report_acceptance);
             }
         };
@@ -485,7 +485,7 @@ impl Engine {
         }
         let mut expired: Vec<(Topic, i32, Vec<PendingRecord>, bool)> = Vec::new();
         let mut holes: Vec<Stamp> = Vec::new();
-        for (topic, tq) in &mut self.topics {
+        for (topic, tq) in self.topics.iter_mut() {
             for p in tq.active.iter() {
                 let Some(pq) = tq.partitions.get_mut(p) else {
                     continue;

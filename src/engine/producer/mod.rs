@@ -94,6 +94,7 @@ use crate::engine::metadata_cache::MetadataCache;
 use crate::engine::partitioner::Partitioner;
 use crate::engine::retry::Jitter;
 use crate::engine::stats::{ProducerStats, StatsBook};
+use crate::engine::topic_table::TopicTable;
 use crate::engine::txn::Transactions;
 use crate::error::Error;
 use crate::record::{Record, Topic};
@@ -256,7 +257,9 @@ pub(crate) struct Engine {
     batch_config: BatchConfig,
     metadata: MetadataCache,
     partitioner: Box<dyn Partitioner>,
-    topics: BTreeMap<Topic, TopicQueues>,
+    /// Each topic's queues; a record finds its topic's by slot (see
+    /// `hot_topics`).
+    topics: TopicTable<TopicQueues>,
     waiting: VecDeque<Waiting>,
     buffer_blocked: bool,
     in_flight: BTreeMap<u64, InFlight>,
@@ -290,9 +293,9 @@ pub(crate) struct Engine {
     txn: Option<Transactions>,
     /// The last token appended (a commit flushes up to it).
     last_token: u64,
-    /// The caller's names of the topics seen lately, with the engine's
-    /// (see `topic_key`): records for them (the same shared names) skip
-    /// the lookups by name.
+    /// The caller's names of the topics seen lately, with where the topics
+    /// are in `metadata` and `topics`: records for them (the same shared
+    /// names) skip the searches by name.
     hot_topics: hot_topics::HotTopics,
     /// Buffers of acknowledged batches, for new batches to be encoded into.
     spare_buffers: BufferPool,
@@ -330,7 +333,7 @@ impl Engine {
             batch_config,
             metadata: MetadataCache::new(config.metadata_max_age, config.retry_backoff),
             partitioner: config.partitioner.build(config.seed),
-            topics: BTreeMap::new(),
+            topics: TopicTable::default(),
             waiting: VecDeque::new(),
             buffer_blocked: false,
             in_flight: BTreeMap::new(),
@@ -629,7 +632,7 @@ impl Engine {
     /// (a partition left out would never send and never time out).
     #[cfg(test)]
     fn check_active_partitions(&self) {
-        for (topic, tq) in &self.topics {
+        for (topic, tq) in self.topics.iter() {
             for (p, pq) in tq.partitions.iter().enumerate() {
                 assert!(
                     pq.is_empty() || tq.active.contains(p),

@@ -3,7 +3,6 @@
 //! needs a new epoch; and the buffer accounting released when a batch is
 //! done.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ProduceResponse;
@@ -15,6 +14,7 @@ use super::{Engine, InFlight, InFlightBatch, TopicQueues, leader_latency};
 use crate::engine::accumulator::{Batch, PartitionQueue, PendingRecord, Stamp};
 use crate::engine::idempotence::{BumpReason, Idempotence, ProducerIdentity, SequenceVerdict};
 use crate::engine::retry::{Outcome, RetryAction, classify};
+use crate::engine::topic_table::TopicTable;
 use crate::error::{Error, ErrorKind};
 use crate::protocol::KafkaCode;
 use crate::record::Topic;
@@ -32,7 +32,7 @@ impl Engine {
             self.fail_record(w.token, w.reserved, reason.clone_shallow());
         }
         let mut unsent: Vec<(Topic, i32, Vec<PendingRecord>, bool)> = Vec::new();
-        for (topic, tq) in &mut self.topics {
+        for (topic, tq) in self.topics.iter_mut() {
             for (p, pq) in tq.partitions.iter_mut().enumerate() {
                 stamped |= pq.queue.iter().any(|b| b.stamp.is_some());
                 for (records, maybe) in pq.take_all() {
@@ -553,7 +553,7 @@ impl Engine {
 /// Returns the partition's queue, so that a delivery can count into its
 /// counters with the stats book in the same look.
 fn settle_batch<'t>(
-    topics: &'t mut BTreeMap<Topic, TopicQueues>,
+    topics: &'t mut TopicTable<TopicQueues>,
     buffer_used: &mut usize,
     b: &InFlightBatch,
 ) -> Option<&'t mut PartitionQueue> {

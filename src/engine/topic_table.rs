@@ -15,7 +15,7 @@ use std::borrow::Borrow;
 use crate::record::Topic;
 
 /// Where an entry of a [`TopicTable`] is, for as long as the table lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct TopicSlot(u32);
 
 #[cfg(test)]
@@ -132,14 +132,16 @@ impl<V> TopicTable<V> {
         }
     }
 
-    /// Names and values, in name order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Topic, &V)> {
-        self.entries.iter().map(|e| (&e.name, &e.value))
+    /// Names, slots and values, in name order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Topic, TopicSlot, &V)> {
+        self.entries.iter().map(|e| (&e.name, e.slot, &e.value))
     }
 
-    /// Names and values to change, in name order.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&Topic, &mut V)> {
-        self.entries.iter_mut().map(|e| (&e.name, &mut e.value))
+    /// Names, slots and values to change, in name order.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&Topic, TopicSlot, &mut V)> {
+        self.entries
+            .iter_mut()
+            .map(|e| (&e.name, e.slot, &mut e.value))
     }
 
     /// Values, in name order.
@@ -175,7 +177,7 @@ mod tests {
         );
         *table.at_mut(mango).unwrap() = 30;
         assert_eq!(table.get("mango"), Some(&30));
-        let names: Vec<&str> = table.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = table.iter().map(|(n, _, _)| n.as_str()).collect();
         assert_eq!(names, ["apple", "mango", "zebra"]);
         // Added again: the same slot, and the value it had.
         assert_eq!(
@@ -212,9 +214,12 @@ mod tests {
                 }
             }
             let listed: Vec<(String, u16)> =
-                table.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+                table.iter().map(|(n, _, v)| (n.to_string(), *v)).collect();
             let expected: Vec<(String, u16)> = model.clone().into_iter().collect();
             prop_assert_eq!(listed, expected);
+            for (name, slot, _) in table.iter() {
+                prop_assert_eq!(slots[name.as_str()], slot);
+            }
             for (name, slot) in &slots {
                 let (found, value) = table.at(*slot).unwrap();
                 prop_assert_eq!(found.as_str(), name.as_str());

@@ -15,8 +15,30 @@ use super::outcome::records_error;
 use super::{Engine, InFlight, InFlightBatch, earliest_after};
 use crate::engine::accumulator::{PartitionQueue, PendingRecord, Stamp};
 use crate::engine::idempotence::ProducerIdentity;
+use crate::engine::topic_table::TopicSlot;
 use crate::record::Topic;
 use crate::record_batch::Crc;
+
+/// A partition found ready to send: the engine's name for its topic, the
+/// topic's slot in the engine's queues (found again without a search by
+/// name) and its number. Ordered by topic and partition, as requests list
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct ReadyPartition {
+    topic: Topic,
+    partition: i32,
+    slot: TopicSlot,
+}
+
+impl ReadyPartition {
+    fn new(topic: &Topic, slot: TopicSlot, partition: i32) -> ReadyPartition {
+        ReadyPartition {
+            topic: topic.clone(),
+            partition,
+            slot,
+        }
+    }
+}
 
 impl Engine {
     pub(super) fn is_in_flight_batch(
@@ -105,12 +127,12 @@ impl Engine {
         } else {
             self.backlog.carry_on();
         }
-        let mut ready: BTreeMap<i32, Vec<(Topic, i32)>> = BTreeMap::new();
+        let mut ready: BTreeMap<i32, Vec<ReadyPartition>> = BTreeMap::new();
         let mut leaderless = false;
         let mut send_at: Option<Instant> = None;
         let mut look_at = std::mem::take(&mut self.due_scratch);
         let mut spare = std::mem::take(&mut self.spare_lists);
-        for (topic, tq) in self.topics.iter_mut() {
+        for (topic, slot, tq) in self.topics.iter_mut() {
             tq.ready.advance(now, soon);
             if walk {
                 tq.ready.clear_due();
@@ -120,7 +142,7 @@ impl Engine {
                 tq.ready.take_due(&mut look_at);
                 send_at = earliest_after(now, send_at, tq.ready.next_time());
             }
-            let Some(info) = self.metadata.topic(topic) else {
+            let Some((_, info)) = self.metadata.topic_at(tq.metadata) else {
                 for p in &look_at {
                     if let Some(pq) = tq.partitions.get(*p as usize) {
                         send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
@@ -160,7 +182,7 @@ impl Engine {
                         Some(leader) => ready
                             .entry(leader)
                             .or_insert_with(|| spare.take())
-                            .push((topic.clone(), partition)),
+                            .push(ReadyPartition::new(topic, slot, partition)),
                         None => {
                             send_at = earliest_after(now, send_at, pq.ready_at(linger, limit));
                             leaderless = true;
@@ -201,9 +223,12 @@ impl Engine {
         // empty leaves the active set now, rather than costing the next
         // pass a look (over thousands of partitions, most batches carry a
         // record or two, and most partitions drained are empty after).
-        for (topic, partition) in drained.drain(..) {
+        for ReadyPartition {
+            slot, partition, ..
+        } in drained.drain(..)
+        {
             let index = partition as usize;
-            if let Some(tq) = self.topics.get_mut(&topic)
+            if let Some(tq) = self.topics.at_mut(slot)
                 && let Some(pq) = tq.partitions.get(index)
             {
                 if !pq.has_open_batch() {
@@ -238,7 +263,7 @@ impl Engine {
         now: Instant,
         node: i32,
         addr: &str,
-        candidates: &[(Topic, i32)],
+        candidates: &[ReadyPartition],
         identity: Option<ProducerIdentity>,
         transactional: bool,
     ) {
@@ -265,10 +290,14 @@ impl Engine {
                 if taken[i] {
                     continue;
                 }
-                let (topic, partition) = &candidates[i];
+                let ReadyPartition {
+                    topic,
+                    slot,
+                    partition,
+                } = &candidates[i];
                 let Some(pq) = self
                     .topics
-                    .get_mut(topic)
+                    .at_mut(*slot)
                     .and_then(|tq| tq.partitions.get_mut(*partition as usize))
                 else {
                     taken[i] = true;
@@ -303,6 +332,7 @@ impl Engine {
                         pq.sent(batch.order);
                         batches.push(InFlightBatch {
                             topic: topic.clone(),
+                            slot: *slot,
                             partition: *partition,
                             batch,
                             resolved: false,
@@ -333,14 +363,14 @@ impl Engine {
     /// open together after a drain and end their lingers together, so a
     /// broker gets about one request per linger instead of one per
     /// partition.
-    fn join_ready_brokers(&self, rules: &Rules, ready: &mut BTreeMap<i32, Vec<(Topic, i32)>>) {
+    fn join_ready_brokers(&self, rules: &Rules, ready: &mut BTreeMap<i32, Vec<ReadyPartition>>) {
         let eager = Rules {
             hurry: true,
             ..*rules
         };
         let mut joined = false;
-        for (topic, tq) in self.topics.iter() {
-            let Some(info) = self.metadata.topic(topic) else {
+        for (topic, slot, tq) in self.topics.iter() {
+            let Some((_, info)) = self.metadata.topic_at(tq.metadata) else {
                 continue;
             };
             for (p, pq) in tq.active() {
@@ -359,7 +389,7 @@ impl Engine {
                     .as_ref()
                     .is_some_and(|txn| !txn.may_send(topic, partition));
                 if let Look::Ready = eager.look(pq, waits_for_txn) {
-                    candidates.push((topic.clone(), partition));
+                    candidates.push(ReadyPartition::new(topic, slot, partition));
                     joined = true;
                 }
             }
@@ -519,13 +549,13 @@ impl Engine {
     /// ready, per leader, in the order the pass finds them; and the
     /// count of unsent records the pass carries on is the one a walk would
     /// make.
-    fn check_index(&self, rules: &Rules) -> BTreeMap<i32, Vec<(Topic, i32)>> {
-        let mut ready: BTreeMap<i32, Vec<(Topic, i32)>> = BTreeMap::new();
+    fn check_index(&self, rules: &Rules) -> BTreeMap<i32, Vec<ReadyPartition>> {
+        let mut ready: BTreeMap<i32, Vec<ReadyPartition>> = BTreeMap::new();
         let mut fresh = super::backlog::Backlog::default();
         let mut carried = self.backlog.clone();
         carried.carry_on();
-        for (topic, tq) in self.topics.iter() {
-            let Some(info) = self.metadata.topic(topic) else {
+        for (topic, slot, tq) in self.topics.iter() {
+            let Some((_, info)) = self.metadata.topic_at(tq.metadata) else {
                 continue;
             };
             for (p, pq) in tq.active() {
@@ -541,7 +571,7 @@ impl Engine {
                     ready
                         .entry(leader)
                         .or_default()
-                        .push((topic.clone(), partition));
+                        .push(ReadyPartition::new(topic, slot, partition));
                 }
             }
         }

@@ -294,10 +294,18 @@ impl Engine {
     /// the caller's, whose count other threads keep changing. A record for
     /// a topic remembered touches no reference count and searches nothing
     /// by name.
+    #[inline]
     fn remember_topic(&mut self, topic: &Topic) -> Option<TopicSlots> {
-        if let Some(slots) = self.hot_topics.get(topic) {
-            return Some(slots);
+        match self.hot_topics.get(topic) {
+            Some(slots) => Some(slots),
+            None => self.find_topic(topic),
         }
+    }
+
+    /// [`remember_topic`](Self::remember_topic) for a topic not
+    /// remembered: found by name.
+    #[cold]
+    fn find_topic(&mut self, topic: &Topic) -> Option<TopicSlots> {
         self.metadata.add_interest(topic);
         let (key, metadata) = self.metadata.key(topic)?;
         let queues = self.topics.find(key).map(|(_, slot, _)| slot);
@@ -354,7 +362,9 @@ impl Engine {
                 // The topic's first record (or the first with this shared
                 // name since another made the queues): its queues are found
                 // or made, remembered, and it is taken as any other.
-                let queues = self.topics.slot_or_insert_with(key, TopicQueues::default);
+                let queues = self
+                    .topics
+                    .slot_or_insert_with(key, || TopicQueues::new(slots.metadata));
                 let slots = TopicSlots {
                     queues: Some(queues),
                     ..slots
@@ -485,7 +495,7 @@ impl Engine {
         }
         let mut expired: Vec<(Topic, i32, Vec<PendingRecord>, bool)> = Vec::new();
         let mut holes: Vec<Stamp> = Vec::new();
-        for (topic, tq) in self.topics.iter_mut() {
+        for (topic, _, tq) in self.topics.iter_mut() {
             for p in tq.active.iter() {
                 let Some(pq) = tq.partitions.get_mut(p) else {
                     continue;

@@ -94,7 +94,7 @@ use crate::engine::metadata_cache::MetadataCache;
 use crate::engine::partitioner::Partitioner;
 use crate::engine::retry::Jitter;
 use crate::engine::stats::{ProducerStats, StatsBook};
-use crate::engine::topic_table::TopicTable;
+use crate::engine::topic_table::{TopicSlot, TopicTable};
 use crate::engine::txn::Transactions;
 use crate::error::Error;
 use crate::record::{Record, Topic};
@@ -133,8 +133,10 @@ struct Waiting {
     report_acceptance: bool,
 }
 
-#[derive(Default)]
 struct TopicQueues {
+    /// The topic's slot in the metadata cache: its leaders are found
+    /// without a search by name.
+    metadata: TopicSlot,
     partitions: Vec<PartitionQueue>,
     /// Per partition, the buffer bytes its records hold (queued or in
     /// flight): what the partitioner reads as queued bytes.
@@ -161,6 +163,21 @@ struct TopicQueues {
 }
 
 impl TopicQueues {
+    /// A topic's queues, before its first record; `metadata` is its slot
+    /// in the metadata cache.
+    fn new(metadata: TopicSlot) -> TopicQueues {
+        TopicQueues {
+            metadata,
+            partitions: Vec::new(),
+            held: Vec::new(),
+            leader_latency_us: Vec::new(),
+            latency_refreshed: None,
+            keyless_bytes: Vec::new(),
+            active: Default::default(),
+            ready: Default::default(),
+        }
+    }
+
     /// The partitions that may hold records, in partition order.
     fn active(&self) -> impl Iterator<Item = (usize, &PartitionQueue)> {
         self.active
@@ -238,6 +255,8 @@ pub(crate) fn sticky_switch_due(produced: u64, batch_size: u64, at_batch_boundar
 
 struct InFlightBatch {
     topic: Topic,
+    /// The topic's slot in the engine's queues.
+    slot: TopicSlot,
     partition: i32,
     batch: crate::engine::accumulator::Batch,
     /// Failed already (delivery timeout); a late response is ignored.
@@ -267,7 +286,7 @@ pub(crate) struct Engine {
     /// Each broker's Produce latency, for the partitioner.
     leader_latency: leader_latency::LeaderLatency,
     /// Per broker, the partition the last request started with.
-    drain_cursor: BTreeMap<i32, (Topic, i32)>,
+    drain_cursor: BTreeMap<i32, drain::ReadyPartition>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     buffer_used: usize,
@@ -310,7 +329,7 @@ pub(crate) struct Engine {
     /// The due partitions of the topic a pass looks at (kept for its room).
     due_scratch: Vec<u32>,
     /// Emptied lists of ready partitions from earlier drain passes.
-    spare_lists: SpareLists<(Topic, i32)>,
+    spare_lists: SpareLists<drain::ReadyPartition>,
     /// Emptied lists of the batches of requests answered.
     spare_batch_lists: SpareLists<InFlightBatch>,
     /// The next deadlines that live in the partitions (see [`Deadlines`]).
@@ -583,7 +602,7 @@ impl Engine {
     /// without `with_detail` they are left as they were.
     pub(crate) fn stats_into(&self, out: &mut ProducerStats, with_detail: bool) {
         let partitions = with_detail.then(|| {
-            self.topics.iter().map(|(topic, tq)| {
+            self.topics.iter().map(|(topic, _, tq)| {
                 let counted = tq.partitions.iter().zip(&tq.held);
                 (
                     topic.as_str(),
@@ -632,7 +651,7 @@ impl Engine {
     /// (a partition left out would never send and never time out).
     #[cfg(test)]
     fn check_active_partitions(&self) {
-        for (topic, tq) in self.topics.iter() {
+        for (topic, _, tq) in self.topics.iter() {
             for (p, pq) in tq.partitions.iter().enumerate() {
                 assert!(
                     pq.is_empty() || tq.active.contains(p),

@@ -32,7 +32,7 @@ impl Engine {
             self.fail_record(w.token, w.reserved, reason.clone_shallow());
         }
         let mut unsent: Vec<(Topic, i32, Vec<PendingRecord>, bool)> = Vec::new();
-        for (topic, tq) in self.topics.iter_mut() {
+        for (topic, _, tq) in self.topics.iter_mut() {
             for (p, pq) in tq.partitions.iter_mut().enumerate() {
                 stamped |= pq.queue.iter().any(|b| b.stamp.is_some());
                 for (records, maybe) in pq.take_all() {
@@ -138,7 +138,7 @@ impl Engine {
             now.saturating_duration_since(request.sent_at),
         );
         for b in &request.batches {
-            let Some(tq) = self.topics.get_mut(&b.topic) else {
+            let Some(tq) = self.topics.at_mut(b.slot) else {
                 continue;
             };
             if let Some(figure) = usize::try_from(b.partition)
@@ -150,7 +150,7 @@ impl Engine {
             let due = tq
                 .latency_refreshed
                 .is_none_or(|at| now.saturating_duration_since(at) >= leader_latency::REFRESH);
-            if let Some(info) = self.metadata.topic(&b.topic).filter(|_| due) {
+            if let Some((_, info)) = self.metadata.topic_at(tq.metadata).filter(|_| due) {
                 self.leader_latency.refresh(info, &mut tq.leader_latency_us);
                 tq.latency_refreshed = Some(now);
             }
@@ -560,9 +560,7 @@ fn settle_batch<'t>(
     let bytes = b.batch.reserved();
     *buffer_used = buffer_used.saturating_sub(bytes);
     let index = usize::try_from(b.partition).ok()?;
-    topics
-        .get_mut(&*b.topic)?
-        .settle(index, b.batch.order, bytes)
+    topics.at_mut(b.slot)?.settle(index, b.batch.order, bytes)
 }
 
 pub(super) fn records_error(e: RecordsError) -> Error {

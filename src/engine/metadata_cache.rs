@@ -219,6 +219,8 @@ impl MetadataCache {
                 .collect();
         }
         for (name, topic) in &metadata.topics {
+            // Found first: a topic held keeps its name, and no new one is
+            // made for it.
             let slot = match self.topics.find(name.as_str()) {
                 Some((_, slot, _)) => slot,
                 None => self

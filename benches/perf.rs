@@ -82,6 +82,9 @@ enum TopicNaming {
     Static,
     /// `Topic::from(String)`: clones count references.
     Shared,
+    /// A new name for each record, as `Record::new("events")` makes one
+    /// from a string.
+    PerRecord,
 }
 
 /// How smartkafka's tagged records are sent (see `--send`).
@@ -271,7 +274,8 @@ struct Args {
     /// How smartkafka's records name their topic: `static` with
     /// `Topic::from_static` (the names are known once the run starts, as an
     /// application's topics usually are when it is built; rdkafka's records
-    /// borrow the name), `shared` with one reference-counted name per topic.
+    /// borrow the name), `shared` with one reference-counted name per topic,
+    /// `per-record` with a new name for each record (`Record::new("events")`).
     #[arg(long, value_enum, default_value = "static")]
     topic_name: TopicNaming,
     /// Acknowledgements: 0, 1 or all.
@@ -407,18 +411,40 @@ fn topic_names(args: &Args) -> Vec<String> {
     broker::topic_names(&args.topic, usize::from(args.topics))
 }
 
-/// The names smartkafka's records carry, one per topic for every record, as
-/// an application that produces to known topics would hold them (see
-/// `--topic-name`). A static name is leaked once for the run.
-fn record_topics(args: &Args) -> Vec<smartkafka::Topic> {
-    use smartkafka::Topic;
-    topic_names(args)
-        .into_iter()
-        .map(|name| match args.topic_name {
-            TopicNaming::Static => Topic::from_static(Box::leak(name.into_boxed_str())),
-            TopicNaming::Shared => Topic::from(name),
-        })
-        .collect()
+/// The names smartkafka's records carry: one per topic for every record, as
+/// an application that produces to known topics would hold them, or a new
+/// one per record (see `--topic-name`). A static name is leaked once for
+/// the run.
+struct RecordTopics {
+    names: Vec<smartkafka::Topic>,
+    per_record: bool,
+}
+
+impl RecordTopics {
+    fn new(args: &Args) -> RecordTopics {
+        use smartkafka::Topic;
+        let names = topic_names(args)
+            .into_iter()
+            .map(|name| match args.topic_name {
+                TopicNaming::Static => Topic::from_static(Box::leak(name.into_boxed_str())),
+                TopicNaming::Shared | TopicNaming::PerRecord => Topic::from(name),
+            })
+            .collect();
+        RecordTopics {
+            names,
+            per_record: args.topic_name == TopicNaming::PerRecord,
+        }
+    }
+
+    /// The topic of record `i`: the topics in turn.
+    fn get(&self, i: u64) -> smartkafka::Topic {
+        let name = &self.names[(i % self.names.len() as u64) as usize];
+        if self.per_record {
+            smartkafka::Topic::from(name.as_str())
+        } else {
+            name.clone()
+        }
+    }
 }
 
 // ---------------------------------------------------------------- payloads
@@ -1209,7 +1235,7 @@ fn run_smartkafka(
             let chunk = std::mem::replace(&mut chunks[lane], Vec::with_capacity(CHUNK));
             let _ = lanes[lane].send(chunk);
         };
-        let topics = record_topics(args);
+        let topics = RecordTopics::new(args);
         let mut i = 0u64;
         while !stop.done(i) {
             if let Some(pause) = stop.pause(i) {
@@ -1223,8 +1249,7 @@ fn run_smartkafka(
                 // thread's sleep is finer than tokio's 1 ms timer.
                 std::thread::sleep(pause);
             }
-            let topic = &topics[(i % topics.len() as u64) as usize];
-            let mut record = Record::new(topic.clone()).value(payloads.owned_value(i));
+            let mut record = Record::new(topics.get(i)).value(payloads.owned_value(i));
             if let Some(key) = payloads.key(i) {
                 record = record.key(key.clone());
             }
@@ -1239,8 +1264,7 @@ fn run_smartkafka(
                             hand_over(&mut chunks, lane);
                         }
                     }
-                    let topic = &topics[(i % topics.len() as u64) as usize];
-                    let mut record = Record::new(topic.clone()).value(payloads.owned_value(i));
+                    let mut record = Record::new(topics.get(i)).value(payloads.owned_value(i));
                     if let Some(key) = payloads.key(i) {
                         record = record.key(key.clone());
                     }
@@ -1324,10 +1348,9 @@ async fn produce_tagged(
     let (cpu0, _) = rusage();
     let start = Instant::now();
     let stop = Stop::new(args, start);
-    let topics = record_topics(args);
+    let topics = RecordTopics::new(args);
     let record = |i: u64| {
-        let topic = &topics[(i % topics.len() as u64) as usize];
-        let record = Record::new(topic.clone()).value(payloads.owned_value(i));
+        let record = Record::new(topics.get(i)).value(payloads.owned_value(i));
         payloads.with_headers(match payloads.key(i) {
             Some(key) => record.key(key.clone()),
             None => record,

@@ -151,6 +151,16 @@ impl Topic {
         }
     }
 
+    /// Whether this is the only handle to a shared name, as a name made
+    /// for one record is (nothing else can clone it while this one is
+    /// held). A static name never is.
+    pub(crate) fn is_unique(&self) -> bool {
+        match &self.0 {
+            Name::Static(_) => false,
+            Name::Shared(name) => ArcStr::strong_count(name) == Some(1),
+        }
+    }
+
     /// The address of the string: the same for every clone, and another
     /// name's while this one is alive. (Two static names may share an
     /// address when one is the other's start; [`same`](Self::same) tells

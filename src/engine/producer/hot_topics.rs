@@ -1,16 +1,23 @@
 //! Where the engine keeps the topics records arrived with lately, found by
-//! the caller's shared name without comparing bytes.
+//! the caller's name without a search.
 //!
 //! A record names its topic with the caller's [`Topic`], usually a clone of
 //! one shared name per topic. The engine keeps its queues and the metadata
 //! cache its leaders in tables by name; finding a topic there by the
 //! caller's name would be a search per record and table, and with many
 //! topics a string comparison at every step of each search. This table
-//! remembers, by the caller's pointer, the topic's slots in both tables
-//! (see [`TopicTable`](crate::engine::topic_table::TopicTable)): a record
-//! for one of them finds them with one hash of an address. An entry holds
-//! a clone of the caller's name, so its address is never reused for
-//! another name while it is remembered.
+//! remembers the topic's slots in both tables (see
+//! [`TopicTable`](crate::engine::topic_table::TopicTable)):
+//!
+//! - by the caller's pointer, for a shared or static name: a record for
+//!   one of them finds them with one hash of an address. An entry holds a
+//!   clone of the caller's name, so its address is never reused for
+//!   another name while it is remembered.
+//! - by the name's characters, for a name made for its record alone (as
+//!   `Record::new("events")` makes one from a string): remembering each of
+//!   those by address would keep thousands of them alive and add an entry
+//!   per record, so they are found by an equal name, one hash of the
+//!   characters (or one comparison with the last name seen).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -27,12 +34,11 @@ pub(super) struct TopicSlots {
     pub(super) queues: Option<TopicSlot>,
 }
 
-/// Names remembered at most; past it the table starts over (it is only a
-/// shortcut: a name not found is looked up by string and remembered).
+/// Names remembered by address at most; past it that table starts over (it
+/// is only a shortcut: a name not found there is found by its characters).
 const MOST: usize = 4096;
 
-/// Recent topics: the caller's name and the topic's slots, by the
-/// caller's pointer.
+/// Recent topics' slots, by the caller's pointer and by name.
 #[derive(Debug, Default)]
 pub(super) struct HotTopics {
     /// The last one remembered: a producer of one topic never hashes. (It
@@ -41,30 +47,74 @@ pub(super) struct HotTopics {
     /// every record.)
     last: Option<(Topic, TopicSlots)>,
     by_addr: HashMap<usize, (Topic, TopicSlots), BuildHasherDefault<AddrHasher>>,
+    /// By the engine's own name (one per topic the metadata cache holds),
+    /// found with any equal name.
+    by_name: HashMap<Topic, TopicSlots>,
 }
 
 impl HotTopics {
-    /// Where `caller`'s topic is, if `caller` (this very shared name) was
-    /// seen lately.
-    pub(super) fn get(&self, caller: &Topic) -> Option<TopicSlots> {
-        if let Some((seen, slots)) = &self.last
+    /// Where `caller`'s topic is, if it was remembered: by this very name
+    /// (shared or static), or by an equal one. A shared or static name
+    /// found by an equal one is remembered by address from then on.
+    #[inline]
+    pub(super) fn get(&mut self, caller: &Topic) -> Option<TopicSlots> {
+        match &self.last {
+            Some((seen, slots)) if seen.same(caller) => Some(*slots),
+            _ => self.get_elsewhere(caller),
+        }
+    }
+
+    /// [`get`](Self::get) for a name other than the last one remembered.
+    #[inline(never)]
+    fn get_elsewhere(&mut self, caller: &Topic) -> Option<TopicSlots> {
+        if let Some((seen, slots)) = self.by_addr.get(&caller.addr())
             && seen.same(caller)
         {
             return Some(*slots);
         }
+        let slots = self.by_name(caller)?;
+        if !caller.is_unique() {
+            self.remember_by_addr(caller, slots);
+        }
+        Some(slots)
+    }
+
+    /// [`get`](Self::get) without remembering anything.
+    pub(super) fn peek(&self, caller: &Topic) -> Option<TopicSlots> {
         match self.by_addr.get(&caller.addr()) {
             Some((seen, slots)) if seen.same(caller) => Some(*slots),
-            _ => None,
+            _ => self.by_name(caller),
         }
     }
 
-    /// Remembers where `caller`'s topic is.
-    pub(super) fn insert(&mut self, caller: &Topic, slots: TopicSlots) {
+    /// Where the topic named as `caller` is, found by its characters: a
+    /// name made for its record alone, or one not seen lately.
+    fn by_name(&self, caller: &Topic) -> Option<TopicSlots> {
+        match &self.last {
+            Some((seen, slots)) if seen.as_str() == caller.as_str() => Some(*slots),
+            _ => self.by_name.get(caller.as_str()).copied(),
+        }
+    }
+
+    /// Remembers `caller` by its address, and as the last one.
+    fn remember_by_addr(&mut self, caller: &Topic, slots: TopicSlots) {
         if self.by_addr.len() >= MOST {
             self.by_addr.clear();
         }
         self.by_addr.insert(caller.addr(), (caller.clone(), slots));
         self.last = Some((caller.clone(), slots));
+    }
+
+    /// Remembers where `caller`'s topic is; `key` is the engine's name for
+    /// it. A name made for its record alone (nobody else holds it) is
+    /// remembered by its characters only.
+    pub(super) fn insert(&mut self, caller: &Topic, key: &Topic, slots: TopicSlots) {
+        self.by_name.insert(key.clone(), slots);
+        if caller.is_unique() {
+            self.last = Some((caller.clone(), slots));
+        } else {
+            self.remember_by_addr(caller, slots);
+        }
     }
 }
 
@@ -111,30 +161,69 @@ mod tests {
         const NAME: &str = "orders-eu";
         const ORDERS: Topic = Topic::from_static(NAME);
         let mut hot = HotTopics::default();
-        hot.insert(&ORDERS, slots(7));
+        hot.insert(&ORDERS, &Topic::from(NAME), slots(7));
         assert_eq!(hot.get(&ORDERS), Some(slots(7)));
+        assert_eq!(hot.by_addr.len(), 1, "a static name is kept by address");
         // The start of the same static string is another name, though it
         // begins at the same address.
         let start = Topic::from_static(&NAME[..6]);
         assert_eq!(start.addr(), ORDERS.addr());
         assert!(hot.get(&start).is_none());
-        // An equal shared name is not this one either.
-        assert!(hot.get(&Topic::from("orders-eu")).is_none());
     }
 
     #[test]
-    fn finds_by_the_shared_name_only() {
+    fn a_shared_name_is_kept_by_address() {
         let mut hot = HotTopics::default();
         let orders = Topic::from("orders");
-        assert!(hot.get(&orders).is_none());
-        hot.insert(&orders, slots(3));
-        assert_eq!(hot.get(&orders), Some(slots(3)));
+        // The caller keeps its name and sends clones of it.
+        let sent = orders.clone();
+        assert!(hot.get(&sent).is_none());
+        hot.insert(&sent, &Topic::from("orders"), slots(3));
+        assert!(hot.by_addr.contains_key(&orders.addr()));
+        assert_eq!(hot.get(&orders.clone()), Some(slots(3)));
+        // Its slots change once the topic's queues are made.
+        let made = TopicSlots {
+            queues: Some(TopicSlot::nth(9)),
+            ..slots(3)
+        };
+        hot.insert(&sent, &Topic::from("orders"), made);
+        assert_eq!(hot.get(&orders), Some(made));
+        assert_eq!(hot.get(&Topic::from("orders")), Some(made), "by name too");
+    }
+
+    #[test]
+    fn a_name_made_for_one_record_is_found_by_an_equal_name_and_not_kept() {
+        let mut hot = HotTopics::default();
+        hot.insert(&Topic::from("orders"), &Topic::from("orders"), slots(3));
         assert!(
-            hot.get(&orders.clone()).is_some(),
-            "a clone shares the name"
+            hot.by_addr.is_empty(),
+            "a name nobody else holds is not kept by address"
         );
-        // An equal name from another allocation is not this one.
-        assert!(hot.get(&Topic::from("orders")).is_none());
+        // Each record's own name: found as the last name seen, and by the
+        // table of names once another topic came between.
+        assert_eq!(hot.get(&Topic::from("orders")), Some(slots(3)));
+        hot.insert(&Topic::from("payments"), &Topic::from("payments"), slots(5));
+        assert_eq!(hot.get(&Topic::from("orders")), Some(slots(3)));
+        assert_eq!(hot.get(&Topic::from("payments")), Some(slots(5)));
+        assert!(hot.get(&Topic::from("refunds")).is_none());
+        assert!(hot.by_addr.is_empty());
+    }
+
+    #[test]
+    fn a_shared_name_found_by_an_equal_one_is_kept_by_address_from_then_on() {
+        let mut hot = HotTopics::default();
+        // The topic's first record named it with a name of its own.
+        hot.insert(&Topic::from("orders"), &Topic::from("orders"), slots(3));
+        let orders = Topic::from_static("orders");
+        assert_eq!(hot.peek(&orders), Some(slots(3)));
+        assert!(hot.by_addr.is_empty(), "a peek remembers nothing");
+        assert_eq!(hot.get(&orders), Some(slots(3)));
+        assert!(hot.by_addr.contains_key(&orders.addr()));
+        assert!(
+            hot.last
+                .as_ref()
+                .is_some_and(|(seen, _)| seen.same(&orders))
+        );
     }
 
     #[test]
@@ -143,16 +232,21 @@ mod tests {
         let names: Vec<Topic> = (0..MOST)
             .map(|i| Topic::from(format!("t{i}").as_str()))
             .collect();
-        for (n, name) in (0..).zip(&names) {
-            hot.insert(name, slots(n));
+        // The callers keep their names.
+        let sent = names.clone();
+        for (n, name) in (0..).zip(&sent) {
+            hot.insert(name, &Topic::from(name.as_str()), slots(n));
         }
+        assert_eq!(hot.by_addr.len(), MOST);
         for (n, name) in (0..).zip(&names) {
             assert_eq!(hot.get(name), Some(slots(n)), "{name}");
         }
-        // One more starts over, bounded.
+        // One more starts over, bounded; the names are still found.
         let extra = Topic::from("extra");
-        hot.insert(&extra, slots(0));
+        let kept = extra.clone();
+        hot.insert(&extra, &kept, slots(0));
         assert!(hot.get(&extra).is_some());
         assert!(hot.by_addr.len() <= MOST);
+        assert_eq!(hot.get(&names[7]), Some(slots(7)));
     }
 }

@@ -310,7 +310,7 @@ impl Engine {
         let (key, metadata) = self.metadata.key(topic)?;
         let queues = self.topics.find(key).map(|(_, slot, _)| slot);
         let slots = TopicSlots { metadata, queues };
-        self.hot_topics.insert(topic, slots);
+        self.hot_topics.insert(topic, key, slots);
         Some(slots)
     }
 
@@ -318,7 +318,7 @@ impl Engine {
     /// rules: such a record fails at once rather than wait for metadata.
     /// Only a name the engine does not hold yet is checked.
     pub(super) fn illegal_topic(&self, topic: &Topic) -> Option<Error> {
-        if self.hot_topics.get(topic).is_some() || self.metadata.key(topic).is_some() {
+        if self.hot_topics.peek(topic).is_some() || self.metadata.key(topic).is_some() {
             return None;
         }
         crate::topic_name::validate(topic).err()
@@ -369,7 +369,7 @@ impl Engine {
                     queues: Some(queues),
                     ..slots
                 };
-                self.hot_topics.insert(&record.topic, slots);
+                self.hot_topics.insert(&record.topic, key, slots);
                 return self.accept(now, record, incoming, report_acceptance);
             }
         };

@@ -20,7 +20,7 @@
 //!   characters (or one comparison with the last name seen).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, DefaultHasher, Hasher};
 
 use crate::engine::topic_table::TopicSlot;
 use crate::record::Topic;
@@ -48,8 +48,9 @@ pub(super) struct HotTopics {
     last: Option<(Topic, TopicSlots)>,
     by_addr: HashMap<usize, (Topic, TopicSlots), BuildHasherDefault<AddrHasher>>,
     /// By the engine's own name (one per topic the metadata cache holds),
-    /// found with any equal name.
-    by_name: HashMap<Topic, TopicSlots>,
+    /// found with any equal name. Hashed with fixed keys, as the engine
+    /// takes no randomness but from its seeded generators.
+    by_name: HashMap<Topic, TopicSlots, BuildHasherDefault<DefaultHasher>>,
 }
 
 impl HotTopics {

@@ -218,16 +218,12 @@ impl MetadataCache {
                 .map(|b| (b.id, b.address()))
                 .collect();
         }
+        self.topics.add_missing(
+            metadata.topics.keys().map(String::as_str),
+            TopicInfo::default,
+        );
         for (name, topic) in &metadata.topics {
-            // Found first: a topic held keeps its name, and no new one is
-            // made for it.
-            let slot = match self.topics.find(name.as_str()) {
-                Some((_, slot, _)) => slot,
-                None => self
-                    .topics
-                    .slot_or_insert_with(&Topic::from(name.as_str()), TopicInfo::default),
-            };
-            let Some(entry) = self.topics.at_mut(slot) else {
+            let Some(entry) = self.topics.get_mut(name.as_str()) else {
                 continue;
             };
             entry.error = topic.error;

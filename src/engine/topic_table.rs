@@ -132,6 +132,47 @@ impl<V> TopicTable<V> {
         }
     }
 
+    /// Adds each of `names` the table does not hold yet, with the value
+    /// `make` gives, in one pass: a sort of what is added, not a shift of
+    /// the entries per name (an answer may name many topics at once). New
+    /// names take the next slots in name order; a name given twice is
+    /// added once.
+    pub(crate) fn add_missing<'n>(
+        &mut self,
+        names: impl IntoIterator<Item = &'n str>,
+        mut make: impl FnMut() -> V,
+    ) {
+        let held = self.entries.len();
+        for name in names {
+            if self.entries[..held]
+                .binary_search_by(|e| e.name.as_str().cmp(name))
+                .is_err()
+            {
+                self.entries.push(Entry {
+                    name: Topic::from(name),
+                    slot: TopicSlot(0),
+                    value: make(),
+                });
+            }
+        }
+        if self.entries.len() == held {
+            return;
+        }
+        let mut added = self.entries.split_off(held);
+        added.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        added.dedup_by(|a, b| a.name.as_str() == b.name.as_str());
+        for (k, entry) in added.iter_mut().enumerate() {
+            entry.slot = TopicSlot((self.index.len() + k) as u32);
+        }
+        self.entries.append(&mut added);
+        self.entries
+            .sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        self.index.resize(self.entries.len(), 0);
+        for (i, entry) in self.entries.iter().enumerate() {
+            self.index[entry.slot.0 as usize] = i as u32;
+        }
+    }
+
     /// Names, slots and values, in name order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Topic, TopicSlot, &V)> {
         self.entries.iter().map(|e| (&e.name, e.slot, &e.value))
@@ -191,6 +232,27 @@ mod tests {
         assert!(table.at(TopicSlot(3)).is_none());
     }
 
+    #[test]
+    fn an_answer_naming_many_topics_is_added_whole() {
+        let mut table = TopicTable::default();
+        let early = table.slot_or_insert_with(&Topic::from("t-25000"), || 0);
+        let names: Vec<String> = (0..50_000).rev().map(|i| format!("t-{i}")).collect();
+        table.add_missing(names.iter().map(String::as_str), || 1);
+        let listed: Vec<&str> = table.iter().map(|(n, _, _)| n.as_str()).collect();
+        let mut sorted: Vec<&str> = names.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        assert_eq!(listed, sorted);
+        // The name held keeps its slot and its value; every slot finds its
+        // own name.
+        assert_eq!(
+            table.find("t-25000").map(|(_, s, v)| (s, *v)),
+            Some((early, 0))
+        );
+        for (name, slot, _) in table.iter() {
+            assert_eq!(table.at(slot).map(|(n, _)| n.as_str()), Some(name.as_str()));
+        }
+    }
+
     proptest! {
         /// Against a map by name: the same entries in the same order, and
         /// every slot handed out still finds its own name.
@@ -201,6 +263,20 @@ mod tests {
             let mut slots = BTreeMap::new();
             for (n, value) in ops {
                 let name = format!("topic-{n}");
+                if value % 5 == 0 {
+                    // Several at once, one of them twice, some held already.
+                    let more = [format!("topic-{}", n / 2), name.clone(), name.clone()];
+                    table.add_missing(more.iter().map(String::as_str), || value);
+                    for added in &more {
+                        model.entry(added.clone()).or_insert(value);
+                        let found = table.find(added.as_str()).map(|(_, slot, _)| slot).unwrap();
+                        if let Some(&before) = slots.get(added) {
+                            prop_assert_eq!(before, found);
+                        }
+                        slots.insert(added.clone(), found);
+                    }
+                    continue;
+                }
                 let slot = table.slot_or_insert_with(&Topic::from(name.as_str()), || value);
                 if let Some(&before) = slots.get(&name) {
                     prop_assert_eq!(before, slot);

@@ -81,7 +81,16 @@ impl HotTopics {
     }
 
     /// [`get`](Self::get) without remembering anything.
+    #[inline]
     pub(super) fn peek(&self, caller: &Topic) -> Option<TopicSlots> {
+        match &self.last {
+            Some((seen, slots)) if seen.same(caller) => Some(*slots),
+            _ => self.peek_elsewhere(caller),
+        }
+    }
+
+    /// [`peek`](Self::peek) for a name other than the last one remembered.
+    fn peek_elsewhere(&self, caller: &Topic) -> Option<TopicSlots> {
         match self.by_addr.get(&caller.addr()) {
             Some((seen, slots)) if seen.same(caller) => Some(*slots),
             _ => self.by_name(caller),

@@ -59,19 +59,14 @@ impl HotTopics {
     /// found by an equal one is remembered by address from then on.
     #[inline]
     pub(super) fn get(&mut self, caller: &Topic) -> Option<TopicSlots> {
-        match &self.last {
-            Some((seen, slots)) if seen.same(caller) => Some(*slots),
-            _ => self.get_elsewhere(caller),
-        }
+        self.as_last(caller).or_else(|| self.get_elsewhere(caller))
     }
 
     /// [`get`](Self::get) for a name other than the last one remembered.
     #[inline(never)]
     fn get_elsewhere(&mut self, caller: &Topic) -> Option<TopicSlots> {
-        if let Some((seen, slots)) = self.by_addr.get(&caller.addr())
-            && seen.same(caller)
-        {
-            return Some(*slots);
+        if let Some(slots) = self.by_address(caller) {
+            return Some(slots);
         }
         let slots = self.by_name(caller)?;
         if !caller.is_unique() {
@@ -83,17 +78,26 @@ impl HotTopics {
     /// [`get`](Self::get) without remembering anything.
     #[inline]
     pub(super) fn peek(&self, caller: &Topic) -> Option<TopicSlots> {
+        self.as_last(caller)
+            .or_else(|| self.by_address(caller))
+            .or_else(|| self.by_name(caller))
+    }
+
+    /// The slots of `caller`, when it is this very name as the last one
+    /// remembered: a producer of one topic looks no further.
+    #[inline]
+    fn as_last(&self, caller: &Topic) -> Option<TopicSlots> {
         match &self.last {
             Some((seen, slots)) if seen.same(caller) => Some(*slots),
-            _ => self.peek_elsewhere(caller),
+            _ => None,
         }
     }
 
-    /// [`peek`](Self::peek) for a name other than the last one remembered.
-    fn peek_elsewhere(&self, caller: &Topic) -> Option<TopicSlots> {
+    /// The slots of `caller`, when this very name is remembered by address.
+    fn by_address(&self, caller: &Topic) -> Option<TopicSlots> {
         match self.by_addr.get(&caller.addr()) {
             Some((seen, slots)) if seen.same(caller) => Some(*slots),
-            _ => self.by_name(caller),
+            _ => None,
         }
     }
 

@@ -64,16 +64,27 @@ struct Recorder(Arc<Observed>);
 impl ClientContext for Recorder {}
 
 impl ConsumerContext for Recorder {
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    /// Records the rebalance and follows the assignment from it alone: an
+    /// eager one revokes everything and assigns the whole new set, a
+    /// cooperative one adds and takes away a few. (Asking the consumer for
+    /// its assignment here, inside its own callback, can wait forever when
+    /// the rebalance is the one of its close.)
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut assigned = self.0.assigned.lock().unwrap();
         let event = match rebalance {
-            Rebalance::Assign(tpl) => format!("assign {:?}", partitions_of(tpl)),
-            Rebalance::Revoke(tpl) => format!("revoke {:?}", partitions_of(tpl)),
+            Rebalance::Assign(tpl) => {
+                let added = partitions_of(tpl);
+                assigned.extend(&added);
+                format!("assign {added:?}")
+            }
+            Rebalance::Revoke(tpl) => {
+                let revoked = partitions_of(tpl);
+                assigned.retain(|p| !revoked.contains(p));
+                format!("revoke {revoked:?}")
+            }
             Rebalance::Error(e) => format!("error {e}"),
         };
         self.0.events.lock().unwrap().push(event);
-        if let Ok(tpl) = consumer.assignment() {
-            *self.0.assigned.lock().unwrap() = partitions_of(&tpl);
-        }
     }
 }
 

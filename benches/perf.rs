@@ -300,8 +300,9 @@ struct Args {
     /// buffer_memory; rdkafka queue.buffering.max.kbytes).
     #[arg(long, default_value_t = 64)]
     buffer_mb: usize,
-    /// rdkafka queue.buffering.max.messages.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Records held before a send that cannot wait is refused (smartkafka
+    /// max_buffered_records; rdkafka queue.buffering.max.messages).
+    #[arg(long, default_value_t = 100_000)]
     queue_messages: usize,
     /// Requests in flight per connection.
     #[arg(long, default_value_t = 5)]
@@ -1125,6 +1126,7 @@ fn run_smartkafka(
             .linger(Duration::from_millis(args.linger_ms))
             .batch_size(args.batch_size)
             .buffer_memory(args.buffer_mb << 20)
+            .max_buffered_records(args.queue_messages)
             .max_in_flight(args.max_in_flight)
             .compression(match args.compression {
                 Codec::None => Compression::None,

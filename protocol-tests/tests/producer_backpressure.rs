@@ -7,8 +7,9 @@
 //! served in arrival order: a later record that would fit does not overtake
 //! an earlier one that does not. And with a broker slower than the sender, a
 //! waiting `send` holds a few requests' worth of records, not the buffer,
-//! and a `try_send` faster than the producer's task is refused once the
-//! task's inbox holds its cap of records, not once the buffer is full.
+//! and a `try_send` faster than the producer's task, or than the broker, is
+//! refused once the producer holds `max_buffered_records`, not once the
+//! buffer is full.
 //!
 //! "Broker down" is two setups: the fake cluster with a fault that closes
 //! every Produce connection without applying the request (metadata still
@@ -524,11 +525,12 @@ async fn a_waiter_that_fits_does_not_overtake_an_earlier_one() {
 
 /// A sender faster than the producer's task (here the task cannot run at
 /// all while the sender loops: the runtime has one thread) has `try_send`
-/// refused once the task's inbox holds its cap of 100,000 records (as
-/// librdkafka's `produce` at its default `queue.buffering.max.messages`),
-/// before a 64 MiB buffer is full, with an error that says why. Once the
-/// task has taken them `try_send` succeeds again, and the log holds every
-/// accepted record once, in the order sent.
+/// refused once the producer holds its default `max_buffered_records` of
+/// 100,000 (as librdkafka's `produce` at its default
+/// `queue.buffering.max.messages`), before a 64 MiB buffer is full, with an
+/// error that says why. Once the task has delivered them `try_send`
+/// succeeds again, and the log holds every accepted record once, in the
+/// order sent.
 #[tokio::test(flavor = "current_thread")]
 async fn try_send_is_refused_while_the_producers_task_is_behind() {
     let _serial = SERIAL.lock().await;
@@ -562,7 +564,9 @@ async fn try_send_is_refused_while_the_producers_task_is_behind() {
     assert!(refusal.is_retriable(), "{refusal}");
     assert!(!refusal.possibly_persisted(), "{refusal}");
     assert!(
-        refusal.to_string().contains("task has not yet taken"),
+        refusal
+            .to_string()
+            .contains("max_buffered_records (100000)"),
         "the refusal does not say why: {refusal}"
     );
     // Every record before the cap was taken, none past it; the buffer
@@ -609,6 +613,124 @@ async fn try_send_is_refused_while_the_producers_task_is_behind() {
     assert!(
         log[1..] == values[..],
         "the log is not the accepted records in order"
+    );
+    producer.close(Duration::from_secs(5)).await.unwrap();
+}
+
+/// Records the producer's task has taken count against
+/// `max_buffered_records` until they are delivered, as librdkafka counts
+/// its messages until their reports: with the broker holding back its
+/// Produce answers, `try_send` is refused once the producer holds the limit,
+/// and stays refused once its task has taken every record (its inbox is
+/// empty, the records are in batches and in flight). When the answers come
+/// it takes records again, and the log holds every accepted record once, in
+/// the order sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_send_counts_records_in_flight_against_max_buffered_records() {
+    let _serial = SERIAL.lock().await;
+    const LIMIT: usize = 2_000;
+    // What the sender may get in past the limit: the producer's task says
+    // what it holds once per pass, and takes up to this many per pass.
+    const ONE_TAKE: usize = 1_024;
+    const HELD_BACK: Duration = Duration::from_secs(3);
+    let cluster = fixtures::cluster(1, "t", 1).await;
+    let producer = builder(&cluster.bootstrap_servers())
+        .buffer_memory(64 * MIB)
+        .max_buffered_records(LIMIT)
+        .build()
+        .await
+        .unwrap();
+    fixtures::warm_up(&producer, None).await;
+    // The task lets go of the warm-up record just after reporting it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cluster.inject(Fault::new(ApiKey::Produce).delay(HELD_BACK));
+    let held_back = Instant::now();
+
+    let mut values = Vec::new();
+    let mut deliveries = Vec::new();
+    let refusal = loop {
+        let i = values.len();
+        assert!(
+            i <= LIMIT + ONE_TAKE,
+            "{i} records accepted with a limit of {LIMIT}"
+        );
+        let value = format!("held-{i:06}").into_bytes();
+        match producer.try_send(Record::new("t").value(value.clone())) {
+            Ok(delivery) => {
+                values.push(value);
+                deliveries.push(delivery);
+            }
+            Err(e) => break e,
+        }
+        if i % 64 == 0 {
+            // Lets the task take what was sent.
+            tokio::task::yield_now().await;
+        }
+    };
+    assert_eq!(refusal.kind(), &ErrorKind::BufferExhausted, "{refusal}");
+    assert!(refusal.is_retriable(), "{refusal}");
+    assert!(
+        refusal
+            .to_string()
+            .contains(&format!("max_buffered_records ({LIMIT})")),
+        "the refusal does not say why: {refusal}"
+    );
+    assert!(
+        values.len() >= LIMIT,
+        "refused after {} records",
+        values.len()
+    );
+
+    // The task takes everything queued; the records stay held while the
+    // broker holds its answer, and so does the refusal.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = producer.try_send(Record::new("t").value("too-early"));
+    assert!(
+        held_back.elapsed() < HELD_BACK,
+        "the machine was too slow to check before the answers came"
+    );
+    assert_eq!(
+        logged_values(&cluster, "t", 0).len(),
+        1,
+        "only the warm-up logged"
+    );
+    let again = again.expect_err("try_send accepted while the producer held its limit");
+    assert_eq!(again.kind(), &ErrorKind::BufferExhausted, "{again}");
+
+    // The answers come: try_send takes records again.
+    let last = loop {
+        let value = b"after".to_vec();
+        match producer.try_send(Record::new("t").value(value.clone())) {
+            Ok(delivery) => {
+                values.push(value);
+                break delivery;
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), &ErrorKind::BufferExhausted, "{e}");
+                assert!(
+                    held_back.elapsed() < HELD_BACK + Duration::from_secs(10),
+                    "still refused: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    deliveries.push(last);
+    let mut offsets = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        offsets.push(delivery.await.expect("an accepted record failed").offset);
+    }
+    assert!(
+        offsets.windows(2).all(|w| w[1] == w[0] + 1),
+        "offsets not consecutive in send order"
+    );
+    let log = logged_values(&cluster, "t", 0);
+    assert_eq!(log[0], b"warm-up");
+    assert!(
+        log[1..] == values[..],
+        "the log is not the accepted records in order ({} logged, {} accepted)",
+        log.len() - 1,
+        values.len()
     );
     producer.close(Duration::from_secs(5)).await.unwrap();
 }

@@ -138,7 +138,12 @@ impl Producer {
             }
             None => None,
         };
-        let driver = driver::spawn(pool, engine, config.on_delivery.clone())?;
+        let driver = driver::spawn(
+            pool,
+            engine,
+            config.on_delivery.clone(),
+            config.max_buffered_records,
+        )?;
         let producer = Producer {
             shared: Arc::new(Shared {
                 driver,
@@ -258,18 +263,17 @@ impl Producer {
         )
     }
 
-    /// The error for a `try_send` refused because the producer's task has
-    /// not yet taken the records sent before it: retriable, as a full
-    /// buffer is (the same kind, so callers that wait on a full buffer wait
-    /// here too).
-    fn task_behind(&self, size: usize) -> Error {
+    /// The error for a `try_send` refused because the producer holds
+    /// `max_buffered_records` records: retriable, as a full buffer is (the
+    /// same kind, so callers that wait on a full buffer wait here too).
+    fn at_record_limit(&self, size: usize) -> Error {
         Error::new(
             ErrorKind::BufferExhausted,
             format!(
-                "no room for {size} bytes right now: the producer's task has not yet taken the \
-                 records sent before (about {} queued; buffer_memory {}, {} in use); send waits \
-                 for it",
-                driver::INBOX_CAP_RECORDS,
+                "no room for {size} bytes right now: the producer holds max_buffered_records \
+                 ({}) records sent and not yet delivered (buffer_memory {}, {} in use); send \
+                 waits for room",
+                self.shared.config.max_buffered_records,
                 self.shared.config.buffer_memory,
                 self.shared.driver.buffer.used()
             ),
@@ -431,15 +435,15 @@ impl Producer {
     /// larger than `max_request_size` or `buffer_memory` fails at once with
     /// [`ErrorKind::RecordTooLarge`].
     ///
-    /// It also fails with [`ErrorKind::BufferExhausted`] while the
-    /// producer's task has not yet taken 100,000 records sent before (a
-    /// sender faster than the task that encodes them, or one that never
-    /// yields to it on a one-thread runtime): as librdkafka's `produce`
-    /// does at its default `queue.buffering.max.messages`, so that a flood
-    /// of sends holds that many records not yet encoded at most, rather
-    /// than a full `buffer_memory` of them (they hold more than their
-    /// encoded bytes, and would only wait longer). Retry later, or
-    /// [`send`](Self::send), which waits for the task (from 16,384).
+    /// It also fails with [`ErrorKind::BufferExhausted`] while the producer
+    /// holds [`max_buffered_records`](ProducerConfig::max_buffered_records)
+    /// records sent and not yet delivered (100,000 by default), whether
+    /// they wait for the producer's task or are in batches or in flight:
+    /// as librdkafka's `produce` does at `queue.buffering.max.messages`,
+    /// so that a flood of sends (a sender faster than the task that encodes
+    /// them, or one that never yields to it on a one-thread runtime) holds
+    /// that many records at most, rather than a full `buffer_memory` of
+    /// them. Retry later, or [`send`](Self::send), which waits.
     ///
     /// A record whose topic's metadata is not known yet (a fresh producer)
     /// is held, within `buffer_memory`, until it arrives, as librdkafka
@@ -473,7 +477,7 @@ impl Producer {
             Err(Refusal::BufferFull) => {
                 return Err(self.buffer_exhausted(size, Waited::Never, false));
             }
-            Err(Refusal::InboxFull) => return Err(self.task_behind(size)),
+            Err(Refusal::RecordLimit) => return Err(self.at_record_limit(size)),
         }
         // No deadline: the engine holds the record for its topic's metadata
         // up to max_block from when it takes it.
@@ -802,6 +806,10 @@ impl ProducerBuilder {
         batch_size: usize;
         /// Buffer memory in bytes (default 32 MiB).
         buffer_memory: usize;
+        /// Records held, sent and not yet delivered, before `try_send` is
+        /// refused (default 100,000; 0 for no limit but `buffer_memory`;
+        /// see [`ProducerConfig::max_buffered_records`]).
+        max_buffered_records: usize;
         /// Longest wait in `send` (default 60 s).
         max_block: Duration;
         /// Maximum request size in bytes (default 1 MiB).

@@ -44,6 +44,9 @@ pub struct ProducerConfig {
     pub batch_size: usize,
     /// Bytes of records the producer may hold before `send` waits.
     pub buffer_memory: usize,
+    /// Records the producer may hold, sent and not yet delivered, before
+    /// `try_send` is refused; 0 for no limit but `buffer_memory`.
+    pub max_buffered_records: usize,
     /// How long `send` may wait for buffer space or topic metadata.
     pub max_block: Duration,
     /// The largest Produce request in bytes, and so the largest record.
@@ -106,6 +109,7 @@ impl ProducerConfig {
             linger: Duration::from_millis(5),
             batch_size: 16 * 1024,
             buffer_memory: 32 * 1024 * 1024,
+            max_buffered_records: 100_000,
             max_block: Duration::from_secs(60),
             max_request_size: 1024 * 1024,
             delivery_timeout: Duration::from_secs(120),
@@ -192,10 +196,36 @@ impl ProducerConfig {
     /// sender faster than the task then waits for it instead of filling
     /// the buffer with records that take more memory, and wait longer,
     /// queued than encoded. `try_send`, which cannot wait, fails on a full
-    /// buffer, and while 100,000 records are handed over and not yet taken
-    /// (librdkafka's default `queue.buffering.max.messages`).
+    /// buffer, and while the producer holds
+    /// [`max_buffered_records`](Self::max_buffered_records).
     pub fn buffer_memory(mut self, bytes: usize) -> Self {
         self.buffer_memory = bytes;
+        self
+    }
+
+    /// Records the producer may hold before `try_send` is refused (default
+    /// 100,000; 0 for no limit but [`buffer_memory`](Self::buffer_memory)):
+    /// every record sent and not yet delivered counts, whether it waits
+    /// for the producer's task, in a batch, or in a request in flight, as
+    /// librdkafka's `queue.buffering.max.messages` counts them (this is its
+    /// default, and the property name is taken by
+    /// [`set`](Self::set)). `try_send` then fails with
+    /// [`ErrorKind::BufferExhausted`](crate::ErrorKind::BufferExhausted),
+    /// which is retriable: a sender that outruns the brokers (or a loop of
+    /// `try_send` that never yields to the producer's task) holds this many
+    /// records at most, not a whole `buffer_memory` of them. A `send` is
+    /// bounded by `buffer_memory` instead, and waits.
+    ///
+    /// ```
+    /// use smartkafka::ProducerConfig;
+    /// let config = ProducerConfig::new("localhost:9092").max_buffered_records(20_000);
+    /// assert_eq!(config.max_buffered_records, 20_000);
+    /// let same = ProducerConfig::new("localhost:9092").set("queue.buffering.max.messages", "20000")?;
+    /// assert_eq!(same.max_buffered_records, 20_000);
+    /// # Ok::<(), smartkafka::Error>(())
+    /// ```
+    pub fn max_buffered_records(mut self, records: usize) -> Self {
+        self.max_buffered_records = records;
         self
     }
 

@@ -35,6 +35,7 @@ const PRODUCER_KEYS: &[&str] = &[
     "linger.ms",
     "batch.size",
     "buffer.memory",
+    "queue.buffering.max.messages",
     "max.block.ms",
     "max.request.size",
     "delivery.timeout.ms",
@@ -58,6 +59,7 @@ impl ProducerConfig {
     /// Sets one setting by its Java property name, as in a Java client's
     /// `Properties`: `bootstrap.servers`, `client.id`, `acks`
     /// (`all`/`-1`, `1`, `0`), `linger.ms`, `batch.size`, `buffer.memory`,
+    /// librdkafka's `queue.buffering.max.messages`,
     /// `max.block.ms`, `max.request.size`, `delivery.timeout.ms`,
     /// `retry.backoff.ms`, `retry.backoff.max.ms`,
     /// `max.in.flight.requests.per.connection`, `compression.type`
@@ -113,6 +115,9 @@ impl ProducerConfig {
             "linger.ms" => self.linger(millis("linger", key, value)?),
             "batch.size" => self.batch_size(number("batch_size", key, value)?),
             "buffer.memory" => self.buffer_memory(number("buffer_memory", key, value)?),
+            "queue.buffering.max.messages" => {
+                self.max_buffered_records(number("max_buffered_records", key, value)?)
+            }
             "max.block.ms" => self.max_block(millis("max_block", key, value)?),
             "max.request.size" => self.max_request_size(number("max_request_size", key, value)?),
             "delivery.timeout.ms" => self.delivery_timeout(millis("delivery_timeout", key, value)?),
@@ -231,6 +236,7 @@ mod tests {
             ("linger.ms", "7"),
             ("batch.size", "32768"),
             ("buffer.memory", "1048576"),
+            ("queue.buffering.max.messages", "5000"),
             ("max.block.ms", "1000"),
             ("delivery.timeout.ms", "90000"),
             ("retries", "2147483647"),
@@ -248,6 +254,7 @@ mod tests {
         assert_eq!(config.linger, Duration::from_millis(7));
         assert_eq!(config.batch_size, 32768);
         assert_eq!(config.buffer_memory, 1 << 20);
+        assert_eq!(config.max_buffered_records, 5000);
         assert_eq!(config.max_block, Duration::from_secs(1));
         assert_eq!(config.delivery_timeout, Duration::from_secs(90));
         assert_eq!(config.max_in_flight, 3);

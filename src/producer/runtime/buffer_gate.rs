@@ -47,8 +47,9 @@ struct State {
 pub(crate) enum Refusal {
     /// The buffer is full, or others wait in line before it.
     BufferFull,
-    /// The producer's task has not yet taken the records queued before it.
-    InboxFull,
+    /// The producer holds its `max_buffered_records`: queued for its task,
+    /// or taken and not yet settled.
+    RecordLimit,
 }
 
 /// A byte budget with a FIFO queue of waiters.
@@ -66,7 +67,7 @@ pub(crate) struct BufferGate {
     queued: AtomicUsize,
     /// Set while the inbox is full (see [`inbox_flag`](Self::inbox_flag)).
     inbox_full: Arc<AtomicBool>,
-    /// Set while the inbox is at its cap, a higher mark (see
+    /// Set while the producer holds its `max_buffered_records` (see
     /// [`inbox_cap_flag`](Self::inbox_cap_flag)).
     inbox_at_cap: Arc<AtomicBool>,
     /// Bytes waiting sends may still take before the producer's task looks
@@ -124,8 +125,10 @@ impl BufferGate {
     }
 
     /// The flag that refuses room to senders that cannot wait while set:
-    /// given to the inbox, which sets it while it holds its cap of queued
-    /// records, a higher mark than the one of [`inbox_flag`](Self::inbox_flag).
+    /// given to the inbox, which sets it while the records queued in it
+    /// and those the producer's task holds reach its cap
+    /// (`max_buffered_records`), a higher mark than the one of
+    /// [`inbox_flag`](Self::inbox_flag).
     pub(crate) fn inbox_cap_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.inbox_at_cap)
     }
@@ -155,14 +158,15 @@ impl BufferGate {
     /// this is the path of every record that finds room) and returns them
     /// with [`release`](Self::release).
     ///
-    /// Refused too while the inbox is at its cap: a sender faster than the
-    /// producer's task would otherwise fill the buffer with commands not
-    /// yet taken, which hold more memory than their records once encoded
-    /// and only wait longer. (A sender that can wait stops at the lower
-    /// mark of a full inbox, see [`try_take_paced`](Self::try_take_paced).)
+    /// Refused too while the producer holds its `max_buffered_records`
+    /// (the inbox's cap): a sender faster than the producer's task would
+    /// otherwise fill the buffer with commands not yet taken, which hold
+    /// more memory than their records once encoded and only wait longer.
+    /// (A sender that can wait stops at the lower mark of a full inbox,
+    /// see [`try_take_paced`](Self::try_take_paced).)
     pub(crate) fn try_take(&self, size: usize) -> Result<(), Refusal> {
         if self.inbox_at_cap.load(Ordering::SeqCst) {
-            return Err(Refusal::InboxFull);
+            return Err(Refusal::RecordLimit);
         }
         if self.queued.load(Ordering::SeqCst) == 0 && self.take(size) {
             Ok(())
@@ -371,7 +375,7 @@ mod tests {
         assert_eq!(gate.try_take(1), Ok(()));
         let cap = gate.inbox_cap_flag();
         cap.store(true, Ordering::SeqCst);
-        assert_eq!(gate.try_take(1), Err(Refusal::InboxFull));
+        assert_eq!(gate.try_take(1), Err(Refusal::RecordLimit));
         cap.store(false, Ordering::SeqCst);
         assert_eq!(gate.try_take(84), Ok(()));
         assert_eq!(gate.try_take(1), Err(Refusal::BufferFull));

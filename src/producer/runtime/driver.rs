@@ -68,12 +68,6 @@ pub(crate) const QUEUED_COST: usize = std::mem::size_of::<Command>();
 /// `buffer_memory`.
 pub(crate) const INBOX_RECORDS: usize = 16 * 1024;
 
-/// Records the inbox holds at most before `try_send`, which cannot wait,
-/// is refused: librdkafka's default `queue.buffering.max.messages`, so a
-/// loop of sends that never yields to the producer's task is taken as far
-/// as librdkafka would take it.
-pub(crate) const INBOX_CAP_RECORDS: usize = 100_000;
-
 /// Bytes of `buffer_memory` a record takes, besides its own and its
 /// framing, from acceptance until it settles: the engine's and the
 /// driver's bookkeeping for it. With it the cap bounds what buffered
@@ -288,10 +282,15 @@ fn tags_so_far(batch: &DeliveredBatch, count: usize) -> Vec<(u64, u32, i64)> {
 }
 
 /// Starts the driver task on the current runtime.
+///
+/// `try_send` is refused while the producer holds `max_buffered_records`
+/// records (0: no such limit), queued for the driver or held by it until
+/// they settle (see [`inbox::InboxReceiver::set_held`]).
 pub(crate) fn spawn(
     pool: Arc<BrokerPool>,
     engine: EngineConfig,
     on_delivery: Option<DeliveryCallback>,
+    max_buffered_records: usize,
 ) -> Result<DriverHandle, Error> {
     let reporter = match on_delivery {
         Some(callback) => Some(
@@ -317,7 +316,10 @@ pub(crate) fn spawn(
             flag: buffer.inbox_flag(),
         },
         inbox::Limit {
-            charges: INBOX_CAP_RECORDS * QUEUED_COST,
+            charges: match max_buffered_records {
+                0 => usize::MAX,
+                records => records.saturating_mul(QUEUED_COST),
+            },
             flag: buffer.inbox_cap_flag(),
         },
     );
@@ -512,6 +514,10 @@ impl Driver {
         let mut fine = FineTimer::new();
         loop {
             self.pump_outputs();
+            // What the driver holds counts against `max_buffered_records`
+            // with what waits in the inbox (as queued charges).
+            self.command_rx
+                .set_held(self.pending.len().saturating_mul(QUEUED_COST));
             if (self.closing || !self.commands_open)
                 && self.engine.is_idle()
                 && self.pending.is_empty()

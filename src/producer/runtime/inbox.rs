@@ -26,7 +26,10 @@
 //! wait wait in line; past the second, higher one (the cap), senders that
 //! cannot wait are refused. Without them, a sender faster than the driver
 //! would fill all of `buffer_memory` with queued commands, which take more
-//! memory than the records they carry once encoded.
+//! memory than the records they carry once encoded. The cap also counts what
+//! the receiver says it still holds of the commands it took (the driver: its
+//! records not yet delivered), so that it bounds everything sent and not yet
+//! settled, as librdkafka's `queue.buffering.max.messages` does.
 //!
 //! Like a channel it closes from either side: when the last sender is
 //! dropped the receiver sees the end after the last command, and once the
@@ -45,7 +48,7 @@
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::Instant;
@@ -75,10 +78,15 @@ struct Shared<T> {
     /// Whether the charges queued are at or past `limit`; written only
     /// under the lock, as the charges change.
     over: Arc<AtomicBool>,
-    /// A second, higher limit with its own flag (the buffer gate refuses
-    /// senders that cannot wait past it).
+    /// A second limit with its own flag (the buffer gate refuses senders
+    /// that cannot wait past it), usually higher. It counts the commands
+    /// the receiver took and still holds too (see [`held`](Self::held)).
     cap: usize,
     at_cap: Arc<AtomicBool>,
+    /// Charges of commands the receiver has taken and not yet let go of,
+    /// as it last said ([`InboxReceiver::set_held`]): counted against
+    /// `cap` only. Written by the receiver alone.
+    held: AtomicUsize,
     /// Whether the receiver waits quietly; follows `State::quiet`, written
     /// only under the lock, read without it (see [`InboxSender::is_quiet`]).
     quiet: AtomicBool,
@@ -132,7 +140,10 @@ impl<T> Shared<T> {
         if self.over.load(Ordering::Relaxed) != over {
             self.over.store(over, Ordering::SeqCst);
         }
-        let at_cap = state.charged >= self.cap;
+        let at_cap = state
+            .charged
+            .saturating_add(self.held.load(Ordering::Relaxed))
+            >= self.cap;
         if self.at_cap.load(Ordering::Relaxed) != at_cap {
             self.at_cap.store(at_cap, Ordering::SeqCst);
         }
@@ -194,8 +205,8 @@ impl Limit {
 }
 
 /// A new inbox with one sender and two limits on the charges queued:
-/// `limit`, which also wakes a receiver that waits quietly, and a higher
-/// `cap`.
+/// `limit`, which also wakes a receiver that waits quietly, and `cap`
+/// (usually higher), which also counts what the receiver holds.
 pub(crate) fn inbox_limited<T>(limit: Limit, cap: Limit) -> (InboxSender<T>, InboxReceiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
@@ -209,8 +220,9 @@ pub(crate) fn inbox_limited<T>(limit: Limit, cap: Limit) -> (InboxSender<T>, Inb
         ready: Notify::new(),
         limit: limit.charges,
         over: limit.flag,
-        cap: cap.charges.max(limit.charges),
+        cap: cap.charges,
         at_cap: cap.flag,
+        held: AtomicUsize::new(0),
         quiet: AtomicBool::new(false),
     });
     (
@@ -339,6 +351,24 @@ impl<T> Drop for InboxSender<T> {
 }
 
 impl<T> InboxReceiver<T> {
+    /// Says how much of the commands it took the receiver still holds (in
+    /// charges, as they were queued): counted with the queued ones against
+    /// the cap. A take adds what it takes, so a receiver that never calls
+    /// this holds everything it took. Less than before clears the cap's
+    /// flag at once when it no longer applies (senders refused at the cap
+    /// send nothing that would); more is seen by the next command queued.
+    pub(crate) fn set_held(&self, charges: usize) {
+        let before = self.shared.held.load(Ordering::Relaxed);
+        if before == charges {
+            return;
+        }
+        self.shared.held.store(charges, Ordering::Relaxed);
+        if charges < before && self.shared.at_cap.load(Ordering::SeqCst) {
+            let state = self.shared.lock();
+            self.shared.flag(&state);
+        }
+    }
+
     /// Moves the oldest queued segments, up to [`TAKE_SEGMENTS`] of them,
     /// in order, into `into` (which should be empty) and returns `true`;
     /// waits while the queue is empty. Returns `false` once every sender is
@@ -419,6 +449,12 @@ impl<T> InboxReceiver<T> {
             into.push(segment.items);
         }
         state.charged -= taken;
+        // Held by the receiver now, until it says otherwise (`set_held`):
+        // a take leaves the count against the cap as it was.
+        let held = self.shared.held.load(Ordering::Relaxed);
+        self.shared
+            .held
+            .store(held.saturating_add(taken), Ordering::Relaxed);
         self.shared.flag(&state);
         on_take(taken);
         // More left: the receiver comes back without a wake-up.
@@ -531,6 +567,56 @@ mod tests {
         }
     }
 
+    /// What the receiver holds of the commands it took counts against the
+    /// cap (not the lower limit) with what is queued; holding less clears
+    /// the cap's flag at once, with nothing sent.
+    #[tokio::test]
+    async fn the_cap_counts_what_the_receiver_holds() {
+        let over = Arc::new(AtomicBool::new(false));
+        let at_cap = Arc::new(AtomicBool::new(false));
+        let (tx, mut rx) = inbox_limited::<u32>(
+            Limit {
+                charges: 10,
+                flag: Arc::clone(&over),
+            },
+            Limit {
+                charges: 15,
+                flag: Arc::clone(&at_cap),
+            },
+        );
+        for i in 0..3 {
+            tx.send_charged(i, 3).unwrap();
+        }
+        assert_eq!(take(&mut rx).await, Some(vec![0, 1, 2]));
+        assert_eq!(
+            rx.shared.held.load(Ordering::SeqCst),
+            9,
+            "a take holds what it took"
+        );
+        // 9 held and 3 queued: under the cap; 6 queued: at it.
+        tx.send_charged(3, 3).unwrap();
+        assert!(!at_cap.load(Ordering::SeqCst));
+        tx.send_charged(4, 3).unwrap();
+        assert!(at_cap.load(Ordering::SeqCst), "9 held and 6 queued");
+        assert!(
+            !over.load(Ordering::SeqCst),
+            "the lower limit counts queued only"
+        );
+        // Records settle: the flag clears without a send or a take.
+        rx.set_held(3);
+        assert!(!at_cap.load(Ordering::SeqCst), "3 held and 6 queued");
+        // Holding more is seen by the next command queued.
+        rx.set_held(12);
+        assert!(!at_cap.load(Ordering::SeqCst));
+        tx.send_charged(5, 0).unwrap();
+        assert!(
+            !at_cap.load(Ordering::SeqCst),
+            "an uncharged command sets nothing"
+        );
+        tx.send_charged(6, 1).unwrap();
+        assert!(at_cap.load(Ordering::SeqCst), "12 held and 7 queued");
+    }
+
     #[tokio::test]
     async fn flags_charges_at_the_limit_until_a_take_brings_them_below() {
         let over = Arc::new(AtomicBool::new(false));
@@ -559,7 +645,13 @@ mod tests {
         tx.send(9).unwrap();
         assert!(over.load(Ordering::SeqCst) && at_cap.load(Ordering::SeqCst));
         assert_eq!(take(&mut rx).await, Some(vec![0, 1, 2, 3, 4, 9]));
-        assert!(!over.load(Ordering::SeqCst) && !at_cap.load(Ordering::SeqCst));
+        assert!(!over.load(Ordering::SeqCst));
+        assert!(
+            at_cap.load(Ordering::SeqCst),
+            "what the receiver took counts against the cap until it lets go"
+        );
+        rx.set_held(0);
+        assert!(!at_cap.load(Ordering::SeqCst));
         // Past the limit with more than one run queued: the take that
         // leaves less than the limit clears it.
         let (tx, mut rx) = inbox_limited::<u32>(

@@ -64,7 +64,7 @@ pub enum ErrorKind {
     Closed,
     /// The producer's buffer stayed full for longer than `max_block`; for
     /// `try_send`, which does not wait, the buffer is full right now or the
-    /// producer's task has not yet taken the records sent before.
+    /// producer holds its `max_buffered_records` records not yet delivered.
     BufferExhausted,
     /// A record is larger than the producer's buffer or its maximum request
     /// size; it can never be sent.

@@ -580,25 +580,44 @@ async fn try_send_is_refused_while_the_producers_task_is_behind() {
 
     // The task catches up once the sender yields: try_send takes records
     // again.
-    let resumed = Instant::now();
-    let last = loop {
-        let value = b"after".to_vec();
-        match producer.try_send(Record::new("t").value(value.clone())) {
-            Ok(delivery) => {
-                values.push(value);
-                break delivery;
-            }
+    let value = b"after".to_vec();
+    deliveries.push(
+        try_send_until_taken(&producer, &value, Instant::now() + Duration::from_secs(10)).await,
+    );
+    values.push(value);
+    assert_logged_in_send_order(&cluster, deliveries, &values).await;
+    producer.close(Duration::from_secs(5)).await.unwrap();
+}
+
+/// `try_send`s a record of `value` to partition 0 of "t" until it is taken,
+/// a refusal at a time (each `BufferExhausted`), failing the test past
+/// `deadline`.
+async fn try_send_until_taken(
+    producer: &Producer,
+    value: &[u8],
+    deadline: Instant,
+) -> DeliveryFuture {
+    loop {
+        match producer.try_send(Record::new("t").value(value.to_vec())) {
+            Ok(delivery) => return delivery,
             Err(e) => {
                 assert_eq!(e.kind(), &ErrorKind::BufferExhausted, "{e}");
-                assert!(
-                    resumed.elapsed() < Duration::from_secs(10),
-                    "still refused: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                assert!(Instant::now() < deadline, "still refused: {e}");
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }
-    };
-    deliveries.push(last);
+    }
+}
+
+/// Waits for `deliveries`, the records of `values` sent to partition 0 of
+/// "t" after a warm-up record, and checks them against the log read back:
+/// consecutive offsets in send order, and the log holds each value once,
+/// in order, after the warm-up.
+async fn assert_logged_in_send_order(
+    cluster: &FakeCluster,
+    deliveries: Vec<DeliveryFuture>,
+    values: &[Vec<u8>],
+) {
     let mut offsets = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
         offsets.push(delivery.await.expect("an accepted record failed").offset);
@@ -607,14 +626,13 @@ async fn try_send_is_refused_while_the_producers_task_is_behind() {
         offsets.windows(2).all(|w| w[1] == w[0] + 1),
         "offsets not consecutive in send order"
     );
-    let log = logged_values(&cluster, "t", 0);
+    let log = logged_values(cluster, "t", 0);
     assert_eq!(log[0], b"warm-up");
     assert_eq!(log.len(), values.len() + 1, "records in the log");
     assert!(
         log[1..] == values[..],
         "the log is not the accepted records in order"
     );
-    producer.close(Duration::from_secs(5)).await.unwrap();
 }
 
 /// Records the producer's task has taken count against
@@ -698,40 +716,11 @@ async fn try_send_counts_records_in_flight_against_max_buffered_records() {
     assert_eq!(again.kind(), &ErrorKind::BufferExhausted, "{again}");
 
     // The answers come: try_send takes records again.
-    let last = loop {
-        let value = b"after".to_vec();
-        match producer.try_send(Record::new("t").value(value.clone())) {
-            Ok(delivery) => {
-                values.push(value);
-                break delivery;
-            }
-            Err(e) => {
-                assert_eq!(e.kind(), &ErrorKind::BufferExhausted, "{e}");
-                assert!(
-                    held_back.elapsed() < HELD_BACK + Duration::from_secs(10),
-                    "still refused: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    };
-    deliveries.push(last);
-    let mut offsets = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        offsets.push(delivery.await.expect("an accepted record failed").offset);
-    }
-    assert!(
-        offsets.windows(2).all(|w| w[1] == w[0] + 1),
-        "offsets not consecutive in send order"
-    );
-    let log = logged_values(&cluster, "t", 0);
-    assert_eq!(log[0], b"warm-up");
-    assert!(
-        log[1..] == values[..],
-        "the log is not the accepted records in order ({} logged, {} accepted)",
-        log.len() - 1,
-        values.len()
-    );
+    let value = b"after".to_vec();
+    let deadline = held_back + HELD_BACK + Duration::from_secs(10);
+    deliveries.push(try_send_until_taken(&producer, &value, deadline).await);
+    values.push(value);
+    assert_logged_in_send_order(&cluster, deliveries, &values).await;
     producer.close(Duration::from_secs(5)).await.unwrap();
 }
 

@@ -567,14 +567,17 @@ mod tests {
         }
     }
 
-    /// What the receiver holds of the commands it took counts against the
-    /// cap (not the lower limit) with what is queued; holding less clears
-    /// the cap's flag at once, with nothing sent.
-    #[tokio::test]
-    async fn the_cap_counts_what_the_receiver_holds() {
+    /// An inbox whose limit is 10 charges and whose cap is 15, with their
+    /// flags (`over`, `at_cap`).
+    fn limited_10_and_15() -> (
+        InboxSender<u32>,
+        InboxReceiver<u32>,
+        Arc<AtomicBool>,
+        Arc<AtomicBool>,
+    ) {
         let over = Arc::new(AtomicBool::new(false));
         let at_cap = Arc::new(AtomicBool::new(false));
-        let (tx, mut rx) = inbox_limited::<u32>(
+        let (tx, rx) = inbox_limited::<u32>(
             Limit {
                 charges: 10,
                 flag: Arc::clone(&over),
@@ -584,6 +587,15 @@ mod tests {
                 flag: Arc::clone(&at_cap),
             },
         );
+        (tx, rx, over, at_cap)
+    }
+
+    /// What the receiver holds of the commands it took counts against the
+    /// cap (not the lower limit) with what is queued; holding less clears
+    /// the cap's flag at once, with nothing sent.
+    #[tokio::test]
+    async fn the_cap_counts_what_the_receiver_holds() {
+        let (tx, mut rx, over, at_cap) = limited_10_and_15();
         for i in 0..3 {
             tx.send_charged(i, 3).unwrap();
         }
@@ -619,18 +631,7 @@ mod tests {
 
     #[tokio::test]
     async fn flags_charges_at_the_limit_until_a_take_brings_them_below() {
-        let over = Arc::new(AtomicBool::new(false));
-        let at_cap = Arc::new(AtomicBool::new(false));
-        let (tx, mut rx) = inbox_limited::<u32>(
-            Limit {
-                charges: 10,
-                flag: Arc::clone(&over),
-            },
-            Limit {
-                charges: 15,
-                flag: Arc::clone(&at_cap),
-            },
-        );
+        let (tx, mut rx, over, at_cap) = limited_10_and_15();
         for i in 0..5 {
             tx.send_charged(i, 3).unwrap();
             let queued = 3 * (i + 1);

@@ -9,7 +9,9 @@
 //! waiting `send` holds a few requests' worth of records, not the buffer,
 //! and a `try_send` faster than the producer's task, or than the broker, is
 //! refused once the producer holds `max_buffered_records`, not once the
-//! buffer is full.
+//! buffer is full; records its task has taken count until delivered (with
+//! the fake broker holding its answers back, and with the librdkafka mock's
+//! broker down).
 //!
 //! "Broker down" is two setups: the fake cluster with a fault that closes
 //! every Produce connection without applying the request (metadata still
@@ -587,6 +589,97 @@ async fn try_send_is_refused_while_the_producers_task_is_behind() {
     values.push(value);
     assert_logged_in_send_order(&cluster, deliveries, &values).await;
     producer.close(Duration::from_secs(5)).await.unwrap();
+}
+
+/// The same limit against the librdkafka mock with its only broker down:
+/// the records the producer holds while it is down count, so `try_send` is
+/// refused at the limit and stays refused once the producer's task has
+/// taken every record. Brought back, the broker gets every accepted record
+/// once, in order, as an rdkafka consumer reads them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_mock_broker_down_counts_held_records_against_max_buffered_records() {
+    let _serial = SERIAL.lock().await;
+    const LIMIT: usize = 2_000;
+    // What the sender may get in past the limit (see the test above).
+    const ONE_TAKE: usize = 1_024;
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("t", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let producer = builder(&bootstrap)
+        .buffer_memory(64 * MIB)
+        .max_buffered_records(LIMIT)
+        .build()
+        .await
+        .unwrap();
+    fixtures::warm_up(&producer, Some(0)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cluster.broker_down(1).unwrap();
+
+    let mut values = Vec::new();
+    let mut deliveries = Vec::new();
+    let refusal = loop {
+        let i = values.len();
+        assert!(
+            i <= LIMIT + ONE_TAKE,
+            "{i} records accepted with a limit of {LIMIT}"
+        );
+        let value = format!("down-{i:06}").into_bytes();
+        match producer.try_send(Record::new("t").value(value.clone())) {
+            Ok(delivery) => {
+                values.push(value);
+                deliveries.push(delivery);
+            }
+            Err(e) => break e,
+        }
+        if i % 64 == 0 {
+            tokio::task::yield_now().await;
+        }
+    };
+    assert_eq!(refusal.kind(), &ErrorKind::BufferExhausted, "{refusal}");
+    assert!(
+        refusal
+            .to_string()
+            .contains(&format!("max_buffered_records ({LIMIT})")),
+        "the refusal does not say why: {refusal}"
+    );
+    assert!(
+        values.len() >= LIMIT,
+        "refused after {} records",
+        values.len()
+    );
+    // The task takes everything queued; the broker stays down, the records
+    // stay held, and so does the refusal.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = producer
+        .try_send(Record::new("t").value("too-early"))
+        .expect_err("try_send accepted while the producer held its limit");
+    assert_eq!(again.kind(), &ErrorKind::BufferExhausted, "{again}");
+
+    cluster.broker_up(1).unwrap();
+    let value = b"after".to_vec();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    deliveries.push(try_send_until_taken(&producer, &value, deadline).await);
+    values.push(value);
+    let mut offsets = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        offsets.push(delivery.await.expect("an accepted record failed").offset);
+    }
+    let want: Vec<i64> = (1..=values.len() as i64).collect();
+    assert_eq!(offsets, want, "offsets after the warm-up, in send order");
+    let total = values.len() + 1;
+    let read =
+        tokio::task::spawn_blocking(move || workload::consume_all(&bootstrap, "t", 1, total))
+            .await
+            .unwrap();
+    let got: Vec<Vec<u8>> = read.iter().map(|r| r.value.clone().unwrap()).collect();
+    assert_eq!(got.len(), total, "records read back");
+    assert_eq!(got[0], b"warm-up");
+    assert!(
+        got[1..] == values[..],
+        "read back: not the accepted records, once, in order"
+    );
+    producer.close(Duration::from_secs(5)).await.unwrap();
+    drop(cluster);
 }
 
 /// `try_send`s a record of `value` to partition 0 of "t" until it is taken,

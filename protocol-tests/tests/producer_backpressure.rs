@@ -733,9 +733,10 @@ async fn assert_logged_in_send_order(
 /// its messages until their reports: with the broker holding back its
 /// Produce answers, `try_send` is refused once the producer holds the limit,
 /// and stays refused once its task has taken every record (its inbox is
-/// empty, the records are in batches and in flight). When the answers come
-/// it takes records again, and the log holds every accepted record once, in
-/// the order sent.
+/// empty, the records are in batches and in flight); a `send` waits, and
+/// gives up at its timeout. When the answers come the waiting send goes on,
+/// `try_send` takes records again, and the log holds every accepted record
+/// once, in the order sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn try_send_counts_records_in_flight_against_max_buffered_records() {
     let _serial = SERIAL.lock().await;
@@ -748,6 +749,7 @@ async fn try_send_counts_records_in_flight_against_max_buffered_records() {
     let producer = builder(&cluster.bootstrap_servers())
         .buffer_memory(64 * MIB)
         .max_buffered_records(LIMIT)
+        .max_block(HELD_BACK * 3)
         .build()
         .await
         .unwrap();
@@ -807,8 +809,44 @@ async fn try_send_counts_records_in_flight_against_max_buffered_records() {
     );
     let again = again.expect_err("try_send accepted while the producer held its limit");
     assert_eq!(again.kind(), &ErrorKind::BufferExhausted, "{again}");
+    // A send that can wait waits for room under the limit too: here for
+    // its timeout, and then it fails, not accepted.
+    let started = Instant::now();
+    let waited = producer
+        .send_with_timeout(Record::new("t").value("gives-up"), MAX_BLOCK)
+        .await
+        .expect_err("send accepted while the producer held its limit");
+    assert_eq!(waited.kind(), &ErrorKind::BufferExhausted, "{waited}");
+    assert!(!waited.possibly_persisted(), "{waited}");
+    assert!(
+        waited.to_string().contains("max_buffered_records"),
+        "the error does not say what it waited for: {waited}"
+    );
+    assert!(
+        started.elapsed() + EARLY >= MAX_BLOCK,
+        "send waited {:?}",
+        started.elapsed()
+    );
+    // One that waits longer goes on once the records settle.
+    let waiting = tokio::spawn({
+        let producer = producer.clone();
+        async move { producer.send(Record::new("t").value("waited")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "a waiting send went past the limit");
+    assert!(
+        held_back.elapsed() < HELD_BACK,
+        "the machine was too slow to check before the answers came"
+    );
 
-    // The answers come: try_send takes records again.
+    // The answers come: the waiting send goes on, and try_send takes
+    // records again.
+    let waited = waiting
+        .await
+        .unwrap()
+        .expect("a waiting send failed once the records settled");
+    deliveries.push(waited);
+    values.push(b"waited".to_vec());
     let value = b"after".to_vec();
     let deadline = held_back + HELD_BACK + Duration::from_secs(10);
     deliveries.push(try_send_until_taken(&producer, &value, deadline).await);

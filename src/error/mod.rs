@@ -62,9 +62,10 @@ pub enum ErrorKind {
     Timeout,
     /// The client was closed.
     Closed,
-    /// The producer's buffer stayed full for longer than `max_block`; for
-    /// `try_send`, which does not wait, the buffer is full right now or the
-    /// producer holds its `max_buffered_records` records not yet delivered.
+    /// The producer's buffer stayed full (or it held its
+    /// `max_buffered_records` records not yet delivered) for longer than
+    /// `max_block`; for `try_send`, which does not wait, the buffer is full
+    /// right now or the producer holds that many records.
     BufferExhausted,
     /// A record is larger than the producer's buffer or its maximum request
     /// size; it can never be sent.

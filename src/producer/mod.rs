@@ -255,6 +255,17 @@ impl Producer {
         }
         let capacity = self.shared.config.buffer_memory;
         let used = self.shared.driver.buffer.used();
+        if self.shared.driver.buffer.at_record_limit() {
+            let limit = self.shared.config.max_buffered_records;
+            return Error::new(
+                ErrorKind::BufferExhausted,
+                format!(
+                    "no room for {size} bytes {waited}: the producer holds max_buffered_records \
+                     ({limit}) records sent and not yet delivered (buffer_memory {capacity}, \
+                     {used} in use)"
+                ),
+            );
+        }
         Error::new(
             ErrorKind::BufferExhausted,
             format!(
@@ -443,7 +454,8 @@ impl Producer {
     /// so that a flood of sends (a sender faster than the task that encodes
     /// them, or one that never yields to it on a one-thread runtime) holds
     /// that many records at most, rather than a full `buffer_memory` of
-    /// them. Retry later, or [`send`](Self::send), which waits.
+    /// them. Retry later, or [`send`](Self::send), which waits for room
+    /// under the limit as it waits for buffer space.
     ///
     /// A record whose topic's metadata is not known yet (a fresh producer)
     /// is held, within `buffer_memory`, until it arrives, as librdkafka
@@ -807,8 +819,8 @@ impl ProducerBuilder {
         /// Buffer memory in bytes (default 32 MiB).
         buffer_memory: usize;
         /// Records held, sent and not yet delivered, before `try_send` is
-        /// refused (default 100,000; 0 for no limit but `buffer_memory`;
-        /// see [`ProducerConfig::max_buffered_records`]).
+        /// refused and `send` waits (default 100,000; 0 for no limit but
+        /// `buffer_memory`; see [`ProducerConfig::max_buffered_records`]).
         max_buffered_records: usize;
         /// Longest wait in `send` (default 60 s).
         max_block: Duration;

@@ -45,7 +45,8 @@ pub struct ProducerConfig {
     /// Bytes of records the producer may hold before `send` waits.
     pub buffer_memory: usize,
     /// Records the producer may hold, sent and not yet delivered, before
-    /// `try_send` is refused; 0 for no limit but `buffer_memory`.
+    /// `try_send` is refused and `send` waits; 0 for no limit but
+    /// `buffer_memory`.
     pub max_buffered_records: usize,
     /// How long `send` may wait for buffer space or topic metadata.
     pub max_block: Duration,
@@ -203,18 +204,19 @@ impl ProducerConfig {
         self
     }
 
-    /// Records the producer may hold before `try_send` is refused (default
-    /// 100,000; 0 for no limit but [`buffer_memory`](Self::buffer_memory)):
-    /// every record sent and not yet delivered counts, whether it waits
-    /// for the producer's task, in a batch, or in a request in flight, as
-    /// librdkafka's `queue.buffering.max.messages` counts them (this is its
-    /// default, and the property name is taken by
-    /// [`set`](Self::set)). `try_send` then fails with
+    /// Records the producer may hold (default 100,000; 0 for no limit but
+    /// [`buffer_memory`](Self::buffer_memory)): every record sent and not
+    /// yet delivered counts, whether it waits for the producer's task, in
+    /// a batch, or in a request in flight, as librdkafka's
+    /// `queue.buffering.max.messages` counts them (this is its default, and
+    /// the property name is taken by [`set`](Self::set)). At the limit
+    /// `try_send` fails with
     /// [`ErrorKind::BufferExhausted`](crate::ErrorKind::BufferExhausted),
-    /// which is retriable: a sender that outruns the brokers (or a loop of
-    /// `try_send` that never yields to the producer's task) holds this many
-    /// records at most, not a whole `buffer_memory` of them. A `send` is
-    /// bounded by `buffer_memory` instead, and waits.
+    /// which is retriable, and `send` waits for records to settle (up to
+    /// [`max_block`](Self::max_block)), as it waits for buffer space: a
+    /// sender that outruns the brokers (or a loop of `try_send` that never
+    /// yields to the producer's task) holds this many records at most, not
+    /// a whole `buffer_memory` of them.
     ///
     /// ```
     /// use smartkafka::ProducerConfig;

@@ -148,6 +148,12 @@ impl BufferGate {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether the producer holds its `max_buffered_records` now (the
+    /// flag of [`inbox_cap_flag`](Self::inbox_cap_flag)).
+    pub(crate) fn at_record_limit(&self) -> bool {
+        self.inbox_at_cap.load(Ordering::SeqCst)
+    }
+
     /// Bytes handed out and not yet returned.
     pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::SeqCst)
@@ -162,8 +168,8 @@ impl BufferGate {
     /// (the inbox's cap): a sender faster than the producer's task would
     /// otherwise fill the buffer with commands not yet taken, which hold
     /// more memory than their records once encoded and only wait longer.
-    /// (A sender that can wait stops at the lower mark of a full inbox,
-    /// see [`try_take_paced`](Self::try_take_paced).)
+    /// (A sender that can wait waits there too, and from the lower mark of
+    /// a full inbox: see [`try_take_paced`](Self::try_take_paced).)
     pub(crate) fn try_take(&self, size: usize) -> Result<(), Refusal> {
         if self.inbox_at_cap.load(Ordering::SeqCst) {
             return Err(Refusal::RecordLimit);
@@ -176,18 +182,21 @@ impl BufferGate {
     }
 
     /// [`try_take`](Self::try_take) for a sender that can wait: refused
-    /// from the inbox's lower mark (a full inbox) and while the pacing room
-    /// is spent.
+    /// from the inbox's lower mark (a full inbox), while the producer holds
+    /// its `max_buffered_records`, and while the pacing room is spent.
     pub(crate) fn try_take_paced(&self, size: usize) -> bool {
         self.queued.load(Ordering::SeqCst) == 0 && self.take_paced(size)
     }
 
-    /// [`take`](Self::take) unless the inbox is full or the pacing room is
-    /// spent: how a sender that can wait, or a waiter in line, gets its
+    /// [`take`](Self::take) unless the inbox is full, the producer holds
+    /// its `max_buffered_records` or the pacing room is spent (each flag is
+    /// cleared by the producer's task, which then serves the waiters): how
+    /// a sender that can wait, or a waiter in line, gets its
     /// room. A record larger than what is left of the pacing room takes the
     /// rest, so that no record waits for a room that never grows that far.
     fn take_paced(&self, size: usize) -> bool {
         if self.inbox_full.load(Ordering::SeqCst)
+            || self.inbox_at_cap.load(Ordering::SeqCst)
             || self.pacing_room.load(Ordering::SeqCst) == 0
             || !self.take(size)
         {

@@ -515,9 +515,14 @@ impl Driver {
         loop {
             self.pump_outputs();
             // What the driver holds counts against `max_buffered_records`
-            // with what waits in the inbox (as queued charges).
-            self.command_rx
-                .set_held(self.pending.len().saturating_mul(QUEUED_COST));
+            // with what waits in the inbox (as queued charges); senders that
+            // wait for it go on once it no longer binds.
+            if self
+                .command_rx
+                .set_held(self.pending.len().saturating_mul(QUEUED_COST))
+            {
+                self.buffer.serve_waiters();
+            }
             if (self.closing || !self.commands_open)
                 && self.engine.is_idle()
                 && self.pending.is_empty()

@@ -356,17 +356,21 @@ impl<T> InboxReceiver<T> {
     /// the cap. A take adds what it takes, so a receiver that never calls
     /// this holds everything it took. Less than before clears the cap's
     /// flag at once when it no longer applies (senders refused at the cap
-    /// send nothing that would); more is seen by the next command queued.
-    pub(crate) fn set_held(&self, charges: usize) {
+    /// send nothing that would), and says so: `true` when it cleared the
+    /// flag, so the caller can serve the senders that wait for it. More is
+    /// seen by the next command queued.
+    pub(crate) fn set_held(&self, charges: usize) -> bool {
         let before = self.shared.held.load(Ordering::Relaxed);
         if before == charges {
-            return;
+            return false;
         }
         self.shared.held.store(charges, Ordering::Relaxed);
         if charges < before && self.shared.at_cap.load(Ordering::SeqCst) {
             let state = self.shared.lock();
             self.shared.flag(&state);
+            return !self.shared.at_cap.load(Ordering::SeqCst);
         }
+        false
     }
 
     /// Moves the oldest queued segments, up to [`TAKE_SEGMENTS`] of them,
@@ -615,10 +619,10 @@ mod tests {
             "the lower limit counts queued only"
         );
         // Records settle: the flag clears without a send or a take.
-        rx.set_held(3);
+        assert!(rx.set_held(3), "the flag cleared");
         assert!(!at_cap.load(Ordering::SeqCst), "3 held and 6 queued");
         // Holding more is seen by the next command queued.
-        rx.set_held(12);
+        assert!(!rx.set_held(12));
         assert!(!at_cap.load(Ordering::SeqCst));
         tx.send_charged(5, 0).unwrap();
         assert!(
@@ -651,7 +655,7 @@ mod tests {
             at_cap.load(Ordering::SeqCst),
             "what the receiver took counts against the cap until it lets go"
         );
-        rx.set_held(0);
+        assert!(rx.set_held(0));
         assert!(!at_cap.load(Ordering::SeqCst));
         // Past the limit with more than one run queued: the take that
         // leaves less than the limit clears it.

@@ -253,19 +253,11 @@ impl Producer {
                 .refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+        if self.shared.driver.buffer.at_record_limit() {
+            return self.at_record_limit(size, waited);
+        }
         let capacity = self.shared.config.buffer_memory;
         let used = self.shared.driver.buffer.used();
-        if self.shared.driver.buffer.at_record_limit() {
-            let limit = self.shared.config.max_buffered_records;
-            return Error::new(
-                ErrorKind::BufferExhausted,
-                format!(
-                    "no room for {size} bytes {waited}: the producer holds max_buffered_records \
-                     ({limit}) records sent and not yet delivered (buffer_memory {capacity}, \
-                     {used} in use)"
-                ),
-            );
-        }
         Error::new(
             ErrorKind::BufferExhausted,
             format!(
@@ -274,16 +266,16 @@ impl Producer {
         )
     }
 
-    /// The error for a `try_send` refused because the producer holds
-    /// `max_buffered_records` records: retriable, as a full buffer is (the
-    /// same kind, so callers that wait on a full buffer wait here too).
-    fn at_record_limit(&self, size: usize) -> Error {
+    /// The error for a record refused (`try_send`) or given up on (`send`)
+    /// because the producer holds `max_buffered_records` records:
+    /// retriable, as a full buffer is (the same kind, so callers that wait
+    /// on a full buffer wait here too).
+    fn at_record_limit(&self, size: usize, waited: Waited) -> Error {
         Error::new(
             ErrorKind::BufferExhausted,
             format!(
-                "no room for {size} bytes right now: the producer holds max_buffered_records \
-                 ({}) records sent and not yet delivered (buffer_memory {}, {} in use); send \
-                 waits for room",
+                "no room for {size} bytes {waited}: the producer holds max_buffered_records ({}) \
+                 records sent and not yet delivered (buffer_memory {}, {} in use)",
                 self.shared.config.max_buffered_records,
                 self.shared.config.buffer_memory,
                 self.shared.driver.buffer.used()
@@ -489,7 +481,7 @@ impl Producer {
             Err(Refusal::BufferFull) => {
                 return Err(self.buffer_exhausted(size, Waited::Never, false));
             }
-            Err(Refusal::RecordLimit) => return Err(self.at_record_limit(size)),
+            Err(Refusal::RecordLimit) => return Err(self.at_record_limit(size, Waited::Never)),
         }
         // No deadline: the engine holds the record for its topic's metadata
         // up to max_block from when it takes it.

@@ -283,9 +283,10 @@ fn tags_so_far(batch: &DeliveredBatch, count: usize) -> Vec<(u64, u32, i64)> {
 
 /// Starts the driver task on the current runtime.
 ///
-/// `try_send` is refused while the producer holds `max_buffered_records`
-/// records (0: no such limit), queued for the driver or held by it until
-/// they settle (see [`inbox::InboxReceiver::set_held`]).
+/// `try_send` is refused, and `send` waits, while the producer holds
+/// `max_buffered_records` records (0: no such limit), queued for the
+/// driver or held by it until they settle (see
+/// [`inbox::InboxReceiver::set_held`]).
 pub(crate) fn spawn(
     pool: Arc<BrokerPool>,
     engine: EngineConfig,

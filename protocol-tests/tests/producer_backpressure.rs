@@ -600,8 +600,6 @@ async fn try_send_is_refused_while_the_producers_task_is_behind() {
 async fn librdkafka_mock_broker_down_counts_held_records_against_max_buffered_records() {
     let _serial = SERIAL.lock().await;
     const LIMIT: usize = 2_000;
-    // What the sender may get in past the limit (see the test above).
-    const ONE_TAKE: usize = 1_024;
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("t", 1, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
@@ -615,38 +613,7 @@ async fn librdkafka_mock_broker_down_counts_held_records_against_max_buffered_re
     tokio::time::sleep(Duration::from_millis(100)).await;
     cluster.broker_down(1).unwrap();
 
-    let mut values = Vec::new();
-    let mut deliveries = Vec::new();
-    let refusal = loop {
-        let i = values.len();
-        assert!(
-            i <= LIMIT + ONE_TAKE,
-            "{i} records accepted with a limit of {LIMIT}"
-        );
-        let value = format!("down-{i:06}").into_bytes();
-        match producer.try_send(Record::new("t").value(value.clone())) {
-            Ok(delivery) => {
-                values.push(value);
-                deliveries.push(delivery);
-            }
-            Err(e) => break e,
-        }
-        if i % 64 == 0 {
-            tokio::task::yield_now().await;
-        }
-    };
-    assert_eq!(refusal.kind(), &ErrorKind::BufferExhausted, "{refusal}");
-    assert!(
-        refusal
-            .to_string()
-            .contains(&format!("max_buffered_records ({LIMIT})")),
-        "the refusal does not say why: {refusal}"
-    );
-    assert!(
-        values.len() >= LIMIT,
-        "refused after {} records",
-        values.len()
-    );
+    let (mut values, mut deliveries) = try_send_until_refused(&producer, "down", LIMIT).await;
     // The task takes everything queued; the broker stays down, the records
     // stay held, and so does the refusal.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -680,6 +647,55 @@ async fn librdkafka_mock_broker_down_counts_held_records_against_max_buffered_re
     );
     producer.close(Duration::from_secs(5)).await.unwrap();
     drop(cluster);
+}
+
+/// `try_send`s distinct records (`tag-000000` on) to "t", yielding to the
+/// producer's task every 64, until it is refused, and checks the refusal:
+/// retriable, naming `limit` as `max_buffered_records`, after `limit`
+/// records at least and at most one take of the task past it (the task
+/// says what it holds once per pass, and takes up to this many per pass).
+/// Returns the values accepted and their deliveries.
+async fn try_send_until_refused(
+    producer: &Producer,
+    tag: &str,
+    limit: usize,
+) -> (Vec<Vec<u8>>, Vec<DeliveryFuture>) {
+    const ONE_TAKE: usize = 1_024;
+    let mut values = Vec::new();
+    let mut deliveries = Vec::new();
+    let refusal = loop {
+        let i = values.len();
+        assert!(
+            i <= limit + ONE_TAKE,
+            "{i} records accepted with a limit of {limit}"
+        );
+        let value = format!("{tag}-{i:06}").into_bytes();
+        match producer.try_send(Record::new("t").value(value.clone())) {
+            Ok(delivery) => {
+                values.push(value);
+                deliveries.push(delivery);
+            }
+            Err(e) => break e,
+        }
+        if i % 64 == 0 {
+            // Lets the task take what was sent.
+            tokio::task::yield_now().await;
+        }
+    };
+    assert_eq!(refusal.kind(), &ErrorKind::BufferExhausted, "{refusal}");
+    assert!(refusal.is_retriable(), "{refusal}");
+    assert!(
+        refusal
+            .to_string()
+            .contains(&format!("max_buffered_records ({limit})")),
+        "the refusal does not say why: {refusal}"
+    );
+    assert!(
+        values.len() >= limit,
+        "refused after {} records",
+        values.len()
+    );
+    (values, deliveries)
 }
 
 /// `try_send`s a record of `value` to partition 0 of "t" until it is taken,
@@ -741,9 +757,6 @@ async fn assert_logged_in_send_order(
 async fn try_send_counts_records_in_flight_against_max_buffered_records() {
     let _serial = SERIAL.lock().await;
     const LIMIT: usize = 2_000;
-    // What the sender may get in past the limit: the producer's task says
-    // what it holds once per pass, and takes up to this many per pass.
-    const ONE_TAKE: usize = 1_024;
     const HELD_BACK: Duration = Duration::from_secs(3);
     let cluster = fixtures::cluster(1, "t", 1).await;
     let producer = builder(&cluster.bootstrap_servers())
@@ -759,40 +772,7 @@ async fn try_send_counts_records_in_flight_against_max_buffered_records() {
     cluster.inject(Fault::new(ApiKey::Produce).delay(HELD_BACK));
     let held_back = Instant::now();
 
-    let mut values = Vec::new();
-    let mut deliveries = Vec::new();
-    let refusal = loop {
-        let i = values.len();
-        assert!(
-            i <= LIMIT + ONE_TAKE,
-            "{i} records accepted with a limit of {LIMIT}"
-        );
-        let value = format!("held-{i:06}").into_bytes();
-        match producer.try_send(Record::new("t").value(value.clone())) {
-            Ok(delivery) => {
-                values.push(value);
-                deliveries.push(delivery);
-            }
-            Err(e) => break e,
-        }
-        if i % 64 == 0 {
-            // Lets the task take what was sent.
-            tokio::task::yield_now().await;
-        }
-    };
-    assert_eq!(refusal.kind(), &ErrorKind::BufferExhausted, "{refusal}");
-    assert!(refusal.is_retriable(), "{refusal}");
-    assert!(
-        refusal
-            .to_string()
-            .contains(&format!("max_buffered_records ({LIMIT})")),
-        "the refusal does not say why: {refusal}"
-    );
-    assert!(
-        values.len() >= LIMIT,
-        "refused after {} records",
-        values.len()
-    );
+    let (mut values, mut deliveries) = try_send_until_refused(&producer, "held", LIMIT).await;
 
     // The task takes everything queued; the records stay held while the
     // broker holds its answer, and so does the refusal.

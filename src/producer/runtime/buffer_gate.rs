@@ -171,7 +171,7 @@ impl BufferGate {
     /// (A sender that can wait waits there too, and from the lower mark of
     /// a full inbox: see [`try_take_paced`](Self::try_take_paced).)
     pub(crate) fn try_take(&self, size: usize) -> Result<(), Refusal> {
-        if self.inbox_at_cap.load(Ordering::SeqCst) {
+        if self.at_record_limit() {
             return Err(Refusal::RecordLimit);
         }
         if self.queued.load(Ordering::SeqCst) == 0 && self.take(size) {
@@ -196,7 +196,7 @@ impl BufferGate {
     /// rest, so that no record waits for a room that never grows that far.
     fn take_paced(&self, size: usize) -> bool {
         if self.inbox_full.load(Ordering::SeqCst)
-            || self.inbox_at_cap.load(Ordering::SeqCst)
+            || self.at_record_limit()
             || self.pacing_room.load(Ordering::SeqCst) == 0
             || !self.take(size)
         {

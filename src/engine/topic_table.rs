@@ -12,17 +12,34 @@
 
 use std::borrow::Borrow;
 
+use std::num::NonZeroU32;
+
 use crate::record::Topic;
 
 /// Where an entry of a [`TopicTable`] is, for as long as the table lives.
+///
+/// Kept as the index plus one, never zero: an `Option` of it, and of a pair
+/// of them, then fits in a register (returned by value rather than through
+/// memory, which on the per-record path cost a stalled load each time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct TopicSlot(u32);
+pub(crate) struct TopicSlot(NonZeroU32);
 
-#[cfg(test)]
 impl TopicSlot {
+    /// The slot of index `i`.
+    fn at_index(i: usize) -> TopicSlot {
+        let n = u32::try_from(i + 1).expect("fewer than 2^32 topics");
+        TopicSlot(NonZeroU32::new(n).expect("an index plus one is never zero"))
+    }
+
+    /// The slot's index.
+    fn index(self) -> usize {
+        self.0.get() as usize - 1
+    }
+
     /// Slot `n`, for tests of what keeps slots.
+    #[cfg(test)]
     pub(crate) fn nth(n: u32) -> TopicSlot {
-        TopicSlot(n)
+        TopicSlot::at_index(n as usize)
     }
 }
 
@@ -93,13 +110,13 @@ impl<V> TopicTable<V> {
 
     /// The entry in `slot`: its name and value.
     pub(crate) fn at(&self, slot: TopicSlot) -> Option<(&Topic, &V)> {
-        let i = *self.index.get(slot.0 as usize)? as usize;
+        let i = *self.index.get(slot.index())? as usize;
         self.entries.get(i).map(|e| (&e.name, &e.value))
     }
 
     /// The value in `slot`, to change.
     pub(crate) fn at_mut(&mut self, slot: TopicSlot) -> Option<&mut V> {
-        let i = *self.index.get(slot.0 as usize)? as usize;
+        let i = *self.index.get(slot.index())? as usize;
         self.entries.get_mut(i).map(|e| &mut e.value)
     }
 
@@ -119,7 +136,7 @@ impl<V> TopicTable<V> {
                         *at += 1;
                     }
                 }
-                let slot = TopicSlot(self.index.len() as u32);
+                let slot = TopicSlot::at_index(self.index.len());
                 let entry = Entry {
                     name: name.clone(),
                     slot,
@@ -150,7 +167,7 @@ impl<V> TopicTable<V> {
             {
                 self.entries.push(Entry {
                     name: Topic::from(name),
-                    slot: TopicSlot(0),
+                    slot: TopicSlot::at_index(0),
                     value: make(),
                 });
             }
@@ -162,14 +179,14 @@ impl<V> TopicTable<V> {
         added.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
         added.dedup_by(|a, b| a.name.as_str() == b.name.as_str());
         for (k, entry) in added.iter_mut().enumerate() {
-            entry.slot = TopicSlot((self.index.len() + k) as u32);
+            entry.slot = TopicSlot::at_index(self.index.len() + k);
         }
         self.entries.append(&mut added);
         self.entries
             .sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
         self.index.resize(self.entries.len(), 0);
         for (i, entry) in self.entries.iter().enumerate() {
-            self.index[entry.slot.0 as usize] = i as u32;
+            self.index[entry.slot.index()] = i as u32;
         }
     }
 
@@ -229,7 +246,7 @@ mod tests {
         let (name, slot, value) = table.find("apple").unwrap();
         assert_eq!((name.as_str(), slot, *value), ("apple", apple, 2));
         assert!(table.find("pear").is_none());
-        assert!(table.at(TopicSlot(3)).is_none());
+        assert!(table.at(TopicSlot::nth(3)).is_none());
     }
 
     #[test]

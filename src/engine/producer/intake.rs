@@ -318,7 +318,7 @@ impl Engine {
     /// rules: such a record fails at once rather than wait for metadata.
     /// Only a name the engine does not hold yet is checked.
     pub(super) fn illegal_topic(&self, topic: &Topic) -> Option<Error> {
-        if self.hot_topics.peek(topic).is_some() || self.metadata.key(topic).is_some() {
+        if self.hot_topics.knows(topic) || self.metadata.key(topic).is_some() {
             return None;
         }
         crate::topic_name::validate(topic).err()

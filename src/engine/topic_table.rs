@@ -11,7 +11,6 @@
 //! in name order, as a map keyed by name gives.
 
 use std::borrow::Borrow;
-
 use std::num::NonZeroU32;
 
 use crate::record::Topic;

@@ -76,9 +76,10 @@ impl HotTopics {
     }
 
     /// Whether `caller`'s topic is remembered, by this very name or an
-    /// equal one; remembers nothing. (A predicate rather than a look at the
-    /// slots: it runs for every record, and copying the slots out only to
-    /// test them cost a stalled load each time.)
+    /// equal one; remembers nothing. (It runs for every record, and tests
+    /// the last name without copying its slots out: written as
+    /// `as_last(caller).is_some()` it cost 6 % more CPU per record at 100
+    /// bytes, 8 of 8 alternated pairs.)
     #[inline]
     pub(super) fn knows(&self, caller: &Topic) -> bool {
         matches!(&self.last, Some((seen, _)) if seen.same(caller))

@@ -496,10 +496,10 @@ const FINE_WITHIN: Duration = Duration::from_secs(1);
 /// name is. The sending thread made or last touched them on another core,
 /// so the engine's first read of each (hashing the key, copying the value,
 /// comparing the topic) misses the cache, one record after another, each
-/// miss waited for in turn. Read for a whole
-/// run first, in a loop small enough that the processor has many of them
-/// outstanding at once, they cost a fraction of that, and the engine then
-/// finds them in its cache (10 % less CPU per record at 100 bytes).
+/// miss waited for in turn. Read for a whole run first, in a loop small
+/// enough that the processor has many of them outstanding at once, they
+/// cost a fraction of that, and the engine then finds them in its cache
+/// (10 % less CPU per record at 100 bytes).
 #[inline]
 fn warm(command: &Command) {
     if let Command::Send { record, .. } = command {

@@ -627,10 +627,7 @@ async fn librdkafka_mock_broker_down_counts_held_records_against_max_buffered_re
     let deadline = Instant::now() + Duration::from_secs(30);
     deliveries.push(try_send_until_taken(&producer, &value, deadline).await);
     values.push(value);
-    let mut offsets = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        offsets.push(delivery.await.expect("an accepted record failed").offset);
-    }
+    let offsets = delivered_offsets(deliveries).await;
     let want: Vec<i64> = (1..=values.len() as i64).collect();
     assert_eq!(offsets, want, "offsets after the warm-up, in send order");
     let total = values.len() + 1;
@@ -718,6 +715,15 @@ async fn try_send_until_taken(
     }
 }
 
+/// The offsets `deliveries` report, in their order; every one must succeed.
+async fn delivered_offsets(deliveries: Vec<DeliveryFuture>) -> Vec<i64> {
+    let mut offsets = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        offsets.push(delivery.await.expect("an accepted record failed").offset);
+    }
+    offsets
+}
+
 /// Waits for `deliveries`, the records of `values` sent to partition 0 of
 /// "t" after a warm-up record, and checks them against the log read back:
 /// consecutive offsets in send order, and the log holds each value once,
@@ -727,10 +733,7 @@ async fn assert_logged_in_send_order(
     deliveries: Vec<DeliveryFuture>,
     values: &[Vec<u8>],
 ) {
-    let mut offsets = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        offsets.push(delivery.await.expect("an accepted record failed").offset);
-    }
+    let offsets = delivered_offsets(deliveries).await;
     assert!(
         offsets.windows(2).all(|w| w[1] == w[0] + 1),
         "offsets not consecutive in send order"

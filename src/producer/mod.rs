@@ -49,7 +49,7 @@ use crate::net::pool::BrokerPool;
 use crate::partitioner::PartitionStrategy;
 use crate::producer::runtime::driver::{self, Charge, Command, DriverHandle};
 use crate::producer::runtime::reporter::DeliveryReply;
-use crate::record::{Record, RecordMetadata};
+use crate::record::{Record, RecordMetadata, Topic};
 
 /// Says when the engine took a record, or why it did not.
 type AcceptedReceiver = oneshot::Receiver<Result<(), Error>>;
@@ -235,13 +235,8 @@ impl Producer {
         Ok(())
     }
 
-    fn topic_known(&self, topic: &str) -> bool {
-        self.shared
-            .driver
-            .known_topics
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(topic)
+    fn topic_known(&self, topic: &Topic) -> bool {
+        self.shared.driver.known_topics.contains(topic)
     }
 
     /// The error for a record refused for want of buffer space; a `send`

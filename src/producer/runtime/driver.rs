@@ -30,8 +30,8 @@
 //! engine is idle or the close deadline passes (then what is left fails),
 //! then the task ends and the connections close.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -49,6 +49,7 @@ use crate::metadata::ClusterMetadata;
 use crate::net::pool::BrokerPool;
 use crate::producer::DeliveryCallback;
 use crate::producer::runtime::inbox::{self, Arrival, InboxReceiver, InboxSender, Quiet};
+use crate::producer::runtime::known_topics::KnownTopics;
 use crate::producer::runtime::reporter::DeliveryReply;
 use crate::producer::runtime::reporter::{Reporter, TaggedBatch};
 use crate::producer::runtime::token_ring::TokenRing;
@@ -212,7 +213,7 @@ pub(crate) struct DriverHandle {
     pub(crate) rule: BufferRule,
     /// Topics whose metadata the engine has: a record for one of them is
     /// accepted at once, so `send` need not wait for the driver.
-    pub(crate) known_topics: Arc<RwLock<BTreeSet<String>>>,
+    pub(crate) known_topics: Arc<KnownTopics>,
     /// Records `send` / `try_send` refused for want of buffer space.
     pub(crate) refused: Arc<std::sync::atomic::AtomicU64>,
     /// Set by `close`: later sends fail at once.
@@ -310,7 +311,7 @@ pub(crate) fn spawn(
         buffer_memory: engine.buffer_memory,
         max_request_size: engine.max_request_size,
     };
-    let known_topics = Arc::new(RwLock::new(BTreeSet::new()));
+    let known_topics = Arc::new(KnownTopics::new());
     let (commands, command_rx) = inbox::inbox_limited(
         inbox::Limit {
             charges: INBOX_RECORDS * QUEUED_COST,
@@ -441,7 +442,7 @@ struct Driver {
     reports: Vec<(DeliveryReply, RecordMetadata)>,
     /// Where reports of tagged records go, when there is a callback.
     reporter: Option<Reporter>,
-    known_topics: Arc<RwLock<BTreeSet<String>>>,
+    known_topics: Arc<KnownTopics>,
 }
 
 /// When the driver waits quietly for commands: with linger, after a run of
@@ -811,12 +812,8 @@ impl Driver {
             }
             Response::Metadata { id, result } => {
                 self.engine.handle_metadata_response(now, id, result);
-                let known: BTreeSet<String> =
-                    self.engine.known_topics().map(str::to_owned).collect();
-                let mut shared = self.known_topics.write().unwrap_or_else(|p| p.into_inner());
-                if *shared != known {
-                    *shared = known;
-                }
+                self.known_topics
+                    .replace(self.engine.known_topics().map(str::to_owned).collect());
             }
             Response::InitProducerId { id, result } => {
                 self.engine

@@ -11,6 +11,7 @@
 //! - `fine_timer`: the driver's timer for deadlines under a second (a
 //!   linger's end), to the microsecond where the platform allows;
 //! - `buffer_gate`: `buffer_memory` back-pressure on the sending side;
+//! - `known_topics`: the topics a waiting `send` hands over at once;
 //! - `token_ring`: the driver's table of unsettled records;
 //! - `reporter`: where each record's outcome goes (its future, or the
 //!   delivery callback and the thread that runs it);
@@ -25,7 +26,7 @@
 //! |---|---|---|
 //! | `buffer_memory` | `buffer_gate`: every record is charged before it reaches the driver, in arrival order | the engine runs with `BufferOwner::Caller` (it counts, never holds back); `Producer::stats` reads the gate |
 //! | compression placement | the engine's configuration (`CompressAt::Dispatch` for the producer) | `outbound::Outbound::for_engine` reads it; the engine learns wire sizes back |
-//! | known topics | the engine's metadata cache | the driver copies the names into a shared set after each metadata answer, for `send`'s fast path |
+//! | known topics | the engine's metadata cache | the driver copies the names into `known_topics` after each metadata answer, for `send`'s fast path |
 //! | flush | the engine (its flush mark makes every record up to a token ready) | the driver keeps each `flush` caller's token and answers it once those records settled |
 //! | close | the driver (its deadline, then `Engine::abort`) | handles see the commands channel close |
 //! | when a record wakes the driver | the driver sets each quiet wait (until its next deadline, at most a linger away); the inbox applies it | senders stamp a record with its send instant while the driver waits quietly; the engine appends it as of then |
@@ -35,6 +36,7 @@ pub(crate) mod dispatch;
 pub(crate) mod driver;
 pub(crate) mod fine_timer;
 pub(crate) mod inbox;
+pub(crate) mod known_topics;
 pub(crate) mod outbound;
 pub(crate) mod reporter;
 pub(crate) mod response;

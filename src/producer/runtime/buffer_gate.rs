@@ -70,10 +70,13 @@ pub(crate) struct BufferGate {
     /// Set while the producer holds its `max_buffered_records` (see
     /// [`inbox_cap_flag`](Self::inbox_cap_flag)).
     inbox_at_cap: Arc<AtomicBool>,
-    /// Bytes waiting sends may still take before the producer's task looks
-    /// again (see [`set_pacing`](Self::set_pacing)); `usize::MAX` for no
-    /// limit.
-    pacing_room: AtomicUsize,
+    /// The mark of `used` up to which waiting sends may take before the
+    /// producer's task looks again (see [`set_pacing`](Self::set_pacing));
+    /// `usize::MAX` for no limit. Kept as a mark on `used` rather than a
+    /// room of its own, so that a waiting send takes its bytes with one
+    /// atomic update, as `try_send` does; bytes given back lower it by as
+    /// much, so that returns do not widen the room.
+    pacing_limit: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -109,7 +112,7 @@ impl BufferGate {
             queued: AtomicUsize::new(0),
             inbox_full: Arc::default(),
             inbox_at_cap: Arc::default(),
-            pacing_room: AtomicUsize::new(usize::MAX),
+            pacing_limit: AtomicUsize::new(usize::MAX),
             state: Mutex::new(State {
                 waiters: VecDeque::new(),
                 next_id: 0,
@@ -133,13 +136,24 @@ impl BufferGate {
         Arc::clone(&self.inbox_at_cap)
     }
 
-    /// Adds `size` to the budget in use if it fits.
-    fn take(&self, size: usize) -> bool {
+    /// Adds `size` to the budget in use if it fits, and while the budget in
+    /// use is under `limit`.
+    fn take(&self, size: usize, limit: usize) -> bool {
         self.used
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
-                (used.saturating_add(size) <= self.capacity).then(|| used + size)
+                (used < limit && used.saturating_add(size) <= self.capacity).then(|| used + size)
             })
             .is_ok()
+    }
+
+    /// Subtracts `size` from the budget in use, and from the pacing mark.
+    fn untake(&self, size: usize) {
+        self.used.fetch_sub(size, Ordering::SeqCst);
+        let _ = self
+            .pacing_limit
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |limit| {
+                (limit != usize::MAX).then(|| limit.saturating_sub(size))
+            });
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -174,7 +188,7 @@ impl BufferGate {
         if self.at_record_limit() {
             return Err(Refusal::RecordLimit);
         }
-        if self.queued.load(Ordering::SeqCst) == 0 && self.take(size) {
+        if self.queued.load(Ordering::SeqCst) == 0 && self.take(size, usize::MAX) {
             Ok(())
         } else {
             Err(Refusal::BufferFull)
@@ -195,28 +209,21 @@ impl BufferGate {
     /// room. A record larger than what is left of the pacing room takes the
     /// rest, so that no record waits for a room that never grows that far.
     fn take_paced(&self, size: usize) -> bool {
-        if self.inbox_full.load(Ordering::SeqCst)
-            || self.at_record_limit()
-            || self.pacing_room.load(Ordering::SeqCst) == 0
-            || !self.take(size)
-        {
-            return false;
-        }
-        let _ = self
-            .pacing_room
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |room| {
-                (room != usize::MAX).then(|| room.saturating_sub(size))
-            });
-        true
+        !self.inbox_full.load(Ordering::SeqCst)
+            && !self.at_record_limit()
+            && self.take(size, self.pacing_limit.load(Ordering::SeqCst))
     }
 
     /// The room waiting sends may take until the producer's task looks
     /// again (`None`: no limit), as its last pass found; waiters in line are
     /// served from it.
     pub(crate) fn set_pacing(self: &Arc<Self>, room: Option<u64>) {
-        let room = room.map_or(usize::MAX, |r| usize::try_from(r).unwrap_or(usize::MAX - 1));
-        self.pacing_room.store(room, Ordering::SeqCst);
-        if room > 0 {
+        let limit = room.map_or(usize::MAX, |room| {
+            let room = usize::try_from(room).unwrap_or(usize::MAX);
+            self.used().saturating_add(room).min(usize::MAX - 1)
+        });
+        self.pacing_limit.store(limit, Ordering::SeqCst);
+        if room != Some(0) {
             self.serve_waiters();
         }
     }
@@ -285,7 +292,7 @@ impl BufferGate {
     /// were queued), without serving waiters: call [`serve_waiters`](Self::serve_waiters)
     /// afterwards (this may run under a lock that a grant would need).
     pub(crate) fn give_back(&self, size: usize) {
-        self.used.fetch_sub(size, Ordering::SeqCst);
+        self.untake(size);
     }
 
     /// Serves waiters after [`give_back`](Self::give_back).
@@ -301,7 +308,7 @@ impl BufferGate {
         if size == 0 {
             return;
         }
-        self.used.fetch_sub(size, Ordering::SeqCst);
+        self.untake(size);
         // Nobody waits (the common case): no lock.
         if self.queued.load(Ordering::SeqCst) > 0 {
             self.grant_waiters();
@@ -414,6 +421,29 @@ mod tests {
         gate.set_pacing(None);
         assert!(gate.try_take_paced(900));
         assert!(!gate.try_take_paced(100), "the buffer is full");
+    }
+
+    #[test]
+    fn bytes_given_back_do_not_widen_the_pacing_room() {
+        let gate = BufferGate::new(1000);
+        gate.set_pacing(Some(25));
+        assert!(gate.try_take_paced(20));
+        // Records settle (or leave the inbox) before the next pass: the
+        // buffer has room again, the pass's room is what it was.
+        gate.release(15);
+        gate.give_back(2);
+        assert_eq!(gate.used(), 3);
+        assert!(gate.try_take_paced(4));
+        assert!(
+            gate.try_take_paced(4),
+            "the last of the room takes the rest"
+        );
+        assert!(!gate.try_take_paced(1), "room spent");
+        // A pass with no room refuses at once; a sender that cannot wait
+        // is not paced.
+        gate.set_pacing(Some(0));
+        assert!(!gate.try_take_paced(1));
+        assert_eq!(gate.try_take(1), Ok(()));
     }
 
     #[tokio::test]

@@ -61,14 +61,16 @@ impl KnownTopics {
         // Read before the set: a topic found is remembered with a
         // generation no later than the set it was found in.
         let generation = self.generation.load(Ordering::Acquire);
-        let remembered = LAST_FOUND.with_borrow(|found| {
-            found.as_ref().is_some_and(|found| {
+        // A thread whose locals are gone (a send from another local's
+        // destructor) asks the set every time.
+        let remembered = LAST_FOUND.try_with(|found| {
+            found.borrow().as_ref().is_some_and(|found| {
                 found.producer == self.producer
                     && found.generation == generation
                     && found.topic == *topic
             })
         });
-        if remembered {
+        if matches!(remembered, Ok(true)) {
             return true;
         }
         let known = self
@@ -77,8 +79,8 @@ impl KnownTopics {
             .unwrap_or_else(PoisonError::into_inner)
             .contains(topic.as_str());
         if known {
-            LAST_FOUND.with_borrow_mut(|found| {
-                *found = Some(Found {
+            let _ = LAST_FOUND.try_with(|found| {
+                *found.borrow_mut() = Some(Found {
                     producer: self.producer,
                     generation,
                     topic: topic.clone(),
